@@ -1,0 +1,94 @@
+// Parameters of the block-sparse varlen attention kernels (2D and 1D masks, forward and backward).
+// ATen-free: filled by csrc/attention/attention_api.cpp, read by the kernels.
+//
+// One kernel family serves both mask kinds. A "row" is a (query token, query head) pair. The mask
+// row used by query token t (sequence-local) is  t / mask_row_div  : mask_row_div = B_q for a 2D
+// mask, 1 for a 1D (per-token) mask. So a 2D mask is a 1D mask whose rows repeat B_q times.
+//
+// Row tiles. Rows are processed in tiles of `tile_tokens * pack` rows that share one K/V stream
+// (all heads in a tile belong to one kv head). For kv head hk of sequence b, q heads
+// hk*group .. hk*group+group-1 are split into `group/pack` head slots of `pack` consecutive heads;
+// row tile rt = slot * n_tok_tiles + tok_tile covers tokens [tok_tile*tile_tokens, +tile_tokens) of
+// the heads of that slot, row r of the tile being token tok_tile*tile_tokens + r / pack,
+// head hk*group + slot*pack + r % pack. pack = 1 except for 1D masks shared by a GQA group, where
+// packing the group's heads into one tile lets them share one key-block union.
+//
+// Tile mask (built by run_build_tile_mask, read by forward and backward):
+//   tile_mask  [batch][h_kv][n_row_tiles][nb_k]  uint8
+//   tile_maskT [batch][h_kv][nb_k][n_row_tiles]  uint8 (same values, transposed, for the backward)
+//   value 0: no row of the tile attends to key block n (mask off, block outside the sequence's key
+//            range, or entirely above the causal diagonal for every row of the tile);
+//         1: some rows do: the kernel must check mask[b, hm, t / mask_row_div, n] per row;
+//         2: every valid row of the tile keeps block n by the mask (causal / length masking of
+//            individual elements is still applied by the kernel).
+//   Rows/tiles past the end of a sequence are "not valid" and ignored when building.
+#pragma once
+#include <cstdint>
+
+namespace seer {
+
+struct AttnParams {
+  // ---- problem ---------------------------------------------------------------------------
+  int batch;         // number of sequences B
+  int h_q;           // query heads
+  int h_kv;          // key/value heads; h_q % h_kv == 0
+  int group;         // h_q / h_kv
+  int head_dim;      // D (64, 128, 256)
+  int max_seqlen_q;  // upper bound on sequence lengths (host int; never read from device data)
+  int max_seqlen_k;
+  int total_q;       // T_q (rows of q)
+  int total_k;       // T_k
+  float scale;       // sm_scale
+  float scale_log2;  // sm_scale * log2(e)
+  bool causal;       // bottom-right aligned: key j visible to query i iff j <= i + seqlen_k - seqlen_q
+  bool is_bf16;      // element type of q/k/v/out (else fp16)
+
+  // ---- tensors (element strides; the last dim is contiguous) -------------------------------
+  const void* q;  int64_t q_row_stride, q_head_stride;   // [T_q, H_q, D]
+  const void* k;  int64_t k_row_stride, k_head_stride;   // [T_k, H_kv, D]
+  const void* v;  int64_t v_row_stride, v_head_stride;   // [T_k, H_kv, D]
+  void* out;      int64_t o_row_stride, o_head_stride;   // [T_q, H_q, D], written by forward
+  float* lse;                                            // [H_q, T_q] contiguous, natural log
+  const int* cu_seqlens_q;                               // [B+1] int32
+  const int* cu_seqlens_k;                               // [B+1] int32
+
+  // ---- mask (bytes, nonzero = keep; any strides, stride 0 allowed) -------------------------
+  const uint8_t* mask;
+  int64_t mask_stride_b, mask_stride_h, mask_stride_row, mask_stride_col;  // in elements (bytes)
+  int mask_heads;     // H_mask in {h_q, h_kv, 1}: mask head of q head h is h / (h_q / H_mask)
+  int mask_row_div;   // B_q for 2D masks, 1 for 1D masks
+  int block_size_q;   // B_q (2D) or 1 (1D); equals mask_row_div
+  int block_size_k;   // B_k: key block n covers keys [n*B_k, (n+1)*B_k) of its sequence
+  int nb_k;           // ceil(max_seqlen_k / B_k): key blocks per sequence considered
+
+  // ---- row tiling and tile mask ----------------------------------------------------------
+  int pack;           // heads packed per row tile (divides group)
+  int tile_tokens;    // tokens per row tile
+  int n_tok_tiles;    // ceil(max_seqlen_q / tile_tokens)
+  int n_row_tiles;    // (group / pack) * n_tok_tiles
+  uint8_t* tile_mask;   // [batch][h_kv][n_row_tiles][nb_k]
+  uint8_t* tile_maskT;  // [batch][h_kv][nb_k][n_row_tiles]
+};
+
+struct AttnBwdParams : AttnParams {
+  const void* dout; int64_t do_row_stride, do_head_stride;  // [T_q, H_q, D]
+  const float* dlse;  // [H_q, T_q] gradient into lse, or nullptr
+  float* softmax_d;   // workspace [H_q, T_q]: D_i = rowsum(dout * out) - dlse_i
+  void* dq;  int64_t dq_row_stride, dq_head_stride;  // [T_q, H_q, D] outputs (contiguous)
+  void* dk;  int64_t dk_row_stride, dk_head_stride;  // [T_k, H_kv, D], reduced over the GQA group
+  void* dv;  int64_t dv_row_stride, dv_head_stride;
+  float* dq_accum;    // optional fp32 workspace [T_q, H_q, D] (atomic path), nullptr if unused
+  bool deterministic; // no atomics whose order changes results
+};
+
+// Launchers (defined in .cu files, dispatch on head_dim / dtype internally). Return 0 on success or
+// the CUDA error code of the failed launch.
+int run_build_tile_mask(const AttnParams& params, void* stream);
+int run_attention_fwd(const AttnParams& params, void* stream);
+int run_attention_bwd(const AttnBwdParams& params, void* stream);
+// Rows per row tile (kBlockM) the forward / backward kernels use for a head dim; the API layer sets
+// tile_tokens = rows / pack and builds the tile mask accordingly before calling the kernel.
+int attention_fwd_tile_rows(int head_dim);
+int attention_bwd_tile_rows(int head_dim);
+
+}  // namespace seer

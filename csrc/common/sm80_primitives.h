@@ -1,0 +1,112 @@
+// Thin wrappers over the sm80+ warp-level instructions used by the tensor-core mainloops:
+// cp.async (global -> shared, 16 B, zero-fill), ldmatrix (shared -> mma fragments) and
+// mma.sync m16n8k16 with fp32 accumulation. ATen-free; NVIDIA-only (see platform.h).
+//
+// Fragment layouts (PTX ISA, "mma.m16n8k16"): lane = 4*g + t (g = lane/4 in 0..7, t = lane%4).
+//   A (16x16, row-major)  regs a0..a3 (each 2 x 16-bit): a0 = (row g,   cols 2t..2t+1),
+//                         a1 = (row g+8, cols 2t..), a2 = (row g, cols 2t+8..), a3 = (row g+8, cols 2t+8..)
+//   B (16x8,  "col")      regs b0, b1: b0 = (rows 2t..2t+1, col g), b1 = (rows 2t+8.., col g)
+//   C/D (16x8, fp32)      c0,c1 = (row g, cols 2t, 2t+1), c2,c3 = (row g+8, cols 2t, 2t+1)
+#pragma once
+#include <cstdint>
+#include "platform.h"
+
+namespace seer {
+
+// 16-byte asynchronous copy global -> shared. When !pred, the 16 shared bytes are zero-filled and
+// global memory is not read (the address must still be a valid pointer value, not dereferenced).
+SEER_DEVICE void cp_async_16(void* smem_dst, const void* gmem_src, bool pred) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  const int src_bytes = pred ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem_src), "r"(src_bytes));
+}
+SEER_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Wait until at most N committed groups are still in flight.
+template <int N>
+SEER_DEVICE void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+SEER_DEVICE void ldmatrix_x4(uint32_t (&r)[4], const void* smem_src) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_src));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+SEER_DEVICE void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_src) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_src));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+SEER_DEVICE void ldmatrix_x2(uint32_t (&r)[2], const void* smem_src) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_src));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+SEER_DEVICE void ldmatrix_x2_trans(uint32_t (&r)[2], const void* smem_src) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_src));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(s));
+}
+
+// D = A * B + D, m16n8k16, fp32 accumulators. Elem is __half or __nv_bfloat16.
+template <typename Elem>
+SEER_DEVICE void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+
+template <>
+SEER_DEVICE void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+template <>
+SEER_DEVICE void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Two floats -> one 32-bit register of two 16-bit values (x in the low half).
+template <typename Elem>
+SEER_DEVICE uint32_t pack2(float x, float y);
+template <>
+SEER_DEVICE uint32_t pack2<__half>(float x, float y) {
+  __half2 h = __floats2half2_rn(x, y);
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+template <>
+SEER_DEVICE uint32_t pack2<__nv_bfloat16>(float x, float y) {
+  __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+
+template <typename Elem>
+SEER_DEVICE float to_float(Elem x);
+template <>
+SEER_DEVICE float to_float<__half>(__half x) { return __half2float(x); }
+template <>
+SEER_DEVICE float to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// 2^x with the hardware approximation (what softmax mainloops use after folding log2(e) into the scale).
+SEER_DEVICE float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Reductions over the 4 lanes of a quad (the lanes that share one accumulator row).
+SEER_DEVICE float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+SEER_DEVICE float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+}  // namespace seer
