@@ -24,7 +24,9 @@ TORCH_LIBRARY(seer_attn, m) {
   m.def(
       "block_sparse_2d_fwd(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
       "int max_seqlen_q, int max_seqlen_k, Tensor block_mask, int block_size_q, int block_size_k, "
-      "float sm_scale, bool causal) -> (Tensor out, Tensor lse)");
+      "float sm_scale, bool causal, bool deterministic=False) -> (Tensor out, Tensor lse)");
+  // `deterministic` is unused by the forward computation; it is recorded for the registered autograd
+  // so that the backward op is called with it.
   // dlse (optional, [H_q, T_q] float32) is the gradient flowing into lse; it folds into the
   // softmax row term (D_i - dlse_i), so lse is differentiable too.
   m.def(
@@ -37,8 +39,8 @@ TORCH_LIBRARY(seer_attn, m) {
   // block_mask [B, H_mask, >= max_seqlen_q, >= ceil(max_seqlen_k/B_k)]: row t = key blocks of query token t.
   m.def(
       "block_sparse_1d_fwd(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
-      "int max_seqlen_q, int max_seqlen_k, Tensor block_mask, int block_size_k, float sm_scale, bool causal) "
-      "-> (Tensor out, Tensor lse)");
+      "int max_seqlen_q, int max_seqlen_k, Tensor block_mask, int block_size_k, float sm_scale, bool causal, "
+      "bool deterministic=False) -> (Tensor out, Tensor lse)");
   m.def(
       "block_sparse_1d_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? dlse, "
       "Tensor cu_seqlens_q, Tensor cu_seqlens_k, int max_seqlen_q, int max_seqlen_k, Tensor block_mask, "
