@@ -1,0 +1,358 @@
+// Torch-facing layer of the block-sparse attention ops (2D and 1D masks, forward and backward):
+// checks every input (messages name the op, the argument and the bad value, mirroring
+// seer_attn/checks.py), fills AttnParams, allocates outputs and workspaces, builds the tile mask and
+// calls the kernels on the current stream. Never synchronises the device (set
+// SEER_ATTN_CHECK_INPUTS=1 to also validate cu_seqlens values, which copies them to the host).
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+#include <torch/all.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "attention_params.h"
+#include "common/tail_fill.h"
+
+namespace seer {
+namespace {
+
+#define SEER_CHECK(cond, op, ...) TORCH_CHECK((cond), "seer_attn::", op, ": ", __VA_ARGS__)
+
+enum class MaskKind { k2D, k1D };
+
+int cdiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::string(v) == "1";
+}
+
+void check_launch(const char* op, int err, const char* what) {
+  SEER_CHECK(err == 0, op, what, " launch failed with CUDA error ", err, " (",
+             cudaGetErrorString(static_cast<cudaError_t>(err)), ")");
+}
+
+void check_qkv_tensor(const char* op, const char* name, const at::Tensor& t, int64_t rank) {
+  SEER_CHECK(t.dim() == rank, op, name, " must have ", rank, " dims, got shape ", t.sizes());
+  SEER_CHECK(t.is_cuda(), op, name, " must be a CUDA tensor, got device ", t.device());
+  SEER_CHECK(t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16, op, name,
+             " must be float16 or bfloat16, got ", t.scalar_type());
+  SEER_CHECK(t.stride(-1) == 1, op, name, " must be contiguous in the last dim, got stride ", t.stride(-1));
+}
+
+void check_cu_seqlens(const char* op, const char* name, const at::Tensor& cu, const at::Tensor& q) {
+  SEER_CHECK(cu.scalar_type() == at::kInt, op, name, " must be int32, got ", cu.scalar_type());
+  SEER_CHECK(cu.dim() == 1 && cu.size(0) >= 1, op, name, " must be 1-D with batch+1 entries, got shape ",
+             cu.sizes());
+  SEER_CHECK(cu.device() == q.device(), op, name, " must be on ", q.device(), ", got ", cu.device());
+}
+
+// Optional (env SEER_ATTN_CHECK_INPUTS=1): data checks that need the values on the host.
+void check_cu_seqlens_values(const char* op, const char* name, const at::Tensor& cu, int64_t total,
+                             int64_t max_seqlen) {
+  auto h = cu.to(at::kCPU);
+  const int* p = h.data_ptr<int>();
+  SEER_CHECK(p[0] == 0, op, name, " must start at 0, got ", p[0]);
+  for (int64_t i = 0; i + 1 < h.size(0); ++i) {
+    SEER_CHECK(p[i + 1] >= p[i], op, name, " must be non-decreasing, got ", h);
+    SEER_CHECK(p[i + 1] - p[i] <= max_seqlen, op, name, " has a sequence longer than max_seqlen=", max_seqlen,
+               ", got ", h);
+  }
+  SEER_CHECK(p[h.size(0) - 1] <= total, op, name, " ends past the ", total, " rows of the input, got ", h);
+}
+
+void check_block_size(const char* op, const char* name, int64_t bs) {
+  SEER_CHECK(bs >= 16 && bs <= 256 && bs % 16 == 0, op, name, " must be a multiple of 16 in [16, 256], got ",
+             bs);
+}
+
+// Byte view of a mask: bool/uint8/int8 are read in place (strides kept, stride 0 allowed); other integer
+// dtypes are converted with `!= 0` (one pass, same shape).
+at::Tensor byte_mask(const char* op, const at::Tensor& mask) {
+  const auto st = mask.scalar_type();
+  SEER_CHECK(st == at::kBool || at::isIntegralType(st, /*includeBool=*/false), op,
+             "block_mask must be bool or an integer dtype, got ", st);
+  if (st == at::kBool || st == at::kByte || st == at::kChar) return mask;
+  return mask.ne(0);
+}
+
+struct AttnInputs {
+  MaskKind kind;
+  const char* op;
+  at::Tensor q, k, v, cu_q, cu_k, mask;  // mask already a byte view
+  int64_t max_q, max_k, bq, bk;
+  double scale;
+  bool causal;
+};
+
+// Checks shared by forward and backward; fills the problem/tensor/mask part of params.
+void fill_common(AttnParams& p, const AttnInputs& in) {
+  const char* op = in.op;
+  const auto& q = in.q;
+  const auto& k = in.k;
+  const auto& v = in.v;
+  check_qkv_tensor(op, "q", q, 3);
+  check_qkv_tensor(op, "k", k, 3);
+  check_qkv_tensor(op, "v", v, 3);
+  SEER_CHECK(k.scalar_type() == q.scalar_type(), op, "k must have the dtype of q (", q.scalar_type(), "), got ",
+             k.scalar_type());
+  SEER_CHECK(v.scalar_type() == q.scalar_type(), op, "v must have the dtype of q (", q.scalar_type(), "), got ",
+             v.scalar_type());
+  SEER_CHECK(k.device() == q.device(), op, "k must be on ", q.device(), ", got ", k.device());
+  SEER_CHECK(v.device() == q.device(), op, "v must be on ", q.device(), ", got ", v.device());
+  const int64_t d = q.size(2);
+  SEER_CHECK(d == 64 || d == 128 || d == 256, op, "q head dim must be 64, 128 or 256, got ", d);
+  SEER_CHECK(k.size(2) == d, op, "k head dim must equal q's (", d, "), got ", k.size(2));
+  SEER_CHECK(v.sizes() == k.sizes(), op, "v must have the shape of k (", k.sizes(), "), got ", v.sizes());
+  const int64_t hq = q.size(1), hkv = k.size(1);
+  SEER_CHECK(hkv >= 1 && hq % hkv == 0, op, "H_q must be a multiple of H_kv, got H_q=", hq, ", H_kv=", hkv);
+  check_cu_seqlens(op, "cu_seqlens_q", in.cu_q, q);
+  check_cu_seqlens(op, "cu_seqlens_k", in.cu_k, q);
+  const int64_t batch = in.cu_q.size(0) - 1;
+  SEER_CHECK(in.cu_k.size(0) == batch + 1, op, "cu_seqlens_k must have ", batch + 1,
+             " entries like cu_seqlens_q, got ", in.cu_k.size(0));
+  SEER_CHECK(in.max_q >= 0, op, "max_seqlen_q must be >= 0, got ", in.max_q);
+  SEER_CHECK(in.max_k >= 0, op, "max_seqlen_k must be >= 0, got ", in.max_k);
+  SEER_CHECK(std::isfinite(in.scale), op, "sm_scale must be finite, got ", in.scale);
+  if (in.kind == MaskKind::k2D) check_block_size(op, "block_size_q", in.bq);
+  check_block_size(op, "block_size_k", in.bk);
+
+  const auto& m = in.mask;
+  SEER_CHECK(m.dim() == 4, op, "block_mask must have 4 dims, got shape ", m.sizes());
+  SEER_CHECK(m.device() == q.device(), op, "block_mask must be on ", q.device(), ", got ", m.device());
+  SEER_CHECK(m.size(0) == batch, op, "block_mask dim 0 must be the batch size ", batch, ", got shape ",
+             m.sizes());
+  const int64_t hm = m.size(1);
+  SEER_CHECK(hm == hq || hm == hkv || hm == 1, op, "block_mask dim 1 must be H_q=", hq, ", H_kv=", hkv,
+             " or 1, got ", hm);
+  const int64_t rows_needed = in.kind == MaskKind::k2D ? cdiv(in.max_q, in.bq) : in.max_q;
+  const int64_t cols_needed = cdiv(in.max_k, in.bk);
+  SEER_CHECK(m.size(2) >= rows_needed, op, "block_mask dim 2 must be >= ", rows_needed, ", got shape ",
+             m.sizes());
+  SEER_CHECK(m.size(3) >= cols_needed, op, "block_mask dim 3 must be >= ", cols_needed, ", got shape ",
+             m.sizes());
+  if (env_flag("SEER_ATTN_CHECK_INPUTS")) {
+    check_cu_seqlens_values(op, "cu_seqlens_q", in.cu_q, q.size(0), in.max_q);
+    check_cu_seqlens_values(op, "cu_seqlens_k", in.cu_k, k.size(0), in.max_k);
+  }
+
+  p.batch = static_cast<int>(batch);
+  p.h_q = static_cast<int>(hq);
+  p.h_kv = static_cast<int>(hkv);
+  p.group = static_cast<int>(hq / hkv);
+  p.head_dim = static_cast<int>(d);
+  p.max_seqlen_q = static_cast<int>(in.max_q);
+  p.max_seqlen_k = static_cast<int>(in.max_k);
+  p.total_q = static_cast<int>(q.size(0));
+  p.total_k = static_cast<int>(k.size(0));
+  p.scale = static_cast<float>(in.scale);
+  p.scale_log2 = static_cast<float>(in.scale * M_LOG2E);
+  p.causal = in.causal;
+  p.is_bf16 = q.scalar_type() == at::kBFloat16;
+  p.q = q.data_ptr();
+  p.q_row_stride = q.stride(0);
+  p.q_head_stride = q.stride(1);
+  p.k = k.data_ptr();
+  p.k_row_stride = k.stride(0);
+  p.k_head_stride = k.stride(1);
+  p.v = v.data_ptr();
+  p.v_row_stride = v.stride(0);
+  p.v_head_stride = v.stride(1);
+  p.cu_seqlens_q = in.cu_q.data_ptr<int>();
+  p.cu_seqlens_k = in.cu_k.data_ptr<int>();
+  p.mask = static_cast<const uint8_t*>(m.data_ptr());
+  p.mask_stride_b = m.stride(0);
+  p.mask_stride_h = m.stride(1);
+  p.mask_stride_row = m.stride(2);
+  p.mask_stride_col = m.stride(3);
+  p.mask_heads = static_cast<int>(hm);
+  p.mask_row_div = in.kind == MaskKind::k2D ? static_cast<int>(in.bq) : 1;
+  p.block_size_q = p.mask_row_div;
+  p.block_size_k = static_cast<int>(in.bk);
+  p.nb_k = cdiv(in.max_k, in.bk);
+}
+
+// Row tiling for a kernel that processes `tile_rows` rows per tile; allocates and builds the tile mask.
+// Packing the heads of a GQA group into one tile only pays when they share the mask rows (1D masks
+// given per kv head or broadcast); a 2D mask already shares rows across a query block.
+std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, const at::Tensor& like,
+                                              cudaStream_t stream, const char* op) {
+  int pack = 1;
+  if (kind == MaskKind::k1D && p.mask_heads != p.h_q && p.group > 1) {
+    for (int c = 1; c <= 16 && c <= p.group && c <= tile_rows; ++c)
+      if (p.group % c == 0) pack = c;
+  }
+  p.pack = pack;
+  p.tile_tokens = tile_rows / pack;
+  p.n_tok_tiles = cdiv(p.max_seqlen_q, p.tile_tokens);
+  p.n_row_tiles = (p.group / pack) * p.n_tok_tiles;
+  const int64_t n = static_cast<int64_t>(p.batch) * p.h_kv * p.n_row_tiles * p.nb_k;
+  auto opts = like.options().dtype(at::kByte);
+  at::Tensor tm = at::empty({n}, opts);
+  at::Tensor tmT = at::empty({n}, opts);
+  p.tile_mask = tm.data_ptr<uint8_t>();
+  p.tile_maskT = tmT.data_ptr<uint8_t>();
+  if (n > 0) check_launch(op, run_build_tile_mask(p, stream), " tile mask");
+  return {tm, tmT};
+}
+
+std::tuple<at::Tensor, at::Tensor> attention_fwd(const AttnInputs& in) {
+  AttnParams p{};
+  fill_common(p, in);
+  c10::cuda::CUDAGuard guard(in.q.device());
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const int64_t tq = in.q.size(0), hq = in.q.size(1), d = in.q.size(2);
+  at::Tensor out = at::empty({tq, hq, d}, in.q.options());
+  at::Tensor lse = at::empty({hq, tq}, in.q.options().dtype(at::kFloat));
+  if (tq == 0) return {out, lse};
+  p.out = out.data_ptr();
+  p.o_row_stride = out.stride(0);
+  p.o_head_stride = out.stride(1);
+  p.lse = lse.data_ptr<float>();
+  auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p.head_dim), in.q, stream, in.op);
+  if (p.batch > 0 && p.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p, stream), " forward kernel");
+  // Rows past the last sequence belong to no sequence: out 0, lse -inf.
+  check_launch(in.op,
+               run_zero_tail_rows(p.out, p.o_row_stride, p.o_head_stride, p.h_q, p.head_dim, 2, p.cu_seqlens_q,
+                                  p.batch, p.total_q, stream),
+               " tail fill");
+  check_launch(in.op, run_fill_tail_lse(p.lse, p.h_q, p.cu_seqlens_q, p.batch, p.total_q, -INFINITY, stream),
+               " tail fill");
+  return {out, lse};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(const AttnInputs& in, const at::Tensor& dout,
+                                                             const at::Tensor& out, const at::Tensor& lse,
+                                                             const c10::optional<at::Tensor>& dlse,
+                                                             bool deterministic) {
+  AttnBwdParams p{};
+  fill_common(p, in);
+  const char* op = in.op;
+  check_qkv_tensor(op, "dout", dout, 3);
+  check_qkv_tensor(op, "out", out, 3);
+  SEER_CHECK(dout.sizes() == in.q.sizes(), op, "dout must have the shape of q (", in.q.sizes(), "), got ",
+             dout.sizes());
+  SEER_CHECK(out.sizes() == in.q.sizes(), op, "out must have the shape of q (", in.q.sizes(), "), got ",
+             out.sizes());
+  SEER_CHECK(dout.scalar_type() == in.q.scalar_type(), op, "dout must have the dtype of q (", in.q.scalar_type(),
+             "), got ", dout.scalar_type());
+  SEER_CHECK(out.scalar_type() == in.q.scalar_type(), op, "out must have the dtype of q (", in.q.scalar_type(),
+             "), got ", out.scalar_type());
+  const int64_t tq = in.q.size(0), hq = in.q.size(1);
+  SEER_CHECK(lse.scalar_type() == at::kFloat, op, "lse must be float32, got ", lse.scalar_type());
+  SEER_CHECK(lse.dim() == 2 && lse.size(0) == hq && lse.size(1) == tq, op, "lse must have shape [", hq, ", ", tq,
+             "], got ", lse.sizes());
+  SEER_CHECK(lse.device() == in.q.device(), op, "lse must be on ", in.q.device(), ", got ", lse.device());
+  at::Tensor lse_c = lse.contiguous();
+  at::Tensor dlse_c;
+  if (dlse.has_value()) {
+    SEER_CHECK(dlse->scalar_type() == at::kFloat, op, "dlse must be float32, got ", dlse->scalar_type());
+    SEER_CHECK(dlse->dim() == 2 && dlse->size(0) == hq && dlse->size(1) == tq, op, "dlse must have shape [", hq,
+               ", ", tq, "], got ", dlse->sizes());
+    SEER_CHECK(dlse->device() == in.q.device(), op, "dlse must be on ", in.q.device(), ", got ", dlse->device());
+    dlse_c = dlse->contiguous();
+  }
+  c10::cuda::CUDAGuard guard(in.q.device());
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  at::Tensor dq = at::empty(in.q.sizes(), in.q.options());
+  at::Tensor dk = at::empty(in.k.sizes(), in.k.options());
+  at::Tensor dv = at::empty(in.v.sizes(), in.v.options());
+  at::Tensor softmax_d = at::empty({hq, tq}, in.q.options().dtype(at::kFloat));
+  p.out = out.data_ptr();
+  p.o_row_stride = out.stride(0);
+  p.o_head_stride = out.stride(1);
+  p.lse = lse_c.data_ptr<float>();
+  p.dout = dout.data_ptr();
+  p.do_row_stride = dout.stride(0);
+  p.do_head_stride = dout.stride(1);
+  p.dlse = dlse_c.defined() ? dlse_c.data_ptr<float>() : nullptr;
+  p.softmax_d = softmax_d.data_ptr<float>();
+  p.dq = dq.data_ptr();
+  p.dq_row_stride = dq.stride(0);
+  p.dq_head_stride = dq.stride(1);
+  p.dk = dk.data_ptr();
+  p.dk_row_stride = dk.stride(0);
+  p.dk_head_stride = dk.stride(1);
+  p.dv = dv.data_ptr();
+  p.dv_row_stride = dv.stride(0);
+  p.dv_head_stride = dv.stride(1);
+  p.dq_accum = nullptr;
+  p.deterministic = deterministic;
+  at::Tensor tm, tmT;
+  if (p.batch > 0) {
+    auto tiles = build_tiles(p, in.kind, attention_bwd_tile_rows(p.head_dim), in.q, stream, op);
+    tm = tiles.first;
+    tmT = tiles.second;
+    if (tq > 0 || in.k.size(0) > 0) check_launch(op, run_attention_bwd(p, stream), " backward kernel");
+  }
+  // Rows past the last sequence get zero gradients.
+  check_launch(op,
+               run_zero_tail_rows(p.dq, p.dq_row_stride, p.dq_head_stride, p.h_q, p.head_dim, 2, p.cu_seqlens_q,
+                                  p.batch, p.total_q, stream),
+               " tail fill");
+  check_launch(op,
+               run_zero_tail_rows(p.dk, p.dk_row_stride, p.dk_head_stride, p.h_kv, p.head_dim, 2, p.cu_seqlens_k,
+                                  p.batch, p.total_k, stream),
+               " tail fill");
+  check_launch(op,
+               run_zero_tail_rows(p.dv, p.dv_row_stride, p.dv_head_stride, p.h_kv, p.head_dim, 2, p.cu_seqlens_k,
+                                  p.batch, p.total_k, stream),
+               " tail fill");
+  return {dq, dk, dv};
+}
+
+// ---- op entry points (argument order = schemas in csrc/ops.cpp) -------------------------------------
+
+std::tuple<at::Tensor, at::Tensor> block_sparse_2d_fwd(const at::Tensor& q, const at::Tensor& k,
+                                                       const at::Tensor& v, const at::Tensor& cu_q,
+                                                       const at::Tensor& cu_k, int64_t max_q, int64_t max_k,
+                                                       const at::Tensor& mask, int64_t bq, int64_t bk,
+                                                       double scale, bool causal, bool /*deterministic*/) {
+  const char* op = "block_sparse_2d_fwd";
+  return attention_fwd({MaskKind::k2D, op, q, k, v, cu_q, cu_k, byte_mask(op, mask), max_q, max_k, bq, bk, scale,
+                        causal});
+}
+
+std::tuple<at::Tensor, at::Tensor> block_sparse_1d_fwd(const at::Tensor& q, const at::Tensor& k,
+                                                       const at::Tensor& v, const at::Tensor& cu_q,
+                                                       const at::Tensor& cu_k, int64_t max_q, int64_t max_k,
+                                                       const at::Tensor& mask, int64_t bk, double scale,
+                                                       bool causal, bool /*deterministic*/) {
+  const char* op = "block_sparse_1d_fwd";
+  return attention_fwd({MaskKind::k1D, op, q, k, v, cu_q, cu_k, byte_mask(op, mask), max_q, max_k, 1, bk, scale,
+                        causal});
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_2d_bwd(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+    const at::Tensor& lse, const c10::optional<at::Tensor>& dlse, const at::Tensor& cu_q, const at::Tensor& cu_k,
+    int64_t max_q, int64_t max_k, const at::Tensor& mask, int64_t bq, int64_t bk, double scale, bool causal,
+    bool deterministic) {
+  const char* op = "block_sparse_2d_bwd";
+  return attention_bwd({MaskKind::k2D, op, q, k, v, cu_q, cu_k, byte_mask(op, mask), max_q, max_k, bq, bk, scale,
+                        causal},
+                       dout, out, lse, dlse, deterministic);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> block_sparse_1d_bwd(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+    const at::Tensor& lse, const c10::optional<at::Tensor>& dlse, const at::Tensor& cu_q, const at::Tensor& cu_k,
+    int64_t max_q, int64_t max_k, const at::Tensor& mask, int64_t bk, double scale, bool causal,
+    bool deterministic) {
+  const char* op = "block_sparse_1d_bwd";
+  return attention_bwd({MaskKind::k1D, op, q, k, v, cu_q, cu_k, byte_mask(op, mask), max_q, max_k, 1, bk, scale,
+                        causal},
+                       dout, out, lse, dlse, deterministic);
+}
+
+}  // namespace
+}  // namespace seer
+
+TORCH_LIBRARY_IMPL(seer_attn, CUDA, m) {
+  m.impl("block_sparse_2d_fwd", &seer::block_sparse_2d_fwd);
+  m.impl("block_sparse_1d_fwd", &seer::block_sparse_1d_fwd);
+  m.impl("block_sparse_2d_bwd", &seer::block_sparse_2d_bwd);
+  m.impl("block_sparse_1d_bwd", &seer::block_sparse_1d_bwd);
+}

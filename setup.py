@@ -1,0 +1,91 @@
+"""Build seer_attn._C.
+
+- With a CUDA build of torch and a CUDA toolkit (CUDA_HOME / nvcc): a CUDAExtension with every kernel in
+  csrc/ (architectures from TORCH_CUDA_ARCH_LIST, default "8.0;9.0" for a wheel).
+- With a ROCm build of torch: torch hipifies the sources automatically; the mma.sync kernels are
+  NVIDIA-only (csrc/common/platform.h), so only the op schemas are built and the ops run the reference.
+- Otherwise (CPU-only torch, or SEER_ATTN_CPU_ONLY=1): a C++ extension with the op schemas only; every
+  op then runs the pure-PyTorch reference.
+
+Environment: MAX_JOBS (parallel compile jobs, read by torch's ninja build), TORCH_CUDA_ARCH_LIST,
+SEER_ATTN_DEBUG=1 (-O0 -g, device line info), SEER_ATTN_CPU_ONLY=1.
+"""
+import glob
+import os
+
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEBUG = os.environ.get("SEER_ATTN_DEBUG", "0") == "1"
+CPU_ONLY = os.environ.get("SEER_ATTN_CPU_ONLY", "0") == "1"
+IS_ROCM = torch.version.hip is not None
+HAS_CUDA = (torch.version.cuda is not None) and (CUDA_HOME is not None) and not CPU_ONLY
+
+
+def rel(paths):
+    return sorted(os.path.relpath(p, HERE) for p in paths)
+
+
+def kernel_sources():
+    """Every .cu file and every *_api.cpp (the torch-facing layers) under csrc/."""
+    cu = glob.glob(os.path.join(HERE, "csrc", "**", "*.cu"), recursive=True)
+    api = glob.glob(os.path.join(HERE, "csrc", "**", "*_api.cpp"), recursive=True)
+    return rel(cu) + rel(api)
+
+
+
+
+def cxx_std():
+    """The C++ standard this torch's headers need (newer torch releases require C++20)."""
+    aten_h = os.path.join(os.path.dirname(torch.__file__), "include", "ATen", "ATen.h")
+    try:
+        with open(aten_h) as f:
+            return "c++20" if "C++20" in f.read() else "c++17"
+    except OSError:
+        return "c++17"
+
+
+STD = cxx_std()
+cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
+cxx_flags += [f"-std={STD}"]
+include_dirs = [os.path.join(HERE, "csrc")]
+
+if HAS_CUDA and not IS_ROCM:
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    nvcc_flags = [
+        f"-std={STD}",
+        "--use_fast_math",
+        "--expt-relaxed-constexpr",
+        "-U__CUDA_NO_HALF_OPERATORS__",
+        "-U__CUDA_NO_HALF_CONVERSIONS__",
+        "-U__CUDA_NO_BFLOAT16_OPERATORS__",
+        "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
+        "-lineinfo",
+    ] + (["-O0", "-G"] if DEBUG else ["-O3"])
+    ext = CUDAExtension(
+        name="seer_attn._C",
+        sources=["csrc/ops.cpp"] + kernel_sources(),
+        include_dirs=include_dirs,
+        extra_compile_args={"cxx": cxx_flags + ["-DSEER_ATTN_WITH_CUDA"], "nvcc": nvcc_flags},
+    )
+else:
+    ext = CppExtension(
+        name="seer_attn._C",
+        sources=["csrc/ops.cpp"],
+        include_dirs=include_dirs,
+        extra_compile_args={"cxx": cxx_flags},
+    )
+
+setup(
+    name="seer_attn",
+    version="0.1.0",
+    description="Variable-length block-sparse attention kernels (2D/1D masks, pooling, decode) for PyTorch",
+    packages=find_packages(include=["seer_attn", "seer_attn.*"]),
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    python_requires=">=3.9",
+    install_requires=["torch"],
+    zip_safe=False,
+)
