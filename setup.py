@@ -8,7 +8,9 @@
   op then runs the pure-PyTorch reference.
 
 Environment: MAX_JOBS (parallel compile jobs, read by torch's ninja build), TORCH_CUDA_ARCH_LIST,
-SEER_ATTN_DEBUG=1 (-O0 -g, device line info), SEER_ATTN_CPU_ONLY=1.
+SEER_ATTN_DEBUG=1 (-O0 -g, device line info), SEER_ATTN_CPU_ONLY=1,
+SEER_ATTN_KERNELS_LIB=path/to/libseer_attn_kernels.a: link device code prebuilt by cmake/CMakeLists.txt
+instead of compiling the .cu files (they include no torch header, so the archive is torch-independent).
 """
 import glob
 import os
@@ -28,9 +30,12 @@ def rel(paths):
     return sorted(os.path.relpath(p, HERE) for p in paths)
 
 
+PREBUILT = os.environ.get("SEER_ATTN_KERNELS_LIB")
+
+
 def kernel_sources():
-    """Every .cu file and every *_api.cpp (the torch-facing layers) under csrc/."""
-    cu = glob.glob(os.path.join(HERE, "csrc", "**", "*.cu"), recursive=True)
+    """Every .cu file (unless prebuilt) and every *_api.cpp (the torch-facing layers) under csrc/."""
+    cu = [] if PREBUILT else glob.glob(os.path.join(HERE, "csrc", "**", "*.cu"), recursive=True)
     api = glob.glob(os.path.join(HERE, "csrc", "**", "*_api.cpp"), recursive=True)
     return rel(cu) + rel(api)
 
@@ -69,6 +74,7 @@ if HAS_CUDA and not IS_ROCM:
         sources=["csrc/ops.cpp"] + kernel_sources(),
         include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags + ["-DSEER_ATTN_WITH_CUDA"], "nvcc": nvcc_flags},
+        extra_objects=[os.path.abspath(PREBUILT)] if PREBUILT else [],
     )
 else:
     ext = CppExtension(

@@ -1,0 +1,262 @@
+// Torch-facing layer of seer_attn::block_sparse_decode (SPEC §4): checks every input (messages name
+// the op, the argument and the bad value, mirroring check_decode in seer_attn/checks.py), fills
+// DecodeParams, allocates out / lse and the split-KV workspace with torch, and launches the kernels on
+// the current stream. Never synchronises the device, so the op can be captured in a CUDA graph:
+// cache_seqlens values are not validated here; the kernel clamps them to [0, S_max].
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/all.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <tuple>
+
+#include "decode/decode_params.h"
+
+namespace seer {
+namespace {
+
+constexpr const char* kOp = "block_sparse_decode";
+// Largest accepted explicit num_splits (the workspace is num_splits * B * H_q * (D + 1) floats).
+constexpr int64_t kMaxSplits = 1024;
+
+#define SEER_DECODE_CHECK(cond, ...) TORCH_CHECK((cond), "seer_attn::block_sparse_decode: ", __VA_ARGS__)
+
+// Python spelling of a dtype ("torch.float16"), as seer_attn/checks.py prints it.
+std::string dtype_name(at::ScalarType st) {
+  switch (st) {
+    case at::kHalf: return "torch.float16";
+    case at::kBFloat16: return "torch.bfloat16";
+    case at::kFloat: return "torch.float32";
+    case at::kDouble: return "torch.float64";
+    case at::kBool: return "torch.bool";
+    case at::kByte: return "torch.uint8";
+    case at::kChar: return "torch.int8";
+    case at::kShort: return "torch.int16";
+    case at::kInt: return "torch.int32";
+    case at::kLong: return "torch.int64";
+    default: return std::string("torch.") + c10::toString(st);
+  }
+}
+
+std::string shape_str(const at::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+std::string device_str(const at::Tensor& t) {
+  std::ostringstream os;
+  os << t.device();
+  return os.str();
+}
+
+void check_rank(const char* name, const at::Tensor& t, int64_t ndim, const char* layout) {
+  SEER_DECODE_CHECK(t.dim() == ndim, name, " must be a ", ndim, "-D tensor ", layout, ", got shape ",
+                    shape_str(t));
+}
+
+void check_same_device(const char* name, const at::Tensor& t, const at::Tensor& q) {
+  SEER_DECODE_CHECK(t.device() == q.device(), name, " must be on the same device as q (", device_str(q),
+                    "), got ", device_str(t));
+}
+
+void check_last_dim_contiguous(const char* name, const at::Tensor& t) {
+  SEER_DECODE_CHECK(t.size(-1) == 1 || t.stride(-1) == 1, name,
+                    " must have a contiguous last dim (stride(-1) == 1), got stride(-1) = ", t.stride(-1));
+}
+
+// The kernel loads 16-byte chunks: data pointer 16-byte aligned and every stride but the last a
+// multiple of 8 elements (fp16/bf16). Views that break this (rare: odd storage offsets or strides)
+// are copied to a fresh contiguous tensor, which always qualifies.
+bool is_16b_aligned(const at::Tensor& t) {
+  if (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0) return false;
+  for (int64_t i = 0; i + 1 < t.dim(); ++i) {
+    if (t.size(i) > 1 && t.stride(i) % 8 != 0) return false;
+  }
+  return true;
+}
+at::Tensor aligned(const at::Tensor& t) {
+  return is_16b_aligned(t) ? t : t.clone(at::MemoryFormat::Contiguous);
+}
+
+// Byte view of a mask: bool/uint8/int8 are read in place (strides kept, stride 0 allowed); other
+// integer dtypes are converted with `!= 0` (one pass, same shape, a bool tensor).
+at::Tensor byte_mask(const at::Tensor& mask) {
+  const auto st = mask.scalar_type();
+  SEER_DECODE_CHECK(st == at::kBool || at::isIntegralType(st, /*includeBool=*/false),
+                    "block_mask must be bool or an integer dtype, got ", dtype_name(st));
+  if (st == at::kBool || st == at::kByte || st == at::kChar) return mask;
+  return mask.ne(0);
+}
+
+std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, const at::Tensor& k_in,
+                                                       const at::Tensor& v_in, const at::Tensor& cache_seqlens,
+                                                       const std::optional<at::Tensor>& block_mask,
+                                                       const std::optional<at::Tensor>& block_indices,
+                                                       int64_t block_size, double sm_scale, bool left_pad,
+                                                       bool first_block_unmasked, int64_t num_splits) {
+  // ---- metadata checks (same order and wording as checks.check_decode) -------------------
+  check_rank("q", q_in, 3, "[B, H_q, D]");
+  check_rank("k_cache", k_in, 4, "[B, S_max, H_kv, D]");
+  check_rank("v_cache", v_in, 4, "[B, S_max, H_kv, D]");
+  const auto qt = q_in.scalar_type();
+  SEER_DECODE_CHECK(qt == at::kHalf || qt == at::kBFloat16, "q must be float16 or bfloat16, got ",
+                    dtype_name(qt));
+  SEER_DECODE_CHECK(k_in.scalar_type() == qt, "k_cache must have the same dtype as q (", dtype_name(qt),
+                    "), got ", dtype_name(k_in.scalar_type()));
+  SEER_DECODE_CHECK(v_in.scalar_type() == qt, "v_cache must have the same dtype as q (", dtype_name(qt),
+                    "), got ", dtype_name(v_in.scalar_type()));
+  SEER_DECODE_CHECK(q_in.is_cuda(), "q must be a CUDA tensor, got device ", device_str(q_in));
+  check_same_device("k_cache", k_in, q_in);
+  check_same_device("v_cache", v_in, q_in);
+  check_last_dim_contiguous("q", q_in);
+  check_last_dim_contiguous("k_cache", k_in);
+  check_last_dim_contiguous("v_cache", v_in);
+  const int64_t d = q_in.size(2);
+  SEER_DECODE_CHECK(d == 64 || d == 128 || d == 256, "q head dim must be one of 64, 128, 256, got ", d);
+  SEER_DECODE_CHECK(k_in.size(3) == d, "k_cache head dim must equal q's (", d, "), got ", k_in.size(3));
+  SEER_DECODE_CHECK(v_in.size(3) == d, "v_cache head dim must equal q's (", d, "), got ", v_in.size(3));
+  const int64_t h_q = q_in.size(1), h_kv = k_in.size(2);
+  SEER_DECODE_CHECK(h_kv >= 1, "k_cache must have at least one head, got ", h_kv);
+  SEER_DECODE_CHECK(h_q % h_kv == 0, "k_cache number of heads must divide q's (", h_q, "), got ", h_kv);
+  SEER_DECODE_CHECK(v_in.sizes() == k_in.sizes(), "v_cache must have the same shape as k_cache (",
+                    shape_str(k_in), "), got ", shape_str(v_in));
+  const int64_t batch = q_in.size(0), s_max = k_in.size(1);
+  SEER_DECODE_CHECK(k_in.size(0) == batch, "k_cache size(0) must equal the batch size (", batch, "), got ",
+                    k_in.size(0));
+
+  SEER_DECODE_CHECK(cache_seqlens.scalar_type() == at::kInt, "cache_seqlens must be int32, got ",
+                    dtype_name(cache_seqlens.scalar_type()));
+  SEER_DECODE_CHECK(cache_seqlens.dim() == 1, "cache_seqlens must be a 1-D tensor [B], got shape ",
+                    shape_str(cache_seqlens));
+  SEER_DECODE_CHECK(cache_seqlens.size(0) == batch, "cache_seqlens size(0) must equal the batch size (", batch,
+                    "), got ", cache_seqlens.size(0));
+  check_same_device("cache_seqlens", cache_seqlens, q_in);
+
+  SEER_DECODE_CHECK(block_size >= 16 && block_size <= 256 && block_size % 16 == 0,
+                    "block_size must be a multiple of 16 in [16, 256], got ", block_size);
+  SEER_DECODE_CHECK(std::isfinite(sm_scale), "sm_scale must be finite, got ", sm_scale);
+  SEER_DECODE_CHECK(num_splits >= 0, "num_splits must be >= 0, got ", num_splits);
+  SEER_DECODE_CHECK(num_splits <= kMaxSplits, "num_splits must be <= ", kMaxSplits, ", got ", num_splits);
+
+  const bool has_mask = block_mask.has_value() && block_mask->defined();
+  const bool has_idx = block_indices.has_value() && block_indices->defined();
+  SEER_DECODE_CHECK(has_mask != has_idx, "block_mask/block_indices exactly one must be given, got ",
+                    has_mask ? "both" : "neither");
+  const int64_t nb = (s_max + block_size - 1) / block_size;
+  at::Tensor mask, idx;
+  if (has_mask) {
+    const at::Tensor& m = *block_mask;
+    check_rank("block_mask", m, 3, "[B, H_kv, key_blocks]");
+    mask = byte_mask(m);
+    check_same_device("block_mask", m, q_in);
+    SEER_DECODE_CHECK(m.size(0) == batch, "block_mask size(0) must equal the batch size (", batch, "), got ",
+                      m.size(0));
+    SEER_DECODE_CHECK(m.size(1) == h_kv, "block_mask size(1) must equal the number of kv heads (", h_kv,
+                      "), got ", m.size(1));
+    SEER_DECODE_CHECK(m.size(2) >= nb, "block_mask size(2) must be >= ceil(S_max / block_size) (", nb,
+                      "), got ", m.size(2));
+  } else {
+    idx = *block_indices;
+    check_rank("block_indices", idx, 3, "[B, H_kv, K]");
+    SEER_DECODE_CHECK(idx.scalar_type() == at::kInt, "block_indices must be int32, got ",
+                      dtype_name(idx.scalar_type()));
+    check_same_device("block_indices", idx, q_in);
+    SEER_DECODE_CHECK(idx.size(0) == batch, "block_indices size(0) must equal the batch size (", batch,
+                      "), got ", idx.size(0));
+    SEER_DECODE_CHECK(idx.size(1) == h_kv, "block_indices size(1) must equal the number of kv heads (", h_kv,
+                      "), got ", idx.size(1));
+    SEER_DECODE_CHECK(idx.size(2) <= std::numeric_limits<int>::max() / 16,
+                      "block_indices size(2) must be < 2^27, got ", idx.size(2));
+  }
+  // Launch-shape limits (grid y / z) and int32 slot arithmetic in the kernel.
+  SEER_DECODE_CHECK(batch <= 65535, "q size(0) (batch) must be <= 65535, got ", batch);
+  SEER_DECODE_CHECK(h_kv <= 65535, "k_cache size(2) (H_kv) must be <= 65535, got ", h_kv);
+  SEER_DECODE_CHECK(s_max <= std::numeric_limits<int>::max() - 256, "k_cache size(1) (S_max) must be < 2^31 - 256, got ",
+                    s_max);
+
+  c10::cuda::CUDAGuard guard(q_in.device());
+  at::Tensor out = at::empty({batch, h_q, d}, q_in.options());
+  at::Tensor lse = at::empty({batch, h_q}, q_in.options().dtype(at::kFloat));
+  if (batch == 0 || h_q == 0) return {out, lse};
+  if (s_max == 0) {  // no cache slot at all: every head attends nothing
+    out.zero_();
+    lse.fill_(-std::numeric_limits<float>::infinity());
+    return {out, lse};
+  }
+
+  const at::Tensor seqlens = cache_seqlens.contiguous();  // read as a plain int32 array
+  const at::Tensor q = aligned(q_in);
+  const at::Tensor k = aligned(k_in);
+  const at::Tensor v = aligned(v_in);
+
+  DecodeParams p{};
+  p.batch = static_cast<int>(batch);
+  p.h_q = static_cast<int>(h_q);
+  p.h_kv = static_cast<int>(h_kv);
+  p.group = static_cast<int>(h_q / h_kv);
+  p.head_dim = static_cast<int>(d);
+  p.seqlen_max = static_cast<int>(s_max);
+  p.block_size = static_cast<int>(block_size);
+  p.num_blocks = static_cast<int>(nb);
+  p.scale = static_cast<float>(sm_scale);
+  p.scale_log2 = static_cast<float>(sm_scale * 1.4426950408889634);
+  p.is_bf16 = qt == at::kBFloat16;
+  p.left_pad = left_pad;
+  p.first_block_unmasked = first_block_unmasked;
+
+  p.q = q.data_ptr();
+  p.q_batch_stride = q.stride(0);
+  p.q_head_stride = q.stride(1);
+  p.k = k.data_ptr();
+  p.k_batch_stride = k.stride(0);
+  p.k_row_stride = k.stride(1);
+  p.k_head_stride = k.stride(2);
+  p.v = v.data_ptr();
+  p.v_batch_stride = v.stride(0);
+  p.v_row_stride = v.stride(1);
+  p.v_head_stride = v.stride(2);
+  p.out = out.data_ptr();
+  p.o_batch_stride = out.stride(0);
+  p.o_head_stride = out.stride(1);
+  p.lse = lse.data_ptr<float>();
+  p.cache_seqlens = seqlens.data_ptr<int>();
+
+  if (has_mask) {
+    p.block_mask = static_cast<const uint8_t*>(mask.data_ptr());
+    p.mask_stride_b = mask.stride(0);
+    p.mask_stride_h = mask.stride(1);
+    p.mask_stride_n = mask.stride(2);
+  } else {
+    p.block_indices = idx.data_ptr<int>();
+    p.idx_stride_b = idx.stride(0);
+    p.idx_stride_h = idx.stride(1);
+    p.idx_stride_k = idx.stride(2);
+    p.num_indices = static_cast<int>(idx.size(2));
+  }
+
+  p.num_splits = decode_num_splits(p, static_cast<int>(num_splits));
+  at::Tensor o_partial, lse_partial;
+  if (p.num_splits > 1) {
+    const auto f32 = q.options().dtype(at::kFloat);
+    o_partial = at::empty({p.num_splits, batch, h_q, d}, f32);
+    lse_partial = at::empty({p.num_splits, batch, h_q}, f32);
+    p.o_partial = o_partial.data_ptr<float>();
+    p.lse_partial = lse_partial.data_ptr<float>();
+  }
+
+  const int err = run_block_sparse_decode(p, c10::cuda::getCurrentCUDAStream().stream());
+  SEER_DECODE_CHECK(err == 0, "kernel launch failed with CUDA error ", err, " (", decode_error_string(err), ")");
+  return {out, lse};
+}
+
+}  // namespace
+}  // namespace seer
+
+TORCH_LIBRARY_IMPL(seer_attn, CUDA, m) { m.impl("block_sparse_decode", &seer::block_sparse_decode); }

@@ -1,0 +1,126 @@
+// Run-time dispatch of the decode launchers on (head dim, dtype), and the split-KV heuristic.
+// Compiles no kernel itself (the instantiations/ files do); it only reads the traits' shapes.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+#include "common/launch.h"
+#include "decode/decode_kernel.cuh"
+#include "decode/decode_launch.h"
+#include "decode/decode_params.h"
+
+namespace seer {
+
+namespace {
+
+constexpr int kMaxDevices = 64;
+// Automatic splits: aim for kTargetWaves waves of CTAs so that uneven sequence lengths balance out
+// dynamically; never split a full cache into pieces shorter than kMinKeysPerSplit slots (each split
+// pays a fixed cost: selection scan, pipeline fill, a partial row written and re-read), and never use
+// more than kMaxAutoSplits.
+constexpr int kTargetWaves = 4;
+constexpr int kMinKeysPerSplit = 256;
+constexpr int kMaxAutoSplits = 64;
+
+// Device attributes, cached per device (a benign race: every writer stores the same value).
+struct DeviceInfo {
+  std::atomic<int> sms{0};
+  std::atomic<int> smem_per_sm{0};
+};
+DeviceInfo g_devices[kMaxDevices];
+
+void device_info(int* sms, int* smem_per_sm) {
+  int dev = 0;
+#ifdef USE_ROCM
+  if (hipGetDevice(&dev) != hipSuccess) dev = 0;
+#else
+  if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
+#endif
+  DeviceInfo* info = (dev >= 0 && dev < kMaxDevices) ? &g_devices[dev] : nullptr;
+  if (info != nullptr && info->sms.load(std::memory_order_relaxed) > 0) {
+    *sms = info->sms.load(std::memory_order_relaxed);
+    *smem_per_sm = info->smem_per_sm.load(std::memory_order_relaxed);
+    return;
+  }
+  int n = 0, s = 0;
+#ifdef USE_ROCM
+  if (hipDeviceGetAttribute(&n, hipDeviceAttributeMultiprocessorCount, dev) != hipSuccess) n = 0;
+  if (hipDeviceGetAttribute(&s, hipDeviceAttributeMaxSharedMemoryPerMultiprocessor, dev) != hipSuccess) s = 0;
+#else
+  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) n = 0;
+  if (cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess) s = 0;
+#endif
+  if (n <= 0) n = 132;           // fall back to an H100's values rather than fail
+  if (s <= 0) s = 228 * 1024;
+  if (info != nullptr) {
+    info->smem_per_sm.store(s, std::memory_order_relaxed);
+    info->sms.store(n, std::memory_order_relaxed);
+  }
+  *sms = n;
+  *smem_per_sm = s;
+}
+
+// Dynamic shared memory of the split kernel for a head dim (0 if unsupported).
+int decode_smem_bytes(int head_dim) {
+  switch (head_dim) {
+    case 64: return decode::DecodeTraits<64, __half>::kSmemBytes;
+    case 128: return decode::DecodeTraits<128, __half>::kSmemBytes;
+    case 256: return decode::DecodeTraits<256, __half>::kSmemBytes;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
+int decode_num_splits(const DecodeParams& p, int requested) {
+  const int nb = std::max(p.num_blocks, 1);
+  if (requested > 0) return std::min(requested, nb);
+  if (p.num_blocks <= 1) return 1;
+  int sms = 0, smem_per_sm = 0;
+  device_info(&sms, &smem_per_sm);
+  const int smem = decode_smem_bytes(p.head_dim);
+  constexpr int kThreads = decode::DecodeTraits<64, __half>::kThreads;
+  // CTAs per SM: shared memory (1 KiB reserved per CTA) and thread limits; registers (<= 168 per
+  // thread at 128 threads) never bind before these.
+  int per_sm = smem > 0 ? smem_per_sm / (smem + 1024) : 1;
+  per_sm = std::max(1, std::min(per_sm, 2048 / kThreads));
+  const int64_t slots = static_cast<int64_t>(sms) * per_sm;
+  const int n_chunks = (p.group + decode::DecodeTraits<64, __half>::kRows - 1) /
+                       decode::DecodeTraits<64, __half>::kRows;
+  const int64_t work = static_cast<int64_t>(p.batch) * p.h_kv * n_chunks;  // CTAs without splitting
+  const int64_t target = kTargetWaves * slots;
+  if (work <= 0 || work >= target) return 1;
+  int64_t splits = (target + work - 1) / work;
+  const int64_t max_by_len = std::max<int64_t>(1, static_cast<int64_t>(p.num_blocks) * p.block_size / kMinKeysPerSplit);
+  splits = std::min<int64_t>(splits, std::min<int64_t>(max_by_len, kMaxAutoSplits));
+  splits = std::min<int64_t>(splits, nb);
+  return static_cast<int>(std::max<int64_t>(splits, 1));
+}
+
+int run_block_sparse_decode(const DecodeParams& p, void* stream) {
+  seer_stream_t s = static_cast<seer_stream_t>(stream);
+  if (p.is_bf16) {
+    switch (p.head_dim) {
+      case 64: return decode::run_decode_<64, __nv_bfloat16>(p, s);
+      case 128: return decode::run_decode_<128, __nv_bfloat16>(p, s);
+      case 256: return decode::run_decode_<256, __nv_bfloat16>(p, s);
+      default: break;
+    }
+  } else {
+    switch (p.head_dim) {
+      case 64: return decode::run_decode_<64, __half>(p, s);
+      case 128: return decode::run_decode_<128, __half>(p, s);
+      case 256: return decode::run_decode_<256, __half>(p, s);
+      default: break;
+    }
+  }
+#ifdef USE_ROCM
+  return static_cast<int>(hipErrorInvalidValue);
+#else
+  return static_cast<int>(cudaErrorInvalidValue);
+#endif
+}
+
+const char* decode_error_string(int code) { return SEER_ERROR_STRING(static_cast<seer_error_t>(code)); }
+
+}  // namespace seer

@@ -1,0 +1,499 @@
+// Block-sparse flash-decoding kernels: the split kernel (one CTA per sequence x kv head x head chunk x
+// split) and the combine kernel (merges split partials). See decode_params.h for the work split.
+//
+// Split kernel, per CTA (4 warps):
+//   1. Issue the cp.async of the 16 q rows of the head chunk (rows past the group are zero-filled).
+//   2. Compact the key selection: every thread owns a contiguous segment of the source row (mask
+//      entries of the valid block range, or index entries), counts its selected blocks, a block-wide
+//      exclusive scan gives each thread the rank of its first one. The CTA's share is the ranks
+//      [r0, r1); their block ids are gathered into a shared list (a window of kListCap entries,
+//      refilled if a share is longer).
+//   3. Stream the keys of the listed blocks in 16-key tiles through a kStages-deep cp.async ring; a
+//      stage holds kNWarps tiles of K and V and warp w computes tile w of every stage with mma.sync
+//      (S = Q K^T: 16 q rows x 16 keys; O += P V), keeping its own online-softmax state (base 2).
+//      Keys outside the valid slots are zero-filled (never read) and masked to -inf.
+//   4. Merge the warps' (m, l, O) through shared memory; write out/lse or the split partials.
+// Nothing here assumes finite sentinels: -inf maxima are replaced by 0 before exponentiation, so
+// empty rows give l = 0, out = 0, lse = -inf.
+#pragma once
+#include <cstdint>
+
+#include "common/platform.h"
+#include "common/sm80_primitives.h"
+#include "decode/decode_params.h"
+
+namespace seer {
+namespace decode {
+
+constexpr float kNegInf = -__builtin_huge_valf();
+constexpr float kLn2 = 0.6931471805599453f;
+
+// Compile-time shape of the split kernel for one head dim.
+template <int kHeadDim_, typename Elem_>
+struct DecodeTraits {
+  using Elem = Elem_;                                   // __half or __nv_bfloat16
+  static constexpr int kHeadDim = kHeadDim_;            // D
+  static constexpr int kNWarps = 4;                     // warps per CTA (each owns one tile per stage)
+  static constexpr int kThreads = kNWarps * 32;
+  static constexpr int kRows = 16;                      // q heads per CTA (one m16 tile)
+  static constexpr int kTileKeys = 16;                  // keys per warp tile (block sizes are multiples)
+  static constexpr int kStageKeys = kNWarps * kTileKeys;  // keys per pipeline stage
+  // Pipeline depth: enough bytes in flight per SM (~2 stages of 16-64 KiB per CTA), within the
+  // 227 KiB shared memory of an sm_90 CTA and leaving room for 2 CTAs/SM at D = 128.
+  static constexpr int kStages = kHeadDim <= 64 ? 4 : 3;
+  static constexpr int kChunksPerRow = kHeadDim / 8;    // 16-byte chunks in one key row
+  static constexpr int kRowsPerIter = kThreads / kChunksPerRow;  // key rows covered by one load pass
+  static constexpr int kChunksPerThread = kStageKeys * kChunksPerRow / kThreads;  // per K (and per V)
+  static constexpr int kListCap = 512;                  // block ids in the shared selection window
+  static_assert(kHeadDim % 64 == 0, "swizzle needs >= 8 chunks per row");
+  static_assert(kThreads % kChunksPerRow == 0 && kTileKeys % kRowsPerIter == 0,
+                "a load pass must cover whole rows, and a tile whole passes");
+  static_assert(sizeof(Elem) == 2, "16-bit elements");
+
+  // Shared memory layout (bytes). Elements of a [rows][D] tile are stored with the 16-byte chunk
+  // index XOR-swizzled by (row & 7), so that ldmatrix of 8 rows hits 8 distinct bank groups.
+  static constexpr int kTileElems = kStageKeys * kHeadDim;          // one stage of K (or of V)
+  static constexpr int kStageBytes = 2 * kTileElems * 2;            // K then V
+  static constexpr int kOffStages = 0;
+  static constexpr int kOffQ = kOffStages + kStages * kStageBytes;  // [kRows][D] q tile
+  static constexpr int kOffList = kOffQ + kRows * kHeadDim * 2;     // int [kListCap] block ids
+  static constexpr int kOffSlot0 = kOffList + kListCap * 4;         // int [kStages][kNWarps] first slot
+  static constexpr int kOffM = kOffSlot0 + kStages * kNWarps * 4;   // float [kNWarps][kRows] row max
+  static constexpr int kOffL = kOffM + kNWarps * kRows * 4;         // float [kNWarps][kRows] row sum
+  static constexpr int kOffScan = kOffL + kNWarps * kRows * 4;      // int [kNWarps] warp totals
+  static constexpr int kSmemBytes = kOffScan + 16 * 4;
+  // The epilogue reuses the stage ring for the warps' fp32 partial outputs [kNWarps][kRows][D].
+  static constexpr int kMergeBytes = kNWarps * kRows * kHeadDim * 4;
+  static_assert(kMergeBytes <= kStages * kStageBytes, "merge buffer must fit in the stage ring");
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory of one sm_90 CTA");
+};
+
+// ---------------------------------------------------------------------------------------------
+// Split kernel
+// ---------------------------------------------------------------------------------------------
+template <typename Tr>
+__global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const DecodeParams p) {
+  using Elem = typename Tr::Elem;
+  constexpr int D = Tr::kHeadDim;
+  constexpr int kNWarps = Tr::kNWarps;
+  constexpr int kThreads = Tr::kThreads;
+  constexpr int kStages = Tr::kStages;
+  constexpr int kCPR = Tr::kChunksPerRow;
+  constexpr int kListCap = Tr::kListCap;
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  Elem* s_stages = reinterpret_cast<Elem*>(smem + Tr::kOffStages);
+  Elem* s_q = reinterpret_cast<Elem*>(smem + Tr::kOffQ);
+  int* s_list = reinterpret_cast<int*>(smem + Tr::kOffList);
+  int* s_slot0 = reinterpret_cast<int*>(smem + Tr::kOffSlot0);
+  float* s_m = reinterpret_cast<float*>(smem + Tr::kOffM);
+  float* s_l = reinterpret_cast<float*>(smem + Tr::kOffL);
+  int* s_scan = reinterpret_cast<int*>(smem + Tr::kOffScan);
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int lane = tid % 32;
+
+  const int n_chunks = (p.group + Tr::kRows - 1) / Tr::kRows;
+  const int split = blockIdx.x / n_chunks;
+  const int chunk = blockIdx.x % n_chunks;
+  const int hk = blockIdx.y;
+  const int b = blockIdx.z;
+  const int head0 = hk * p.group + chunk * Tr::kRows;       // first q head of this CTA
+  const int rows = min(Tr::kRows, p.group - chunk * Tr::kRows);  // valid q rows (1..16)
+
+  // ---- 1. q tile -> shared (own cp.async group, older than every K/V stage) -----------------
+  {
+    const Elem* q_base = reinterpret_cast<const Elem*>(p.q) + (int64_t)b * p.q_batch_stride;
+#pragma unroll
+    for (int c = tid; c < Tr::kRows * kCPR; c += kThreads) {
+      const int r = c / kCPR, ch = c % kCPR;
+      const bool ok = r < rows;
+      const Elem* src = ok ? q_base + (int64_t)(head0 + r) * p.q_head_stride + ch * 8
+                           : reinterpret_cast<const Elem*>(p.q);
+      cp_async_16(s_q + r * D + ((ch ^ (r & 7)) * 8), src, ok);
+    }
+    cp_async_commit();
+  }
+
+  // ---- valid slots and block range --------------------------------------------------------
+  const int S = p.seqlen_max;
+  const int Bk = p.block_size;
+  const int len = min(max(p.cache_seqlens[b], 0), S);
+  const int lo = p.left_pad ? S - len : 0;   // valid slots [lo, hi)
+  const int hi = p.left_pad ? S : len;
+  int blk_lo = 0, blk_hi = 0;                // blocks holding a valid slot: [blk_lo, blk_hi)
+  if (len > 0) {
+    blk_lo = lo / Bk;
+    blk_hi = (hi + Bk - 1) / Bk;             // <= nb since hi <= S
+  }
+  const bool extra = p.first_block_unmasked && len > 0;  // virtual rank-0 entry: block blk_lo
+  const int first_blk = blk_lo;
+
+  // ---- 2. selection compaction --------------------------------------------------------------
+  const bool use_mask = p.block_mask != nullptr;
+  const uint8_t* mask_row = use_mask ? p.block_mask + (int64_t)b * p.mask_stride_b + (int64_t)hk * p.mask_stride_h
+                                     : nullptr;
+  const int* idx_row = use_mask ? nullptr
+                                : p.block_indices + (int64_t)b * p.idx_stride_b + (int64_t)hk * p.idx_stride_h;
+  // Source entries: mask form e -> block blk_lo + e (e < blk_hi - blk_lo); index form e -> idx_row[e].
+  const int n_src = use_mask ? (blk_hi - blk_lo) : (len > 0 ? p.num_indices : 0);
+  // Block id of source entry e if it is selected (and not the forced first block), else -1.
+  auto entry_block = [&](int e) -> int {
+    int n;
+    if (use_mask) {
+      n = blk_lo + e;
+      if (mask_row[(int64_t)n * p.mask_stride_n] == 0) return -1;
+    } else {
+      n = idx_row[(int64_t)e * p.idx_stride_k];
+      if (n < blk_lo || n >= blk_hi) return -1;
+    }
+    if (extra && n == first_blk) return -1;
+    return n;
+  };
+
+  const int seg = (n_src + kThreads - 1) / kThreads;
+  const int e0 = min(n_src, tid * seg);
+  const int e1 = min(n_src, e0 + seg);
+  int cnt = 0;
+#pragma unroll 4
+  for (int e = e0; e < e1; ++e) cnt += entry_block(e) >= 0 ? 1 : 0;
+
+  // Block-wide exclusive scan of cnt.
+  int incl = cnt;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int v = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += v;
+  }
+  if (lane == 31) s_scan[warp] = incl;
+  __syncthreads();
+  int warp_off = 0, total = 0;
+#pragma unroll
+  for (int w = 0; w < kNWarps; ++w) {
+    const int v = s_scan[w];
+    warp_off += w < warp ? v : 0;
+    total += v;
+  }
+  const int my_base = (extra ? 1 : 0) + warp_off + incl - cnt;  // rank of my first selected entry
+  const int total_sel = total + (extra ? 1 : 0);
+  const int r0 = (int)((int64_t)total_sel * split / p.num_splits);
+  const int r1 = (int)((int64_t)total_sel * (split + 1) / p.num_splits);
+  const int n_sel = r1 - r0;  // blocks of this CTA
+
+  // Fill s_list[i] = block id of rank r0 + wb + i, i < min(kListCap, n_sel - wb). Collective.
+  auto fill_list = [&](int wb) {
+    __syncthreads();  // nobody still reads the previous window
+    const int a = r0 + wb;
+    const int z = min(r1, a + kListCap);
+    if (extra && tid == 0 && a <= 0 && 0 < z) s_list[-a] = first_blk;
+    if (cnt > 0 && my_base < z && my_base + cnt > a) {
+      int rank = my_base;
+      for (int e = e0; e < e1 && rank < z; ++e) {
+        const int n = entry_block(e);
+        if (n >= 0) {
+          if (rank >= a) s_list[rank - a] = n;
+          ++rank;
+        }
+      }
+    }
+    __syncthreads();
+  };
+
+  // ---- 3. K/V pipeline --------------------------------------------------------------------
+  const int tpb = Bk / Tr::kTileKeys;        // tiles per block
+  const int T = n_sel * tpb;                 // tiles of this CTA
+  const int n_stage_total = (T + kNWarps - 1) / kNWarps;
+  int wb = 0;                                // first list rank (relative to r0) in s_list
+  fill_list(0);
+
+  const Elem* k_base = reinterpret_cast<const Elem*>(p.k) + (int64_t)b * p.k_batch_stride + (int64_t)hk * p.k_head_stride;
+  const Elem* v_base = reinterpret_cast<const Elem*>(p.v) + (int64_t)b * p.v_batch_stride + (int64_t)hk * p.v_head_stride;
+  const int ld_row = tid / kCPR;             // first stage row this thread loads
+  const int ld_ch = tid % kCPR;              // 16-byte chunk of the row this thread loads
+
+  // Issue the loads of stage g (no commit). Uniform across the CTA (may refill the list).
+  auto load_stage = [&](int g) {
+    const int t_base = g * kNWarps;
+    if (t_base >= T) return;
+    const int j_last = min(T - 1, t_base + kNWarps - 1) / tpb;
+    if (j_last >= wb + kListCap) {
+      wb = t_base / tpb;
+      fill_list(wb);
+    }
+    const int buf = g % kStages;
+    int slot0[kNWarps];  // first slot of each tile of the stage, -1 if the tile does not exist
+#pragma unroll
+    for (int w = 0; w < kNWarps; ++w) {
+      const int t = t_base + w;
+      slot0[w] = t < T ? s_list[t / tpb - wb] * Bk + (t % tpb) * Tr::kTileKeys : -1;
+      if (tid == w) s_slot0[buf * kNWarps + w] = slot0[w];
+    }
+    Elem* sk = s_stages + (int64_t)buf * (2 * Tr::kTileElems);
+    Elem* sv = sk + Tr::kTileElems;
+#pragma unroll
+    for (int i = 0; i < Tr::kChunksPerThread; ++i) {
+      const int row = ld_row + i * Tr::kRowsPerIter;     // stage row (0 .. kStageKeys-1)
+      const int w = (i * Tr::kRowsPerIter) / Tr::kTileKeys;  // compile-time tile of this pass
+      if (slot0[w] < 0) continue;
+      const int slot = slot0[w] + (row % Tr::kTileKeys);
+      const bool ok = slot >= lo && slot < hi;
+      const int soff = row * D + ((ld_ch ^ (row & 7)) * 8);
+      const Elem* ksrc = ok ? k_base + (int64_t)slot * p.k_row_stride + ld_ch * 8 : k_base;
+      const Elem* vsrc = ok ? v_base + (int64_t)slot * p.v_row_stride + ld_ch * 8 : v_base;
+      cp_async_16(sk + soff, ksrc, ok);
+      cp_async_16(sv + soff, vsrc, ok);
+    }
+  };
+
+#pragma unroll
+  for (int g = 0; g < kStages - 1; ++g) {
+    load_stage(g);
+    cp_async_commit();
+  }
+
+  const int g8 = lane >> 2;  // accumulator row (and row + 8)
+  const int t4 = lane & 3;   // accumulator column pair
+  const int lm_mat = lane >> 3, lm_row = lane & 7;  // ldmatrix: matrix index / row of this lane's address
+
+  // Per-lane ldmatrix offsets (elements) into a swizzled [16 rows][D] tile. Lane l addresses row
+  // lm_row of 8x8 matrix lm_mat. Chunk c of a row sits at chunk c ^ (row & 7); since the XOR only
+  // touches the low 3 bits of c, chunks 8j + c' are at 8j + (c' ^ row): 4 phases per operand, the
+  // rest is a compile-time offset of 64 elements per 8 chunks.
+  //   q (A operand) and v (B operand, trans): matrices (rows 0-7 | 8-15) x (chunk 2ph | 2ph + 1),
+  //     giving a0..a3 for q and (keys 0-7, keys 8-15) x (column tile dn, dn + 1) for v;
+  //   k (B operand): matrices (keys 0-7 | 8-15) major, (chunk 2ph | 2ph + 1) minor, giving
+  //     b0, b1 of keys 0-7 and b0, b1 of keys 8-15.
+  int off_qv[4], off_k[4];
+#pragma unroll
+  for (int ph = 0; ph < 4; ++ph) {
+    off_qv[ph] = ((lm_mat & 1) * 8 + lm_row) * D + (((2 * ph + (lm_mat >> 1)) ^ lm_row) * 8);
+    off_k[ph] = ((lm_mat >> 1) * 8 + lm_row) * D + (((2 * ph + (lm_mat & 1)) ^ lm_row) * 8);
+  }
+
+  float acc_o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) acc_o[i][0] = acc_o[i][1] = acc_o[i][2] = acc_o[i][3] = 0.f;
+  float row_m[2] = {kNegInf, kNegInf};  // running max (base-2 scaled logits) of rows g8, g8 + 8
+  float row_l[2] = {0.f, 0.f};          // this thread's share of the running sum
+
+  for (int g = 0; g < n_stage_total; ++g) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // stage g (and q) landed for everybody; stage g-1 fully consumed
+    load_stage(g + kStages - 1);
+    cp_async_commit();
+
+    const int t = g * kNWarps + warp;
+    if (t < T) {
+      const int buf = g % kStages;
+      const int slot0 = s_slot0[buf * kNWarps + warp];
+      const Elem* sk = s_stages + (int64_t)buf * (2 * Tr::kTileElems) + warp * Tr::kTileKeys * D;
+      const Elem* sv = sk + Tr::kTileElems;
+
+      // S = Q K^T (16 x 16), fp32.
+      float s[2][4];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t qa[4], kb[4];
+        ldmatrix_x4(qa, s_q + off_qv[kk % 4] + (kk / 4) * 64);
+        ldmatrix_x4(kb, sk + off_k[kk % 4] + (kk / 4) * 64);
+        const uint32_t b0[2] = {kb[0], kb[1]};
+        const uint32_t b1[2] = {kb[2], kb[3]};
+        mma_16816<Elem>(s[0], qa, b0);
+        mma_16816<Elem>(s[1], qa, b1);
+      }
+
+      // Mask invalid slots, scale to base 2, online softmax.
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int slot = slot0 + nt * 8 + t4 * 2 + e;
+          const bool ok = slot >= lo && slot < hi;
+          s[nt][e] = ok ? s[nt][e] * p.scale_log2 : kNegInf;
+          s[nt][2 + e] = ok ? s[nt][2 + e] * p.scale_log2 : kNegInf;
+        }
+      }
+      float mx[2];
+      mx[0] = quad_max(fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1])));
+      mx[1] = quad_max(fmaxf(fmaxf(s[0][2], s[0][3]), fmaxf(s[1][2], s[1][3])));
+      float corr[2], mu[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float m_new = fmaxf(row_m[r], mx[r]);
+        mu[r] = m_new == kNegInf ? 0.f : m_new;    // no key yet: exponents stay -inf -> 0
+        corr[r] = fast_exp2(row_m[r] - mu[r]);     // exp2(-inf) = 0 when nothing was seen before
+        row_m[r] = m_new;
+      }
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        s[nt][0] = fast_exp2(s[nt][0] - mu[0]);
+        s[nt][1] = fast_exp2(s[nt][1] - mu[0]);
+        s[nt][2] = fast_exp2(s[nt][2] - mu[1]);
+        s[nt][3] = fast_exp2(s[nt][3] - mu[1]);
+      }
+      row_l[0] = row_l[0] * corr[0] + (s[0][0] + s[0][1] + s[1][0] + s[1][1]);
+      row_l[1] = row_l[1] * corr[1] + (s[0][2] + s[0][3] + s[1][2] + s[1][3]);
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        acc_o[i][0] *= corr[0];
+        acc_o[i][1] *= corr[0];
+        acc_o[i][2] *= corr[1];
+        acc_o[i][3] *= corr[1];
+      }
+
+      // O += P V. P (16 x 16 keys) as the A operand straight from the accumulators.
+      const uint32_t pa[4] = {pack2<Elem>(s[0][0], s[0][1]), pack2<Elem>(s[0][2], s[0][3]),
+                              pack2<Elem>(s[1][0], s[1][1]), pack2<Elem>(s[1][2], s[1][3])};
+#pragma unroll
+      for (int dn = 0; dn < D / 8; dn += 2) {
+        // B fragments (trans): (keys 0-7, keys 8-15) of column tiles dn and dn + 1.
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, sv + off_qv[(dn / 2) % 4] + (dn / 8) * 64);
+        const uint32_t b0[2] = {vb[0], vb[1]};
+        const uint32_t b1[2] = {vb[2], vb[3]};
+        mma_16816<Elem>(acc_o[dn], pa, b0);
+        mma_16816<Elem>(acc_o[dn + 1], pa, b1);
+      }
+    }
+  }
+
+  // ---- 4. merge the warps and write --------------------------------------------------------
+  row_l[0] = quad_sum(row_l[0]);
+  row_l[1] = quad_sum(row_l[1]);
+  if (t4 == 0) {
+    s_m[warp * Tr::kRows + g8] = row_m[0];
+    s_m[warp * Tr::kRows + g8 + 8] = row_m[1];
+    s_l[warp * Tr::kRows + g8] = row_l[0];
+    s_l[warp * Tr::kRows + g8 + 8] = row_l[1];
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // ring free (all copies landed, all warps done), s_m / s_l visible
+
+  // Max over the warps of a row's running max (base 2); -inf when no warp saw a key.
+  auto row_max = [&](int row) {
+    float m = kNegInf;
+#pragma unroll
+    for (int w = 0; w < kNWarps; ++w) m = fmaxf(m, s_m[w * Tr::kRows + row]);
+    return m;
+  };
+  float* s_o = reinterpret_cast<float*>(smem + Tr::kOffStages);  // [kNWarps][kRows][D]
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = g8 + 8 * r;
+    const float m_all = row_max(row);
+    const float f = fast_exp2(row_m[r] - (m_all == kNegInf ? 0.f : m_all));
+    float* dst = s_o + (warp * Tr::kRows + row) * D + t4 * 2;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      *reinterpret_cast<float2*>(dst + i * 8) = make_float2(acc_o[i][2 * r] * f, acc_o[i][2 * r + 1] * f);
+    }
+  }
+  __syncthreads();
+
+  const bool direct = p.num_splits == 1;
+  const int64_t bh0 = (int64_t)b * p.h_q + head0;  // row index of (b, head0) in [B * H_q]
+  const int64_t part_row0 = (int64_t)split * p.batch * p.h_q + bh0;
+  for (int idx = tid; idx < Tr::kRows * (D / 4); idx += kThreads) {
+    const int row = idx / (D / 4);
+    const int c4 = idx % (D / 4);
+    if (row >= rows) continue;
+    const float m_all = row_max(row);
+    const float mu = m_all == kNegInf ? 0.f : m_all;
+    float l = 0.f;
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int w = 0; w < kNWarps; ++w) {
+      l += s_l[w * Tr::kRows + row] * fast_exp2(s_m[w * Tr::kRows + row] - mu);
+      const float4 x = *reinterpret_cast<const float4*>(s_o + (w * Tr::kRows + row) * D + c4 * 4);
+      o.x += x.x; o.y += x.y; o.z += x.z; o.w += x.w;
+    }
+    const float inv = l > 0.f ? 1.f / l : 0.f;  // l == 0 <=> no key: o is 0 as well
+    o.x *= inv; o.y *= inv; o.z *= inv; o.w *= inv;
+    if (direct) {
+      Elem* dst = reinterpret_cast<Elem*>(p.out) + (int64_t)b * p.o_batch_stride +
+                  (int64_t)(head0 + row) * p.o_head_stride + c4 * 4;
+      const uint2 packed = make_uint2(pack2<Elem>(o.x, o.y), pack2<Elem>(o.z, o.w));
+      *reinterpret_cast<uint2*>(dst) = packed;
+    } else {
+      *reinterpret_cast<float4*>(p.o_partial + (part_row0 + row) * D + c4 * 4) = o;
+    }
+  }
+  if (tid < rows) {
+    const float m_all = row_max(tid);
+    const float mu = m_all == kNegInf ? 0.f : m_all;
+    float l = 0.f;
+#pragma unroll
+    for (int w = 0; w < kNWarps; ++w) l += s_l[w * Tr::kRows + tid] * fast_exp2(s_m[w * Tr::kRows + tid] - mu);
+    const float lse = l > 0.f ? (m_all + __log2f(l)) * kLn2 : kNegInf;
+    if (direct) p.lse[bh0 + tid] = lse;
+    else p.lse_partial[part_row0 + tid] = lse;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Combine kernel: one warp per (b, q head) row; merges the num_splits partials.
+//   lse = log(sum_s exp(lse_s)), out = sum_s exp(lse_s - lse) * o_s.
+// Splits with lse_s = -inf (no key) get weight 0; all splits empty -> out 0, lse -inf.
+// ---------------------------------------------------------------------------------------------
+constexpr int kCombineWarps = 4;
+
+template <typename Elem, int kHeadDim>
+__global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(const DecodeParams p) {
+  constexpr int kVec = kHeadDim / 4;                 // float4 per row
+  constexpr int kPerLane = (kVec + 31) / 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t n_rows = (int64_t)p.batch * p.h_q;
+  const int64_t row = (int64_t)blockIdx.x * kCombineWarps + warp;
+  if (row >= n_rows) return;
+  const int S = p.num_splits;
+  const float* lp = p.lse_partial + row;             // split s at lp[s * n_rows]
+
+  float mx = kNegInf;
+  for (int s = lane; s < S; s += 32) mx = fmaxf(mx, lp[(int64_t)s * n_rows]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+
+  float4 acc[kPerLane];
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+  float lse = kNegInf;
+  if (mx != kNegInf) {
+    float sum = 0.f;
+    for (int s = lane; s < S; s += 32) sum += __expf(lp[(int64_t)s * n_rows] - mx);  // exp(-inf) = 0
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    lse = mx + __logf(sum);                          // sum >= 1 (the max split contributes 1)
+#pragma unroll 2
+    for (int s = 0; s < S; ++s) {
+      const float ls = lp[(int64_t)s * n_rows];
+      if (ls == kNegInf) continue;                   // empty split: contributes nothing
+      const float wgt = __expf(ls - lse);
+      const float4* op = reinterpret_cast<const float4*>(p.o_partial + ((int64_t)s * n_rows + row) * kHeadDim);
+#pragma unroll
+      for (int i = 0; i < kPerLane; ++i) {
+        const int c = lane + 32 * i;
+        if (c < kVec) {
+          const float4 x = op[c];
+          acc[i].x += wgt * x.x; acc[i].y += wgt * x.y; acc[i].z += wgt * x.z; acc[i].w += wgt * x.w;
+        }
+      }
+    }
+  }
+  const int64_t bb = row / p.h_q, h = row % p.h_q;
+  Elem* dst = reinterpret_cast<Elem*>(p.out) + bb * p.o_batch_stride + h * p.o_head_stride;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int c = lane + 32 * i;
+    if (c < kVec) {
+      const uint2 packed = make_uint2(pack2<Elem>(acc[i].x, acc[i].y), pack2<Elem>(acc[i].z, acc[i].w));
+      *reinterpret_cast<uint2*>(dst + c * 4) = packed;
+    }
+  }
+  if (lane == 0) p.lse[row] = lse;
+}
+
+}  // namespace decode
+}  // namespace seer
