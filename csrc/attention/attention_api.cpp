@@ -78,6 +78,14 @@ at::Tensor byte_mask(const char* op, const at::Tensor& mask) {
   return mask.ne(0);
 }
 
+// The kernels move rows with 16-byte cp.async: data pointer 16-byte aligned and row/head strides
+// multiples of 8 elements. Views that break this (rare: odd offsets into a fused tensor) are copied.
+at::Tensor aligned_rows(const at::Tensor& t) {
+  const bool ok = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.stride(0) % 8 == 0 &&
+                  t.stride(1) % 8 == 0;
+  return ok ? t : t.contiguous();
+}
+
 struct AttnInputs {
   MaskKind kind;
   const char* op;
@@ -87,8 +95,9 @@ struct AttnInputs {
   bool causal;
 };
 
-// Checks shared by forward and backward; fills the problem/tensor/mask part of params.
-void fill_common(AttnParams& p, const AttnInputs& in) {
+// Checks shared by forward and backward; fills the problem/tensor/mask part of params (replacing
+// q/k/v by aligned copies in the rare case they need it).
+void fill_common(AttnParams& p, AttnInputs& in) {
   const char* op = in.op;
   const auto& q = in.q;
   const auto& k = in.k;
@@ -115,7 +124,7 @@ void fill_common(AttnParams& p, const AttnInputs& in) {
              " entries like cu_seqlens_q, got ", in.cu_k.size(0));
   SEER_CHECK(in.max_q >= 0, op, "max_seqlen_q must be >= 0, got ", in.max_q);
   SEER_CHECK(in.max_k >= 0, op, "max_seqlen_k must be >= 0, got ", in.max_k);
-  SEER_CHECK(std::isfinite(in.scale), op, "sm_scale must be finite, got ", in.scale);
+  SEER_CHECK(std::isfinite(in.scale) && in.scale > 0, op, "sm_scale must be finite and > 0, got ", in.scale);
   if (in.kind == MaskKind::k2D) check_block_size(op, "block_size_q", in.bq);
   check_block_size(op, "block_size_k", in.bk);
 
@@ -133,6 +142,9 @@ void fill_common(AttnParams& p, const AttnInputs& in) {
              m.sizes());
   SEER_CHECK(m.size(3) >= cols_needed, op, "block_mask dim 3 must be >= ", cols_needed, ", got shape ",
              m.sizes());
+  in.q = aligned_rows(q);
+  in.k = aligned_rows(k);
+  in.v = aligned_rows(v);
   if (env_flag("SEER_ATTN_CHECK_INPUTS")) {
     check_cu_seqlens_values(op, "cu_seqlens_q", in.cu_q, q.size(0), in.max_q);
     check_cu_seqlens_values(op, "cu_seqlens_k", in.cu_k, k.size(0), in.max_k);
@@ -198,7 +210,7 @@ std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int 
   return {tm, tmT};
 }
 
-std::tuple<at::Tensor, at::Tensor> attention_fwd(const AttnInputs& in) {
+std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   AttnParams p{};
   fill_common(p, in);
   c10::cuda::CUDAGuard guard(in.q.device());
@@ -223,13 +235,15 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(const AttnInputs& in) {
   return {out, lse};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(const AttnInputs& in, const at::Tensor& dout,
-                                                             const at::Tensor& out, const at::Tensor& lse,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, const at::Tensor& dout_in,
+                                                             const at::Tensor& out_in, const at::Tensor& lse,
                                                              const c10::optional<at::Tensor>& dlse,
                                                              bool deterministic) {
   AttnBwdParams p{};
   fill_common(p, in);
   const char* op = in.op;
+  const at::Tensor& dout = dout_in;
+  const at::Tensor& out = out_in;
   check_qkv_tensor(op, "dout", dout, 3);
   check_qkv_tensor(op, "out", out, 3);
   SEER_CHECK(dout.sizes() == in.q.sizes(), op, "dout must have the shape of q (", in.q.sizes(), "), got ",
@@ -246,6 +260,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(const AttnInputs& i
              "], got ", lse.sizes());
   SEER_CHECK(lse.device() == in.q.device(), op, "lse must be on ", in.q.device(), ", got ", lse.device());
   at::Tensor lse_c = lse.contiguous();
+  const at::Tensor dout_a = aligned_rows(dout), out_a = aligned_rows(out);
   at::Tensor dlse_c;
   if (dlse.has_value()) {
     SEER_CHECK(dlse->scalar_type() == at::kFloat, op, "dlse must be float32, got ", dlse->scalar_type());
@@ -260,13 +275,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(const AttnInputs& i
   at::Tensor dk = at::empty(in.k.sizes(), in.k.options());
   at::Tensor dv = at::empty(in.v.sizes(), in.v.options());
   at::Tensor softmax_d = at::empty({hq, tq}, in.q.options().dtype(at::kFloat));
-  p.out = out.data_ptr();
-  p.o_row_stride = out.stride(0);
-  p.o_head_stride = out.stride(1);
+  p.out = out_a.data_ptr();
+  p.o_row_stride = out_a.stride(0);
+  p.o_head_stride = out_a.stride(1);
   p.lse = lse_c.data_ptr<float>();
-  p.dout = dout.data_ptr();
-  p.do_row_stride = dout.stride(0);
-  p.do_head_stride = dout.stride(1);
+  p.dout = dout_a.data_ptr();
+  p.do_row_stride = dout_a.stride(0);
+  p.do_head_stride = dout_a.stride(1);
   p.dlse = dlse_c.defined() ? dlse_c.data_ptr<float>() : nullptr;
   p.softmax_d = softmax_d.data_ptr<float>();
   p.dq = dq.data_ptr();

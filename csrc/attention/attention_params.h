@@ -19,9 +19,13 @@
 //   value 0: no row of the tile attends to key block n (mask off, block outside the sequence's key
 //            range, or entirely above the causal diagonal for every row of the tile);
 //         1: some rows do: the kernel must check mask[b, hm, t / mask_row_div, n] per row;
-//         2: every valid row of the tile keeps block n by the mask (causal / length masking of
-//            individual elements is still applied by the kernel).
-//   Rows/tiles past the end of a sequence are "not valid" and ignored when building.
+//         2: every row of the tile that can see block n (its first key is inside the sequence and,
+//            if causal, not above the row's diagonal) keeps it by the mask. Causal / length masking
+//            of individual elements is always applied by the kernels, so rows that cannot see the
+//            block are masked there anyway.
+//   Rows/tiles past the end of a sequence are "not valid" and ignored when building. Kernels clamp
+//   sequence lengths read from cu_seqlens to [0, max_seqlen_*] so inconsistent input never reads or
+//   writes out of bounds.
 #pragma once
 #include <cstdint>
 

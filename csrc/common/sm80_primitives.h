@@ -110,3 +110,22 @@ SEER_DEVICE float quad_sum(float v) {
 }
 
 }  // namespace seer
+
+namespace seer {
+
+// ---- appended by the attention forward kernel: ldmatrix on 32-bit shared-space addresses.
+// With XOR-swizzled tiles the per-lane address of a constant (row, col) shift is `base ^ c1 + c2`
+// (c1, c2 compile-time), which keeps one address register per operand instead of one per shift.
+SEER_DEVICE uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+SEER_DEVICE void ldmatrix_x4_sa(uint32_t (&r)[4], uint32_t s) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+SEER_DEVICE void ldmatrix_x4_trans_sa(uint32_t (&r)[4], uint32_t s) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+}  // namespace seer

@@ -1,0 +1,83 @@
+// Entry points of the block-sparse attention backward: run_attention_bwd (preprocess + dK/dV + dQ)
+// and attention_bwd_tile_rows. The dK/dV and dQ kernels are instantiated per (head dim, dtype) in
+// instantiations/bwd_hdim*_*.cu; the small preprocess kernel lives here.
+#include <cstdint>
+
+#include "attention/attention_params.h"
+#include "attention/bwd_kernel.cuh"
+#include "attention/bwd_launch.cuh"
+#include "common/launch.h"
+#include "common/platform.h"
+#include "common/sm80_primitives.h"
+
+namespace seer {
+namespace attn_bwd {
+
+// softmax_d[h * total_q + t] = sum_d dout[t, h, d] * out[t, h, d] - (dlse ? dlse[h * total_q + t] : 0).
+// 8 lanes per (token, head) row, 16-byte loads (8 elements) per lane and step; fp32 sum.
+constexpr int kPreThreads = 256;
+constexpr int kPreLanes = 8;
+
+template <typename Elem>
+__global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const __grid_constant__ AttnBwdParams p) {
+  const int64_t n_rows = static_cast<int64_t>(p.total_q) * p.h_q;
+  const int64_t row = (static_cast<int64_t>(blockIdx.x) * kPreThreads + threadIdx.x) / kPreLanes;
+  const int sub = threadIdx.x % kPreLanes;
+  const bool active = row < n_rows;
+  int64_t t = 0;
+  int h = 0;
+  float acc = 0.f;
+  if (active) {
+    t = row / p.h_q;
+    h = static_cast<int>(row - t * p.h_q);
+    const Elem* o = static_cast<const Elem*>(p.out) + t * p.o_row_stride + static_cast<int64_t>(h) * p.o_head_stride;
+    const Elem* dout =
+        static_cast<const Elem*>(p.dout) + t * p.do_row_stride + static_cast<int64_t>(h) * p.do_head_stride;
+    for (int d = sub * 8; d < p.head_dim; d += kPreLanes * 8) {
+      const uint4 a = *reinterpret_cast<const uint4*>(o + d);
+      const uint4 c = *reinterpret_cast<const uint4*>(dout + d);
+      const Elem* ea = reinterpret_cast<const Elem*>(&a);
+      const Elem* ec = reinterpret_cast<const Elem*>(&c);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc += to_float<Elem>(ea[k]) * to_float<Elem>(ec[k]);
+    }
+  }
+  // All lanes take part in the shuffles (the 8 lanes of a row are consecutive in one warp).
+#pragma unroll
+  for (int m = 1; m < kPreLanes; m <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, m);
+  if (active && sub == 0) {
+    const int64_t i = static_cast<int64_t>(h) * p.total_q + t;
+    p.softmax_d[i] = acc - (p.dlse != nullptr ? p.dlse[i] : 0.f);
+  }
+}
+
+template <typename Elem>
+int launch_preprocess(const AttnBwdParams& p, cudaStream_t stream) {
+  const int64_t n_rows = static_cast<int64_t>(p.total_q) * p.h_q;
+  if (n_rows == 0) return 0;
+  const int64_t blocks = (n_rows * kPreLanes + kPreThreads - 1) / kPreThreads;
+  bwd_preprocess_kernel<Elem><<<static_cast<unsigned>(blocks), kPreThreads, 0, stream>>>(p);
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace attn_bwd
+
+int attention_bwd_tile_rows(int /*head_dim*/) { return attn_bwd::kBwdTileRows; }
+
+int run_attention_bwd(const AttnBwdParams& p, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) return static_cast<int>(cudaErrorInvalidValue);
+  int err = p.is_bf16 ? attn_bwd::launch_preprocess<__nv_bfloat16>(p, stream)
+                      : attn_bwd::launch_preprocess<__half>(p, stream);
+  if (err != 0) return err;
+  switch (p.head_dim) {
+    case 64:
+      return p.is_bf16 ? run_bwd_hdim<64, __nv_bfloat16>(p, stream) : run_bwd_hdim<64, __half>(p, stream);
+    case 128:
+      return p.is_bf16 ? run_bwd_hdim<128, __nv_bfloat16>(p, stream) : run_bwd_hdim<128, __half>(p, stream);
+    default:
+      return p.is_bf16 ? run_bwd_hdim<256, __nv_bfloat16>(p, stream) : run_bwd_hdim<256, __half>(p, stream);
+  }
+}
+
+}  // namespace seer

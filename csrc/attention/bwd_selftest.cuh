@@ -1,0 +1,356 @@
+// Standalone self-test of the attention backward kernels (no torch, no forward kernel, no tile-mask
+// kernel: the forward pass, the tile mask and the float64 reference are computed on the host here).
+// Not part of the extension (a .cuh, and its main() is behind SEER_BWD_SELFTEST_MAIN). Build and run
+// on a GPU machine from the repo root:
+//
+//   nvcc -std=c++17 -O2 -gencode arch=compute_90,code=sm_90 --use_fast_math -Icsrc -x cu \
+//     -DSEER_BWD_SELFTEST_MAIN csrc/attention/bwd_selftest.cuh csrc/attention/bwd_launch.cu \
+//     csrc/attention/instantiations/bwd_hdim*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest
+//
+// It sweeps head dims, dtypes, 1D/2D masks, causal, GQA packing and block sizes, and prints the worst
+// error of dq / dk / dv per case with the location (token, head, dim) of the worst element.
+#ifdef SEER_BWD_SELFTEST_MAIN
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "attention/attention_params.h"
+#include "common/platform.h"
+
+namespace {
+
+using seer::AttnBwdParams;
+
+#define CK(x)                                                                             \
+  do {                                                                                    \
+    cudaError_t e_ = (x);                                                                 \
+    if (e_ != cudaSuccess) {                                                              \
+      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
+      std::exit(1);                                                                       \
+    }                                                                                     \
+  } while (0)
+
+struct Case {
+  int D;
+  bool bf16;
+  bool is1d;
+  bool causal;
+  int hq, hkv;
+  int bq, bk;         // bq ignored for 1D
+  int mask_heads;     // hq, hkv or 1
+  std::vector<std::pair<int, int>> seqs;  // (seqlen_q, seqlen_k)
+  double density;
+};
+
+float round_elem(float x, bool bf16) {
+  if (bf16) return __bfloat162float(__float2bfloat16(x));
+  return __half2float(__float2half(x));
+}
+uint16_t to_bits(float x, bool bf16) {
+  uint16_t r;
+  if (bf16) {
+    __nv_bfloat16 h = __float2bfloat16(x);
+    std::memcpy(&r, &h, 2);
+  } else {
+    __half h = __float2half(x);
+    std::memcpy(&r, &h, 2);
+  }
+  return r;
+}
+float from_bits(uint16_t b, bool bf16) {
+  if (bf16) {
+    __nv_bfloat16 h;
+    std::memcpy(&h, &b, 2);
+    return __bfloat162float(h);
+  }
+  __half h;
+  std::memcpy(&h, &b, 2);
+  return __half2float(h);
+}
+
+template <typename T>
+T* to_device(const std::vector<T>& v) {
+  T* d = nullptr;
+  CK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)));
+  if (!v.empty()) CK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+bool run_case(const Case& c, std::mt19937& rng) {
+  const int B = static_cast<int>(c.seqs.size()), D = c.D, hq = c.hq, hkv = c.hkv, group = hq / hkv;
+  std::vector<int> cuq(B + 1, 0), cuk(B + 1, 0);
+  int maxq = 0, maxk = 0;
+  for (int b = 0; b < B; ++b) {
+    cuq[b + 1] = cuq[b] + c.seqs[b].first;
+    cuk[b + 1] = cuk[b] + c.seqs[b].second;
+    maxq = std::max(maxq, c.seqs[b].first);
+    maxk = std::max(maxk, c.seqs[b].second);
+  }
+  const int Tq = cuq[B], Tk = cuk[B];
+  const int div = c.is1d ? 1 : c.bq;
+  const int nb_k = (maxk + c.bk - 1) / c.bk;
+  const int mrows = c.is1d ? maxq : (maxq + c.bq - 1) / c.bq;
+  const int mcols = nb_k + 1;  // one spare column: strides need not equal the used extent
+  const int Hm = c.mask_heads;
+  std::uniform_real_distribution<float> U(-1.f, 1.f), U01(0.f, 1.f);
+  std::vector<uint8_t> mask(static_cast<size_t>(B) * Hm * std::max(mrows, 1) * mcols);
+  for (auto& m : mask) m = U01(rng) < c.density;
+  auto mask_at = [&](int b, int h, int row, int col) {
+    const int hm = h / (hq / Hm);
+    return mask[((static_cast<size_t>(b) * Hm + hm) * std::max(mrows, 1) + row) * mcols + col] != 0;
+  };
+  // Inputs (rounded to the element type; q/dout with a padded head stride to test strides).
+  const int q_hs = D + 8, q_rs = hq * q_hs;
+  std::vector<float> q(static_cast<size_t>(Tq) * q_rs), dout(q.size()), k(static_cast<size_t>(Tk) * hkv * D),
+      v(k.size());
+  for (auto* vec : {&q, &dout, &k, &v})
+    for (auto& x : *vec) x = round_elem(U(rng), c.bf16);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  auto Q = [&](int t, int h, int d) { return q[static_cast<size_t>(t) * q_rs + h * q_hs + d]; };
+  auto DO = [&](int t, int h, int d) { return dout[static_cast<size_t>(t) * q_rs + h * q_hs + d]; };
+  auto K = [&](int t, int h, int d) { return k[(static_cast<size_t>(t) * hkv + h) * D + d]; };
+  auto V = [&](int t, int h, int d) { return v[(static_cast<size_t>(t) * hkv + h) * D + d]; };
+
+  // Host forward + backward reference (float64) with out rounded to the element type as the GPU sees it.
+  std::vector<float> out(static_cast<size_t>(Tq) * hq * D, 0.f), lse(static_cast<size_t>(hq) * Tq, -INFINITY);
+  std::vector<double> dq_ref(static_cast<size_t>(Tq) * hq * D, 0.0), dk_ref(k.size(), 0.0), dv_ref(k.size(), 0.0);
+  for (int b = 0; b < B; ++b) {
+    const int sq = c.seqs[b].first, sk = c.seqs[b].second, q0 = cuq[b], k0 = cuk[b];
+    for (int h = 0; h < hq; ++h) {
+      const int hk = h / group;
+      for (int i = 0; i < sq; ++i) {
+        std::vector<double> s(sk), p(sk, 0.0), dp(sk);
+        std::vector<char> vis(sk, 0);
+        double mx = -INFINITY;
+        for (int j = 0; j < sk; ++j) {
+          vis[j] = mask_at(b, h, i / div, j / c.bk) && (!c.causal || j <= i + sk - sq);
+          if (!vis[j]) continue;
+          double acc = 0;
+          for (int d = 0; d < D; ++d) acc += double(Q(q0 + i, h, d)) * K(k0 + j, hk, d);
+          s[j] = acc * scale;
+          mx = std::max(mx, s[j]);
+        }
+        if (mx == -INFINITY) continue;  // no visible key: out 0, lse -inf, zero gradients
+        double sum = 0;
+        for (int j = 0; j < sk; ++j)
+          if (vis[j]) sum += std::exp(s[j] - mx);
+        const double l = mx + std::log(sum);
+        lse[static_cast<size_t>(h) * Tq + q0 + i] = static_cast<float>(l);
+        std::vector<double> o(D, 0.0);
+        for (int j = 0; j < sk; ++j)
+          if (vis[j]) {
+            p[j] = std::exp(s[j] - l);
+            for (int d = 0; d < D; ++d) o[d] += p[j] * V(k0 + j, hk, d);
+          }
+        double Dd = 0;
+        for (int d = 0; d < D; ++d) {
+          const float ob = round_elem(static_cast<float>(o[d]), c.bf16);
+          out[(static_cast<size_t>(q0 + i) * hq + h) * D + d] = ob;
+          Dd += double(ob) * DO(q0 + i, h, d);
+        }
+        for (int j = 0; j < sk; ++j) {
+          if (!vis[j]) continue;
+          double acc = 0;
+          for (int d = 0; d < D; ++d) acc += double(DO(q0 + i, h, d)) * V(k0 + j, hk, d);
+          const double ds = p[j] * (acc - Dd);
+          for (int d = 0; d < D; ++d) {
+            dq_ref[(static_cast<size_t>(q0 + i) * hq + h) * D + d] += scale * ds * K(k0 + j, hk, d);
+            dk_ref[(static_cast<size_t>(k0 + j) * hkv + hk) * D + d] += scale * ds * Q(q0 + i, h, d);
+            dv_ref[(static_cast<size_t>(k0 + j) * hkv + hk) * D + d] += p[j] * DO(q0 + i, h, d);
+          }
+        }
+      }
+    }
+  }
+
+  // Row tiling and tile mask (attention_params.h semantics; what run_build_tile_mask produces).
+  int pack = 1;
+  const int tile_rows = seer::attention_bwd_tile_rows(D);
+  if (c.is1d && Hm != hq && group > 1)
+    for (int x = 1; x <= 16 && x <= group && x <= tile_rows; ++x)
+      if (group % x == 0) pack = x;
+  const int tile_tokens = tile_rows / pack;
+  const int n_tok_tiles = (maxq + tile_tokens - 1) / tile_tokens;
+  const int n_row_tiles = (group / pack) * n_tok_tiles;
+  std::vector<uint8_t> tm(static_cast<size_t>(B) * hkv * n_row_tiles * std::max(nb_k, 1), 0),
+      tmT(tm.size(), 0);
+  for (int b = 0; b < B; ++b) {
+    const int sq = c.seqs[b].first, sk = c.seqs[b].second;
+    for (int hk = 0; hk < hkv; ++hk)
+      for (int rt = 0; rt < n_row_tiles; ++rt)
+        for (int n = 0; n < nb_k && n * c.bk < sk; ++n) {
+          bool any = false, all = true, seen = false;
+          for (int r = 0; r < pack * tile_tokens; ++r) {
+            const int slot = rt / n_tok_tiles, tt = rt % n_tok_tiles;
+            const int tok = tt * tile_tokens + r / pack, h = hk * group + slot * pack + r % pack;
+            if (tok >= sq) continue;
+            seen = true;
+            const bool keep = mask_at(b, h, tok / div, n);
+            all = all && keep;
+            if (keep && (!c.causal || n * c.bk <= tok + sk - sq)) any = true;
+          }
+          if (!seen || !any) continue;
+          const uint8_t val = all ? 2 : 1;
+          tm[((static_cast<size_t>(b) * hkv + hk) * n_row_tiles + rt) * nb_k + n] = val;
+          tmT[((static_cast<size_t>(b) * hkv + hk) * nb_k + n) * n_row_tiles + rt] = val;
+        }
+  }
+
+  // Device buffers.
+  auto bits = [&](const std::vector<float>& x) {
+    std::vector<uint16_t> r(x.size());
+    for (size_t i = 0; i < x.size(); ++i) r[i] = to_bits(x[i], c.bf16);
+    return r;
+  };
+  uint16_t *d_q = to_device(bits(q)), *d_do = to_device(bits(dout)), *d_k = to_device(bits(k)),
+           *d_v = to_device(bits(v)), *d_out = to_device(bits(out));
+  float* d_lse = to_device(lse);
+  int *d_cuq = to_device(cuq), *d_cuk = to_device(cuk);
+  uint8_t *d_mask = to_device(mask), *d_tm = to_device(tm), *d_tmT = to_device(tmT);
+  std::vector<uint16_t> nan_fill(static_cast<size_t>(Tq) * hq * D, 0x7fff);  // NaN in both formats
+  uint16_t* d_dq = to_device(nan_fill);
+  uint16_t* d_dk = to_device(std::vector<uint16_t>(k.size(), 0x7fff));
+  uint16_t* d_dv = to_device(std::vector<uint16_t>(k.size(), 0x7fff));
+  float* d_sd = to_device(std::vector<float>(static_cast<size_t>(hq) * Tq, NAN));
+
+  AttnBwdParams p{};
+  p.batch = B;
+  p.h_q = hq;
+  p.h_kv = hkv;
+  p.group = group;
+  p.head_dim = D;
+  p.max_seqlen_q = maxq;
+  p.max_seqlen_k = maxk;
+  p.total_q = Tq;
+  p.total_k = Tk;
+  p.scale = scale;
+  p.scale_log2 = scale * 1.4426950408889634f;
+  p.causal = c.causal;
+  p.is_bf16 = c.bf16;
+  p.q = d_q;
+  p.q_row_stride = q_rs;
+  p.q_head_stride = q_hs;
+  p.k = d_k;
+  p.k_row_stride = hkv * D;
+  p.k_head_stride = D;
+  p.v = d_v;
+  p.v_row_stride = hkv * D;
+  p.v_head_stride = D;
+  p.out = d_out;
+  p.o_row_stride = hq * D;
+  p.o_head_stride = D;
+  p.lse = d_lse;
+  p.cu_seqlens_q = d_cuq;
+  p.cu_seqlens_k = d_cuk;
+  p.mask = d_mask;
+  p.mask_stride_b = static_cast<int64_t>(Hm) * std::max(mrows, 1) * mcols;
+  p.mask_stride_h = static_cast<int64_t>(std::max(mrows, 1)) * mcols;
+  p.mask_stride_row = mcols;
+  p.mask_stride_col = 1;
+  p.mask_heads = Hm;
+  p.mask_row_div = div;
+  p.block_size_q = div;
+  p.block_size_k = c.bk;
+  p.nb_k = nb_k;
+  p.pack = pack;
+  p.tile_tokens = tile_tokens;
+  p.n_tok_tiles = n_tok_tiles;
+  p.n_row_tiles = n_row_tiles;
+  p.tile_mask = d_tm;
+  p.tile_maskT = d_tmT;
+  p.dout = d_do;
+  p.do_row_stride = q_rs;
+  p.do_head_stride = q_hs;
+  p.dlse = nullptr;
+  p.softmax_d = d_sd;
+  p.dq = d_dq;
+  p.dq_row_stride = hq * D;
+  p.dq_head_stride = D;
+  p.dk = d_dk;
+  p.dk_row_stride = hkv * D;
+  p.dk_head_stride = D;
+  p.dv = d_dv;
+  p.dv_row_stride = hkv * D;
+  p.dv_head_stride = D;
+  p.dq_accum = nullptr;
+  p.deterministic = true;
+  const int err = seer::run_attention_bwd(p, nullptr);
+  CK(static_cast<cudaError_t>(err));
+  CK(cudaDeviceSynchronize());
+
+  auto check = [&](const char* name, uint16_t* dptr, const std::vector<double>& ref, int heads) {
+    std::vector<uint16_t> h(ref.size());
+    if (!h.empty()) CK(cudaMemcpy(h.data(), dptr, h.size() * 2, cudaMemcpyDeviceToHost));
+    double max_ref = 1e-6, max_err = 0;
+    size_t worst = 0;
+    bool bad = false;
+    for (size_t i = 0; i < ref.size(); ++i) max_ref = std::max(max_ref, std::fabs(ref[i]));
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const float x = from_bits(h[i], c.bf16);
+      const double e = std::isfinite(x) ? std::fabs(x - ref[i]) : INFINITY;
+      if (!(e <= max_err)) {
+        max_err = e;
+        worst = i;
+      }
+    }
+    const double rel = max_err / max_ref;
+    const double tol = c.bf16 ? 3e-2 : 1e-2;
+    bad = !(rel <= tol);
+    const size_t row = worst / (static_cast<size_t>(heads) * D);
+    std::printf("  %s: max|err| %.3e  max|ref| %.3e  rel %.3e %s (worst at row %zu head %zu dim %zu: got %g want %g)\n",
+                name, max_err, max_ref, rel, bad ? "FAIL" : "ok", row, (worst / D) % heads, worst % D,
+                ref.empty() ? 0.0 : double(from_bits(h[worst], c.bf16)), ref.empty() ? 0.0 : ref[worst]);
+    return !bad;
+  };
+  std::printf("D=%d %s %s causal=%d hq=%d hkv=%d pack=%d bq=%d bk=%d Hm=%d density=%.2f seqs:", D,
+              c.bf16 ? "bf16" : "fp16", c.is1d ? "1D" : "2D", c.causal, hq, hkv, pack, c.bq, c.bk, Hm, c.density);
+  for (auto& s : c.seqs) std::printf(" (%d,%d)", s.first, s.second);
+  std::printf("\n");
+  bool ok = check("dq", d_dq, dq_ref, hq);
+  ok = check("dk", d_dk, dk_ref, hkv) && ok;
+  ok = check("dv", d_dv, dv_ref, hkv) && ok;
+  for (void* ptr : std::initializer_list<void*>{d_q, d_do, d_k, d_v, d_out, d_lse, d_cuq, d_cuk, d_mask, d_tm, d_tmT,
+                                                d_dq, d_dk, d_dv, d_sd})
+    CK(cudaFree(ptr));
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::mt19937 rng(argc > 1 ? std::atoi(argv[1]) : 1234);
+  const std::vector<std::pair<int, int>> seqs = {{130, 130}, {61, 200}, {0, 40}, {257, 97}};
+  int fails = 0, total = 0;
+  for (int D : {64, 128, 256})
+    for (bool bf16 : {false, true})
+      for (bool is1d : {false, true})
+        for (bool causal : {false, true}) {
+          Case c;
+          c.D = D;
+          c.bf16 = bf16;
+          c.is1d = is1d;
+          c.causal = causal;
+          c.hq = 8;
+          c.hkv = is1d ? 2 : 4;  // 1D: group 4 with a per-kv-head mask -> pack 4
+          c.mask_heads = is1d ? c.hkv : c.hq;
+          c.bq = 32;
+          c.bk = (D == 128) ? 48 : (D == 64 ? 16 : 80);
+          c.seqs = seqs;
+          c.density = 0.6;
+          ++total;
+          fails += !run_case(c, rng);
+        }
+  // Dense sanity case (every block kept: tile-mask value 2 everywhere) and a GQA group of 7.
+  Case dense{128, true, false, true, 4, 1, 64, 64, 1, {{300, 300}}, 1.0};
+  ++total;
+  fails += !run_case(dense, rng);
+  Case g7{64, false, true, false, 7, 1, 1, 64, 1, {{100, 150}, {33, 20}}, 0.5};
+  ++total;
+  fails += !run_case(g7, rng);
+  std::printf("%d / %d cases passed\n", total - fails, total);
+  return fails == 0 ? 0 : 1;
+}
+#endif  // SEER_BWD_SELFTEST_MAIN

@@ -1,0 +1,343 @@
+// Standalone self-test of the tile-mask builder and the forward kernel (no torch). Not part of the
+// extension build (setup.py compiles only *.cu and *_api.cpp). Build and run on a GPU machine from the
+// repository root:
+//
+//   nvcc -x cu -std=c++17 -O2 -arch=sm_90 --use_fast_math -Icsrc csrc/attention/selftest/fwd_selftest.cpp \
+//        csrc/attention/tile_mask.cu csrc/attention/fwd_dispatch.cu csrc/attention/instantiations/fwd_*.cu \
+//        -o /tmp/fwd_selftest && /tmp/fwd_selftest
+//
+// For each case it (1) builds the tile mask on the GPU and compares it with a CPU re-derivation of the
+// values documented in attention_params.h, (2) runs the forward kernel and compares out / lse with a
+// float64 CPU reference, checking that every valid row is written (out and lse are pre-filled with
+// NaN) and that nothing outside the sequences' rows is touched. Prints one line per case and exits
+// non-zero on the first class of failure.
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "attention/attention_params.h"
+
+using namespace seer;
+
+#define CK(x)                                                                                   \
+  do {                                                                                          \
+    cudaError_t e_ = (x);                                                                       \
+    if (e_ != cudaSuccess) {                                                                    \
+      std::printf("CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__, #x); \
+      std::exit(2);                                                                             \
+    }                                                                                           \
+  } while (0)
+
+struct Case {
+  int D;
+  bool bf16;
+  std::vector<int> seq_q, seq_k;
+  int h_q, h_kv;
+  bool mask_2d;    // else 1D
+  int mask_heads;  // h_q, h_kv or 1 (1 is given as a stride-0 broadcast)
+  int bq, bk;
+  bool causal;
+  float density;
+  int q_row_pad;  // extra elements per q row (non-contiguous q)
+};
+
+static float to_f(uint16_t bits, bool bf16) {
+  if (bf16) {
+    uint32_t u = static_cast<uint32_t>(bits) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  __half h;
+  std::memcpy(&h, &bits, 2);
+  return __half2float(h);
+}
+static uint16_t from_f(float f, bool bf16) {
+  if (bf16) {
+    __nv_bfloat16 h = __float2bfloat16(f);
+    uint16_t b;
+    std::memcpy(&b, &h, 2);
+    return b;
+  }
+  __half h = __float2half(f);
+  uint16_t b;
+  std::memcpy(&b, &h, 2);
+  return b;
+}
+
+static int run_case(const Case& c, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> unif(-1.f, 1.f);
+  std::uniform_real_distribution<float> u01(0.f, 1.f);
+  const int B = static_cast<int>(c.seq_q.size());
+  std::vector<int> cu_q(B + 1, 0), cu_k(B + 1, 0);
+  int max_q = 0, max_k = 0;
+  for (int b = 0; b < B; ++b) {
+    cu_q[b + 1] = cu_q[b] + c.seq_q[b];
+    cu_k[b + 1] = cu_k[b] + c.seq_k[b];
+    max_q = std::max(max_q, c.seq_q[b]);
+    max_k = std::max(max_k, c.seq_k[b]);
+  }
+  const int Tq = cu_q[B], Tk = cu_k[B], D = c.D;
+  const int group = c.h_q / c.h_kv;
+  // q: [Tq, h_q, D] with padded rows; k, v contiguous [Tk, h_kv, D].
+  const int64_t q_row_stride = static_cast<int64_t>(c.h_q) * D + c.q_row_pad;
+  std::vector<uint16_t> hq(static_cast<size_t>(Tq) * q_row_stride + 8), hk(static_cast<size_t>(Tk) * c.h_kv * D),
+      hv(hk.size());
+  for (auto& x : hq) x = from_f(unif(rng), c.bf16);
+  for (auto& x : hk) x = from_f(unif(rng), c.bf16);
+  for (auto& x : hv) x = from_f(unif(rng), c.bf16);
+  // mask [B, H_mask, rows, nb_k] (row count over-allocated by 1, col count by 3: "mask too big" is legal)
+  const int nb_k = (max_k + c.bk - 1) / c.bk;
+  const int mrd = c.mask_2d ? c.bq : 1;
+  const int m_rows = (c.mask_2d ? (max_q + c.bq - 1) / c.bq : max_q) + 1;
+  const int m_cols = nb_k + 3;
+  const int stored_heads = c.mask_heads == 1 ? 1 : c.mask_heads;
+  std::vector<uint8_t> hm(static_cast<size_t>(B) * stored_heads * m_rows * m_cols);
+  for (auto& x : hm) x = u01(rng) < c.density ? 1 : 0;
+  const int64_t msb = static_cast<int64_t>(stored_heads) * m_rows * m_cols;
+  const int64_t msh = c.mask_heads == 1 ? 0 : static_cast<int64_t>(m_rows) * m_cols;  // stride 0 broadcast
+  const int64_t msr = m_cols, msc = 1;
+  auto mask_at = [&](int b, int hmi, int row, int n) {
+    return hm[b * msb + hmi * msh + static_cast<int64_t>(row) * msr + n * msc];
+  };
+
+  // ---- params (as the API layer fills them) ----
+  AttnParams p{};
+  p.batch = B;
+  p.h_q = c.h_q;
+  p.h_kv = c.h_kv;
+  p.group = group;
+  p.head_dim = D;
+  p.max_seqlen_q = max_q;
+  p.max_seqlen_k = max_k;
+  p.total_q = Tq;
+  p.total_k = Tk;
+  p.scale = 1.f / std::sqrt(static_cast<float>(D));
+  p.scale_log2 = p.scale * 1.4426950408889634f;
+  p.causal = c.causal;
+  p.is_bf16 = c.bf16;
+  p.q_row_stride = q_row_stride;
+  p.q_head_stride = D;
+  p.k_row_stride = p.v_row_stride = static_cast<int64_t>(c.h_kv) * D;
+  p.k_head_stride = p.v_head_stride = D;
+  p.o_row_stride = static_cast<int64_t>(c.h_q) * D;
+  p.o_head_stride = D;
+  p.mask_stride_b = msb;
+  p.mask_stride_h = msh;
+  p.mask_stride_row = msr;
+  p.mask_stride_col = msc;
+  p.mask_heads = c.mask_heads;
+  p.mask_row_div = mrd;
+  p.block_size_q = mrd;
+  p.block_size_k = c.bk;
+  p.nb_k = nb_k;
+  const int tile_rows = attention_fwd_tile_rows(D);
+  int pack = 1;
+  if (!c.mask_2d && c.mask_heads != c.h_q && group > 1)
+    for (int x = 1; x <= 16 && x <= group && x <= tile_rows; ++x)
+      if (group % x == 0) pack = x;
+  p.pack = pack;
+  p.tile_tokens = tile_rows / pack;
+  p.n_tok_tiles = (max_q + p.tile_tokens - 1) / p.tile_tokens;
+  p.n_row_tiles = (group / pack) * p.n_tok_tiles;
+
+  // ---- device buffers ----
+  void *dq, *dk, *dv, *dout;
+  float* dlse;
+  int *dcq, *dck;
+  uint8_t *dm, *dtm, *dtmT;
+  const size_t out_elems = static_cast<size_t>(Tq) * c.h_q * D;
+  const size_t tm_elems = static_cast<size_t>(B) * c.h_kv * p.n_row_tiles * nb_k;
+  CK(cudaMalloc(&dq, hq.size() * 2));
+  CK(cudaMalloc(&dk, hk.size() * 2 + 16));
+  CK(cudaMalloc(&dv, hv.size() * 2 + 16));
+  CK(cudaMalloc(&dout, out_elems * 2 + 16));
+  CK(cudaMalloc(&dlse, static_cast<size_t>(c.h_q) * Tq * 4 + 16));
+  CK(cudaMalloc(&dcq, (B + 1) * 4));
+  CK(cudaMalloc(&dck, (B + 1) * 4));
+  CK(cudaMalloc(&dm, hm.size()));
+  CK(cudaMalloc(&dtm, tm_elems + 1));
+  CK(cudaMalloc(&dtmT, tm_elems + 1));
+  CK(cudaMemcpy(dq, hq.data(), hq.size() * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dk, hk.data(), hk.size() * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dv, hv.data(), hv.size() * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dcq, cu_q.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dck, cu_k.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dm, hm.data(), hm.size(), cudaMemcpyHostToDevice));
+  CK(cudaMemset(dout, 0xff, out_elems * 2));                     // NaN pattern
+  CK(cudaMemset(dlse, 0xff, static_cast<size_t>(c.h_q) * Tq * 4));  // NaN pattern
+  CK(cudaMemset(dtm, 0xee, tm_elems));
+  CK(cudaMemset(dtmT, 0xee, tm_elems));
+  p.q = dq;
+  p.k = dk;
+  p.v = dv;
+  p.out = dout;
+  p.lse = dlse;
+  p.cu_seqlens_q = dcq;
+  p.cu_seqlens_k = dck;
+  p.mask = dm;
+  p.tile_mask = dtm;
+  p.tile_maskT = dtmT;
+
+  int rc = run_build_tile_mask(p, nullptr);
+  if (rc != 0) {
+    std::printf("  run_build_tile_mask returned %d\n", rc);
+    return 1;
+  }
+  rc = run_attention_fwd(p, nullptr);
+  if (rc != 0) {
+    std::printf("  run_attention_fwd returned %d\n", rc);
+    return 1;
+  }
+  CK(cudaDeviceSynchronize());
+
+  // ---- (1) tile mask vs CPU ----
+  std::vector<uint8_t> tm(tm_elems), tmT(tm_elems);
+  CK(cudaMemcpy(tm.data(), dtm, tm_elems, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(tmT.data(), dtmT, tm_elems, cudaMemcpyDeviceToHost));
+  int tm_bad = 0;
+  for (int b = 0; b < B; ++b)
+    for (int hk_ = 0; hk_ < c.h_kv; ++hk_)
+      for (int rt = 0; rt < p.n_row_tiles; ++rt)
+        for (int n = 0; n < nb_k; ++n) {
+          const int slot = rt / p.n_tok_tiles, tt = rt % p.n_tok_tiles;
+          const int sq = c.seq_q[b], sk = c.seq_k[b], off = sk - sq;
+          bool any = false, all = true;
+          for (int r = 0; r < p.tile_tokens * pack; ++r) {
+            const int t = tt * p.tile_tokens + r / pack, h = hk_ * group + slot * pack + r % pack;
+            if (t >= sq) continue;
+            const int key0 = n * c.bk;
+            if (key0 >= sk || (c.causal && key0 > t + off)) continue;  // row cannot see block n
+            const bool keep = mask_at(b, h / (c.h_q / c.mask_heads), t / mrd, n) != 0;
+            any |= keep;
+            all &= keep;
+          }
+          const uint8_t want = any ? (all ? 2 : 1) : 0;
+          const size_t i = ((static_cast<size_t>(b) * c.h_kv + hk_) * p.n_row_tiles + rt) * nb_k + n;
+          const size_t iT = ((static_cast<size_t>(b) * c.h_kv + hk_) * nb_k + n) * p.n_row_tiles + rt;
+          if (tm[i] != want || tmT[iT] != want) {
+            if (tm_bad < 5)
+              std::printf("  tile_mask[b=%d hk=%d rt=%d n=%d] = %d / T %d, want %d\n", b, hk_, rt, n, tm[i], tmT[iT], want);
+            ++tm_bad;
+          }
+        }
+
+  // ---- (2) forward vs float64 reference ----
+  std::vector<uint16_t> out(out_elems);
+  std::vector<float> lse(static_cast<size_t>(c.h_q) * Tq);
+  CK(cudaMemcpy(out.data(), dout, out_elems * 2, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(lse.data(), dlse, lse.size() * 4, cudaMemcpyDeviceToHost));
+  double max_err = 0, max_lse_err = 0;
+  int bad_rows = 0, empty_rows = 0;
+  std::vector<double> sc(max_k > 0 ? max_k : 1), acc(D);
+  for (int b = 0; b < B; ++b) {
+    const int sq = c.seq_q[b], sk = c.seq_k[b], off = sk - sq;
+    for (int i = 0; i < sq; ++i)
+      for (int h = 0; h < c.h_q; ++h) {
+        const int hk_ = h / group, hmi = h / (c.h_q / c.mask_heads);
+        const size_t qrow = static_cast<size_t>(cu_q[b] + i) * q_row_stride + static_cast<size_t>(h) * D;
+        double mx = -INFINITY;
+        for (int j = 0; j < sk; ++j) {
+          const bool vis = mask_at(b, hmi, i / mrd, j / c.bk) != 0 && (!c.causal || j <= i + off);
+          if (!vis) {
+            sc[j] = -INFINITY;
+            continue;
+          }
+          const size_t krow = (static_cast<size_t>(cu_k[b] + j) * c.h_kv + hk_) * D;
+          double s = 0;
+          for (int d = 0; d < D; ++d) s += static_cast<double>(to_f(hq[qrow + d], c.bf16)) * to_f(hk[krow + d], c.bf16);
+          sc[j] = s * p.scale;
+          mx = std::max(mx, sc[j]);
+        }
+        double l = 0;
+        for (int d = 0; d < D; ++d) acc[d] = 0;
+        if (mx != -INFINITY)
+          for (int j = 0; j < sk; ++j) {
+            if (sc[j] == -INFINITY) continue;
+            const double w = std::exp(sc[j] - mx);
+            l += w;
+            const size_t vrow = (static_cast<size_t>(cu_k[b] + j) * c.h_kv + hk_) * D;
+            for (int d = 0; d < D; ++d) acc[d] += w * to_f(hv[vrow + d], c.bf16);
+          }
+        const double want_lse = l > 0 ? mx + std::log(l) : -INFINITY;
+        const float got_lse = lse[static_cast<size_t>(h) * Tq + cu_q[b] + i];
+        bool row_bad = false;
+        if (l == 0) {
+          ++empty_rows;
+          row_bad |= !(std::isinf(got_lse) && got_lse < 0);
+        } else {
+          const double e = std::fabs(got_lse - want_lse);
+          max_lse_err = std::max(max_lse_err, e);
+          row_bad |= !(e < 2e-3 * std::max(1.0, std::fabs(want_lse)));
+        }
+        for (int d = 0; d < D; ++d) {
+          const double want = l > 0 ? acc[d] / l : 0.0;
+          const float got = to_f(out[(static_cast<size_t>(cu_q[b] + i) * c.h_q + h) * D + d], c.bf16);
+          const double e = std::fabs(got - want);
+          if (!(e <= (c.bf16 ? 2e-2 : 4e-3) + 1e-2 * std::fabs(want))) row_bad = true;
+          if (std::isfinite(e)) max_err = std::max(max_err, e); else row_bad = true;
+        }
+        if (row_bad) {
+          if (bad_rows < 5)
+            std::printf("  bad row b=%d i=%d h=%d: lse got %g want %g, out[0] got %g want %g\n", b, i, h, got_lse,
+                        want_lse, to_f(out[(static_cast<size_t>(cu_q[b] + i) * c.h_q + h) * D], c.bf16),
+                        l > 0 ? acc[0] / l : 0.0);
+          ++bad_rows;
+        }
+      }
+  }
+  std::printf("  tile-mask mismatches %d, bad rows %d (empty rows %d), max |out err| %.3g, max |lse err| %.3g\n",
+              tm_bad, bad_rows, empty_rows, max_err, max_lse_err);
+  cudaFree(dq);
+  cudaFree(dk);
+  cudaFree(dv);
+  cudaFree(dout);
+  cudaFree(dlse);
+  cudaFree(dcq);
+  cudaFree(dck);
+  cudaFree(dm);
+  cudaFree(dtm);
+  cudaFree(dtmT);
+  return (tm_bad ? 1 : 0) | (bad_rows ? 2 : 0);
+}
+
+int main() {
+  std::vector<Case> cases = {
+      // D, bf16, seq_q, seq_k, h_q, h_kv, 2d, mask_heads, bq, bk, causal, density, q_row_pad
+      {64, false, {200}, {200}, 2, 2, true, 2, 64, 64, false, 1.0f, 0},       // dense, non-causal
+      {64, false, {200}, {200}, 2, 2, true, 2, 64, 64, true, 1.0f, 0},        // dense causal
+      {128, false, {1, 17, 130, 300}, {1, 17, 130, 300}, 4, 2, true, 4, 64, 64, true, 0.5f, 8},
+      {128, true, {77, 256}, {300, 256}, 4, 1, true, 1, 32, 48, true, 0.5f, 0},  // seqlen_k > seqlen_q, bcast mask
+      {128, false, {150}, {150}, 2, 2, true, 2, 128, 16, true, 0.3f, 0},       // B_k 16 (4 blocks per tile)
+      {256, false, {190, 33}, {190, 40}, 2, 1, true, 1, 64, 256, false, 0.6f, 0},
+      {256, true, {129}, {129}, 1, 1, true, 1, 16, 112, true, 0.7f, 0},
+      {64, false, {100, 250}, {100, 250}, 8, 2, false, 2, 1, 32, true, 0.4f, 0},  // 1D GQA (pack 4)
+      {128, true, {300}, {300}, 7, 1, false, 1, 1, 64, true, 0.3f, 0},           // 1D, group 7 (pack 7)
+      {128, false, {64, 190}, {64, 190}, 4, 2, false, 4, 1, 80, false, 0.5f, 16}, // 1D per head (pack 1)
+      {64, false, {40}, {10}, 2, 2, true, 2, 16, 16, true, 1.0f, 0},             // seqlen_k < seqlen_q: empty rows
+      {128, false, {300}, {300}, 2, 2, true, 2, 64, 64, true, 0.0f, 0},          // empty mask: all rows 0 / -inf
+      {64, true, {1000}, {1000}, 2, 1, false, 1, 1, 16, true, 0.05f, 0},         // 1D sparse, many tiles
+  };
+  int fails = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    std::printf("case %zu: D=%d %s h_q=%d h_kv=%d %s mask_heads=%d bq=%d bk=%d causal=%d density=%.2f\n", i, c.D,
+                c.bf16 ? "bf16" : "fp16", c.h_q, c.h_kv, c.mask_2d ? "2D" : "1D", c.mask_heads, c.bq, c.bk, c.causal,
+                c.density);
+    const int r = run_case(c, 1234 + i);
+    std::printf("  -> %s\n", r == 0 ? "ok" : "FAIL");
+    fails += r != 0;
+  }
+  std::printf("%d / %zu cases failed\n", fails, cases.size());
+  return fails ? 1 : 0;
+}

@@ -1,0 +1,137 @@
+// Tile-mask builder of the block-sparse attention kernels (layout and values: attention_params.h).
+//
+// For every (sequence b, kv head hk, row tile rt, key block n) it decides from the user mask
+//   0: no valid row of the tile attends to any key of block n (block outside the sequence's key range,
+//      entirely above the causal diagonal of every row of the tile, or masked off for every row that
+//      could see it),
+//   1: some rows keep block n and some do not: the kernels check mask[b, hm, t / mask_row_div, n] per row,
+//   2: every valid row of the tile that can see block n keeps it (the kernels skip the per-row check;
+//      causal / length masking of individual elements is applied by the kernels in any case).
+// A row "can see" block n when its first key n*B_k is visible: n*B_k < seqlen_k and, if causal,
+// n*B_k <= t + seqlen_k - seqlen_q. Rows that cannot see block n have no visible key in it, so their
+// mask bit does not matter for the result; ignoring them only turns some 1s into 2s or 0s.
+//
+// The user mask is read with its strides (stride 0 allowed). Each distinct (mask head, mask row) pair
+// of a tile is read once per block: for 2D masks the tile's tokens map to a few mask rows
+// (t / B_q), for 1D masks every token is its own row; the pack heads of a tile share one mask head
+// when the mask is given per kv head (or broadcast).
+//
+// Work split: a CTA of 32 x 8 threads owns a 32 (row tiles) x 32 (key blocks) patch of one (b, hk):
+// threadIdx.x runs along n (coalesced user-mask reads when stride_col == 1, coalesced tile_mask
+// writes), and the patch is transposed through shared memory for coalesced tile_maskT writes.
+// Patches are enumerated by a 1D grid-stride loop, so any batch / h_kv / n_row_tiles / nb_k fits.
+#include <cstdint>
+
+#include "common/platform.h"
+#include "common/launch.h"
+#include "attention/attention_params.h"
+
+namespace seer {
+namespace {
+
+constexpr int kPatch = 32;        // row tiles and key blocks per CTA patch
+constexpr int kThreadsY = 8;      // threads along row tiles (each covers kPatch / kThreadsY row tiles)
+constexpr long long kMaxGrid = 1 << 20;
+
+// Value of tile_mask[b][hk][rt][n] (see the file comment). seqlen_q / seqlen_k are the clamped
+// lengths of sequence b.
+__device__ __forceinline__ uint8_t tile_value(const AttnParams& p, int b, int hk, int rt, int n, int seqlen_q,
+                                              int seqlen_k) {
+  const int slot = rt / p.n_tok_tiles;
+  const int tok0 = (rt - slot * p.n_tok_tiles) * p.tile_tokens;
+  if (tok0 >= seqlen_q) return 0;  // tile past the end of the sequence
+  const int tok_last = min(tok0 + p.tile_tokens, seqlen_q) - 1;
+  const int key0 = n * p.block_size_k;  // n < nb_k = ceil(max_seqlen_k / B_k): no overflow
+  if (key0 >= seqlen_k) return 0;       // block outside the sequence's keys
+  const int off = seqlen_k - seqlen_q;  // causal: key j visible to token t iff j <= t + off
+  if (p.causal && key0 > tok_last + off) return 0;
+
+  const int mrd = p.mask_row_div;
+  const int heads_per_mask_head = p.h_q / p.mask_heads;
+  const int h0 = hk * p.group + slot * p.pack;
+  const int mr_first = tok0 / mrd, mr_last = tok_last / mrd;
+  bool any = false, all = true;
+  int prev_hm = -1;
+  for (int i = 0; i < p.pack; ++i) {
+    const int hm = (h0 + i) / heads_per_mask_head;
+    if (hm == prev_hm) continue;  // consecutive heads: equal mask heads are adjacent
+    prev_hm = hm;
+    const uint8_t* col = p.mask + static_cast<int64_t>(b) * p.mask_stride_b +
+                         static_cast<int64_t>(hm) * p.mask_stride_h + static_cast<int64_t>(n) * p.mask_stride_col;
+    // Mask rows from the last (largest tokens) down: once a row segment cannot see block n, no
+    // earlier one can either.
+    for (int mr = mr_last; mr >= mr_first; --mr) {
+      if (p.causal) {
+        const int seg_hi = min(tok_last, mr * mrd + (mrd - 1));  // largest token of this mask row
+        if (key0 > seg_hi + off) break;
+      }
+      const bool keep = col[static_cast<int64_t>(mr) * p.mask_stride_row] != 0;
+      any |= keep;
+      all &= keep;
+      if (any && !all) return 1;
+    }
+  }
+  return any ? (all ? 2 : 1) : 0;
+}
+
+// blockDim = (kPatch, kThreadsY). (No __launch_bounds__: with it ptxas caps sm_80 at 40 regs and spills.)
+__global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int n_n_patches, long long n_patches) {
+  __shared__ uint8_t s_val[kPatch][kPatch + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  for (long long patch = blockIdx.x; patch < n_patches; patch += gridDim.x) {  // uniform per CTA
+    long long rem = patch;
+    const int np = static_cast<int>(rem % n_n_patches);
+    rem /= n_n_patches;
+    const int rp = static_cast<int>(rem % n_rt_patches);
+    rem /= n_rt_patches;
+    const int hk = static_cast<int>(rem % p.h_kv);
+    const int b = static_cast<int>(rem / p.h_kv);
+
+    const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
+    // Clamped exactly as in the attention kernels.
+    const int seqlen_q = max(0, min(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
+    const int seqlen_k = max(0, min(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+    const int64_t bh = static_cast<int64_t>(b) * p.h_kv + hk;
+
+    // tile_mask: threads along n.
+    const int n = np * kPatch + tx;
+#pragma unroll
+    for (int i = 0; i < kPatch / kThreadsY; ++i) {
+      const int rt = rp * kPatch + ty + i * kThreadsY;
+      uint8_t v = 0;
+      if (rt < p.n_row_tiles && n < p.nb_k) {
+        v = tile_value(p, b, hk, rt, n, seqlen_q, seqlen_k);
+        p.tile_mask[(bh * p.n_row_tiles + rt) * p.nb_k + n] = v;
+      }
+      s_val[ty + i * kThreadsY][tx] = v;
+    }
+    __syncthreads();
+    // tile_maskT: threads along rt.
+    const int rt = rp * kPatch + tx;
+#pragma unroll
+    for (int i = 0; i < kPatch / kThreadsY; ++i) {
+      const int n2 = np * kPatch + ty + i * kThreadsY;
+      if (rt < p.n_row_tiles && n2 < p.nb_k) p.tile_maskT[(bh * p.nb_k + n2) * p.n_row_tiles + rt] = s_val[tx][ty + i * kThreadsY];
+    }
+    __syncthreads();  // s_val is rewritten by the next patch
+  }
+}
+
+}  // namespace
+
+int run_build_tile_mask(const AttnParams& p, void* stream) {
+  if (p.batch <= 0 || p.h_kv <= 0 || p.n_row_tiles <= 0 || p.nb_k <= 0) return 0;  // nothing to build
+  if (p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 || p.n_tok_tiles < 1 || p.mask_heads < 1 ||
+      p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 || p.block_size_k < 1 ||
+      p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
+    return static_cast<int>(cudaErrorInvalidValue);
+  const int n_rt_patches = (p.n_row_tiles + kPatch - 1) / kPatch;
+  const int n_n_patches = (p.nb_k + kPatch - 1) / kPatch;
+  const long long n_patches = static_cast<long long>(p.batch) * p.h_kv * n_rt_patches * n_n_patches;
+  const unsigned grid = static_cast<unsigned>(n_patches < kMaxGrid ? n_patches : kMaxGrid);
+  build_tile_mask_kernel<<<grid, dim3(kPatch, kThreadsY), 0, static_cast<seer_stream_t>(stream)>>>(
+      p, n_rt_patches, n_n_patches, n_patches);
+  return static_cast<int>(SEER_LAST_ERROR());
+}
+
+}  // namespace seer
