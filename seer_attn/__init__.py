@@ -3,6 +3,8 @@
 Importing the package loads the compiled extension (op schemas + CUDA kernels), then registers the
 pure-PyTorch reference as the CPU implementation, fake kernels for torch.compile and autograd.
 """
+import torch  # noqa: F401  (loads libtorch before the extension)
+
 from . import _C  # noqa: F401  (registers the torch.ops.seer_attn schemas and CUDA kernels)
 from . import ops as _ops
 from .ops import kernel_status
