@@ -16,6 +16,7 @@
 #include <string>
 #include <tuple>
 
+#include "common/torch_utils.h"
 #include "decode/decode_params.h"
 
 namespace seer {
@@ -27,22 +28,6 @@ constexpr int64_t kMaxSplits = 1024;
 
 #define SEER_DECODE_CHECK(cond, ...) TORCH_CHECK((cond), "seer_attn::block_sparse_decode: ", __VA_ARGS__)
 
-// Python spelling of a dtype ("torch.float16"), as seer_attn/checks.py prints it.
-std::string dtype_name(at::ScalarType st) {
-  switch (st) {
-    case at::kHalf: return "torch.float16";
-    case at::kBFloat16: return "torch.bfloat16";
-    case at::kFloat: return "torch.float32";
-    case at::kDouble: return "torch.float64";
-    case at::kBool: return "torch.bool";
-    case at::kByte: return "torch.uint8";
-    case at::kChar: return "torch.int8";
-    case at::kShort: return "torch.int16";
-    case at::kInt: return "torch.int32";
-    case at::kLong: return "torch.int64";
-    default: return std::string("torch.") + c10::toString(st);
-  }
-}
 
 std::string shape_str(const at::Tensor& t) {
   std::ostringstream os;
@@ -141,7 +126,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, c
 
   SEER_DECODE_CHECK(block_size >= 16 && block_size <= 256 && block_size % 16 == 0,
                     "block_size must be a multiple of 16 in [16, 256], got ", block_size);
-  SEER_DECODE_CHECK(std::isfinite(sm_scale), "sm_scale must be finite, got ", sm_scale);
+  SEER_DECODE_CHECK(std::isfinite(sm_scale) && sm_scale > 0, "sm_scale must be finite and > 0, got ", sm_scale);
   SEER_DECODE_CHECK(num_splits >= 0, "num_splits must be >= 0, got ", num_splits);
   SEER_DECODE_CHECK(num_splits <= kMaxSplits, "num_splits must be <= ", kMaxSplits, ", got ", num_splits);
 
