@@ -1,0 +1,382 @@
+// Attention pooling, main kernel: block maxima of the softmax probabilities, without a T x T buffer.
+//
+// TWO-PASS SCHEME. A block maximum of P = exp(S - lse) needs the row's final LSE, which is only known
+// after every visible key has been seen. Each CTA owns a tile of kBlockM query rows of one q head of
+// one sequence and sweeps the visible keys twice, tile by tile (K double-buffered in shared memory by
+// cp.async, S = Q K^T with mma.sync m16n8k16, Q fragments held in registers for both sweeps):
+//   pass 1: online max / sum of exp2 over S (no V)  ->  lse of every row, kept in registers;
+//   pass 2: S is recomputed bit-identically; since exp is monotone, the max of P over a key block is
+//           exp2(max of S over the block - lse): only one exp per (row, key block), the inner loop is
+//           a plain max. The per-(row, block) value goes to a small per-warp staging window in shared
+//           memory; a full window of 32 blocks is written out coalesced:
+//             - 1D: stored in the output dtype (or, gqa_reduce, atomically max-ed into the fp32
+//               staging [h_kv, T, nb] as uint bits: non-negative floats order like their bits);
+//             - 2D: the warp's 16 rows all lie in one query block (block sizes are multiples of 16),
+//               so the column max over the warp's rows is atomically max-ed into pooled_2d (fp32,
+//               zero-filled), which is row-normalised by a later small kernel.
+// Every 1D column of every row of the tile is written (zeros above the diagonal and past the
+// sequence's last block), so the 1D output needs no pre-fill. Workspace: none (gqa_reduce: the fp32
+// 1D staging). Masked logits are -inf (never a finite sentinel); a row with no visible key has
+// lse = -inf and pools to 0, never NaN.
+#pragma once
+
+#include <cstdint>
+
+#include "common/platform.h"
+#include "common/sm80_primitives.h"
+#include "pooling/pooling_params.h"
+
+namespace seer {
+namespace pooling {
+
+// float -> storage element (round to nearest).
+template <typename Elem>
+SEER_DEVICE Elem from_float(float x);
+template <>
+SEER_DEVICE __half from_float<__half>(float x) { return __float2half_rn(x); }
+template <>
+SEER_DEVICE __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+#if SEER_HAS_MMA_SYNC
+// ldmatrix x4 from a 32-bit shared-memory address (avoids generic->shared conversions in the loop).
+SEER_DEVICE void ldmatrix_x4_s(uint32_t (&r)[4], uint32_t smem_addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr));
+}
+#endif
+
+// Compile-time configuration of the main kernel.
+template <int kHeadDim_, typename Elem_>
+struct PoolingTraits {
+  using Elem = Elem_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kNWarps = 8;                 // warps per CTA, 16 query rows each
+  static constexpr int kNThreads = kNWarps * 32;
+  static constexpr int kBlockM = 16 * kNWarps;      // query rows per CTA (128)
+  static constexpr int kBlockN = 64;                // keys per K tile
+  static constexpr int kNFrag = kBlockN / 8;        // n8 accumulator fragments per warp and tile
+  static constexpr int kKSteps = kHeadDim / 16;     // k16 steps of the QK^T product
+  static constexpr int kChunks = kHeadDim / 8;      // 16-byte chunks per row of Q / K
+  static constexpr int kChunksPerTileRow = kBlockN / 16;  // 16-key column chunks per K tile
+  // Staging of pooled values: per row a circular buffer of kWinBuf key-block slots; blocks
+  // [w0, w0 + kWin) are written out once every later block has started. kWin == 32 so that one lane
+  // handles one block column at write-out. A K tile touches at most kChunksPerTileRow + 1 blocks, so
+  // kWinBuf = 2 * kWin never wraps onto a window not yet written out.
+  static constexpr int kWin = 32;
+  static constexpr int kWinBuf = 2 * kWin;
+  static constexpr int kStageStride = kWinBuf + 1;  // +1 float: rows fall in distinct banks
+  static constexpr int kTileElems = kBlockN * kHeadDim;           // one K buffer
+  static constexpr int kSmemKBytes = 2 * kTileElems * (int)sizeof(Elem);   // double buffer (also holds Q at start)
+  static constexpr int kSmemStageBytes = kBlockM * kStageStride * (int)sizeof(float);
+  static constexpr int kSmemBytes = kSmemKBytes + kSmemStageBytes;
+  // 2 CTAs (16 warps) per SM for D <= 128; D = 256 holds 64 Q-fragment registers per thread.
+  static constexpr int kMinBlocks = kHeadDim <= 128 ? 2 : 1;
+
+  static_assert(kHeadDim % 16 == 0 && kHeadDim >= 64, "head dim");
+  static_assert(kBlockM * kHeadDim <= 2 * kTileElems, "Q staging must fit in the K double buffer");
+  static_assert(kWin == 32, "one lane per staged block column");
+  static_assert(kChunksPerTileRow + 1 <= kWin, "staging window too small for a K tile");
+
+  // Swizzled element offset of 16-byte chunk c of row r in a [rows][kHeadDim] shared tile: the low 3
+  // bits of the chunk index are XOR-ed with r % 8, so the 8 rows of an ldmatrix 8x8 matrix hit 8
+  // distinct bank groups.
+  static SEER_DEVICE int swz(int r, int c) { return r * kHeadDim + ((c ^ (r & 7)) << 3); }
+};
+
+// Asynchronously copies rows [0, kRows) of a [rows][kHeadDim] global tile into swizzled shared
+// memory; rows >= rows_valid are zero-filled (global memory is not read for them).
+template <typename Traits, int kRows>
+SEER_DEVICE void load_tile_async(typename Traits::Elem* smem, const typename Traits::Elem* gmem,
+                                 int64_t row_stride, int rows_valid, int tid) {
+  constexpr int kTotal = kRows * Traits::kChunks;
+  static_assert(kTotal % Traits::kNThreads == 0, "tile chunks must divide evenly among threads");
+#pragma unroll
+  for (int i = 0; i < kTotal / Traits::kNThreads; ++i) {
+    const int idx = tid + i * Traits::kNThreads;
+    const int r = idx / Traits::kChunks;
+    const int c = idx % Traits::kChunks;
+    const bool pred = r < rows_valid;
+    const typename Traits::Elem* src = pred ? gmem + r * row_stride + c * 8 : gmem;
+    cp_async_16(smem + Traits::swz(r, c), src, pred);
+  }
+}
+
+template <typename Traits>
+__global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
+    attn_pooling_kernel(const PoolingParams p) {
+#if SEER_HAS_MMA_SYNC
+  using Elem = typename Traits::Elem;
+  constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kBlockN = Traits::kBlockN;
+  constexpr int kNFrag = Traits::kNFrag;
+  constexpr int kKSteps = Traits::kKSteps;
+  constexpr int kWin = Traits::kWin;
+  constexpr int kWinBuf = Traits::kWinBuf;
+  constexpr int kStageStride = Traits::kStageStride;
+
+  extern __shared__ __align__(128) unsigned char pooling_smem[];
+  Elem* sK = reinterpret_cast<Elem*>(pooling_smem);  // 2 K buffers; Q before the first K load
+  float* sStage = reinterpret_cast<float*>(pooling_smem + Traits::kSmemKBytes);
+
+  // ---- which tile: heaviest (last) query tiles of all sequences are launched first ----------
+  const int n_m = (p.max_seqlen + kBlockM - 1) / kBlockM;
+  const int b = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.batch));
+  const int m_block = n_m - 1 - static_cast<int>(blockIdx.x / static_cast<unsigned>(p.batch));
+  const int h = blockIdx.y;
+  const int hk = h / p.group;
+  const int h_out = p.gqa_reduce ? hk : h;
+
+  // Sequence bounds, clamped so that bad cu_seqlens never lead out of [0, T) or past max_seqlen.
+  const int start = min(max(__ldg(p.cu_seqlens + b), 0), p.total);
+  const int end = min(max(__ldg(p.cu_seqlens + b + 1), start), p.total);
+  const int L = min(end - start, p.max_seqlen);
+  const int m0 = m_block * kBlockM;  // sequence-local first query row of the tile
+  if (m_block < 0 || m0 >= L) return;
+  // Keys visible to some row of the tile: [0, n_end).
+  const int n_end = p.causal ? min(L, m0 + kBlockM) : L;
+  const int n_tiles = (n_end + kBlockN - 1) / kBlockN;
+  const int B = p.block_size;
+  const int nb = p.nb;
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int lane = tid % 32;
+  const int g = lane / 4;  // accumulator row (and row + 8) of this lane
+  const int t = lane % 4;  // accumulator column pair of this lane
+
+  const Elem* q_base = reinterpret_cast<const Elem*>(p.q) + static_cast<int64_t>(start + m0) * p.q_row_stride +
+                       static_cast<int64_t>(h) * p.q_head_stride;
+  const Elem* k_base = reinterpret_cast<const Elem*>(p.k) + static_cast<int64_t>(start) * p.k_row_stride +
+                       static_cast<int64_t>(hk) * p.k_head_stride;
+
+  // ---- Q: global -> shared (swizzled) -> registers (A fragments of all k16 steps) ------------
+  load_tile_async<Traits, kBlockM>(sK, q_base, p.q_row_stride, L - m0, tid);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qf[kKSteps][4];
+  {
+    // ldmatrix x4: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15),
+    // (rows 8-15, k 8-15) of the warp's 16 rows = a0..a3 of the m16n8k16 A fragment.
+    const int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+#pragma unroll
+    for (int kk = 0; kk < kKSteps; ++kk) ldmatrix_x4(qf[kk], sK + Traits::swz(r, kk * 2 + (lane >> 4)));
+  }
+  __syncthreads();  // Q staging is overwritten by the first K tile below
+
+  // ---- per-warp / per-lane row state ---------------------------------------------------------
+  const int wrow0 = m0 + warp * 16;  // sequence-local first row of this warp
+  const bool warp_active = wrow0 < L;
+  const int row_a = wrow0 + g, row_b = wrow0 + g + 8;  // the two rows this lane accumulates
+  const bool valid_a = row_a < L, valid_b = row_b < L;
+  const int lim_a = p.causal ? min(row_a + 1, L) : L;  // keys [0, lim) visible to the row
+  const int lim_b = p.causal ? min(row_b + 1, L) : L;
+  // Keys any row of this warp can see, and the first key index at which masking starts.
+  const int warp_key_end = p.causal ? min(wrow0 + 16, L) : L;
+  const int warp_mask_from = p.causal ? min(wrow0 + 1, L) : L;
+  const float scale_log2 = p.scale_log2;
+
+  float row_m[2] = {-INFINITY, -INFINITY};  // pass 1: running max of the scaled logits (log2 units)
+  float row_l[2] = {0.f, 0.f};              // pass 1: this lane's partial sum of exp2(s - row_m)
+  float lse2[2] = {-INFINITY, -INFINITY};   // after pass 1: log2-sum-exp2 of the row
+  float run[2] = {-INFINITY, -INFINITY};    // pass 2: max of s over the current key block so far
+  int blk = 0;                              // pass 2: current key block (CTA-uniform)
+  int blk_end = 0;                          // pass 2: end key of the current block, min((blk+1)*B, n_end)
+  int w0 = 0;                               // pass 2: first block of the staging window not yet written
+
+  float* stage_warp = sStage + warp * 16 * kStageStride;  // this warp's 16 staging rows
+
+  // Byte offsets of this lane's ldmatrix row address for the K fragments of k-step kk, key pair np:
+  //   swz(np*16 + kr, 2*kk + kb) * 2 = np*16*kRowBytes + (kk/4)*128 + k_off[kk%4]
+  // with kr = (lane & 7) + 8 * (lane >> 4), kb = (lane >> 3) & 1: since kr % 8 == lane % 8 and the XOR
+  // only touches the low 3 chunk bits, 4 per-lane values cover every k-step (the rest are immediates).
+  constexpr int kRowBytes = Traits::kHeadDim * (int)sizeof(Elem);
+  const uint32_t sK_addr = static_cast<uint32_t>(__cvta_generic_to_shared(sK));
+  uint32_t k_off[4];
+  {
+    const int kr = (lane & 7) + ((lane >> 4) << 3);
+    const int kb = (lane >> 3) & 1;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) k_off[j] = kr * kRowBytes + (((2 * j + kb) ^ (lane & 7)) << 4);
+  }
+
+  // Writes block columns [wbase, wbase + 32) of the warp's rows (lane = column): staged values for
+  // blocks <= last_blk, zeros beyond; 1D to the output (or the gqa staging), 2D column max by atomics.
+  auto write_window = [&](int wbase, int last_blk) {
+    const int j = wbase + lane;
+    const bool col_ok = j < nb;
+    const bool staged = j <= last_blk;
+    const int slot = j & (kWinBuf - 1);
+    float colmax = 0.f;
+#pragma unroll 4
+    for (int r = 0; r < 16; ++r) {
+      const int row = wrow0 + r;
+      if (row >= L) break;  // warp-uniform
+      const float v = staged ? stage_warp[r * kStageStride + slot] : 0.f;
+      colmax = fmaxf(colmax, v);
+      if (col_ok) {
+        const int64_t tok = static_cast<int64_t>(start) + row;
+        if (!p.gqa_reduce) {
+          Elem* out = reinterpret_cast<Elem*>(p.pooled_1d);
+          out[(static_cast<int64_t>(h) * p.total + tok) * nb + j] = from_float<Elem>(v);
+        } else if (v > 0.f) {
+          atomicMax(reinterpret_cast<unsigned int*>(p.pooled_1d_accum) +
+                        (static_cast<int64_t>(hk) * p.total + tok) * nb + j,
+                    __float_as_uint(v));
+        }
+      }
+    }
+    if (col_ok && colmax > 0.f) {
+      const int qb = wrow0 / B;  // the warp's 16 rows share one query block
+      atomicMax(reinterpret_cast<unsigned int*>(p.pooled_2d) +
+                    ((static_cast<int64_t>(b) * p.h_out + h_out) * nb + qb) * nb + j,
+                __float_as_uint(colmax));
+    }
+  };
+
+  // ---- the two sweeps over the K tiles, as one double-buffered loop --------------------------
+  load_tile_async<Traits, kBlockN>(sK, k_base, p.k_row_stride, n_end, tid);
+  cp_async_commit();
+
+  for (int it = 0; it < 2 * n_tiles; ++it) {
+    const bool pass2 = it >= n_tiles;
+    const int n0 = (pass2 ? it - n_tiles : it) * kBlockN;
+    cp_async_wait<0>();
+    __syncthreads();  // tile `it` visible to all; every warp is done with tile it - 1's buffer
+    if (it + 1 < 2 * n_tiles) {
+      const int n_next = ((it + 1) % n_tiles) * kBlockN;
+      load_tile_async<Traits, kBlockN>(sK + ((it + 1) & 1) * Traits::kTileElems,
+                                       k_base + static_cast<int64_t>(n_next) * p.k_row_stride, p.k_row_stride,
+                                       n_end - n_next, tid);
+    }
+    cp_async_commit();
+    if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
+
+    // ---- S = Q K^T for the warp's 16 rows x kBlockN keys, scaled to log2 units, masked -------
+    float acc[kNFrag][4];
+    if (n0 >= warp_key_end) {
+      // Entirely above this warp's causal diagonal: every logit is masked.
+#pragma unroll
+      for (int nf = 0; nf < kNFrag; ++nf)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nf][e] = -INFINITY;
+    } else {
+#pragma unroll
+      for (int nf = 0; nf < kNFrag; ++nf)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nf][e] = 0.f;
+      const uint32_t sKt = sK_addr + (it & 1) * (Traits::kTileElems * (int)sizeof(Elem));
+#pragma unroll
+      for (int kk = 0; kk < kKSteps; ++kk) {
+#pragma unroll
+        for (int np = 0; np < kNFrag / 2; ++np) {
+          // ldmatrix x4 of K rows (keys) np*16 .. +15: matrices (keys 0-7, d 0-7), (keys 0-7,
+          // d 8-15), (keys 8-15, d 0-7), (keys 8-15, d 8-15) = b0, b1 of n8 fragments 2np, 2np+1
+          // (B[k][n] = K[n][k], so K's rows are the B fragment's columns).
+          uint32_t bfr[4];
+          ldmatrix_x4_s(bfr, sKt + k_off[kk & 3] + (kk >> 2) * 128 + np * 16 * kRowBytes);
+          const uint32_t b_lo[2] = {bfr[0], bfr[1]};
+          const uint32_t b_hi[2] = {bfr[2], bfr[3]};
+          mma_16816<Elem>(acc[2 * np], qf[kk], b_lo);
+          mma_16816<Elem>(acc[2 * np + 1], qf[kk], b_hi);
+        }
+      }
+      // Accumulator (nf, e): row g + 8 * (e / 2), key n0 + nf * 8 + 2t + e % 2.
+      if (n0 + kBlockN > warp_mask_from) {
+#pragma unroll
+        for (int nf = 0; nf < kNFrag; ++nf)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int col = n0 + nf * 8 + 2 * t + (e & 1);
+            const int lim = e < 2 ? lim_a : lim_b;
+            acc[nf][e] = col < lim ? acc[nf][e] * scale_log2 : -INFINITY;
+          }
+      } else {
+#pragma unroll
+        for (int nf = 0; nf < kNFrag; ++nf)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[nf][e] *= scale_log2;
+      }
+    }
+
+    if (!pass2) {
+      // ---- pass 1: online max / sum ---------------------------------------------------------
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nf = 0; nf < kNFrag; ++nf) mx = fmaxf(mx, fmaxf(acc[nf][2 * hh], acc[nf][2 * hh + 1]));
+        mx = quad_max(mx);
+        const float m_new = fmaxf(row_m[hh], mx);
+        const float base = m_new == -INFINITY ? 0.f : m_new;  // no (-inf) - (-inf)
+        float sum = 0.f;
+#pragma unroll
+        for (int nf = 0; nf < kNFrag; ++nf)
+          sum += fast_exp2(acc[nf][2 * hh] - base) + fast_exp2(acc[nf][2 * hh + 1] - base);
+        row_l[hh] = row_l[hh] * fast_exp2(row_m[hh] - base) + sum;
+        row_m[hh] = m_new;
+      }
+      continue;
+    }
+
+    // ---- pass 2 ----------------------------------------------------------------------------
+    if (n0 == 0) {
+      // Final LSE of the two rows (log2 units); -inf for a row without visible key.
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const float l = quad_sum(row_l[hh]);
+        lse2[hh] = (row_m[hh] == -INFINITY || !(l > 0.f)) ? -INFINITY : row_m[hh] + __log2f(l);
+      }
+      if (!valid_a) lse2[0] = -INFINITY;  // rows past the sequence pool to 0
+      if (!valid_b) lse2[1] = -INFINITY;
+      blk = 0;
+      blk_end = min(B, n_end);
+      w0 = 0;
+    }
+    // Every block before the one holding key n0 is complete: write out finished windows.
+    if (n0 / B >= w0 + kWin) {
+      __syncwarp();
+      write_window(w0, w0 + kWin - 1);
+      __syncwarp();
+      w0 += kWin;
+    }
+#pragma unroll
+    for (int c = 0; c < Traits::kChunksPerTileRow; ++c) {
+      const int col0 = n0 + c * 16;  // key blocks are multiples of 16: a chunk lies in one block
+      if (col0 >= n_end) break;
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+        run[hh] = fmaxf(run[hh], fmaxf(fmaxf(acc[2 * c][2 * hh], acc[2 * c][2 * hh + 1]),
+                                       fmaxf(acc[2 * c + 1][2 * hh], acc[2 * c + 1][2 * hh + 1])));
+      if (col0 + 16 >= blk_end) {
+        // Block `blk` is complete: max over the quad, one exp per row, stage the value.
+        const float v0 = quad_max(run[0]);
+        const float v1 = quad_max(run[1]);
+        const float p0 = lse2[0] == -INFINITY ? 0.f : fast_exp2(v0 - lse2[0]);
+        const float p1 = lse2[1] == -INFINITY ? 0.f : fast_exp2(v1 - lse2[1]);
+        float* st = stage_warp + g * kStageStride + (blk & (kWinBuf - 1));
+        if (t == 0) st[0] = p0;
+        if (t == 1) st[8 * kStageStride] = p1;
+        run[0] = -INFINITY;
+        run[1] = -INFINITY;
+        ++blk;
+        blk_end = min((blk + 1) * B, n_end);
+      }
+    }
+  }
+
+  // ---- remaining windows: staged blocks, then zeros up to nb (none needed for the zeroed
+  // gqa staging) ----------------------------------------------------------------------------
+  if (!warp_active) return;
+  const int last_blk = (n_end - 1) / B;
+  __syncwarp();
+  for (int wb = w0; wb < nb; wb += kWin) {
+    if (p.gqa_reduce && wb > last_blk) break;
+    write_window(wb, last_blk);
+  }
+#endif  // SEER_HAS_MMA_SYNC
+}
+
+}  // namespace pooling
+}  // namespace seer
