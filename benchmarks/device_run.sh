@@ -22,6 +22,7 @@ if ! $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
   echo "== BUILD FAILED"; grep -E "error|Error" "$OUT/build.log" | head -40; tail -20 "$OUT/build.log"; exit 1
 fi
 echo "== build ok in $(( $(date +%s) - t0 )) s"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 $PY -c "import seer_attn; print('kernel status', seer_attn.kernel_status())"
 
 if [ "${SKIP_TESTS:-0}" != "1" ]; then
@@ -32,6 +33,8 @@ fi
 
 if [ "${SKIP_BENCH:-0}" != "1" ]; then
   t0=$(date +%s)
-  timeout "${BENCH_TIMEOUT:-300}" $PY benchmarks/bench.py --out "$OUT/bench" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
+  BD=/tmp/seer_bench; rm -rf $BD
+  timeout "${BENCH_TIMEOUT:-300}" $PY benchmarks/bench.py --out $BD ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
   echo "== bench rc=$? in $(( $(date +%s) - t0 )) s"; tail -60 "$OUT/bench.log"
+  cp $BD/results.md $BD/results.json $BD/*.png "$OUT/" 2>/dev/null
 fi
