@@ -224,7 +224,7 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   p.o_row_stride = out.stride(0);
   p.o_head_stride = out.stride(1);
   p.lse = lse.data_ptr<float>();
-  auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p.head_dim), in.q, stream, in.op);
+  auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), in.q, stream, in.op);
   if (p.batch > 0 && p.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p, stream), " forward kernel");
   // Rows past the last sequence belong to no sequence: out 0, lse -inf.
   check_launch(in.op,

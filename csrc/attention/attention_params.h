@@ -90,9 +90,12 @@ struct AttnBwdParams : AttnParams {
 int run_build_tile_mask(const AttnParams& params, void* stream);
 int run_attention_fwd(const AttnParams& params, void* stream);
 int run_attention_bwd(const AttnBwdParams& params, void* stream);
-// Rows per row tile (kBlockM) the forward / backward kernels use for a head dim; the API layer sets
-// tile_tokens = rows / pack and builds the tile mask accordingly before calling the kernel.
-int attention_fwd_tile_rows(int head_dim);
+// Rows per row tile (kBlockM) the forward / backward kernels use; the API layer sets
+// tile_tokens = rows / pack and builds the tile mask accordingly before calling the kernel. The
+// forward chooses per call from the problem and mask fields filled so far (head_dim, is_bf16,
+// mask_row_div, mask_heads, h_q, group, max_seqlen_*): 64 rows, or 128 for a 2D mask with
+// B_q % 128 == 0 (D 64 / 128). run_attention_fwd runs the kernel whose tile has tile_tokens * pack rows.
+int attention_fwd_tile_rows(const AttnParams& params);
 int attention_bwd_tile_rows(int head_dim);
 
 }  // namespace seer

@@ -1,51 +1,76 @@
-// run_attention_fwd / attention_fwd_tile_rows: dispatch on element type and head dim to the launcher
-// instantiations (instantiations/fwd_hdim*_*.cu).
+// run_attention_fwd / attention_fwd_tile_rows: dispatch on element type, head dim and row-tile size
+// to the launcher instantiations (instantiations/fwd_hdim*.cu, generate_instantiations.py).
+#include <cstdlib>
+#include <type_traits>
+
 #include "common/launch.h"
 #include "attention/attention_params.h"
 #include "attention/fwd_launch.cuh"
 
 namespace seer {
 namespace fwd {
-// Defined in instantiations/fwd_hdim{64,128,256}_{fp16,bf16}.cu.
-extern template int run_attention_fwd_<__half, 64>(const AttnParams&, void*);
-extern template int run_attention_fwd_<__half, 128>(const AttnParams&, void*);
-extern template int run_attention_fwd_<__half, 256>(const AttnParams&, void*);
-extern template int run_attention_fwd_<__nv_bfloat16, 64>(const AttnParams&, void*);
-extern template int run_attention_fwd_<__nv_bfloat16, 128>(const AttnParams&, void*);
-extern template int run_attention_fwd_<__nv_bfloat16, 256>(const AttnParams&, void*);
+// Defined in instantiations/fwd_hdim*.cu.
+#define SEER_FWD_EXTERN(ELEM, D, M, V) extern template int run_attention_fwd_<ELEM, D, M, V>(const AttnParams&, void*);
+SEER_FWD_EXTERN(__half, 64, 64, 0)
+SEER_FWD_EXTERN(__half, 64, 128, 0)
+SEER_FWD_EXTERN(__half, 128, 64, 0)
+SEER_FWD_EXTERN(__half, 128, 128, 0)
+SEER_FWD_EXTERN(__half, 256, 64, 0)
+SEER_FWD_EXTERN(__nv_bfloat16, 64, 64, 0)
+SEER_FWD_EXTERN(__nv_bfloat16, 64, 128, 0)
+SEER_FWD_EXTERN(__nv_bfloat16, 128, 64, 0)
+SEER_FWD_EXTERN(__nv_bfloat16, 128, 128, 0)
+SEER_FWD_EXTERN(__nv_bfloat16, 256, 64, 0)
+SEER_FWD_EXTERN(__nv_bfloat16, 128, 64, 1)  // benchmark-only variant (fwd_hdim128_bf16_variants.cu)
+#undef SEER_FWD_EXTERN
+
+// TEMPORARY benchmark knob (to be removed once the lead has picked a variant): SEER_FWD_VARIANT=1
+// runs the bf16 D=128 64-row tile as 4 warps x 16 rows, kBlockN 64 instead of the default 2 warps x
+// 32 rows, kBlockN 32. Read at every call so that one process can compare both.
+int variant_from_env() {
+  const char* v = std::getenv("SEER_FWD_VARIANT");
+  return (v != nullptr && v[0] == '1' && v[1] == '\0') ? 1 : 0;
+}
+
+template <typename Elem>
+int run_dtype(const AttnParams& p, void* stream) {
+  // The API layer sets tile_tokens = tile_rows / pack with tile_rows from attention_fwd_tile_rows;
+  // the kernel whose row tile holds tile_tokens * pack rows runs (the launcher re-checks the fit).
+  const bool m128 = static_cast<long long>(p.tile_tokens) * p.pack > 64;
+  switch (p.head_dim) {
+    case 64:
+      return m128 ? run_attention_fwd_<Elem, 64, 128, 0>(p, stream) : run_attention_fwd_<Elem, 64, 64, 0>(p, stream);
+    case 128:
+      if (m128) return run_attention_fwd_<Elem, 128, 128, 0>(p, stream);
+      if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+        if (variant_from_env() == 1) return run_attention_fwd_<Elem, 128, 64, 1>(p, stream);
+      }
+      return run_attention_fwd_<Elem, 128, 64, 0>(p, stream);
+    case 256:
+      if (m128) break;  // no 128-row tile for D=256 (attention_fwd_tile_rows never asks for one)
+      return run_attention_fwd_<Elem, 256, 64, 0>(p, stream);
+    default:
+      break;
+  }
+#ifdef USE_ROCM
+  return static_cast<int>(hipErrorInvalidValue);
+#else
+  return static_cast<int>(cudaErrorInvalidValue);
+#endif
+}
 }  // namespace fwd
 
 int run_attention_fwd(const AttnParams& p, void* stream) {
-  switch (p.head_dim) {
-    case 64:
-      return p.is_bf16 ? fwd::run_attention_fwd_<__nv_bfloat16, 64>(p, stream)
-                       : fwd::run_attention_fwd_<__half, 64>(p, stream);
-    case 128:
-      return p.is_bf16 ? fwd::run_attention_fwd_<__nv_bfloat16, 128>(p, stream)
-                       : fwd::run_attention_fwd_<__half, 128>(p, stream);
-    case 256:
-      return p.is_bf16 ? fwd::run_attention_fwd_<__nv_bfloat16, 256>(p, stream)
-                       : fwd::run_attention_fwd_<__half, 256>(p, stream);
-    default:
-#ifdef USE_ROCM
-      return static_cast<int>(hipErrorInvalidValue);
-#else
-      return static_cast<int>(cudaErrorInvalidValue);
-#endif
-  }
+  return p.is_bf16 ? fwd::run_dtype<__nv_bfloat16>(p, stream) : fwd::run_dtype<__half>(p, stream);
 }
 
-int attention_fwd_tile_rows(int head_dim) {
-  switch (head_dim) {
-    case 64:
-      return fwd::FwdConfig<64, __half>::Traits::kBlockM;
-    case 128:
-      return fwd::FwdConfig<128, __half>::Traits::kBlockM;
-    case 256:
-      return fwd::FwdConfig<256, __half>::Traits::kBlockM;
-    default:
-      return 128;  // unsupported head dims are rejected by the API layer before any launch
-  }
+// 64-row tiles, unless a 2D mask row is shared by a whole 128-row tile (B_q % 128 == 0: then the
+// 128-row tile halves the K/V traffic per row and its tile mask has no value-1 entries from mixing
+// mask rows). A 1D mask (mask_row_div 1) always gets 64 rows; heads of a GQA group packed into a tile
+// (pack <= 16) still fit: 64 rows = 64 / pack tokens x pack heads. D=256 has only the 64-row tile.
+int attention_fwd_tile_rows(const AttnParams& p) {
+  if ((p.head_dim == 64 || p.head_dim == 128) && p.mask_row_div >= 128 && p.mask_row_div % 128 == 0) return 128;
+  return 64;
 }
 
 }  // namespace seer

@@ -49,7 +49,9 @@ struct FwdTraits {
   static constexpr int kHeadDim = kHeadDim_;             // D
   static constexpr int kBlockM = kBlockM_;               // rows per row tile (CTA)
   static constexpr int kBlockN = kBlockN_;               // keys per K/V tile
-  static constexpr int kNWarps = kNWarps_;               // each warp owns 16 consecutive rows
+  static constexpr int kNWarps = kNWarps_;               // each warp owns kWarpRows consecutive rows
+  static constexpr int kMTiles = kBlockM / (16 * kNWarps);  // 16-row mma tiles per warp (1 or 2)
+  static constexpr int kWarpRows = 16 * kMTiles;
   static constexpr int kNThreads = kNWarps * 32;
   static constexpr int kMinBlocksPerSm = kMinBlocksPerSm_;  // __launch_bounds__ occupancy hint
   static constexpr bool kQInRegs = kQInRegs_;            // keep the Q A-fragments in registers
@@ -60,7 +62,8 @@ struct FwdTraits {
   static constexpr int kRowChunks = kHeadDim / 8;        // 16-byte chunks per row
   static constexpr int kRowsPerPass = kNThreads / kRowChunks;  // rows one pass of the CTA copies
 
-  static_assert(kBlockM == 16 * kNWarps, "one 16-row mma tile per warp");
+  static_assert(kMTiles >= 1 && kBlockM == 16 * kNWarps * kMTiles, "whole 16-row mma tiles per warp");
+  static_assert(kBlockN / 16 * kMTiles * 2 <= 32, "keep bits of a tile must fit 32 bits");
   static_assert(kBlockN % 16 == 0 && kBlockN >= 16, "kBlockN must be a multiple of 16");
   static_assert(kHeadDim % 64 == 0, "the XOR swizzle needs rows of >= 8 16-byte chunks");
   static_assert(kNThreads % kRowChunks == 0, "a copy pass must cover whole rows");
@@ -237,6 +240,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   constexpr int kBlockN = T::kBlockN;
   constexpr int kChunks = T::kChunks;
   constexpr int kNThreads = T::kNThreads;
+  constexpr int kMT = T::kMTiles;
+  constexpr int kWarpRows = T::kWarpRows;
 
   extern __shared__ __align__(128) unsigned char smem[];
   Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ);
@@ -290,8 +295,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   }
 
   // ---- per-row information (token bounds, user-mask row), one entry per tile row -----------------
-  if (tid < kBlockM) {
-    const int r = tid;
+#pragma unroll
+  for (int r = tid; r < kBlockM; r += kNThreads) {
     const int tok = tok0 + r / p.pack;
     const int h = h0 + r % p.pack;
     const bool row_ok = r < rows_used && tok < seqlen_q;
@@ -384,19 +389,44 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
 
   // ---- accumulators ---------------------------------------------------------------------------
   const int g = lane >> 2, t4 = lane & 3;
-  float acc_o[T::kDFrags][4];
+  float acc_o[kMT][T::kDFrags][4];
+  float row_max[kMT][2];  // running max of the raw scores (unscaled)
+  float row_sum[kMT][2];  // this thread's partial sum of exp (quad-reduced at the end)
 #pragma unroll
-  for (int i = 0; i < T::kDFrags; ++i)
+  for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc_o[i][e] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY};  // running max of the raw scores (unscaled)
-  float row_sum[2] = {0.f, 0.f};              // this thread's partial sum of exp (quad-reduced at the end)
+    for (int i = 0; i < T::kDFrags; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_o[mt][i][e] = 0.f;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) row_max[mt][rr] = -INFINITY, row_sum[mt][rr] = 0.f;
+  }
+  const int warp_row0 = warp * kWarpRows;  // first tile row of this warp
+  // Smallest key bound over the warp's valid rows (0 if it has none): a K/V tile whose chunks are all
+  // below it and need no user-mask check is fully visible to every row of the warp, so the
+  // per-element masking is skipped (only tiles on the causal diagonal / sequence end / value-1
+  // blocks pay for it). Padding rows are ignored: their Q is zero, so unmasked scores stay finite,
+  // and they are never written.
+  int warp_kmin = 0x7fffffff;
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int r = warp_row0 + mt * 16 + g + rr * 8;
+      const int tok = tok0 + r / p.pack;
+      int km = seqlen_k;
+      if (p.causal) km = max(0, min(km, tok + causal_off + 1));
+      if (r < rows_used && tok < seqlen_q) warp_kmin = min(warp_kmin, km);
+    }
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, __shfl_xor_sync(0xffffffffu, warp_kmin, o));
+  if (warp_kmin == 0x7fffffff) warp_kmin = 0;
   const float scale_log2 = p.scale_log2;
 
   // Per-lane byte offsets of the ldmatrix sources; compile-time shifts go through swz_shift_rt.
   // Q A fragment (x4): lanes 0-15 rows 0-15 cols 0-7 (a0: rows 0-7, a1: rows 8-15), lanes 16-31
   // rows 0-15 cols 8-15 (a2, a3).
-  const uint32_t q_off = 2u * swz<D>(warp * 16 + (lane & 15), (lane >> 4) * 8);
+  const uint32_t q_off = 2u * swz<D>(warp_row0 + (lane & 15), (lane >> 4) * 8);
   const uint32_t sQ_addr = smem_u32(sQ);
   // K B fragments (x4, non-trans, two n8 key fragments per call):
   //   lanes 0-7: keys 0-7 dims 0-7 (b0 of frag 0), 8-15: keys 0-7 dims 8-15 (b1 of frag 0),
@@ -407,13 +437,16 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   //   16-23: keys 0-7 dims 8-15 (b0 of frag 1), 24-31: keys 8-15 dims 8-15 (b1 of frag 1).
   const uint32_t v_off = 2u * swz<D>((lane & 7) + ((lane >> 3) & 1) * 8, (lane >> 4) * 8);
 
-  uint32_t q_frag[T::kQInRegs ? T::kKSteps : 1][4];
+  uint32_t q_frag[T::kQInRegs ? kMT : 1][T::kQInRegs ? T::kKSteps : 1][4];
   if constexpr (T::kQInRegs) {
     if (has_cur) {
       cp_async_wait<1>();  // Q (and tile 0) landed
       __syncthreads();
 #pragma unroll
-      for (int kk = 0; kk < T::kKSteps; ++kk) ldmatrix_x4_sa(q_frag[kk], sQ_addr + swz_shift_rt<D>(q_off, 0, kk * 16));
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int kk = 0; kk < T::kKSteps; ++kk)
+          ldmatrix_x4_sa(q_frag[mt][kk], sQ_addr + swz_shift_rt<D>(q_off, mt * 16, kk * 16));
     }
   }
 
@@ -430,42 +463,53 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
 
     // Chunk table of this tile, and the user-mask bytes of this thread's rows for the chunks that
     // need them (loads issued before the Q K^T mma so that their latency overlaps it).
-    // Bit c*2+rr of keep_bits set = row rr keeps chunk c by the mask.
+    // Bit (c * kMT + mt) * 2 + rr of keep_bits set = row (mt, rr) keeps chunk c by the mask.
     int ck[kChunks];
-    uint32_t keep_bits = 0;
-    int kmax[2];
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) kmax[rr] = s_row_kmax[warp * 16 + g + rr * 8];
+    bool any_check = false, full = true;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       ck[c] = s_chunk_key[stage * kChunks + c];
-      const int cm = s_chunk_chk[stage * kChunks + c];
-      if (cm >= 0) {
+      any_check |= s_chunk_chk[stage * kChunks + c] >= 0;
+      full &= ck[c] + 16 <= warp_kmin;  // kNoKey + 16 does not overflow and is > any bound
+    }
+    full &= !any_check;  // warp-uniform
+    uint32_t keep_bits = 0xffffffffu;
+    if (any_check) {  // CTA-uniform
 #pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-          const uint8_t* mrow = s_row_mask[warp * 16 + g + rr * 8];
-          const bool keep = mrow != nullptr && mrow[static_cast<int64_t>(cm) * p.mask_stride_col] != 0;
-          keep_bits |= static_cast<uint32_t>(keep) << (c * 2 + rr);
+      for (int c = 0; c < kChunks; ++c) {
+        const int cm = s_chunk_chk[stage * kChunks + c];
+        if (cm >= 0) {
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+            for (int rr = 0; rr < 2; ++rr) {
+              const uint8_t* mrow = s_row_mask[warp_row0 + mt * 16 + g + rr * 8];
+              const bool keep = mrow != nullptr && mrow[static_cast<int64_t>(cm) * p.mask_stride_col] != 0;
+              if (!keep) keep_bits &= ~(1u << ((c * kMT + mt) * 2 + rr));
+            }
         }
-      } else {
-        keep_bits |= 3u << (c * 2);
       }
     }
 
-    // S = Q K^T for the warp's 16 rows x kBlockN keys.
-    float s[T::kNFrags][4];
+    // S = Q K^T for the warp's kWarpRows rows x kBlockN keys. Each K fragment feeds kMT mma tiles.
+    float s[kMT][T::kNFrags][4];
 #pragma unroll
-    for (int i = 0; i < T::kNFrags; ++i)
+    for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[i][e] = 0.f;
+      for (int i = 0; i < T::kNFrags; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[mt][i][e] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < T::kKSteps; ++kk) {
-      uint32_t a_reg[4];
-      if constexpr (T::kQInRegs) {
+      uint32_t a_reg[kMT][4];
 #pragma unroll
-        for (int e = 0; e < 4; ++e) a_reg[e] = q_frag[kk][e];
-      } else {
-        ldmatrix_x4_sa(a_reg, sQ_addr + swz_shift_rt<D>(q_off, 0, kk * 16));
+      for (int mt = 0; mt < kMT; ++mt) {
+        if constexpr (T::kQInRegs) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) a_reg[mt][e] = q_frag[mt][kk][e];
+        } else {
+          ldmatrix_x4_sa(a_reg[mt], sQ_addr + swz_shift_rt<D>(q_off, mt * 16, kk * 16));
+        }
       }
 #pragma unroll
       for (int nn = 0; nn < T::kNFrags / 2; ++nn) {
@@ -473,69 +517,91 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
         ldmatrix_x4_sa(bk, sK_addr + swz_shift_rt<D>(k_off, nn * 16, kk * 16));
         const uint32_t b0[2] = {bk[0], bk[1]};
         const uint32_t b1[2] = {bk[2], bk[3]};
-        mma_16816<Elem>(s[2 * nn], a_reg, b0);
-        mma_16816<Elem>(s[2 * nn + 1], a_reg, b1);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma_16816<Elem>(s[mt][2 * nn], a_reg[mt], b0);
+          mma_16816<Elem>(s[mt][2 * nn + 1], a_reg[mt], b1);
+        }
       }
     }
 
-    // Masking: s[nf][e] is row (g + 8*(e>>1)), key (chunk nf/2) offset (nf&1)*8 + 2*t4 + (e&1).
+    // Masking (skipped for tiles fully visible to the warp's rows): s[mt][nf][e] is row
+    // mt * 16 + g + 8 * (e >> 1) of the warp, key (chunk nf / 2) offset (nf & 1) * 8 + 2 * t4 + (e & 1).
+    if (!full) {
 #pragma unroll
-    for (int nf = 0; nf < T::kNFrags; ++nf) {
-      const int c = nf >> 1;
+      for (int mt = 0; mt < kMT; ++mt) {
+        int kmax[2];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int rr = e >> 1;
-        const int key = ck[c] + (nf & 1) * 8 + 2 * t4 + (e & 1);
-        const bool vis = key < kmax[rr] && ((keep_bits >> (c * 2 + rr)) & 1u);
-        if (!vis) s[nf][e] = -INFINITY;
+        for (int rr = 0; rr < 2; ++rr) kmax[rr] = s_row_kmax[warp_row0 + mt * 16 + g + rr * 8];
+#pragma unroll
+        for (int nf = 0; nf < T::kNFrags; ++nf) {
+          const int c = nf >> 1;
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int rr = e >> 1;
+            const int key = ck[c] + (nf & 1) * 8 + 2 * t4 + (e & 1);
+            const bool vis = key < kmax[rr] && ((keep_bits >> ((c * kMT + mt) * 2 + rr)) & 1u);
+            if (!vis) s[mt][nf][e] = -INFINITY;
+          }
+        }
       }
     }
 
     // Online softmax (log2 domain). A row whose max is still -inf uses 0 as the base, so that
     // exp2(-inf - 0) = 0 and no (-inf) - (-inf) NaN can appear.
 #pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      float mx = row_max[rr];
+    for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
-      for (int nf = 0; nf < T::kNFrags; ++nf) mx = fmaxf(mx, fmaxf(s[nf][2 * rr], s[nf][2 * rr + 1]));
-      mx = quad_max(mx);
-      const float base = mx == -INFINITY ? 0.f : mx * scale_log2;
-      const float alpha = fast_exp2(row_max[rr] * scale_log2 - base);  // 0 when the old max was -inf
-      row_max[rr] = mx;
-      float sum = 0.f;
+      for (int rr = 0; rr < 2; ++rr) {
+        float mx = row_max[mt][rr];
 #pragma unroll
-      for (int nf = 0; nf < T::kNFrags; ++nf) {
+        for (int nf = 0; nf < T::kNFrags; ++nf) mx = fmaxf(mx, fmaxf(s[mt][nf][2 * rr], s[mt][nf][2 * rr + 1]));
+        mx = quad_max(mx);
+        const float base = mx == -INFINITY ? 0.f : mx * scale_log2;
+        const float alpha = fast_exp2(row_max[mt][rr] * scale_log2 - base);  // 0 when the old max was -inf
+        row_max[mt][rr] = mx;
+        float sum = 0.f;
 #pragma unroll
-        for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
-          s[nf][e] = fast_exp2(fmaf(s[nf][e], scale_log2, -base));
-          sum += s[nf][e];
+        for (int nf = 0; nf < T::kNFrags; ++nf) {
+#pragma unroll
+          for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
+            s[mt][nf][e] = fast_exp2(fmaf(s[mt][nf][e], scale_log2, -base));
+            sum += s[mt][nf][e];
+          }
         }
-      }
-      row_sum[rr] = row_sum[rr] * alpha + sum;
+        row_sum[mt][rr] = row_sum[mt][rr] * alpha + sum;
 #pragma unroll
-      for (int df = 0; df < T::kDFrags; ++df) {
-        acc_o[df][2 * rr] *= alpha;
-        acc_o[df][2 * rr + 1] *= alpha;
+        for (int df = 0; df < T::kDFrags; ++df) {
+          acc_o[mt][df][2 * rr] *= alpha;
+          acc_o[mt][df][2 * rr + 1] *= alpha;
+        }
       }
     }
 
     // O += P V. The A fragment of keys [16kk, 16kk+16) is made of S fragments 2kk (a0: row g,
-    // a1: row g+8; keys 2t4..) and 2kk+1 (a2, a3; keys 8+2t4..), lower key in the low half.
+    // a1: row g+8; keys 2t4..) and 2kk+1 (a2, a3; keys 8+2t4..), lower key in the low half. Each V
+    // fragment feeds kMT mma tiles.
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      uint32_t a_reg[4];
-      a_reg[0] = pack2<Elem>(s[2 * kk][0], s[2 * kk][1]);
-      a_reg[1] = pack2<Elem>(s[2 * kk][2], s[2 * kk][3]);
-      a_reg[2] = pack2<Elem>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a_reg[3] = pack2<Elem>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      uint32_t a_reg[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        a_reg[mt][0] = pack2<Elem>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        a_reg[mt][1] = pack2<Elem>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        a_reg[mt][2] = pack2<Elem>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        a_reg[mt][3] = pack2<Elem>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int dd = 0; dd < T::kDFrags / 2; ++dd) {
         uint32_t bv[4];
         ldmatrix_x4_trans_sa(bv, sV_addr + swz_shift_rt<D>(v_off, kk * 16, dd * 16));
         const uint32_t b0[2] = {bv[0], bv[1]};
         const uint32_t b1[2] = {bv[2], bv[3]};
-        mma_16816<Elem>(acc_o[2 * dd], a_reg, b0);
-        mma_16816<Elem>(acc_o[2 * dd + 1], a_reg, b1);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma_16816<Elem>(acc_o[mt][2 * dd], a_reg[mt], b0);
+          mma_16816<Elem>(acc_o[mt][2 * dd + 1], a_reg[mt], b1);
+        }
       }
     }
 
@@ -554,23 +620,26 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   cp_async_wait<0>();  // no copy may still target shared memory (empty tiles: Q is still in flight)
   __syncthreads();     // every warp is done reading sQ / sK / sV
 #pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const float l = quad_sum(row_sum[rr]);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const int r = warp * 16 + g + rr * 8;
+  for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-    for (int df = 0; df < T::kDFrags; ++df) {
-      const uint32_t v = pack2<Elem>(acc_o[df][2 * rr] * inv, acc_o[df][2 * rr + 1] * inv);
-      *reinterpret_cast<uint32_t*>(sQ + swz<D>(r, df * 8 + 2 * t4)) = v;
+    for (int rr = 0; rr < 2; ++rr) {
+      const float l = quad_sum(row_sum[mt][rr]);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int r = warp_row0 + mt * 16 + g + rr * 8;
+#pragma unroll
+      for (int df = 0; df < T::kDFrags; ++df) {
+        const uint32_t v = pack2<Elem>(acc_o[mt][df][2 * rr] * inv, acc_o[mt][df][2 * rr + 1] * inv);
+        *reinterpret_cast<uint32_t*>(sQ + swz<D>(r, df * 8 + 2 * t4)) = v;
+      }
+      const int tok = tok0 + r / p.pack;
+      const int h = h0 + r % p.pack;
+      if (t4 == 0 && r < rows_used && tok < seqlen_q) {
+        // l > 0 implies a finite max (the max element contributes exp2(0) = 1).
+        const float lse =
+            l > 0.f ? (row_max[mt][rr] * scale_log2 + __log2f(l)) * 0.69314718055994530942f : -INFINITY;
+        p.lse[static_cast<int64_t>(h) * p.total_q + q_start + tok] = lse;
+      }
     }
-    const int tok = tok0 + r / p.pack;
-    const int h = h0 + r % p.pack;
-    if (t4 == 0 && r < rows_used && tok < seqlen_q) {
-      // l > 0 implies a finite max (the max element contributes exp2(0) = 1).
-      const float lse = l > 0.f ? (row_max[rr] * scale_log2 + __log2f(l)) * 0.69314718055994530942f : -INFINITY;
-      p.lse[static_cast<int64_t>(h) * p.total_q + q_start + tok] = lse;
-    }
-  }
   __syncthreads();
   {
     Elem* go = static_cast<Elem*>(p.out);

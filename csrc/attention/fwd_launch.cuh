@@ -11,38 +11,55 @@
 namespace seer {
 namespace fwd {
 
-// Tile configuration per head dim (mma.sync, one 16-row mma tile per warp, K/V double buffered).
-// Chosen so that sm_90 compiles with no spills (nvcc --resource-usage):
-//   D=64 : 128 x 64, 8 warps, Q read from smem, <= 128 regs -> 2 CTAs / SM (smem ~51 KB each)
-//   D=128: 128 x 32, 8 warps, Q read from smem, <= 128 regs -> 2 CTAs / SM (smem ~83 KB each)
-//          (128 x 64 needs ~190 regs: 1 CTA / SM; FwdTraits<128, 128, 64, 8, 1, false, Elem> is the
-//          alternative to benchmark)
-//   D=256: 128 x 32, 8 warps, Q read from smem, ~230 regs  -> 1 CTA / SM (smem ~132 KB)
-// Q fragments in registers (kQInRegs) only fit without spills when the CTA may use > 128 regs.
-template <int D, typename Elem>
+// Tile configuration per (head dim, rows per row tile, variant). mma.sync m16n8k16, K/V double
+// buffered. A warp owning 32 rows (two 16-row mma tiles) re-uses every K / V fragment it loads from
+// shared memory for two mma tiles, which halves the ldmatrix traffic per mma compared with 16 rows
+// per warp (shared-memory bandwidth is what bounds an mma.sync mainloop on sm80 / sm90).
+// Row tiles (attention_fwd_tile_rows): 64 rows unless a 2D mask row covers 128 rows (B_q % 128 == 0),
+// so that a tile never walks the union of two mask rows.
+//   D=64 : 64 x 64, 2 warps x 32 rows    | 128 x 64, 4 warps x 32 rows
+//   D=128: 64 x 32, 2 warps x 32 rows    | 128 x 32, 4 warps x 32 rows
+//   D=256: 64 x 32, 4 warps x 16 rows    | (no 128-row tile: 32 rows per warp do not fit registers)
+// Benchmark-only variants of the D=128 64-row tile (selected by SEER_FWD_VARIANT, see fwd_dispatch.cu;
+// compiled for bf16 only, in fwd_hdim128_bf16_variants.cu):
+//   1: 64 x 64, 4 warps x 16 rows        2: 64 x 64, 2 warps x 32 rows
+// Resource usage (sm_90, nvcc 13.0 --resource-usage) is listed in the report of this change.
+template <int D, int kBlockM, int kVariant, typename Elem>
 struct FwdConfig;
 template <typename Elem>
-struct FwdConfig<64, Elem> {
-  using Traits = FwdTraits<64, 128, 64, 8, 2, false, Elem>;
-};
-// Benchmark knob: -DSEER_FWD_D128_BLOCK_N=64 selects the 128 x 64 tile (1 CTA / SM, ~190 regs).
-#ifndef SEER_FWD_D128_BLOCK_N
-#define SEER_FWD_D128_BLOCK_N 32
-#endif
-template <typename Elem>
-struct FwdConfig<128, Elem> {
-  using Traits = FwdTraits<128, 128, SEER_FWD_D128_BLOCK_N, 8, (SEER_FWD_D128_BLOCK_N <= 32 ? 2 : 1), false, Elem>;
+struct FwdConfig<64, 64, 0, Elem> {
+  using Traits = FwdTraits<64, 64, 64, 2, 4, false, Elem>;
 };
 template <typename Elem>
-struct FwdConfig<256, Elem> {
-  using Traits = FwdTraits<256, 128, 32, 8, 1, false, Elem>;
+struct FwdConfig<64, 128, 0, Elem> {
+  using Traits = FwdTraits<64, 128, 64, 4, 2, false, Elem>;
+};
+template <typename Elem>
+struct FwdConfig<128, 64, 0, Elem> {
+  using Traits = FwdTraits<128, 64, 32, 2, 4, false, Elem>;
+};
+template <typename Elem>
+struct FwdConfig<128, 64, 1, Elem> {
+  using Traits = FwdTraits<128, 64, 64, 4, 2, false, Elem>;
+};
+template <typename Elem>
+struct FwdConfig<128, 64, 2, Elem> {
+  using Traits = FwdTraits<128, 64, 64, 2, 2, false, Elem>;
+};
+template <typename Elem>
+struct FwdConfig<128, 128, 0, Elem> {
+  using Traits = FwdTraits<128, 128, 32, 4, 2, false, Elem>;
+};
+template <typename Elem>
+struct FwdConfig<256, 64, 0, Elem> {
+  using Traits = FwdTraits<256, 64, 32, 4, 1, false, Elem>;
 };
 
 // Host launcher. Checks the tiling the API layer chose against the kernel's tile shape, sets the
 // dynamic shared-memory limit and launches one CTA per (row tile, kv head, sequence).
-template <typename Elem, int D>
+template <typename Elem, int D, int kBlockM, int kVariant>
 int run_attention_fwd_(const AttnParams& p, void* stream) {
-  using T = typename FwdConfig<D, Elem>::Traits;
+  using T = typename FwdConfig<D, kBlockM, kVariant, Elem>::Traits;
 #if SEER_HAS_MMA_SYNC
   if (p.head_dim != D || p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 ||
       p.tile_tokens * p.pack > T::kBlockM || p.block_size_k < 16 || p.block_size_k % 16 != 0 ||

@@ -141,7 +141,7 @@ static int run_case(const Case& c, uint64_t seed) {
   p.block_size_q = mrd;
   p.block_size_k = c.bk;
   p.nb_k = nb_k;
-  const int tile_rows = attention_fwd_tile_rows(D);
+  const int tile_rows = attention_fwd_tile_rows(p);
   int pack = 1;
   if (!c.mask_2d && c.mask_heads != c.h_q && group > 1)
     for (int x = 1; x <= 16 && x <= group && x <= tile_rows; ++x)
@@ -327,8 +327,13 @@ int main() {
       {64, false, {40}, {10}, 2, 2, true, 2, 16, 16, true, 1.0f, 0},             // seqlen_k < seqlen_q: empty rows
       {128, false, {300}, {300}, 2, 2, true, 2, 64, 64, true, 0.0f, 0},          // empty mask: all rows 0 / -inf
       {64, true, {1000}, {1000}, 2, 1, false, 1, 1, 16, true, 0.05f, 0},         // 1D sparse, many tiles
+      // 128-row tiles (2D, B_q % 128 == 0) and the unmasked fully-visible tile path
+      {64, true, {300, 1, 129}, {300, 1, 129}, 4, 2, true, 4, 256, 32, true, 0.6f, 0},
+      {128, true, {515, 64}, {600, 64}, 4, 1, true, 1, 128, 64, true, 0.7f, 0},
+      {128, true, {700, 190}, {700, 190}, 4, 2, true, 4, 64, 64, true, 1.0f, 8},  // dense 2D, bf16
+      {128, true, {333, 77, 64}, {333, 77, 64}, 8, 2, true, 8, 64, 64, true, 0.5f, 0},
   };
-  int fails = 0;
+  int fails = 0, runs = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
     std::printf("case %zu: D=%d %s h_q=%d h_kv=%d %s mask_heads=%d bq=%d bk=%d causal=%d density=%.2f\n", i, c.D,
@@ -337,7 +342,16 @@ int main() {
     const int r = run_case(c, 1234 + i);
     std::printf("  -> %s\n", r == 0 ? "ok" : "FAIL");
     fails += r != 0;
+    ++runs;
+    if (c.D == 128 && c.bf16) {  // benchmark-only variant of the bf16 D=128 64-row tile (fwd_dispatch.cu)
+      setenv("SEER_FWD_VARIANT", "1", 1);
+      const int r1 = run_case(c, 1234 + i);
+      unsetenv("SEER_FWD_VARIANT");
+      std::printf("  -> SEER_FWD_VARIANT=1: %s\n", r1 == 0 ? "ok" : "FAIL");
+      fails += r1 != 0;
+      ++runs;
+    }
   }
-  std::printf("%d / %zu cases failed\n", fails, cases.size());
+  std::printf("%d / %d runs failed\n", fails, runs);
   return fails ? 1 : 0;
 }
