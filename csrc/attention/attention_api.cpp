@@ -294,7 +294,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
   p.dv = dv.data_ptr();
   p.dv_row_stride = dv.stride(0);
   p.dv_head_stride = dv.stride(1);
-  p.dq_accum = nullptr;
+  // Non-deterministic (default) path: the dK/dV kernel also accumulates dQ with fp32 atomics into this
+  // zero-initialised workspace (contiguous [T_q, H_q, D]); a convert kernel writes dq from it.
+  at::Tensor dq_accum;
+  if (!deterministic && p.batch > 0 && tq > 0)
+    dq_accum = at::zeros({tq, hq, static_cast<int64_t>(p.head_dim)}, in.q.options().dtype(at::kFloat));
+  p.dq_accum = dq_accum.defined() ? dq_accum.data_ptr<float>() : nullptr;
   p.deterministic = deterministic;
   at::Tensor tm, tmT;
   if (p.batch > 0) {

@@ -1,14 +1,23 @@
 // Backward kernels of the block-sparse varlen attention (2D and 1D masks share them).
 //
-// Everything here is deterministic by construction (no atomics, fixed summation order):
+// Two paths (selected by params.deterministic, see bwd_launch_template.cuh):
+// Deterministic (no atomics, fixed summation order; 7 GEMMs per (key tile, row tile) pair):
 //   1. bwd_preprocess_kernel  (bwd_launch.cu): softmax_d[h, t] = sum_d dout * out - dlse.
-//   2. bwd_dkdv_kernel: one CTA per (key tile of kBlockN keys, kv head, sequence). K/V of the tile stay
-//      in shared memory; the CTA streams every row tile rt whose tile_maskT entry is nonzero for a key
-//      block overlapping the tile (all q heads of the GQA group are rows of those tiles, so dK/dV come
-//      out reduced over the group) and accumulates dV += P^T dO, dK += dS^T Q in registers.
+//   2. bwd_dkdv_kernel<.., Is_atomic = false>: one CTA per (key tile of kBlockN keys, kv head,
+//      sequence). K/V of the tile stay in shared memory; the CTA streams every row tile rt whose
+//      tile_maskT entry is nonzero for a key block overlapping the tile (all q heads of the GQA group
+//      are rows of those tiles, so dK/dV come out reduced over the group) and accumulates
+//      dV += P^T dO, dK += dS^T Q in registers.
 //   3. bwd_dq_kernel: one CTA per (row tile, kv head, sequence). Q/dO of the tile stay in shared
 //      memory; the CTA streams the key windows (kBlockN keys) holding a kept key block and accumulates
 //      dQ += dS K. S and dP are recomputed (no fp32 atomics, no dq_accum workspace).
+// Atomic (FlashAttention-2 style, 5 GEMMs per pair; the default of the Python autograd):
+//   1. as above;
+//   2. bwd_dkdv_kernel<.., Is_atomic = true>: as above, plus, for every streamed row tile, a third phase
+//      dQ_tile = dS K (dS^T is already in shared memory, K too) whose fp32 result is added into the
+//      zero-initialised workspace dq_accum [T_q, H_q, D] (contiguous) with red.global.add(.v2).f32;
+//   3. bwd_dq_convert_kernel (bwd_launch.cu): dq = dq_accum * scale in the element type, every row.
+//   The summation order of dq then depends on the CTA schedule (not bitwise reproducible).
 //
 // Notation: a "row" is a (query token, query head) pair (see attention_params.h, "Row tiles").
 // Logits x = scale * q.k; P = exp(x - lse) = exp2(s * scale_log2 - lse * log2(e)); dS = P * (dP - D)
@@ -87,8 +96,27 @@ struct DkdvTraits {
   static constexpr int kOffList = kOffTok + kStages * kBlockM * 4;  // int [kThreads] row tiles to visit
   static constexpr int kOffFlags = kOffList + kThreads * 4;         // uint32 [kThreads] chunk flags
   static constexpr int kOffWarpCnt = kOffFlags + kThreads * 4;      // int [kNWarps]
-  static constexpr int kSmemBytes = (kOffWarpCnt + kNWarps * 4 + 15) / 16 * 16;
+  static constexpr int kOffQAcc = (kOffWarpCnt + kNWarps * 4 + 15) / 16 * 16;  // int64 [kStages][kBlockM]
+  static constexpr int kSmemBytes = kOffQAcc + kStages * kBlockM * 8;
+  // Atomic path, phase 3 (dQ_tile = dS K): warp (wr, wh) owns rows [16 wr, +16) x dims
+  // [wh * kDqDimW, +kDqDimW), processed kDqChunk dims at a time (short-lived accumulators).
+  static constexpr int kDqWarpsM = kBlockM / 16;
+  static constexpr int kDqWarpsD = kNWarps / kDqWarpsM;
+  static constexpr int kDqDimW = kHeadDim / kDqWarpsD;
+  static constexpr int kDqChunk = kDqDimW < 32 ? kDqDimW : 32;
+  static_assert(kNWarps % kDqWarpsM == 0 && kDqDimW % kDqChunk == 0 && kDqChunk % 16 == 0, "dq warp layout");
 };
+
+// Adds (a, b) to the two consecutive floats at `addr` (8-byte aligned) in global memory; the result
+// is not returned, so this compiles to RED (fire-and-forget). sm_90: one vectorised RED.
+SEER_DEVICE void red_add_f32x2(float* addr, float a, float b) {
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
+  atomicAdd(reinterpret_cast<float2*>(addr), make_float2(a, b));
+#else
+  atomicAdd(addr, a);
+  atomicAdd(addr + 1, b);
+#endif
+}
 
 // dQ kernel: warp w owns rows [16 w, +16) of the row tile and all kBlockN keys of a window.
 template <int kHeadDim_, int kBlockN_, typename Elem_>
@@ -259,7 +287,7 @@ SEER_DEVICE void mma_pair(float (&d0)[4], float (&d1)[4], const uint32_t (&a)[4]
 //  B for two n8 tiles from row-major [k][n]:  row k0 + (lane & 7) + ((lane >> 3) & 1) * 8,
 //                                             col n0 + (lane >> 4) * 8            (ldmatrix.trans)
 // In the last two, registers {0,1} are the B fragment of n-tile n0..n0+7 and {2,3} of n0+8..n0+15.
-template <typename Kt, bool Is_causal>
+template <typename Kt, bool Is_causal, bool Is_atomic>
 __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_constant__ AttnBwdParams p) {
   using Elem = typename Kt::Elem;
   constexpr int kBlockM = Kt::kBlockM, kBlockN = Kt::kBlockN, kLd = Kt::kLd, kLdP = Kt::kLdP;
@@ -278,6 +306,7 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
   int* sList = reinterpret_cast<int*>(smem + Kt::kOffList);
   uint32_t* sFlags = reinterpret_cast<uint32_t*>(smem + Kt::kOffFlags);
   int* sWarpCnt = reinterpret_cast<int*>(smem + Kt::kOffWarpCnt);
+  int64_t* sQAcc = reinterpret_cast<int64_t*>(smem + Kt::kOffQAcc);  // dq_accum row offset or -1
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
@@ -323,9 +352,10 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
     float lse, dd;  // raw lse (natural log; -inf for rows that are not valid) and softmax_d
     int tok;        // sequence-local token
     int64_t moff;   // mask row offset (mask_row_offset)
+    int64_t qacc;   // atomic path: element offset of the row in dq_accum, -1 if the row is not valid
   };
   auto fetch_meta = [&](int rt) {
-    RowMeta m{-INFINITY, 0.f, 0, 0};
+    RowMeta m{-INFINITY, 0.f, 0, 0, -1};
     if (tid < kBlockM) {
       const TileRow x = tile_row(p, hk, rt, tid, seqlen_q);
       m.tok = x.tok;
@@ -334,6 +364,8 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
         m.lse = p.lse[li];
         m.dd = p.softmax_d[li];
         m.moff = mask_row_offset(p, b, x.head, x.tok);
+        if (Is_atomic)
+          m.qacc = ((static_cast<int64_t>(q_start) + x.tok) * p.h_q + x.head) * static_cast<int64_t>(Kt::kHeadDim);
       }
     }
     return m;
@@ -344,6 +376,7 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
       sDd[st * kBlockM + tid] = m.dd;
       sTok[st * kBlockM + tid] = m.tok;
       sMOff[st * kBlockM + tid] = m.moff;
+      if (Is_atomic) sQAcc[st * kBlockM + tid] = m.lse == -INFINITY ? int64_t(-1) : m.qacc;
     }
   };
   // cp.async of the Q/dO rows of row tile rt into stage st.
@@ -374,7 +407,7 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
 #pragma unroll 1
     for (int i = 0; i < cnt; ++i) {
       int st = 0;
-      RowMeta next{-INFINITY, 0.f, 0, 0};  // kStages == 2: metadata of tile i+1, stored after phase 2
+      RowMeta next{-INFINITY, 0.f, 0, 0, -1};  // kStages == 2: metadata of tile i+1, stored after phase 2
       if constexpr (kStages == 2) {
         st = i & 1;
         cp_async_wait<0>();
@@ -476,6 +509,57 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
             ldmatrix_x4_trans(bq, sQs + b_off + kk * 16 * kLd + jj * 16);
             mma_pair<Elem>(acc_dv[2 * jj], acc_dv[2 * jj + 1], ap, bdo);
             mma_pair<Elem>(acc_dk[2 * jj], acc_dk[2 * jj + 1], ads, bq);
+          }
+        }
+      }
+
+      // ---- phase 3 (atomic path): dq_accum[rows] += dS K for rows [16 wr, +16) x dims of warp wh --
+      // dS (rows x keys) is read from dS^T [key][row] with ldmatrix.trans (A operand), K [key][d] with
+      // ldmatrix.trans (B operand). 16-key chunks whose flag is 0 were not written this iteration
+      // (stale shared memory) and contribute nothing: skipped (the flags are uniform over the CTA).
+      if constexpr (Is_atomic) {
+        constexpr int kDqChunk = Kt::kDqChunk;
+        const uint32_t tflags = sFlags[i];
+        const int wr = warp % Kt::kDqWarpsM, wh = warp / Kt::kDqWarpsM;
+        const int64_t* sQAccs = sQAcc + st * kBlockM;
+        const int64_t qoff0 = sQAccs[wr * 16 + g], qoff1 = sQAccs[wr * 16 + g + 8];
+        uint32_t a_ds[Kt::kChunks][4];
+        const Elem* a_src = sdSt + ((lane & 7) + (lane >> 4) * 8) * kLdP + wr * 16 + ((lane >> 3) & 1) * 8;
+#pragma unroll
+        for (int kk = 0; kk < Kt::kChunks; ++kk) {
+          if ((tflags >> (2 * kk)) & 3u) {
+            ldmatrix_x4_trans(a_ds[kk], a_src + kk * 16 * kLdP);
+          } else {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) a_ds[kk][e] = 0u;
+          }
+        }
+        const int bt_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + (lane >> 4) * 8;
+        float* accum = p.dq_accum;
+#pragma unroll 1
+        for (int dc = 0; dc < Kt::kDqDimW; dc += kDqChunk) {
+          const int d0 = wh * Kt::kDqDimW + dc;
+          float acc_dq[kDqChunk / 8][4];
+#pragma unroll
+          for (int j = 0; j < kDqChunk / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc_dq[j][e] = 0.f;
+#pragma unroll
+          for (int kk = 0; kk < Kt::kChunks; ++kk) {
+            if ((tflags >> (2 * kk)) & 3u) {
+#pragma unroll
+              for (int jj = 0; jj < kDqChunk / 16; ++jj) {
+                uint32_t bk[4];
+                ldmatrix_x4_trans(bk, sK + bt_off + kk * 16 * kLd + d0 + jj * 16);
+                mma_pair<Elem>(acc_dq[2 * jj], acc_dq[2 * jj + 1], a_ds[kk], bk);
+              }
+            }
+          }
+#pragma unroll
+          for (int j = 0; j < kDqChunk / 8; ++j) {
+            const int d = d0 + j * 8 + 2 * t4;
+            if (qoff0 >= 0) red_add_f32x2(accum + qoff0 + d, acc_dq[j][0], acc_dq[j][1]);
+            if (qoff1 >= 0) red_add_f32x2(accum + qoff1 + d, acc_dq[j][2], acc_dq[j][3]);
           }
         }
       }

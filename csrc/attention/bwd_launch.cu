@@ -1,6 +1,7 @@
 // Entry points of the block-sparse attention backward: run_attention_bwd (preprocess + dK/dV + dQ)
 // and attention_bwd_tile_rows. The dK/dV and dQ kernels are instantiated per (head dim, dtype) in
 // instantiations/bwd_hdim*_*.cu; the small preprocess kernel lives here.
+#include <algorithm>
 #include <cstdint>
 
 #include "attention/attention_params.h"
@@ -51,6 +52,42 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const __gri
   }
 }
 
+// Atomic path: dq[t, h, :] = dq_accum[t, h, :] * scale for every row t < total_q (rows nothing
+// attends, and tail rows past cu_seqlens_q[batch], hold zeros in the zero-initialised workspace).
+// One thread per 8 elements: two 16-byte loads, one 16-byte store.
+constexpr int kConvThreads = 256;
+
+template <typename Elem>
+__global__ void __launch_bounds__(kConvThreads) bwd_dq_convert_kernel(const __grid_constant__ AttnBwdParams p) {
+  const int vec_per_row = p.head_dim / 8;
+  const int64_t n_vec = static_cast<int64_t>(p.total_q) * p.h_q * vec_per_row;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kConvThreads + threadIdx.x; i < n_vec;
+       i += static_cast<int64_t>(gridDim.x) * kConvThreads) {
+    const int64_t rh = i / vec_per_row;  // t * h_q + h
+    const int d = static_cast<int>(i - rh * vec_per_row) * 8;
+    const int64_t t = rh / p.h_q;
+    const int h = static_cast<int>(rh - t * p.h_q);
+    const float4* src = reinterpret_cast<const float4*>(p.dq_accum + rh * p.head_dim + d);
+    const float4 a = src[0], c = src[1];
+    uint4 o;
+    o.x = pack2<Elem>(a.x * p.scale, a.y * p.scale);
+    o.y = pack2<Elem>(a.z * p.scale, a.w * p.scale);
+    o.z = pack2<Elem>(c.x * p.scale, c.y * p.scale);
+    o.w = pack2<Elem>(c.z * p.scale, c.w * p.scale);
+    Elem* dst = static_cast<Elem*>(p.dq) + t * p.dq_row_stride + static_cast<int64_t>(h) * p.dq_head_stride + d;
+    *reinterpret_cast<uint4*>(dst) = o;
+  }
+}
+
+template <typename Elem>
+int launch_dq_convert(const AttnBwdParams& p, cudaStream_t stream) {
+  const int64_t n_vec = static_cast<int64_t>(p.total_q) * p.h_q * (p.head_dim / 8);
+  if (n_vec == 0) return 0;
+  const int64_t blocks = std::min<int64_t>((n_vec + kConvThreads - 1) / kConvThreads, 132 * 16);
+  bwd_dq_convert_kernel<Elem><<<static_cast<unsigned>(blocks), kConvThreads, 0, stream>>>(p);
+  return static_cast<int>(cudaGetLastError());
+}
+
 template <typename Elem>
 int launch_preprocess(const AttnBwdParams& p, cudaStream_t stream) {
   const int64_t n_rows = static_cast<int64_t>(p.total_q) * p.h_q;
@@ -72,12 +109,21 @@ int run_attention_bwd(const AttnBwdParams& p, void* stream_ptr) {
   if (err != 0) return err;
   switch (p.head_dim) {
     case 64:
-      return p.is_bf16 ? run_bwd_hdim<64, __nv_bfloat16>(p, stream) : run_bwd_hdim<64, __half>(p, stream);
+      err = p.is_bf16 ? run_bwd_hdim<64, __nv_bfloat16>(p, stream) : run_bwd_hdim<64, __half>(p, stream);
+      break;
     case 128:
-      return p.is_bf16 ? run_bwd_hdim<128, __nv_bfloat16>(p, stream) : run_bwd_hdim<128, __half>(p, stream);
+      err = p.is_bf16 ? run_bwd_hdim<128, __nv_bfloat16>(p, stream) : run_bwd_hdim<128, __half>(p, stream);
+      break;
     default:
-      return p.is_bf16 ? run_bwd_hdim<256, __nv_bfloat16>(p, stream) : run_bwd_hdim<256, __half>(p, stream);
+      err = p.is_bf16 ? run_bwd_hdim<256, __nv_bfloat16>(p, stream) : run_bwd_hdim<256, __half>(p, stream);
+      break;
   }
+  if (err != 0) return err;
+  // Atomic path (same condition as run_bwd_hdim): dq = dq_accum * scale.
+  if (!p.deterministic && p.dq_accum != nullptr)
+    err = p.is_bf16 ? attn_bwd::launch_dq_convert<__nv_bfloat16>(p, stream)
+                    : attn_bwd::launch_dq_convert<__half>(p, stream);
+  return err;
 }
 
 }  // namespace seer

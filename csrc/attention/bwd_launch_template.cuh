@@ -39,11 +39,12 @@ cudaError_t allow_smem(Kernel kernel, int bytes) {
 }
 
 // Grid: (key tiles of the longest sequence, kv heads, sequences); tiles past a sequence's end exit.
-template <typename Kt, bool Is_causal>
+// Is_atomic: also accumulate dQ into p.dq_accum (atomic path; see bwd_kernel.cuh).
+template <typename Kt, bool Is_causal, bool Is_atomic>
 int launch_dkdv(const AttnBwdParams& p, cudaStream_t stream) {
   const int n_tiles = (p.max_seqlen_k + Kt::kBlockN - 1) / Kt::kBlockN;
   if (n_tiles == 0 || p.h_kv == 0 || p.batch == 0) return 0;
-  auto kernel = &bwd_dkdv_kernel<Kt, Is_causal>;
+  auto kernel = &bwd_dkdv_kernel<Kt, Is_causal, Is_atomic>;
   cudaError_t err = allow_smem(kernel, Kt::kSmemBytes);
   if (err != cudaSuccess) return static_cast<int>(err);
   kernel<<<dim3(n_tiles, p.h_kv, p.batch), Kt::kThreads, Kt::kSmemBytes, stream>>>(p);
@@ -63,11 +64,16 @@ int launch_dq(const AttnBwdParams& p, cudaStream_t stream) {
 
 }  // namespace attn_bwd
 
+// Deterministic path: dK/dV kernel then dQ kernel. Atomic path (!p.deterministic and p.dq_accum set,
+// zero-initialised): the dK/dV kernel also accumulates dQ into p.dq_accum; the caller
+// (run_attention_bwd) then converts dq_accum into p.dq.
 template <int kHeadDim, typename Elem>
 int run_bwd_hdim(const AttnBwdParams& p, cudaStream_t stream) {
   using Cfg = attn_bwd::BwdConfig<kHeadDim, Elem>;
+  const bool atomic = !p.deterministic && p.dq_accum != nullptr;
   return SEER_BOOL_SWITCH(p.causal, kCausal, [&] {
-    int err = attn_bwd::launch_dkdv<typename Cfg::Dkdv, kCausal>(p, stream);
+    if (atomic) return attn_bwd::launch_dkdv<typename Cfg::Dkdv, kCausal, true>(p, stream);
+    int err = attn_bwd::launch_dkdv<typename Cfg::Dkdv, kCausal, false>(p, stream);
     if (err == 0) err = attn_bwd::launch_dq<typename Cfg::Dq, kCausal>(p, stream);
     return err;
   });

@@ -7,8 +7,9 @@
 //     -DSEER_BWD_SELFTEST_MAIN csrc/attention/bwd_selftest.cuh csrc/attention/bwd_launch.cu \
 //     csrc/attention/instantiations/bwd_hdim*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest
 //
-// It sweeps head dims, dtypes, 1D/2D masks, causal, GQA packing and block sizes, and prints the worst
-// error of dq / dk / dv per case with the location (token, head, dim) of the worst element.
+// It sweeps head dims, dtypes, 1D/2D masks, causal, GQA packing and block sizes, runs every case on both
+// backward paths (deterministic, and atomic with the fp32 dq_accum workspace), and prints the worst
+// error of dq / dk / dv per case and path with the location (token, head, dim) of the worst element.
 #ifdef SEER_BWD_SELFTEST_MAIN
 #include <cmath>
 #include <cstdio>
@@ -275,11 +276,8 @@ bool run_case(const Case& c, std::mt19937& rng) {
   p.dv = d_dv;
   p.dv_row_stride = hkv * D;
   p.dv_head_stride = D;
-  p.dq_accum = nullptr;
-  p.deterministic = true;
-  const int err = seer::run_attention_bwd(p, nullptr);
-  CK(static_cast<cudaError_t>(err));
-  CK(cudaDeviceSynchronize());
+  float* d_dqacc = nullptr;
+  CK(cudaMalloc(&d_dqacc, std::max<size_t>(1, static_cast<size_t>(Tq) * hq * D) * sizeof(float)));
 
   auto check = [&](const char* name, uint16_t* dptr, const std::vector<double>& ref, int heads) {
     std::vector<uint16_t> h(ref.size());
@@ -309,11 +307,27 @@ bool run_case(const Case& c, std::mt19937& rng) {
               c.bf16 ? "bf16" : "fp16", c.is1d ? "1D" : "2D", c.causal, hq, hkv, pack, c.bq, c.bk, Hm, c.density);
   for (auto& s : c.seqs) std::printf(" (%d,%d)", s.first, s.second);
   std::printf("\n");
-  bool ok = check("dq", d_dq, dq_ref, hq);
-  ok = check("dk", d_dk, dk_ref, hkv) && ok;
-  ok = check("dv", d_dv, dv_ref, hkv) && ok;
+  // Both paths: deterministic (dK/dV kernel + dQ kernel) and atomic (fused dQ into a zeroed fp32
+  // workspace + convert). Outputs are refilled with NaN before each run.
+  bool ok = true;
+  for (int det = 1; det >= 0; --det) {
+    const size_t nq = static_cast<size_t>(Tq) * hq * D, nk = k.size();
+    if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
+    if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
+    if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
+    if (nq) CK(cudaMemset(d_dqacc, 0, nq * sizeof(float)));
+    p.deterministic = det != 0;
+    p.dq_accum = det ? nullptr : d_dqacc;
+    const int err = seer::run_attention_bwd(p, nullptr);
+    CK(static_cast<cudaError_t>(err));
+    CK(cudaDeviceSynchronize());
+    std::printf(" [%s]\n", det ? "deterministic" : "atomic");
+    ok = check("dq", d_dq, dq_ref, hq) && ok;
+    ok = check("dk", d_dk, dk_ref, hkv) && ok;
+    ok = check("dv", d_dv, dv_ref, hkv) && ok;
+  }
   for (void* ptr : std::initializer_list<void*>{d_q, d_do, d_k, d_v, d_out, d_lse, d_cuq, d_cuk, d_mask, d_tm, d_tmT,
-                                                d_dq, d_dk, d_dv, d_sd})
+                                                d_dq, d_dk, d_dv, d_sd, d_dqacc})
     CK(cudaFree(ptr));
   return ok;
 }
@@ -350,6 +364,15 @@ int main(int argc, char** argv) {
   Case g7{64, false, true, false, 7, 1, 1, 64, 1, {{100, 150}, {33, 20}}, 0.5};
   ++total;
   fails += !run_case(g7, rng);
+  // More than 256 candidate row tiles per key tile (16 heads x 18 token tiles; the candidate list is
+  // rebuilt in batches), B_q = B_k = 128 > kBlockN, and many key tiles adding into one dq row (atomic).
+  Case many{64, true, false, true, 16, 1, 128, 128, 1, {{1100, 1100}, {37, 300}}, 0.7};
+  ++total;
+  fails += !run_case(many, rng);
+  // B_k = 32 < kBlockN with a per-kv-head 2D mask, fp16, seqlen_q < seqlen_k (bottom-right causal).
+  Case bk32{128, false, false, true, 8, 2, 64, 32, 2, {{500, 520}, {64, 64}}, 0.5};
+  ++total;
+  fails += !run_case(bk32, rng);
   std::printf("%d / %d cases passed\n", total - fails, total);
   return fails == 0 ? 0 : 1;
 }
