@@ -1,23 +1,29 @@
 // Attention pooling, main kernel: block maxima of the softmax probabilities, without a T x T buffer.
 //
-// TWO-PASS SCHEME. A block maximum of P = exp(S - lse) needs the row's final LSE, which is only known
-// after every visible key has been seen. Each CTA owns a tile of kBlockM query rows of one q head of
-// one sequence and sweeps the visible keys twice, tile by tile (K double-buffered in shared memory by
-// cp.async, S = Q K^T with mma.sync m16n8k16, Q fragments held in registers for both sweeps):
-//   pass 1: online max / sum of exp2 over S (no V)  ->  lse of every row, kept in registers;
-//   pass 2: S is recomputed bit-identically; since exp is monotone, the max of P over a key block is
-//           exp2(max of S over the block - lse): only one exp per (row, key block), the inner loop is
-//           a plain max. The per-(row, block) value goes to a small per-warp staging window in shared
-//           memory; a full window of 32 blocks is written out coalesced:
-//             - 1D: stored in the output dtype (or, gqa_reduce, atomically max-ed into the fp32
-//               staging [h_kv, T, nb] as uint bits: non-negative floats order like their bits);
-//             - 2D: the warp's 16 rows all lie in one query block (block sizes are multiples of 16),
-//               so the column max over the warp's rows is atomically max-ed into pooled_2d (fp32,
-//               zero-filled), which is row-normalised by a later small kernel.
-// Every 1D column of every row of the tile is written (zeros above the diagonal and past the
-// sequence's last block), so the 1D output needs no pre-fill. Workspace: none (gqa_reduce: the fp32
-// 1D staging). Masked logits are -inf (never a finite sentinel); a row with no visible key has
-// lse = -inf and pools to 0, never NaN.
+// ONE SWEEP WHEN THE ROW'S BLOCKS FIT IN SHARED MEMORY. A block maximum of P = exp2(S - lse) needs
+// the row's final LSE, known only once every visible key has been seen; but since exp is monotone,
+// max_P(block) = exp2(max_S(block) - lse): only the raw per-(row, key block) maximum of S must be
+// kept until the LSE is known. Each CTA owns kBlockM = 128 query rows of one q head of one sequence
+// and sweeps the visible keys tile by tile (K double-buffered in shared memory by cp.async,
+// S = Q K^T with mma.sync m16n8k16, Q fragments held in registers):
+//   pass 1 (every tile): online max / sum of exp2 over S -> LSE (registers), and the max of S over
+//     every key block is staged (fp32, unscaled) in shared memory, one slot per (row, block) for
+//     blocks [0, cap). When the tile's visible blocks all fit (n_blk <= cap: P1's 16384-token
+//     sequence at block 64 needs 256 slots = 128 KiB), that is the only sweep: the staged maxima
+//     become exp2(max * scale - lse) at write-out.
+//   pass 2 (only tiles with more than cap visible blocks, e.g. 65536 tokens at block 64): blocks
+//     [0, cap) are written out after pass 1; the keys from cap * B on are swept again (S recomputed
+//     bit-identically, only a max per element) and staged in windows of cap blocks, each window
+//     written out once its blocks are complete.
+// Write-out (per warp, its 16 rows, lane = block column): 1D in the output dtype (or, gqa_reduce,
+// atomic max into the fp32 staging [h_kv, T, nb] on the float bits: non-negative floats order like
+// their bits); 2D: the warp's 16 rows lie in one query block (block sizes are multiples of 16), so
+// the column max over them is atomically max-ed into pooled_2d (fp32, zero-filled), row-normalised
+// by a later small kernel. Every 1D column of every row of the tile is written (zeros above the
+// diagonal and past the sequence's last block), so the 1D output needs no pre-fill. Workspace: none
+// (gqa_reduce: the fp32 1D staging). Masked logits are -inf (never a finite sentinel); a row with no
+// visible key has lse = -inf and pools to 0, never NaN. Logits are kept unscaled in the mainloop:
+// the scale is folded into the exp2 argument with one FFMA (max commutes with a positive scale).
 #pragma once
 
 #include <cstdint>
@@ -46,37 +52,37 @@ SEER_DEVICE void ldmatrix_x4_s(uint32_t (&r)[4], uint32_t smem_addr) {
 }
 #endif
 
-// Compile-time configuration of the main kernel.
-template <int kHeadDim_, typename Elem_>
+// Compile-time configuration of the main kernel. kConfig selects the shape (both are built; the
+// launcher picks one at run time, see pooling_run.cu):
+//   0: K tiles of 128 keys (64 for D = 256), registers unbounded (1 CTA of 8 warps per SM when the
+//      staging is large), staging as large as the device's opt-in shared memory allows;
+//   1: K tiles of 64 keys, <= 128 registers and staging capped so that 2 CTAs fit on an SM (rows
+//      with more visible blocks than the cap take the partial second sweep).
+template <int kHeadDim_, typename Elem_, int kConfig_ = 0>
 struct PoolingTraits {
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kConfig = kConfig_;
   static constexpr int kNWarps = 8;                 // warps per CTA, 16 query rows each
   static constexpr int kNThreads = kNWarps * 32;
   static constexpr int kBlockM = 16 * kNWarps;      // query rows per CTA (128)
-  static constexpr int kBlockN = 64;                // keys per K tile
+  static constexpr int kBlockN = (kConfig == 0 && kHeadDim <= 128) ? 128 : 64;  // keys per K tile
   static constexpr int kNFrag = kBlockN / 8;        // n8 accumulator fragments per warp and tile
   static constexpr int kKSteps = kHeadDim / 16;     // k16 steps of the QK^T product
   static constexpr int kChunks = kHeadDim / 8;      // 16-byte chunks per row of Q / K
-  static constexpr int kChunksPerTileRow = kBlockN / 16;  // 16-key column chunks per K tile
-  // Staging of pooled values: per row a circular buffer of kWinBuf key-block slots; blocks
-  // [w0, w0 + kWin) are written out once every later block has started. kWin == 32 so that one lane
-  // handles one block column at write-out. A K tile touches at most kChunksPerTileRow + 1 blocks, so
-  // kWinBuf = 2 * kWin never wraps onto a window not yet written out.
-  static constexpr int kWin = 32;
-  static constexpr int kWinBuf = 2 * kWin;
-  static constexpr int kStageStride = kWinBuf + 1;  // +1 float: rows fall in distinct banks
-  static constexpr int kTileElems = kBlockN * kHeadDim;           // one K buffer
-  static constexpr int kSmemKBytes = 2 * kTileElems * (int)sizeof(Elem);   // double buffer (also holds Q at start)
-  static constexpr int kSmemStageBytes = kBlockM * kStageStride * (int)sizeof(float);
-  static constexpr int kSmemBytes = kSmemKBytes + kSmemStageBytes;
-  // 2 CTAs (16 warps) per SM for D <= 128; D = 256 holds 64 Q-fragment registers per thread.
-  static constexpr int kMinBlocks = kHeadDim <= 128 ? 2 : 1;
+  static constexpr int kChunksPerTile = kBlockN / 16;  // 16-key column chunks per K tile
+  static constexpr int kTileElems = kBlockN * kHeadDim;  // one K buffer
+  static constexpr int kSmemKBytes = 2 * kTileElems * (int)sizeof(Elem);  // double buffer (also holds Q at start)
+  // Fewest staging columns the windowed second sweep supports: a K tile spans at most
+  // ceil((kBlockN - 1) / 16) + 1 key blocks.
+  static constexpr int kMinStageCols = kChunksPerTile + 1;
+  static constexpr int kMinBlocks = (kConfig == 1 && kHeadDim <= 128) ? 2 : 1;
 
   static_assert(kHeadDim % 16 == 0 && kHeadDim >= 64, "head dim");
   static_assert(kBlockM * kHeadDim <= 2 * kTileElems, "Q staging must fit in the K double buffer");
-  static_assert(kWin == 32, "one lane per staged block column");
-  static_assert(kChunksPerTileRow + 1 <= kWin, "staging window too small for a K tile");
+
+  // Dynamic shared memory of a launch with `stage_stride` floats per staged row.
+  static constexpr int smem_bytes(int stage_stride) { return kSmemKBytes + kBlockM * stage_stride * 4; }
 
   // Swizzled element offset of 16-byte chunk c of row r in a [rows][kHeadDim] shared tile: the low 3
   // bits of the chunk index are XOR-ed with r % 8, so the 8 rows of an ldmatrix 8x8 matrix hit 8
@@ -102,28 +108,30 @@ SEER_DEVICE void load_tile_async(typename Traits::Elem* smem, const typename Tra
   }
 }
 
+// cap: staged key blocks per row (>= min(nb, kMinStageCols)); stage_stride: floats per staged row
+// (odd, >= cap: the 8 rows written by one store instruction fall in distinct banks).
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
-    attn_pooling_kernel(const PoolingParams p) {
+    attn_pooling_kernel(const PoolingParams p, const int cap, const int stage_stride) {
 #if SEER_HAS_MMA_SYNC
   using Elem = typename Traits::Elem;
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kNFrag = Traits::kNFrag;
   constexpr int kKSteps = Traits::kKSteps;
-  constexpr int kWin = Traits::kWin;
-  constexpr int kWinBuf = Traits::kWinBuf;
-  constexpr int kStageStride = Traits::kStageStride;
+  constexpr int kCh = Traits::kChunksPerTile;
 
   extern __shared__ __align__(128) unsigned char pooling_smem[];
   Elem* sK = reinterpret_cast<Elem*>(pooling_smem);  // 2 K buffers; Q before the first K load
   float* sStage = reinterpret_cast<float*>(pooling_smem + Traits::kSmemKBytes);
 
-  // ---- which tile: heaviest (last) query tiles of all sequences are launched first ----------
+  // ---- which tile: heaviest (last) query tiles of all sequences and heads are launched first --
+  // blockIdx.x = (m_rev * batch + b) * h_q + h, query tile m = n_m - 1 - m_rev.
   const int n_m = (p.max_seqlen + kBlockM - 1) / kBlockM;
-  const int b = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.batch));
-  const int m_block = n_m - 1 - static_cast<int>(blockIdx.x / static_cast<unsigned>(p.batch));
-  const int h = blockIdx.y;
+  const int h = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.h_q));
+  const unsigned mb = blockIdx.x / static_cast<unsigned>(p.h_q);
+  const int b = static_cast<int>(mb % static_cast<unsigned>(p.batch));
+  const int m_block = n_m - 1 - static_cast<int>(mb / static_cast<unsigned>(p.batch));
   const int hk = h / p.group;
   const int h_out = p.gqa_reduce ? hk : h;
 
@@ -138,6 +146,11 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   const int n_tiles = (n_end + kBlockN - 1) / kBlockN;
   const int B = p.block_size;
   const int nb = p.nb;
+  const int n_blk = (n_end + B - 1) / B;  // key blocks visible to some row of the tile (<= nb)
+  const bool two_pass = n_blk > cap;
+  // Pass 2 (two_pass only) re-sweeps the tiles holding keys >= cap * B.
+  const int p2_tile0 = two_pass ? (cap * B) / kBlockN : n_tiles;
+  const int n_iters = n_tiles + (n_tiles - p2_tile0);
 
   const int tid = threadIdx.x;
   const int warp = tid / 32;
@@ -176,16 +189,18 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   const int warp_key_end = p.causal ? min(wrow0 + 16, L) : L;
   const int warp_mask_from = p.causal ? min(wrow0 + 1, L) : L;
   const float scale_log2 = p.scale_log2;
+  const int S = stage_stride;
 
-  float row_m[2] = {-INFINITY, -INFINITY};  // pass 1: running max of the scaled logits (log2 units)
-  float row_l[2] = {0.f, 0.f};              // pass 1: this lane's partial sum of exp2(s - row_m)
-  float lse2[2] = {-INFINITY, -INFINITY};   // after pass 1: log2-sum-exp2 of the row
-  float run[2] = {-INFINITY, -INFINITY};    // pass 2: max of s over the current key block so far
-  int blk = 0;                              // pass 2: current key block (CTA-uniform)
-  int blk_end = 0;                          // pass 2: end key of the current block, min((blk+1)*B, n_end)
-  int w0 = 0;                               // pass 2: first block of the staging window not yet written
+  float row_m[2] = {-INFINITY, -INFINITY};  // pass 1: running max of the raw logits
+  float row_l[2] = {0.f, 0.f};              // pass 1: this lane's partial sum of exp2((s - row_m) * scale)
+  float lse_lane = -INFINITY;               // after pass 1: log2-sum-exp2 of row (lane & 15) of the warp
+  float run[2] = {-INFINITY, -INFINITY};    // max of raw s over the current key block so far
+  int blk = 0;                              // current key block (CTA-uniform)
+  int blk_end = min(B, n_end);              // end key of the current block, min((blk+1)*B, n_end)
+  int win_base = 0;                         // key block of staging slot 0
+  int stage_from = 0;                       // first key whose block is tracked (pass 2: cap * B)
 
-  float* stage_warp = sStage + warp * 16 * kStageStride;  // this warp's 16 staging rows
+  float* stage_warp = sStage + warp * 16 * S;  // this warp's 16 staging rows
 
   // Byte offsets of this lane's ldmatrix row address for the K fragments of k-step kk, key pair np:
   //   swz(np*16 + kr, 2*kk + kb) * 2 = np*16*kRowBytes + (kk/4)*128 + k_off[kk%4]
@@ -201,59 +216,70 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     for (int j = 0; j < 4; ++j) k_off[j] = kr * kRowBytes + (((2 * j + kb) ^ (lane & 7)) << 4);
   }
 
-  // Writes block columns [wbase, wbase + 32) of the warp's rows (lane = column): staged values for
-  // blocks <= last_blk, zeros beyond; 1D to the output (or the gqa staging), 2D column max by atomics.
-  auto write_window = [&](int wbase, int last_blk) {
-    const int j = wbase + lane;
-    const bool col_ok = j < nb;
-    const bool staged = j <= last_blk;
-    const int slot = j & (kWinBuf - 1);
-    float colmax = 0.f;
+  // Writes block columns [lo, zend) of the warp's rows (lane = column, 32 at a time): the staged
+  // maxima (slot j - win_base) for j < hi, zeros beyond; 1D to the output (or the gqa staging), 2D
+  // column max by atomics.
+  auto write_out = [&](int lo, int hi, int zend) {
+    __syncwarp();  // staged values (written by lanes t < 2) visible to every lane
+    for (int j0 = lo; j0 < zend; j0 += 32) {
+      const int j = j0 + lane;
+      const bool col_ok = j < zend;
+      const bool staged = j < hi;
+      const float* src = stage_warp + (j - win_base);
+      float colmax = 0.f;
 #pragma unroll 4
-    for (int r = 0; r < 16; ++r) {
-      const int row = wrow0 + r;
-      if (row >= L) break;  // warp-uniform
-      const float v = staged ? stage_warp[r * kStageStride + slot] : 0.f;
-      colmax = fmaxf(colmax, v);
-      if (col_ok) {
-        const int64_t tok = static_cast<int64_t>(start) + row;
-        if (!p.gqa_reduce) {
-          Elem* out = reinterpret_cast<Elem*>(p.pooled_1d);
-          out[(static_cast<int64_t>(h) * p.total + tok) * nb + j] = from_float<Elem>(v);
-        } else if (v > 0.f) {
-          atomicMax(reinterpret_cast<unsigned int*>(p.pooled_1d_accum) +
-                        (static_cast<int64_t>(hk) * p.total + tok) * nb + j,
-                    __float_as_uint(v));
+      for (int r = 0; r < 16; ++r) {
+        const int row = wrow0 + r;
+        if (row >= L) break;  // warp-uniform
+        const float lse_r = __shfl_sync(0xffffffffu, lse_lane, r);
+        const float v =
+            (staged && lse_r != -INFINITY) ? fast_exp2(fmaf(src[r * S], scale_log2, -lse_r)) : 0.f;
+        colmax = fmaxf(colmax, v);
+        if (col_ok) {
+          const int64_t tok = static_cast<int64_t>(start) + row;
+          if (!p.gqa_reduce) {
+            Elem* out = reinterpret_cast<Elem*>(p.pooled_1d);
+            out[(static_cast<int64_t>(h) * p.total + tok) * nb + j] = from_float<Elem>(v);
+          } else if (v > 0.f) {
+            atomicMax(reinterpret_cast<unsigned int*>(p.pooled_1d_accum) +
+                          (static_cast<int64_t>(hk) * p.total + tok) * nb + j,
+                      __float_as_uint(v));
+          }
         }
       }
+      if (col_ok && colmax > 0.f) {
+        const int qb = wrow0 / B;  // the warp's 16 rows share one query block
+        atomicMax(reinterpret_cast<unsigned int*>(p.pooled_2d) +
+                      ((static_cast<int64_t>(b) * p.h_out + h_out) * nb + qb) * nb + j,
+                  __float_as_uint(colmax));
+      }
     }
-    if (col_ok && colmax > 0.f) {
-      const int qb = wrow0 / B;  // the warp's 16 rows share one query block
-      atomicMax(reinterpret_cast<unsigned int*>(p.pooled_2d) +
-                    ((static_cast<int64_t>(b) * p.h_out + h_out) * nb + qb) * nb + j,
-                __float_as_uint(colmax));
-    }
+    __syncwarp();  // every lane done reading before the slots are staged again
   };
+  // Columns the final write-out covers: all nb (zeros included), or for gqa_reduce only the visible
+  // blocks (the zero-filled fp32 staging needs no zeros).
+  const int zend_final = p.gqa_reduce ? n_blk : nb;
 
-  // ---- the two sweeps over the K tiles, as one double-buffered loop --------------------------
+  // ---- the sweep(s) over the K tiles, as one double-buffered loop ----------------------------
   load_tile_async<Traits, kBlockN>(sK, k_base, p.k_row_stride, n_end, tid);
   cp_async_commit();
 
-  for (int it = 0; it < 2 * n_tiles; ++it) {
+  for (int it = 0; it < n_iters; ++it) {
     const bool pass2 = it >= n_tiles;
-    const int n0 = (pass2 ? it - n_tiles : it) * kBlockN;
+    const int n0 = (pass2 ? p2_tile0 + (it - n_tiles) : it) * kBlockN;
     cp_async_wait<0>();
     __syncthreads();  // tile `it` visible to all; every warp is done with tile it - 1's buffer
-    if (it + 1 < 2 * n_tiles) {
-      const int n_next = ((it + 1) % n_tiles) * kBlockN;
-      load_tile_async<Traits, kBlockN>(sK + ((it + 1) & 1) * Traits::kTileElems,
+    if (it + 1 < n_iters) {
+      const int nx = it + 1;
+      const int n_next = (nx >= n_tiles ? p2_tile0 + (nx - n_tiles) : nx) * kBlockN;
+      load_tile_async<Traits, kBlockN>(sK + (nx & 1) * Traits::kTileElems,
                                        k_base + static_cast<int64_t>(n_next) * p.k_row_stride, p.k_row_stride,
                                        n_end - n_next, tid);
     }
     cp_async_commit();
     if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
 
-    // ---- S = Q K^T for the warp's 16 rows x kBlockN keys, scaled to log2 units, masked -------
+    // ---- S = Q K^T for the warp's 16 rows x kBlockN keys (raw logits), masked -----------------
     float acc[kNFrag][4];
     if (n0 >= warp_key_end) {
       // Entirely above this warp's causal diagonal: every logit is masked.
@@ -282,7 +308,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
           mma_16816<Elem>(acc[2 * np + 1], qf[kk], b_hi);
         }
       }
-      // Accumulator (nf, e): row g + 8 * (e / 2), key n0 + nf * 8 + 2t + e % 2.
+      // Accumulator (nf, e): row g + 8 * (e / 2), key n0 + nf * 8 + 2t + e % 2. Only tiles crossing
+      // the warp's diagonal (or the sequence end) need the per-element mask.
       if (n0 + kBlockN > warp_mask_from) {
 #pragma unroll
         for (int nf = 0; nf < kNFrag; ++nf)
@@ -290,91 +317,104 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
           for (int e = 0; e < 4; ++e) {
             const int col = n0 + nf * 8 + 2 * t + (e & 1);
             const int lim = e < 2 ? lim_a : lim_b;
-            acc[nf][e] = col < lim ? acc[nf][e] * scale_log2 : -INFINITY;
+            if (col >= lim) acc[nf][e] = -INFINITY;
           }
-      } else {
-#pragma unroll
-        for (int nf = 0; nf < kNFrag; ++nf)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[nf][e] *= scale_log2;
       }
     }
 
+    // Max of each 16-key chunk, per row (this lane's 4 values of the row).
+    float cm[kCh][2];
+#pragma unroll
+    for (int c = 0; c < kCh; ++c)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+        cm[c][hh] = fmaxf(fmaxf(acc[2 * c][2 * hh], acc[2 * c][2 * hh + 1]),
+                          fmaxf(acc[2 * c + 1][2 * hh], acc[2 * c + 1][2 * hh + 1]));
+
     if (!pass2) {
-      // ---- pass 1: online max / sum ---------------------------------------------------------
+      // ---- pass 1: online max / sum (scale folded into the exp2 argument) ---------------------
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
-        float mx = -INFINITY;
+        float mx = cm[0][hh];
 #pragma unroll
-        for (int nf = 0; nf < kNFrag; ++nf) mx = fmaxf(mx, fmaxf(acc[nf][2 * hh], acc[nf][2 * hh + 1]));
+        for (int c = 1; c < kCh; ++c) mx = fmaxf(mx, cm[c][hh]);
         mx = quad_max(mx);
         const float m_new = fmaxf(row_m[hh], mx);
-        const float base = m_new == -INFINITY ? 0.f : m_new;  // no (-inf) - (-inf)
+        const float base = m_new == -INFINITY ? 0.f : m_new * scale_log2;  // no (-inf) - (-inf)
         float sum = 0.f;
 #pragma unroll
         for (int nf = 0; nf < kNFrag; ++nf)
-          sum += fast_exp2(acc[nf][2 * hh] - base) + fast_exp2(acc[nf][2 * hh + 1] - base);
-        row_l[hh] = row_l[hh] * fast_exp2(row_m[hh] - base) + sum;
+          sum += fast_exp2(fmaf(acc[nf][2 * hh], scale_log2, -base)) +
+                 fast_exp2(fmaf(acc[nf][2 * hh + 1], scale_log2, -base));
+        row_l[hh] = row_l[hh] * fast_exp2(fmaf(row_m[hh], scale_log2, -base)) + sum;
         row_m[hh] = m_new;
       }
-      continue;
+    } else {
+      // ---- pass 2: write out the staging window once the tile would overrun it ----------------
+      const int tile_last_blk = (min(n0 + kBlockN, n_end) - 1) / B;
+      if (tile_last_blk >= win_base + cap) {
+        const int done = n0 / B;  // blocks before the one holding key n0 are complete
+        write_out(win_base, done, done);
+        win_base = done;
+      }
     }
 
-    // ---- pass 2 ----------------------------------------------------------------------------
-    if (n0 == 0) {
-      // Final LSE of the two rows (log2 units); -inf for a row without visible key.
+    // ---- block maxima: one quad max per completed block, staged in shared memory --------------
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const float l = quad_sum(row_l[hh]);
-        lse2[hh] = (row_m[hh] == -INFINITY || !(l > 0.f)) ? -INFINITY : row_m[hh] + __log2f(l);
-      }
-      if (!valid_a) lse2[0] = -INFINITY;  // rows past the sequence pool to 0
-      if (!valid_b) lse2[1] = -INFINITY;
-      blk = 0;
-      blk_end = min(B, n_end);
-      w0 = 0;
-    }
-    // Every block before the one holding key n0 is complete: write out finished windows.
-    if (n0 / B >= w0 + kWin) {
-      __syncwarp();
-      write_window(w0, w0 + kWin - 1);
-      __syncwarp();
-      w0 += kWin;
-    }
-#pragma unroll
-    for (int c = 0; c < Traits::kChunksPerTileRow; ++c) {
+    for (int c = 0; c < kCh; ++c) {
       const int col0 = n0 + c * 16;  // key blocks are multiples of 16: a chunk lies in one block
       if (col0 >= n_end) break;
+      if (col0 < stage_from) continue;
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh)
-        run[hh] = fmaxf(run[hh], fmaxf(fmaxf(acc[2 * c][2 * hh], acc[2 * c][2 * hh + 1]),
-                                       fmaxf(acc[2 * c + 1][2 * hh], acc[2 * c + 1][2 * hh + 1])));
+      for (int hh = 0; hh < 2; ++hh) run[hh] = fmaxf(run[hh], cm[c][hh]);
       if (col0 + 16 >= blk_end) {
-        // Block `blk` is complete: max over the quad, one exp per row, stage the value.
+        // Block `blk` is complete.
         const float v0 = quad_max(run[0]);
         const float v1 = quad_max(run[1]);
-        const float p0 = lse2[0] == -INFINITY ? 0.f : fast_exp2(v0 - lse2[0]);
-        const float p1 = lse2[1] == -INFINITY ? 0.f : fast_exp2(v1 - lse2[1]);
-        float* st = stage_warp + g * kStageStride + (blk & (kWinBuf - 1));
-        if (t == 0) st[0] = p0;
-        if (t == 1) st[8 * kStageStride] = p1;
+        if (pass2 || blk < cap) {
+          float* st = stage_warp + g * S + (blk - win_base);
+          if (t == 0) st[0] = v0;
+          if (t == 1) st[8 * S] = v1;
+        }
         run[0] = -INFINITY;
         run[1] = -INFINITY;
         ++blk;
         blk_end = min((blk + 1) * B, n_end);
       }
     }
+
+    if (it == n_tiles - 1) {
+      // ---- end of pass 1: final LSE of the two rows (log2 units; -inf without visible key) -----
+      float lse2[2];
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const float l = quad_sum(row_l[hh]);
+        lse2[hh] = (row_m[hh] == -INFINITY || !(l > 0.f)) ? -INFINITY : row_m[hh] * scale_log2 + __log2f(l);
+      }
+      if (!valid_a) lse2[0] = -INFINITY;  // rows past the sequence pool to 0
+      if (!valid_b) lse2[1] = -INFINITY;
+      {
+        // Lane l (< 16) of the warp gets the LSE of row l = (l & 7) + 8 * (l >> 3), held by lane 4 (l & 7).
+        const float la = __shfl_sync(0xffffffffu, lse2[0], (lane & 7) * 4);
+        const float lb = __shfl_sync(0xffffffffu, lse2[1], (lane & 7) * 4);
+        lse_lane = (lane & 8) ? lb : la;
+      }
+      if (!two_pass) {
+        write_out(0, n_blk, zend_final);
+      } else {
+        write_out(0, cap, cap);
+        blk = cap;
+        blk_end = min((cap + 1) * B, n_end);
+        win_base = cap;
+        stage_from = cap * B;
+        run[0] = -INFINITY;
+        run[1] = -INFINITY;
+      }
+    }
   }
 
-  // ---- remaining windows: staged blocks, then zeros up to nb (none needed for the zeroed
-  // gqa staging) ----------------------------------------------------------------------------
-  if (!warp_active) return;
-  const int last_blk = (n_end - 1) / B;
-  __syncwarp();
-  for (int wb = w0; wb < nb; wb += kWin) {
-    if (p.gqa_reduce && wb > last_blk) break;
-    write_window(wb, last_blk);
-  }
+  // ---- pass 2: the last window, then zeros up to nb -----------------------------------------
+  if (warp_active && two_pass) write_out(win_base, n_blk, zend_final);
 #endif  // SEER_HAS_MMA_SYNC
 }
 

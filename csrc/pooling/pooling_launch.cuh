@@ -1,8 +1,9 @@
 // Launcher template of the attention-pooling main kernel (one instantiation per head dim and element
-// type, see instantiations/ and generate_instantiations.py). The follow-up passes and the dispatch
-// on (head dim, dtype) live in pooling_run.cu.
+// type, see instantiations/ and generate_instantiations.py; each holds both kernel configurations of
+// PoolingTraits). The follow-up passes and the dispatch on (head dim, dtype) live in pooling_run.cu.
 #pragma once
 
+#include <algorithm>
 #include <climits>
 
 #include "common/launch.h"
@@ -12,34 +13,64 @@
 namespace seer {
 namespace pooling {
 
-// One CTA per (query tile, sequence) x q head. blockIdx.x = m_rev * batch + b with the query tile
-// m = n_m - 1 - m_rev, so the tiles with the most keys (the last ones of the longest sequences) are
-// scheduled first; tiles past the end of their sequence exit at once.
-template <int kHeadDim, typename Elem>
-int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
-  using Traits = PoolingTraits<kHeadDim, Elem>;
+// One CTA per (query tile, sequence, q head): blockIdx.x = (m_rev * batch + b) * h_q + h with the
+// query tile m = n_m - 1 - m_rev, so the tiles with the most keys (the last ones of the longest
+// sequences, all heads) are scheduled first; tiles past the end of their sequence exit at once.
+//
+// Staging capacity `cap` (key blocks per row held in shared memory): every block of the tile's row
+// range when it fits (one sweep), else as many as the shared memory budget allows: the device's
+// opt-in maximum per block (config 0), or half an SM less the per-block reservation (config 1, two
+// CTAs per SM). stage_cols_limit > 0 lowers it (tests of the second sweep).
+template <int kHeadDim, typename Elem, int kConfig>
+int launch_config_(const PoolingParams& p, int stage_cols_limit, void* stream) {
+  using Traits = PoolingTraits<kHeadDim, Elem, kConfig>;
 #if SEER_HAS_MMA_SYNC
-  if (p.head_dim != kHeadDim || p.batch < 0 || p.h_kv < 1 || p.group < 1 || p.h_q != p.h_kv * p.group ||
-      p.block_size < 16 || p.block_size % 16 != 0 || p.max_seqlen < 0 || p.h_q > 65535)
-    return static_cast<int>(cudaErrorInvalidValue);
   const long long n_m = (static_cast<long long>(p.max_seqlen) + Traits::kBlockM - 1) / Traits::kBlockM;
-  const long long n_x = n_m * p.batch;
+  const long long n_x = n_m * p.batch * p.h_q;
   if (n_x == 0 || p.total == 0) return 0;  // no query row anywhere
   if (n_x > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
+
+  int dev = 0, optin = 0, per_sm = 0, reserved = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev);
+  if (e != cudaSuccess) return static_cast<int>(e);
+  long long budget = optin;
+  if (Traits::kMinBlocks > 1) budget = std::min<long long>(budget, per_sm / Traits::kMinBlocks - reserved);
+  const long long cap_max = (budget - Traits::kSmemKBytes) / (Traits::kBlockM * 4) - 1;  // room for the odd stride
+  long long cap = std::min<long long>(p.nb, cap_max);
+  if (stage_cols_limit > 0) cap = std::min<long long>(cap, std::max(stage_cols_limit, Traits::kMinStageCols));
+  if (cap < std::min(p.nb, Traits::kMinStageCols)) return static_cast<int>(cudaErrorInvalidConfiguration);
+  if (cap < 1) cap = 1;
+  const int stride = static_cast<int>(cap) | 1;
+  const int smem = Traits::smem_bytes(stride);
+
   auto kernel = attn_pooling_kernel<Traits>;
-  constexpr int smem = Traits::kSmemBytes;
   if (smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return static_cast<int>(e);
   }
-  const dim3 grid(static_cast<unsigned>(n_x), static_cast<unsigned>(p.h_q));
-  kernel<<<grid, Traits::kNThreads, smem, static_cast<seer_stream_t>(stream)>>>(p);
+  const dim3 grid(static_cast<unsigned>(n_x));
+  kernel<<<grid, Traits::kNThreads, smem, static_cast<seer_stream_t>(stream)>>>(p, static_cast<int>(cap), stride);
   return static_cast<int>(SEER_LAST_ERROR());
 #else
   (void)p;
+  (void)stage_cols_limit;
   (void)stream;
   return static_cast<int>(hipErrorNotSupported);
 #endif
+}
+
+template <int kHeadDim, typename Elem>
+int run_attn_pooling_main_(const PoolingParams& p, int config, int stage_cols_limit, void* stream) {
+  if (p.head_dim != kHeadDim || p.batch < 0 || p.h_kv < 1 || p.group < 1 || p.h_q != p.h_kv * p.group ||
+      p.block_size < 16 || p.block_size % 16 != 0 || p.max_seqlen < 0 || p.h_q > 65535 || p.nb < 0)
+    return static_cast<int>(cudaErrorInvalidValue);
+  // Configuration 1 (64-key tiles, two CTAs per SM) measured faster than 0 (128-key tiles, one CTA per SM)
+  // on an H100: P1 6.93 vs 9.15 ms, P2 118.5 vs 132.9 ms (benchmarks/NOTES.md); only 1 is built.
+  (void)config;
+  return launch_config_<kHeadDim, Elem, 1>(p, stage_cols_limit, stream);
 }
 
 }  // namespace pooling

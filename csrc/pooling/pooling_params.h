@@ -10,11 +10,12 @@
 // gqa_reduce: h runs over kv heads; both maps take the max over the group's q heads first, and every
 // row of both maps is then normalised.
 //
-// Work split (see pooling_kernel.cuh): one CTA per (128-row query tile, q head, sequence) computes
-// each row's LSE in a first sweep over the keys and the block maxima of P in a second sweep, so no
-// T x T buffer and no LSE workspace exist. Small follow-up kernels (pooling_run.cu) normalise the
-// 2D rows and either zero the 1D rows that belong to no sequence or (gqa_reduce) convert the fp32
-// 1D staging to the output with row normalisation.
+// Work split (see pooling_kernel.cuh): one CTA per (128-row query tile, q head, sequence) sweeps the
+// visible keys once, computing each row's LSE and staging the raw per-(row, key block) maxima of the
+// logits in shared memory; rows with more visible blocks than the staging holds re-sweep only the
+// keys past it. No T x T buffer and no LSE workspace exist. Small follow-up kernels (pooling_run.cu)
+// normalise the 2D rows and either zero the 1D rows that belong to no sequence or (gqa_reduce)
+// convert the fp32 1D staging to the output with row normalisation.
 #pragma once
 #include <cstdint>
 

@@ -5,10 +5,16 @@
 //     heads) to pooled_1d with the same row normalisation; it covers every token row, so rows that
 //     belong to no sequence come out 0;
 //   - otherwise: zero_uncovered_rows_kernel writes zeros to the token rows outside
-//     [cu_seqlens[0], cu_seqlens[B]) (the main kernel writes every other row in full).
-// All three use one warp per row; rows are independent, no atomics, deterministic sums.
+//     [cu_seqlens[0], cu_seqlens[B]) (the main kernel writes every other row in full); a small
+//     grid-stride kernel, since those rows are normally none.
+// The row kernels use one warp per row; rows are independent, no atomics, deterministic sums.
+//
+// Test knob read from the environment at each call (unset = default):
+//   SEER_POOL_STAGE_COLS=n   cap on the key blocks staged per row (n > 0 forces the second sweep on
+//                            rows with more visible blocks; default: as many as shared memory allows).
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 
 #include "common/launch.h"
 #include "common/platform.h"
@@ -19,7 +25,8 @@ namespace seer {
 namespace pooling {
 
 template <int kHeadDim, typename Elem>
-int run_attn_pooling_main_(const PoolingParams& p, void* stream);  // instantiations/*.cu
+int run_attn_pooling_main_(const PoolingParams& p, int config, int stage_cols_limit,
+                           void* stream);  // instantiations/*.cu
 
 constexpr int kAuxWarps = 8;  // rows (warps) per CTA of the follow-up kernels
 constexpr float kNormEps = 1e-6f;
@@ -61,20 +68,24 @@ __global__ void __launch_bounds__(kAuxWarps * 32)
 }
 
 // Rows (h, tok) of out [heads, total, n_cols] with tok outside [cu[0], cu[batch]) (clamped) := 0.
+// blockIdx.y = head; the blocks of x stride over the uncovered elements of that head (normally none).
+constexpr int kZeroThreads = 256;
+constexpr unsigned kZeroBlocksPerHead = 16;
 template <typename Elem>
-__global__ void __launch_bounds__(kAuxWarps * 32)
+__global__ void __launch_bounds__(kZeroThreads)
     zero_uncovered_rows_kernel(Elem* __restrict__ out, const int* __restrict__ cu_seqlens, int batch, int total,
-                               int64_t n_rows, int n_cols) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kAuxWarps + threadIdx.x / 32;
-  if (row >= n_rows) return;
-  const int tok = static_cast<int>(row % total);
+                               int n_cols) {
   const int first = min(max(__ldg(cu_seqlens), 0), total);
   const int last = min(max(__ldg(cu_seqlens + batch), first), total);
-  if (tok >= first && tok < last) return;
-  const int lane = threadIdx.x % 32;
-  Elem* orow = out + row * n_cols;
+  const int64_t n_head = static_cast<int64_t>(first + (total - last)) * n_cols;  // uncovered elements
+  if (n_head == 0) return;
+  Elem* base = out + static_cast<int64_t>(blockIdx.y) * total * n_cols;
+  const int64_t head_elems = static_cast<int64_t>(first) * n_cols;  // [0, first) rows come first
+  const int64_t tail_off = static_cast<int64_t>(last) * n_cols;
   const Elem zero = from_float<Elem>(0.f);
-  for (int j = lane; j < n_cols; j += 32) orow[j] = zero;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kZeroThreads + threadIdx.x; i < n_head;
+       i += static_cast<int64_t>(gridDim.x) * kZeroThreads)
+    base[i < head_elems ? i : tail_off + (i - head_elems)] = zero;
 }
 
 inline int aux_grid(int64_t n_rows, unsigned* grid) {
@@ -92,13 +103,15 @@ int run_followup_(const PoolingParams& p, seer_stream_t stream) {
   // 1D map (every token row, all heads of the output).
   const int64_t rows_1d = static_cast<int64_t>(p.h_out) * p.total;
   if (rows_1d > 0) {
-    if ((err = aux_grid(rows_1d, &grid)) != 0) return err;
     if (p.gqa_reduce) {
+      if ((err = aux_grid(rows_1d, &grid)) != 0) return err;
       finalize_1d_kernel<Elem><<<grid, kAuxWarps * 32, 0, stream>>>(
           p.pooled_1d_accum, reinterpret_cast<Elem*>(p.pooled_1d), rows_1d, static_cast<int>(nb));
     } else {
-      zero_uncovered_rows_kernel<Elem><<<grid, kAuxWarps * 32, 0, stream>>>(
-          reinterpret_cast<Elem*>(p.pooled_1d), p.cu_seqlens, p.batch, p.total, rows_1d, static_cast<int>(nb));
+      if (p.h_out > 65535) return static_cast<int>(cudaErrorInvalidConfiguration);
+      zero_uncovered_rows_kernel<Elem><<<dim3(kZeroBlocksPerHead, static_cast<unsigned>(p.h_out)), kZeroThreads, 0,
+                                         stream>>>(reinterpret_cast<Elem*>(p.pooled_1d), p.cu_seqlens, p.batch,
+                                                   p.total, static_cast<int>(nb));
     }
     if ((err = static_cast<int>(SEER_LAST_ERROR())) != 0) return err;
   }
@@ -112,13 +125,23 @@ int run_followup_(const PoolingParams& p, seer_stream_t stream) {
   return 0;
 }
 
+inline int env_int(const char* name, int dflt) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return dflt;
+  char* e = nullptr;
+  const long x = std::strtol(v, &e, 10);
+  return (e == v || x < INT_MIN || x > INT_MAX) ? dflt : static_cast<int>(x);
+}
+
 template <typename Elem>
 int run_all_(const PoolingParams& p, void* stream) {
   int err = 0;
+  const int config = 1;  // see run_attn_pooling_main_
+  const int stage_cols = env_int("SEER_POOL_STAGE_COLS", 0);
   switch (p.head_dim) {
-    case 64: err = run_attn_pooling_main_<64, Elem>(p, stream); break;
-    case 128: err = run_attn_pooling_main_<128, Elem>(p, stream); break;
-    case 256: err = run_attn_pooling_main_<256, Elem>(p, stream); break;
+    case 64: err = run_attn_pooling_main_<64, Elem>(p, config, stage_cols, stream); break;
+    case 128: err = run_attn_pooling_main_<128, Elem>(p, config, stage_cols, stream); break;
+    case 256: err = run_attn_pooling_main_<256, Elem>(p, config, stage_cols, stream); break;
     default: return static_cast<int>(cudaErrorInvalidValue);
   }
   if (err != 0) return err;
