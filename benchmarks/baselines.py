@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 
 import torch
 
@@ -22,31 +23,68 @@ from workloads import BLOCK, H_KV, H_Q, SM_SCALE, cdiv, rel_err, ref_decode
 # ------------------------------------------------------------------------------------------------
 # FlexAttention
 # ------------------------------------------------------------------------------------------------
-# Inductor's default flex backward tiles want multiples of 128 on H100 (SPARSE_*_BLOCK_SIZE must be a
-# multiple of BLOCK_M1/N1/M2/N2, and BLOCK_N1 % BLOCK_M1 == BLOCK_M2 % BLOCK_N2 == 0), which fails
-# for 64-token sparse blocks. Tried in order; the first that compiles and runs is kept.
-FLEX_KERNEL_OPTIONS = [
-    {"fwd_BLOCK_M": 64, "fwd_BLOCK_N": 64,
-     "bwd_BLOCK_M1": 32, "bwd_BLOCK_N1": 64, "bwd_BLOCK_M2": 64, "bwd_BLOCK_N2": 32},
-    {"fwd_BLOCK_M": 64, "fwd_BLOCK_N": 64,
-     "bwd_BLOCK_M1": 32, "bwd_BLOCK_N1": 64, "bwd_BLOCK_M2": 64, "bwd_BLOCK_N2": 32,
-     "bwd_num_warps": 4, "bwd_num_stages": 1},
-    # older spelling (no fwd_/bwd_ prefixes): forward reads BLOCK_M/N, backward BLOCK_M1.. N2
-    {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_M1": 32, "BLOCK_N1": 64, "BLOCK_M2": 64, "BLOCK_N2": 32},
-    {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_M1": 32, "BLOCK_N1": 32, "BLOCK_M2": 32, "BLOCK_N2": 32,
-     "num_warps": 4, "num_stages": 1},
+# Why the backward failed on the H100 (torch 2.11, "NoValidChoicesError: No choices to select ... No
+# choices exist for backend", for every kernel_options set, even all-32 tiles): in the Inductor
+# lowering of that era (torch/_inductor/kernel/flex/flex_attention.py, flex_attention_backward) the
+# loop over the candidate configs filters each config on the *config's own* tile sizes, before the
+# user's kernel_options are applied:
+#     for conf in configs:
+#         if SPARSE_KV_BLOCK_SIZE % conf.block_n1 != 0 or SPARSE_Q_BLOCK_SIZE % conf.block_m1 != 0 ...:
+#             continue
+#         ... cur_kernel_options.setdefault("BLOCK_M1", conf.block_m1)   # user values win only here
+# Without max_autotune the list holds one config, the H100 default for bf16 D=128,
+# FlexBwDConfig(64, 128, 128, 64, 3, 8): 64 % 128 != 0 -> filtered -> zero choices, whatever
+# kernel_options says. (torch 2.14 applies the user values first and checks those, and shrinks the
+# default tiles to the sparse block size.) With max_autotune (mode "max-autotune-no-cudagraphs") the
+# list also holds the autotune configs, tiles 32/64 (all dividing 64), so choices survive and the
+# pinned kernel_options then fix the tiles (and warps / stages, when pinned: one kernel to compile).
+# The forward is not affected (its filter checks the user values): it keeps the default mode.
+#
+# Candidates, tried in this order on the first call of each grad mode; the first that compiles and
+# runs is kept for every later FlexPrefill of the process (a failed one is not retried).
+# (label, torch.compile mode, kernel_options)
+_FWD64 = {"fwd_BLOCK_M": 64, "fwd_BLOCK_N": 64}
+_BWD64 = {"bwd_BLOCK_M1": 32, "bwd_BLOCK_N1": 64, "bwd_BLOCK_M2": 64, "bwd_BLOCK_N2": 32}
+FLEX_CANDIDATES = [
+    # works where the lowering honours user tiles (torch >= the version that checks user values)
+    ("default+pinned64", "default", {**_FWD64, **_BWD64}),
+    # torch 2.11-era lowering: max-autotune keeps the 32/64-tile configs; everything pinned -> one kernel
+    ("max-autotune+pinned64/w4s3", "max-autotune-no-cudagraphs",
+     {**_FWD64, "fwd_num_warps": 4, "fwd_num_stages": 3, **_BWD64, "bwd_num_warps": 4, "bwd_num_stages": 3}),
+    # same, fewer stages (if the one above runs out of shared memory)
+    ("max-autotune+pinned64/w4s1", "max-autotune-no-cudagraphs",
+     {**_FWD64, "fwd_num_warps": 4, "fwd_num_stages": 2, **_BWD64, "bwd_num_warps": 4, "bwd_num_stages": 1}),
+    # let Inductor autotune the backward among its 32/64 configs (slower compile)
+    ("max-autotune+fwd64", "max-autotune-no-cudagraphs", dict(_FWD64)),
+    # prefix-less spelling of older releases
+    ("default+legacy-names", "default",
+     {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_M1": 32, "BLOCK_N1": 64, "BLOCK_M2": 64, "BLOCK_N2": 32}),
 ]
+FLEX_KERNEL_OPTIONS = [c[2] for c in FLEX_CANDIDATES]  # kept for callers of the old name
 
-_FLEX_COMPILED = None
+_FLEX_COMPILED = {}
+_FLEX_WORKED = {}  # (grad mode "fwd"/"fb", compiled) -> index into FLEX_CANDIDATES that worked in this process
+_FLEX_FAILED = {}  # (grad mode, compiled) -> set of candidate indices that failed in this process
 
 
-def _flex_fn(compiled: bool):
-    global _FLEX_COMPILED
+# One Python function per compile mode: Dynamo caches compiled frames per code object, so two
+# torch.compile wrappers of the *same* function could otherwise share cache entries across modes.
+def _flex_call_default(q, k, v, **kw):
+    from torch.nn.attention.flex_attention import flex_attention
+    return flex_attention(q, k, v, **kw)
+
+
+def _flex_call_autotune(q, k, v, **kw):
+    from torch.nn.attention.flex_attention import flex_attention
+    return flex_attention(q, k, v, **kw)
+
+
+def _flex_fn(compiled: bool, mode: str = "default"):
     from torch.nn.attention.flex_attention import flex_attention
     if not compiled:
         return flex_attention
-    if _FLEX_COMPILED is None:
-        try:  # one compiled graph per (workload, mask kind, grad mode): allow enough of them
+    if mode not in _FLEX_COMPILED:
+        try:  # one compiled graph per (workload, mask kind, grad mode, candidate): allow enough of them
             import torch._dynamo as dyn
             for name in ("recompile_limit", "cache_size_limit"):
                 if hasattr(dyn.config, name):
@@ -55,8 +93,51 @@ def _flex_fn(compiled: bool):
                 dyn.config.accumulated_recompile_limit = max(1024, dyn.config.accumulated_recompile_limit)
         except Exception:
             pass
-        _FLEX_COMPILED = torch.compile(flex_attention, dynamic=False)
-    return _FLEX_COMPILED
+        fn = _flex_call_default if mode == "default" else _flex_call_autotune
+        if mode == "default":
+            _FLEX_COMPILED[mode] = torch.compile(fn, dynamic=False)
+        else:
+            _FLEX_COMPILED[mode] = torch.compile(fn, dynamic=False, mode=mode)
+    return _FLEX_COMPILED[mode]
+
+
+def _bwd_filters_config_tiles() -> bool:
+    """True if the installed Inductor's flex backward lowering filters configs on the config's own
+    tiles (``SPARSE_KV_BLOCK_SIZE % conf.block_n1``), i.e. ignores kernel_options for that check, so
+    the default-mode candidates cannot work at 64-token blocks on H100. Read from the source; False
+    when unknown."""
+    try:
+        import inspect as _insp
+        mod = None
+        for name in ("torch._inductor.kernel.flex.flex_attention", "torch._inductor.kernel.flex_attention"):
+            try:
+                mod = __import__(name, fromlist=["flex_attention_backward"])
+                break
+            except Exception:  # noqa: BLE001
+                continue
+        src = _insp.getsource(mod.flex_attention_backward)
+        return "% conf.block_n1" in src or "% BLOCK1 != 0" in src
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _compact_error(e: BaseException, n: int = 220) -> str:
+    """One line: the innermost error name and its message, without Inductor's boilerplate."""
+    s = f"{type(e).__name__}: {e}"
+    for noise in ("please consider adding ATEN into max_autotune_gemm_backends config (defined in "
+                  "torch/_inductor/config.py) to allow at least one choice.",
+                  "Set TORCHDYNAMO_VERBOSE=1 for the internal stack trace (please do this especially if "
+                  "you're reporting a bug to PyTorch). For even more developer context, set "
+                  "TORCH_LOGS=\"+dynamo\""):
+        s = s.replace(noise, "")
+    lines = [ln.strip() for ln in s.splitlines() if ln.strip()]
+    keep = []
+    for ln in lines:  # the first line plus the target of a LoweringException, if any
+        if not keep or ln.startswith("target:") or "Error" in ln.split(":")[0]:
+            keep.append(ln)
+        if len(keep) >= 3:
+            break
+    return " | ".join(keep)[:n]
 
 
 def _dense_to_kv(mask3: torch.Tensor):
@@ -126,9 +207,11 @@ class FlexPrefill:
                 return (doc_[q_idx] == doc_[kv_idx]) & (kv_idx <= q_idx) & lut_[h // grp, q_idx, kblk_[kv_idx]]
         self.mask_mod = mask_mod
         self.block_mask = None
-        self.options = {}  # mode -> kernel options that worked
-        self.used = {}
-        self.tried = []
+        self.options = {}  # grad mode -> FLEX_CANDIDATES entry that worked
+        self.used = {}  # grad mode -> {candidate, compile_mode, kernel_options, first_call_s, ...}
+        self.tried = []  # one line per attempt
+        self.first_s = {}  # grad mode -> cold first call of the candidate that worked (s)
+        self.failed_s = {}  # grad mode -> time spent in failed candidates before it (s)
         self.pairs_block_level = None
 
     # -- masks ----------------------------------------------------------------------------------
@@ -193,46 +276,82 @@ class FlexPrefill:
             self.block_mask = BlockMask.from_kv_blocks(num, idx, fnum, fidx, BLOCK_SIZE=BLOCK, mask_mod=self.mask_mod)
 
     # -- calls ----------------------------------------------------------------------------------
-    def _call(self, q, k, v, opts):
-        fn = _flex_fn(self.compiled)
+    def _call(self, q, k, v, cand):
+        label, mode, opts = cand
+        fn = _flex_fn(self.compiled, mode)
         kw = dict(block_mask=self.block_mask, scale=SM_SCALE, enable_gqa=True)
-        if opts:
-            kw["kernel_options"] = opts
+        if opts and self.compiled:
+            kw["kernel_options"] = dict(opts)
         return fn(q, k, v, **kw)
 
-    def _fwd(self, opts):
+    def _fwd(self, cand):
         with torch.no_grad():
-            return self._call(self.q4, self.k4, self.v4, opts)
+            return self._call(self.q4, self.k4, self.v4, cand)
 
-    def _fb(self, opts):
-        out = self._call(self.q4r, self.k4r, self.v4r, opts)
+    def _fb(self, cand):
+        out = self._call(self.q4r, self.k4r, self.v4r, cand)
         loss = (out * self.dout4).sum()
         return torch.autograd.grad(loss, (self.q4r, self.k4r, self.v4r))
 
+    def _order(self, mode):
+        """Candidate indices to try: the one that worked earlier in this process first, then the
+        others in list order, skipping those that already failed for this grad mode."""
+        key = (mode, self.compiled)
+        w = _FLEX_WORKED.get(key)
+        failed = _FLEX_FAILED.get(key, set())
+        rest = [i for i in range(len(FLEX_CANDIDATES)) if i != w]
+        if mode == "fb" and self.compiled and self.dev.type == "cuda" and _bwd_filters_config_tiles():
+            # known-failing on this torch (see the note above FLEX_CANDIDATES): max-autotune ones first
+            rest = [i for i in rest if FLEX_CANDIDATES[i][1] != "default"] + \
+                [i for i in rest if FLEX_CANDIDATES[i][1] == "default"]
+        # candidates that failed before (on another workload) go last rather than away: a failure
+        # can be specific to a shape (e.g. out of memory)
+        return ([w] if w is not None else []) + [i for i in rest if i not in failed] + \
+            [i for i in rest if i in failed]
+
     def get(self, mode: str):
         """Returns a zero-arg callable for mode "fwd" or "fb". The first invocation tries the
-        kernel-option sets in order (this is where compilation happens)."""
+        candidates in order (this is where compilation happens); every attempt is logged in
+        ``.tried`` ("mode label: ok/FAILED after s: reason"), the one that worked in ``.used`` and
+        its own cold-call time (compile + run, failed attempts excluded) in ``.first_s``."""
         impl = self._fwd if mode == "fwd" else self._fb
 
         def call():
-            opts = self.options.get(mode)
-            if opts is not None:
-                return impl(opts)
+            cand = self.options.get(mode)
+            if cand is not None:
+                return impl(cand)
             last = None
-            for opts in FLEX_KERNEL_OPTIONS:  # first invocation: this is where compilation happens
+            failed_s = 0.0
+            n0 = len(self.tried)
+            for i in self._order(mode):
+                cand = FLEX_CANDIDATES[i]
+                if self.dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
                 try:
-                    r = impl(opts)
+                    r = impl(cand)
                     if self.dev.type == "cuda":
                         torch.cuda.synchronize()
-                    self.options[mode] = opts
-                    self.used[mode] = opts
-                    return r
-                except Exception as e:  # noqa: BLE001 - try the next option set
+                except Exception as e:  # noqa: BLE001 - try the next candidate
+                    dt = time.perf_counter() - t0
+                    failed_s += dt
                     last = e
-                    msg = str(e).strip().splitlines()
-                    self.tried.append(f"{mode} {opts}: {type(e).__name__}: {msg[0][:200] if msg else ''}")
-            raise RuntimeError(f"flex {mode}: no kernel option set worked; last error: "
-                               f"{type(last).__name__}: {str(last)[:300]}")
+                    _FLEX_FAILED.setdefault((mode, self.compiled), set()).add(i)
+                    self.tried.append(f"{mode} [{cand[0]}] FAILED after {dt:.1f} s: {_compact_error(e)}")
+                    if self.dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
+                dt = time.perf_counter() - t0
+                self.options[mode] = cand
+                self.used[mode] = {"candidate": cand[0], "compile_mode": cand[1], "kernel_options": cand[2],
+                                   "first_call_s": round(dt, 3), "failed_attempts_s": round(failed_s, 3)}
+                self.first_s[mode] = dt
+                self.failed_s[mode] = failed_s
+                _FLEX_WORKED[(mode, self.compiled)] = i
+                self.tried.append(f"{mode} [{cand[0]}] ok, first call {dt:.1f} s")
+                return r
+            raise RuntimeError(f"flex {mode}: no candidate worked ({len(self.tried) - n0} attempts, see 'tried'); "
+                               f"last: {_compact_error(last) if last is not None else 'none tried'}")
         return call
 
 

@@ -564,13 +564,29 @@ class Runner:
             self.after_exception(e)
             return
         what = f"{w} d={case['density']}"
-        self.merge(fx, "fwd", self.measure(f"flex {flex.kind} fwd", what, flex.get("fwd"), flops_f))
-        if not self.a.fwd_only:
-            self.merge(fx, "fb", self.measure(f"flex {flex.kind} fwd+bwd", what, flex.get("fb"), flops_fb))
+        n_tried = len(flex.tried)
+        modes = [("fwd", "fwd", flops_f)] + ([] if self.a.fwd_only else [("fb", "fwd+bwd", flops_fb)])
+        for mode, label, flops in modes:
+            key = f"flex {flex.kind} {label}"
+            fresh = mode not in flex.options  # this call compiles (tries the candidates)
+            self.merge(fx, mode, self.measure(key, what, flex.get(mode), flops))
+            if fresh and mode in flex.first_s:
+                # the harness timed the whole first call, failed candidates included: report the cold
+                # call of the candidate that worked, and the failed attempts separately
+                fx[f"{mode}_first_s"] = flex.first_s[mode]
+                fc = self.res["first_calls"].get(key)
+                if fc is not None and fc.get("what") == what:
+                    fc["s"] = flex.first_s[mode]
+                    u = flex.used[mode]
+                    fc["what"] = (f"{what}; flex candidate '{u['candidate']}' (compile mode {u['compile_mode']})"
+                                  + (f"; failed candidates before it took {flex.failed_s[mode]:.1f} s"
+                                     if flex.failed_s.get(mode) else ""))
         if flex.used:
-            case["flex_info"] = str(flex.used)
-        if flex.tried:
-            fx["tried"] = list(flex.tried)
+            case["flex_info"] = {m: dict(u) for m, u in flex.used.items()}
+        if len(flex.tried) > n_tried:  # attempts made for this case only
+            fx["tried"] = list(flex.tried[n_tried:])
+            for t in fx["tried"]:
+                log(f"  flex {flex.kind} {t}")
 
     # -- ops --------------------------------------------------------------------------------------
     def progress(self, case):

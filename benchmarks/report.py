@@ -220,11 +220,58 @@ def prefill_table(res, op):
                      "per program, so its time does not depend on the row structure. Flex for the per-head variant does "
                      "the same work as for the GQA variant (same pairs), so it is not re-measured.")
         lines.append("")
-    notes = [c.get("flex_info") for c in cases if c.get("flex_info")]
-    if notes:
-        lines.append(f"Flex kernel options used: {notes[0]}")
-        lines.append("")
+    lines.extend(flex_info_lines(cases))
     return "\n".join(lines)
+
+
+def flex_info_lines(cases):
+    """Which flex candidate (compile mode + kernel options) worked per workload and grad mode, and
+    the failed attempts (compact reasons)."""
+    out = []
+    seen = set()
+    for c in cases:
+        info = c.get("flex_info")
+        if not info:
+            continue
+        if isinstance(info, str):  # results of older harness versions
+            key = (c["workload"], info)
+            if key not in seen:
+                seen.add(key)
+                out.append(f"- {c['workload']}: {info}")
+            continue
+        for mode, u in info.items():
+            key = (c["workload"], mode, u.get("candidate"))
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(f"- {c['workload']} {'fwd' if mode == 'fwd' else 'fwd+bwd'}: candidate "
+                       f"**{u.get('candidate')}** (torch.compile mode `{u.get('compile_mode')}`), kernel_options "
+                       f"`{u.get('kernel_options')}`; cold first call {_f(u.get('first_call_s'), 1)} s"
+                       + (f" (+{_f(u.get('failed_attempts_s'), 1)} s in failed candidates before it)"
+                          if u.get("failed_attempts_s") else ""))
+    fails = []
+    for c in cases:
+        for t in (c.get("flex") or {}).get("tried", []) or []:
+            if "FAILED" in t and t not in fails:
+                fails.append(t)
+    if not out and not fails:
+        return []
+    lines = ["Flex configuration (see baselines.FLEX_CANDIDATES; tried in order on the first call, the first "
+             "that compiles and runs is kept):", ""] + out
+    if fails:
+        lines.append("- failed attempts: " + "; ".join(f.replace("|", "/") for f in fails[:8])
+                     + (f" (+{len(fails) - 8} more in results.json)" if len(fails) > 8 else ""))
+    lines.append("")
+    return lines
+
+
+def _secs(x):
+    """A duration in s, in ms below 1 s (first calls of loaded kernels are sub-millisecond)."""
+    if x is None:
+        return "-"
+    if x < 1.0:
+        return f"{x * 1e3:.2f} ms" if x < 0.1 else f"{x * 1e3:.0f} ms"
+    return f"{x:.2f} s"
 
 
 def pool_table(res):
@@ -234,13 +281,13 @@ def pool_table(res):
     lines = ["## Attention pooling (forward only, no gradient)", "",
              "mem = peak allocated above inputs, outputs included (MiB). TF/s counts one QK^T per causal pair "
              "(2·pairs·D), a lower bound on the work done.", "",
-             "| W | variant | ms | TF/s (QK^T) | mem MiB | 1st call s | seed ms / MiB (anchor) | x seed |",
+             "| W | variant | ms | TF/s (QK^T) | mem MiB | 1st call | seed ms / MiB (anchor) | x seed |",
              "|---|---|---|---|---|---|---|---|"]
     for c in cases:
         o = c.get("ours", {}) or {}
         sa = SEED_POOL.get(c["workload"]) if c["variant"] == "per_head" else None
         lines.append(f"| {c['workload']} | {c['variant']} | {_err(o) or _f(o.get('fwd_ms'))} | {_f(o.get('fwd_tflops'), 0)} | "
-                     f"{_f(o.get('fwd_mem_mib'), 0)} | {_f(o.get('fwd_first_s'), 3)} | "
+                     f"{_f(o.get('fwd_mem_mib'), 0)} | {_secs(o.get('fwd_first_s'))} | "
                      f"{_pair(sa[0], sa[1]) if sa else '-'} | {_f(_ratio(sa[0], o.get('fwd_ms'))) if sa else '-'} |")
     lines.append("")
     return "\n".join(lines)
@@ -254,7 +301,9 @@ def decode_table(res):
     ceil = (res.get("ceilings") or {}).get("copy_gbs")
     lines = ["## Block-sparse decode (D1)", "",
              "GB/s = kept K+V bytes (valid slots of the kept blocks) / time. %copy = GB/s / measured copy ceiling. "
-             "x dense = dense decode time (this run) / ours.", ""]
+             "x dense = dense decode time (this run) / ours. 1st call = the first call of that case in its "
+             "process, synchronised (host + launch + kernel; the kernels were already loaded by --check or the "
+             "previous case, so it is not a cold start: cold first calls are listed below).", ""]
     dd = dense[0] if dense else None
     dm = (dd or {}).get("dense", {}) or {}
     if dd:
@@ -262,7 +311,7 @@ def decode_table(res):
                      f"{_err(dm) or _f(dm.get('us')) + ' us'} ({_f(dm.get('gbs'), 0)} GB/s on {_f(dd.get('dense_bytes', 0) / 1e9, 3)} GB); "
                      f"anchors: FA2 varlen {DENSE_DECODE['FA2 varlen']:.0f} us, flex {DENSE_DECODE['FlexAttention']:.0f} us.")
         lines.append("")
-    lines.append("| block | d | form | kept GB | ours us | GB/s | %copy | 1st call s | seed us (anchor) | x seed | x dense |")
+    lines.append("| block | d | form | kept GB | ours us | GB/s | %copy | 1st call | seed us (anchor) | x seed | x dense |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for c in cases:
         o = c.get("ours", {}) or {}
@@ -272,7 +321,7 @@ def decode_table(res):
         pct = _ratio(o.get("gbs"), ceil)
         lines.append(f"| {c['block']} | {c['density']:g} | {c['form']} | {_f(c.get('kept_bytes', 0) / 1e9, 3)} | "
                      f"{_err(o) or _f(us)} | {_f(o.get('gbs'), 0)} | {_f(pct * 100 if pct else None, 0)} | "
-                     f"{_f(o.get('first_s'), 3)} | {_f(s_us)} | {_f(_ratio(s_us, us))} | "
+                     f"{_secs(o.get('first_s'))} | {_f(s_us)} | {_f(_ratio(s_us, us))} | "
                      f"{_f(_ratio(dm.get('us'), us))} |")
     lines.append("")
     return "\n".join(lines)
@@ -299,8 +348,8 @@ def first_call_section(res):
         return ""
     lines = ["## Cold first calls (first invocation of each op in its process, synchronised)", ""]
     for k, v in fc.items():
-        lines.append(f"- {k}: {v['s']:.3f} s ({v['what']})")
-    lines.append(f"- anchors: " + ", ".join(f"{k} {_pair(*v, 1)}" for k, v in FIRST_CALL.items()))
+        lines.append(f"- {k}: {_secs(v['s'])} ({v['what']})")
+    lines.append("- anchors (s, fwd / fwd+bwd): " + ", ".join(f"{k} {_pair(*v, 1)}" for k, v in FIRST_CALL.items()))
     lines.append("")
     return "\n".join(lines)
 

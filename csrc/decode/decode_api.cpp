@@ -8,7 +8,9 @@
 #include <torch/all.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -78,6 +80,21 @@ at::Tensor byte_mask(const at::Tensor& mask) {
                     "block_mask must be bool or an integer dtype, got ", dtype_name(st));
   if (st == at::kBool || st == at::kByte || st == at::kChar) return mask;
   return mask.ne(0);
+}
+
+// Keys a working split should stream at least (row-adaptive splitting, DecodeParams::min_split_keys).
+// SEER_DECODE_MIN_SPLIT_KEYS overrides it (0 = off: every row uses num_splits), read at every call
+// so that benchmarks/micro_decode.py can sweep it in one process.
+int decode_min_split_keys() {
+  // 512 matched uniform splits at density 0.1 and was 2-3% faster at 0.5 on D1 (H100, benchmarks/NOTES.md);
+  // 256 was 7-10% slower at 0.1.
+  constexpr int kDefault = 512;
+  const char* e = std::getenv("SEER_DECODE_MIN_SPLIT_KEYS");
+  if (e == nullptr || *e == 0) return kDefault;
+  char* end = nullptr;
+  const long v = std::strtol(e, &end, 10);
+  if (end == e || v < 0) return kDefault;
+  return static_cast<int>(std::min<long>(v, 1 << 24));
 }
 
 std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, const at::Tensor& k_in,
@@ -226,6 +243,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, c
     p.num_indices = static_cast<int>(idx.size(2));
   }
 
+  p.min_split_keys = decode_min_split_keys();
   p.num_splits = decode_num_splits(p, static_cast<int>(num_splits));
   at::Tensor o_partial, lse_partial;
   if (p.num_splits > 1) {

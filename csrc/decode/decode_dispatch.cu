@@ -18,7 +18,14 @@ constexpr int kMaxDevices = 64;
 // dynamically; never split a full cache into pieces shorter than kMinKeysPerSplit slots (each split
 // pays a fixed cost: selection scan, pipeline fill, a partial row written and re-read), and never use
 // more than kMaxAutoSplits.
-constexpr int kTargetWaves = 4;
+//
+// The kernel splits rows adaptively (DecodeParams::min_split_keys): num_splits is the count for the
+// longest rows, a row with few selected blocks uses fewer (its other CTAs exit at once). So the
+// waves target counts the CTAs of the longest rows; short rows (D1: lengths 1K..32K) and low densities
+// cost little more than the exiting CTAs. v0 (4 waves, no adaptation) gave D1 5 splits, and CTAs whose
+// work differed ~30x between rows: a long tail at low density (d = 0.1: 62% of the copy bandwidth).
+constexpr int kTargetWaves = 12;        // with row-adaptive splits
+constexpr int kTargetWavesUniform = 4;  // min_split_keys == 0 (every row uses all splits): v0's value
 constexpr int kMinKeysPerSplit = 256;
 constexpr int kMaxAutoSplits = 64;
 
@@ -88,7 +95,7 @@ int decode_num_splits(const DecodeParams& p, int requested) {
   const int n_chunks = (p.group + decode::DecodeTraits<64, __half>::kRows - 1) /
                        decode::DecodeTraits<64, __half>::kRows;
   const int64_t work = static_cast<int64_t>(p.batch) * p.h_kv * n_chunks;  // CTAs without splitting
-  const int64_t target = kTargetWaves * slots;
+  const int64_t target = (p.min_split_keys > 0 ? kTargetWaves : kTargetWavesUniform) * slots;
   if (work <= 0 || work >= target) return 1;
   int64_t splits = (target + work - 1) / work;
   const int64_t max_by_len = std::max<int64_t>(1, static_cast<int64_t>(p.num_blocks) * p.block_size / kMinKeysPerSplit);

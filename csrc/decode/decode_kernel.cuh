@@ -2,6 +2,9 @@
 // split) and the combine kernel (merges split partials). See decode_params.h for the work split.
 //
 // Split kernel, per CTA (4 warps):
+//   0. Row-adaptive splits (params.min_split_keys > 0, num_splits > 1): a split beyond what its row
+//      needs (~min_split_keys keys per split) writes lse_partial = -inf and exits, first on the upper
+//      bound of valid blocks (before any load), then on the exact selected count after step 2.
 //   1. Issue the cp.async of the 16 q rows of the head chunk (rows past the group are zero-filled).
 //   2. Compact the key selection: every thread owns a contiguous segment of the source row (mask
 //      entries of the valid block range, or index entries), counts its selected blocks, a block-wide
@@ -102,20 +105,6 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   const int head0 = hk * p.group + chunk * Tr::kRows;       // first q head of this CTA
   const int rows = min(Tr::kRows, p.group - chunk * Tr::kRows);  // valid q rows (1..16)
 
-  // ---- 1. q tile -> shared (own cp.async group, older than every K/V stage) -----------------
-  {
-    const Elem* q_base = reinterpret_cast<const Elem*>(p.q) + (int64_t)b * p.q_batch_stride;
-#pragma unroll
-    for (int c = tid; c < Tr::kRows * kCPR; c += kThreads) {
-      const int r = c / kCPR, ch = c % kCPR;
-      const bool ok = r < rows;
-      const Elem* src = ok ? q_base + (int64_t)(head0 + r) * p.q_head_stride + ch * 8
-                           : reinterpret_cast<const Elem*>(p.q);
-      cp_async_16(s_q + r * D + ((ch ^ (r & 7)) * 8), src, ok);
-    }
-    cp_async_commit();
-  }
-
   // ---- valid slots and block range --------------------------------------------------------
   const int S = p.seqlen_max;
   const int Bk = p.block_size;
@@ -129,6 +118,38 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   }
   const bool extra = p.first_block_unmasked && len > 0;  // virtual rank-0 entry: block blk_lo
   const int first_blk = blk_lo;
+
+  // Row-adaptive splits (see DecodeParams::min_split_keys): a row selects at most blk_hi - blk_lo
+  // blocks, so a split at or past ceil((blk_hi - blk_lo) * Bk / min_split_keys) has nothing to do
+  // whatever the mask says: leave before loading anything (the combine ignores lse = -inf splits).
+  const bool adaptive = p.num_splits > 1 && p.min_split_keys > 0;
+  auto empty_split_exit = [&]() {
+    if (tid < rows) p.lse_partial[(int64_t)split * p.batch * p.h_q + (int64_t)b * p.h_q + head0 + tid] = kNegInf;
+  };
+  int ub_splits = p.num_splits;
+  if (adaptive) {
+    const int64_t ub_keys = (int64_t)(blk_hi - blk_lo) * Bk;
+    const int64_t ub = (ub_keys + p.min_split_keys - 1) / p.min_split_keys;
+    ub_splits = ub < 1 ? 1 : (ub < p.num_splits ? (int)ub : p.num_splits);
+    if (split >= ub_splits) {
+      empty_split_exit();
+      return;
+    }
+  }
+
+  // ---- 1. q tile -> shared (own cp.async group, older than every K/V stage) -----------------
+  {
+    const Elem* q_base = reinterpret_cast<const Elem*>(p.q) + (int64_t)b * p.q_batch_stride;
+#pragma unroll
+    for (int c = tid; c < Tr::kRows * kCPR; c += kThreads) {
+      const int r = c / kCPR, ch = c % kCPR;
+      const bool ok = r < rows;
+      const Elem* src = ok ? q_base + (int64_t)(head0 + r) * p.q_head_stride + ch * 8
+                           : reinterpret_cast<const Elem*>(p.q);
+      cp_async_16(s_q + r * D + ((ch ^ (r & 7)) * 8), src, ok);
+    }
+    cp_async_commit();
+  }
 
   // ---- 2. selection compaction --------------------------------------------------------------
   const bool use_mask = p.block_mask != nullptr;
@@ -177,8 +198,20 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   }
   const int my_base = (extra ? 1 : 0) + warp_off + incl - cnt;  // rank of my first selected entry
   const int total_sel = total + (extra ? 1 : 0);
-  const int r0 = (int)((int64_t)total_sel * split / p.num_splits);
-  const int r1 = (int)((int64_t)total_sel * (split + 1) / p.num_splits);
+  int ns_row = p.num_splits;  // splits of this row (uniform across the CTA)
+  if (adaptive) {
+    const int64_t want = ((int64_t)total_sel * Bk + p.min_split_keys - 1) / p.min_split_keys;
+    // clamped to ub_splits too, so that the early exit above stays consistent even for index rows
+    // that break the no-duplicates contract (more entries than valid blocks)
+    ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
+    if (split >= ns_row) {
+      cp_async_wait<0>();  // the q copies must land before the CTA's shared memory goes away
+      empty_split_exit();
+      return;
+    }
+  }
+  const int r0 = (int)((int64_t)total_sel * split / ns_row);
+  const int r1 = (int)((int64_t)total_sel * (split + 1) / ns_row);
   const int n_sel = r1 - r0;  // blocks of this CTA
 
   // Fill s_list[i] = block id of rank r0 + wb + i, i < min(kListCap, n_sel - wb). Collective.

@@ -73,7 +73,13 @@ struct DecodeParams {
   int num_indices;            // K (0 allowed)
 
   // ---- split-KV --------------------------------------------------------------------------
-  int num_splits;        // >= 1 (resolved by decode_num_splits; never 0 here)
+  int num_splits;        // >= 1 (resolved by decode_num_splits; never 0 here): splits per (b, hk), at most
+  // Row-adaptive splitting (num_splits > 1 only): a (b, hk) row with `sel` selected blocks uses only
+  // ns_row = min(num_splits, max(1, ceil(sel * block_size / min_split_keys))) splits, so that every
+  // working CTA streams >= ~min_split_keys keys; CTAs of splits >= ns_row write lse_partial = -inf
+  // (ignored by the combine) and exit. Lets num_splits be large enough for the longest rows without
+  // fragmenting short ones (cache lengths vary 32x in D1). 0 = off: every row uses num_splits.
+  int min_split_keys;
   float* o_partial;      // [num_splits, B, H_q, D] float32 workspace (only when num_splits > 1)
   float* lse_partial;    // [num_splits, B, H_q] float32 workspace (only when num_splits > 1)
 };
