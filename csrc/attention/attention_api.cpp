@@ -117,7 +117,7 @@ void fill_common(AttnParams& p, AttnInputs& in) {
   SEER_CHECK(k.size(2) == d, op, "k head dim must equal q's (", d, "), got ", k.size(2));
   SEER_CHECK(v.sizes() == k.sizes(), op, "v must have the shape of k (", shape_str(k.sizes()), "), got ", shape_str(v.sizes()));
   const int64_t hq = q.size(1), hkv = k.size(1);
-  SEER_CHECK(hkv >= 1 && hq % hkv == 0, op, "H_q must be a multiple of H_kv, got H_q=", hq, ", H_kv=", hkv);
+  SEER_CHECK(hkv >= 1 && hq % hkv == 0, op, "k number of heads must divide q's (", hq, "), got ", hkv);
   check_cu_seqlens(op, "cu_seqlens_q", in.cu_q, q);
   check_cu_seqlens(op, "cu_seqlens_k", in.cu_k, q);
   const int64_t batch = in.cu_q.size(0) - 1;
