@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Micro-benchmark of the 2D block-sparse backward: both paths (deterministic=True: dK/dV kernel +
-dQ kernel; deterministic=False: fused dQ with fp32 atomics + convert), against a float32 dense
-reference on a small case, then timings on the WORKLOADS.md prefill shapes.
+dQ kernel; deterministic=False: fused dQ with fp32 atomics + convert) and both dK/dV implementations
+(environment SEER_BWD_IMPL=v1: 64 keys per CTA; v2: 128 keys per CTA, bwd_kernel_v2.cuh), checked
+against a float32 dense reference on a small case, then timed side by side on the WORKLOADS.md
+prefill shapes.
 
 Run from the repo root on a CUDA machine with the extension built in place:
-    PYTHONPATH=. python benchmarks/micro_bwd.py            # check + timings (< 120 s on an H100)
+    PYTHONPATH=. python benchmarks/micro_bwd.py            # check + timings (~3-4 min on an H100)
     PYTHONPATH=. python benchmarks/micro_bwd.py --check    # correctness only
+    PYTHONPATH=. python benchmarks/micro_bwd.py --impl v2 --budget 100   # one implementation
 
-Timings: CUDA events, median of >= 10 runs after warm-up, of
+Timings: CUDA events, median of the runs after warm-up (10 for P1, 5 for P2), of
   bwd      torch.ops.seer_attn.block_sparse_2d_bwd alone (out/lse from one forward),
-  fwd+bwd  block_sparse_2d_fwd followed by block_sparse_2d_bwd,
+  fwd+bwd  block_sparse_2d_fwd followed by block_sparse_2d_bwd (atomic path),
 for P1 (packed [16384, 8000, 4096, 2100, 1024, 700, 256, 77]) and P2 (one sequence of 65536),
 bf16, D = 128, H_q = 32, H_kv = 8, block 64 x 64, causal, densities 1, 0.5, 0.1, with the WORKLOADS.md
 mask (per (sequence, head, 64-query-block row) keep max(1, round(d * #causal blocks)) random causal
@@ -18,6 +21,7 @@ TFLOP/s use the WORKLOADS.md convention: backward 10 * pairs * D, forward 4 * pa
 """
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
@@ -26,7 +30,10 @@ import torch
 
 H_Q, H_KV, D, BLOCK = 32, 8, 128, 64
 SCALE = 1.0 / math.sqrt(D)
-TIME_BUDGET_S = 105.0  # stop starting new timings after this (the whole script must stay < 120 s)
+TIME_BUDGET_S = 240.0  # default --budget: stop starting new timings after this many seconds
+
+
+IMPLS = ["v1", "v2"]  # dK/dV implementations compared (SEER_BWD_IMPL), overridden by --impl
 
 
 # ---- masks (WORKLOADS.md rule, vectorised on the device) ------------------------------------------
@@ -125,6 +132,14 @@ def check(device):
     cu = cu_of(seqlens, device)
     ref = reference(q, k, v, dout, seqlens, mask, hq, hkv)
     ok = True
+    for impl in IMPLS:
+        os.environ["SEER_BWD_IMPL"] = impl
+        ok &= check_impl(impl, q, k, v, dout, cu, L, mask, seqlens, ref)
+    return ok
+
+
+def check_impl(impl, q, k, v, dout, cu, L, mask, seqlens, ref):
+    ok = True
     results = {}
     for det in (True, False):
         out, lse = fwd(q, k, v, cu, L, mask, det)
@@ -136,18 +151,18 @@ def check(device):
             finite = bool(torch.isfinite(x).all())
             good = finite and err / scale < 2e-2
             ok &= good
-            print(f"  check det={det!s:5} {name}: max|err| {err:.3e} max|ref| {scale:.3e} rel {err / scale:.2e} "
+            print(f"  check {impl} det={det!s:5} {name}: max|err| {err:.3e} max|ref| {scale:.3e} rel {err / scale:.2e} "
                   f"{'ok' if good else 'FAIL'}")
         tail_zero = bool((grads[0][sum(seqlens):] == 0).all()) and bool((grads[1][sum(seqlens):] == 0).all())
         empty_zero = bool((grads[0][128:192, 1] == 0).all())
         ok &= tail_zero and empty_zero
-        print(f"  check det={det!s:5} tail rows zero: {tail_zero}, rows attending nothing zero: {empty_zero}")
+        print(f"  check {impl} det={det!s:5} tail rows zero: {tail_zero}, rows attending nothing zero: {empty_zero}")
     # determinism of the deterministic path (bitwise), and agreement of the two paths
     out, lse = fwd(q, k, v, cu, L, mask, True)
     again = bwd(dout, q, k, v, out, lse, cu, L, mask, True)
     same = all(torch.equal(a, b) for a, b in zip(again, results[True]))
     ok &= same
-    print(f"  check deterministic path bitwise reproducible: {same}")
+    print(f"  check {impl} deterministic path bitwise reproducible: {same}")
     return ok
 
 
@@ -167,11 +182,18 @@ def time_ms(fn, reps=10, warmup=2):
     return statistics.median(ts)
 
 
-def bench(device, t_start):
+def set_impl(impl):
+    os.environ["SEER_BWD_IMPL"] = impl  # read by run_attention_bwd on every call
+
+
+def bench(device, t_start, budget):
     workloads = [("P1", [16384, 8000, 4096, 2100, 1024, 700, 256, 77]), ("P2", [65536])]
     densities = [1.0, 0.5, 0.1]
-    print(f"\n{'wl':3} {'d':>4} | {'bwd atomic':>10} {'bwd det':>9} | {'f+b atomic':>10} {'f+b det':>9} | "
-          f"{'fwd':>7} | {'bwd TF/s atomic':>15} {'det':>6}")
+    cols = " ".join(f"{'atom ' + i:>9} {'det ' + i:>8}" for i in IMPLS)
+    fb = " ".join(f"{'f+b ' + i:>8}" for i in IMPLS)
+    print(f"\nbackward ms (atomic / deterministic path) per implementation, fwd+bwd ms (atomic), fwd ms, "
+          f"backward TF/s (atomic)\n{'wl':3} {'d':>4} | {cols} | {fb} | {'fwd':>7} | "
+          + " ".join(f"{'TF/s ' + i:>8}" for i in IMPLS))
     for wname, seqlens in workloads:
         T, L = sum(seqlens), max(seqlens)
         g = torch.Generator(device=device).manual_seed(0)
@@ -180,27 +202,30 @@ def bench(device, t_start):
         v = torch.randn(T, H_KV, D, generator=g, device=device, dtype=torch.bfloat16)
         dout = torch.randn(T, H_Q, D, generator=g, device=device, dtype=torch.bfloat16)
         cu = cu_of(seqlens, device)
+        reps = 10 if wname == "P1" else 5
         for d in densities:
-            if time.time() - t_start > TIME_BUDGET_S:
+            if time.time() - t_start > budget:
                 print(f"{wname:3} {d:4.2f} | skipped (time budget)")
                 continue
             mask = mask_2d(seqlens, H_Q, d, device)
             pairs = kept_pairs(mask, seqlens)
             out, lse = fwd(q, k, v, cu, L, mask, False)
-            reps = 10
             r = {}
-            for det in (False, True):
-                r[("b", det)] = time_ms(lambda: bwd(dout, q, k, v, out, lse, cu, L, mask, det), reps)
-                r[("fb", det)] = time_ms(
-                    lambda: bwd(dout, q, k, v, *fwd(q, k, v, cu, L, mask, det), cu, L, mask, det), reps)
+            for impl in IMPLS:
+                set_impl(impl)
+                for det in (False, True):
+                    r[("b", det, impl)] = time_ms(lambda: bwd(dout, q, k, v, out, lse, cu, L, mask, det), reps)
+                r[("fb", impl)] = time_ms(
+                    lambda: bwd(dout, q, k, v, *fwd(q, k, v, cu, L, mask, False), cu, L, mask, False), reps)
             t_f = time_ms(lambda: fwd(q, k, v, cu, L, mask, False), reps)
             tf = lambda ms: 10 * pairs * D / (ms * 1e-3) / 1e12
-            print(f"{wname:3} {d:4.2f} | {r[('b', False)]:10.2f} {r[('b', True)]:9.2f} | {r[('fb', False)]:10.2f} "
-                  f"{r[('fb', True)]:9.2f} | {t_f:7.2f} | {tf(r[('b', False)]):15.1f} {tf(r[('b', True)]):6.1f}",
-                  flush=True)
+            bcols = " ".join(f"{r[('b', False, i)]:9.2f} {r[('b', True, i)]:8.2f}" for i in IMPLS)
+            fcols = " ".join(f"{r[('fb', i)]:8.2f}" for i in IMPLS)
+            tcols = " ".join(f"{tf(r[('b', False, i)]):8.1f}" for i in IMPLS)
+            print(f"{wname:3} {d:4.2f} | {bcols} | {fcols} | {t_f:7.2f} | {tcols}", flush=True)
             del mask, out, lse
         # dense FA2 (PyTorch bundled), causal, GQA native
-        if time.time() - t_start > TIME_BUDGET_S:
+        if time.time() - t_start > budget:
             print(f"{wname:3} FA2 skipped (time budget)")
             continue
         try:
@@ -228,7 +253,11 @@ def bench(device, t_start):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true", help="correctness only")
+    ap.add_argument("--impl", default="v1,v2", help="comma-separated SEER_BWD_IMPL values to run (v1, v2)")
+    ap.add_argument("--budget", type=float, default=TIME_BUDGET_S, help="seconds after which no new timing starts")
     args = ap.parse_args()
+    global IMPLS
+    IMPLS = [x.strip() for x in args.impl.split(",") if x.strip()]
     if not torch.cuda.is_available():
         print("micro_bwd: CUDA is not available; nothing to do")
         return 0
@@ -240,7 +269,7 @@ def main():
     ok = check(device)
     print(f"check: {'PASS' if ok else 'FAIL'}  ({time.time() - t0:.1f} s)", flush=True)
     if not args.check:
-        bench(device, t0)
+        bench(device, t0, args.budget)
     print(f"total {time.time() - t0:.1f} s")
     return 0 if ok else 1
 

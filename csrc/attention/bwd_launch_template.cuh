@@ -3,6 +3,7 @@
 // explicitly instantiates run_bwd_hdim<D, Elem>; bwd_launch.cu dispatches to them.
 #pragma once
 #include "attention/bwd_kernel.cuh"
+#include "attention/bwd_kernel_v2.cuh"
 #include "attention/bwd_launch.cuh"
 #include "common/launch.h"
 
@@ -62,7 +63,44 @@ int launch_dq(const AttnBwdParams& p, cudaStream_t stream) {
   return static_cast<int>(cudaGetLastError());
 }
 
+// Version 2 dK/dV kernel. Grid: (key tiles of the longest sequence x kv heads, sequences), the kv
+// head fastest; tiles past a sequence's end exit.
+template <typename Kt, bool Is_causal, bool Is_atomic>
+int launch_dkdv_v2(const AttnBwdParams& p, cudaStream_t stream) {
+  const int n_tiles = (p.max_seqlen_k + Kt::kBlockN - 1) / Kt::kBlockN;
+  if (n_tiles == 0 || p.h_kv == 0 || p.batch == 0) return 0;
+  auto kernel = &bwd_dkdv_v2_kernel<Kt, Is_causal, Is_atomic>;
+  cudaError_t err = allow_smem(kernel, Kt::kSmemBytes);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  kernel<<<dim3(static_cast<unsigned>(n_tiles) * static_cast<unsigned>(p.h_kv), p.batch), Kt::kThreads,
+           Kt::kSmemBytes, stream>>>(p);
+  return static_cast<int>(cudaGetLastError());
+}
+
 }  // namespace attn_bwd
+
+template <int kHeadDim, typename Elem>
+int run_bwd_dq_hdim(const AttnBwdParams& p, cudaStream_t stream) {
+  using Cfg = attn_bwd::BwdConfig<kHeadDim, Elem>;
+  return SEER_BOOL_SWITCH(p.causal, kCausal, [&] { return attn_bwd::launch_dq<typename Cfg::Dq, kCausal>(p, stream); });
+}
+
+template <int kHeadDim, typename Elem>
+int run_bwd_dkdv_v2_hdim(const AttnBwdParams& p, cudaStream_t stream) {
+  using Kt = attn_bwd::DkdvV2Traits<kHeadDim, Elem>;
+  int dev = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return kBwdV2Unsupported;
+  }
+  if (optin < Kt::kSmemBytes) return kBwdV2Unsupported;
+  const bool atomic = !p.deterministic && p.dq_accum != nullptr;
+  return SEER_BOOL_SWITCH(p.causal, kCausal, [&] {
+    if (atomic) return attn_bwd::launch_dkdv_v2<Kt, kCausal, true>(p, stream);
+    return attn_bwd::launch_dkdv_v2<Kt, kCausal, false>(p, stream);
+  });
+}
 
 // Deterministic path: dK/dV kernel then dQ kernel. Atomic path (!p.deterministic and p.dq_accum set,
 // zero-initialised): the dK/dV kernel also accumulates dQ into p.dq_accum; the caller

@@ -5,11 +5,12 @@
 //
 //   nvcc -std=c++17 -O2 -gencode arch=compute_90,code=sm_90 --use_fast_math -Icsrc -x cu \
 //     -DSEER_BWD_SELFTEST_MAIN csrc/attention/bwd_selftest.cuh csrc/attention/bwd_launch.cu \
-//     csrc/attention/instantiations/bwd_hdim*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest
+//     csrc/attention/instantiations/bwd_*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest
 //
 // It sweeps head dims, dtypes, 1D/2D masks, causal, GQA packing and block sizes, runs every case on both
-// backward paths (deterministic, and atomic with the fp32 dq_accum workspace), and prints the worst
-// error of dq / dk / dv per case and path with the location (token, head, dim) of the worst element.
+// backward paths (deterministic, and atomic with the fp32 dq_accum workspace) with both dK/dV
+// implementations (SEER_BWD_IMPL=v1 and v2, set here before each run), and prints the worst error of
+// dq / dk / dv per case, implementation and path with the location (token, head, dim) of the worst element.
 #ifdef SEER_BWD_SELFTEST_MAIN
 #include <cmath>
 #include <cstdio>
@@ -309,8 +310,12 @@ bool run_case(const Case& c, std::mt19937& rng) {
   std::printf("\n");
   // Both paths: deterministic (dK/dV kernel + dQ kernel) and atomic (fused dQ into a zeroed fp32
   // workspace + convert). Outputs are refilled with NaN before each run.
+  // Each path runs with both dK/dV implementations (SEER_BWD_IMPL=v1: 64 keys per CTA; v2: 128 keys per
+  // CTA, bwd_kernel_v2.cuh; D = 256 runs v1 under both settings).
   bool ok = true;
+  for (const char* impl : {"v1", "v2"})
   for (int det = 1; det >= 0; --det) {
+    setenv("SEER_BWD_IMPL", impl, 1);
     const size_t nq = static_cast<size_t>(Tq) * hq * D, nk = k.size();
     if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
     if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
@@ -321,7 +326,7 @@ bool run_case(const Case& c, std::mt19937& rng) {
     const int err = seer::run_attention_bwd(p, nullptr);
     CK(static_cast<cudaError_t>(err));
     CK(cudaDeviceSynchronize());
-    std::printf(" [%s]\n", det ? "deterministic" : "atomic");
+    std::printf(" [%s %s]\n", impl, det ? "deterministic" : "atomic");
     ok = check("dq", d_dq, dq_ref, hq) && ok;
     ok = check("dk", d_dk, dk_ref, hkv) && ok;
     ok = check("dv", d_dv, dv_ref, hkv) && ok;
@@ -373,6 +378,14 @@ int main(int argc, char** argv) {
   Case bk32{128, false, false, true, 8, 2, 64, 32, 2, {{500, 520}, {64, 64}}, 0.5};
   ++total;
   fails += !run_case(bk32, rng);
+  // Workload-like 2D mask (B_q = B_k = 64, GQA 4) over several 128-key tiles, and B_k = 80 (not a
+  // divisor of the 128-key v2 tile: windows straddle key blocks) with a 1D mask, fp16.
+  Case wl{128, true, false, true, 8, 2, 64, 64, 8, {{700, 700}, {129, 129}, {1, 1}}, 0.5};
+  ++total;
+  fails += !run_case(wl, rng);
+  Case bk80{128, false, true, true, 4, 2, 1, 80, 2, {{400, 450}, {90, 90}}, 0.5};
+  ++total;
+  fails += !run_case(bk80, rng);
   std::printf("%d / %d cases passed\n", total - fails, total);
   return fails == 0 ? 0 : 1;
 }

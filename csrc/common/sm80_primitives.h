@@ -129,3 +129,15 @@ SEER_DEVICE void ldmatrix_x4_trans_sa(uint32_t (&r)[4], uint32_t s) {
 }
 
 }  // namespace seer
+
+namespace seer {
+
+// ---- appended by the attention backward (v2): 4-byte asynchronous copy global -> shared (cp.async.ca;
+// 4-byte copies must use .ca). Both addresses 4-byte aligned; completes with the 16-byte copies of the
+// same commit group.
+SEER_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem_src));
+}
+
+}  // namespace seer
