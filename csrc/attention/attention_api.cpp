@@ -36,7 +36,7 @@ void check_launch(const char* op, int err, const char* what) {
 }
 
 void check_qkv_tensor(const char* op, const char* name, const at::Tensor& t, int64_t rank) {
-  SEER_CHECK(t.dim() == rank, op, name, " must have ", rank, " dims, got shape ", shape_str(t.sizes()));
+  SEER_CHECK(t.dim() == rank, op, name, " must have ", rank, " dims, got shape ", t.sizes());
   SEER_CHECK(t.is_cuda(), op, name, " must be a CUDA tensor, got device ", t.device());
   SEER_CHECK(t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16, op, name,
              " must be float16 or bfloat16, got ", dtype_name(t.scalar_type()));
@@ -46,7 +46,7 @@ void check_qkv_tensor(const char* op, const char* name, const at::Tensor& t, int
 void check_cu_seqlens(const char* op, const char* name, const at::Tensor& cu, const at::Tensor& q) {
   SEER_CHECK(cu.scalar_type() == at::kInt, op, name, " must be int32, got ", dtype_name(cu.scalar_type()));
   SEER_CHECK(cu.dim() == 1 && cu.size(0) >= 1, op, name, " must be 1-D with batch+1 entries, got shape ",
-             shape_str(cu.sizes()));
+             cu.sizes());
   SEER_CHECK(cu.device() == q.device(), op, name, " must be on ", q.device(), ", got ", cu.device());
 }
 
@@ -115,7 +115,7 @@ void fill_common(AttnParams& p, AttnInputs& in) {
   const int64_t d = q.size(2);
   SEER_CHECK(d == 64 || d == 128 || d == 256, op, "q head dim must be 64, 128 or 256, got ", d);
   SEER_CHECK(k.size(2) == d, op, "k head dim must equal q's (", d, "), got ", k.size(2));
-  SEER_CHECK(v.sizes() == k.sizes(), op, "v must have the shape of k (", shape_str(k.sizes()), "), got ", shape_str(v.sizes()));
+  SEER_CHECK(v.sizes() == k.sizes(), op, "v must have the shape of k (", k.sizes(), "), got ", v.sizes());
   const int64_t hq = q.size(1), hkv = k.size(1);
   SEER_CHECK(hkv >= 1 && hq % hkv == 0, op, "k number of heads must divide q's (", hq, "), got ", hkv);
   check_cu_seqlens(op, "cu_seqlens_q", in.cu_q, q);
@@ -130,19 +130,19 @@ void fill_common(AttnParams& p, AttnInputs& in) {
   check_block_size(op, "block_size_k", in.bk);
 
   const auto& m = in.mask;
-  SEER_CHECK(m.dim() == 4, op, "block_mask must have 4 dims, got shape ", shape_str(m.sizes()));
+  SEER_CHECK(m.dim() == 4, op, "block_mask must have 4 dims, got shape ", m.sizes());
   SEER_CHECK(m.device() == q.device(), op, "block_mask must be on ", q.device(), ", got ", m.device());
   SEER_CHECK(m.size(0) == batch, op, "block_mask dim 0 must be the batch size ", batch, ", got shape ",
-             shape_str(m.sizes()));
+             m.sizes());
   const int64_t hm = m.size(1);
   SEER_CHECK(hm == hq || hm == hkv || hm == 1, op, "block_mask dim 1 must be H_q=", hq, ", H_kv=", hkv,
              " or 1, got ", hm);
   const int64_t rows_needed = in.kind == MaskKind::k2D ? cdiv(in.max_q, in.bq) : in.max_q;
   const int64_t cols_needed = cdiv(in.max_k, in.bk);
   SEER_CHECK(m.size(2) >= rows_needed, op, "block_mask dim 2 must be >= ", rows_needed, ", got shape ",
-             shape_str(m.sizes()));
+             m.sizes());
   SEER_CHECK(m.size(3) >= cols_needed, op, "block_mask dim 3 must be >= ", cols_needed, ", got shape ",
-             shape_str(m.sizes()));
+             m.sizes());
   in.q = aligned_rows(q);
   in.k = aligned_rows(k);
   in.v = aligned_rows(v);
@@ -247,10 +247,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
   const at::Tensor& out = out_in;
   check_qkv_tensor(op, "dout", dout, 3);
   check_qkv_tensor(op, "out", out, 3);
-  SEER_CHECK(dout.sizes() == in.q.sizes(), op, "dout must have the shape of q (", shape_str(in.q.sizes()), "), got ",
-             shape_str(dout.sizes()));
-  SEER_CHECK(out.sizes() == in.q.sizes(), op, "out must have the shape of q (", shape_str(in.q.sizes()), "), got ",
-             shape_str(out.sizes()));
+  SEER_CHECK(dout.sizes() == in.q.sizes(), op, "dout must have the shape of q (", in.q.sizes(), "), got ",
+             dout.sizes());
+  SEER_CHECK(out.sizes() == in.q.sizes(), op, "out must have the shape of q (", in.q.sizes(), "), got ",
+             out.sizes());
   SEER_CHECK(dout.scalar_type() == in.q.scalar_type(), op, "dout must have the dtype of q (",
              dtype_name(in.q.scalar_type()), "), got ", dtype_name(dout.scalar_type()));
   SEER_CHECK(out.scalar_type() == in.q.scalar_type(), op, "out must have the dtype of q (",
@@ -258,7 +258,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
   const int64_t tq = in.q.size(0), hq = in.q.size(1);
   SEER_CHECK(lse.scalar_type() == at::kFloat, op, "lse must be float32, got ", dtype_name(lse.scalar_type()));
   SEER_CHECK(lse.dim() == 2 && lse.size(0) == hq && lse.size(1) == tq, op, "lse must have shape [", hq, ", ", tq,
-             "], got ", shape_str(lse.sizes()));
+             "], got ", lse.sizes());
   SEER_CHECK(lse.device() == in.q.device(), op, "lse must be on ", in.q.device(), ", got ", lse.device());
   at::Tensor lse_c = lse.contiguous();
   const at::Tensor dout_a = aligned_rows(dout), out_a = aligned_rows(out);
@@ -266,7 +266,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
   if (dlse.has_value()) {
     SEER_CHECK(dlse->scalar_type() == at::kFloat, op, "dlse must be float32, got ", dtype_name(dlse->scalar_type()));
     SEER_CHECK(dlse->dim() == 2 && dlse->size(0) == hq && dlse->size(1) == tq, op, "dlse must have shape [", hq,
-               ", ", tq, "], got ", shape_str(dlse->sizes()));
+               ", ", tq, "], got ", dlse->sizes());
     SEER_CHECK(dlse->device() == in.q.device(), op, "dlse must be on ", in.q.device(), ", got ", dlse->device());
     dlse_c = dlse->contiguous();
   }

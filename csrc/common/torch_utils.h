@@ -2,7 +2,6 @@
 #pragma once
 #include <torch/all.h>
 
-#include <sstream>
 #include <string>
 
 namespace seer {
@@ -23,15 +22,6 @@ inline std::string dtype_name(at::ScalarType st) {
     case at::kLong: return "torch.int64";
     default: return std::string("torch.") + c10::toString(st);
   }
-}
-
-// "[2, 3, 4]" like a Python list of sizes.
-inline std::string shape_str(at::IntArrayRef sizes) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < sizes.size(); ++i) os << (i ? ", " : "") << sizes[i];
-  os << "]";
-  return os.str();
 }
 
 }  // namespace seer
