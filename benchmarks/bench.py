@@ -717,6 +717,14 @@ class Runner:
                     fn = lambda: self.ours_pool(q, k, cu, L, gqa)  # noqa: E731
                     self.merge(case["ours"], "fwd", self.measure(f"ours pool{' gqa' if gqa else ''}", w, fn,
                                                                  2 * dense * HEAD_DIM))
+                    # The same op computed by the package's pure-PyTorch reference on the same device
+                    # (what a user without the kernel would run); P1 only, P2 takes minutes.
+                    if w == "P1" and not self.out_of_time():
+                        from seer_attn import reference as _ref
+                        rfn = lambda: _ref.attn_pooling(q, k, cu, L, SM_SCALE, BLOCK, True, gqa)  # noqa: E731
+                        case["ref"] = {}
+                        self.merge(case["ref"], "fwd", self.measure(f"reference pool{' gqa' if gqa else ''}", w,
+                                                                    rfn, 2 * dense * HEAD_DIM))
                 o = case["ours"]
                 log(f"pool/{var} {w}: " + (f"{o['fwd_ms']:.3f} ms" if o.get("fwd_ms") else "-")
                     + (f", {o['fwd_mem_mib']:.0f} MiB above inputs" if o.get("fwd_mem_mib") is not None else "")

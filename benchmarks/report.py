@@ -281,14 +281,18 @@ def pool_table(res):
     lines = ["## Attention pooling (forward only, no gradient)", "",
              "mem = peak allocated above inputs, outputs included (MiB). TF/s counts one QK^T per causal pair "
              "(2·pairs·D), a lower bound on the work done.", "",
-             "| W | variant | ms | TF/s (QK^T) | mem MiB | 1st call | seed ms / MiB (anchor) | x seed |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| W | variant | ms | TF/s (QK^T) | mem MiB | 1st call | seed ms / MiB (anchor) | x seed | "
+             "PyTorch reference on GPU ms / MiB | x reference |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for c in cases:
         o = c.get("ours", {}) or {}
+        r = c.get("ref", {}) or {}
         sa = SEED_POOL.get(c["workload"]) if c["variant"] == "per_head" else None
+        ref_cell = (_err(r) or _pair(r.get("fwd_ms"), r.get("fwd_mem_mib"))) if r else "-"
         lines.append(f"| {c['workload']} | {c['variant']} | {_err(o) or _f(o.get('fwd_ms'))} | {_f(o.get('fwd_tflops'), 0)} | "
                      f"{_f(o.get('fwd_mem_mib'), 0)} | {_secs(o.get('fwd_first_s'))} | "
-                     f"{_pair(sa[0], sa[1]) if sa else '-'} | {_f(_ratio(sa[0], o.get('fwd_ms'))) if sa else '-'} |")
+                     f"{_pair(sa[0], sa[1]) if sa else '-'} | {_f(_ratio(sa[0], o.get('fwd_ms'))) if sa else '-'} | "
+                     f"{ref_cell} | {_f(_ratio(r.get('fwd_ms'), o.get('fwd_ms'))) if r else '-'} |")
     lines.append("")
     return "\n".join(lines)
 
