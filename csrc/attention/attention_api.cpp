@@ -19,7 +19,7 @@
 namespace seer {
 namespace {
 
-#define SEER_CHECK(cond, op, ...) TORCH_CHECK((cond), "seer_attn::", op, ": ", __VA_ARGS__)
+#define SEER_CHECK(cond, op, ...) SEER_TORCH_CHECK((cond), "seer_attn::", op, ": ", __VA_ARGS__)
 
 enum class MaskKind { k2D, k1D };
 

@@ -2,7 +2,9 @@
 #pragma once
 #include <torch/all.h>
 
+#include <cstdio>
 #include <string>
+#include <type_traits>
 
 namespace seer {
 
@@ -24,4 +26,67 @@ inline std::string dtype_name(at::ScalarType st) {
   }
 }
 
+// Error messages without iostreams. c10::str formats through std::ostringstream, and on a toolchain
+// that links its own copy of libstdc++ into the extension (the device image's /opt/gcc does: the
+// stream facets of that copy are never initialised) formatting a number that way segfaults. So the
+// checks below build the whole message with to_string / snprintf and hand TORCH_CHECK one std::string,
+// which c10 passes through without a stream.
+namespace fmt {
+inline void append(std::string& s, const char* v) { s += v; }
+inline void append(std::string& s, const std::string& v) { s += v; }
+inline void append(std::string& s, bool v) { s += v ? "True" : "False"; }
+template <typename T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
+inline void append(std::string& s, T v) { s += std::to_string(v); }
+template <typename T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
+inline void append(std::string& s, T v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", static_cast<double>(v));
+  s += buf;
+}
+inline void append(std::string& s, at::ScalarType v) { s += dtype_name(v); }
+inline void append(std::string& s, const c10::Device& v) {  // "cuda:0", as torch prints a device
+  s += c10::DeviceTypeName(v.type(), /*lower_case=*/true);
+  if (v.has_index()) {
+    s += ':';
+    s += std::to_string(static_cast<int>(v.index()));
+  }
+}
+inline void append(std::string& s, c10::IntArrayRef v) {  // "[2, 3, 4]", as torch prints a shape
+  s += '[';
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(v[i]);
+  }
+  s += ']';
+}
+// A small 1-D integer CPU tensor (e.g. host cu_seqlens) prints its values, anything else its shape.
+inline void append(std::string& s, const at::Tensor& t) {
+  if (t.defined() && t.device().is_cpu() && t.dim() == 1 && t.numel() <= 64 &&
+      (t.scalar_type() == at::kInt || t.scalar_type() == at::kLong)) {
+    auto v = t.to(at::kLong).contiguous();
+    append(s, c10::IntArrayRef(v.data_ptr<int64_t>(), static_cast<size_t>(v.numel())));
+  } else if (t.defined()) {
+    s += "tensor of shape ";
+    append(s, t.sizes());
+  } else {
+    s += "undefined tensor";
+  }
+}
+}  // namespace fmt
+
+template <typename... Args>
+std::string message(const Args&... args) {
+  std::string s;
+  (fmt::append(s, args), ...);
+  return s;
+}
+
 }  // namespace seer
+
+// TORCH_CHECK with an iostream-free message (see seer::fmt). Usage: SEER_TORCH_CHECK(cond, "a", 3, t.sizes()).
+#define SEER_TORCH_CHECK(cond, ...)                        \
+  do {                                                     \
+    if (C10_UNLIKELY(!(cond))) {                           \
+      TORCH_CHECK(false, ::seer::message(__VA_ARGS__));    \
+    }                                                      \
+  } while (0)

@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <tuple>
 
@@ -28,20 +27,12 @@ constexpr const char* kOp = "block_sparse_decode";
 // Largest accepted explicit num_splits (the workspace is num_splits * B * H_q * (D + 1) floats).
 constexpr int64_t kMaxSplits = 1024;
 
-#define SEER_DECODE_CHECK(cond, ...) TORCH_CHECK((cond), "seer_attn::block_sparse_decode: ", __VA_ARGS__)
+#define SEER_DECODE_CHECK(cond, ...) SEER_TORCH_CHECK((cond), "seer_attn::block_sparse_decode: ", __VA_ARGS__)
 
 
-std::string shape_str(const at::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
-}
+std::string shape_str(const at::Tensor& t) { return seer::message(t.sizes()); }
 
-std::string device_str(const at::Tensor& t) {
-  std::ostringstream os;
-  os << t.device();
-  return os.str();
-}
+std::string device_str(const at::Tensor& t) { return seer::message(t.device()); }
 
 void check_rank(const char* name, const at::Tensor& t, int64_t ndim, const char* layout) {
   SEER_DECODE_CHECK(t.dim() == ndim, name, " must be a ", ndim, "-D tensor ", layout, ", got shape ",

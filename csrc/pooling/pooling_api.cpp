@@ -25,7 +25,7 @@ namespace {
 
 constexpr const char* kOp = "attn_pooling";
 
-#define SEER_POOL_CHECK(cond, ...) TORCH_CHECK((cond), "seer_attn::", kOp, ": ", __VA_ARGS__)
+#define SEER_POOL_CHECK(cond, ...) SEER_TORCH_CHECK((cond), "seer_attn::", kOp, ": ", __VA_ARGS__)
 
 // q (is_q) or k: rank, device, dtype, last-dim contiguity.
 void check_qk(const char* name, bool is_q, const at::Tensor& t, const char* layout, const at::Tensor& q) {
