@@ -1,0 +1,54 @@
+// Hopper (sm_90a) building blocks for a wgmma mainloop: shared-memory matrix descriptors for the
+// 128-byte-swizzled layouts, and the fences / commit / wait that bracket wgmma.mma_async. The MMA
+// wrappers themselves are generated: sm90_wgmma.h. Validated by csrc/common/selftest/wgmma_selftest.cuh.
+//
+// Shared-memory tile layout used with these descriptors ("SW128"): a tile of R rows x 64 16-bit
+// elements is R rows of 128 bytes, 16-byte chunk c of row r stored at chunk c ^ (r % 8); the tile
+// starts 1024-byte aligned (8 rows = one swizzle atom). A row of D > 64 elements is split into D / 64
+// such tiles ("slabs") placed one after the other. It serves both operand majors:
+//   - K-major (Q, K: rows = M or N, elements along the reduction dim K): LBO unused (16), SBO = 1024
+//     (stride between 8-row groups); the k16 step j inside a slab starts at +32 * j bytes;
+//   - MN-major (V in P V: rows = keys = K, elements along N = head dim): LBO = slab stride (between
+//     64-element groups along N), SBO = 1024 (between 8-key groups along K); the k16 step j starts at
+//     +2048 * j bytes (16 rows).
+#pragma once
+#include <cstdint>
+
+namespace seer {
+namespace sm90 {
+
+// wgmma matrix descriptor: start address, leading / stride byte offsets (16-byte units), 128B swizzle.
+__device__ __forceinline__ uint64_t make_smem_desc_sw128(uint32_t smem_addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  uint64_t d = 0;
+  d |= static_cast<uint64_t>((smem_addr & 0x3FFFF) >> 4);
+  d |= static_cast<uint64_t>((lbo_bytes >> 4) & 0x3FFF) << 16;
+  d |= static_cast<uint64_t>((sbo_bytes >> 4) & 0x3FFF) << 32;
+  d |= static_cast<uint64_t>(1) << 62;  // layout type 1: 128-byte swizzle
+  return d;
+}
+
+// Byte offset of element (row, col) in an SW128 tile of `rows` rows split into 64-element slabs.
+__host__ __device__ __forceinline__ uint32_t sw128_offset(int row, int col, int rows) {
+  const int slab = col >> 6, chunk = (col & 63) >> 3;
+  return static_cast<uint32_t>(slab * rows * 128 + row * 128 + ((chunk ^ (row & 7)) << 4) + ((col & 7) << 1));
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// Order the registers the next wgmma reads / writes (accumulators, A fragments) after ordinary writes.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+// Wait until at most N committed wgmma groups of this thread are pending.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Make generic-proxy shared-memory writes (st.shared, cp.async) visible to wgmma's async proxy.
+__device__ __forceinline__ void fence_view_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#else
+__device__ __forceinline__ void wgmma_fence() { __trap(); }
+__device__ __forceinline__ void wgmma_commit() { __trap(); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { __trap(); }
+__device__ __forceinline__ void fence_view_async_shared() { __trap(); }
+#endif
+
+}  // namespace sm90
+}  // namespace seer
