@@ -1,7 +1,8 @@
 """Build seer_attn._C.
 
 - With a CUDA build of torch and a CUDA toolkit (CUDA_HOME / nvcc): a CUDAExtension with every kernel in
-  csrc/ (architectures from TORCH_CUDA_ARCH_LIST, default "8.0;9.0" for a wheel).
+  csrc/ (architectures from TORCH_CUDA_ARCH_LIST, default "8.0;9.0a" for a wheel; a "9.0a" entry adds
+  the Hopper wgmma forward, used on compute-capability-9.0 GPUs).
 - With a ROCm build of torch: torch hipifies the sources automatically; the mma.sync kernels are
   NVIDIA-only (csrc/common/platform.h), so only the op schemas are built and the ops run the reference.
 - Otherwise (CPU-only torch, or SEER_ATTN_CPU_ONLY=1): a C++ extension with the op schemas only; every
@@ -58,7 +59,12 @@ cxx_flags += [f"-std={STD}"]
 include_dirs = [os.path.join(HERE, "csrc")]
 
 if HAS_CUDA and not IS_ROCM:
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    # 9.0a (not 9.0): H100 / H200 code with the Hopper-only wgmma forward; 8.0 covers Ampere and Ada.
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0a")
+    # SEER_ATTN_SM90A: the build holds sm_90a device code, so the API layer may pick the wgmma forward
+    # on compute-capability-9.0 devices (csrc/attention/attention_api.cpp, use_fwd_wgmma).
+    archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(",", ";").replace(" ", ";").split(";")
+    sm90a = ["-DSEER_ATTN_SM90A"] if any(a.strip().startswith("9.0a") for a in archs) else []
     nvcc_flags = [
         f"-std={STD}",
         "--use_fast_math",
@@ -68,12 +74,12 @@ if HAS_CUDA and not IS_ROCM:
         "-U__CUDA_NO_BFLOAT16_OPERATORS__",
         "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
         "-lineinfo",
-    ] + (["-O0", "-G"] if DEBUG else ["-O3"])
+    ] + (["-O0", "-G"] if DEBUG else ["-O3"]) + sm90a
     ext = CUDAExtension(
         name="seer_attn._C",
         sources=["csrc/ops.cpp"] + kernel_sources(),
         include_dirs=include_dirs,
-        extra_compile_args={"cxx": cxx_flags + ["-DSEER_ATTN_WITH_CUDA"], "nvcc": nvcc_flags},
+        extra_compile_args={"cxx": cxx_flags + ["-DSEER_ATTN_WITH_CUDA"] + sm90a, "nvcc": nvcc_flags},
         extra_objects=[os.path.abspath(PREBUILT)] if PREBUILT else [],
     )
 else:

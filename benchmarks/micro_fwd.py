@@ -11,9 +11,10 @@ PYTHONPATH=. after building the extension), needs a CUDA GPU. Steps:
      diagonal always kept (drawn on the GPU); ms and TF/s on the kept causal (query, key) pairs;
   3. dense FlashAttention-2 (torch.ops.aten._flash_attention_forward) on the same shapes.
 
-Variants: SEER_FWD_VARIANT (temporary knob read by run_attention_fwd) selects the bf16 D=128
-64-row tile: "0" = 2 warps x 32 rows, kBlockN 32 (default), "1" = 4 warps x 16 rows, kBlockN 64.
-Both are checked and timed in the same run.
+Variants (all checked and timed in the same run): SEER_FWD_IMPL=mma forces the mma.sync kernel, with
+SEER_FWD_VARIANT "0" = 2 warps x 32 rows, kBlockN 32 (its default) or "1" = 4 warps x 16 rows,
+kBlockN 64; without SEER_FWD_IMPL an sm_90a build on an H100 / H200 runs the wgmma kernel (kBlockN 64). The run
+of results/v3_h100_micro_fwd.log also timed a 128-key wgmma tile, since removed (slower).
 
     PYTHONPATH=. python benchmarks/micro_fwd.py [--reps 10] [--workloads P1,P2] [--densities 1,0.5,0.1]
 """
@@ -31,11 +32,19 @@ import seer_attn  # noqa: E402,F401  (registers torch.ops.seer_attn)
 H_Q, H_KV, D, BLOCK = 32, 8, 128, 64
 DTYPE = torch.bfloat16
 WORKLOADS = {"P1": [16384, 8000, 4096, 2100, 1024, 700, 256, 77], "P2": [65536]}
-VARIANTS = [("2w x 32r, N32 (default)", "0"), ("4w x 16r, N64", "1")]
+# (name, SEER_FWD_VARIANT, SEER_FWD_IMPL): the wgmma kernels run only on an sm_90a build on a
+# compute-capability-9.0 GPU; elsewhere their rows repeat the mma.sync default and say so.
+VARIANTS = [("mma 2w x 32r, N32", "0", "mma"), ("mma 4w x 16r, N64", "1", "mma"),
+            ("wgmma 64x64 (default)", "0", "")]
 
 
 def set_variant(v):
-    os.environ["SEER_FWD_VARIANT"] = v
+    variant, impl = v if isinstance(v, tuple) else (v, "")
+    os.environ["SEER_FWD_VARIANT"] = variant
+    if impl:
+        os.environ["SEER_FWD_IMPL"] = impl
+    else:
+        os.environ.pop("SEER_FWD_IMPL", None)
 
 
 def cdiv(a, b):
@@ -124,8 +133,8 @@ def check(dev):
         ([200, 65], 4, 1, 64, 64, 32, 0.5),
         ([200, 65], 4, 4, 256, 64, 64, 0.5),
     ]
-    for vname, v in VARIANTS:
-        set_variant(v)
+    for vname, *v in VARIANTS:
+        set_variant(tuple(v))
         for seqlens, hq, hkv, d, bq, bk, dens in cases:
             torch.manual_seed(0)
             T = sum(seqlens)
@@ -196,8 +205,8 @@ def main():
         for dens in dens_list:
             mask = random_mask(seqlens, H_Q, dens, BLOCK, BLOCK, dev, seed=0)
             pairs = kept_pairs(mask, seqlens, BLOCK)
-            for vname, vv in VARIANTS:
-                set_variant(vv)
+            for vname, *vv in VARIANTS:
+                set_variant(tuple(vv))
                 fn = lambda: torch.ops.seer_attn.block_sparse_2d_fwd(q, k, v, cu, cu, S, S, mask, BLOCK, BLOCK, scale, True)
                 ms = time_ms(fn, args.reps)
                 if dens == 1.0:

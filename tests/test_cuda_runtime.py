@@ -3,7 +3,9 @@
 - no op synchronises the device (torch.cuda.set_sync_debug_mode("error") turns a sync into an error);
 - block_sparse_decode can be captured in a CUDA graph and replayed on new data;
 - the deterministic backward is bitwise reproducible, and the default (atomic) one agrees with it;
-- offsets past 2^31 elements are computed in 64 bits (~30 GB of GPU memory; skipped on smaller cards).
+- offsets past 2^31 elements are computed in 64 bits (~30 GB of GPU memory; skipped on smaller cards);
+- both forward mainloops (mma.sync, forced by SEER_FWD_IMPL=mma, and the default: Hopper wgmma on an
+  sm_90a build on an H100 / H200, mma.sync elsewhere) meet the accuracy rule on the same problem.
 """
 import math
 
@@ -11,7 +13,7 @@ import pytest
 import torch
 
 import seer_attn
-from helpers import cu_from_lens
+from helpers import build_attention_inputs, check_attention, cu_from_lens
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -145,3 +147,20 @@ def test_offsets_past_2_pow_31_elements():
     ref.backward(dout[s:].float())
     torch.testing.assert_close(out[s:].float(), ref, rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(q.grad[s:].float(), qs.grad, rtol=3e-2, atol=3e-2)
+
+
+@cuda
+@pytest.mark.parametrize("kind,D,dtype", [("2d", 128, torch.bfloat16), ("1d", 64, torch.float16)])
+def test_forward_mainloops(kind, D, dtype, monkeypatch):
+    inp = build_attention_inputs("cuda", kind=kind, seqlens_q=[300, 77, 1, 129], Hq=8, Hkv=2, D=D, dtype=dtype,
+                                 density=0.5)
+    outs = {}
+    for impl in ("mma", "default"):
+        if impl == "mma":
+            monkeypatch.setenv("SEER_FWD_IMPL", "mma")
+        else:
+            monkeypatch.delenv("SEER_FWD_IMPL", raising=False)
+        got, _, _ = check_attention(inp, backward=False)
+        outs[impl] = got["out"].float()
+    # same inputs, two kernels: they may differ by rounding only (both passed the rule above)
+    assert torch.allclose(outs["mma"], outs["default"], atol=2e-2, rtol=0)

@@ -30,6 +30,29 @@ bool env_flag(const char* name) {
   return v != nullptr && std::string(v) == "1";
 }
 
+// The sm_90a wgmma forward (fwd_kernel.cuh, kWgmma) runs when this build has sm_90a device code
+// (setup.py defines SEER_ATTN_SM90A for a "9.0a" entry of TORCH_CUDA_ARCH_LIST) and the device has
+// compute capability 9.0, for head dims 64 / 128, unless SEER_FWD_IMPL=mma asks for the mma.sync
+// kernel (benchmarks and tests compare the two). Two attribute queries: no device sync.
+bool use_fwd_wgmma(int64_t head_dim, int device) {
+#ifdef SEER_ATTN_SM90A
+  if (head_dim != 64 && head_dim != 128) return false;
+  const char* e = std::getenv("SEER_FWD_IMPL");
+  if (e != nullptr && std::string(e) == "mma") return false;
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+#else
+  (void)head_dim;
+  (void)device;
+  return false;
+#endif
+}
+
 void check_launch(const char* op, int err, const char* what) {
   SEER_CHECK(err == 0, op, what, " launch failed with CUDA error ", err, " (",
              cudaGetErrorString(static_cast<cudaError_t>(err)), ")");
@@ -215,6 +238,7 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   AttnParams p{};
   fill_common(p, in);
   c10::cuda::CUDAGuard guard(in.q.device());
+  p.fwd_wgmma = use_fwd_wgmma(p.head_dim, in.q.device().index());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   const int64_t tq = in.q.size(0), hq = in.q.size(1), d = in.q.size(2);
   at::Tensor out = at::empty({tq, hq, d}, in.q.options());

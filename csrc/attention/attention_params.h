@@ -46,6 +46,8 @@ struct AttnParams {
   float scale_log2;  // sm_scale * log2(e)
   bool causal;       // bottom-right aligned: key j visible to query i iff j <= i + seqlen_k - seqlen_q
   bool is_bf16;      // element type of q/k/v/out (else fp16)
+  bool fwd_wgmma;    // forward: run the sm_90a wgmma kernel (D 64/128, 64-row tiles); the API layer sets it
+                     // only for an sm_90a build on a compute-capability-9.0 device (fwd_dispatch.cu)
 
   // ---- tensors (element strides; the last dim is contiguous) -------------------------------
   const void* q;  int64_t q_row_stride, q_head_stride;   // [T_q, H_q, D]

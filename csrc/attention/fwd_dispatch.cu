@@ -22,11 +22,15 @@ SEER_FWD_EXTERN(__nv_bfloat16, 128, 64, 0)
 SEER_FWD_EXTERN(__nv_bfloat16, 128, 128, 0)
 SEER_FWD_EXTERN(__nv_bfloat16, 256, 64, 0)
 SEER_FWD_EXTERN(__nv_bfloat16, 128, 64, 1)  // benchmark-only variant (fwd_hdim128_bf16_variants.cu)
+SEER_FWD_EXTERN(__half, 64, 64, 3)          // sm_90a wgmma (fwd_hdim*_wgmma_*.cu)
+SEER_FWD_EXTERN(__half, 128, 64, 3)
+SEER_FWD_EXTERN(__nv_bfloat16, 64, 64, 3)
+SEER_FWD_EXTERN(__nv_bfloat16, 128, 64, 3)
 #undef SEER_FWD_EXTERN
 
-// TEMPORARY benchmark knob (to be removed once the lead has picked a variant): SEER_FWD_VARIANT=1
-// runs the bf16 D=128 64-row tile as 4 warps x 16 rows, kBlockN 64 instead of the default 2 warps x
-// 32 rows, kBlockN 32. Read at every call so that one process can compare both.
+// Benchmark knob: SEER_FWD_VARIANT=1 runs the bf16 D=128 64-row mma.sync tile as 4 warps x 16 rows,
+// kBlockN 64 instead of the default 2 warps x 32 rows, kBlockN 32. Read at every call so that one
+// process can compare them.
 int variant_from_env() {
   const char* v = std::getenv("SEER_FWD_VARIANT");
   return (v != nullptr && v[0] == '1' && v[1] == '\0') ? 1 : 0;
@@ -37,6 +41,10 @@ int run_dtype(const AttnParams& p, void* stream) {
   // The API layer sets tile_tokens = tile_rows / pack with tile_rows from attention_fwd_tile_rows;
   // the kernel whose row tile holds tile_tokens * pack rows runs (the launcher re-checks the fit).
   const bool m128 = static_cast<long long>(p.tile_tokens) * p.pack > 64;
+  if (p.fwd_wgmma && !m128) {
+    if (p.head_dim == 64) return run_attention_fwd_<Elem, 64, 64, 3>(p, stream);
+    if (p.head_dim == 128) return run_attention_fwd_<Elem, 128, 64, 3>(p, stream);
+  }
   switch (p.head_dim) {
     case 64:
       return m128 ? run_attention_fwd_<Elem, 64, 128, 0>(p, stream) : run_attention_fwd_<Elem, 64, 64, 0>(p, stream);
@@ -64,11 +72,12 @@ int run_attention_fwd(const AttnParams& p, void* stream) {
   return p.is_bf16 ? fwd::run_dtype<__nv_bfloat16>(p, stream) : fwd::run_dtype<__half>(p, stream);
 }
 
-// 64-row tiles, unless a 2D mask row is shared by a whole 128-row tile (B_q % 128 == 0: then the
+// wgmma kernel: always 64-row tiles. Otherwise 64-row tiles, unless a 2D mask row is shared by a whole 128-row tile (B_q % 128 == 0: then the
 // 128-row tile halves the K/V traffic per row and its tile mask has no value-1 entries from mixing
 // mask rows). A 1D mask (mask_row_div 1) always gets 64 rows; heads of a GQA group packed into a tile
 // (pack <= 16) still fit: 64 rows = 64 / pack tokens x pack heads. D=256 has only the 64-row tile.
 int attention_fwd_tile_rows(const AttnParams& p) {
+  if (p.fwd_wgmma && (p.head_dim == 64 || p.head_dim == 128)) return 64;  // one warpgroup = 64 rows
   if ((p.head_dim == 64 || p.head_dim == 128) && p.mask_row_div >= 128 && p.mask_row_div % 128 == 0) return 128;
   return 64;
 }

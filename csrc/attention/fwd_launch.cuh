@@ -23,6 +23,8 @@ namespace fwd {
 // Benchmark-only variants of the D=128 64-row tile (selected by SEER_FWD_VARIANT, see fwd_dispatch.cu;
 // compiled for bf16 only, in fwd_hdim128_bf16_variants.cu):
 //   1: 64 x 64, 4 warps x 16 rows        2: 64 x 64, 2 warps x 32 rows
+// Hopper (sm_90a builds, AttnParams::fwd_wgmma; fwd_hdim{64,128}_wgmma_*.cu), one warpgroup:
+//   3: 64 x 64 wgmma, 4 warps x 16 rows (D = 64, 128). A 64 x 128 tile (one CTA/SM) measured slower.
 // Resource usage (sm_90, nvcc 13.0 --resource-usage) is listed in the report of this change.
 template <int D, int kBlockM, int kVariant, typename Elem>
 struct FwdConfig;
@@ -50,6 +52,10 @@ template <typename Elem>
 struct FwdConfig<128, 128, 0, Elem> {
   using Traits = FwdTraits<128, 128, 32, 4, 2, false, Elem>;
 };
+template <int D, typename Elem>
+struct FwdConfig<D, 64, 3, Elem> {
+  using Traits = FwdTraits<D, 64, 64, 4, 2, false, Elem, true>;
+};
 template <typename Elem>
 struct FwdConfig<256, 64, 0, Elem> {
   using Traits = FwdTraits<256, 64, 32, 4, 1, false, Elem>;
@@ -60,6 +66,9 @@ struct FwdConfig<256, 64, 0, Elem> {
 template <typename Elem, int D, int kBlockM, int kVariant>
 int run_attention_fwd_(const AttnParams& p, void* stream) {
   using T = typename FwdConfig<D, kBlockM, kVariant, Elem>::Traits;
+#ifndef SEER_ATTN_SM90A
+  if (T::kWgmma) return static_cast<int>(cudaErrorNotSupported);  // no sm_90a code in this build
+#endif
 #if SEER_HAS_MMA_SYNC
   if (p.head_dim != D || p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 ||
       p.tile_tokens * p.pack > T::kBlockM || p.block_size_k < 16 || p.block_size_k % 16 != 0 ||

@@ -48,8 +48,7 @@ def main():
 #pragma once
 #include <cstdint>
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+#include "common/platform.h"
 
 namespace seer {
 namespace sm90 {
@@ -63,17 +62,17 @@ struct Wgmma;
 template <int kTransB>
 struct Wgmma<{n}, {elem}, kTransB> {{
   static __device__ __forceinline__ void ss(float (&d)[{n // 2}], uint64_t desc_a, uint64_t desc_b, int scale_d) {{
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if SEER_HAS_SM90A
 {ss(n, ptx_t)}
 #else
-  __trap();  // needs an sm_90a build
+  SEER_TRAP();  // needs an sm_90a build
 #endif
   }}
   static __device__ __forceinline__ void rs(float (&d)[{n // 2}], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {{
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if SEER_HAS_SM90A
 {rs(n, ptx_t)}
 #else
-  __trap();  // needs an sm_90a build
+  SEER_TRAP();  // needs an sm_90a build
 #endif
   }}
 }};

@@ -14,6 +14,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/platform.h"
+
 namespace seer {
 namespace sm90 {
 
@@ -33,7 +35,7 @@ __host__ __device__ __forceinline__ uint32_t sw128_offset(int row, int col, int 
   return static_cast<uint32_t>(slab * rows * 128 + row * 128 + ((chunk ^ (row & 7)) << 4) + ((col & 7) << 1));
 }
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if SEER_HAS_SM90A
 // Order the registers the next wgmma reads / writes (accumulators, A fragments) after ordinary writes.
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -43,11 +45,11 @@ __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sy
 // Make generic-proxy shared-memory writes (st.shared, cp.async) visible to wgmma's async proxy.
 __device__ __forceinline__ void fence_view_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #else
-__device__ __forceinline__ void wgmma_fence() { __trap(); }
-__device__ __forceinline__ void wgmma_commit() { __trap(); }
+__device__ __forceinline__ void wgmma_fence() { SEER_TRAP(); }
+__device__ __forceinline__ void wgmma_commit() { SEER_TRAP(); }
 template <int N>
-__device__ __forceinline__ void wgmma_wait() { __trap(); }
-__device__ __forceinline__ void fence_view_async_shared() { __trap(); }
+__device__ __forceinline__ void wgmma_wait() { SEER_TRAP(); }
+__device__ __forceinline__ void fence_view_async_shared() { SEER_TRAP(); }
 #endif
 
 }  // namespace sm90

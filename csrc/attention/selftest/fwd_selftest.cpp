@@ -6,6 +6,11 @@
 //        csrc/attention/tile_mask.cu csrc/attention/fwd_dispatch.cu csrc/attention/instantiations/fwd_*.cu \
 //        -o /tmp/fwd_selftest && /tmp/fwd_selftest
 //
+// With `-gencode arch=compute_90a,code=sm_90a -DSEER_ATTN_SM90A` instead of -arch=sm_90, every D 64 /
+// 128 case also runs the wgmma kernel (AttnParams::fwd_wgmma). `fwd_selftest --time` times the
+// mma.sync and wgmma kernels on one dense causal 16k-token sequence (32 q / 8 kv heads, D 128, bf16,
+// 64x64 blocks) at densities 1.0 and 0.1 (no reference check; CUDA events, median of 10).
+//
 // For each case it (1) builds the tile mask on the GPU and compares it with a CPU re-derivation of the
 // values documented in attention_params.h, (2) runs the forward kernel and compares out / lse with a
 // float64 CPU reference, checking that every valid row is written (out and lse are pre-filled with
@@ -67,7 +72,9 @@ static uint16_t from_f(float f, bool bf16) {
   return b;
 }
 
-static int run_case(const Case& c, uint64_t seed) {
+// impl: 0 = mma.sync kernel, 1 = wgmma kernel.
+// time_reps > 0: time that many launches after the first and skip the reference check.
+static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 0) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> unif(-1.f, 1.f);
   std::uniform_real_distribution<float> u01(0.f, 1.f);
@@ -134,6 +141,7 @@ static int run_case(const Case& c, uint64_t seed) {
   p.block_size_q = mrd;
   p.block_size_k = c.bk;
   p.nb_k = nb_k;
+  p.fwd_wgmma = impl != 0;
   const int tile_rows = attention_fwd_tile_rows(p);
   int pack = 1;
   if (!c.mask_2d && c.mask_heads != c.h_q && group > 1)
@@ -193,6 +201,33 @@ static int run_case(const Case& c, uint64_t seed) {
     return 1;
   }
   CK(cudaDeviceSynchronize());
+  if (time_reps > 0) {
+    std::vector<float> ms(time_reps);
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int i = 0; i < time_reps; ++i) {
+      CK(cudaEventRecord(e0));
+      rc |= run_attention_fwd(p, nullptr);
+      CK(cudaEventRecord(e1));
+      CK(cudaEventSynchronize(e1));
+      CK(cudaEventElapsedTime(&ms[i], e0, e1));
+    }
+    std::sort(ms.begin(), ms.end());
+    // kept pairs: causal, mask-kept (query, key) pairs summed over q heads
+    double pairs = 0;
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < c.h_q; ++h)
+        for (int t = 0; t < c.seq_q[b]; ++t) {
+          const int kmax = c.causal ? std::min(c.seq_k[b], t + c.seq_k[b] - c.seq_q[b] + 1) : c.seq_k[b];
+          for (int n = 0; n * c.bk < kmax; ++n)
+            if (mask_at(b, h / (c.h_q / c.mask_heads), t / mrd, n)) pairs += std::min(c.bk, kmax - n * c.bk);
+        }
+    const double med = ms[time_reps / 2];
+    std::printf("  impl %d: median %.3f ms (min %.3f), %.1f TFLOP/s on kept pairs (4 * pairs * D)%s\n", impl, med,
+                ms[0], 4.0 * pairs * D / (med * 1e-3) / 1e12, rc ? " LAUNCH ERROR" : "");
+    return rc;
+  }
 
   // ---- (1) tile mask vs CPU ----
   std::vector<uint8_t> tm(tm_elems), tmT(tm_elems);
@@ -304,7 +339,19 @@ static int run_case(const Case& c, uint64_t seed) {
   return (tm_bad ? 1 : 0) | (bad_rows ? 2 : 0);
 }
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--time") == 0) {
+    int rc = 0;
+    for (float d : {1.0f, 0.1f}) {
+      const Case t{128, true, {16384}, {16384}, 32, 8, true, 32, 64, 64, true, d, 0};
+      std::printf("time: S=16384 h_q=32 h_kv=8 D=128 bf16 2D 64x64 causal density %.2f (mask drawn over all blocks)\n", d);
+      rc |= run_case(t, 7, 0, 10);
+#ifdef SEER_ATTN_SM90A
+      rc |= run_case(t, 7, 1, 10);
+#endif
+    }
+    return rc ? 1 : 0;
+  }
   std::vector<Case> cases = {
       // D, bf16, seq_q, seq_k, h_q, h_kv, 2d, mask_heads, bq, bk, causal, density, q_row_pad
       {64, false, {200}, {200}, 2, 2, true, 2, 64, 64, false, 1.0f, 0},       // dense, non-causal
@@ -344,6 +391,14 @@ int main() {
       fails += r1 != 0;
       ++runs;
     }
+#ifdef SEER_ATTN_SM90A
+    if (c.D == 64 || c.D == 128) {  // the sm_90a wgmma kernel on the same case
+      const int rw = run_case(c, 1234 + i, 1);
+      std::printf("  -> wgmma: %s\n", rw == 0 ? "ok" : "FAIL");
+      fails += rw != 0;
+      ++runs;
+    }
+#endif
   }
   std::printf("%d / %d runs failed\n", fails, runs);
   return fails ? 1 : 0;
