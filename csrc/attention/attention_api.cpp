@@ -36,7 +36,8 @@ bool env_flag(const char* name) {
 // kernel (benchmarks and tests compare the two). Two attribute queries: no device sync.
 bool use_fwd_wgmma(int64_t head_dim, int device) {
 #ifdef SEER_ATTN_SM90A
-  if (head_dim != 64 && head_dim != 128) return false;
+  // the device code may come from a prebuilt archive built without sm_90a: ask it
+  if (!attention_fwd_has_wgmma() || (head_dim != 64 && head_dim != 128)) return false;
   const char* e = std::getenv("SEER_FWD_IMPL");
   if (e != nullptr && std::string(e) == "mma") return false;
   int major = 0, minor = 0;

@@ -102,6 +102,8 @@ struct FwdTraits {
   static constexpr int kOffState = kOffRowMask + 8 * kBlockM;       // CtaState (8-aligned)
   static constexpr int kSmemBytes = kOffState + 128 + (kWgmma ? 1024 : 0);  // + alignment slack (wgmma)
   static_assert(kOffRowMask % 8 == 0 && kOffState % 8 == 0, "alignment of the pointer arrays");
+  static_assert(!kWgmma || (kOffK0 % 1024 == 0 && kOffV0 % 1024 == 0 && kOffK1 % 1024 == 0 && kOffV1 % 1024 == 0),
+                "wgmma: every SW128 tile starts 1024-byte aligned (swizzle atom)");
 };
 
 // Element offset of (row, col) in a swizzled shared tile with rows of D elements; col % 8 == 0 for
@@ -532,16 +534,20 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       // One warpgroup instruction per k16 step: Q [64 x 16] x K^T [16 x kBlockN], both K-major SW128
       // (k16 step kk: slab kk / 4, +32 bytes per step inside the slab). s[0][nf][e] is the wgmma
       // accumulator d[4 nf + e].
+      // The first step overwrites (scale_d = 0); fence_operands pins the register accesses around the
+      // asynchronous MMA for the compiler (sm90_primitives.h).
       float(&sd)[kBlockN / 2] = *reinterpret_cast<float(*)[kBlockN / 2]>(&s[0][0][0]);
+      sm90::fence_operands(sd);
       sm90::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < T::kKSteps; ++kk) {
         const uint64_t da = sm90::make_smem_desc_sw128(sQ_addr + (kk / 4) * (kBlockM * 128) + (kk % 4) * 32, 16, 1024);
         const uint64_t db = sm90::make_smem_desc_sw128(sK_addr + (kk / 4) * (kBlockN * 128) + (kk % 4) * 32, 16, 1024);
-        sm90::wgmma_ss<kBlockN, Elem, 0>(sd, da, db, 1);
+        sm90::wgmma_ss<kBlockN, Elem, 0>(sd, da, db, kk != 0);
       }
       sm90::wgmma_commit();
       sm90::wgmma_wait<0>();
+      sm90::fence_operands(sd);
     } else {
 #pragma unroll
     for (int kk = 0; kk < T::kKSteps; ++kk) {
@@ -638,6 +644,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
         pa[kk][2] = pack2<Elem>(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
         pa[kk][3] = pack2<Elem>(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
       }
+      sm90::fence_operands(od);
+      sm90::fence_operands(pa);
       sm90::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) {
@@ -646,6 +654,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       }
       sm90::wgmma_commit();
       sm90::wgmma_wait<0>();
+      sm90::fence_operands(od);
     } else {
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {

@@ -35,6 +35,23 @@ __host__ __device__ __forceinline__ uint32_t sw128_offset(int row, int col, int 
   return static_cast<uint32_t>(slab * rows * 128 + row * 128 + ((chunk ^ (row & 7)) << 4) + ((col & 7) << 1));
 }
 
+// Compiler-level fence on registers a wgmma reads or writes (no instruction): the empty asm "reads and
+// writes" every element, so the compiler can neither sink earlier writes (zeroing, rescaling, the
+// A-fragment packs) below the wgmma.fence that follows it, nor hoist later reads of the accumulators
+// above the wgmma.wait_group that precedes it.
+template <int N>
+__device__ __forceinline__ void fence_operands(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N, int M>
+__device__ __forceinline__ void fence_operands(uint32_t (&r)[N][M]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int j = 0; j < M; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
+}
+
 #if SEER_HAS_SM90A
 // Order the registers the next wgmma reads / writes (accumulators, A fragments) after ordinary writes.
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
