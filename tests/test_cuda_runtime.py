@@ -4,6 +4,8 @@
 - block_sparse_decode can be captured in a CUDA graph and replayed on new data;
 - the deterministic backward is bitwise reproducible, and the default (atomic) one agrees with it;
 - offsets past 2^31 elements are computed in 64 bits (~30 GB of GPU memory; skipped on smaller cards);
+- inputs that are contiguous views at an odd storage offset (not 16-byte aligned) are copied, not
+  read misaligned, by every op;
 - both forward mainloops (mma.sync, forced by SEER_FWD_IMPL=mma, and the default: Hopper wgmma on an
   sm_90a build on an H100 / H200, mma.sync elsewhere) meet the accuracy rule on the same problem.
 """
@@ -164,3 +166,31 @@ def test_forward_mainloops(kind, D, dtype, monkeypatch):
         outs[impl] = got["out"].float()
     # same inputs, two kernels: they may differ by rounding only (both passed the rule above)
     assert torch.allclose(outs["mma"], outs["default"], atol=2e-2, rtol=0)
+
+
+def _misaligned(t):
+    """The same values as t, as a contiguous view whose data pointer is 2 bytes off 16-byte alignment."""
+    flat = torch.empty(t.numel() + 8, dtype=t.dtype, device=t.device)
+    v = flat[1:1 + t.numel()].view(t.shape)
+    v.copy_(t)
+    assert v.is_contiguous() and v.data_ptr() % 16 != 0
+    return v
+
+
+@cuda
+def test_misaligned_contiguous_inputs():
+    q, k, v, cu, S, mask2d, _ = _attn_inputs([300, 77, 129])
+    ref = seer_attn.block_sparse_attn_2d(q, k, v, mask2d, cu, cu, S, S)
+    got = seer_attn.block_sparse_attn_2d(_misaligned(q), _misaligned(k), _misaligned(v), mask2d, cu, cu, S, S)
+    assert torch.equal(got, ref)
+    ref_p = seer_attn.attention_pooling(q, k, cu, S)
+    got_p = seer_attn.attention_pooling(_misaligned(q), _misaligned(k), cu, S)
+    assert all(torch.equal(a, b) for a, b in zip(got_p, ref_p))
+    kc = torch.randn(3, 200, 2, 128, device="cuda", dtype=torch.bfloat16)
+    vc = torch.randn_like(kc)
+    lens = torch.tensor([200, 1, 77], device="cuda", dtype=torch.int32)
+    dmask = torch.ones(3, 2, math.ceil(200 / 64), dtype=torch.bool, device="cuda")
+    ref_d = seer_attn.block_sparse_decode(q[:3], kc, vc, lens, block_mask=dmask)
+    got_d = seer_attn.block_sparse_decode(_misaligned(q[:3].contiguous()), _misaligned(kc), _misaligned(vc), lens,
+                                          block_mask=dmask)
+    assert torch.equal(got_d, ref_d)

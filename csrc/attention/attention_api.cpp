@@ -103,14 +103,6 @@ at::Tensor byte_mask(const char* op, const at::Tensor& mask) {
   return mask.ne(0);
 }
 
-// The kernels move rows with 16-byte cp.async: data pointer 16-byte aligned and row/head strides
-// multiples of 8 elements. Views that break this (rare: odd offsets into a fused tensor) are copied.
-at::Tensor aligned_rows(const at::Tensor& t) {
-  const bool ok = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.stride(0) % 8 == 0 &&
-                  t.stride(1) % 8 == 0;
-  return ok ? t : t.contiguous();
-}
-
 struct AttnInputs {
   MaskKind kind;
   const char* op;
@@ -167,9 +159,9 @@ void fill_common(AttnParams& p, AttnInputs& in) {
              m.sizes());
   SEER_CHECK(m.size(3) >= cols_needed, op, "block_mask dim 3 must be >= ", cols_needed, ", got shape ",
              m.sizes());
-  in.q = aligned_rows(q);
-  in.k = aligned_rows(k);
-  in.v = aligned_rows(v);
+  in.q = aligned_for_16b_rows(q);
+  in.k = aligned_for_16b_rows(k);
+  in.v = aligned_for_16b_rows(v);
   if (env_flag("SEER_ATTN_CHECK_INPUTS")) {
     check_cu_seqlens_values(op, "cu_seqlens_q", in.cu_q, q.size(0), in.max_q);
     check_cu_seqlens_values(op, "cu_seqlens_k", in.cu_k, k.size(0), in.max_k);
@@ -286,7 +278,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
              "], got ", lse.sizes());
   SEER_CHECK(lse.device() == in.q.device(), op, "lse must be on ", in.q.device(), ", got ", lse.device());
   at::Tensor lse_c = lse.contiguous();
-  const at::Tensor dout_a = aligned_rows(dout), out_a = aligned_rows(out);
+  const at::Tensor dout_a = aligned_for_16b_rows(dout), out_a = aligned_for_16b_rows(out);
   at::Tensor dlse_c;
   if (dlse.has_value()) {
     SEER_CHECK(dlse->scalar_type() == at::kFloat, op, "dlse must be float32, got ", dtype_name(dlse->scalar_type()));

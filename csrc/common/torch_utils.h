@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/all.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <type_traits>
@@ -24,6 +25,17 @@ inline std::string dtype_name(at::ScalarType st) {
     case at::kLong: return "torch.int64";
     default: return std::string("torch.") + c10::toString(st);
   }
+}
+
+// The kernels move rows with 16-byte loads (cp.async): the data pointer and every stride but the
+// last (of a dim longer than 1) must be multiples of 16 bytes (8 fp16/bf16 elements). Views that are
+// not (rare: odd storage offsets or strides into a fused tensor) are copied to a fresh contiguous
+// tensor, which always qualifies. (contiguous() would not do: a contiguous view at an odd storage
+// offset is returned as is.)
+inline at::Tensor aligned_for_16b_rows(const at::Tensor& t) {
+  bool ok = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  for (int64_t i = 0; ok && i + 1 < t.dim(); ++i) ok = t.size(i) <= 1 || t.stride(i) % 8 == 0;
+  return ok ? t : t.clone(at::MemoryFormat::Contiguous);
 }
 
 // Error messages without iostreams. c10::str formats through std::ostringstream, and on a toolchain

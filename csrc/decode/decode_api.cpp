@@ -49,20 +49,6 @@ void check_last_dim_contiguous(const char* name, const at::Tensor& t) {
                     " must have a contiguous last dim (stride(-1) == 1), got stride(-1) = ", t.stride(-1));
 }
 
-// The kernel loads 16-byte chunks: data pointer 16-byte aligned and every stride but the last a
-// multiple of 8 elements (fp16/bf16). Views that break this (rare: odd storage offsets or strides)
-// are copied to a fresh contiguous tensor, which always qualifies.
-bool is_16b_aligned(const at::Tensor& t) {
-  if (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0) return false;
-  for (int64_t i = 0; i + 1 < t.dim(); ++i) {
-    if (t.size(i) > 1 && t.stride(i) % 8 != 0) return false;
-  }
-  return true;
-}
-at::Tensor aligned(const at::Tensor& t) {
-  return is_16b_aligned(t) ? t : t.clone(at::MemoryFormat::Contiguous);
-}
-
 // Byte view of a mask: bool/uint8/int8 are read in place (strides kept, stride 0 allowed); other
 // integer dtypes are converted with `!= 0` (one pass, same shape, a bool tensor).
 at::Tensor byte_mask(const at::Tensor& mask) {
@@ -185,9 +171,9 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, c
   }
 
   const at::Tensor seqlens = cache_seqlens.contiguous();  // read as a plain int32 array
-  const at::Tensor q = aligned(q_in);
-  const at::Tensor k = aligned(k_in);
-  const at::Tensor v = aligned(v_in);
+  const at::Tensor q = aligned_for_16b_rows(q_in);
+  const at::Tensor k = aligned_for_16b_rows(k_in);
+  const at::Tensor v = aligned_for_16b_rows(v_in);
 
   DecodeParams p{};
   p.batch = static_cast<int>(batch);

@@ -44,15 +44,6 @@ void check_qk(const char* name, bool is_q, const at::Tensor& t, const char* layo
                   " must have a contiguous last dim (stride(-1) == 1), got stride(-1) = ", t.stride(-1));
 }
 
-// The kernels load rows with 16-byte cp.async: the data pointer and the row / head strides must be
-// multiples of 16 bytes (8 elements). Views that are not (rare: odd storage offsets or strides) are
-// copied to a fresh contiguous tensor.
-at::Tensor aligned_rows(const at::Tensor& t) {
-  const bool ok = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.stride(0) % 8 == 0 &&
-                  t.stride(1) % 8 == 0;
-  return ok ? t : t.clone(at::MemoryFormat::Contiguous);
-}
-
 std::tuple<at::Tensor, at::Tensor> attn_pooling_cuda(const at::Tensor& q_in, const at::Tensor& k_in,
                                                      const at::Tensor& cu_seqlens_in, int64_t max_seqlen,
                                                      double sm_scale, int64_t block_size, bool causal,
@@ -85,8 +76,8 @@ std::tuple<at::Tensor, at::Tensor> attn_pooling_cuda(const at::Tensor& q_in, con
   SEER_POOL_CHECK(batch <= INT_MAX, "cu_seqlens has too many entries, got ", cu_seqlens_in.size(0));
 
   const c10::cuda::CUDAGuard device_guard(q_in.device());
-  const at::Tensor q = aligned_rows(q_in);
-  const at::Tensor k = aligned_rows(k_in);
+  const at::Tensor q = aligned_for_16b_rows(q_in);
+  const at::Tensor k = aligned_for_16b_rows(k_in);
   const at::Tensor cu_seqlens = cu_seqlens_in.contiguous();
 
   // ---- outputs ------------------------------------------------------------------------------
