@@ -1,5 +1,5 @@
 // run_attention_fwd / attention_fwd_tile_rows: dispatch on element type, head dim and row-tile size
-// to the launcher instantiations (instantiations/fwd_hdim*.cu, generate_instantiations.py).
+// to the launcher instantiations (instantiations/fwd_hdim*.cu, csrc/generate_instantiations.py).
 #include <cstdlib>
 #include <type_traits>
 

@@ -1,5 +1,5 @@
 // Launcher template of the block-sparse attention forward kernel (one instantiation per head dim and
-// element type, see instantiations/ and generate_instantiations.py).
+// element type, see instantiations/ and csrc/generate_instantiations.py).
 #pragma once
 
 #include <climits>

@@ -1,5 +1,5 @@
 // Launcher template of the attention-pooling main kernel (one instantiation per head dim and element
-// type, see instantiations/ and generate_instantiations.py; each holds both kernel configurations of
+// type, see instantiations/ and csrc/generate_instantiations.py; each holds both kernel configurations of
 // PoolingTraits). The follow-up passes and the dispatch on (head dim, dtype) live in pooling_run.cu.
 #pragma once
 
