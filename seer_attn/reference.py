@@ -175,22 +175,19 @@ def _scores(q_t, k_t, sm_scale, vis):
     return s.masked_fill_(~vis, _NEG_INF)
 
 
-def _attention_fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, block_mask, row_div, block_size_k, sm_scale,
-                   causal):
-    """Forward of both mask kinds. Returns (out [T_q, H_q, D] q.dtype, lse [H_q, T_q] float32)."""
-    t_q, h_q, d = q.shape
+def _tiles(q, k, v, cu_seqlens_q, cu_seqlens_k, block_mask, row_div, block_size_k, causal):
+    """The walk both directions share: per sequence, per (kv-head, q-head) tile and per row chunk, yields
+    (k0, k1, hk0, hk1, g0, g1, t0, t1, k_t, v_t, vis) - key range, head ranges, packed query rows
+    [t0, t1), the K / V tiles [n, sk, D] and the visibility [n|1, g|1, r, sk]. Sequences with no rows
+    or no keys are skipped (their rows keep out = 0, lse = -inf, zero gradients)."""
+    h_q, d = q.shape[1], q.shape[2]
     h_kv = k.shape[1]
     group = h_q // h_kv
-    out = torch.zeros((t_q, h_q, d), dtype=q.dtype, device=q.device)
-    lse = torch.full((h_q, t_q), _NEG_INF, dtype=torch.float32, device=q.device)
-    out_view = out.view(t_q, h_kv, group, d)  # [T, n, g, D]
-    lse_view = lse.view(h_kv, group, t_q)  # [n, g, T]
-
     seqs = zip(_sequence_bounds(cu_seqlens_q), _sequence_bounds(cu_seqlens_k))
     for b, ((q0, q1), (k0, k1)) in enumerate(seqs):
         sq, sk = q1 - q0, k1 - k0
         if sq == 0 or sk == 0:
-            continue  # no rows, or no keys: rows keep out = 0, lse = -inf
+            continue
         for hk0, hk1, g_ranges in _head_tiles(h_kv, group, sk, d):
             k_t = _kv_tile(k, k0, k1, hk0, hk1)  # [n, sk, D]
             v_t = _kv_tile(v, k0, k1, hk0, hk1)
@@ -201,11 +198,26 @@ def _attention_fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, block_mask, row_div, blo
                 for i0 in range(0, sq, rows):
                     i1 = min(sq, i0 + rows)
                     vis = _visible(block_mask[b], mask_heads, i0, i1, row_div, sq, sk, block_size_k, causal)
-                    q_t = _q_tile(q, q0 + i0, q0 + i1, hk0, hk1, g0, g1, group)  # [n, g, r, D]
-                    p, lse_t = _softmax_rows(_scores(q_t, k_t, sm_scale, vis))
-                    o_t = _group_matmul(p, v_t)  # [n, g, r, D]; zero rows stay zero
-                    out_view[q0 + i0:q0 + i1, hk0:hk1, g0:g1] = o_t.permute(2, 0, 1, 3).to(q.dtype)
-                    lse_view[hk0:hk1, g0:g1, q0 + i0:q0 + i1] = lse_t
+                    yield k0, k1, hk0, hk1, g0, g1, q0 + i0, q0 + i1, k_t, v_t, vis
+
+
+def _attention_fwd(q, k, v, cu_seqlens_q, cu_seqlens_k, block_mask, row_div, block_size_k, sm_scale,
+                   causal):
+    """Forward of both mask kinds. Returns (out [T_q, H_q, D] q.dtype, lse [H_q, T_q] float32)."""
+    t_q, h_q, d = q.shape
+    h_kv = k.shape[1]
+    group = h_q // h_kv
+    out = torch.zeros((t_q, h_q, d), dtype=q.dtype, device=q.device)
+    lse = torch.full((h_q, t_q), _NEG_INF, dtype=torch.float32, device=q.device)
+    out_view = out.view(t_q, h_kv, group, d)  # [T, n, g, D]
+    lse_view = lse.view(h_kv, group, t_q)  # [n, g, T]
+    for _, _, hk0, hk1, g0, g1, t0, t1, k_t, v_t, vis in _tiles(q, k, v, cu_seqlens_q, cu_seqlens_k, block_mask,
+                                                              row_div, block_size_k, causal):
+        q_t = _q_tile(q, t0, t1, hk0, hk1, g0, g1, group)  # [n, g, r, D]
+        p, lse_t = _softmax_rows(_scores(q_t, k_t, sm_scale, vis))
+        o_t = _group_matmul(p, v_t)  # [n, g, r, D]; zero rows stay zero
+        out_view[t0:t1, hk0:hk1, g0:g1] = o_t.permute(2, 0, 1, 3).to(q.dtype)
+        lse_view[hk0:hk1, g0:g1, t0:t1] = lse_t
     return out, lse
 
 
@@ -222,47 +234,32 @@ def _attention_bwd(dout, q, k, v, out, lse, dlse, cu_seqlens_q, cu_seqlens_k, bl
     dv_acc = torch.zeros((t_k, h_kv, d), dtype=torch.float32, device=q.device)
     lse_view = lse.unflatten(0, (h_kv, group))  # [n, g, T_q]
     dlse_view = None if dlse is None else dlse.unflatten(0, (h_kv, group))
+    for k0, k1, hk0, hk1, g0, g1, t0, t1, k_t, v_t, vis in _tiles(q, k, v, cu_seqlens_q, cu_seqlens_k, block_mask,
+                                                                row_div, block_size_k, causal):
+        q_t = _q_tile(q, t0, t1, hk0, hk1, g0, g1, group)  # [n, g, r, D]
+        do_t = _q_tile(dout, t0, t1, hk0, hk1, g0, g1, group)
+        o_t = _q_tile(out, t0, t1, hk0, hk1, g0, g1, group)
+        lse_t = lse_view[hk0:hk1, g0:g1, t0:t1].float()  # [n, g, r]
 
-    seqs = zip(_sequence_bounds(cu_seqlens_q), _sequence_bounds(cu_seqlens_k))
-    for b, ((q0, q1), (k0, k1)) in enumerate(seqs):
-        sq, sk = q1 - q0, k1 - k0
-        if sq == 0 or sk == 0:
-            continue
-        for hk0, hk1, g_ranges in _head_tiles(h_kv, group, sk, d):
-            k_t = _kv_tile(k, k0, k1, hk0, hk1)  # [n, sk, D]
-            v_t = _kv_tile(v, k0, k1, hk0, hk1)
-            for g0, g1 in g_ranges:
-                mask_heads = _mask_head_index(h_q, block_mask.shape[1], group, hk0, hk1, g0, g1,
-                                              block_mask.device)
-                rows = _rows_per_chunk((hk1 - hk0) * (g1 - g0), sk, sq)
-                for i0 in range(0, sq, rows):
-                    i1 = min(sq, i0 + rows)
-                    t0, t1 = q0 + i0, q0 + i1
-                    vis = _visible(block_mask[b], mask_heads, i0, i1, row_div, sq, sk, block_size_k, causal)
-                    q_t = _q_tile(q, t0, t1, hk0, hk1, g0, g1, group)  # [n, g, r, D]
-                    do_t = _q_tile(dout, t0, t1, hk0, hk1, g0, g1, group)
-                    o_t = _q_tile(out, t0, t1, hk0, hk1, g0, g1, group)
-                    lse_t = lse_view[hk0:hk1, g0:g1, t0:t1].float()  # [n, g, r]
+        # P = exp(s - lse) from the given lse; a row with lse = -inf has P = 0.
+        s = _scores(q_t, k_t, sm_scale, vis)
+        row_ok = (lse_t != _NEG_INF).unsqueeze(-1)
+        lse_safe = torch.where(row_ok, lse_t.unsqueeze(-1), torch.zeros_like(lse_t).unsqueeze(-1))
+        p = s.sub_(lse_safe).exp_().masked_fill_(~row_ok, 0.0)
 
-                    # P = exp(s - lse) from the given lse; a row with lse = -inf has P = 0.
-                    s = _scores(q_t, k_t, sm_scale, vis)
-                    row_ok = (lse_t != _NEG_INF).unsqueeze(-1)
-                    lse_safe = torch.where(row_ok, lse_t.unsqueeze(-1), torch.zeros_like(lse_t).unsqueeze(-1))
-                    p = s.sub_(lse_safe).exp_().masked_fill_(~row_ok, 0.0)
+        # D_i = rowsum(dout * out) - dlse_i; dS = P * (dP - D_i).
+        d_i = (do_t * o_t).sum(dim=-1)  # [n, g, r]
+        if dlse_view is not None:
+            d_i = d_i - dlse_view[hk0:hk1, g0:g1, t0:t1].float()
+        d_i = torch.where(row_ok.squeeze(-1), d_i, torch.zeros_like(d_i))
+        dp = _group_matmul(do_t, v_t.transpose(1, 2))  # [n, g, r, sk]
+        ds = dp.sub_(d_i.unsqueeze(-1)).mul_(p)
 
-                    # D_i = rowsum(dout * out) - dlse_i; dS = P * (dP - D_i).
-                    d_i = (do_t * o_t).sum(dim=-1)  # [n, g, r]
-                    if dlse_view is not None:
-                        d_i = d_i - dlse_view[hk0:hk1, g0:g1, t0:t1].float()
-                    d_i = torch.where(row_ok.squeeze(-1), d_i, torch.zeros_like(d_i))
-                    dp = _group_matmul(do_t, v_t.transpose(1, 2))  # [n, g, r, sk]
-                    ds = dp.sub_(d_i.unsqueeze(-1)).mul_(p)
-
-                    dq_t = _group_matmul(ds, k_t).mul_(sm_scale)  # [n, g, r, D]
-                    dq_view[t0:t1, hk0:hk1, g0:g1] = dq_t.permute(2, 0, 1, 3).to(q.dtype)
-                    # Sum over the group's q heads (g) and the chunk's rows (r) in one product.
-                    dk_acc[k0:k1, hk0:hk1] += _group_matmul_t(ds, q_t).mul_(sm_scale).permute(1, 0, 2)
-                    dv_acc[k0:k1, hk0:hk1] += _group_matmul_t(p, do_t).permute(1, 0, 2)
+        dq_t = _group_matmul(ds, k_t).mul_(sm_scale)  # [n, g, r, D]
+        dq_view[t0:t1, hk0:hk1, g0:g1] = dq_t.permute(2, 0, 1, 3).to(q.dtype)
+        # Sum over the group's q heads (g) and the chunk's rows (r) in one product.
+        dk_acc[k0:k1, hk0:hk1] += _group_matmul_t(ds, q_t).mul_(sm_scale).permute(1, 0, 2)
+        dv_acc[k0:k1, hk0:hk1] += _group_matmul_t(p, do_t).permute(1, 0, 2)
     return dq, dk_acc.to(k.dtype), dv_acc.to(v.dtype)
 
 
