@@ -9,6 +9,7 @@ Families (directory, file name, launcher header, explicit instantiations):
   attention/fwd_hdim{D}_{dtype}.cu          forward, 64-row tile (every head dim)
   attention/fwd_hdim{D}_m128_{dtype}.cu     forward, 128-row tile (2D masks with B_q % 128 == 0; D 64, 128)
   attention/fwd_hdim{D}_wgmma_{dtype}.cu    forward, sm_90a wgmma 64-row tile (variant 3; D 64, 128)
+  attention/fwd_hdim{D}_{dtype}_sm90.cu     forward, sm_90a warp-specialised kernel (D 64, 128)
   attention/fwd_hdim128_bf16_variants.cu    benchmark-only forward variant (SEER_FWD_VARIANT=1)
   attention/bwd_hdim{D}_{dtype}.cu          backward v1 dK/dV + dQ kernels, and the dQ kernel alone
   attention/bwd_v2_hdim{D}_{dtype}.cu       backward v2 dK/dV kernel (D 64, 128)
@@ -48,6 +49,8 @@ def units():
                        fwd(elem, d, 128, 0))
                 yield (f"attention/instantiations/fwd_hdim{d}_wgmma_{name}.cu", "attention/fwd_launch.cuh",
                        fwd(elem, d, 64, 3))
+                yield (f"attention/instantiations/fwd_hdim{d}_{name}_sm90.cu", "attention/sm90/fwd_launch_sm90.cuh",
+                       in_ns("fwd_sm90", [f"template int run_attention_fwd_sm90_<{elem}, {d}>(const AttnParams&, void*);\n"]))
             yield (f"attention/instantiations/bwd_hdim{d}_{name}.cu", "attention/bwd_launch_template.cuh",
                    [f"template int run_bwd_hdim<{d}, {elem}>(const AttnBwdParams& params, cudaStream_t stream);\n",
                     f"template int run_bwd_dq_hdim<{d}, {elem}>(const AttnBwdParams& params, cudaStream_t stream);\n"])

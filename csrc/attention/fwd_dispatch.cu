@@ -6,6 +6,7 @@
 #include "common/launch.h"
 #include "attention/attention_params.h"
 #include "attention/fwd_launch.cuh"
+#include "attention/sm90/fwd_launch_sm90.cuh"
 
 namespace seer {
 namespace fwd {
@@ -27,6 +28,17 @@ SEER_FWD_EXTERN(__half, 128, 64, 3)
 SEER_FWD_EXTERN(__nv_bfloat16, 64, 64, 3)
 SEER_FWD_EXTERN(__nv_bfloat16, 128, 64, 3)
 #undef SEER_FWD_EXTERN
+}  // namespace fwd
+namespace fwd_sm90 {
+// Defined in instantiations/fwd_hdim*_sm90.cu (sm_90a warp-specialised kernel).
+#define SEER_FWD_SM90_EXTERN(ELEM, D) extern template int run_attention_fwd_sm90_<ELEM, D>(const AttnParams&, void*);
+SEER_FWD_SM90_EXTERN(__half, 64)
+SEER_FWD_SM90_EXTERN(__half, 128)
+SEER_FWD_SM90_EXTERN(__nv_bfloat16, 64)
+SEER_FWD_SM90_EXTERN(__nv_bfloat16, 128)
+#undef SEER_FWD_SM90_EXTERN
+}  // namespace fwd_sm90
+namespace fwd {
 
 // Benchmark knob: SEER_FWD_VARIANT=1 runs the bf16 D=128 64-row mma.sync tile as 4 warps x 16 rows,
 // kBlockN 64 instead of the default 2 warps x 32 rows, kBlockN 32. Read at every call so that one
@@ -42,8 +54,8 @@ int run_dtype(const AttnParams& p, void* stream) {
   // the kernel whose row tile holds tile_tokens * pack rows runs (the launcher re-checks the fit).
   const bool m128 = static_cast<long long>(p.tile_tokens) * p.pack > 64;
   if (p.fwd_wgmma && !m128) {
-    if (p.head_dim == 64) return run_attention_fwd_<Elem, 64, 64, 3>(p, stream);
-    if (p.head_dim == 128) return run_attention_fwd_<Elem, 128, 64, 3>(p, stream);
+    if (p.head_dim == 64) return fwd_sm90::run_attention_fwd_sm90_<Elem, 64>(p, stream);
+    if (p.head_dim == 128) return fwd_sm90::run_attention_fwd_sm90_<Elem, 128>(p, stream);
   }
   switch (p.head_dim) {
     case 64:

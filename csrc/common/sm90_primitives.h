@@ -52,6 +52,12 @@ __device__ __forceinline__ void fence_operands(uint32_t (&r)[N][M]) {
     for (int j = 0; j < M; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
 }
 
+template <int N>
+__device__ __forceinline__ void fence_operands(uint64_t (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+l"(r[i])::"memory");
+}
+
 #if SEER_HAS_SM90A
 // Order the registers the next wgmma reads / writes (accumulators, A fragments) after ordinary writes.
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }

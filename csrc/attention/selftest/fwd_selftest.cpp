@@ -30,8 +30,27 @@
 #include <vector>
 
 #include "attention/attention_params.h"
+#include "attention/fwd_launch.cuh"
 
 using namespace seer;
+
+// impl 0: mma.sync kernel; 1: the sm_90a warp-specialised kernel (AttnParams::fwd_wgmma, what the
+// library runs on Hopper); 2: the previous single-warpgroup wgmma kernel (variant 3), for timing.
+namespace seer {
+namespace fwd {
+extern template int run_attention_fwd_<__half, 64, 64, 3>(const AttnParams&, void*);
+extern template int run_attention_fwd_<__half, 128, 64, 3>(const AttnParams&, void*);
+extern template int run_attention_fwd_<__nv_bfloat16, 64, 64, 3>(const AttnParams&, void*);
+extern template int run_attention_fwd_<__nv_bfloat16, 128, 64, 3>(const AttnParams&, void*);
+}  // namespace fwd
+}  // namespace seer
+static int run_fwd_impl(const AttnParams& p, int impl) {
+  if (impl != 2) return run_attention_fwd(p, nullptr);
+  if (p.is_bf16) return p.head_dim == 64 ? fwd::run_attention_fwd_<__nv_bfloat16, 64, 64, 3>(p, nullptr)
+                                          : fwd::run_attention_fwd_<__nv_bfloat16, 128, 64, 3>(p, nullptr);
+  return p.head_dim == 64 ? fwd::run_attention_fwd_<__half, 64, 64, 3>(p, nullptr)
+                          : fwd::run_attention_fwd_<__half, 128, 64, 3>(p, nullptr);
+}
 
 #include "common/selftest/check.h"
 
@@ -195,7 +214,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
     std::printf("  run_build_tile_mask returned %d\n", rc);
     return 1;
   }
-  rc = run_attention_fwd(p, nullptr);
+  rc = run_fwd_impl(p, impl);
   if (rc != 0) {
     std::printf("  run_attention_fwd returned %d\n", rc);
     return 1;
@@ -208,7 +227,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
     CK(cudaEventCreate(&e1));
     for (int i = 0; i < time_reps; ++i) {
       CK(cudaEventRecord(e0));
-      rc |= run_attention_fwd(p, nullptr);
+      rc |= run_fwd_impl(p, impl);
       CK(cudaEventRecord(e1));
       CK(cudaEventSynchronize(e1));
       CK(cudaEventElapsedTime(&ms[i], e0, e1));
@@ -342,13 +361,19 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--time") == 0) {
     int rc = 0;
-    for (float d : {1.0f, 0.1f}) {
+    const std::vector<int> p1 = {16384, 8000, 4096, 2100, 1024, 700, 256, 77};
+    for (float d : {1.0f, 0.5f, 0.1f}) {
       const Case t{128, true, {16384}, {16384}, 32, 8, true, 32, 64, 64, true, d, 0};
-      std::printf("time: S=16384 h_q=32 h_kv=8 D=128 bf16 2D 64x64 causal density %.2f (mask drawn over all blocks)\n", d);
-      rc |= run_case(t, 7, 0, 10);
+      const Case t1{128, true, p1, p1, 32, 8, true, 32, 64, 64, true, d, 0};
+      for (const Case* c : {&t, &t1}) {
+        std::printf("time: %s h_q=32 h_kv=8 D=128 bf16 2D 64x64 causal density %.2f (mask drawn over all blocks)\n",
+                    c == &t ? "S=16384" : "P1 lengths", d);
+        rc |= run_case(*c, 7, 0, 10);
 #ifdef SEER_ATTN_SM90A
-      rc |= run_case(t, 7, 1, 10);
+        rc |= run_case(*c, 7, 2, 10);
+        rc |= run_case(*c, 7, 1, 10);
 #endif
+      }
     }
     return rc ? 1 : 0;
   }
@@ -394,8 +419,12 @@ int main(int argc, char** argv) {
 #ifdef SEER_ATTN_SM90A
     if (c.D == 64 || c.D == 128) {  // the sm_90a wgmma kernel on the same case
       const int rw = run_case(c, 1234 + i, 1);
-      std::printf("  -> wgmma: %s\n", rw == 0 ? "ok" : "FAIL");
+      std::printf("  -> sm90 warp-specialised: %s\n", rw == 0 ? "ok" : "FAIL");
       fails += rw != 0;
+      ++runs;
+      const int r2 = run_case(c, 1234 + i, 2);
+      std::printf("  -> single-warpgroup wgmma: %s\n", r2 == 0 ? "ok" : "FAIL");
+      fails += r2 != 0;
       ++runs;
     }
 #endif

@@ -1,0 +1,138 @@
+// Kept-block iterator of the block-sparse attention kernels: the stream of K/V tiles a row tile (or a
+// pair of row tiles of the same sequence and kv head) must visit, read from the tile mask
+// (attention_params.h: 0 skip, 1 check the user mask per row, 2 kept by every row).
+//
+// The kept key blocks of the tile-mask row(s) are compacted, kThreads columns at a time, into a list
+// in shared memory (ballot + per-warp prefix, increasing column order), and cut into 16-key chunks
+// (B_k is a multiple of 16); kChunks consecutive chunks of that stream form one K/V tile. So a tile
+// gathers several small blocks (B_k < tile) or covers part of a large one (B_k > tile), and a block
+// of any size never leaves a partly filled tile except at the end of the stream. Chunks past the key
+// limit (sequence end, causal diagonal of the last row) are dropped.
+//
+// With two rows the stream is their union: a K/V tile loaded once serves both row tiles, and every
+// chunk carries both rows' tile-mask values, so each consumer computes only the tiles it keeps.
+// Every participant (a group of kThreads threads with its own scratch) walks the same stream and gets
+// the same tiles in the same order; calls are uniform over the participant (they contain its barrier).
+#pragma once
+#include <cstdint>
+
+#include "common/platform.h"
+
+namespace seer {
+
+// Key index marking an empty chunk slot (end of the stream). An index, not a score: any key compared
+// with it is "past the end" (keys < 2^30 by the int32 cu_seqlens).
+constexpr int kNoKey = 0x3fffffff;
+
+struct BlockStreamSrc {
+  const uint8_t* row_a;  // tile_mask[b][hk][rt_a][.]
+  const uint8_t* row_b;  // tile_mask[b][hk][rt_b][.] or nullptr (single row)
+  int scan_end;          // columns [0, scan_end) can hold kept blocks
+  int key_limit;         // keys >= key_limit are invisible to every row of the row tile(s)
+  int block_k;           // B_k
+};
+
+// Per-participant shared scratch: kThreads list entries and one counter per warp.
+struct BlockStreamSmem {
+  int* blk;       // kept block indices
+  uint8_t* val;   // their values: row a in bits 0-1, row b in bits 2-3
+  int* warp_cnt;  // per-warp counts (scan scratch)
+};
+
+// Uniform cursor (same value in every thread of the participant).
+struct BlockCursor {
+  int li = 0;       // next list entry
+  int len = 0;      // entries in the list
+  int key = 0;      // next key (sequence-local) of the current block
+  int key_end = 0;  // end of the current block, clipped to the key limit
+  int val = 0;      // value bits of the current block
+  int scan = 0;     // next tile-mask column to scan
+};
+
+// Refills the list from the next columns; returns its length (0 only when the row is exhausted).
+// `tid` is the thread's index inside the participant; `sync()` synchronises the participant.
+template <int kThreads, typename Sync>
+SEER_DEVICE int block_list_refill(const BlockStreamSrc& src, const BlockStreamSmem& sm, int& scan, int tid,
+                                  Sync sync) {
+  constexpr int kWarps = kThreads / 32;
+  const int lane = tid & 31, warp = tid >> 5;
+  sync();  // every thread is done reading the previous list
+  int len = 0;
+  while (len == 0 && scan < src.scan_end) {
+    const int n = scan + tid;
+    int v = 0;
+    if (n < src.scan_end) {
+      v = src.row_a[n] & 3;
+      if (src.row_b != nullptr) v |= (src.row_b[n] & 3) << 2;
+    }
+    const unsigned ballot = __ballot_sync(0xffffffffu, v != 0);
+    if (lane == 0) sm.warp_cnt[warp] = __popc(ballot);
+    sync();
+    int offset = 0, total = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const int c = sm.warp_cnt[w];
+      offset += w < warp ? c : 0;
+      total += c;
+    }
+    if (v != 0) {
+      const int pos = offset + __popc(ballot & ((1u << lane) - 1u));
+      sm.blk[pos] = n;
+      sm.val[pos] = static_cast<uint8_t>(v);
+    }
+    scan += kThreads;
+    len = total;
+    sync();  // list visible; warp_cnt free for the next pass
+  }
+  return len;
+}
+
+// Next kept block with at least one visible key.
+template <int kThreads, typename Sync>
+SEER_DEVICE void block_advance(BlockCursor& cur, const BlockStreamSrc& src, const BlockStreamSmem& sm, int tid,
+                               Sync sync) {
+  while (true) {
+    if (cur.li < cur.len) {
+      const int n = sm.blk[cur.li];
+      cur.val = sm.val[cur.li];
+      ++cur.li;
+      cur.key = n * src.block_k;
+      cur.key_end = min(cur.key + src.block_k, src.key_limit);
+      if (cur.key < cur.key_end) return;
+    } else if (cur.scan < src.scan_end) {
+      cur.len = block_list_refill<kThreads>(src, sm, cur.scan, tid, sync);
+      cur.li = 0;
+    } else {
+      cur.key = cur.key_end = 0;  // exhausted (stays so)
+      return;
+    }
+  }
+}
+
+// The next K/V tile: ck[c] = first key of chunk c (kNoKey past the end of the stream), and in `vbits`
+// the value bits of chunk c at 4c (row a: bits 4c..4c+1, row b: 4c+2..4c+3; 0 for empty chunks).
+// The chunks are shifted in from the top so that the loop is not unrolled while the arrays are only
+// indexed with compile-time indices (they stay in registers).
+template <int kThreads, int kChunks, typename Sync>
+SEER_DEVICE void block_next_tile(BlockCursor& cur, const BlockStreamSrc& src, const BlockStreamSmem& sm, int tid,
+                                 Sync sync, int (&ck)[kChunks], uint32_t& vbits) {
+  static_assert(kChunks <= 8, "4 value bits per chunk in 32 bits");
+  vbits = 0;
+#pragma unroll 1
+  for (int c = 0; c < kChunks; ++c) {
+    if (cur.key >= cur.key_end) block_advance<kThreads>(cur, src, sm, tid, sync);
+    int key = kNoKey;
+    uint32_t v = 0;
+    if (cur.key < cur.key_end) {
+      key = cur.key;
+      v = static_cast<uint32_t>(cur.val);
+      cur.key += 16;
+    }
+#pragma unroll
+    for (int i = 0; i + 1 < kChunks; ++i) ck[i] = ck[i + 1];
+    ck[kChunks - 1] = key;
+    vbits = (vbits >> 4) | (v << (4 * (kChunks - 1)));
+  }
+}
+
+}  // namespace seer
