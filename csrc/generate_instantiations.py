@@ -8,9 +8,7 @@ short. Run from anywhere after changing a table below:
 Families (directory, file name, launcher header, explicit instantiations):
   attention/fwd_hdim{D}_{dtype}.cu          forward, 64-row tile (every head dim)
   attention/fwd_hdim{D}_m128_{dtype}.cu     forward, 128-row tile (2D masks with B_q % 128 == 0; D 64, 128)
-  attention/fwd_hdim{D}_wgmma_{dtype}.cu    forward, sm_90a wgmma 64-row tile (variant 3; D 64, 128)
   attention/fwd_hdim{D}_{dtype}_sm90.cu     forward, sm_90a warp-specialised kernel (D 64, 128)
-  attention/fwd_hdim128_bf16_variants.cu    benchmark-only forward variant (SEER_FWD_VARIANT=1)
   attention/bwd_hdim{D}_{dtype}.cu          backward v1 dK/dV + dQ kernels, and the dQ kernel alone
   attention/bwd_v2_hdim{D}_{dtype}.cu       backward v2 dK/dV kernel (D 64, 128)
   decode/decode_hdim{D}_{dtype}.cu          decode split + combine kernels
@@ -35,20 +33,18 @@ def in_ns(ns, lines):
     return [f"namespace {ns} {{\n"] + lines + [f"}}  // namespace {ns}\n"]
 
 
-def fwd(elem, d, m, v):
-    return in_ns("fwd", [f"template int run_attention_fwd_<{elem}, {d}, {m}, {v}>(const AttnParams&, void*);\n"])
+def fwd(elem, d, m):
+    return in_ns("fwd", [f"template int run_attention_fwd_<{elem}, {d}, {m}>(const AttnParams&, void*);\n"])
 
 
 def units():
     """(relative path, header, [instantiation lines]) for every generated file."""
     for d in HEAD_DIMS:
         for name, elem in DTYPES.items():
-            yield f"attention/instantiations/fwd_hdim{d}_{name}.cu", "attention/fwd_launch.cuh", fwd(elem, d, 64, 0)
+            yield f"attention/instantiations/fwd_hdim{d}_{name}.cu", "attention/fwd_launch.cuh", fwd(elem, d, 64)
             if d in (64, 128):
                 yield (f"attention/instantiations/fwd_hdim{d}_m128_{name}.cu", "attention/fwd_launch.cuh",
-                       fwd(elem, d, 128, 0))
-                yield (f"attention/instantiations/fwd_hdim{d}_wgmma_{name}.cu", "attention/fwd_launch.cuh",
-                       fwd(elem, d, 64, 3))
+                       fwd(elem, d, 128))
                 yield (f"attention/instantiations/fwd_hdim{d}_{name}_sm90.cu", "attention/sm90/fwd_launch_sm90.cuh",
                        in_ns("fwd_sm90", [f"template int run_attention_fwd_sm90_<{elem}, {d}>(const AttnParams&, void*);\n"]))
             yield (f"attention/instantiations/bwd_hdim{d}_{name}.cu", "attention/bwd_launch_template.cuh",
@@ -62,8 +58,6 @@ def units():
                    in_ns("decode", [f"template int run_decode_<{d}, {elem}>(const DecodeParams& params, seer_stream_t stream);\n"]))
             yield (f"pooling/instantiations/pooling_hdim{d}_{name}.cu", "pooling/pooling_launch.cuh",
                    in_ns("pooling", [f"template int run_attn_pooling_main_<{d}, {elem}>(const PoolingParams&, int, int, void*);\n"]))
-    yield ("attention/instantiations/fwd_hdim128_bf16_variants.cu", "attention/fwd_launch.cuh",
-           fwd(DTYPES["bf16"], 128, 64, 1))
 
 
 def main():

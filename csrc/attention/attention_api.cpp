@@ -30,16 +30,13 @@ bool env_flag(const char* name) {
   return v != nullptr && std::string(v) == "1";
 }
 
-// The sm_90a wgmma forward (fwd_kernel.cuh, kWgmma) runs when this build has sm_90a device code
-// (setup.py defines SEER_ATTN_SM90A for a "9.0a" entry of TORCH_CUDA_ARCH_LIST) and the device has
-// compute capability 9.0, for head dims 64 / 128, unless SEER_FWD_IMPL=mma asks for the mma.sync
-// kernel (benchmarks and tests compare the two). Two attribute queries: no device sync.
+// The Hopper warp-specialised forward (sm90/fwd_kernel_sm90.cuh) runs when this build has sm_90a device
+// code (setup.py defines SEER_ATTN_SM90A for a "9.0a" entry of TORCH_CUDA_ARCH_LIST) and the device has
+// compute capability 9.0, for head dims 64 / 128. Two attribute queries: no device sync.
 bool use_fwd_wgmma(int64_t head_dim, int device) {
 #ifdef SEER_ATTN_SM90A
   // the device code may come from a prebuilt archive built without sm_90a: ask it
   if (!attention_fwd_has_wgmma() || (head_dim != 64 && head_dim != 128)) return false;
-  const char* e = std::getenv("SEER_FWD_IMPL");
-  if (e != nullptr && std::string(e) == "mma") return false;
   int major = 0, minor = 0;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {

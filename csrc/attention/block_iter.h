@@ -1,18 +1,15 @@
-// Kept-block iterator of the block-sparse attention kernels: the stream of K/V tiles a row tile (or a
-// pair of row tiles of the same sequence and kv head) must visit, read from the tile mask
-// (attention_params.h: 0 skip, 1 check the user mask per row, 2 kept by every row).
+// Kept-block iterator of the block-sparse attention kernels: the stream of K/V tiles a row tile must
+// visit, read from its tile-mask row (attention_params.h: 0 skip, 1 check the user mask per row, 2
+// kept by every row).
 //
-// The kept key blocks of the tile-mask row(s) are compacted, kThreads columns at a time, into a list
+// The kept key blocks of the tile-mask row are compacted, kThreads columns at a time, into a list
 // in shared memory (ballot + per-warp prefix, increasing column order), and cut into 16-key chunks
 // (B_k is a multiple of 16); kChunks consecutive chunks of that stream form one K/V tile. So a tile
 // gathers several small blocks (B_k < tile) or covers part of a large one (B_k > tile), and a block
 // of any size never leaves a partly filled tile except at the end of the stream. Chunks past the key
 // limit (sequence end, causal diagonal of the last row) are dropped.
-//
-// With two rows the stream is their union: a K/V tile loaded once serves both row tiles, and every
-// chunk carries both rows' tile-mask values, so each consumer computes only the tiles it keeps.
-// Every participant (a group of kThreads threads with its own scratch) walks the same stream and gets
-// the same tiles in the same order; calls are uniform over the participant (they contain its barrier).
+// The participant (a group of kThreads threads with its own scratch) calls uniformly: the calls contain
+// its barrier.
 #pragma once
 #include <cstdint>
 
@@ -25,8 +22,7 @@ namespace seer {
 constexpr int kNoKey = 0x3fffffff;
 
 struct BlockStreamSrc {
-  const uint8_t* row_a;  // tile_mask[b][hk][rt_a][.]
-  const uint8_t* row_b;  // tile_mask[b][hk][rt_b][.] or nullptr (single row)
+  const uint8_t* row;    // tile_mask[b][hk][rt][.]
   int scan_end;          // columns [0, scan_end) can hold kept blocks
   int key_limit;         // keys >= key_limit are invisible to every row of the row tile(s)
   int block_k;           // B_k
@@ -35,7 +31,7 @@ struct BlockStreamSrc {
 // Per-participant shared scratch: kThreads list entries and one counter per warp.
 struct BlockStreamSmem {
   int* blk;       // kept block indices
-  uint8_t* val;   // their values: row a in bits 0-1, row b in bits 2-3
+  uint8_t* val;   // their tile-mask values (1 or 2)
   int* warp_cnt;  // per-warp counts (scan scratch)
 };
 
@@ -45,7 +41,7 @@ struct BlockCursor {
   int len = 0;      // entries in the list
   int key = 0;      // next key (sequence-local) of the current block
   int key_end = 0;  // end of the current block, clipped to the key limit
-  int val = 0;      // value bits of the current block
+  int val = 0;      // tile-mask value of the current block
   int scan = 0;     // next tile-mask column to scan
 };
 
@@ -60,11 +56,7 @@ SEER_DEVICE int block_list_refill(const BlockStreamSrc& src, const BlockStreamSm
   int len = 0;
   while (len == 0 && scan < src.scan_end) {
     const int n = scan + tid;
-    int v = 0;
-    if (n < src.scan_end) {
-      v = src.row_a[n] & 3;
-      if (src.row_b != nullptr) v |= (src.row_b[n] & 3) << 2;
-    }
+    const int v = n < src.scan_end ? src.row[n] & 3 : 0;
     const unsigned ballot = __ballot_sync(0xffffffffu, v != 0);
     if (lane == 0) sm.warp_cnt[warp] = __popc(ballot);
     sync();
@@ -110,7 +102,7 @@ SEER_DEVICE void block_advance(BlockCursor& cur, const BlockStreamSrc& src, cons
 }
 
 // The next K/V tile: ck[c] = first key of chunk c (kNoKey past the end of the stream), and in `vbits`
-// the value bits of chunk c at 4c (row a: bits 4c..4c+1, row b: 4c+2..4c+3; 0 for empty chunks).
+// the tile-mask value of chunk c at bits 4c..4c+1 (0 for empty chunks).
 // The chunks are shifted in from the top so that the loop is not unrolled while the arrays are only
 // indexed with compile-time indices (they stay in registers).
 template <int kThreads, int kChunks, typename Sync>

@@ -1,8 +1,7 @@
 // run_attention_fwd / attention_fwd_tile_rows: dispatch on element type, head dim and row-tile size
-// to the launcher instantiations (instantiations/fwd_hdim*.cu, csrc/generate_instantiations.py).
-#include <cstdlib>
-#include <type_traits>
-
+// to the launcher instantiations (instantiations/fwd_hdim*.cu, csrc/generate_instantiations.py):
+// the Hopper warp-specialised kernel (sm90/, sm_90a builds on compute capability 9.0, D 64 / 128),
+// else the mma.sync kernel (fwd_kernel.cuh).
 #include "common/launch.h"
 #include "attention/attention_params.h"
 #include "attention/fwd_launch.cuh"
@@ -11,26 +10,21 @@
 namespace seer {
 namespace fwd {
 // Defined in instantiations/fwd_hdim*.cu.
-#define SEER_FWD_EXTERN(ELEM, D, M, V) extern template int run_attention_fwd_<ELEM, D, M, V>(const AttnParams&, void*);
-SEER_FWD_EXTERN(__half, 64, 64, 0)
-SEER_FWD_EXTERN(__half, 64, 128, 0)
-SEER_FWD_EXTERN(__half, 128, 64, 0)
-SEER_FWD_EXTERN(__half, 128, 128, 0)
-SEER_FWD_EXTERN(__half, 256, 64, 0)
-SEER_FWD_EXTERN(__nv_bfloat16, 64, 64, 0)
-SEER_FWD_EXTERN(__nv_bfloat16, 64, 128, 0)
-SEER_FWD_EXTERN(__nv_bfloat16, 128, 64, 0)
-SEER_FWD_EXTERN(__nv_bfloat16, 128, 128, 0)
-SEER_FWD_EXTERN(__nv_bfloat16, 256, 64, 0)
-SEER_FWD_EXTERN(__nv_bfloat16, 128, 64, 1)  // benchmark-only variant (fwd_hdim128_bf16_variants.cu)
-SEER_FWD_EXTERN(__half, 64, 64, 3)          // sm_90a wgmma (fwd_hdim*_wgmma_*.cu)
-SEER_FWD_EXTERN(__half, 128, 64, 3)
-SEER_FWD_EXTERN(__nv_bfloat16, 64, 64, 3)
-SEER_FWD_EXTERN(__nv_bfloat16, 128, 64, 3)
+#define SEER_FWD_EXTERN(ELEM, D, M) extern template int run_attention_fwd_<ELEM, D, M>(const AttnParams&, void*);
+SEER_FWD_EXTERN(__half, 64, 64)
+SEER_FWD_EXTERN(__half, 64, 128)
+SEER_FWD_EXTERN(__half, 128, 64)
+SEER_FWD_EXTERN(__half, 128, 128)
+SEER_FWD_EXTERN(__half, 256, 64)
+SEER_FWD_EXTERN(__nv_bfloat16, 64, 64)
+SEER_FWD_EXTERN(__nv_bfloat16, 64, 128)
+SEER_FWD_EXTERN(__nv_bfloat16, 128, 64)
+SEER_FWD_EXTERN(__nv_bfloat16, 128, 128)
+SEER_FWD_EXTERN(__nv_bfloat16, 256, 64)
 #undef SEER_FWD_EXTERN
 }  // namespace fwd
 namespace fwd_sm90 {
-// Defined in instantiations/fwd_hdim*_sm90.cu (sm_90a warp-specialised kernel).
+// Defined in instantiations/fwd_hdim*_sm90.cu.
 #define SEER_FWD_SM90_EXTERN(ELEM, D) extern template int run_attention_fwd_sm90_<ELEM, D>(const AttnParams&, void*);
 SEER_FWD_SM90_EXTERN(__half, 64)
 SEER_FWD_SM90_EXTERN(__half, 128)
@@ -38,16 +32,8 @@ SEER_FWD_SM90_EXTERN(__nv_bfloat16, 64)
 SEER_FWD_SM90_EXTERN(__nv_bfloat16, 128)
 #undef SEER_FWD_SM90_EXTERN
 }  // namespace fwd_sm90
+
 namespace fwd {
-
-// Benchmark knob: SEER_FWD_VARIANT=1 runs the bf16 D=128 64-row mma.sync tile as 4 warps x 16 rows,
-// kBlockN 64 instead of the default 2 warps x 32 rows, kBlockN 32. Read at every call so that one
-// process can compare them.
-int variant_from_env() {
-  const char* v = std::getenv("SEER_FWD_VARIANT");
-  return (v != nullptr && v[0] == '1' && v[1] == '\0') ? 1 : 0;
-}
-
 template <typename Elem>
 int run_dtype(const AttnParams& p, void* stream) {
   // The API layer sets tile_tokens = tile_rows / pack with tile_rows from attention_fwd_tile_rows;
@@ -59,24 +45,16 @@ int run_dtype(const AttnParams& p, void* stream) {
   }
   switch (p.head_dim) {
     case 64:
-      return m128 ? run_attention_fwd_<Elem, 64, 128, 0>(p, stream) : run_attention_fwd_<Elem, 64, 64, 0>(p, stream);
+      return m128 ? run_attention_fwd_<Elem, 64, 128>(p, stream) : run_attention_fwd_<Elem, 64, 64>(p, stream);
     case 128:
-      if (m128) return run_attention_fwd_<Elem, 128, 128, 0>(p, stream);
-      if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
-        if (variant_from_env() == 1) return run_attention_fwd_<Elem, 128, 64, 1>(p, stream);
-      }
-      return run_attention_fwd_<Elem, 128, 64, 0>(p, stream);
+      return m128 ? run_attention_fwd_<Elem, 128, 128>(p, stream) : run_attention_fwd_<Elem, 128, 64>(p, stream);
     case 256:
       if (m128) break;  // no 128-row tile for D=256 (attention_fwd_tile_rows never asks for one)
-      return run_attention_fwd_<Elem, 256, 64, 0>(p, stream);
+      return run_attention_fwd_<Elem, 256, 64>(p, stream);
     default:
       break;
   }
-#ifdef USE_ROCM
-  return static_cast<int>(hipErrorInvalidValue);
-#else
   return static_cast<int>(cudaErrorInvalidValue);
-#endif
 }
 }  // namespace fwd
 
@@ -92,10 +70,11 @@ bool attention_fwd_has_wgmma() {
 #endif
 }
 
-// wgmma kernel: always 64-row tiles. Otherwise 64-row tiles, unless a 2D mask row is shared by a whole 128-row tile (B_q % 128 == 0: then the
-// 128-row tile halves the K/V traffic per row and its tile mask has no value-1 entries from mixing
-// mask rows). A 1D mask (mask_row_div 1) always gets 64 rows; heads of a GQA group packed into a tile
-// (pack <= 16) still fit: 64 rows = 64 / pack tokens x pack heads. D=256 has only the 64-row tile.
+// Hopper kernel: always 64-row tiles. Otherwise 64-row tiles, unless a 2D mask row is shared by a whole
+// 128-row tile (B_q % 128 == 0: then the 128-row tile halves the K/V traffic per row and its tile mask
+// has no value-1 entries from mixing mask rows). A 1D mask (mask_row_div 1) always gets 64 rows; heads
+// of a GQA group packed into a tile (pack <= 16) still fit: 64 rows = 64 / pack tokens x pack heads.
+// D=256 has only the 64-row tile.
 int attention_fwd_tile_rows(const AttnParams& p) {
   if (p.fwd_wgmma && (p.head_dim == 64 || p.head_dim == 128)) return 64;  // one warpgroup = 64 rows
   if ((p.head_dim == 64 || p.head_dim == 128) && p.mask_row_div >= 128 && p.mask_row_div % 128 == 0) return 128;

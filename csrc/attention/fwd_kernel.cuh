@@ -28,13 +28,7 @@
 //   [per-row key bound int[kBlockM]] [per-row user-mask row pointer [kBlockM]] [CtaState]
 // The Q region is re-used to stage O in the epilogue.
 //
-// Hopper variant (traits kWgmma, sm_90a builds only): the same kernel with the two GEMMs on wgmma.
-// One warpgroup (4 warps x 16 rows = the 64-row tile) issues S = Q K^T with both operands read from
-// shared memory (descriptors) and O += P V with P in registers (the S accumulators, same register
-// layout as mma.sync's C fragments, so masking / softmax / epilogue are shared). Q, K and V are then
-// stored in the 128-byte-swizzled slab layout wgmma reads (common/sm90_primitives.h) instead of the
-// ldmatrix swizzle, from a 1024-byte-aligned base; cp.async writes are made visible to wgmma's async
-// proxy with a proxy fence before the barrier that publishes a stage.
+// Hopper runs D 64 / 128 on the warp-specialised wgmma kernel of sm90/ instead (fwd_dispatch.cu).
 #pragma once
 
 #include <cstdint>
@@ -42,8 +36,6 @@
 
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
-#include "common/sm90_primitives.h"
-#include "common/sm90_wgmma.h"
 #include "attention/attention_params.h"
 
 namespace seer {
@@ -53,7 +45,7 @@ namespace fwd {
 // Traits: tile shape and shared-memory layout for one (head dim, element type) instantiation.
 // ------------------------------------------------------------------------------------------------
 template <int kHeadDim_, int kBlockM_, int kBlockN_, int kNWarps_, int kMinBlocksPerSm_, bool kQInRegs_,
-          typename Elem_, bool kWgmma_ = false>
+          typename Elem_>
 struct FwdTraits {
   using Elem = Elem_;                                    // __half or __nv_bfloat16
   static constexpr int kHeadDim = kHeadDim_;             // D
@@ -65,7 +57,6 @@ struct FwdTraits {
   static constexpr int kNThreads = kNWarps * 32;
   static constexpr int kMinBlocksPerSm = kMinBlocksPerSm_;  // __launch_bounds__ occupancy hint
   static constexpr bool kQInRegs = kQInRegs_;            // keep the Q A-fragments in registers
-  static constexpr bool kWgmma = kWgmma_;                // sm_90a wgmma GEMMs (one warpgroup, SW128 tiles)
   static constexpr int kChunks = kBlockN / 16;           // 16-key chunks per K/V tile
   static constexpr int kNFrags = kBlockN / 8;            // n8 fragments of S per warp
   static constexpr int kDFrags = kHeadDim / 8;           // n8 fragments of O per warp
@@ -80,9 +71,6 @@ struct FwdTraits {
   static_assert(kNThreads % kRowChunks == 0, "a copy pass must cover whole rows");
   static_assert(kBlockM % kRowsPerPass == 0 && kBlockN % kRowsPerPass == 0, "copy passes must tile the rows");
   static_assert(kNThreads % 32 == 0 && kNThreads <= 1024, "block size");
-  static_assert(!kWgmma || (kNWarps == 4 && kMTiles == 1 && !kQInRegs && (kBlockN == 64 || kBlockN == 128) &&
-                            (kHeadDim == 64 || kHeadDim == 128)),
-                "wgmma variant: one warpgroup of 16-row warps, N = 64 / 128 instructions");
 
   // Byte offsets of the shared-memory regions.
   static constexpr int kSmemQ = kBlockM * kHeadDim * 2;
@@ -100,10 +88,8 @@ struct FwdTraits {
   static constexpr int kOffRowKmax = kOffChunkChk + 8 * kChunks;    // int[kBlockM]
   static constexpr int kOffRowMask = kOffRowKmax + 4 * kBlockM;     // const uint8_t*[kBlockM] (8-aligned)
   static constexpr int kOffState = kOffRowMask + 8 * kBlockM;       // CtaState (8-aligned)
-  static constexpr int kSmemBytes = kOffState + 128 + (kWgmma ? 1024 : 0);  // + alignment slack (wgmma)
+  static constexpr int kSmemBytes = kOffState + 128;
   static_assert(kOffRowMask % 8 == 0 && kOffState % 8 == 0, "alignment of the pointer arrays");
-  static_assert(!kWgmma || (kOffK0 % 1024 == 0 && kOffV0 % 1024 == 0 && kOffK1 % 1024 == 0 && kOffV1 % 1024 == 0),
-                "wgmma: every SW128 tile starts 1024-byte aligned (swizzle atom)");
 };
 
 // Element offset of (row, col) in a swizzled shared tile with rows of D elements; col % 8 == 0 for
@@ -124,16 +110,11 @@ SEER_DEVICE uint32_t swz_shift_rt(uint32_t off, int row_shift, int col_shift) {
   return (off ^ ((chunk & 7u) << 4)) + (chunk & ~7u) * 16u + static_cast<uint32_t>(row_shift * D * 2);
 }
 
-// Element offset of (row, col) of a Q / K / V tile of `rows` rows: the ldmatrix swizzle (swz<D>), or
-// the wgmma SW128 slab layout (common/sm90_primitives.h).
+// Element offset of (row, col) of a Q / K / V tile (the ldmatrix swizzle).
 template <typename T>
 SEER_DEVICE int tile_off(int row, int col, int rows) {
-  if constexpr (T::kWgmma) {
-    return static_cast<int>(sm90::sw128_offset(row, col, rows) >> 1);
-  } else {
-    (void)rows;
-    return swz<T::kHeadDim>(row, col);
-  }
+  (void)rows;
+  return swz<T::kHeadDim>(row, col);
 }
 
 // Key index marking an empty chunk slot of a tile (end of the stream). It is an index, not a score:
@@ -273,7 +254,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   // wgmma's swizzled tiles need a 1024-byte-aligned base (the slack is in kSmemBytes).
-  unsigned char* smem = T::kWgmma ? smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u) : smem_raw;
+  unsigned char* smem = smem_raw;
   Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ);
   CtaState* st = reinterpret_cast<CtaState*>(smem + T::kOffState);
   int* s_row_kmax = reinterpret_cast<int*>(smem + T::kOffRowKmax);
@@ -487,7 +468,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   int stage = 0;
   while (has_cur) {  // uniform
     cp_async_wait<1>();  // this tile landed (the next one may still be in flight)
-    if constexpr (T::kWgmma) sm90::fence_view_async_shared();  // my cp.async writes -> wgmma's proxy
     __syncthreads();
     const uint32_t sK_addr = smem_u32(smem + (stage ? T::kOffK1 : T::kOffK0));
     const uint32_t sV_addr = smem_u32(smem + (stage ? T::kOffV1 : T::kOffV0));
@@ -530,25 +510,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       for (int i = 0; i < T::kNFrags; ++i)
 #pragma unroll
         for (int e = 0; e < 4; ++e) s[mt][i][e] = 0.f;
-    if constexpr (T::kWgmma) {
-      // One warpgroup instruction per k16 step: Q [64 x 16] x K^T [16 x kBlockN], both K-major SW128
-      // (k16 step kk: slab kk / 4, +32 bytes per step inside the slab). s[0][nf][e] is the wgmma
-      // accumulator d[4 nf + e].
-      // The first step overwrites (scale_d = 0); fence_operands pins the register accesses around the
-      // asynchronous MMA for the compiler (sm90_primitives.h).
-      float(&sd)[kBlockN / 2] = *reinterpret_cast<float(*)[kBlockN / 2]>(&s[0][0][0]);
-      sm90::fence_operands(sd);
-      sm90::wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < T::kKSteps; ++kk) {
-        const uint64_t da = sm90::make_smem_desc_sw128(sQ_addr + (kk / 4) * (kBlockM * 128) + (kk % 4) * 32, 16, 1024);
-        const uint64_t db = sm90::make_smem_desc_sw128(sK_addr + (kk / 4) * (kBlockN * 128) + (kk % 4) * 32, 16, 1024);
-        sm90::wgmma_ss<kBlockN, Elem, 0>(sd, da, db, kk != 0);
-      }
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<0>();
-      sm90::fence_operands(sd);
-    } else {
 #pragma unroll
     for (int kk = 0; kk < T::kKSteps; ++kk) {
       uint32_t a_reg[kMT][4];
@@ -574,7 +535,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
         }
       }
     }
-    }  // !kWgmma
 
     // Masking (skipped for tiles fully visible to the warp's rows): s[mt][nf][e] is row
     // mt * 16 + g + 8 * (e >> 1) of the warp, key (chunk nf / 2) offset (nf & 1) * 8 + 2 * t4 + (e & 1).
@@ -632,30 +592,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
     // O += P V. The A fragment of keys [16kk, 16kk+16) is made of S fragments 2kk (a0: row g,
     // a1: row g+8; keys 2t4..) and 2kk+1 (a2, a3; keys 8+2t4..), lower key in the low half. Each V
     // fragment feeds kMT mma tiles.
-    if constexpr (T::kWgmma) {
-      // V is the MN-major B operand (keys x D, D contiguous): k16 step kk starts 16 rows = 2048 bytes
-      // further; LBO = the stride of its 64-column slabs, SBO = 8 rows. One N = D instruction.
-      float(&od)[D / 2] = *reinterpret_cast<float(*)[D / 2]>(&acc_o[0][0][0]);
-      uint32_t pa[kBlockN / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) {
-        pa[kk][0] = pack2<Elem>(s[0][2 * kk][0], s[0][2 * kk][1]);
-        pa[kk][1] = pack2<Elem>(s[0][2 * kk][2], s[0][2 * kk][3]);
-        pa[kk][2] = pack2<Elem>(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
-        pa[kk][3] = pack2<Elem>(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
-      }
-      sm90::fence_operands(od);
-      sm90::fence_operands(pa);
-      sm90::wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) {
-        const uint64_t db = sm90::make_smem_desc_sw128(sV_addr + kk * 2048, kBlockN * 128, 1024);
-        sm90::wgmma_rs<D, Elem, 1>(od, pa[kk], db, 1);
-      }
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<0>();
-      sm90::fence_operands(od);
-    } else {
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
       uint32_t a_reg[kMT][4];
@@ -679,7 +615,6 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
         }
       }
     }
-    }  // !kWgmma
 
     __syncthreads();  // every warp is done with this stage (tiles and chunk table): refill it
     has_cur = has_nxt;

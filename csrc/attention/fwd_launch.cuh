@@ -11,64 +11,44 @@
 namespace seer {
 namespace fwd {
 
-// Tile configuration per (head dim, rows per row tile, variant). mma.sync m16n8k16, K/V double
-// buffered. A warp owning 32 rows (two 16-row mma tiles) re-uses every K / V fragment it loads from
-// shared memory for two mma tiles, which halves the ldmatrix traffic per mma compared with 16 rows
-// per warp (shared-memory bandwidth is what bounds an mma.sync mainloop on sm80 / sm90).
+// Tile configuration per (head dim, rows per row tile). mma.sync m16n8k16, K/V double buffered. A warp
+// owning 32 rows (two 16-row mma tiles) re-uses every K / V fragment it loads from shared memory for
+// two mma tiles, which halves the ldmatrix traffic per mma compared with 16 rows per warp (shared-memory
+// bandwidth is what bounds an mma.sync mainloop on sm80 / sm90).
 // Row tiles (attention_fwd_tile_rows): 64 rows unless a 2D mask row covers 128 rows (B_q % 128 == 0),
 // so that a tile never walks the union of two mask rows.
 //   D=64 : 64 x 64, 2 warps x 32 rows    | 128 x 64, 4 warps x 32 rows
 //   D=128: 64 x 32, 2 warps x 32 rows    | 128 x 32, 4 warps x 32 rows
 //   D=256: 64 x 32, 4 warps x 16 rows    | (no 128-row tile: 32 rows per warp do not fit registers)
-// Benchmark-only variants of the D=128 64-row tile (selected by SEER_FWD_VARIANT, see fwd_dispatch.cu;
-// compiled for bf16 only, in fwd_hdim128_bf16_variants.cu):
-//   1: 64 x 64, 4 warps x 16 rows        2: 64 x 64, 2 warps x 32 rows
-// Hopper (sm_90a builds, AttnParams::fwd_wgmma; fwd_hdim{64,128}_wgmma_*.cu), one warpgroup:
-//   3: 64 x 64 wgmma, 4 warps x 16 rows (D = 64, 128). A 64 x 128 tile (one CTA/SM) measured slower.
-// Resource usage (sm_90, nvcc 13.0 --resource-usage) is listed in the report of this change.
-template <int D, int kBlockM, int kVariant, typename Elem>
+// (Hopper runs D 64 / 128 on the warp-specialised kernel of sm90/ instead.)
+template <int D, int kBlockM, typename Elem>
 struct FwdConfig;
 template <typename Elem>
-struct FwdConfig<64, 64, 0, Elem> {
+struct FwdConfig<64, 64, Elem> {
   using Traits = FwdTraits<64, 64, 64, 2, 4, false, Elem>;
 };
 template <typename Elem>
-struct FwdConfig<64, 128, 0, Elem> {
+struct FwdConfig<64, 128, Elem> {
   using Traits = FwdTraits<64, 128, 64, 4, 2, false, Elem>;
 };
 template <typename Elem>
-struct FwdConfig<128, 64, 0, Elem> {
+struct FwdConfig<128, 64, Elem> {
   using Traits = FwdTraits<128, 64, 32, 2, 4, false, Elem>;
 };
 template <typename Elem>
-struct FwdConfig<128, 64, 1, Elem> {
-  using Traits = FwdTraits<128, 64, 64, 4, 2, false, Elem>;
-};
-template <typename Elem>
-struct FwdConfig<128, 64, 2, Elem> {
-  using Traits = FwdTraits<128, 64, 64, 2, 2, false, Elem>;
-};
-template <typename Elem>
-struct FwdConfig<128, 128, 0, Elem> {
+struct FwdConfig<128, 128, Elem> {
   using Traits = FwdTraits<128, 128, 32, 4, 2, false, Elem>;
 };
-template <int D, typename Elem>
-struct FwdConfig<D, 64, 3, Elem> {
-  using Traits = FwdTraits<D, 64, 64, 4, 2, false, Elem, true>;
-};
 template <typename Elem>
-struct FwdConfig<256, 64, 0, Elem> {
+struct FwdConfig<256, 64, Elem> {
   using Traits = FwdTraits<256, 64, 32, 4, 1, false, Elem>;
 };
 
 // Host launcher. Checks the tiling the API layer chose against the kernel's tile shape, sets the
 // dynamic shared-memory limit and launches one CTA per (row tile, kv head, sequence).
-template <typename Elem, int D, int kBlockM, int kVariant>
+template <typename Elem, int D, int kBlockM>
 int run_attention_fwd_(const AttnParams& p, void* stream) {
-  using T = typename FwdConfig<D, kBlockM, kVariant, Elem>::Traits;
-#ifndef SEER_ATTN_SM90A
-  if (T::kWgmma) return static_cast<int>(cudaErrorNotSupported);  // no sm_90a code in this build
-#endif
+  using T = typename FwdConfig<D, kBlockM, Elem>::Traits;
 #if SEER_HAS_MMA_SYNC
   if (p.head_dim != D || p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 ||
       p.tile_tokens * p.pack > T::kBlockM || p.block_size_k < 16 || p.block_size_k % 16 != 0 ||

@@ -3,6 +3,6 @@
 
 namespace seer {
 namespace fwd {
-template int run_attention_fwd_<__nv_bfloat16, 128, 64, 0>(const AttnParams&, void*);
+template int run_attention_fwd_<__nv_bfloat16, 128, 64>(const AttnParams&, void*);
 }  // namespace fwd
 }  // namespace seer

@@ -3,6 +3,6 @@
 
 namespace seer {
 namespace fwd {
-template int run_attention_fwd_<__nv_bfloat16, 64, 128, 0>(const AttnParams&, void*);
+template int run_attention_fwd_<__nv_bfloat16, 64, 128>(const AttnParams&, void*);
 }  // namespace fwd
 }  // namespace seer

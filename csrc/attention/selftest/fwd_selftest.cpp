@@ -7,9 +7,10 @@
 //        -o /tmp/fwd_selftest && /tmp/fwd_selftest
 //
 // With `-gencode arch=compute_90a,code=sm_90a -DSEER_ATTN_SM90A` instead of -arch=sm_90, every D 64 /
-// 128 case also runs the wgmma kernel (AttnParams::fwd_wgmma). `fwd_selftest --time` times the
-// mma.sync and wgmma kernels on one dense causal 16k-token sequence (32 q / 8 kv heads, D 128, bf16,
-// 64x64 blocks) at densities 1.0 and 0.1 (no reference check; CUDA events, median of 10).
+// 128 case also runs the Hopper warp-specialised kernel (sm90/, AttnParams::fwd_wgmma). `fwd_selftest
+// --time` times the mma.sync and sm90 kernels on a causal 16k-token sequence and on the P1 lengths of
+// WORKLOADS.md (32 q / 8 kv heads, D 128, bf16, 64x64 blocks) at densities 1.0, 0.5, 0.1 (the mask is
+// drawn over all blocks; no reference check; CUDA events, median of 10).
 //
 // For each case it (1) builds the tile mask on the GPU and compares it with a CPU re-derivation of the
 // values documented in attention_params.h, (2) runs the forward kernel and compares out / lse with a
@@ -30,26 +31,14 @@
 #include <vector>
 
 #include "attention/attention_params.h"
-#include "attention/fwd_launch.cuh"
 
 using namespace seer;
 
 // impl 0: mma.sync kernel; 1: the sm_90a warp-specialised kernel (AttnParams::fwd_wgmma, what the
-// library runs on Hopper); 2: the previous single-warpgroup wgmma kernel (variant 3), for timing.
-namespace seer {
-namespace fwd {
-extern template int run_attention_fwd_<__half, 64, 64, 3>(const AttnParams&, void*);
-extern template int run_attention_fwd_<__half, 128, 64, 3>(const AttnParams&, void*);
-extern template int run_attention_fwd_<__nv_bfloat16, 64, 64, 3>(const AttnParams&, void*);
-extern template int run_attention_fwd_<__nv_bfloat16, 128, 64, 3>(const AttnParams&, void*);
-}  // namespace fwd
-}  // namespace seer
+// library runs on Hopper for D 64 / 128).
 static int run_fwd_impl(const AttnParams& p, int impl) {
-  if (impl != 2) return run_attention_fwd(p, nullptr);
-  if (p.is_bf16) return p.head_dim == 64 ? fwd::run_attention_fwd_<__nv_bfloat16, 64, 64, 3>(p, nullptr)
-                                          : fwd::run_attention_fwd_<__nv_bfloat16, 128, 64, 3>(p, nullptr);
-  return p.head_dim == 64 ? fwd::run_attention_fwd_<__half, 64, 64, 3>(p, nullptr)
-                          : fwd::run_attention_fwd_<__half, 128, 64, 3>(p, nullptr);
+  (void)impl;  // selected through p.fwd_wgmma
+  return run_attention_fwd(p, nullptr);
 }
 
 #include "common/selftest/check.h"
@@ -91,7 +80,7 @@ static uint16_t from_f(float f, bool bf16) {
   return b;
 }
 
-// impl: 0 = mma.sync kernel, 1 = wgmma kernel.
+// impl: 0 = mma.sync kernel, 1 = sm_90a warp-specialised kernel.
 // time_reps > 0: time that many launches after the first and skip the reference check.
 static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 0) {
   std::mt19937_64 rng(seed);
@@ -370,7 +359,6 @@ int main(int argc, char** argv) {
                     c == &t ? "S=16384" : "P1 lengths", d);
         rc |= run_case(*c, 7, 0, 10);
 #ifdef SEER_ATTN_SM90A
-        rc |= run_case(*c, 7, 2, 10);
         rc |= run_case(*c, 7, 1, 10);
 #endif
       }
@@ -408,23 +396,11 @@ int main(int argc, char** argv) {
     std::printf("  -> %s\n", r == 0 ? "ok" : "FAIL");
     fails += r != 0;
     ++runs;
-    if (c.D == 128 && c.bf16) {  // benchmark-only variant of the bf16 D=128 64-row tile (fwd_dispatch.cu)
-      setenv("SEER_FWD_VARIANT", "1", 1);
-      const int r1 = run_case(c, 1234 + i);
-      unsetenv("SEER_FWD_VARIANT");
-      std::printf("  -> SEER_FWD_VARIANT=1: %s\n", r1 == 0 ? "ok" : "FAIL");
-      fails += r1 != 0;
-      ++runs;
-    }
 #ifdef SEER_ATTN_SM90A
-    if (c.D == 64 || c.D == 128) {  // the sm_90a wgmma kernel on the same case
+    if (c.D == 64 || c.D == 128) {  // the sm_90a warp-specialised kernel on the same case
       const int rw = run_case(c, 1234 + i, 1);
       std::printf("  -> sm90 warp-specialised: %s\n", rw == 0 ? "ok" : "FAIL");
       fails += rw != 0;
-      ++runs;
-      const int r2 = run_case(c, 1234 + i, 2);
-      std::printf("  -> single-warpgroup wgmma: %s\n", r2 == 0 ? "ok" : "FAIL");
-      fails += r2 != 0;
       ++runs;
     }
 #endif

@@ -24,13 +24,20 @@ int run_attention_fwd_sm90_(const AttnParams& p, void* stream) {
       p.mask_heads < 1 || p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 ||
       p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
     return static_cast<int>(cudaErrorInvalidValue);
-  const long long n_ctas = num_ctas(p);
+  const long long n_ctas = num_items(p);
   if (n_ctas == 0) return 0;
   if (n_ctas > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
   auto kernel = attention_fwd_sm90_kernel<T>;
-  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (e != cudaSuccess) return static_cast<int>(e);
-  kernel<<<static_cast<unsigned>(n_ctas), T::kThreads, T::kSmemBytes, static_cast<cudaStream_t>(stream)>>>(p);
+  // Persistent: T::kCtasPerSm CTAs per SM, each looping over the work items with a stride of the grid.
+  int device = 0, n_sm = 0;
+  e = cudaGetDevice(&device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device);
+  if (e != cudaSuccess) return static_cast<int>(e);
+  const long long slots = static_cast<long long>(n_sm) * T::kCtasPerSm;
+  const unsigned grid = static_cast<unsigned>(n_ctas < slots ? n_ctas : slots);
+  kernel<<<grid, T::kThreads, T::kSmemBytes, static_cast<cudaStream_t>(stream)>>>(p, static_cast<int>(n_ctas));
   return static_cast<int>(SEER_LAST_ERROR());
 #endif
 }
