@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from workloads import BLOCK, H_KV, H_Q, SM_SCALE, cdiv, rel_err, ref_decode
+import common as C
+from common import BLOCK, H_KV, H_Q, SM_SCALE, cdiv, rel_err
 
 # ------------------------------------------------------------------------------------------------
 # FlexAttention
@@ -430,23 +431,20 @@ class FADense:
                 ("aten._flash_attention_forward/_backward (K/V repeated to H_q)", aten_rep)]
 
     def _validate(self, out):
-        """Compare the last (short) sequences against a float32 dense causal reference."""
-        from workloads import ref_attention
+        """Compare the last (short) sequences against the package's reference (dense causal mask, CPU)."""
+        import seer_attn
         seqlens = self.inp["seqlens"]
         n = min(len(seqlens), 3)
         if max(seqlens[-n:]) <= 4096:  # the last (short) sequences of the packed batch
             sub = seqlens[-n:]
             off = sum(seqlens[:-n])
-            q, k, v, o = self.q[off:], self.k[off:], self.v[off:], out[off:]
         else:  # one long sequence: causal rows [0, 2048) only see keys [0, 2048)
-            sub = [2048]
-            q, k, v, o = self.q[:2048], self.k[:2048], self.v[:2048], out[:2048]
-
-        def vis(b, L):
-            t = torch.arange(L, device=q.device)
-            return (t[None, :] <= t[:, None])[None].expand(q.shape[1], L, L)
-        ref = ref_attention(q, k, v, sub, vis)
-        return rel_err(o, ref)
+            sub, off = [2048], 0
+        q, k, v = C.on_cpu(*(x[off:off + sum(sub)] for x in (self.q, self.k, self.v)))
+        cu = C.cu_seqlens_of(sub, "cpu")
+        full = torch.ones(len(sub), 1, cdiv(max(sub), BLOCK), cdiv(max(sub), BLOCK), dtype=torch.bool)
+        ref = seer_attn.block_sparse_attn_2d(q, k, v, full, cu, cu, max(sub), max(sub), sm_scale=SM_SCALE)
+        return rel_err(out[off:off + sum(sub)], ref)
 
     def select(self):
         last = None
@@ -545,8 +543,9 @@ class DenseDecode:
                 with torch.no_grad():
                     out = f()
                 torch.cuda.synchronize()
-                full = torch.ones(len(chk), kc.shape[2], cdiv(kc.shape[1], 64), dtype=torch.bool, device=q.device)
-                ref = ref_decode(q[chk], kc[chk], vc[chk], [lh[b] for b in chk], full, 64)
+                full = torch.ones(len(chk), kc.shape[2], cdiv(kc.shape[1], 64), dtype=torch.bool)
+                lens = torch.tensor([lh[b] for b in chk], dtype=torch.int32)
+                ref = C.decode_fn(C.import_seer_attn(), *C.on_cpu(q[chk], kc[chk], vc[chk]), lens, 64, mask=full)()
                 err = rel_err(out[chk], ref)
                 if not err < 2e-2:
                     raise RuntimeError(f"output mismatch vs float32 reference (rel err {err:.3g})")
