@@ -80,10 +80,10 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                    help="cpu: tiny shapes through the CPU reference implementation (control-flow smoke test)")
     p.add_argument("--out", default=os.path.join(REPO, "bench_out"), help="output directory")
-    p.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget of the whole run (s); "
-                   "cases that would start after it are skipped and reported")
-    p.add_argument("--target-ms", type=float, default=200.0, help="timed duration per measurement (ms), "
-                   "at least 5 reps (3 when one call exceeds 100 ms)")
+    p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget of the whole run (s, default "
+                   "480; --compare 420); cases that would start after it are skipped and reported")
+    p.add_argument("--target-ms", type=float, default=None, help="timed duration per measurement (ms, default 200; "
+                   "--compare 300 per build and round), at least 5 reps (3 when one call exceeds 100 ms)")
     p.add_argument("--isolate", dest="isolate", action="store_true", default=None,
                    help="one subprocess per op (default on CUDA)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false")
@@ -96,8 +96,16 @@ def parse_args(argv=None):
                    help="time our ops (2D / 1D gqa fwd and fwd+bwd on P1, P2; pooling P1; decode D1) for two "
                    "builds, each a directory holding an importable seer_attn with its built _C*.so; writes "
                    "compare.md / compare.json (see compare.py)")
+    p.add_argument("--rounds", type=int, default=2, help="--compare: measurements per case and build, "
+                   "alternating A B, B A (default 2)")
+    p.add_argument("--slower-pct", type=float, default=3.0, help="--compare: flag rows where B is more than this "
+                   "many percent slower than A (default 3)")
     p.add_argument("--compare-worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.budget_s is None:
+        a.budget_s = 420.0 if a.compare else 480.0
+    if a.target_ms is None:
+        a.target_ms = 300.0 if (a.compare or a.compare_worker) else 200.0
     a.ops = _csv(a.ops)
     for op in a.ops:
         if op not in ALL_OPS:
@@ -778,6 +786,9 @@ def finish(res, a):
 
 def main(argv=None):
     a = parse_args(argv)
+    if a.compare_worker:
+        import compare
+        return compare.worker_main(a.compare_worker, a.device, a.target_ms)
     a.ops_all = list(a.ops)
     if a.device == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available; use --device cpu for the tiny smoke test", flush=True)
@@ -795,6 +806,9 @@ def main(argv=None):
             return 3
         r.save()
         return 0
+    if a.compare:
+        import compare
+        return compare.run(a)
     os.environ["BENCH_ALL_OPS"] = ",".join(a.ops)
     os.environ["BENCH_T0"] = repr(T0)
     if a.isolate:
