@@ -357,14 +357,17 @@ class Timer:
         if self.cuda:
             torch.cuda.synchronize()
 
-    def first(self, fn):
-        """Seconds of one synchronised call (a first-call latency)."""
+    def once(self, fn):
+        """(fn(), ms) of one synchronised call."""
         self.sync()
         t = time.perf_counter()
         r = fn()
-        del r
         self.sync()
-        return time.perf_counter() - t
+        return r, (time.perf_counter() - t) * 1e3
+
+    def first(self, fn):
+        """Seconds of one synchronised call (a first-call latency)."""
+        return self.once(fn)[1] * 1e-3
 
     @staticmethod
     def _stats(ts, **extra):
