@@ -397,6 +397,23 @@ def _varlen_attn_call(q, k, v, cu, max_len):
     return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
 
 
+def _first_working(what, candidates, run, validate, tried):
+    """The first (name, candidate) whose output run(candidate) passes validate (relative error below
+    2e-2 against the package's reference); every failure is appended to ``tried``."""
+    for name, cand in candidates:
+        try:
+            out = run(cand)
+            torch.cuda.synchronize()
+            err = validate(out)
+            if not err < 2e-2:
+                raise RuntimeError(f"output mismatch vs the package's reference (rel err {err:.3g})")
+            return name, cand
+        except Exception as e:  # noqa: BLE001
+            tried.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            torch.cuda.empty_cache()
+    raise RuntimeError(f"no {what} entry point worked: {tried}")
+
+
 class FADense:
     """Dense causal varlen FlashAttention over the packed batch. Entry points tried in order:
     aten._flash_attention_forward/_backward (GQA native), torch.nn.attention.varlen.varlen_attn,
@@ -447,23 +464,11 @@ class FADense:
         return rel_err(out[off:off + sum(sub)], ref)
 
     def select(self):
-        last = None
-        for name, fn in self._candidates():
-            try:
-                with torch.no_grad():
-                    out = fn(self.q, self.k, self.v)
-                torch.cuda.synchronize()
-                err = self._validate(out)
-                if not err < 2e-2:
-                    raise RuntimeError(f"output mismatch vs float32 reference (rel err {err:.3g})")
-                self.call = fn
-                self.used = name
-                return
-            except Exception as e:  # noqa: BLE001
-                last = e
-                self.tried.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
-                torch.cuda.empty_cache()
-        raise RuntimeError(f"no FlashAttention varlen entry point worked: {self.tried}")
+        def run(fn):
+            with torch.no_grad():
+                return fn(self.q, self.k, self.v)
+        self.used, self.call = _first_working("FlashAttention varlen", self._candidates(), run, self._validate,
+                                              self.tried)
 
     def fwd(self):
         with torch.no_grad():
@@ -535,27 +540,19 @@ class DenseDecode:
     def select(self):
         q, kc, vc = self.inp["q"], self.inp["k_cache"], self.inp["v_cache"]
         lh = self.inp["lens_host"]
-        B = q.shape[0]
-        chk = [0, B - 1] if B > 1 else [0]
-        for name, make in self._candidates():
-            try:
-                f = make()
-                with torch.no_grad():
-                    out = f()
-                torch.cuda.synchronize()
-                full = torch.ones(len(chk), kc.shape[2], cdiv(kc.shape[1], 64), dtype=torch.bool)
-                lens = torch.tensor([lh[b] for b in chk], dtype=torch.int32)
-                ref = C.decode_fn(C.import_seer_attn(), *C.on_cpu(q[chk], kc[chk], vc[chk]), lens, 64, mask=full)()
-                err = rel_err(out[chk], ref)
-                if not err < 2e-2:
-                    raise RuntimeError(f"output mismatch vs float32 reference (rel err {err:.3g})")
-                self.call = f
-                self.used = name
-                return
-            except Exception as e:  # noqa: BLE001
-                self.tried.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
-                torch.cuda.empty_cache()
-        raise RuntimeError(f"no dense decode entry point worked: {self.tried}")
+        chk = [0, q.shape[0] - 1] if q.shape[0] > 1 else [0]
+
+        def run(make):
+            self.call = make()
+            with torch.no_grad():
+                return self.call()
+
+        def validate(out):
+            full = torch.ones(len(chk), kc.shape[2], cdiv(kc.shape[1], 64), dtype=torch.bool)
+            lens = torch.tensor([lh[b] for b in chk], dtype=torch.int32)
+            ref = C.decode_fn(C.import_seer_attn(), *C.on_cpu(q[chk], kc[chk], vc[chk]), lens, 64, mask=full)()
+            return rel_err(out[chk], ref)
+        self.used, _ = _first_working("dense decode", self._candidates(), run, validate, self.tried)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -583,7 +583,7 @@ class Runner:
                         idx = C.decode_indices(m)
                         kept = C.decode_kept_kv_bytes(m, lens, bs)
                         for nt in self.a.decode_new_tokens:
-                            q = inp["q"] if nt == 1 else inp["q_multi"][:, :nt]
+                            q = inp["q"] if nt == 1 else inp["q_multi"][:, :nt].contiguous()
                             why = unsupported or (feats["multi"] if nt > 1 else None)
                             for ns in self.a.decode_splits:
                                 for form in ("mask", "indices"):

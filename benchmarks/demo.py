@@ -245,23 +245,19 @@ def main():
               f"{'vs dense':>9}  {'fwd ms':>9} {'fwd+bwd ms':>11}")
     worst = max(pool_errs)
 
-    # ---- 2. 2D block-sparse attention -------------------------------------------------------
-    print(f"\n2D block mask [B, H_q, nb, nb] from pooled_2d (top fraction of each row's causal blocks)"
-          f"  [{paths.get('block_sparse_2d_fwd', '?')}]")
-    print(header)
-    for dens in args.densities:
-        m2 = top_fraction_to_mask(pooled_2d, dens, valid=valid2, force=diag2)
-        worst = max(worst, max(run_attention("2d", m2, "top-frac", f"{dens:.2f}")))
-    m2t = threshold_to_mask(pooled_2d, args.threshold, keep_diagonal=True)
-    worst = max(worst, max(run_attention("2d", m2t, f">{args.threshold:g}", "-")))
-
-    # ---- 3. 1D per-token attention, mask shared by each GQA group ----------------------------
-    print(f"\n1D per-token mask [B, H_kv, T, nb] from GQA-reduced pooled_1d  "
-          f"[{paths.get('block_sparse_1d_fwd', '?')}]")
-    print(header)
-    for dens in args.densities:
-        m1 = top_fraction_to_mask(scores_1d, dens, valid=valid1, force=diag1)
-        worst = max(worst, max(run_attention("1d", m1, "top-frac", f"{dens:.2f}")))
+    # ---- 2. 2D block-sparse attention, 3. 1D per-token attention (mask shared by each GQA group) -----
+    sections = (("2d", "2D block mask [B, H_q, nb, nb] from pooled_2d (top fraction of each row's causal blocks)",
+                 pooled_2d, valid2, diag2),
+                ("1d", "1D per-token mask [B, H_kv, T, nb] from GQA-reduced pooled_1d", scores_1d, valid1, diag1))
+    for kind, title, scores, valid, diag in sections:
+        print(f"\n{title}  [{paths.get(f'block_sparse_{kind}_fwd', '?')}]")
+        print(header)
+        for dens in args.densities:
+            m = top_fraction_to_mask(scores, dens, valid=valid, force=diag)
+            worst = max(worst, max(run_attention(kind, m, "top-frac", f"{dens:.2f}")))
+        if kind == "2d":
+            m2t = threshold_to_mask(pooled_2d, args.threshold, keep_diagonal=True)
+            worst = max(worst, max(run_attention("2d", m2t, f">{args.threshold:g}", "-")))
 
     # ---- 4. block-sparse decode ---------------------------------------------------------------
     bsz, smax, dbs = cfg["dec_batch"], cfg["dec_smax"], cfg["dec_block"]

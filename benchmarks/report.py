@@ -375,20 +375,9 @@ def markdown(res):
     parts.append(pool_table(res))
     parts.append(decode_table(res))
     parts.append(first_call_section(res))
-    errs = res.get("errors", [])
-    if errs:
-        parts.append("## Errors / skipped")
-        parts.append("")
-        for e in errs:
-            parts.append(f"- {e}")
-        parts.append("")
-    notes = res.get("notes", [])
-    if notes:
-        parts.append("## Notes")
-        parts.append("")
-        for n in notes:
-            parts.append(f"- {n}")
-        parts.append("")
+    for title, key in (("Errors / skipped", "errors"), ("Notes", "notes")):
+        if res.get(key):
+            parts += [f"## {title}", ""] + [f"- {x}" for x in res[key]] + [""]
     return "\n".join(p for p in parts if p is not None)
 
 
