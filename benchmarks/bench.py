@@ -4,9 +4,10 @@ attention pooling and block-sparse decode, against FlexAttention, PyTorch's bund
 varlen, dense decode, the physical ceilings measured in the same run and the seed anchors of
 ANCHORS.md.
 
-    python benchmarks/bench.py --out bench_out                      # full run (~5-8 min on one H100)
+    python benchmarks/bench.py --out bench_out                      # full run (budget 480 s)
     python benchmarks/bench.py --quick --out bench_quick            # P1 (+D1), d = 1.0 and 0.1
     python benchmarks/bench.py --ops 2d --workloads P2 --densities 0.1 --fwd-only
+    python benchmarks/bench.py --compare DIR_A,DIR_B --out cmp      # two builds, our ops, same run (compare.py)
     python benchmarks/bench.py --device cpu --quick --out /tmp/b    # tiny shapes, control-flow smoke test
 
 Outputs in --out: results.md (tables), results.json (all numbers), speedup_vs_density.png
@@ -34,7 +35,7 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402
 
 import common as C  # noqa: E402
-from common import BLOCK, GROUP, H_KV, H_Q, HEAD_DIM, SM_SCALE, cleanup  # noqa: E402
+from common import BLOCK, HEAD_DIM, SM_SCALE, cleanup  # noqa: E402
 
 T0 = float(os.environ.get("BENCH_T0", time.time()))  # workers share the parent's clock
 ALL_OPS = ("2d", "1d", "pool", "decode")
@@ -556,9 +557,10 @@ class Runner:
             for bs in self.a.decode_blocks:
                 for d in self.a.decode_densities:
                     self.check_decode(bs, d)
-        feats = C.decode_features(self.api(), self.dev)
-        self.res["notes"].append(f"decode features of this build: paged KV: {feats['paged'] or 'supported'}; "
-                                 f"multi-token (L = 4): {feats['multi'] or 'supported'}")
+        pages = sorted({int(x[5:]) for x in self.a.decode_layouts if x != "contiguous"})
+        feats = C.decode_features(self.api(), self.dev, pages)
+        self.res["notes"].append("decode features of this build: " + "; ".join(
+            f"{k}: {v or 'supported'}" for k, v in feats.items()))
         log(self.res["notes"][-1])
         from report import SEED_DECODE
         for w in [x for x in self.a.workloads if self.wl[x].kind == "decode"]:
@@ -574,7 +576,7 @@ class Runner:
             for layout in self.a.decode_layouts:
                 table = None
                 kc, vc = inp["k_cache"], inp["v_cache"]
-                unsupported = feats["paged"] if layout != "contiguous" else None
+                unsupported = feats.get(layout)
                 if layout != "contiguous" and unsupported is None and not self.out_of_time():
                     kc, vc, table = C.paged_cache(kc, vc, inp["lens_host"], int(layout[5:]))
                 for bs in self.a.decode_blocks:

@@ -456,32 +456,34 @@ def decode_fn(sa, q, k_cache, v_cache, lens, block, mask=None, indices=None, blo
     return lambda: sa.block_sparse_decode(q, k_cache, v_cache, lens, **kw)
 
 
-def decode_features(sa, device):
-    """Which decode forms this build runs: {"paged": None | reason, "multi": None | reason} (None =
-    supported), from a tiny probe (paged: the same answer as the contiguous cache; L = 4 new tokens:
-    the same answer as the package's CPU reference)."""
+def decode_features(sa, device, page_sizes=PAGE_SIZES):
+    """Which decode forms this build runs, from a tiny probe: {"paged<P>": None | reason, "multi": None |
+    reason} (None = supported; paged: the same answer as the contiguous cache; L = 4 new tokens: the same
+    answer as the package's CPU reference)."""
     import inspect
     w = Workload("probe", "decode", batch=2, s_max=256, len_lo=40)
     inp = make_decode_inputs(w, device, h_q=8, h_kv=2, d=64)
     lens = inp["cache_seqlens"]
     mask = torch.ones(2, 2, 4, dtype=torch.bool, device=device)
+
+    def why(e):
+        return f"not supported by this build ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})"
     feats = {}
-    try:
-        if "block_table" not in inspect.signature(sa.block_sparse_decode).parameters:
-            raise TypeError("block_sparse_decode has no block_table argument")
-        kp, vp, table = paged_cache(inp["k_cache"], inp["v_cache"], inp["lens_host"], 16)
-        got = decode_fn(sa, inp["q"], kp, vp, lens, 64, mask=mask, block_table=table)()
-        want = decode_fn(sa, inp["q"], inp["k_cache"], inp["v_cache"], lens, 64, mask=mask)()
-        err = rel_err(got, want)
-        feats["paged"] = None if err < 1e-2 else f"paged output differs from the contiguous one (rel err {err:.2e})"
-    except Exception as e:  # noqa: BLE001
-        feats["paged"] = f"not supported by this build ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})"
+    want = decode_fn(sa, inp["q"], inp["k_cache"], inp["v_cache"], lens, 64, mask=mask)()
+    for ps in page_sizes:
+        try:
+            if "block_table" not in inspect.signature(sa.block_sparse_decode).parameters:
+                raise TypeError("block_sparse_decode has no block_table argument")
+            kp, vp, table = paged_cache(inp["k_cache"], inp["v_cache"], inp["lens_host"], ps)
+            err = rel_err(decode_fn(sa, inp["q"], kp, vp, lens, 64, mask=mask, block_table=table)(), want)
+            feats[f"paged{ps}"] = None if err < 1e-2 else f"paged output differs from the contiguous one (rel err {err:.2e})"
+        except Exception as e:  # noqa: BLE001
+            feats[f"paged{ps}"] = why(e)
     try:
         qm = inp["q_multi"]
         got = decode_fn(sa, qm, inp["k_cache"], inp["v_cache"], lens, 64, mask=mask)()
-        ref = decode_fn(sa, *on_cpu(qm, inp["k_cache"], inp["v_cache"], lens), 64, mask=mask.cpu())()
-        err = rel_err(got, ref)
+        err = rel_err(got, decode_fn(sa, *on_cpu(qm, inp["k_cache"], inp["v_cache"], lens), 64, mask=mask.cpu())())
         feats["multi"] = None if err < 2e-2 else f"L = 4 output differs from the CPU reference (rel err {err:.2e})"
     except Exception as e:  # noqa: BLE001
-        feats["multi"] = f"not supported by this build ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})"
+        feats["multi"] = why(e)
     return feats

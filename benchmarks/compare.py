@@ -148,10 +148,14 @@ class Worker:
         self.proc = None
         self.info = None
 
-    def start(self):
+    def spawn(self):
         cmd = [sys.executable, "-u", os.path.join(C.HERE, "bench.py"), "--compare-worker", self.dir,
                "--device", self.device, "--target-ms", repr(self.target_ms)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def start(self):
+        if self.proc is None:
+            self.spawn()
         self.info = self._read(600)
         if not self.info.get("ready"):
             raise RuntimeError(f"build {self.name} ({self.dir}) did not start: {self.info.get('error')}")
@@ -218,6 +222,8 @@ def run(a):
     res = {"builds": builds, "env": {"torch": torch.__version__, "cuda": torch.version.cuda},
            "rounds": a.rounds, "slower_pct": a.slower_pct, "rows": [], "errors": []}
     try:
+        for w in workers.values():  # both import in parallel
+            w.spawn()
         for n, w in workers.items():
             w.start()
             builds[n].update(seer_attn=w.info.get("seer_attn"), kernels=w.info.get("kernels"))
