@@ -59,7 +59,8 @@ def label(c):
         return f"decode {c['kind']} block {c['block']}"
     if c["op"] == "pool":
         return f"pool {c['kind']}"
-    return f"{c['op']} {c['kind']} {'fwd' if c['mode'] == 'fwd' else 'fwd+bwd'}"
+    kind = "" if c["kind"] == c["op"] else f" {c['kind']}"
+    return f"{c['op']}{kind} {'fwd' if c['mode'] == 'fwd' else 'fwd+bwd'}"
 
 
 # ---- the worker (one per build) ---------------------------------------------------------------------
@@ -122,7 +123,8 @@ def worker_main(build_dir, device, target_ms):
     try:
         sa = C.import_seer_attn(build_dir)
         st = _State(sa, device, target_ms)
-        reply({"ready": True, "seer_attn": os.path.dirname(sa.__file__), "kernels": sa.kernel_status(),
+        status = getattr(sa, "kernel_status", lambda: None)()
+        reply({"ready": True, "seer_attn": os.path.dirname(sa.__file__), "kernels": status,
                "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"})
     except Exception as e:  # noqa: BLE001
         reply({"ready": False, "error": f"{type(e).__name__}: {e}"})
@@ -219,7 +221,7 @@ def run(a):
     slower = 1.0 + a.slower_pct / 100.0
     builds = {n: build_info(d) for n, d in zip("AB", dirs)}
     workers = {n: Worker(n, d, a.device, a.target_ms) for n, d in zip("AB", dirs)}
-    res = {"builds": builds, "env": {"torch": torch.__version__, "cuda": torch.version.cuda},
+    res = {"builds": builds, "device": a.device, "env": {"torch": torch.__version__, "cuda": torch.version.cuda},
            "rounds": a.rounds, "slower_pct": a.slower_pct, "rows": [], "errors": []}
     try:
         for w in workers.values():  # both import in parallel
@@ -284,7 +286,9 @@ def markdown(res):
                      f"imported from {b[n].get('seer_attn')})")
     lines += [f"- median of all timed reps over {res['rounds']} rounds per build (A B, then B A), CUDA events "
               f"(perf_counter on CPU), L2 flushed before each rep; ratio = B / A; SLOWER = B more than {res['slower_pct']:g}% slower. "
-              "Decode in us, everything else in ms.", ""]
+              "Decode in us, everything else in ms."
+              + (" CPU: tiny shapes, a control-flow test; the times are not measurements." if res.get("device") == "cpu"
+                 else ""), ""]
     flagged = [r for r in res["rows"] if "SLOWER" in (r.get("flag") or "")]
     ratios = [r["ratio"] for r in res["rows"] if r.get("ratio")]
     if ratios:
