@@ -577,8 +577,11 @@ class Runner:
                 table = None
                 kc, vc = inp["k_cache"], inp["v_cache"]
                 unsupported = feats.get(layout)
-                if layout != "contiguous" and unsupported is None and not self.out_of_time():
-                    kc, vc, table = C.paged_cache(kc, vc, inp["lens_host"], int(layout[5:]))
+                if layout != "contiguous" and unsupported is None:
+                    if self.out_of_time():
+                        unsupported = "skipped (time budget)"
+                    else:
+                        kc, vc, table = C.paged_cache(kc, vc, inp["lens_host"], int(layout[5:]))
                 for bs in self.a.decode_blocks:
                     for d in self.a.decode_densities:
                         m = C.decode_mask(lens, wk.s_max, bs, d)

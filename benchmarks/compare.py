@@ -256,7 +256,7 @@ def run(a):
             row["same_mask"] = len(set(row["fp"].values())) <= 1
             row["flag"] = ("SLOWER" if row["ratio"] and row["ratio"] > slower else "") + \
                           ("" if row["same_mask"] else " MASKS DIFFER")
-            del row["A"], row["B"]
+            row["A_times_ms"], row["B_times_ms"] = row.pop("A"), row.pop("B")
             res["rows"].append(row)
             print(f"[{time.time() - t0:6.1f}s] {fmt_row(row)}", flush=True)
             write(res, a.out)
