@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from workloads import BLOCK, H_KV, H_Q, SM_SCALE, cdiv, rel_err, ref_decode
+import common as C
+from common import BLOCK, H_KV, H_Q, SM_SCALE, cdiv, rel_err
 
 # ------------------------------------------------------------------------------------------------
 # FlexAttention
@@ -396,6 +397,23 @@ def _varlen_attn_call(q, k, v, cu, max_len):
     return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
 
 
+def _first_working(what, candidates, run, validate, tried):
+    """The first (name, candidate) whose output run(candidate) passes validate (relative error below
+    2e-2 against the package's reference); every failure is appended to ``tried``."""
+    for name, cand in candidates:
+        try:
+            out = run(cand)
+            torch.cuda.synchronize()
+            err = validate(out)
+            if not err < 2e-2:
+                raise RuntimeError(f"output mismatch vs the package's reference (rel err {err:.3g})")
+            return name, cand
+        except Exception as e:  # noqa: BLE001
+            tried.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            torch.cuda.empty_cache()
+    raise RuntimeError(f"no {what} entry point worked: {tried}")
+
+
 class FADense:
     """Dense causal varlen FlashAttention over the packed batch. Entry points tried in order:
     aten._flash_attention_forward/_backward (GQA native), torch.nn.attention.varlen.varlen_attn,
@@ -430,42 +448,27 @@ class FADense:
                 ("aten._flash_attention_forward/_backward (K/V repeated to H_q)", aten_rep)]
 
     def _validate(self, out):
-        """Compare the last (short) sequences against a float32 dense causal reference."""
-        from workloads import ref_attention
+        """Compare the last (short) sequences against the package's reference (dense causal mask, CPU)."""
+        import seer_attn
         seqlens = self.inp["seqlens"]
         n = min(len(seqlens), 3)
         if max(seqlens[-n:]) <= 4096:  # the last (short) sequences of the packed batch
             sub = seqlens[-n:]
             off = sum(seqlens[:-n])
-            q, k, v, o = self.q[off:], self.k[off:], self.v[off:], out[off:]
         else:  # one long sequence: causal rows [0, 2048) only see keys [0, 2048)
-            sub = [2048]
-            q, k, v, o = self.q[:2048], self.k[:2048], self.v[:2048], out[:2048]
-
-        def vis(b, L):
-            t = torch.arange(L, device=q.device)
-            return (t[None, :] <= t[:, None])[None].expand(q.shape[1], L, L)
-        ref = ref_attention(q, k, v, sub, vis)
-        return rel_err(o, ref)
+            sub, off = [2048], 0
+        q, k, v = C.on_cpu(*(x[off:off + sum(sub)] for x in (self.q, self.k, self.v)))
+        cu = C.cu_seqlens_of(sub, "cpu")
+        full = torch.ones(len(sub), 1, cdiv(max(sub), BLOCK), cdiv(max(sub), BLOCK), dtype=torch.bool)
+        ref = seer_attn.block_sparse_attn_2d(q, k, v, full, cu, cu, max(sub), max(sub), sm_scale=SM_SCALE)
+        return rel_err(out[off:off + sum(sub)], ref)
 
     def select(self):
-        last = None
-        for name, fn in self._candidates():
-            try:
-                with torch.no_grad():
-                    out = fn(self.q, self.k, self.v)
-                torch.cuda.synchronize()
-                err = self._validate(out)
-                if not err < 2e-2:
-                    raise RuntimeError(f"output mismatch vs float32 reference (rel err {err:.3g})")
-                self.call = fn
-                self.used = name
-                return
-            except Exception as e:  # noqa: BLE001
-                last = e
-                self.tried.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
-                torch.cuda.empty_cache()
-        raise RuntimeError(f"no FlashAttention varlen entry point worked: {self.tried}")
+        def run(fn):
+            with torch.no_grad():
+                return fn(self.q, self.k, self.v)
+        self.used, self.call = _first_working("FlashAttention varlen", self._candidates(), run, self._validate,
+                                              self.tried)
 
     def fwd(self):
         with torch.no_grad():
@@ -537,26 +540,19 @@ class DenseDecode:
     def select(self):
         q, kc, vc = self.inp["q"], self.inp["k_cache"], self.inp["v_cache"]
         lh = self.inp["lens_host"]
-        B = q.shape[0]
-        chk = [0, B - 1] if B > 1 else [0]
-        for name, make in self._candidates():
-            try:
-                f = make()
-                with torch.no_grad():
-                    out = f()
-                torch.cuda.synchronize()
-                full = torch.ones(len(chk), kc.shape[2], cdiv(kc.shape[1], 64), dtype=torch.bool, device=q.device)
-                ref = ref_decode(q[chk], kc[chk], vc[chk], [lh[b] for b in chk], full, 64)
-                err = rel_err(out[chk], ref)
-                if not err < 2e-2:
-                    raise RuntimeError(f"output mismatch vs float32 reference (rel err {err:.3g})")
-                self.call = f
-                self.used = name
-                return
-            except Exception as e:  # noqa: BLE001
-                self.tried.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
-                torch.cuda.empty_cache()
-        raise RuntimeError(f"no dense decode entry point worked: {self.tried}")
+        chk = [0, q.shape[0] - 1] if q.shape[0] > 1 else [0]
+
+        def run(make):
+            self.call = make()
+            with torch.no_grad():
+                return self.call()
+
+        def validate(out):
+            full = torch.ones(len(chk), kc.shape[2], cdiv(kc.shape[1], 64), dtype=torch.bool)
+            lens = torch.tensor([lh[b] for b in chk], dtype=torch.int32)
+            ref = C.decode_fn(C.import_seer_attn(), *C.on_cpu(q[chk], kc[chk], vc[chk]), lens, 64, mask=full)()
+            return rel_err(out[chk], ref)
+        self.used, _ = _first_working("dense decode", self._candidates(), run, validate, self.tried)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ attention pooling and block-sparse decode, against FlexAttention, PyTorch's bund
 varlen, dense decode, the physical ceilings measured in the same run and the seed anchors of
 ANCHORS.md.
 
-    python benchmarks/bench.py --out bench_out                      # full run (~5-8 min on one H100)
+    python benchmarks/bench.py --out bench_out                      # full run (budget 480 s)
     python benchmarks/bench.py --quick --out bench_quick            # P1 (+D1), d = 1.0 and 0.1
     python benchmarks/bench.py --ops 2d --workloads P2 --densities 0.1 --fwd-only
+    python benchmarks/bench.py --compare DIR_A,DIR_B --out cmp      # two builds, our ops, same run (compare.py)
     python benchmarks/bench.py --device cpu --quick --out /tmp/b    # tiny shapes, control-flow smoke test
 
 Outputs in --out: results.md (tables), results.json (all numbers), speedup_vs_density.png
@@ -19,10 +20,8 @@ outputs are rewritten after every op (and every case inside a worker's part file
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -35,13 +34,13 @@ sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
 
-import workloads as W  # noqa: E402
-from workloads import BLOCK, H_KV, H_Q, HEAD_DIM, SM_SCALE  # noqa: E402
+import common as C  # noqa: E402
+from common import BLOCK, HEAD_DIM, SM_SCALE, cleanup  # noqa: E402
 
 T0 = float(os.environ.get("BENCH_T0", time.time()))  # workers share the parent's clock
 ALL_OPS = ("2d", "1d", "pool", "decode")
-OP_SHARE = {"2d": 3.0, "1d": 4.0, "pool": 1.0, "decode": 1.5}  # budget weights of the per-op workers
-GROUP = H_Q // H_KV
+OP_SHARE = {"2d": 3.0, "1d": 4.0, "pool": 1.0, "decode": 2.0}  # budget weights of the per-op workers
+DECODE_LAYOUTS = ("contiguous",) + tuple(f"paged{p}" for p in C.PAGE_SIZES)
 TOL_OUT = 2e-2
 TOL_GRAD = 4e-2
 
@@ -59,8 +58,14 @@ def parse_args(argv=None):
     p.add_argument("--ops", default=",".join(ALL_OPS), help="comma list of 2d,1d,pool,decode")
     p.add_argument("--workloads", default=None, help="comma list of P1,P2,D1 (default all; --quick: P1,D1)")
     p.add_argument("--densities", default=None, help="prefill densities (default 1.0,0.5,0.2,0.1; --quick 1.0,0.1)")
-    p.add_argument("--decode-densities", default=None, help="decode densities (default 0.1,0.25,0.5; --quick 0.1)")
+    p.add_argument("--decode-densities", default=None, help="decode densities (default 0.1,0.25,0.5,1.0; --quick 0.1)")
     p.add_argument("--decode-blocks", default="32,64", help="decode block sizes")
+    p.add_argument("--decode-layouts", default=None,
+                   help="decode KV cache layouts: contiguous, paged<page size> (default contiguous,paged16,paged64; "
+                   "--quick contiguous)")
+    p.add_argument("--decode-new-tokens", default=None, help="decode query tokens per sequence (default 1,4; --quick 1)")
+    p.add_argument("--decode-splits", default="0", help="decode num_splits values to time (0 = automatic)")
+    p.add_argument("--deterministic", action="store_true", help="time the deterministic backward (deterministic=True)")
     p.add_argument("--variants-1d", default="gqa,head,token", help="1D variants: gqa (GQA-shared, block-structured), "
                    "head (per-q-head mask), token (every token row drawn independently)")
     p.add_argument("--pool-variants", default="per_head,gqa", help="pooling variants: per_head, gqa (gqa_reduce=True)")
@@ -76,10 +81,10 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                    help="cpu: tiny shapes through the CPU reference implementation (control-flow smoke test)")
     p.add_argument("--out", default=os.path.join(REPO, "bench_out"), help="output directory")
-    p.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget of the whole run (s); "
-                   "cases that would start after it are skipped and reported")
-    p.add_argument("--target-ms", type=float, default=200.0, help="timed duration per measurement (ms), "
-                   "at least 5 reps (3 when one call exceeds 100 ms)")
+    p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget of the whole run (s, default "
+                   "480; --compare 420); cases that would start after it are skipped and reported")
+    p.add_argument("--target-ms", type=float, default=None, help="timed duration per measurement (ms, default 200; "
+                   "--compare 300 per build and round), at least 5 reps (3 when one call exceeds 100 ms)")
     p.add_argument("--isolate", dest="isolate", action="store_true", default=None,
                    help="one subprocess per op (default on CUDA)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false")
@@ -88,7 +93,20 @@ def parse_args(argv=None):
     p.add_argument("--part", default=None, help=argparse.SUPPRESS)
     p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--ceilings-here", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--compare", default=None, metavar="DIR_A,DIR_B",
+                   help="time our ops (2D / 1D gqa fwd and fwd+bwd on P1, P2; pooling P1; decode D1) for two "
+                   "builds, each a directory holding an importable seer_attn with its built _C*.so; writes "
+                   "compare.md / compare.json (see compare.py)")
+    p.add_argument("--rounds", type=int, default=2, help="--compare: measurements per case and build, "
+                   "alternating A B, B A (default 2)")
+    p.add_argument("--slower-pct", type=float, default=3.0, help="--compare: flag rows where B is more than this "
+                   "many percent slower than A (default 3)")
+    p.add_argument("--compare-worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.budget_s is None:
+        a.budget_s = 420.0 if a.compare else 480.0
+    if a.target_ms is None:
+        a.target_ms = 300.0 if (a.compare or a.compare_worker) else 200.0
     a.ops = _csv(a.ops)
     for op in a.ops:
         if op not in ALL_OPS:
@@ -98,12 +116,18 @@ def parse_args(argv=None):
     else:
         a.workloads = _csv(a.workloads)
     for w in a.workloads:
-        if w not in W.FULL_WORKLOADS:
+        if w not in C.FULL_WORKLOADS:
             p.error(f"unknown workload {w!r}")
-    a.densities = _csv(a.densities, float) if a.densities else ([1.0, 0.1] if a.quick else list(W.PREFILL_DENSITIES))
+    a.densities = _csv(a.densities, float) if a.densities else ([1.0, 0.1] if a.quick else list(C.PREFILL_DENSITIES))
     a.decode_densities = (_csv(a.decode_densities, float) if a.decode_densities
-                          else ([0.1] if a.quick else list(W.DECODE_DENSITIES)))
+                          else ([0.1] if a.quick else list(C.DECODE_DENSITIES) + [1.0]))
     a.decode_blocks = _csv(a.decode_blocks, int)
+    a.decode_layouts = _csv(a.decode_layouts) if a.decode_layouts else (["contiguous"] if a.quick else list(DECODE_LAYOUTS))
+    for x in a.decode_layouts:
+        if x != "contiguous" and not (x.startswith("paged") and x[5:].isdigit()):
+            p.error(f"unknown decode layout {x!r} (contiguous or paged<page size>)")
+    a.decode_new_tokens = _csv(a.decode_new_tokens, int) if a.decode_new_tokens else ([1] if a.quick else [1, 4])
+    a.decode_splits = _csv(a.decode_splits, int)
     a.variants_1d = _csv(a.variants_1d)
     a.pool_variants = _csv(a.pool_variants)
     if a.isolate is None:
@@ -113,132 +137,8 @@ def parse_args(argv=None):
     return a
 
 
-# ------------------------------------------------------------------------------------------------
-# environment / package
-# ------------------------------------------------------------------------------------------------
-def import_seer_attn():
-    try:
-        import seer_attn  # noqa: F401
-    except ImportError:
-        if REPO not in sys.path:
-            sys.path.insert(0, REPO)
-        import seer_attn  # noqa: F401
-    import seer_attn
-    return seer_attn
-
-
-def env_info(device):
-    e = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-         "hostname": platform.node()}
-    try:
-        import triton
-        e["triton"] = triton.__version__
-    except Exception as ex:  # noqa: BLE001
-        e["triton"] = f"n/a ({type(ex).__name__})"
-    try:
-        e["cudnn"] = torch.backends.cudnn.version()
-    except Exception:  # noqa: BLE001
-        e["cudnn"] = None
-    if device == "cuda" and torch.cuda.is_available():
-        prop = torch.cuda.get_device_properties(0)
-        e["device_name"] = prop.name
-        e["sm_count"] = prop.multi_processor_count
-        e["capability"] = f"{prop.major}.{prop.minor}"
-        e["memory_gib"] = round(prop.total_memory / 2 ** 30, 1)
-    else:
-        e["device_name"] = f"cpu ({platform.processor() or platform.machine()})"
-        e["sm_count"] = os.cpu_count()
-    try:
-        sa = import_seer_attn()
-        st = None
-        if hasattr(sa, "kernel_status"):
-            try:
-                st = sa.kernel_status()
-            except Exception as ex:  # noqa: BLE001
-                st = f"kernel_status() failed: {ex}"
-        e["seer_attn"] = f"{getattr(sa, '__version__', '?')} from {os.path.dirname(sa.__file__)}; kernels: {st}"
-    except Exception as ex:  # noqa: BLE001
-        e["seer_attn"] = f"import failed: {type(ex).__name__}: {ex}"
-    return e
-
-
-# ------------------------------------------------------------------------------------------------
-# timing
-# ------------------------------------------------------------------------------------------------
 class FatalDeviceError(RuntimeError):
     pass
-
-
-class Timer:
-    """Median of CUDA-event timings after warm-up (L2 flushed before every timed rep), or
-    perf_counter on CPU."""
-
-    def __init__(self, device, target_ms):
-        self.device = device
-        self.target_ms = target_ms
-        self.cuda = device == "cuda"
-        self.flush = torch.empty(64 << 20, dtype=torch.int32, device="cuda") if self.cuda else None
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
-    def first(self, fn):
-        self.sync()
-        t = time.perf_counter()
-        r = fn()
-        del r
-        self.sync()
-        return time.perf_counter() - t
-
-    def __call__(self, fn):
-        if not self.cuda:
-            fn()
-            t = time.perf_counter()
-            fn()
-            est = (time.perf_counter() - t) * 1e3
-            reps = int(min(5, max(1, self.target_ms / max(est, 1e-3))))
-            ts = []
-            for _ in range(reps):
-                t = time.perf_counter()
-                fn()
-                ts.append((time.perf_counter() - t) * 1e3)
-            ts.sort()
-            return {"median_ms": ts[len(ts) // 2], "reps": reps, "min_ms": ts[0], "max_ms": ts[-1]}
-        # the first (cold) call was made by the caller; this one warms up, estimates the duration and
-        # measures the peak memory above what is allocated before it (inputs, persistent buffers)
-        gc.collect()
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        r = fn()
-        e.record()
-        del r
-        torch.cuda.synchronize()
-        peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
-        est = max(s.elapsed_time(e), 1e-3)
-        for _ in range(int(min(50, 25.0 / est))):  # ~25 ms of extra warm-up for fast kernels
-            fn()
-        reps = int(min(200, max(5 if est < 100 else 3, self.target_ms / est)))
-        evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-        for s, e in evs:
-            self.flush.zero_()
-            s.record()
-            fn()
-            e.record()
-        torch.cuda.synchronize()
-        ts = sorted(s.elapsed_time(e) for s, e in evs)
-        n = len(ts)
-        med = ts[n // 2] if n % 2 else 0.5 * (ts[n // 2 - 1] + ts[n // 2])
-        return {"median_ms": med, "reps": n, "min_ms": ts[0], "max_ms": ts[-1], "peak_mib": peak}
-
-
-def cleanup(device):
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
 
 
 def short_err(e):
@@ -259,10 +159,10 @@ class Runner:
         self.a = args
         self.dev = args.device
         self.deadline = args.deadline if args.deadline else T0 + args.budget_s
-        self.timer = Timer(self.dev, args.target_ms)
-        self.res = {"env": env_info(self.dev), "cases": [], "checks": [], "first_calls": {}, "errors": [],
+        self.timer = C.Timer(self.dev, args.target_ms)
+        self.res = {"env": C.env_info(self.dev), "cases": [], "checks": [], "first_calls": {}, "errors": [],
                     "notes": [], "ceilings": None}
-        self.wl = W.get_workloads(tiny=self.dev == "cpu")
+        self.wl = C.get_workloads(tiny=self.dev == "cpu")
         self.sa = None
         self.failed_checks = set()
 
@@ -338,53 +238,13 @@ class Runner:
     # -- our ops ----------------------------------------------------------------------------------
     def api(self):
         if self.sa is None:
-            self.sa = import_seer_attn()
+            self.sa = C.import_seer_attn()
         return self.sa
 
-    def ours_2d(self, q, k, v, m, cu, L):
-        f = getattr(self.api(), "block_sparse_attn_2d", None)
-        if f is not None:
-            return f(q, k, v, m, cu, cu, L, L, block_size_q=BLOCK, block_size_k=BLOCK, sm_scale=SM_SCALE, causal=True)
-        return torch.ops.seer_attn.block_sparse_2d_fwd(q, k, v, cu, cu, L, L, m, BLOCK, BLOCK, SM_SCALE, True)[0]
-
-    def ours_1d(self, q, k, v, m, cu, L):
-        f = getattr(self.api(), "block_sparse_attn_1d", None)
-        if f is not None:
-            return f(q, k, v, m, cu, cu, L, L, block_size_k=BLOCK, sm_scale=SM_SCALE, causal=True)
-        return torch.ops.seer_attn.block_sparse_1d_fwd(q, k, v, cu, cu, L, L, m, BLOCK, SM_SCALE, True)[0]
-
-    def ours_pool(self, q, k, cu, L, gqa):
-        f = getattr(self.api(), "attention_pooling", None)
-        if f is not None:
-            return f(q, k, cu, L, block_size=BLOCK, sm_scale=SM_SCALE, causal=True, gqa_reduce=gqa)
-        return torch.ops.seer_attn.attn_pooling(q, k, cu, L, SM_SCALE, BLOCK, True, gqa)
-
-    def ours_decode(self, q, kc, vc, lens, bs, mask=None, idx=None):
-        f = getattr(self.api(), "block_sparse_decode", None)
-        if f is not None:
-            return f(q, kc, vc, lens, block_mask=mask, block_indices=idx, block_size=bs, sm_scale=SM_SCALE)
-        return torch.ops.seer_attn.block_sparse_decode(q, kc, vc, lens, mask, idx, bs, SM_SCALE, False, False, 0)[0]
-
-    @staticmethod
-    def _out(r):
-        return r[0] if isinstance(r, (tuple, list)) else r
-
     def attn_fns(self, op, inp, mask):
-        q, k, v, dout, cu, L = inp["q"], inp["k"], inp["v"], inp["dout"], inp["cu"], inp["max_len"]
-        call = self.ours_2d if op == "2d" else self.ours_1d
-        qr, kr, vr = (x.detach().requires_grad_() for x in (q, k, v))
+        return C.attn_fns(self.api(), op, inp, mask, self.a.deterministic)
 
-        def fwd():
-            with torch.no_grad():
-                return self._out(call(q, k, v, mask, cu, L))
-
-        def fb():
-            out = self._out(call(qr, kr, vr, mask, cu, L))
-            loss = (out * dout).sum()
-            return torch.autograd.grad(loss, (qr, kr, vr))
-        return fwd, fb
-
-    # -- checks -----------------------------------------------------------------------------------
+    # -- checks (against the package's pure-PyTorch reference: the same call on CPU copies) ----------
     def _record_check(self, op, variant, d, errs, error=None, tol=None):
         ok = error is None and all((e < (TOL_OUT if k == "out" else TOL_GRAD)) for k, e in errs.items())
         if tol is not None and error is None:
@@ -399,36 +259,9 @@ class Runner:
             self.failed_checks.add((op, variant))
         return ok
 
-    def check_attention(self, op, variant, d):
-        sl = W.CHECK_SEQLENS
+    def _check(self, op, variant, d, body, tol=None):
         try:
-            ci = W.make_prefill_inputs(sl, self.dev)
-            q, k, v, dout, cu, L = ci["q"], ci["k"], ci["v"], ci["dout"], ci["cu"], ci["max_len"]
-            if op == "2d":
-                m = W.mask_2d(sl, H_Q, d, self.dev)
-                vis = W.vis_from_2d(m)
-            elif variant == "token":
-                m = W.mask_1d_token(sl, H_KV, d, self.dev)
-                vis = W.vis_from_1d(m, g=GROUP)
-            else:
-                m = W.expand_rows(W.mask_2d(sl, H_KV, d, self.dev), sl)
-                vis = W.vis_from_1d(m, g=GROUP)
-                if variant == "head":
-                    m = m.repeat_interleave(GROUP, 1)
-                    vis = W.vis_from_1d(m, g=1)
-            fwd, fb = self.attn_fns(op, ci, m)
-            what = f"check problem seqlens {sl}"
-            self.first_call(f"ours {op} fwd", what, fwd)
-            out = fwd()
-            qf, kf, vf = (x.detach().float().requires_grad_() for x in (q, k, v))
-            ref = W.ref_attention(qf, kf, vf, sl, vis)
-            errs = {"out": W.rel_err(out, ref)}
-            if not self.a.fwd_only:
-                self.first_call(f"ours {op} fwd+bwd", what, fb)
-                gq, gk, gv = fb()
-                rq, rk, rv = torch.autograd.grad((ref * dout.float()).sum(), (qf, kf, vf))
-                errs.update(dq=W.rel_err(gq, rq), dk=W.rel_err(gk, rk), dv=W.rel_err(gv, rv))
-            return self._record_check(op, variant, d, errs)
+            return self._record_check(op, variant, d, body(), tol=tol)
         except FatalDeviceError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -438,74 +271,61 @@ class Runner:
             self.after_exception(e)
             return False
 
+    def check_attention(self, op, variant, d):
+        sl = C.CHECK_SEQLENS
+
+        def body():
+            ci = C.make_prefill_inputs(sl, self.dev)
+            m, _ = C.prefill_mask("2d" if op == "2d" else variant, sl, d, self.dev)
+            fwd, fb = self.attn_fns(op, ci, m)
+            rfwd, rfb = C.attn_fns(self.api(), op, dict(zip(ci, C.on_cpu(*ci.values()))), m.cpu(),
+                                   self.a.deterministic)
+            what = f"check problem seqlens {sl}"
+            self.first_call(f"ours {op} fwd", what, fwd)
+            errs = {"out": C.rel_err(fwd(), rfwd())}
+            if not self.a.fwd_only:
+                self.first_call(f"ours {op} fwd+bwd", what, fb)
+                for name, g, r in zip(("dq", "dk", "dv"), fb(), rfb()):
+                    errs[name] = C.rel_err(g, r)
+            return errs
+        return self._check(op, variant, d, body)
+
     def check_pool(self, variant):
-        sl = W.CHECK_SEQLENS
+        sl = C.CHECK_SEQLENS
         gqa = variant == "gqa"
-        try:
-            ci = W.make_prefill_inputs(sl, self.dev)
-            q, k, cu, L = ci["q"], ci["k"], ci["cu"], ci["max_len"]
-            fn = lambda: self.ours_pool(q, k, cu, L, gqa)  # noqa: E731
+
+        def body():
+            ci = C.make_prefill_inputs(sl, self.dev)
+            fn = C.pool_fn(self.api(), ci, gqa)
             self.first_call(f"ours pool{' gqa' if gqa else ''}", f"check problem seqlens {sl}", fn)
             p2, p1 = fn()
-            r2, r1, raw2 = W.ref_pooling(q, k, sl)
-            e2 = e1 = e1n = 0.0
-            off = 0
-            for b, Lb in enumerate(sl):
-                nbb = W.cdiv(Lb, BLOCK)
-                if gqa:
-                    hk = raw2[b].shape[0] // GROUP
-                    mx = raw2[b].view(hk, GROUP, nbb, nbb).amax(1)
-                    ref2 = mx / (mx.sum(-1, keepdim=True) + 1e-6)
-                    m1 = r1[b].view(hk, GROUP, Lb, nbb).amax(1)
-                    ref1 = m1
-                    ref1n = m1 / (m1.sum(-1, keepdim=True) + 1e-6)
-                else:
-                    ref2, ref1, ref1n = r2[b], r1[b], None
-                e2 = max(e2, W.rel_err(p2[b, :, :nbb, :nbb], ref2))
-                got1 = p1[:, off:off + Lb, :nbb]
-                e1 = max(e1, W.rel_err(got1, ref1))
-                if ref1n is not None:
-                    e1n = max(e1n, W.rel_err(got1, ref1n))
-                off += Lb
-            errs = {"pooled_2d": e2, "pooled_1d": min(e1, e1n) if gqa else e1}
-            if gqa:
-                self.res["notes"].append(f"pool gqa check: pooled_1d vs un-normalised group max {e1:.2e}, "
-                                         f"vs row-normalised {e1n:.2e} (the smaller one is used)")
-            return self._record_check("pool", variant, "-", errs, tol=TOL_OUT)
-        except FatalDeviceError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            self._record_check("pool", variant, "-", {}, error=short_err(e))
-            self.after_exception(e)
-            return False
+            r2, r1 = C.pool_fn(self.api(), dict(zip(ci, C.on_cpu(*ci.values()))), gqa)()
+            return {"pooled_2d": C.rel_err(p2, r2), "pooled_1d": C.rel_err(p1, r1)}
+        return self._check("pool", variant, "-", body, tol=TOL_OUT)
 
     def check_decode(self, bs, d):
-        w = W.Workload("check", "decode", batch=4, s_max=1024, len_lo=64)
-        try:
-            ci = W.make_decode_inputs(w, self.dev)
+        w = C.CHECK_DECODE
+
+        def body():
+            ci = C.make_decode_inputs(w, self.dev)
             ci["cache_seqlens"][1] = 1
             ci["cache_seqlens"][2] = bs + 1
-            ci["lens_host"] = ci["cache_seqlens"].tolist()
-            m = W.decode_mask(ci["cache_seqlens"], H_KV, w.s_max, bs, d)
-            idx = W.mask_to_indices_sorted(m)
+            lens = ci["cache_seqlens"]
+            m = C.decode_mask(lens, w.s_max, bs, d)
+            idx = C.decode_indices(m)
             # shuffle the valid indices (any order is allowed)
             perm = torch.argsort(torch.rand(idx.shape, device=idx.device) + (idx < 0).float() * 2, dim=-1)
             idx = torch.gather(idx, -1, perm)
-            ref = W.ref_decode(ci["q"], ci["k_cache"], ci["v_cache"], ci["lens_host"], m, bs)
+            q, kc, vc = ci["q"], ci["k_cache"], ci["v_cache"]
+            ref = C.decode_fn(self.api(), *C.on_cpu(q, kc, vc, lens), bs, mask=m.cpu())()
             errs = {}
             for form in ("mask", "indices"):
-                fn = (lambda: self.ours_decode(ci["q"], ci["k_cache"], ci["v_cache"], ci["cache_seqlens"], bs, mask=m)) \
-                    if form == "mask" else \
-                    (lambda: self.ours_decode(ci["q"], ci["k_cache"], ci["v_cache"], ci["cache_seqlens"], bs, idx=idx))
+                kw = {"mask": m} if form == "mask" else {"indices": idx}
+                fn = C.decode_fn(self.api(), q, kc, vc, lens, bs, **kw)
                 self.first_call(f"ours decode {form}", f"check problem B=4 S_max=1024 block {bs}", fn)
-                errs[form] = W.rel_err(self._out(fn()), ref)
-            return self._record_check("decode", f"block {bs}", d, errs, tol=TOL_OUT)
-        except FatalDeviceError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            self._record_check("decode", f"block {bs}", d, {}, error=short_err(e))
-            self.after_exception(e)
-            return False
+                errs[form] = C.rel_err(fn(), ref)
+            return errs
+        return self._check("decode", f"block {bs}", d, body, tol=TOL_OUT)
 
     # -- baselines --------------------------------------------------------------------------------
     def run_fa_dense(self, w, inp):
@@ -514,7 +334,7 @@ class Runner:
         from baselines import FADense
         case = {"op": "fa_dense", "workload": w, "fa": {}}
         self.res["cases"].append(case)
-        dense = W.dense_causal_pairs(inp["seqlens"])
+        dense = C.dense_causal_pairs(inp["seqlens"])
         try:
             fa = FADense(inp)
             fa.select()
@@ -614,7 +434,7 @@ class Runner:
         log(msg)
 
     def run_prefill_case(self, op, variant, w, d, inp, mask, pairs, flex):
-        dense = W.dense_causal_pairs(inp["seqlens"])
+        dense = C.dense_causal_pairs(inp["seqlens"])
         case = {"op": op, "variant": variant, "workload": w, "density": d, "pairs": pairs,
                 "dense_pairs": dense, "kept_fraction": pairs / dense, "ours": {}}
         self.res["cases"].append(case)
@@ -635,62 +455,35 @@ class Runner:
         self.save()
 
     def op_2d(self):
-        if self.a.check:
-            for d in self.a.densities:
-                self.check_attention("2d", "2d", d)
-        for w in [x for x in self.a.workloads if self.wl[x].kind == "prefill"]:
-            if self.out_of_time():
-                self.error(f"2d {w}: skipped (time budget)")
-                continue
-            sl = self.wl[w].seqlens
-            inp = W.make_prefill_inputs(sl, self.dev)
-            self.run_fa_dense(w, inp)
-            flexh = {}
-            for d in self.a.densities:
-                if self.out_of_time():
-                    self.error(f"2d {w} d={d}: skipped (time budget)")
-                    continue
-                m = W.mask_2d(sl, H_Q, d, self.dev)
-                pairs = W.pairs_2d(m, sl)
-                self.run_prefill_case("2d", "2d", w, d, inp, m, pairs, self.make_flex(inp, "2d", flexh))
-                del m
-                cleanup(self.dev)
-            del inp, flexh
-            cleanup(self.dev)
+        self.op_prefill("2d", ["2d"])
 
     def op_1d(self):
+        self.op_prefill("1d", self.a.variants_1d)
+
+    def op_prefill(self, op, variants):
         if self.a.check:
-            for var in self.a.variants_1d:
+            for var in variants:
                 for d in self.a.densities:
-                    self.check_attention("1d", var, d)
+                    self.check_attention(op, var, d)
         for w in [x for x in self.a.workloads if self.wl[x].kind == "prefill"]:
             if self.out_of_time():
-                self.error(f"1d {w}: skipped (time budget)")
+                self.error(f"{op} {w}: skipped (time budget)")
                 continue
             sl = self.wl[w].seqlens
-            inp = W.make_prefill_inputs(sl, self.dev)
-            if "2d" not in self.a.ops_all:
+            inp = C.make_prefill_inputs(sl, self.dev)
+            if op == "2d" or "2d" not in self.a.ops_all:
                 self.run_fa_dense(w, inp)
             flexh = {}
-            for var in self.a.variants_1d:
+            for var in variants:
                 for d in self.a.densities:
                     if self.out_of_time():
-                        self.error(f"1d {var} {w} d={d}: skipped (time budget)")
+                        self.error(f"{op} {var} {w} d={d}: skipped (time budget)")
                         continue
-                    if var == "token":
-                        m = W.mask_1d_token(sl, H_KV, d, self.dev)
-                        pairs = W.pairs_1d(m, sl, head_factor=GROUP)
-                        flex_mask = m
-                    else:
-                        m = W.expand_rows(W.mask_2d(sl, H_KV, d, self.dev), sl)
-                        pairs = W.pairs_1d(m, sl, head_factor=GROUP)
-                        flex_mask = m
-                        if var == "head":
-                            m = m.repeat_interleave(GROUP, 1)
-                            flex_mask = None
-                    self.run_prefill_case("1d", var, w, d, inp, m, pairs,
-                                          self.make_flex(inp, "1d", flexh) if flex_mask is not None else None)
-                    del m, flex_mask
+                    m, pairs = C.prefill_mask(var, sl, d, self.dev)
+                    # flex is not re-measured for the per-head 1D layout (same work as gqa)
+                    flex = None if var == "head" else self.make_flex(inp, op, flexh)
+                    self.run_prefill_case(op, var, w, d, inp, m, pairs, flex)
+                    del m
                     cleanup(self.dev)
             del inp, flexh
             cleanup(self.dev)
@@ -701,8 +494,8 @@ class Runner:
                 self.check_pool(var)
         for w in [x for x in self.a.workloads if self.wl[x].kind == "prefill"]:
             sl = self.wl[w].seqlens
-            inp = W.make_prefill_inputs(sl, self.dev)
-            dense = W.dense_causal_pairs(sl)
+            inp = C.make_prefill_inputs(sl, self.dev)
+            dense = C.dense_causal_pairs(sl)
             for var in self.a.pool_variants:
                 if self.out_of_time():
                     self.error(f"pool {var} {w}: skipped (time budget)")
@@ -713,14 +506,14 @@ class Runner:
                 if ("pool", var) in self.failed_checks and not self.a.time_failed:
                     case["ours"]["error"] = "not timed: --check failed"
                 else:
-                    q, k, cu, L = inp["q"], inp["k"], inp["cu"], inp["max_len"]
-                    fn = lambda: self.ours_pool(q, k, cu, L, gqa)  # noqa: E731
+                    fn = C.pool_fn(self.api(), inp, gqa)
                     self.merge(case["ours"], "fwd", self.measure(f"ours pool{' gqa' if gqa else ''}", w, fn,
                                                                  2 * dense * HEAD_DIM))
-                    # The same op computed by the package's pure-PyTorch reference on the same device
-                    # (what a user without the kernel would run); P1 only, P2 takes minutes.
+                    # The package's pure-PyTorch reference on the same device (what a user without the
+                    # kernel would run); P1 only, P2 takes minutes.
                     if w == "P1" and not self.out_of_time():
                         from seer_attn import reference as _ref
+                        q, k, cu, L = inp["q"], inp["k"], inp["cu"], inp["max_len"]
                         rfn = lambda: _ref.attn_pooling(q, k, cu, L, SM_SCALE, BLOCK, True, gqa)  # noqa: E731
                         case["ref"] = {}
                         self.merge(case["ref"], "fwd", self.measure(f"reference pool{' gqa' if gqa else ''}", w,
@@ -734,84 +527,111 @@ class Runner:
             del inp
             cleanup(self.dev)
 
+    def run_dense_decode(self, w, inp, dense_bytes):
+        from baselines import DenseDecode
+        case = {"op": "dense_decode", "workload": w, "dense_bytes": dense_bytes, "dense": {}}
+        self.res["cases"].append(case)
+        try:
+            dd = DenseDecode(inp)
+            dd.select()
+            case["dense"]["entry"] = dd.used
+            case["dense"]["tried"] = dd.tried
+            m = self.measure("dense decode", w, dd.call, mem=False)
+            if m.get("ms"):
+                case["dense"]["us"] = m["ms"] * 1e3
+                case["dense"]["gbs"] = dense_bytes / (m["ms"] * 1e-3) / 1e9
+            if m.get("error"):
+                case["dense"]["error"] = m["error"]
+            del dd
+        except FatalDeviceError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            case["dense"]["error"] = short_err(e)
+            self.after_exception(e)
+        log(f"{w} dense decode ({case['dense'].get('entry')}): {case['dense'].get('us')} us"
+            + (f" [{case['dense'].get('error')}]" if case["dense"].get("error") else ""))
+        self.save()
+
     def op_decode(self):
         if self.a.check:
             for bs in self.a.decode_blocks:
                 for d in self.a.decode_densities:
                     self.check_decode(bs, d)
+        pages = sorted({int(x[5:]) for x in self.a.decode_layouts if x != "contiguous"})
+        feats = C.decode_features(self.api(), self.dev, pages)
+        self.res["notes"].append("decode features of this build: " + "; ".join(
+            f"{k}: {v or 'supported'}" for k, v in feats.items()))
+        log(self.res["notes"][-1])
+        from report import SEED_DECODE
         for w in [x for x in self.a.workloads if self.wl[x].kind == "decode"]:
             if self.out_of_time():
                 self.error(f"decode {w}: skipped (time budget)")
                 continue
             wk = self.wl[w]
-            inp = W.make_decode_inputs(wk, self.dev)
-            dense_bytes = W.decode_dense_kv_bytes(inp["lens_host"])
+            inp = C.make_decode_inputs(wk, self.dev)
+            lens = inp["cache_seqlens"]
+            dense_bytes = C.decode_dense_kv_bytes(inp["lens_host"])
             if not self.a.no_fa:
-                from baselines import DenseDecode
-                case = {"op": "dense_decode", "workload": w, "dense_bytes": dense_bytes, "dense": {}}
-                self.res["cases"].append(case)
-                try:
-                    dd = DenseDecode(inp)
-                    dd.select()
-                    case["dense"]["entry"] = dd.used
-                    case["dense"]["tried"] = dd.tried
-                    m = self.measure("dense decode", w, dd.call, mem=False)
-                    if m.get("ms"):
-                        case["dense"]["us"] = m["ms"] * 1e3
-                        case["dense"]["gbs"] = dense_bytes / (m["ms"] * 1e-3) / 1e9
-                    if m.get("error"):
-                        case["dense"]["error"] = m["error"]
-                    del dd
-                except FatalDeviceError:
-                    raise
-                except Exception as e:  # noqa: BLE001
-                    case["dense"]["error"] = short_err(e)
-                    self.after_exception(e)
-                log(f"{w} dense decode ({case['dense'].get('entry')}): {case['dense'].get('us')} us"
-                    + (f" [{case['dense'].get('error')}]" if case["dense"].get("error") else ""))
-                self.save()
-            for bs in self.a.decode_blocks:
-                for d in self.a.decode_densities:
+                self.run_dense_decode(w, inp, dense_bytes)
+            for layout in self.a.decode_layouts:
+                table = None
+                kc, vc = inp["k_cache"], inp["v_cache"]
+                unsupported = feats.get(layout)
+                if layout != "contiguous" and unsupported is None:
                     if self.out_of_time():
-                        self.error(f"decode {w} block {bs} d={d}: skipped (time budget)")
-                        continue
-                    m = W.decode_mask(inp["cache_seqlens"], H_KV, wk.s_max, bs, d)
-                    idx = W.mask_to_indices_sorted(m)
-                    kept = W.decode_kept_kv_bytes(m, inp["cache_seqlens"], bs)
-                    for form in ("mask", "indices"):
-                        case = {"op": "decode", "variant": form, "form": form, "workload": w, "block": bs,
-                                "density": d, "kept_bytes": kept, "dense_bytes": dense_bytes, "ours": {}}
-                        self.res["cases"].append(case)
-                        if ("decode", f"block {bs}") in self.failed_checks and not self.a.time_failed:
-                            case["ours"]["error"] = "not timed: --check failed"
-                        else:
-                            if form == "mask":
-                                fn = lambda: self.ours_decode(inp["q"], inp["k_cache"], inp["v_cache"],  # noqa: E731
-                                                              inp["cache_seqlens"], bs, mask=m)
-                            else:
-                                fn = lambda: self.ours_decode(inp["q"], inp["k_cache"], inp["v_cache"],  # noqa: E731
-                                                              inp["cache_seqlens"], bs, idx=idx)
-                            r = self.measure(f"ours decode {form}", f"{w} block {bs} d={d}", fn, mem=False)
-                            o = case["ours"]
-                            if r.get("ms"):
-                                o["us"] = r["ms"] * 1e3
-                                o["gbs"] = kept / (r["ms"] * 1e-3) / 1e9
-                                o["reps"] = r.get("reps")
-                            o["first_s"] = r.get("first_s")
-                            if r.get("error"):
-                                o["error"] = r["error"]
-                        o = case["ours"]
-                        from report import SEED_DECODE
-                        sa = SEED_DECODE.get((bs, round(d, 4)))
-                        s_us = (sa[0] if form == "mask" else sa[1]) if sa else None
-                        log(f"decode {w} block {bs} d={d:g} {form}: "
-                            + (f"{o['us']:.1f} us, {o['gbs']:.0f} GB/s" if o.get("us") else "-")
-                            + (f", x seed {s_us / o['us']:.2f}" if s_us and o.get("us") else "")
-                            + (f" [{o.get('error')}]" if o.get("error") else ""))
-                        self.save()
-                    del m, idx
+                        unsupported = "skipped (time budget)"
+                    else:
+                        kc, vc, table = C.paged_cache(kc, vc, inp["lens_host"], int(layout[5:]))
+                for bs in self.a.decode_blocks:
+                    for d in self.a.decode_densities:
+                        m = C.decode_mask(lens, wk.s_max, bs, d)
+                        idx = C.decode_indices(m)
+                        kept = C.decode_kept_kv_bytes(m, lens, bs)
+                        for nt in self.a.decode_new_tokens:
+                            q = inp["q"] if nt == 1 else inp["q_multi"][:, :nt].contiguous()
+                            why = unsupported or (feats["multi"] if nt > 1 else None)
+                            for ns in self.a.decode_splits:
+                                for form in ("mask", "indices"):
+                                    self.decode_case(w, layout, bs, d, nt, ns, form, kept, dense_bytes, why,
+                                                     C.decode_fn(self.api(), q, kc, vc, lens, bs, block_table=table,
+                                                                 num_splits=ns,
+                                                                 **({"mask": m} if form == "mask" else {"indices": idx})),
+                                                     SEED_DECODE)
+                        del m, idx
+                del kc, vc, table
+                cleanup(self.dev)
             del inp
             cleanup(self.dev)
+
+    def decode_case(self, w, layout, bs, d, nt, ns, form, kept, dense_bytes, unsupported, fn, seed_table):
+        case = {"op": "decode", "variant": form, "form": form, "layout": layout, "new_tokens": nt,
+                "num_splits": ns, "workload": w, "block": bs, "density": d, "kept_bytes": kept,
+                "dense_bytes": dense_bytes, "ours": {}}
+        self.res["cases"].append(case)
+        o = case["ours"]
+        what = f"{w} {layout} L={nt} block {bs} d={d}" + (f" splits {ns}" if ns else "")
+        if unsupported:
+            o["error"] = unsupported
+        elif self.out_of_time():
+            o["error"] = "skipped (time budget)"
+        elif ("decode", f"block {bs}") in self.failed_checks and not self.a.time_failed:
+            o["error"] = "not timed: --check failed"
+        else:
+            r = self.measure(f"ours decode {form}", what, fn, mem=False)
+            if r.get("ms"):
+                o["us"] = r["ms"] * 1e3
+                o["gbs"] = kept / (r["ms"] * 1e-3) / 1e9
+                o["reps"] = r.get("reps")
+            o["first_s"] = r.get("first_s")
+            if r.get("error"):
+                o["error"] = r["error"]
+        sa = seed_table.get((bs, round(d, 4))) if layout == "contiguous" and nt == 1 else None
+        s_us = (sa[0] if form == "mask" else sa[1]) if sa else None
+        log(f"decode {what} {form}: "
+            + (f"{o['us']:.1f} us, {o['gbs']:.0f} GB/s" if o.get("us") else "-")
+            + (f", x seed {s_us / o['us']:.2f}" if s_us and o.get("us") else "")
+            + (f" [{o.get('error')}]" if o.get("error") else ""))
+        self.save()
 
     def run(self, ops):
         self.res["args"] = " ".join(sys.argv)
@@ -971,6 +791,9 @@ def finish(res, a):
 
 def main(argv=None):
     a = parse_args(argv)
+    if a.compare_worker:
+        import compare
+        return compare.worker_main(a.compare_worker, a.device, a.target_ms)
     a.ops_all = list(a.ops)
     if a.device == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available; use --device cpu for the tiny smoke test", flush=True)
@@ -988,6 +811,9 @@ def main(argv=None):
             return 3
         r.save()
         return 0
+    if a.compare:
+        import compare
+        return compare.run(a)
     os.environ["BENCH_ALL_OPS"] = ",".join(a.ops)
     os.environ["BENCH_T0"] = repr(T0)
     if a.isolate:

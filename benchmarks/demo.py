@@ -8,24 +8,31 @@
    causal blocks, always keeping the diagonal block; plus one threshold-derived 2D mask),
 4. run 2D and 1D block-sparse attention forward + backward and block-sparse decode (mask and
    indices forms) at each density,
-5. print, per density: the kept fraction of causal blocks, the error against plain-PyTorch
-   attention with the same mask (correctness: out, dq, dk, dv) and against dense causal attention
-   (what the sparsity costs), and the time; plus which implementation ran each op.
+5. print, per density: the kept fraction of causal blocks, the error against the package's
+   pure-PyTorch reference (``seer_attn.reference``, run on the same device) with the same mask
+   (correctness: out, dq, dk, dv) and against dense causal attention (what the sparsity costs), and
+   the time; plus which implementation ran each op.
 
-Runs on CUDA (larger sizes, CUDA-event timing) or on CPU (small sizes, the pure-PyTorch reference;
-under a minute). Usage: python benchmarks/demo.py [--device cpu|cuda] [--small] [--densities ...]
+Runs on CUDA (larger sizes, CUDA-event timing: ``common.Timer``) or on CPU (small sizes; there the ops
+ARE the reference, so the errors are 0 by construction: the CPU test suite checks the reference
+against float64; under a minute). Usage: python benchmarks/demo.py [--device cpu|cuda] [--small]
+[--densities ...]
 """
 import argparse
 import math
-import statistics
+import os
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-import seer_attn
-from seer_attn import (
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common as C  # noqa: E402
+
+seer_attn = C.import_seer_attn()
+from seer_attn import reference as R  # noqa: E402
+from seer_attn import (  # noqa: E402
     attention_pooling,
     block_sparse_attn_1d,
     block_sparse_attn_2d,
@@ -67,43 +74,6 @@ def parse_args():
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def timeit(fn, dev, reps):
-    """Median time of fn() in ms; on CUDA after one warm-up call (the CPU reference needs none,
-    and every op has already run once for the correctness check)."""
-    if dev.type == "cuda":
-        fn()
-        sync(dev)
-    ts = []
-    for _ in range(reps):
-        if dev.type == "cuda":
-            a = torch.cuda.Event(enable_timing=True)
-            b = torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            ts.append(a.elapsed_time(b))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts)
-
-
-def timed(fn, dev):
-    """(fn(), elapsed ms) of a single call (synchronised)."""
-    sync(dev)
-    t0 = time.perf_counter()
-    r = fn()
-    sync(dev)
-    return r, (time.perf_counter() - t0) * 1e3
-
-
 def rel_err(a, b):
     a = a.detach().double()
     b = b.detach().double()
@@ -147,63 +117,19 @@ class PositionalData:
         return torch.randn(*shape, self.h_kv, self.d, generator=self.gen, device=self.dev).to(dtype)
 
 
-def plain_attention(q, k, v, cu, scale, allow_fn=None, need_grad=False, dout=None):
-    """Plain-PyTorch float32 attention per sequence (bottom-right causal; seqlen_q == seqlen_k here).
-    allow_fn(b, L) -> bool [H_q, L, L] token-level mask, or None for dense causal.
-    Returns out (and dq, dk, dv if need_grad)."""
-    g = q.shape[1] // k.shape[1]
-    qf, kf, vf = (x.detach().float().requires_grad_(need_grad) for x in (q, k, v))
-    outs = []
-    for b in range(len(cu) - 1):
-        s, e = cu[b], cu[b + 1]
-        L = e - s
-        qs = qf[s:e].transpose(0, 1)
-        ks = kf[s:e].repeat_interleave(g, 1).transpose(0, 1)
-        vs = vf[s:e].repeat_interleave(g, 1).transpose(0, 1)
-        if allow_fn is None:
-            o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale)
-        else:
-            causal = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
-            allow = allow_fn(b, L) & causal
-            logits = (qs @ ks.transpose(-1, -2)) * scale
-            logits = logits.masked_fill(~allow, -math.inf)
-            m = logits.amax(-1, keepdim=True)
-            m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-            p = torch.exp(logits - m)
-            den = p.sum(-1, keepdim=True)
-            p = p / torch.where(den > 0, den, torch.ones_like(den))  # empty rows -> 0
-            o = p @ vs
-        o = o.transpose(0, 1)
-        if need_grad:
-            (o * dout[s:e].float()).sum().backward()
-        outs.append(o.detach())
-    out = torch.cat(outs)
-    if need_grad:
-        return out, qf.grad, kf.grad, vf.grad
-    return out
-
-
-def plain_pooling(q, k, cu, scale, bs, nb):
-    """Plain-PyTorch pooling targets (SPEC 3): per-q-head 2D maps [B, H_q, nb, nb] (rows normalised)
-    and the GQA-reduced 1D maps packed by token [H_kv, T, nb] (max over the group, rows normalised)."""
-    h_q, h_kv = q.shape[1], k.shape[1]
-    g = h_q // h_kv
-    p2 = torch.zeros(len(cu) - 1, h_q, nb, nb, device=q.device)
-    p1 = torch.zeros(h_kv, q.shape[0], nb, device=q.device)
-    for b in range(len(cu) - 1):
-        s, e = cu[b], cu[b + 1]
-        L = e - s
-        n = -(-L // bs)
-        qs = q[s:e].float().transpose(0, 1)
-        ks = k[s:e].float().repeat_interleave(g, 1).transpose(0, 1)
-        causal = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
-        P = torch.softmax((qs @ ks.transpose(-1, -2) * scale).masked_fill(~causal, -math.inf), -1)
-        P = F.pad(P, (0, n * bs - L, 0, n * bs - L))  # probabilities >= 0: zero padding is max-neutral
-        m2 = P.view(h_q, n, bs, n, bs).amax(dim=(2, 4))
-        p2[b, :, :n, :n] = m2 / (m2.sum(-1, keepdim=True) + 1e-6)
-        m1 = P[:, :L].view(h_q, L, n, bs).amax(-1).view(h_kv, g, L, n).amax(1)
-        p1[:, s:e, :n] = m1 / (m1.sum(-1, keepdim=True) + 1e-6)
-    return p2, p1
+def reference_attention(kind, q, k, v, mask, cu_t, msl, bs, scale, dout=None):
+    """The package's reference (pure PyTorch, float32 inside) on the inputs' device: out, and with
+    ``dout`` also (dq, dk, dv)."""
+    geo = dict(cu_seqlens_q=cu_t, cu_seqlens_k=cu_t, max_seqlen_q=msl, max_seqlen_k=msl, block_mask=mask,
+               block_size_k=bs, sm_scale=scale, causal=True)
+    if kind == "2d":
+        geo["block_size_q"] = bs
+    fwd = R.block_sparse_2d_fwd if kind == "2d" else R.block_sparse_1d_fwd
+    bwd = R.block_sparse_2d_bwd if kind == "2d" else R.block_sparse_1d_bwd
+    out, lse = fwd(q, k, v, **geo)
+    if dout is None:
+        return out
+    return (out, *bwd(dout, q, k, v, out, lse, None, deterministic=False, **geo))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,14 +144,11 @@ def main():
 
     seqlens, h_q, h_kv, d, bs = cfg["seqlens"], cfg["h_q"], cfg["h_kv"], cfg["d"], cfg["block"]
     g = h_q // h_kv
-    cu = [0]
-    for s in seqlens:
-        cu.append(cu[-1] + s)
-    T, msl = cu[-1], max(seqlens)
-    cu_t = torch.tensor(cu, dtype=torch.int32, device=dev)
+    T, msl = sum(seqlens), max(seqlens)
+    cu_t = C.cu_seqlens_of(seqlens, dev)
     scale = 1.0 / math.sqrt(d)
-    reps = cfg["reps"]
     on_cuda = dev.type == "cuda"  # CPU: every time is a single (first) call, for orientation only
+    timer = C.Timer(dev, target_ms=100.0 if on_cuda else 0.0, min_reps=cfg["reps"])
 
     # ---- environment and which path runs ----------------------------------------------------
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
@@ -240,7 +163,7 @@ def main():
     print("implementation per op: " + (", ".join(f"{op}: {p}" for op, p in paths.items()) or "unknown"))
     print(f"batch: seqlens {seqlens} (T={T}), H_q={h_q}, H_kv={h_kv} (GQA group {g}), D={d}, "
           f"block {bs}, {args.dtype}, causal")
-    print("times: " + (f"median of {reps} CUDA-event timings after a warm-up call" if on_cuda else
+    print("times: " + (f"median of >= {cfg['reps']} CUDA-event timings after warm-up (L2 flushed)" if on_cuda else
                        "one call each on CPU (pure-PyTorch reference, orientation only)"))
 
     data = PositionalData(h_q, h_kv, d, scale, gen, dev)
@@ -251,20 +174,15 @@ def main():
     # ---- 1. pooling targets -------------------------------------------------------------------
     # 2D targets per query head [B, H_q, nb, nb]; 1D targets reduced over each GQA group [H_kv, T, nb]
     _, pooled_1d_g = attention_pooling(q, k, cu_t, msl, block_size=bs, gqa_reduce=True)
-    (pooled_2d, _), t_pool = timed(lambda: attention_pooling(q, k, cu_t, msl, block_size=bs), dev)
+    (pooled_2d, _), t_pool = timer.once(lambda: attention_pooling(q, k, cu_t, msl, block_size=bs))
     if on_cuda:
-        t_pool = timeit(lambda: attention_pooling(q, k, cu_t, msl, block_size=bs), dev, reps)
-    ref_2d, ref_1d_g = plain_pooling(q, k, cu, scale, bs, pooled_2d.shape[-1])
+        t_pool = timer(lambda: attention_pooling(q, k, cu_t, msl, block_size=bs))["median_ms"]
+    ref_2d = R.attn_pooling(q, k, cu_t, msl, scale, bs, True, False)[0]
+    ref_1d_g = R.attn_pooling(q, k, cu_t, msl, scale, bs, True, True)[1]
     pool_errs = [rel_err(pooled_2d, ref_2d), rel_err(pooled_1d_g, ref_1d_g)]
     print(f"\nattention pooling: pooled_2d {list(pooled_2d.shape)} float32, pooled_1d (GQA-reduced, packed) "
           f"{list(pooled_1d_g.shape)}; {t_pool:.2f} ms [{paths.get('attn_pooling', '?')}]; "
-          f"rel err vs plain PyTorch (2d/1d-gqa) {fmt_errs(pool_errs)}")
-
-    # ---- dense baseline (plain PyTorch) ------------------------------------------------------
-    dense_out, t_dense = timed(lambda: plain_attention(q, k, v, cu, scale), dev)
-    if on_cuda:
-        t_dense = timeit(lambda: plain_attention(q, k, v, cu, scale), dev, reps)
-    print(f"dense causal attention, plain PyTorch SDPA per sequence: fwd {t_dense:.2f} ms")
+          f"rel err vs the reference (2d/1d-gqa) {fmt_errs(pool_errs)}")
 
     # block geometry: causal blocks per row, and the diagonal block that every row keeps
     valid2 = causal_block_mask(cu_t, msl, msl, bs, bs)  # [B, 1, nb, nb]
@@ -273,43 +191,38 @@ def main():
     diag1 = diagonal_block_mask(cu_t, msl, msl, 1, bs)
     scores_1d = padded_from_packed(pooled_1d_g, cu_t, msl)  # [B, H_kv, msl, nb]
 
+    # ---- dense baseline: the package's pure-PyTorch reference with every causal block kept ------
+    dense_out, t_dense = timer.once(lambda: reference_attention("2d", q, k, v, valid2, cu_t, msl, bs, scale))
+    print(f"dense causal attention, pure-PyTorch reference (seer_attn.reference): fwd {t_dense:.2f} ms")
+
     def kept_fraction(mask, valid):
         m = (mask != 0) & valid
         return (m.sum() / valid.expand_as(m).sum()).item()
 
     def run_attention(kind, mask, label, density_shown):
-        """Run fwd and fwd+bwd, check against plain PyTorch with the same mask, time both."""
+        """Run fwd and fwd+bwd, check against the reference with the same mask, time both."""
         qg, kg, vg = (x.detach().clone().requires_grad_() for x in (q, k, v))
         if kind == "2d":
             def fwd(q_=qg, k_=kg, v_=vg):
                 return block_sparse_attn_2d(q_, k_, v_, mask, cu_t, cu_t, msl, msl,
                                             block_size_q=bs, block_size_k=bs, sm_scale=scale)
 
-            def allow_fn(b, L):
-                mm = mask[b].repeat_interleave(g, 0) if mask.shape[1] == h_kv and g > 1 else mask[b]
-                mm = mm.expand(h_q, -1, -1) if mm.shape[0] == 1 else mm
-                return (mm != 0).repeat_interleave(bs, 1).repeat_interleave(bs, 2)[:, :L, :L]
             valid = valid2
         else:
             def fwd(q_=qg, k_=kg, v_=vg):
                 return block_sparse_attn_1d(q_, k_, v_, mask, cu_t, cu_t, msl, msl,
                                             block_size_k=bs, sm_scale=scale)
 
-            def allow_fn(b, L):
-                mm = mask[b].repeat_interleave(g, 0) if mask.shape[1] == h_kv and g > 1 else mask[b]
-                mm = mm.expand(h_q, -1, -1) if mm.shape[0] == 1 else mm
-                return (mm != 0)[:, :L].repeat_interleave(bs, 2)[:, :, :L]
             valid = valid1
 
-        out, t_f = timed(fwd, dev)
-        (dq, dk, dv), t_b = timed(lambda: torch.autograd.grad(out, (qg, kg, vg), dout), dev)
+        out, t_f = timer.once(fwd)
+        (dq, dk, dv), t_b = timer.once(lambda: torch.autograd.grad(out, (qg, kg, vg), dout))
         t_fb = t_f + t_b
         if args.no_grad_check:
-            ref = plain_attention(q, k, v, cu, scale, allow_fn)
-            errs = [rel_err(out, ref)]
+            errs = [rel_err(out, reference_attention(kind, q, k, v, mask, cu_t, msl, bs, scale))]
         else:
-            ref, rq, rk, rv = plain_attention(q, k, v, cu, scale, allow_fn, need_grad=True, dout=dout)
-            errs = [rel_err(out, ref), rel_err(dq, rq), rel_err(dk, rk), rel_err(dv, rv)]
+            refs = reference_attention(kind, q, k, v, mask, cu_t, msl, bs, scale, dout)
+            errs = [rel_err(x, r) for x, r in zip((out, dq, dk, dv), refs)]
         e_dense = rel_err(out, dense_out)
 
         def fwd_only():
@@ -321,8 +234,8 @@ def main():
             torch.autograd.backward(o, dout)
 
         if on_cuda:
-            t_f = timeit(fwd_only, dev, reps)
-            t_fb = timeit(fwd_bwd, dev, reps)
+            t_f = timer(fwd_only)["median_ms"]
+            t_fb = timer(fwd_bwd)["median_ms"]
         kept = kept_fraction(mask, valid)
         print(f"  {label:<10} {density_shown:>6} {kept:>6.3f}  {fmt_errs(errs):<31} {e_dense:>9.2e}"
               f"  {t_f:>9.3f} {t_fb:>11.3f}")
@@ -332,23 +245,19 @@ def main():
               f"{'vs dense':>9}  {'fwd ms':>9} {'fwd+bwd ms':>11}")
     worst = max(pool_errs)
 
-    # ---- 2. 2D block-sparse attention -------------------------------------------------------
-    print(f"\n2D block mask [B, H_q, nb, nb] from pooled_2d (top fraction of each row's causal blocks)"
-          f"  [{paths.get('block_sparse_2d_fwd', '?')}]")
-    print(header)
-    for dens in args.densities:
-        m2 = top_fraction_to_mask(pooled_2d, dens, valid=valid2, force=diag2)
-        worst = max(worst, max(run_attention("2d", m2, "top-frac", f"{dens:.2f}")))
-    m2t = threshold_to_mask(pooled_2d, args.threshold, keep_diagonal=True)
-    worst = max(worst, max(run_attention("2d", m2t, f">{args.threshold:g}", "-")))
-
-    # ---- 3. 1D per-token attention, mask shared by each GQA group ----------------------------
-    print(f"\n1D per-token mask [B, H_kv, T, nb] from GQA-reduced pooled_1d  "
-          f"[{paths.get('block_sparse_1d_fwd', '?')}]")
-    print(header)
-    for dens in args.densities:
-        m1 = top_fraction_to_mask(scores_1d, dens, valid=valid1, force=diag1)
-        worst = max(worst, max(run_attention("1d", m1, "top-frac", f"{dens:.2f}")))
+    # ---- 2. 2D block-sparse attention, 3. 1D per-token attention (mask shared by each GQA group) -----
+    sections = (("2d", "2D block mask [B, H_q, nb, nb] from pooled_2d (top fraction of each row's causal blocks)",
+                 pooled_2d, valid2, diag2),
+                ("1d", "1D per-token mask [B, H_kv, T, nb] from GQA-reduced pooled_1d", scores_1d, valid1, diag1))
+    for kind, title, scores, valid, diag in sections:
+        print(f"\n{title}  [{paths.get(f'block_sparse_{kind}_fwd', '?')}]")
+        print(header)
+        for dens in args.densities:
+            m = top_fraction_to_mask(scores, dens, valid=valid, force=diag)
+            worst = max(worst, max(run_attention(kind, m, "top-frac", f"{dens:.2f}")))
+        if kind == "2d":
+            m2t = threshold_to_mask(pooled_2d, args.threshold, keep_diagonal=True)
+            worst = max(worst, max(run_attention("2d", m2t, f">{args.threshold:g}", "-")))
 
     # ---- 4. block-sparse decode ---------------------------------------------------------------
     bsz, smax, dbs = cfg["dec_batch"], cfg["dec_smax"], cfg["dec_block"]
@@ -362,7 +271,7 @@ def main():
     ndb = -(-smax // dbs)
     slot = torch.arange(smax, device=dev)
     slot_ok = slot[None, :] < cache_seqlens[:, None].long()  # [B, S]
-    # plain-PyTorch logits of the new token over the whole cache, per GQA group (no K/V repeat):
+    # the gate's logits of the new token over the whole cache, per GQA group (no K/V repeat):
     # [B, H_kv, g, S_max]
     qg4 = qd.float().view(bsz, h_kv, g, d)
     logits = torch.einsum("bkgd,bskd->bkgs", qg4, kc.float()) * scale
@@ -374,10 +283,10 @@ def main():
     dvalid = blk[None, None, :] * dbs < cache_seqlens[:, None, None]  # blocks holding valid slots
     dlast = blk[None, None, :] == ((cache_seqlens.long() - 1) // dbs)[:, None, None]  # newest token's block
 
-    def decode_ref(mask):  # plain-PyTorch attention over the kept, valid slots
-        allow = mask.repeat_interleave(dbs, -1)[..., :smax] & slot_ok[:, None, :]  # [B, H_kv, S]
-        p = torch.softmax(logits.masked_fill(~allow[:, :, None, :], -math.inf), -1).nan_to_num(0.0)
-        return torch.einsum("bkgs,bskd->bkgd", p, vc.float()).reshape(bsz, h_q, d)
+    def decode_ref(mask):  # the package's reference over the kept, valid slots
+        return R.block_sparse_decode(qd, kc, vc, cache_seqlens, block_mask=mask, block_indices=None,
+                                     block_size=dbs, sm_scale=scale, left_pad=False, first_block_unmasked=False,
+                                     num_splits=0)[0]
 
     dense_dec = decode_ref(dvalid.expand(bsz, h_kv, ndb))
     kv_bytes = 2 * d * qd.element_size()  # K + V bytes of one slot of one kv head
@@ -395,18 +304,18 @@ def main():
             def dec(kw=kw):
                 return block_sparse_decode(qd, kc, vc, cache_seqlens, block_size=dbs, sm_scale=scale, **kw)
 
-            out, t = timed(dec, dev)
+            out, t = timer.once(dec)
             e = rel_err(out, ref)
             worst = max(worst, e)
             if on_cuda:
-                t = timeit(dec, dev, reps)
+                t = timer(dec)["median_ms"]
             gbs = f"{kept_slots * kv_bytes / (t * 1e-3) / 1e9:.1f}" if on_cuda else "-"
             print(f"  {form:<8} {dens:>6.2f} {kept:>6.3f}  {e:>17.2e} {rel_err(out, dense_dec):>9.2e}  "
                   f"{t:>9.3f} {gbs:>9}")
 
     tol = 2e-2
     verdict = "OK" if worst < tol else "MISMATCH"
-    print(f"\nworst relative error vs plain PyTorch with the same mask: {worst:.2e} ({verdict}, "
+    print(f"\nworst relative error vs the pure-PyTorch reference with the same mask: {worst:.2e} ({verdict}, "
           f"tolerance {tol:g} for {args.dtype}); 'vs dense' is what the sparsity itself changes.")
     print(f"total demo time {time.perf_counter() - t_start:.1f} s")
     return 0 if worst < tol else 1

@@ -22,7 +22,8 @@ import report  # noqa: E402
 
 
 def case_key(c):
-    return (c.get("op"), c.get("variant"), c.get("workload"), c.get("block"), c.get("density"))
+    return (c.get("op"), c.get("variant"), c.get("workload"), c.get("block"), c.get("density"),
+            c.get("layout"), c.get("new_tokens"), c.get("num_splits"))
 
 
 def err_prefix(c):

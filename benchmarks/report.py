@@ -304,7 +304,9 @@ def decode_table(res):
         return ""
     ceil = (res.get("ceilings") or {}).get("copy_gbs")
     lines = ["## Block-sparse decode (D1)", "",
-             "GB/s = kept K+V bytes (valid slots of the kept blocks) / time. %copy = GB/s / measured copy ceiling. "
+             "L = new query tokens per sequence; layout: contiguous cache [B, S_max, H_kv, D] or paged<page size> "
+             "(the same cache in pages of that size, random page order, block_table). "
+             "GB/s = kept K+V bytes (valid slots of the kept blocks, read once whatever L) / time. %copy = GB/s / measured copy ceiling. "
              "x dense = dense decode time (this run) / ours. 1st call = the first call of that case in its "
              "process, synchronised (host + launch + kernel; the kernels were already loaded by --check or the "
              "previous case, so it is not a cold start: cold first calls are listed below).", ""]
@@ -315,15 +317,19 @@ def decode_table(res):
                      f"{_err(dm) or _f(dm.get('us')) + ' us'} ({_f(dm.get('gbs'), 0)} GB/s on {_f(dd.get('dense_bytes', 0) / 1e9, 3)} GB); "
                      f"anchors: FA2 varlen {DENSE_DECODE['FA2 varlen']:.0f} us, flex {DENSE_DECODE['FlexAttention']:.0f} us.")
         lines.append("")
-    lines.append("| block | d | form | kept GB | ours us | GB/s | %copy | 1st call | seed us (anchor) | x seed | x dense |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| layout | L | block | d | form | kept GB | ours us | GB/s | %copy | 1st call | seed us (anchor) | "
+                 "x seed | x dense |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for c in cases:
         o = c.get("ours", {}) or {}
-        sa = SEED_DECODE.get((c["block"], round(c["density"], 4)))
+        layout, nt = c.get("layout", "contiguous"), c.get("new_tokens", 1)
+        sa = SEED_DECODE.get((c["block"], round(c["density"], 4))) if layout == "contiguous" and nt == 1 else None
         s_us = (sa[0] if c["form"] == "mask" else sa[1]) if sa else None
         us = o.get("us")
         pct = _ratio(o.get("gbs"), ceil)
-        lines.append(f"| {c['block']} | {c['density']:g} | {c['form']} | {_f(c.get('kept_bytes', 0) / 1e9, 3)} | "
+        splits = f" (splits {c['num_splits']})" if c.get("num_splits") else ""
+        lines.append(f"| {layout} | {nt} | {c['block']} | {c['density']:g} | {c['form']}{splits} | "
+                     f"{_f(c.get('kept_bytes', 0) / 1e9, 3)} | "
                      f"{_err(o) or _f(us)} | {_f(o.get('gbs'), 0)} | {_f(pct * 100 if pct else None, 0)} | "
                      f"{_secs(o.get('first_s'))} | {_f(s_us)} | {_f(_ratio(s_us, us))} | "
                      f"{_f(_ratio(dm.get('us'), us))} |")
@@ -335,7 +341,7 @@ def checks_table(res):
     ch = res.get("checks", [])
     if not ch:
         return ""
-    lines = ["## --check (small problem vs float32 dense reference, before timing)", "",
+    lines = ["## --check (small problem vs the package's pure-PyTorch reference, the same call on CPU, before timing)", "",
              "| op | variant | d | ok | max rel err |", "|---|---|---|---|---|"]
     for c in ch:
         errs = c.get("errs") or {}
@@ -369,20 +375,9 @@ def markdown(res):
     parts.append(pool_table(res))
     parts.append(decode_table(res))
     parts.append(first_call_section(res))
-    errs = res.get("errors", [])
-    if errs:
-        parts.append("## Errors / skipped")
-        parts.append("")
-        for e in errs:
-            parts.append(f"- {e}")
-        parts.append("")
-    notes = res.get("notes", [])
-    if notes:
-        parts.append("## Notes")
-        parts.append("")
-        for n in notes:
-            parts.append(f"- {n}")
-        parts.append("")
+    for title, key in (("Errors / skipped", "errors"), ("Notes", "notes")):
+        if res.get(key):
+            parts += [f"## {title}", ""] + [f"- {x}" for x in res[key]] + [""]
     return "\n".join(p for p in parts if p is not None)
 
 
