@@ -12,7 +12,7 @@ Families (directory, file name, launcher header, explicit instantiations):
   attention/bwd_hdim{D}_{dtype}.cu          backward v1 dK/dV + dQ kernels, and the dQ kernel alone
   attention/bwd_v2_hdim{D}_{dtype}.cu       backward v2 dK/dV kernel (D 64, 128)
   decode/decode_hdim{D}_{dtype}.cu          decode split + combine kernels
-  pooling/pooling_hdim{D}_{dtype}.cu        pooling main kernel (both configurations of PoolingTraits)
+  pooling/pooling_hdim{D}_{dtype}.cu        pooling main kernel
 """
 import os
 
@@ -57,7 +57,7 @@ def units():
             yield (f"decode/instantiations/decode_hdim{d}_{name}.cu", "decode/decode_launch.cuh",
                    in_ns("decode", [f"template int run_decode_<{d}, {elem}>(const DecodeParams& params, seer_stream_t stream);\n"]))
             yield (f"pooling/instantiations/pooling_hdim{d}_{name}.cu", "pooling/pooling_launch.cuh",
-                   in_ns("pooling", [f"template int run_attn_pooling_main_<{d}, {elem}>(const PoolingParams&, int, int, void*);\n"]))
+                   in_ns("pooling", [f"template int run_attn_pooling_main_<{d}, {elem}>(const PoolingParams&, void*);\n"]))
 
 
 def main():

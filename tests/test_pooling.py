@@ -89,6 +89,14 @@ def test_pooling_long(device):
     _check_pooling(device, [1000, 130], Hq=4, Hkv=1, D=128, bs=64, gqa_reduce=True)
 
 
+@pytest.mark.slow
+def test_pooling_second_sweep(device):
+    # 3000 tokens at block 16 = 188 key blocks per row: more than the CUDA kernel stages in shared memory
+    # for D 128 (about 160 at two CTAs per SM on an H100 / H200), so the last rows take the partial
+    # second sweep (pooling_launch.cuh).
+    _check_pooling(device, [3000, 40], Hq=2, Hkv=1, D=128, bs=16)
+
+
 def test_unpack_pooled_1d(device):
     lens = [130, 1, 0, 257, 64]
     q, k, cu = _inputs(device, lens, 4, 2, 64, BF16)

@@ -52,21 +52,18 @@ SEER_DEVICE void ldmatrix_x4_s(uint32_t (&r)[4], uint32_t smem_addr) {
 }
 #endif
 
-// Compile-time configuration of the main kernel. kConfig selects the shape (both are built; the
-// launcher picks one at run time, see pooling_run.cu):
-//   0: K tiles of 128 keys (64 for D = 256), registers unbounded (1 CTA of 8 warps per SM when the
-//      staging is large), staging as large as the device's opt-in shared memory allows;
-//   1: K tiles of 64 keys, <= 128 registers and staging capped so that 2 CTAs fit on an SM (rows
-//      with more visible blocks than the cap take the partial second sweep).
-template <int kHeadDim_, typename Elem_, int kConfig_ = 0>
+// Compile-time configuration of the main kernel: K tiles of 64 keys, <= 128 registers and staging capped
+// so that 2 CTAs fit on an SM for D <= 128 (rows with more visible blocks than the cap take the partial
+// second sweep). A 128-key / 1-CTA-per-SM shape measured slower (H100: P1 9.15 vs 6.93 ms,
+// benchmarks/NOTES.md v1) and was removed.
+template <int kHeadDim_, typename Elem_>
 struct PoolingTraits {
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kConfig = kConfig_;
   static constexpr int kNWarps = 8;                 // warps per CTA, 16 query rows each
   static constexpr int kNThreads = kNWarps * 32;
   static constexpr int kBlockM = 16 * kNWarps;      // query rows per CTA (128)
-  static constexpr int kBlockN = (kConfig == 0 && kHeadDim <= 128) ? 128 : 64;  // keys per K tile
+  static constexpr int kBlockN = 64;                // keys per K tile
   static constexpr int kNFrag = kBlockN / 8;        // n8 accumulator fragments per warp and tile
   static constexpr int kKSteps = kHeadDim / 16;     // k16 steps of the QK^T product
   static constexpr int kChunks = kHeadDim / 8;      // 16-byte chunks per row of Q / K
@@ -76,7 +73,7 @@ struct PoolingTraits {
   // Fewest staging columns the windowed second sweep supports: a K tile spans at most
   // ceil((kBlockN - 1) / 16) + 1 key blocks.
   static constexpr int kMinStageCols = kChunksPerTile + 1;
-  static constexpr int kMinBlocks = (kConfig == 1 && kHeadDim <= 128) ? 2 : 1;
+  static constexpr int kMinBlocks = kHeadDim <= 128 ? 2 : 1;
 
   static_assert(kHeadDim % 16 == 0 && kHeadDim >= 64, "head dim");
   static_assert(kBlockM * kHeadDim <= 2 * kTileElems, "Q staging must fit in the K double buffer");

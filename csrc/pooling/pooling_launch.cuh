@@ -1,6 +1,6 @@
 // Launcher template of the attention-pooling main kernel (one instantiation per head dim and element
-// type, see instantiations/ and csrc/generate_instantiations.py; each holds both kernel configurations of
-// PoolingTraits). The follow-up passes and the dispatch on (head dim, dtype) live in pooling_run.cu.
+// type, see instantiations/ and csrc/generate_instantiations.py). The follow-up passes and the dispatch
+// on (head dim, dtype) live in pooling_run.cu.
 #pragma once
 
 #include <algorithm>
@@ -19,11 +19,14 @@ namespace pooling {
 //
 // Staging capacity `cap` (key blocks per row held in shared memory): every block of the tile's row
 // range when it fits (one sweep), else as many as the shared memory budget allows: the device's
-// opt-in maximum per block (config 0), or half an SM less the per-block reservation (config 1, two
-// CTAs per SM). stage_cols_limit > 0 lowers it (tests of the second sweep).
-template <int kHeadDim, typename Elem, int kConfig>
-int launch_config_(const PoolingParams& p, int stage_cols_limit, void* stream) {
-  using Traits = PoolingTraits<kHeadDim, Elem, kConfig>;
+// opt-in maximum per block, or half an SM less the per-block reservation (two CTAs per SM, D <= 128).
+// Rows with more visible blocks than that take the partial second sweep (tested with long sequences).
+template <int kHeadDim, typename Elem>
+int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
+  if (p.head_dim != kHeadDim || p.batch < 0 || p.h_kv < 1 || p.group < 1 || p.h_q != p.h_kv * p.group ||
+      p.block_size < 16 || p.block_size % 16 != 0 || p.max_seqlen < 0 || p.h_q > 65535 || p.nb < 0)
+    return static_cast<int>(cudaErrorInvalidValue);
+  using Traits = PoolingTraits<kHeadDim, Elem>;
 #if SEER_HAS_MMA_SYNC
   const long long n_m = (static_cast<long long>(p.max_seqlen) + Traits::kBlockM - 1) / Traits::kBlockM;
   const long long n_x = n_m * p.batch * p.h_q;
@@ -40,7 +43,6 @@ int launch_config_(const PoolingParams& p, int stage_cols_limit, void* stream) {
   if (Traits::kMinBlocks > 1) budget = std::min<long long>(budget, per_sm / Traits::kMinBlocks - reserved);
   const long long cap_max = (budget - Traits::kSmemKBytes) / (Traits::kBlockM * 4) - 1;  // room for the odd stride
   long long cap = std::min<long long>(p.nb, cap_max);
-  if (stage_cols_limit > 0) cap = std::min<long long>(cap, std::max(stage_cols_limit, Traits::kMinStageCols));
   if (cap < std::min(p.nb, Traits::kMinStageCols)) return static_cast<int>(cudaErrorInvalidConfiguration);
   if (cap < 1) cap = 1;
   const int stride = static_cast<int>(cap) | 1;
@@ -56,22 +58,11 @@ int launch_config_(const PoolingParams& p, int stage_cols_limit, void* stream) {
   return static_cast<int>(SEER_LAST_ERROR());
 #else
   (void)p;
-  (void)stage_cols_limit;
   (void)stream;
   return static_cast<int>(hipErrorNotSupported);
 #endif
 }
 
-template <int kHeadDim, typename Elem>
-int run_attn_pooling_main_(const PoolingParams& p, int config, int stage_cols_limit, void* stream) {
-  if (p.head_dim != kHeadDim || p.batch < 0 || p.h_kv < 1 || p.group < 1 || p.h_q != p.h_kv * p.group ||
-      p.block_size < 16 || p.block_size % 16 != 0 || p.max_seqlen < 0 || p.h_q > 65535 || p.nb < 0)
-    return static_cast<int>(cudaErrorInvalidValue);
-  // Configuration 1 (64-key tiles, two CTAs per SM) measured faster than 0 (128-key tiles, one CTA per SM)
-  // on an H100: P1 6.93 vs 9.15 ms, P2 118.5 vs 132.9 ms (benchmarks/NOTES.md); only 1 is built.
-  (void)config;
-  return launch_config_<kHeadDim, Elem, 1>(p, stage_cols_limit, stream);
-}
 
 }  // namespace pooling
 }  // namespace seer

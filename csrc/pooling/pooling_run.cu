@@ -25,8 +25,7 @@ namespace seer {
 namespace pooling {
 
 template <int kHeadDim, typename Elem>
-int run_attn_pooling_main_(const PoolingParams& p, int config, int stage_cols_limit,
-                           void* stream);  // instantiations/*.cu
+int run_attn_pooling_main_(const PoolingParams& p, void* stream);  // instantiations/*.cu
 
 constexpr int kAuxWarps = 8;  // rows (warps) per CTA of the follow-up kernels
 constexpr float kNormEps = 1e-6f;
@@ -125,23 +124,13 @@ int run_followup_(const PoolingParams& p, seer_stream_t stream) {
   return 0;
 }
 
-inline int env_int(const char* name, int dflt) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return dflt;
-  char* e = nullptr;
-  const long x = std::strtol(v, &e, 10);
-  return (e == v || x < INT_MIN || x > INT_MAX) ? dflt : static_cast<int>(x);
-}
-
 template <typename Elem>
 int run_all_(const PoolingParams& p, void* stream) {
   int err = 0;
-  const int config = 1;  // see run_attn_pooling_main_
-  const int stage_cols = env_int("SEER_POOL_STAGE_COLS", 0);
   switch (p.head_dim) {
-    case 64: err = run_attn_pooling_main_<64, Elem>(p, config, stage_cols, stream); break;
-    case 128: err = run_attn_pooling_main_<128, Elem>(p, config, stage_cols, stream); break;
-    case 256: err = run_attn_pooling_main_<256, Elem>(p, config, stage_cols, stream); break;
+    case 64: err = run_attn_pooling_main_<64, Elem>(p, stream); break;
+    case 128: err = run_attn_pooling_main_<128, Elem>(p, stream); break;
+    case 256: err = run_attn_pooling_main_<256, Elem>(p, stream); break;
     default: return static_cast<int>(cudaErrorInvalidValue);
   }
   if (err != 0) return err;
