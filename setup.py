@@ -35,10 +35,35 @@ PREBUILT = os.environ.get("SEER_ATTN_KERNELS_LIB")
 
 
 def kernel_sources():
-    """Every .cu file (unless prebuilt) and every *_api.cpp (the torch-facing layers) under csrc/."""
+    """Every .cu file (unless prebuilt) and every *_api.cpp (the torch-facing layers) under csrc/.
+    Files named *_sm90.cu hold sm_90a-only kernels: they are compiled apart, for sm_90a alone, and only
+    when the arch list has a 9.0a entry (Build.build_extension)."""
     cu = [] if PREBUILT else glob.glob(os.path.join(HERE, "csrc", "**", "*.cu"), recursive=True)
     api = glob.glob(os.path.join(HERE, "csrc", "**", "*_api.cpp"), recursive=True)
     return rel(cu) + rel(api)
+
+
+def is_sm90_source(path):
+    return path.endswith("_sm90.cu")
+
+
+class Build(BuildExtension):
+    """torch's BuildExtension, plus: the *_sm90.cu sources are compiled in their own ninja pass with
+    `-gencode=arch=compute_90a,code=sm_90a` only (torch adds no other arch flags when one is given),
+    and linked into the extension as extra objects; without a 9.0a arch they are not built at all."""
+
+    def build_extension(self, ext):
+        sm90 = [s for s in ext.sources if is_sm90_source(s)]
+        if sm90:
+            ext.sources = [s for s in ext.sources if not is_sm90_source(s)]
+            if SM90A:
+                args = dict(ext.extra_compile_args)
+                args["nvcc"] = list(args["nvcc"]) + ["-gencode=arch=compute_90a,code=sm_90a"]
+                objects = self.compiler.compile(sm90, output_dir=os.path.join(self.build_temp, "sm90"),
+                                                macros=ext.define_macros, include_dirs=ext.include_dirs,
+                                                debug=self.debug, extra_postargs=args, depends=ext.depends)
+                ext.extra_objects = list(ext.extra_objects) + objects
+        super().build_extension(ext)
 
 
 
@@ -54,6 +79,7 @@ def cxx_std():
 
 
 STD = cxx_std()
+SM90A = False  # the arch list has a 9.0a entry (CUDA builds, set below)
 cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
 cxx_flags += [f"-std={STD}"]
 include_dirs = [os.path.join(HERE, "csrc")]
@@ -64,7 +90,8 @@ if HAS_CUDA and not IS_ROCM:
     # SEER_ATTN_SM90A: the build holds sm_90a device code, so the API layer may pick the wgmma forward
     # on compute-capability-9.0 devices (csrc/attention/attention_api.cpp, use_fwd_wgmma).
     archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(",", ";").replace(" ", ";").split(";")
-    sm90a = ["-DSEER_ATTN_SM90A"] if any(a.strip().startswith("9.0a") for a in archs) else []
+    SM90A = any(a.strip().startswith("9.0a") for a in archs)
+    sm90a = ["-DSEER_ATTN_SM90A"] if SM90A else []
     nvcc_flags = [
         f"-std={STD}",
         "--use_fast_math",
@@ -96,7 +123,7 @@ setup(
     description="Variable-length block-sparse attention kernels (2D/1D masks, pooling, decode) for PyTorch",
     packages=find_packages(include=["seer_attn", "seer_attn.*"]),
     ext_modules=[ext],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": Build.with_options(use_ninja=True)},
     python_requires=">=3.9",
     install_requires=["torch"],
     zip_safe=False,

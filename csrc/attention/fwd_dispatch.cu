@@ -5,7 +5,9 @@
 #include "common/launch.h"
 #include "attention/attention_params.h"
 #include "attention/fwd_launch.cuh"
+#ifdef SEER_ATTN_SM90A
 #include "attention/sm90/fwd_launch_sm90.cuh"
+#endif
 
 namespace seer {
 namespace fwd {
@@ -23,6 +25,7 @@ SEER_FWD_EXTERN(__nv_bfloat16, 128, 128)
 SEER_FWD_EXTERN(__nv_bfloat16, 256, 64)
 #undef SEER_FWD_EXTERN
 }  // namespace fwd
+#ifdef SEER_ATTN_SM90A  // the *_sm90.cu files are built only then (setup.py, cmake/CMakeLists.txt)
 namespace fwd_sm90 {
 // Defined in instantiations/fwd_hdim*_sm90.cu.
 #define SEER_FWD_SM90_EXTERN(ELEM, D) extern template int run_attention_fwd_sm90_<ELEM, D>(const AttnParams&, void*);
@@ -32,6 +35,7 @@ SEER_FWD_SM90_EXTERN(__nv_bfloat16, 64)
 SEER_FWD_SM90_EXTERN(__nv_bfloat16, 128)
 #undef SEER_FWD_SM90_EXTERN
 }  // namespace fwd_sm90
+#endif
 
 namespace fwd {
 template <typename Elem>
@@ -39,10 +43,12 @@ int run_dtype(const AttnParams& p, void* stream) {
   // The API layer sets tile_tokens = tile_rows / pack with tile_rows from attention_fwd_tile_rows;
   // the kernel whose row tile holds tile_tokens * pack rows runs (the launcher re-checks the fit).
   const bool m128 = static_cast<long long>(p.tile_tokens) * p.pack > 64;
+#ifdef SEER_ATTN_SM90A
   if (p.fwd_wgmma && !m128) {
     if (p.head_dim == 64) return fwd_sm90::run_attention_fwd_sm90_<Elem, 64>(p, stream);
     if (p.head_dim == 128) return fwd_sm90::run_attention_fwd_sm90_<Elem, 128>(p, stream);
   }
+#endif
   switch (p.head_dim) {
     case 64:
       return m128 ? run_attention_fwd_<Elem, 64, 128>(p, stream) : run_attention_fwd_<Elem, 64, 64>(p, stream);
