@@ -37,6 +37,7 @@
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
 #include "attention/attention_params.h"
+#include "attention/block_iter.h"
 
 namespace seer {
 namespace fwd {
@@ -117,113 +118,6 @@ SEER_DEVICE int tile_off(int row, int col, int rows) {
   return swz<T::kHeadDim>(row, col);
 }
 
-// Key index marking an empty chunk slot of a tile (end of the stream). It is an index, not a score:
-// any key index compared against it is "past the end" (keys < 2^30 by the int32 cu_seqlens).
-constexpr int kNoKey = 0x3fffffff;
-
-// Uniform (same in every thread) cursor over the stream of kept key blocks of one row tile.
-struct KeyCursor {
-  int li;         // next entry of the shared kept-block list
-  int len;        // entries in the shared list
-  int key;        // next key (sequence-local) of the current block
-  int key_end;    // end of the current block, clipped to the tile's key limit
-  int blk_check;  // current block index if its tile-mask value is 1 (user mask checked), else -1
-  int scan;       // next tile-mask column to scan into the list
-};
-
-// Everything the stream needs besides the cursor (uniform per CTA).
-struct KeyStream {
-  const uint8_t* tm_row;  // tile_mask[b][hk][rt][.]
-  int scan_end;           // columns [0, scan_end) of the tile-mask row can hold kept blocks
-  int key_limit;          // keys >= key_limit are invisible to every row of the tile
-  int block_k;            // B_k
-  int* s_blk;             // shared list of kept block indices
-  uint8_t* s_val;         // their tile-mask values (1 or 2)
-  int* s_warp_cnt;        // per-warp counts (scan scratch)
-};
-
-// Refills the shared kept-block list from the next columns of the tile-mask row: returns its new
-// length (0 only when the row is exhausted) and advances `scan`. Called by all threads with the same
-// cursor (uniform control flow; contains __syncthreads). Each pass reads kNThreads consecutive bytes
-// (coalesced) and compacts the nonzero ones in increasing column order (ballot + per-warp prefix).
-template <int kNThreads>
-SEER_DEVICE int refill_block_list(const KeyStream& ks, int& scan) {
-  constexpr int kNWarps = kNThreads / 32;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  __syncthreads();  // every thread is done reading the previous list
-  int len = 0;
-  while (len == 0 && scan < ks.scan_end) {
-    const int n = scan + tid;
-    const int v = n < ks.scan_end ? ks.tm_row[n] : 0;
-    const unsigned ballot = __ballot_sync(0xffffffffu, v != 0);
-    if (lane == 0) ks.s_warp_cnt[warp] = __popc(ballot);
-    __syncthreads();
-    int offset = 0, total = 0;
-#pragma unroll
-    for (int w = 0; w < kNWarps; ++w) {
-      const int c = ks.s_warp_cnt[w];
-      offset += w < warp ? c : 0;
-      total += c;
-    }
-    if (v != 0) {
-      const int pos = offset + __popc(ballot & ((1u << lane) - 1u));
-      ks.s_blk[pos] = n;
-      ks.s_val[pos] = static_cast<uint8_t>(v);
-    }
-    scan += kNThreads;
-    len = total;
-    __syncthreads();  // list visible; s_warp_cnt free for the next pass
-  }
-  return len;
-}
-
-// Moves the cursor to the next kept block that has at least one visible key. Uniform.
-template <int kNThreads>
-SEER_DEVICE void advance_block(KeyCursor& cur, const KeyStream& ks) {
-  while (true) {
-    if (cur.li < cur.len) {
-      const int n = ks.s_blk[cur.li];
-      const int v = ks.s_val[cur.li];
-      ++cur.li;
-      cur.key = n * ks.block_k;
-      cur.key_end = min(cur.key + ks.block_k, ks.key_limit);
-      cur.blk_check = v == 1 ? n : -1;
-      if (cur.key < cur.key_end) return;
-    } else if (cur.scan < ks.scan_end) {
-      cur.len = refill_block_list<kNThreads>(ks, cur.scan);
-      cur.li = 0;
-    } else {
-      cur.key = cur.key_end = 0;  // exhausted (stays so)
-      return;
-    }
-  }
-}
-
-// Fills the chunk table of the next K/V tile: ck[c] = first key of chunk c (kNoKey when the stream
-// ended), cm[c] = block index to check in the user mask (-1: no check). Uniform. The chunks are
-// shifted in from the top so that the loop (and the inlined cursor code) is not unrolled while the
-// tables are only indexed with compile-time indices (they stay in registers).
-template <int kNThreads, int kChunks>
-SEER_DEVICE void next_tile(KeyCursor& cur, const KeyStream& ks, int (&ck)[kChunks], int (&cm)[kChunks]) {
-#pragma unroll 1
-  for (int c = 0; c < kChunks; ++c) {
-    if (cur.key >= cur.key_end) advance_block<kNThreads>(cur, ks);
-    int key = kNoKey, chk = -1;
-    if (cur.key < cur.key_end) {
-      key = cur.key;
-      chk = cur.blk_check;
-      cur.key += 16;
-    }
-#pragma unroll
-    for (int i = 0; i + 1 < kChunks; ++i) {
-      ck[i] = ck[i + 1];
-      cm[i] = cm[i + 1];
-    }
-    ck[kChunks - 1] = key;
-    cm[kChunks - 1] = chk;
-  }
-}
-
 // Per-CTA values the mainloop needs only at tile boundaries. They are kept in shared memory rather
 // than in registers, so that the register budget goes to the accumulators (written by thread 0 in
 // the prologue; every later read follows at least one __syncthreads).
@@ -233,7 +127,7 @@ struct CtaState {
   const void* v_base;     // v + cu_seqlens_k[b] * v_row_stride + hk * v_head_stride
   int key_limit;          // keys >= key_limit are invisible to every row of the tile
   int scan_end;           // tile-mask columns [0, scan_end) can hold kept blocks
-  KeyCursor cursor[2];    // cursor after the previous issue; ping-pong (see the mainloop)
+  BlockCursor cursor[2];  // cursor after the previous issue; ping-pong (see the mainloop)
 };
 static_assert(sizeof(CtaState) <= 128, "CtaState must fit its shared-memory slot");
 
@@ -324,31 +218,33 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   // ---- key-block stream -----------------------------------------------------------------------
   // Reads the per-CTA state of the stream from shared memory (after the prologue).
   auto make_stream = [&](const CtaState& s) {
-    KeyStream ks;
-    ks.tm_row = s.tm_row;
+    BlockStreamSrc ks;
+    ks.row = s.tm_row;
     ks.key_limit = s.key_limit;
     ks.scan_end = s.scan_end;
     ks.block_k = p.block_size_k;
-    ks.s_blk = reinterpret_cast<int*>(smem + T::kOffListBlk);
-    ks.s_val = reinterpret_cast<uint8_t*>(smem + T::kOffListVal);
-    ks.s_warp_cnt = reinterpret_cast<int*>(smem + T::kOffWarpCnt);
     return ks;
   };
+  BlockStreamSmem sm;
+  sm.blk = reinterpret_cast<int*>(smem + T::kOffListBlk);
+  sm.val = reinterpret_cast<uint8_t*>(smem + T::kOffListVal);
+  sm.warp_cnt = reinterpret_cast<int*>(smem + T::kOffWarpCnt);
+  auto cta_sync = []() { __syncthreads(); };
   // Issues the K/V tile that follows `cur` in the stream into stage `stage`: fills the stage's chunk
   // table (thread 0) and the cp.async copies of the gathered rows (zero-filled rows for keys past
   // the tile's key limit or empty chunk slots, so that P V never multiplies garbage). Returns
   // whether the tile holds any chunk. Uniform (may refill the block list: contains barriers).
-  auto issue_tile = [&](int stage, KeyCursor& cur, const CtaState& s) -> bool {
-    const KeyStream ks = make_stream(s);
-    int ck[kChunks], cm[kChunks];
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) ck[c] = kNoKey, cm[c] = -1;
-    next_tile<kNThreads>(cur, ks, ck, cm);
+  auto issue_tile = [&](int stage, BlockCursor& cur, const CtaState& s) -> bool {
+    const BlockStreamSrc ks = make_stream(s);
+    int ck[kChunks];
+    uint32_t vbits;
+    block_next_tile<kNThreads, kChunks>(cur, ks, sm, tid, cta_sync, ck, vbits);
     if (tid == 0) {
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
         s_chunk_key[stage * kChunks + c] = ck[c];
-        s_chunk_chk[stage * kChunks + c] = cm[c];
+        // block index of a chunk whose rows check the user mask (tile-mask value 1), else -1
+        s_chunk_chk[stage * kChunks + c] = ((vbits >> (4 * c)) & 3u) == 1u ? ck[c] / p.block_size_k : -1;
       }
     }
     if (ck[0] == kNoKey) return false;  // empty tile: nothing to copy
@@ -387,7 +283,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
     if (p.causal) key_limit = max(0, min(key_limit, tok_last + causal_off + 1));
     s0.key_limit = key_limit;
     s0.scan_end = key_limit > 0 ? min(p.nb_k, (key_limit + p.block_size_k - 1) / p.block_size_k) : 0;
-    KeyCursor cur{0, 0, 0, 0, -1, 0};
+    BlockCursor cur;
     has_cur = issue_tile(0, cur, s0);
     cp_async_commit();  // group: Q + tile 0
     has_nxt = issue_tile(1, cur, s0);
@@ -619,7 +515,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
     __syncthreads();  // every warp is done with this stage (tiles and chunk table): refill it
     has_cur = has_nxt;
     {
-      KeyCursor cur = st->cursor[stage];
+      BlockCursor cur = st->cursor[stage];
       has_nxt = issue_tile(stage, cur, *st);  // tile i + 2 into the stage tile i used
       if (tid == 0) st->cursor[stage ^ 1] = cur;
     }
