@@ -43,6 +43,15 @@ inline at::Tensor aligned_for_16b_rows(const at::Tensor& t) {
 // stream facets of that copy are never initialised) formatting a number that way segfaults. So the
 // checks below build the whole message with to_string / snprintf and hand TORCH_CHECK one std::string,
 // which c10 passes through without a stream.
+// A packed [T, H, D] tensor (last dim contiguous) as a params struct holds it: data pointer, row
+// (token) stride and head stride in elements.
+template <typename Ptr>
+inline void bind_rows(const at::Tensor& t, Ptr& data, int64_t& row_stride, int64_t& head_stride) {
+  data = static_cast<Ptr>(t.data_ptr());
+  row_stride = t.stride(0);
+  head_stride = t.stride(1);
+}
+
 namespace fmt {
 inline void append(std::string& s, const char* v) { s += v; }
 inline void append(std::string& s, const std::string& v) { s += v; }

@@ -106,12 +106,8 @@ std::tuple<at::Tensor, at::Tensor> attn_pooling_cuda(const at::Tensor& q_in, con
   p.causal = causal;
   p.gqa_reduce = gqa_reduce;
   p.is_bf16 = q.scalar_type() == at::kBFloat16;
-  p.q = q.data_ptr();
-  p.q_row_stride = q.stride(0);
-  p.q_head_stride = q.stride(1);
-  p.k = k.data_ptr();
-  p.k_row_stride = k.stride(0);
-  p.k_head_stride = k.stride(1);
+  seer::bind_rows(q, p.q, p.q_row_stride, p.q_head_stride);
+  seer::bind_rows(k, p.k, p.k_row_stride, p.k_head_stride);
   p.cu_seqlens = cu_seqlens.data_ptr<int>();
   p.pooled_2d = pooled_2d.data_ptr<float>();
   p.pooled_1d = pooled_1d.data_ptr();
