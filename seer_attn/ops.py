@@ -4,6 +4,7 @@ The schemas live in csrc/ops.cpp. CUDA implementations are registered in C++ by 
 op whose CUDA kernel is not part of this build (e.g. a ROCm or CPU-only build), the reference is
 registered for CUDA as well, so every op works on every device. `kernel_status()` says which is which.
 """
+import functools
 import math
 
 import torch
@@ -24,10 +25,20 @@ ALL_OPS = (
 _status = {}
 
 
+def _as_kernel(fn):
+    """A reference function as an op kernel: kernels run below autograd, so the PyTorch ops inside
+    must not record a graph of their own (autograd is the op's registered formula, or none)."""
+    @functools.wraps(fn)
+    def kernel(*args, **kwargs):
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return kernel
+
+
 def _register_impls():
     for name in ALL_OPS:
         qual = f"{NS}::{name}"
-        fn = getattr(reference, name)
+        fn = _as_kernel(getattr(reference, name))
         torch.library.register_kernel(qual, "cpu", fn)
         if torch._C._dispatch_has_kernel_for_dispatch_key(qual, "CUDA"):
             _status[name] = "cuda"
@@ -137,6 +148,33 @@ def _make_autograd(kind):
                                     setup_context=setup_context)
 
 
+def _make_backward_ops_non_differentiable(kind):
+    """Double backward (a gradient of the gradient, e.g. a gradient penalty) is not implemented: the
+    backward op gets a formula that says so, instead of PyTorch's generic errors or a silent value."""
+    op = f"{NS}::block_sparse_{kind}_bwd"
+
+    def setup_context(ctx, inputs, output):
+        pass
+
+    def backward(ctx, *grads):
+        raise RuntimeError(f"{op}: double backward is not supported by seer_attn (the gradient of the attention "
+                           "gradient, e.g. a gradient penalty through block_sparse_attn_{2d,1d}, is not implemented)")
+
+    torch.library.register_autograd(op, backward, setup_context=setup_context)
+
+
+def _make_outputs_non_differentiable(name):
+    """Pooling (distillation targets) and decode have no gradient: their outputs never require grad,
+    whatever their inputs do (a loss on them alone then fails with PyTorch's 'does not require grad')."""
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(*output)
+
+    def backward(ctx, *grads):  # never called: every output is non-differentiable
+        raise RuntimeError(f"{NS}::{name} is not differentiable")
+
+    torch.library.register_autograd(f"{NS}::{name}", backward, setup_context=setup_context)
+
+
 def default_scale(head_dim):
     return 1.0 / math.sqrt(head_dim)
 
@@ -145,3 +183,7 @@ _register_impls()
 _register_fakes()
 _make_autograd("2d")
 _make_autograd("1d")
+_make_backward_ops_non_differentiable("2d")
+_make_backward_ops_non_differentiable("1d")
+_make_outputs_non_differentiable("attn_pooling")
+_make_outputs_non_differentiable("block_sparse_decode")

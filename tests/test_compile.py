@@ -128,3 +128,85 @@ def test_compile_dynamic_token_count(device):
         b = _fwd_bwd(compiled, mod, xx, mask, cu, mx)
         for n, u, w in zip(("y", "lse", "dx", "dWqkv", "dWo"), a, b):
             assert torch.equal(u, w), n
+
+
+# ---- no recompiles on new sequence lengths / batch sizes (max_seqlen is a SymInt in the schemas) ----
+# The sizes below are chosen so that no varying size equals a fixed one (heads, head dim): with
+# dynamic=True Dynamo gives equal sizes one symbol at the first trace ("duck sizing"), and a later
+# batch where they differ would recompile for that reason alone, which says nothing about seer_attn.
+# Batch sizes start at 3: sizes 0 and 1 are always specialised by Dynamo.
+_DYN_HQ, _DYN_HKV, _DYN_D, _DYN_BS = 16, 2, 64, 16
+
+
+def _dyn_batches(device, kind, n):
+    import random
+    rng = random.Random(0)
+    for _ in range(n):
+        B = rng.randint(3, 5)
+        lens = [rng.randint(1, 160) for _ in range(B)]
+        lens[rng.randrange(B)] = rng.randint(100, 160)   # key blocks per row: 7..10
+        mx, T = max(lens), sum(lens)
+        nb = -(-mx // _DYN_BS)
+        rows = nb if kind == "2d" else mx
+        mask = torch.rand(B, 1, rows, nb, device=device) < 0.6
+        qkv = [torch.randn(T, h, _DYN_D, dtype=BF16, device=device, requires_grad=True)
+               for h in (_DYN_HQ, _DYN_HKV, _DYN_HKV)]
+        yield qkv, mask, cu_from_lens(lens, device), mx
+
+
+def _attn_loss(kind):
+    def f(q, k, v, mask, cu, mx):
+        if kind == "2d":
+            out, lse = seer_attn.block_sparse_attn_2d(q, k, v, mask, cu, cu, mx, mx, block_size_q=_DYN_BS,
+                                                      block_size_k=_DYN_BS, return_lse=True)
+        else:
+            out, lse = seer_attn.block_sparse_attn_1d(q, k, v, mask, cu, cu, mx, mx, block_size_k=_DYN_BS,
+                                                      return_lse=True)
+        return out.float().square().sum() + torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse)).sum()
+    return f
+
+
+@pytest.mark.parametrize("kind", ["2d", "1d"])
+@pytest.mark.parametrize("mode", ["dynamic", "mark_dynamic"])
+def test_compile_no_recompile_on_new_lengths(device, kind, mode):
+    # 20 batches with new lengths (max_seqlen) and batch sizes, forward + backward: one graph
+    # (dynamic=True), or two with the default mode and mark_dynamic (the first call specialises the
+    # Python int max_seqlen, the second makes it dynamic); d6c8a62 compiled one graph per max_seqlen.
+    import torch._dynamo.testing as dt
+    torch._dynamo.reset()
+    counter = dt.CompileCounterWithBackend("aot_eager")
+    f = _attn_loss(kind)
+    compiled = torch.compile(f, backend=counter, fullgraph=True, dynamic=True if mode == "dynamic" else None)
+    seen = set()
+    for (q, k, v), mask, cu, mx in _dyn_batches(device, kind, 20):
+        seen.add((cu.numel() - 1, mx))
+        if mode == "mark_dynamic":
+            for t in (q, k, v):
+                torch._dynamo.mark_dynamic(t, 0)
+            torch._dynamo.mark_dynamic(cu, 0)
+            for dim in (0, 2, 3):
+                torch._dynamo.mark_dynamic(mask, dim)
+        loss = compiled(q, k, v, mask, cu, mx)
+        want = f(*(t.detach().requires_grad_() for t in (q, k, v)), mask, cu, mx)
+        torch.testing.assert_close(loss, want)
+        loss.backward()
+        assert q.grad is not None and torch.isfinite(q.grad.float()).all()
+    assert len(seen) >= 15
+    assert counter.frame_count <= (1 if mode == "dynamic" else 2), counter.frame_count
+
+
+def test_compile_pooling_no_recompile_on_new_lengths(device):
+    import torch._dynamo.testing as dt
+    torch._dynamo.reset()
+    counter = dt.CompileCounterWithBackend("aot_eager")
+
+    def pool(q, k, cu, mx):
+        return seer_attn.attention_pooling(q, k, cu, mx, block_size=_DYN_BS, gqa_reduce=True)
+
+    compiled = torch.compile(pool, backend=counter, fullgraph=True, dynamic=True)
+    for (q, k, _), _, cu, mx in _dyn_batches(device, "2d", 12):
+        a = compiled(q.detach(), k.detach(), cu, mx)
+        b = pool(q.detach(), k.detach(), cu, mx)
+        assert a[0].shape == b[0].shape and a[1].shape == b[1].shape
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert counter.frame_count == 1, counter.frame_count
