@@ -1,0 +1,305 @@
+// Forward kernel of varlen block-sparse attention for CDNA3 (gfx942, MI300X): MFMA mainloop.
+//
+// Same contract as the CUDA forward (attention_params.h, SPEC.md): one workgroup per row tile
+// (kBlockM = 128 rows = (token, q head) pairs sharing one kv head), the row tile's kept key blocks
+// from the tile mask (value 1: per-row user-mask check, 2: kept by every row), causal bottom-right,
+// clamped sequence lengths, rows with no visible key -> out 0 and lse -inf.
+//
+// Parts (each a function below):
+//   load_q_fragments   Q rows of the wavefront -> registers (B operand of S^T = K Q^T)
+//   BlockIter          kept blocks -> 16-key chunks -> 64-key tiles (block_iter_hip.h)
+//   load_kv_tile       gathered K rows and V rows -> LDS (K row-major, V transposed), zero past the end
+//   gemm_s             S^T = K Q^T on v_mfma_f32_32x32x8 (fwd_layout_hip.h has the fragment maps)
+//   mask_scores        sequence end / causal / per-row user mask, only on tiles that need it
+//   RowSoftmax         online softmax (softmax_hip.h)
+//   gemm_o             O^T += V^T P^T with P straight from the S^T accumulators
+//   store_rows         O / l and lse (natural log); 0 and -inf for rows without a visible key
+//
+// Resources (D 128, from `make hip-check`): 4 wavefronts of 64 lanes, LDS = K + V^T tile = 32 KiB,
+// so two workgroups (8 wavefronts, 2 per SIMD) fit the 64 KiB of a CU when the wavefront stays within
+// 256 VGPRs + AGPRs (the hip-check line prints the count and the occupancy the compiler computed).
+#pragma once
+#include <cstdint>
+
+#include "common/platform.h"
+#include "common/hip_mfma.h"
+#include "attention/attention_params.h"
+#include "attention/hip/fwd_layout_hip.h"
+#include "attention/hip/block_iter_hip.h"
+#include "attention/hip/softmax_hip.h"
+
+namespace seer {
+namespace hipattn {
+
+using hip::f32x16;
+using hip::s16x4;
+using hip::u32x4;
+
+SEER_DEVICE int imin(int a, int b) { return a < b ? a : b; }
+SEER_DEVICE int imax(int a, int b) { return a > b ? a : b; }
+
+// Per-row facts of the query row a lane holds (lanes l and l + 32 hold the same row).
+struct RowInfo {
+  bool valid;           // inside the tile's used rows and the sequence
+  int token;            // sequence-local token
+  int head;             // q head
+  int kmax;             // keys >= kmax are invisible to the row (sequence end, causal); 0 if !valid
+  const uint8_t* mask;  // user-mask row mask[b, hm, token / mask_row_div, .] (nullptr if !valid)
+};
+
+// Tile shape per head dim: 64 keys per K/V tile for D 64; 32 for D 128, which keeps the wavefront
+// within 256 VGPRs (O^T 64 + Q 32 + S^T 16 + P 8 + addresses) for two wavefronts per SIMD.
+template <int D>
+struct FwdTile {
+  static constexpr int kBlockN = D <= 64 ? 64 : 32;  // keys per K/V tile
+  static constexpr int kHalves = kBlockN / 32;       // 32-key S^T accumulators
+  static constexpr int kChunks = kBlockN / kChunk;   // 16-key chunks per tile
+  static constexpr int kLdsK = kBlockN * D;          // elements of the K tile (V^T: the same)
+  static constexpr int kLdsBytes = 2 * 2 * kLdsK;
+  static_assert(D % 64 == 0, "the K swizzle needs rows of >= 8 16-byte chunks");
+};
+
+// Q fragments: q[j] = Q[row][16 j + 8 h .. 16 j + 8 h + 7] (h = lane / 32), zeros for invalid rows.
+template <int D>
+SEER_DEVICE void load_q_fragments(const AttnParams& p, const RowInfo& ri, int q_start, u32x4 (&q)[D / 16]) {
+  const int h = mfma::M32x32x8::b_k(hip::tid() % 64, 0) / 4;
+  const uint16_t* src = static_cast<const uint16_t*>(p.q) +
+                        static_cast<int64_t>(q_start + ri.token) * p.q_row_stride +
+                        static_cast<int64_t>(ri.head) * p.q_head_stride + 8 * h;
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j)
+    q[j] = ri.valid ? *reinterpret_cast<const u32x4*>(src + 16 * j) : u32x4{0u, 0u, 0u, 0u};
+}
+
+// Cooperative copy of one K/V tile (all kThreads lanes): tile row r holds key ck[r / 16] + r % 16;
+// rows whose key is >= key_limit (including empty chunk slots) are zero so that P V never meets
+// garbage (0 * NaN).
+template <int D, int kBlockN = FwdTile<D>::kBlockN, int kChunks = FwdTile<D>::kChunks>
+SEER_DEVICE void load_kv_tile(const uint16_t* gk, const uint16_t* gv, int64_t k_stride, int64_t v_stride,
+                              int key_limit, const int (&ck)[kChunks], uint16_t* sK, uint16_t* sVt) {
+  const int tid = hip::tid();
+  // K: 16-byte chunks of key rows, row-major with the k_swizzle.
+  constexpr int kRowChunks = D / 8;
+#pragma unroll 1
+  for (int it = 0; it < kBlockN * kRowChunks / kThreads; ++it) {
+    const int idx = it * kThreads + tid;
+    const int r = idx / kRowChunks, c = idx % kRowChunks;
+    const int key = ck[r / kChunk] + r % kChunk;
+    u32x4 v = {0u, 0u, 0u, 0u};
+    if (key < key_limit) v = *reinterpret_cast<const u32x4*>(gk + key * k_stride + 8 * c);
+    *reinterpret_cast<u32x4*>(sK + k_lds<D>(r, 8 * c)) = v;
+  }
+  // V: a lane takes keys (2j, 2j + 1) x 8 dims and writes 8 words of V^T (lanes of a half-wave write
+  // 32 consecutive words of one V^T row: distinct banks).
+#pragma unroll 1
+  for (int it = 0; it < (kBlockN / 2) * (D / 8) / kThreads; ++it) {
+    const int idx = it * kThreads + tid;
+    const int j = idx % (kBlockN / 2), dc = idx / (kBlockN / 2);
+    const int r0 = 2 * j, r1 = 2 * j + 1;
+    const int key0 = ck[r0 / kChunk] + r0 % kChunk, key1 = ck[r1 / kChunk] + r1 % kChunk;
+    u32x4 a = {0u, 0u, 0u, 0u}, b = {0u, 0u, 0u, 0u};
+    if (key0 < key_limit) a = *reinterpret_cast<const u32x4*>(gv + key0 * v_stride + 8 * dc);
+    if (key1 < key_limit) b = *reinterpret_cast<const u32x4*>(gv + key1 * v_stride + 8 * dc);
+    const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const uint32_t lo = (aw[e / 2] >> (16 * (e % 2))) & 0xffffu;
+      const uint32_t hi = (bw[e / 2] >> (16 * (e % 2))) & 0xffffu;
+      *reinterpret_cast<uint32_t*>(sVt + vt_lds<kBlockN>(8 * dc + e, r0)) = lo | (hi << 16);
+    }
+  }
+}
+
+// S^T (two 32-key halves) = K Q^T over the full head dim.
+template <typename Elem, int D, int kHalves = FwdTile<D>::kHalves>
+SEER_DEVICE void gemm_s(const uint16_t* sK, const u32x4 (&q)[D / 16], f32x16 (&s)[kHalves]) {
+  const int lane = hip::tid() % 64;
+  const int h = lane / 32;
+#pragma unroll
+  for (int t = 0; t < kHalves; ++t) {
+    s[t] = f32x16{};
+    const int row = 32 * t + key_of_srow(mfma::M32x32x8::a_row(lane));
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      const u32x4 a = *reinterpret_cast<const u32x4*>(sK + k_lds<D>(row, 16 * j + 8 * h));
+      s[t] = hip::mfma32x32x8<Elem>(hip::lo4(a), hip::lo4(q[j]), s[t]);
+      s[t] = hip::mfma32x32x8<Elem>(hip::hi4(a), hip::hi4(q[j]), s[t]);
+    }
+    __builtin_amdgcn_sched_barrier(0);  // keep the LDS reads of one half together (register pressure)
+  }
+}
+
+// Scales the scores to log2 units and masks (-inf) keys the row cannot see. `exact` = false skips the
+// per-element tests on tiles every row of the wavefront sees completely.
+template <int kHalves, int kChunks = 2 * kHalves>
+SEER_DEVICE void mask_scores(const f32x16 (&s)[kHalves], float (&x)[16 * kHalves], float scale_log2, const RowInfo& ri,
+                             const int (&ck)[kChunks], const int (&cm)[kChunks], int64_t mask_stride_col,
+                             bool exact) {
+  const int lane = hip::tid() % 64;
+#pragma unroll
+  for (int t = 0; t < kHalves; ++t)
+#pragma unroll
+    for (int r = 0; r < 16; ++r) x[16 * t + r] = s[t][r] * scale_log2;
+  if (!exact) return;
+  // The user-mask byte of each chunk with a per-row check (one byte per chunk and row).
+  bool keep_chunk[kChunks];
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c)
+    keep_chunk[c] = cm[c] < 0 || (ri.mask != nullptr && ri.mask[cm[c] * mask_stride_col] != 0);
+#pragma unroll
+  for (int t = 0; t < kHalves; ++t)
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+      const int kt = key_of_acc(lane, t, r);  // compile-time up to the lane half
+      const int c = kt / kChunk;
+      bool keep = false;
+#pragma unroll
+      for (int cc = 0; cc < kChunks; ++cc)
+        if (cc == c) keep = keep_chunk[cc] && ck[cc] + kt % kChunk < ri.kmax;
+      if (!keep) x[16 * t + r] = -__builtin_inff();
+    }
+}
+
+// O^T += V^T P^T for the 64 keys of the tile; p holds exp2(s - m) in S^T accumulator order.
+template <typename Elem, int D, int kBlockN = FwdTile<D>::kBlockN>
+SEER_DEVICE void gemm_o(const uint16_t* sVt, const float (&p)[kBlockN / 2], f32x16 (&o)[D / 32]) {
+  const int lane = hip::tid() % 64;
+  s16x4 pf[kBlockN / 8];  // B operand of step s (8 keys): registers 4s .. 4s + 3 of the S^T accumulator
+#pragma unroll
+  for (int s = 0; s < kBlockN / 8; ++s)
+    pf[s] = hip::pack4<Elem>(p[4 * s], p[4 * s + 1], p[4 * s + 2], p[4 * s + 3]);
+#pragma unroll
+  for (int nt = 0; nt < D / 32; ++nt) {
+    const int d = 32 * nt + mfma::M32x32x8::a_row(lane);
+#pragma unroll
+    for (int t = 0; t < kBlockN / 32; ++t)
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        const u32x4 a = *reinterpret_cast<const u32x4*>(sVt + vt_lds<kBlockN>(d, vt_key0(lane, t, m)));
+        o[nt] = hip::mfma32x32x8<Elem>(hip::lo4(a), pf[4 * t + 2 * m], o[nt]);
+        o[nt] = hip::mfma32x32x8<Elem>(hip::hi4(a), pf[4 * t + 2 * m + 1], o[nt]);
+      }
+    __builtin_amdgcn_sched_barrier(0);
+  }
+}
+
+// Epilogue: lane holds O^T[d][row] for d = 32 nt + 8 (r / 4) + 4 h + r % 4: four consecutive dims per
+// register group -> 8-byte stores. lse (natural log) by the lower lane of the pair.
+template <typename Elem, int D>
+SEER_DEVICE void store_rows(const AttnParams& p, const RowInfo& ri, int q_start, const f32x16 (&o)[D / 32],
+                            const RowSoftmax& sm) {
+  const int lane = hip::tid() % 64;
+  const float l = sm.total();
+  if (!ri.valid) return;
+  const bool empty = !(l > 0.f);  // no visible key: out 0, lse -inf
+  const float inv = empty ? 0.f : 1.f / l;
+  const int64_t tok = q_start + ri.token;
+  uint16_t* dst = static_cast<uint16_t*>(p.out) + tok * p.o_row_stride + static_cast<int64_t>(ri.head) * p.o_head_stride;
+#pragma unroll
+  for (int nt = 0; nt < D / 32; ++nt)
+#pragma unroll
+    for (int g = 0; g < 4; ++g) {
+      const int d = 32 * nt + mfma::M32x32x8::c_row(lane, 4 * g);
+      const uint32_t w0 = hip::pack2<Elem>(o[nt][4 * g] * inv, o[nt][4 * g + 1] * inv);
+      const uint32_t w1 = hip::pack2<Elem>(o[nt][4 * g + 2] * inv, o[nt][4 * g + 3] * inv);
+      *reinterpret_cast<hip::u32x2*>(dst + d) = hip::u32x2{w0, w1};
+    }
+  if (lane < 32)
+    p.lse[static_cast<int64_t>(ri.head) * p.total_q + tok] =
+        empty ? -__builtin_inff() : sm.m * 0.6931471805599453f + hip::logf_fast(l);
+}
+
+// The kernel: grid.x = n_tok_tiles * batch * h_kv * (group / pack), heaviest (last) token tiles first.
+template <typename Elem, int D>
+__global__ void __launch_bounds__(kThreads, 2) attention_fwd_kernel_hip(const AttnParams p) {
+  using Tile = FwdTile<D>;
+  constexpr int kChunks = Tile::kChunks;
+  __shared__ __attribute__((aligned(16))) uint16_t smem[2 * Tile::kLdsK];
+  uint16_t* sK = smem;
+  uint16_t* sVt = smem + Tile::kLdsK;
+
+  const int tid = hip::tid(), lane = tid % 64, wave = tid / 64;
+  const int n_slots = p.group / p.pack;
+  const int per_tok_tile = p.batch * p.h_kv * n_slots;
+  const int tok_tile = p.n_tok_tiles - 1 - hip::bid_x() / per_tok_tile;
+  int rem = hip::bid_x() % per_tok_tile;
+  const int slot = rem % n_slots;
+  rem /= n_slots;
+  const int hk = rem % p.h_kv;
+  const int b = rem / p.h_kv;
+
+  const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
+  const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
+  const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+  const int tok0 = tok_tile * p.tile_tokens;
+  if (tok0 >= seqlen_q) return;  // uniform
+  const int rt = slot * p.n_tok_tiles + tok_tile;
+  const int h0 = hk * p.group + slot * p.pack;
+  const int causal_off = seqlen_k - seqlen_q;
+
+  // ---- the lane's query row ----
+  RowInfo ri;
+  {
+    const int r = wave * kWaveRows + mfma::M32x32x8::c_col(lane);
+    ri.token = tok0 + r / p.pack;
+    ri.head = h0 + r % p.pack;
+    ri.valid = r < p.tile_tokens * p.pack && ri.token < seqlen_q;
+    int km = seqlen_k;
+    if (p.causal) km = imax(0, imin(km, ri.token + causal_off + 1));
+    ri.kmax = ri.valid ? km : 0;
+    const int hm = ri.head / (p.h_q / p.mask_heads);
+    ri.mask = ri.valid ? p.mask + static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(hm) * p.mask_stride_h +
+                             static_cast<int64_t>(ri.token / p.mask_row_div) * p.mask_stride_row
+                       : nullptr;
+  }
+  // Smallest kmax over the wavefront's rows: tiles whose keys all lie below it need no masking
+  // unless a chunk carries a per-row check.
+  int wave_kmin = ri.valid ? ri.kmax : 0x7fffffff;
+#pragma unroll
+  for (int off = 32; off >= 1; off /= 2) wave_kmin = imin(wave_kmin, SEER_SHFL_XOR(wave_kmin, off));
+
+  u32x4 q[D / 16];
+  load_q_fragments<D>(p, ri, q_start, q);
+
+  // ---- kept-block stream of the row tile ----
+  const int tok_last = imin(tok0 + p.tile_tokens, seqlen_q) - 1;
+  int key_limit = seqlen_k;
+  if (p.causal) key_limit = imax(0, imin(key_limit, tok_last + causal_off + 1));
+  BlockIter it;
+  it.init(p.tile_mask + (static_cast<int64_t>(b) * p.h_kv + hk) * p.n_row_tiles * p.nb_k + static_cast<int64_t>(rt) * p.nb_k,
+          key_limit > 0 ? imin(p.nb_k, (key_limit + p.block_size_k - 1) / p.block_size_k) : 0, key_limit,
+          p.block_size_k);
+  const uint16_t* gk = static_cast<const uint16_t*>(p.k) + static_cast<int64_t>(k_start) * p.k_row_stride +
+                       static_cast<int64_t>(hk) * p.k_head_stride;
+  const uint16_t* gv = static_cast<const uint16_t*>(p.v) + static_cast<int64_t>(k_start) * p.v_row_stride +
+                       static_cast<int64_t>(hk) * p.v_head_stride;
+
+  f32x16 o[D / 32];
+#pragma unroll
+  for (int nt = 0; nt < D / 32; ++nt) o[nt] = f32x16{};
+  RowSoftmax sm;
+  sm.init();
+
+  int ck[kChunks], cm[kChunks];
+  while (it.next_tile<kChunks>(ck, cm)) {  // uniform: every wavefront derives the same tiles
+    hip::barrier();  // previous tile fully consumed
+    load_kv_tile<D>(gk, gv, p.k_row_stride, p.v_row_stride, key_limit, ck, sK, sVt);
+    hip::barrier();
+
+    f32x16 s[Tile::kHalves];
+    gemm_s<Elem, D>(sK, q, s);
+    bool exact = false;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) exact |= cm[c] >= 0 || ck[c] + kChunk > wave_kmin;
+    float x[Tile::kBlockN / 2];
+    mask_scores<Tile::kHalves>(s, x, p.scale_log2, ri, ck, cm, p.mask_stride_col, exact);
+    const float alpha = sm.update(x);
+#pragma unroll
+    for (int nt = 0; nt < D / 32; ++nt) o[nt] *= alpha;
+    gemm_o<Elem, D>(sVt, x, o);
+  }
+  store_rows<Elem, D>(p, ri, q_start, o, sm);
+}
+
+}  // namespace hipattn
+}  // namespace seer
