@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "attention/hip/fwd_layout_hip.h"
+#include "decode/hip/decode_layout_hip.h"
 
 using namespace seer;
 
@@ -258,6 +259,85 @@ static void check_attention_tile(std::mt19937& rng) {
               kN, err_s, err_o, conflicts);
 }
 
+// ---- the decode tile of one wavefront (16 q heads x 16 keys, v_mfma_f32_16x16x16) -----------------------
+template <int D>
+static void check_decode_tile(std::mt19937& rng) {
+  using namespace seer::hipdecode;
+  using F = mfma::M16x16x16;
+  std::uniform_real_distribution<float> U(-1.f, 1.f);
+  std::vector<float> Q(16 * D), K(16 * D), V(16 * D);
+  for (auto& x : Q) x = U(rng);
+  for (auto& x : K) x = U(rng);
+  for (auto& x : V) x = U(rng);
+  // S^T = K Q^T: lane reads K[a_row][dim0 .. + 7] and Q[b_col][dim0 .. + 7], elements 0-3 / 4-7 to steps 0 / 1.
+  std::vector<float> s(64 * 4, 0.f);
+  for (int j = 0; j < D / 32; ++j) {
+    float a0[64][4], a1[64][4], b0[64][4], b1[64][4];
+    for (int l = 0; l < 64; ++l)
+      for (int e = 0; e < 4; ++e) {
+        a0[l][e] = K[F::a_row(l) * D + dim0(l, j) + e];
+        a1[l][e] = K[F::a_row(l) * D + dim0(l, j) + 4 + e];
+        b0[l][e] = Q[F::b_col(l) * D + dim0(l, j) + e];
+        b1[l][e] = Q[F::b_col(l) * D + dim0(l, j) + 4 + e];
+      }
+    kIsa16.run(a0, b0, s);
+    kIsa16.run(a1, b1, s);
+  }
+  double err_s = 0;
+  for (int l = 0; l < 64; ++l)
+    for (int r = 0; r < 4; ++r) {
+      double ref = 0;
+      for (int d = 0; d < D; ++d) ref += double(K[F::c_row(l, r) * D + d]) * Q[F::c_col(l) * D + d];
+      err_s = std::fmax(err_s, std::fabs(ref - s[l * 4 + r]));
+    }
+  CHECK(err_s < 1e-3, "decode D %d: S^T differs from K Q^T by %g", D, err_s);
+  // V^T slice as the kernel writes it (key pairs x 8 dims, one word per dim), then O^T = V^T P^T with
+  // P^T = the S^T registers as they lie.
+  std::vector<float> vt(D * kVtStride, NAN);
+  for (int j = 0; j < 8; ++j)
+    for (int d = 0; d < D; ++d) {
+      vt[vt_lds(d, 2 * j)] = V[(2 * j) * D + d];
+      vt[vt_lds(d, 2 * j + 1)] = V[(2 * j + 1) * D + d];
+    }
+  double err_o = 0;
+  int conflicts = 0;
+  for (int nt = 0; nt < D / 16; ++nt) {
+    std::vector<float> o(64 * 4, 0.f);
+    float a[64][4], b[64][4];
+    for (int l = 0; l < 64; ++l)
+      for (int e = 0; e < 4; ++e) {
+        a[l][e] = vt[vt_lds(16 * nt + F::a_row(l), F::a_k(l, 0)) + e];
+        b[l][e] = s[l * 4 + e];
+      }
+    kIsa16.run(a, b, o);
+    for (int l = 0; l < 64; ++l)
+      for (int r = 0; r < 4; ++r) {
+        const int d = 16 * nt + F::c_row(l, r), h = F::c_col(l);
+        double ref = 0;
+        for (int key = 0; key < 16; ++key) {
+          double sv = 0;
+          for (int dd = 0; dd < D; ++dd) sv += double(K[key * D + dd]) * Q[h * D + dd];
+          ref += sv * V[key * D + d];
+        }
+        err_o = std::fmax(err_o, std::fabs(ref - o[l * 4 + r]) / (1 + std::fabs(ref)));
+      }
+    // 8-byte reads, 16 lanes per cycle: the 32 banks (4 bytes) are each hit once.
+    for (int g = 0; g < 4; ++g) {
+      std::set<int> banks;
+      for (int l = 16 * g; l < 16 * g + 16; ++l) {
+        const int w = vt_lds(16 * nt + F::a_row(l), F::a_k(l, 0)) / 2;
+        banks.insert(w % 32);
+        banks.insert((w + 1) % 32);
+      }
+      conflicts += banks.size() != 32;
+    }
+  }
+  CHECK(err_o < 1e-3, "decode D %d: O^T differs from (K Q^T)^T V by %g", D, err_o);
+  CHECK(conflicts == 0, "decode D %d: %d conflicting 16-lane groups in the V^T reads", D, conflicts);
+  std::printf("  decode tile D %3d, 16 keys: S^T err %.2e, O^T rel err %.2e, conflicting LDS read groups %d\n", D,
+              err_s, err_o, conflicts);
+}
+
 int main() {
   std::mt19937 rng(1234);
   check_isa_literals();
@@ -272,6 +352,8 @@ int main() {
   check_attention_tile<64, 64>(rng);
   check_attention_tile<128, 32>(rng);
   check_attention_tile<128, 64>(rng);
+  check_decode_tile<64>(rng);
+  check_decode_tile<128>(rng);
   if (failures) {
     std::printf("%d check(s) failed\n", failures);
     return 1;

@@ -187,7 +187,7 @@ SEER_DEVICE void gemm_o(const uint16_t* sVt, const float (&p)[kBlockN / 2], f32x
 // register group -> 8-byte stores. lse (natural log) by the lower lane of the pair.
 template <typename Elem, int D>
 SEER_DEVICE void store_rows(const AttnParams& p, const RowInfo& ri, int q_start, const f32x16 (&o)[D / 32],
-                            const RowSoftmax& sm) {
+                            const RowSoftmax<32>& sm) {
   const int lane = hip::tid() % 64;
   const float l = sm.total();
   if (!ri.valid) return;
@@ -277,7 +277,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_fwd_kernel_hip(const At
   f32x16 o[D / 32];
 #pragma unroll
   for (int nt = 0; nt < D / 32; ++nt) o[nt] = f32x16{};
-  RowSoftmax sm;
+  RowSoftmax<32> sm;
   sm.init();
 
   int ck[kChunks], cm[kChunks];
