@@ -28,7 +28,7 @@ ARCH = os.environ.get("SEER_HIP_CHECK_ARCH", "gfx942")
 CLANG = os.environ.get("SEER_HIP_CLANG", "clang++-19")
 OUT = os.path.join(ROOT, "build", "hip_check")
 # Kernels without matrix work (merges / normalisation passes): reported, exempt from the MFMA rule.
-NO_MATRIX_WORK = ("decode_combine_kernel_hip", "pooling_normalize_kernel_hip", "pooling_finish_1d_kernel_hip",
+NO_MATRIX_WORK = ("decode_combine_kernel_hip", "pooling_normalize_kernel_hip", "pooling_finish_1d_kernel_hip", "pooling_zero_rows_kernel_hip",
                   "attention_bwd_preprocess_kernel_hip", "attention_bwd_convert_dq_kernel_hip")
 
 

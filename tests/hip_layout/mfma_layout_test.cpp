@@ -349,6 +349,17 @@ int main() {
     for (int i = 0; i < 32; ++i) keys.insert(hipattn::key_of_srow(i));
     CHECK(keys.size() == 32 && *keys.begin() == 0 && *keys.rbegin() == 31, "key_of_srow is not a permutation");
   }
+  // Pooling's chunk_max: registers 8c .. 8c + 7 of lanes l and l ^ 32 hold the 16 keys 16c .. 16c + 15.
+  for (int l = 0; l < 32; ++l)
+    for (int c = 0; c < 2; ++c) {
+      std::set<int> keys;
+      for (int r = 8 * c; r < 8 * c + 8; ++r) {
+        keys.insert(hipattn::key_of_acc(l, 0, r));
+        keys.insert(hipattn::key_of_acc(l + 32, 0, r));
+      }
+      CHECK(keys.size() == 16 && *keys.begin() == 16 * c && *keys.rbegin() == 16 * c + 15,
+            "pooling chunk %d of lane %d", c, l);
+    }
   check_attention_tile<64, 64>(rng);
   check_attention_tile<128, 32>(rng);
   check_attention_tile<128, 64>(rng);

@@ -8,7 +8,7 @@
 // Parts (each a function below):
 //   load_q_fragments   Q rows of the wavefront -> registers (B operand of S^T = K Q^T)
 //   BlockIter          kept blocks -> 16-key chunks -> 64-key tiles (block_iter_hip.h)
-//   load_kv_tile       gathered K rows and V rows -> LDS (K row-major, V transposed), zero past the end
+//   load_k/vt_tile     gathered K rows and V rows -> LDS (K row-major, V transposed), zero past the end
 //   gemm_s             S^T = K Q^T on v_mfma_f32_32x32x8 (fwd_layout_hip.h has the fragment maps)
 //   mask_scores        sequence end / causal / per-row user mask, only on tiles that need it
 //   RowSoftmax         online softmax (softmax_hip.h)
@@ -71,14 +71,14 @@ SEER_DEVICE void load_q_fragments(const AttnParams& p, const RowInfo& ri, int q_
     q[j] = ri.valid ? *reinterpret_cast<const u32x4*>(src + 16 * j) : u32x4{0u, 0u, 0u, 0u};
 }
 
-// Cooperative copy of one K/V tile (all kThreads lanes): tile row r holds key ck[r / 16] + r % 16;
+// Cooperative copies of one K/V tile (all kThreads lanes): tile row r holds key ck[r / 16] + r % 16;
 // rows whose key is >= key_limit (including empty chunk slots) are zero so that P V never meets
 // garbage (0 * NaN).
+// K: 16-byte chunks of key rows, row-major with the k_swizzle (8 lanes write the 8 chunks of a row).
 template <int D, int kBlockN = FwdTile<D>::kBlockN, int kChunks = FwdTile<D>::kChunks>
-SEER_DEVICE void load_kv_tile(const uint16_t* gk, const uint16_t* gv, int64_t k_stride, int64_t v_stride,
-                              int key_limit, const int (&ck)[kChunks], uint16_t* sK, uint16_t* sVt) {
+SEER_DEVICE void load_k_tile(const uint16_t* gk, int64_t k_stride, int key_limit, const int (&ck)[kChunks],
+                             uint16_t* sK) {
   const int tid = hip::tid();
-  // K: 16-byte chunks of key rows, row-major with the k_swizzle.
   constexpr int kRowChunks = D / 8;
 #pragma unroll 1
   for (int it = 0; it < kBlockN * kRowChunks / kThreads; ++it) {
@@ -89,8 +89,13 @@ SEER_DEVICE void load_kv_tile(const uint16_t* gk, const uint16_t* gv, int64_t k_
     if (key < key_limit) v = *reinterpret_cast<const u32x4*>(gk + key * k_stride + 8 * c);
     *reinterpret_cast<u32x4*>(sK + k_lds<D>(r, 8 * c)) = v;
   }
-  // V: a lane takes keys (2j, 2j + 1) x 8 dims and writes 8 words of V^T (lanes of a half-wave write
-  // 32 consecutive words of one V^T row: distinct banks).
+}
+// V: a lane takes keys (2j, 2j + 1) x 8 dims and writes 8 words of V^T (64-key tiles: the lanes of a
+// half-wave write 32 consecutive words of one V^T row, distinct banks; 32-key tiles: 2-way).
+template <int D, int kBlockN = FwdTile<D>::kBlockN, int kChunks = FwdTile<D>::kChunks>
+SEER_DEVICE void load_vt_tile(const uint16_t* gv, int64_t v_stride, int key_limit, const int (&ck)[kChunks],
+                              uint16_t* sVt) {
+  const int tid = hip::tid();
 #pragma unroll 1
   for (int it = 0; it < (kBlockN / 2) * (D / 8) / kThreads; ++it) {
     const int idx = it * kThreads + tid;
@@ -283,7 +288,8 @@ __global__ void __launch_bounds__(kThreads, 2) attention_fwd_kernel_hip(const At
   int ck[kChunks], cm[kChunks];
   while (it.next_tile<kChunks>(ck, cm)) {  // uniform: every wavefront derives the same tiles
     hip::barrier();  // previous tile fully consumed
-    load_kv_tile<D>(gk, gv, p.k_row_stride, p.v_row_stride, key_limit, ck, sK, sVt);
+    load_k_tile<D>(gk, p.k_row_stride, key_limit, ck, sK);
+    load_vt_tile<D>(gv, p.v_row_stride, key_limit, ck, sVt);
     hip::barrier();
 
     f32x16 s[Tile::kHalves];
