@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "attention/hip/fwd_layout_hip.h"
+#include "attention/hip/bwd_layout_hip.h"
 #include "decode/hip/decode_layout_hip.h"
 
 using namespace seer;
@@ -338,6 +339,115 @@ static void check_decode_tile(std::mt19937& rng) {
               err_s, err_o, conflicts);
 }
 
+// ---- the backward tile of one wavefront (32 keys x 32 rows, v_mfma_f32_32x32x8) ---------------------------
+// As attention_bwd_kernel_hip: S = Q K^T (A = Q rows key_of_srow(i) from LDS, B = K fragments), then
+// dV = P^T dO with P^T from the S accumulators and dO^T from LDS, and dQ_w = dS K_w with dS through the
+// wavefront's LDS slice and K_w^T fragments. P = S and dS = S here (the element-wise step keeps layouts).
+template <int D>
+static void check_bwd_tile(std::mt19937& rng) {
+  using namespace seer::hipattn;
+  using F = mfma::M32x32x8;
+  std::uniform_real_distribution<float> U(-1.f, 1.f);
+  std::vector<float> Q(32 * D), K(32 * D), G(32 * D);  // G = dO
+  for (auto& x : Q) x = U(rng);
+  for (auto& x : K) x = U(rng);
+  for (auto& x : G) x = U(rng);
+  // LDS as load_row_tile writes it: row-major k_lds<D> and transposed vt_lds<32> (row pairs x 8 dims).
+  std::vector<float> sQ(32 * D), sGt(32 * D);
+  for (int r = 0; r < 32; ++r)
+    for (int c = 0; c < D / 8; ++c)
+      for (int e = 0; e < 8; ++e) sQ[k_lds<D>(r, 8 * c) + e] = Q[r * D + 8 * c + e];
+  for (int j = 0; j < 16; ++j)
+    for (int d = 0; d < D; ++d) {
+      sGt[vt_lds<kBwdRows>(d, 2 * j)] = G[(2 * j) * D + d];
+      sGt[vt_lds<kBwdRows>(d, 2 * j + 1)] = G[(2 * j + 1) * D + d];
+    }
+  std::vector<float> S(64 * 16, 0.f);
+  for (int j = 0; j < D / 16; ++j) {
+    float a0[64][4], a1[64][4], b0[64][4], b1[64][4];
+    for (int l = 0; l < 64; ++l) {
+      const int h = l / 32;
+      split8(sQ, k_lds<D>(key_of_srow(F::a_row(l)), 16 * j + 8 * h), a0[l], a1[l]);
+      for (int e = 0; e < 4; ++e) {  // kA[j] = K[lane % 32][16 j + 8 h ..]
+        b0[l][e] = K[(l % 32) * D + 16 * j + 8 * h + e];
+        b1[l][e] = K[(l % 32) * D + 16 * j + 8 * h + 4 + e];
+      }
+    }
+    kIsa32.run(a0, b0, S);
+    kIsa32.run(a1, b1, S);
+  }
+  auto sref = [&](int row, int key) {
+    double v = 0;
+    for (int d = 0; d < D; ++d) v += double(Q[row * D + d]) * K[key * D + d];
+    return v;
+  };
+  double err_s = 0;
+  for (int l = 0; l < 64; ++l)
+    for (int r = 0; r < 16; ++r)
+      err_s = std::fmax(err_s, std::fabs(sref(key_of_srow(F::c_row(l, r)), F::c_col(l)) - S[l * 16 + r]));
+  CHECK(err_s < 1e-3, "bwd D %d: S differs from Q K^T by %g", D, err_s);
+  // dV = P^T dO (P = S).
+  double err_v = 0;
+  for (int nt = 0; nt < D / 32; ++nt) {
+    std::vector<float> acc(64 * 16, 0.f);
+    for (int m = 0; m < 2; ++m) {
+      float p0[64][4], p1[64][4], g0[64][4], g1[64][4];
+      for (int l = 0; l < 64; ++l) {
+        split8(sGt, vt_lds<kBwdRows>(32 * nt + F::b_col(l), 16 * m + 8 * (l / 32)), g0[l], g1[l]);
+        for (int e = 0; e < 4; ++e) p0[l][e] = S[l * 16 + 4 * (2 * m) + e], p1[l][e] = S[l * 16 + 4 * (2 * m + 1) + e];
+      }
+      kIsa32.run(p0, g0, acc);
+      kIsa32.run(p1, g1, acc);
+    }
+    for (int l = 0; l < 64; ++l)
+      for (int r = 0; r < 16; ++r) {
+        const int key = F::c_row(l, r), d = 32 * nt + F::c_col(l);
+        double ref = 0;
+        for (int row = 0; row < 32; ++row) ref += sref(row, key) * G[row * D + d];
+        err_v = std::fmax(err_v, std::fabs(ref - acc[l * 16 + r]) / (1 + std::fabs(ref)));
+      }
+  }
+  CHECK(err_v < 1e-3, "bwd D %d: dV differs from P^T dO by %g", D, err_v);
+  // dQ_w = dS K_w (dS = S): dS slice written from the accumulators, read as A; K_w^T fragments as B.
+  std::vector<float> ds(32 * kDsStride, NAN);
+  for (int l = 0; l < 64; ++l)
+    for (int r = 0; r < 16; ++r) ds[ds_lds(key_of_srow(F::c_row(l, r)), l % 32)] = S[l * 16 + r];
+  double err_q = 0;
+  int conflicts = 0;
+  for (int nt = 0; nt < D / 32; ++nt) {
+    std::vector<float> acc(64 * 16, 0.f);
+    for (int st = 0; st < 4; ++st) {
+      float a[64][4], kb[64][4];
+      for (int l = 0; l < 64; ++l)
+        for (int e = 0; e < 4; ++e) {
+          a[l][e] = ds[ds_lds(F::a_row(l), 8 * st + 4 * (l / 32)) + e];
+          kb[l][e] = K[(F::b_k(l, e) + 8 * st) * D + 32 * nt + l % 32];
+        }
+      kIsa32.run(a, kb, acc);
+      for (int g = 0; g < 4; ++g) {  // 8-byte reads, 16 lanes per cycle
+        std::set<int> banks;
+        for (int l = 16 * g; l < 16 * g + 16; ++l) {
+          const int w = ds_lds(F::a_row(l), 8 * st + 4 * (l / 32)) / 2;
+          banks.insert(w % 32);
+          banks.insert((w + 1) % 32);
+        }
+        conflicts += banks.size() != 32;
+      }
+    }
+    for (int l = 0; l < 64; ++l)
+      for (int r = 0; r < 16; ++r) {
+        const int row = F::c_row(l, r), d = 32 * nt + F::c_col(l);
+        double ref = 0;
+        for (int key = 0; key < 32; ++key) ref += sref(row, key) * K[key * D + d];
+        err_q = std::fmax(err_q, std::fabs(ref - acc[l * 16 + r]) / (1 + std::fabs(ref)));
+      }
+  }
+  CHECK(err_q < 1e-3, "bwd D %d: dQ differs from dS K by %g", D, err_q);
+  CHECK(conflicts == 0, "bwd D %d: %d conflicting dS read groups", D, conflicts);
+  std::printf("  backward tile D %3d: S err %.2e, dV rel err %.2e, dQ rel err %.2e, conflicting dS read groups %d\n", D,
+              err_s, err_v, err_q, conflicts);
+}
+
 int main() {
   std::mt19937 rng(1234);
   check_isa_literals();
@@ -363,6 +473,8 @@ int main() {
   check_attention_tile<64, 64>(rng);
   check_attention_tile<128, 32>(rng);
   check_attention_tile<128, 64>(rng);
+  check_bwd_tile<64>(rng);
+  check_bwd_tile<128>(rng);
   check_decode_tile<64>(rng);
   check_decode_tile<128>(rng);
   if (failures) {
