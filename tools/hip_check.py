@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """Compile-check of the HIP (ROCm, CDNA3) kernels: `make hip-check`.
 
-Compiles every csrc/*/hip/*_hip.cu (and the plain-CUDA tile_mask.cu that a ROCm build hipifies) for
+Compiles every csrc/*/hip/*_hip.cu (and the plain-CUDA tile_mask.cu / tail_fill.cu that a ROCm build hipifies) for
 gfx942 with Debian's clang-19 and the HIP headers of libamdhip64-dev (installed with apt when
-missing), device code only, to assembly, and prints one line per kernel from the generated ISA:
+missing), device code to assembly (the host side is compiled too, syntax only), and prints one line per kernel from the generated ISA:
 MFMA instructions, VGPRs / AGPRs / SGPRs, LDS bytes, scratch (spill) bytes, the occupancy the
 compiler computed (wavefronts per SIMD) and calls to external device functions.
 
 Fails when a kernel of a *_hip.cu file has no MFMA instruction, has scratch, or calls an external
 function (the HIP kernels use compiler builtins only, so the check sees the code a ROCm build runs).
-tile_mask.cu is reported, not judged: it reads threadIdx through ROCm's device library, which this
-toolchain (-nogpulib) does not link.
+tile_mask.cu and tail_fill.cu are reported, not judged: they read threadIdx through ROCm's device
+library, which this toolchain (-nogpulib) does not link (Debian's rocm-device-libs 5.2 has no gfx942
+bitcode).
 
 Verified here: compilation, instruction selection, register / LDS / scratch budgets. Not verified:
 running on an MI300X (no AMD GPU is reachable); tests/hip_layout checks the fragment index maps on
@@ -50,7 +51,9 @@ def sources():
         d = os.path.join(ROOT, "csrc", fam, "hip")
         if os.path.isdir(d):
             found += sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith("_hip.cu"))
+    # Plain-CUDA files the ROCm build of setup.py hipifies and links with the HIP kernels.
     found.append(os.path.join(ROOT, "csrc", "attention", "tile_mask.cu"))
+    found.append(os.path.join(ROOT, "csrc", "common", "tail_fill.cu"))
     return found
 
 
@@ -62,6 +65,14 @@ def compile_one(src):
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
         raise SystemExit(f"hip-check: FAILED to compile {os.path.relpath(src, ROOT)}")
+    # The host side (launchers, hipLaunchKernelGGL) too: syntax and semantic check against the HIP
+    # runtime headers.
+    host = [CLANG, "-x", "hip", "-std=c++17", "-DUSE_ROCM", f"--offload-arch={ARCH}", "--cuda-host-only",
+            "-nogpulib", "-fsyntax-only", "-I", os.path.join(ROOT, "csrc"), src]
+    r = subprocess.run(host, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr)
+        raise SystemExit(f"hip-check: FAILED to compile the host side of {os.path.relpath(src, ROOT)}")
     return asm
 
 
@@ -105,7 +116,7 @@ def main():
     ensure_toolchain()
     os.makedirs(OUT, exist_ok=True)
     ver = subprocess.run([CLANG, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    print(f"hip-check: {ver}, --offload-arch={ARCH}, device code only (-nogpulib)")
+    print(f"hip-check: {ver}, --offload-arch={ARCH}, device code to ISA + host code syntax (-nogpulib)")
     failures = []
     n_kernels = 0
     for src in sources():
