@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
   const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
   const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
   const int k0 = hip::bid_x() * kBwdKeys;
-  if (k0 >= seqlen_k || seqlen_q == 0) return;  // uniform (dK / dV of such keys: zero-filled by the API)
+  if (k0 >= seqlen_k) return;  // uniform: no key of this sequence here (keys with no row still get dK = dV = 0)
   const int causal_off = seqlen_k - seqlen_q;
   const int kw0 = k0 + 32 * wave;          // this wavefront's first key
   const int my_key = kw0 + lane % 32;      // the key of this lane's accumulator column
