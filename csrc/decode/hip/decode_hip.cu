@@ -47,7 +47,8 @@ int run_block_sparse_decode(const DecodeParams& p, void* stream) {
   switch (p.head_dim) {
     case 64: return p.is_bf16 ? launch_decode<Bf16, 64>(p, s) : launch_decode<Fp16, 64>(p, s);
     case 128: return p.is_bf16 ? launch_decode<Bf16, 128>(p, s) : launch_decode<Fp16, 128>(p, s);
-    default: return static_cast<int>(hipErrorInvalidValue);  // D 256: not yet on ROCm
+    case 256: return p.is_bf16 ? launch_decode<Bf16, 256>(p, s) : launch_decode<Fp16, 256>(p, s);
+    default: return static_cast<int>(hipErrorInvalidValue);
   }
 }
 

@@ -50,7 +50,8 @@ int run_attn_pooling(const PoolingParams& p, void* stream) {
   switch (p.head_dim) {
     case 64: return p.is_bf16 ? launch_pooling<Bf16, 64>(p, s) : launch_pooling<Fp16, 64>(p, s);
     case 128: return p.is_bf16 ? launch_pooling<Bf16, 128>(p, s) : launch_pooling<Fp16, 128>(p, s);
-    default: return static_cast<int>(hipErrorInvalidValue);  // D 256: not yet on ROCm
+    case 256: return p.is_bf16 ? launch_pooling<Bf16, 256>(p, s) : launch_pooling<Fp16, 256>(p, s);
+    default: return static_cast<int>(hipErrorInvalidValue);
   }
 }
 
