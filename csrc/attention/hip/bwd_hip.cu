@@ -1,7 +1,6 @@
 // ROCm (gfx942) backward of varlen block-sparse attention: instantiations and the launcher
-// run_attention_bwd (the ROCm build links this file instead of bwd_launch.cu). Atomic dQ path only;
-// the deterministic mode is not built for ROCm yet (run_attention_bwd returns hipErrorNotSupported).
-// Empty for CUDA builds.
+// run_attention_bwd (the ROCm build links this file instead of bwd_launch.cu): atomic dQ (default) or
+// deterministic (separate dQ kernel). Empty for CUDA builds.
 #ifdef USE_ROCM
 #include "attention/hip/bwd_kernel_hip.h"
 
@@ -20,9 +19,21 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
   }
   const int key_tiles = (p.max_seqlen_k + hipattn::kBwdKeys - 1) / hipattn::kBwdKeys;
   if (key_tiles > 0 && p.batch > 0 && p.h_kv > 0) {
-    hipLaunchKernelGGL((hipattn::attention_bwd_kernel_hip<Elem, D>), dim3(key_tiles, p.h_kv, p.batch),
-                       dim3(hipattn::kThreads), 0, stream, p);
+    if (p.deterministic)
+      hipLaunchKernelGGL((hipattn::attention_bwd_kernel_hip<Elem, D, false>), dim3(key_tiles, p.h_kv, p.batch),
+                         dim3(hipattn::kThreads), 0, stream, p);
+    else
+      hipLaunchKernelGGL((hipattn::attention_bwd_kernel_hip<Elem, D, true>), dim3(key_tiles, p.h_kv, p.batch),
+                         dim3(hipattn::kThreads), 0, stream, p);
     if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+  }
+  if (p.deterministic) {
+    if (p.n_row_tiles > 0 && p.batch > 0 && p.h_kv > 0) {
+      hipLaunchKernelGGL((hipattn::attention_bwd_dq_kernel_hip<Elem, D>), dim3(p.n_row_tiles, p.h_kv, p.batch),
+                         dim3(hipattn::kThreads), 0, stream, p);
+      if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    }
+    return 0;
   }
   if (n_rows > 0) {
     const int64_t blocks = (n_rows * D + 255) / 256;
@@ -35,8 +46,8 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
 }  // namespace
 
 int run_attention_bwd(const AttnBwdParams& p, void* stream) {
-  if (p.deterministic) return static_cast<int>(hipErrorNotSupported);
-  if (p.dq_accum == nullptr || p.tile_tokens * p.pack > hipattn::kBwdRows) return static_cast<int>(hipErrorInvalidValue);
+  if ((!p.deterministic && p.dq_accum == nullptr) || p.tile_tokens * p.pack > hipattn::kBwdRows)
+    return static_cast<int>(hipErrorInvalidValue);
   const hipStream_t s = static_cast<hipStream_t>(stream);
   using hip16::Bf16;
   using hip16::Fp16;
