@@ -130,6 +130,21 @@ SEER_DEVICE f32x4 mfma16x16x16(s16x4 a, s16x4 b, f32x4 c) {
   }
 }
 
+SEER_DEVICE int imin(int a, int b) { return a < b ? a : b; }
+SEER_DEVICE int imax(int a, int b) { return a > b ? a : b; }
+
+// Transposes two 16-byte units (rows a and b, 8 consecutive 16-bit columns each) into 8 words:
+// word e = (a[e], b[e]) (low half a). The loaders that build a transposed LDS tile (V^T, Q^T, dO^T)
+// store word e at (column e, rows a..b).
+SEER_DEVICE void transpose_pair(u32x4 a, u32x4 b, uint32_t (&w)[8]) {
+  const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const int sh = 16 * (e % 2);
+    w[e] = ((aw[e / 2] >> sh) & 0xffffu) | (((bw[e / 2] >> sh) & 0xffffu) << 16);
+  }
+}
+
 // The two 4-element halves of a 16-byte unit (8 x 16-bit) as MFMA operands (kpack16_index).
 SEER_DEVICE s16x4 lo4(u32x4 v) { return __builtin_bit_cast(s16x4, u32x2{v.x, v.y}); }
 SEER_DEVICE s16x4 hi4(u32x4 v) { return __builtin_bit_cast(s16x4, u32x2{v.z, v.w}); }

@@ -115,13 +115,7 @@ SEER_DEVICE void load_row_stats(const AttnBwdParams& p, int b, int hk, int rt, i
   const float lse = rp.valid ? p.lse[li] : -__builtin_inff();
   st.lse2[tid] = lse * kLog2e;
   st.dsum[tid] = rp.valid ? p.softmax_d[li] : 0.f;
-  int km = seqlen_k;
-  if (p.causal) km = imax(0, imin(km, rp.token + seqlen_k - seqlen_q + 1));
-  st.kmax[tid] = rp.valid ? km : 0;
-  const int hm = rp.head / (p.h_q / p.mask_heads);
-  st.mask[tid] = rp.valid ? p.mask + static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(hm) * p.mask_stride_h +
-                                static_cast<int64_t>(rp.token / p.mask_row_div) * p.mask_stride_row
-                          : nullptr;
+  row_visibility(p, b, rp.token, rp.head, rp.valid, seqlen_q, seqlen_k, st.kmax[tid], st.mask[tid]);
 }
 
 // Q and dO rows of row tile rt -> LDS: a lane takes rows (2j, 2j + 1) x 8 dims: two 16-byte chunks
@@ -146,14 +140,14 @@ SEER_DEVICE void load_row_tile(const AttnBwdParams& p, int hk, int rt, int q_sta
       *reinterpret_cast<u32x4*>(sm.dout + k_lds<D>(2 * j + i, 8 * dc)) = dov[i];
     }
     if constexpr (kTransposed) {
-      const uint32_t q0[4] = {qv[0].x, qv[0].y, qv[0].z, qv[0].w}, q1[4] = {qv[1].x, qv[1].y, qv[1].z, qv[1].w};
-      const uint32_t d0[4] = {dov[0].x, dov[0].y, dov[0].z, dov[0].w}, d1[4] = {dov[1].x, dov[1].y, dov[1].z, dov[1].w};
+      uint32_t wq[8], wd[8];
+      hip::transpose_pair(qv[0], qv[1], wq);
+      hip::transpose_pair(dov[0], dov[1], wd);
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        const int sh = 16 * (e % 2);
         const int off = vt_lds<kBwdRows>(8 * dc + e, 2 * j);
-        *reinterpret_cast<uint32_t*>(sm.qt + off) = ((q0[e / 2] >> sh) & 0xffffu) | (((q1[e / 2] >> sh) & 0xffffu) << 16);
-        *reinterpret_cast<uint32_t*>(sm.doutt + off) = ((d0[e / 2] >> sh) & 0xffffu) | (((d1[e / 2] >> sh) & 0xffffu) << 16);
+        *reinterpret_cast<uint32_t*>(sm.qt + off) = wq[e];
+        *reinterpret_cast<uint32_t*>(sm.doutt + off) = wd[e];
       }
     }
   }

@@ -35,8 +35,8 @@ using hip::f32x16;
 using hip::s16x4;
 using hip::u32x4;
 
-SEER_DEVICE int imin(int a, int b) { return a < b ? a : b; }
-SEER_DEVICE int imax(int a, int b) { return a > b ? a : b; }
+using hip::imax;
+using hip::imin;
 
 // Per-row facts of the query row a lane holds (lanes l and l + 32 hold the same row).
 struct RowInfo {
@@ -49,6 +49,21 @@ struct RowInfo {
 
 // Tile shape per head dim: 64 keys per K/V tile for D 64; 32 for D 128, which keeps the wavefront
 // within 256 VGPRs (O^T 64 + Q 32 + S^T 16 + P 8 + addresses) for two wavefronts per SIMD.
+// The one rule for what a query row sees (forward, backward, pooling use it): keys [0, kmax) minus the
+// user mask. Sequence-local token; kmax = seqlen_k, cut at the causal diagonal (bottom-right aligned:
+// key j visible to token t iff j <= t + seqlen_k - seqlen_q); mask = the row mask[b, hm, t / mask_row_div, .].
+// Invalid rows (padding, past the sequence) see nothing: kmax 0, mask nullptr.
+SEER_DEVICE void row_visibility(const AttnParams& p, int b, int token, int head, bool valid, int seqlen_q, int seqlen_k,
+                                int& kmax, const uint8_t*& mask) {
+  int km = seqlen_k;
+  if (p.causal) km = imax(0, imin(km, token + seqlen_k - seqlen_q + 1));
+  kmax = valid ? km : 0;
+  const int hm = head / (p.h_q / p.mask_heads);
+  mask = valid ? p.mask + static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(hm) * p.mask_stride_h +
+                     static_cast<int64_t>(token / p.mask_row_div) * p.mask_stride_row
+               : nullptr;
+}
+
 template <int D>
 struct FwdTile {
   static constexpr int kBlockN = D <= 64 ? 64 : 32;  // keys per K/V tile
@@ -105,13 +120,10 @@ SEER_DEVICE void load_vt_tile(const uint16_t* gv, int64_t v_stride, int key_limi
     u32x4 a = {0u, 0u, 0u, 0u}, b = {0u, 0u, 0u, 0u};
     if (key0 < key_limit) a = *reinterpret_cast<const u32x4*>(gv + key0 * v_stride + 8 * dc);
     if (key1 < key_limit) b = *reinterpret_cast<const u32x4*>(gv + key1 * v_stride + 8 * dc);
-    const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
+    uint32_t w[8];
+    hip::transpose_pair(a, b, w);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const uint32_t lo = (aw[e / 2] >> (16 * (e % 2))) & 0xffffu;
-      const uint32_t hi = (bw[e / 2] >> (16 * (e % 2))) & 0xffffu;
-      *reinterpret_cast<uint32_t*>(sVt + vt_lds<kBlockN>(8 * dc + e, r0)) = lo | (hi << 16);
-    }
+    for (int e = 0; e < 8; ++e) *reinterpret_cast<uint32_t*>(sVt + vt_lds<kBlockN>(8 * dc + e, r0)) = w[e];
   }
 }
 
@@ -249,13 +261,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_fwd_kernel_hip(const At
     ri.token = tok0 + r / p.pack;
     ri.head = h0 + r % p.pack;
     ri.valid = r < p.tile_tokens * p.pack && ri.token < seqlen_q;
-    int km = seqlen_k;
-    if (p.causal) km = imax(0, imin(km, ri.token + causal_off + 1));
-    ri.kmax = ri.valid ? km : 0;
-    const int hm = ri.head / (p.h_q / p.mask_heads);
-    ri.mask = ri.valid ? p.mask + static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(hm) * p.mask_stride_h +
-                             static_cast<int64_t>(ri.token / p.mask_row_div) * p.mask_stride_row
-                       : nullptr;
+    row_visibility(p, b, ri.token, ri.head, ri.valid, seqlen_q, seqlen_k, ri.kmax, ri.mask);
   }
   // Smallest kmax over the wavefront's rows: tiles whose keys all lie below it need no masking
   // unless a chunk carries a per-row check.

@@ -38,8 +38,8 @@ constexpr int kThreads = 64 * kWaves;
 constexpr int kRows = 16;        // q heads per workgroup (one 16x16 MFMA column block)
 constexpr float kLn2 = 0.6931471805599453f;
 
-SEER_DEVICE int imin(int a, int b) { return a < b ? a : b; }
-SEER_DEVICE int imax(int a, int b) { return a > b ? a : b; }
+using hip::imax;
+using hip::imin;
 
 template <int D>
 struct DecodeTile {
@@ -201,12 +201,10 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
         u32x4 va = {0u, 0u, 0u, 0u}, vb = {0u, 0u, 0u, 0u};
         if (sl0 >= lo && sl0 < hi) va = *reinterpret_cast<const u32x4*>(v_base + (int64_t)sl0 * p.v_row_stride + 8 * dc);
         if (sl1 >= lo && sl1 < hi) vb = *reinterpret_cast<const u32x4*>(v_base + (int64_t)sl1 * p.v_row_stride + 8 * dc);
-        const uint32_t aw[4] = {va.x, va.y, va.z, va.w}, bw[4] = {vb.x, vb.y, vb.z, vb.w};
+        uint32_t w[8];
+        hip::transpose_pair(va, vb, w);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          const uint32_t w0 = (aw[e / 2] >> (16 * (e % 2))) & 0xffffu, w1 = (bw[e / 2] >> (16 * (e % 2))) & 0xffffu;
-          *reinterpret_cast<uint32_t*>(sVt + vt_lds(8 * dc + e, 2 * j)) = w0 | (w1 << 16);
-        }
+        for (int e = 0; e < 8; ++e) *reinterpret_cast<uint32_t*>(sVt + vt_lds(8 * dc + e, 2 * j)) = w[e];
       }
       __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
       __builtin_amdgcn_wave_barrier();

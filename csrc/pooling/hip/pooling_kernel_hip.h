@@ -26,8 +26,8 @@ namespace hippool {
 
 using hip::f32x16;
 using hip::u32x4;
-using hipattn::imax;
-using hipattn::imin;
+using hip::imax;
+using hip::imin;
 constexpr float kNormEps = 1e-6f;
 
 SEER_DEVICE void atomic_max_nonneg(float* addr, float v) {
