@@ -154,6 +154,20 @@ template <typename Elem>
 SEER_DEVICE uint32_t pack2(float a, float b) {
   return static_cast<uint32_t>(hip16::from_float<Elem>(a)) | (static_cast<uint32_t>(hip16::from_float<Elem>(b)) << 16);
 }
+// Same for values known not to be NaN (probabilities): bf16 rounding without the NaN test.
+template <typename Elem>
+SEER_DEVICE uint32_t pack2_finite(float a, float b) {
+  if constexpr (__is_same(Elem, hip16::Bf16)) {
+    const uint32_t ua = __float_as_uint(a), ub = __float_as_uint(b);
+    return ((ua + 0x7fffu + ((ua >> 16) & 1u)) >> 16) | ((ub + 0x7fffu + ((ub >> 16) & 1u)) & 0xffff0000u);
+  } else {
+    return pack2<Elem>(a, b);
+  }
+}
+template <typename Elem>
+SEER_DEVICE s16x4 pack4_finite(float a, float b, float c, float d) {
+  return __builtin_bit_cast(s16x4, u32x2{pack2_finite<Elem>(a, b), pack2_finite<Elem>(c, d)});
+}
 template <typename Elem>
 SEER_DEVICE s16x4 pack4(float a, float b, float c, float d) {
   return __builtin_bit_cast(s16x4, u32x2{pack2<Elem>(a, b), pack2<Elem>(c, d)});

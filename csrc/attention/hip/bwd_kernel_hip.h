@@ -280,7 +280,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
     s16x4 pf[4], df[4];
 #pragma unroll
     for (int st = 0; st < 4; ++st) {
-      pf[st] = hip::pack4<Elem>(pr[4 * st], pr[4 * st + 1], pr[4 * st + 2], pr[4 * st + 3]);
+      pf[st] = hip::pack4_finite<Elem>(pr[4 * st], pr[4 * st + 1], pr[4 * st + 2], pr[4 * st + 3]);
       df[st] = hip::pack4<Elem>(dsr[4 * st], dsr[4 * st + 1], dsr[4 * st + 2], dsr[4 * st + 3]);
     }
 #pragma unroll

@@ -181,10 +181,12 @@ SEER_DEVICE void mask_scores(const f32x16 (&s)[kHalves], float (&x)[16 * kHalves
 template <typename Elem, int D, int kBlockN = FwdTile<D>::kBlockN>
 SEER_DEVICE void gemm_o(const uint16_t* sVt, const float (&p)[kBlockN / 2], f32x16 (&o)[D / 32]) {
   const int lane = hip::tid() % 64;
-  s16x4 pf[kBlockN / 8];  // B operand of step s (8 keys): registers 4s .. 4s + 3 of the S^T accumulator
+  // B operand of step s (8 keys): registers 4s .. 4s + 3 of the S^T accumulator (probabilities in
+  // [0, 1]: packed without the NaN test)
+  s16x4 pf[kBlockN / 8];
 #pragma unroll
   for (int s = 0; s < kBlockN / 8; ++s)
-    pf[s] = hip::pack4<Elem>(p[4 * s], p[4 * s + 1], p[4 * s + 2], p[4 * s + 3]);
+    pf[s] = hip::pack4_finite<Elem>(p[4 * s], p[4 * s + 1], p[4 * s + 2], p[4 * s + 3]);
 #pragma unroll
   for (int nt = 0; nt < D / 32; ++nt) {
     const int d = 32 * nt + mfma::M32x32x8::a_row(lane);

@@ -218,7 +218,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
       }
       const float alpha = sm.update(x);
       // O^T += V^T P^T: A = V^T[16 nt + lane % 16][keys 4 (lane / 16) ..], B = P^T = x as it lies.
-      const s16x4 pf = hip::pack4<Elem>(x[0], x[1], x[2], x[3]);
+      const s16x4 pf = hip::pack4_finite<Elem>(x[0], x[1], x[2], x[3]);  // probabilities in [0, 1]
 #pragma unroll
       for (int nt = 0; nt < D / 16; ++nt) {
         const hip::u32x2 a = *reinterpret_cast<const hip::u32x2*>(
