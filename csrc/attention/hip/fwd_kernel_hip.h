@@ -8,7 +8,8 @@
 // Parts (each a function below):
 //   load_q_fragments   Q rows of the wavefront -> registers (B operand of S^T = K Q^T)
 //   BlockIter          kept blocks -> 16-key chunks -> 64-key tiles (block_iter_hip.h)
-//   load_k/vt_tile     gathered K rows and V rows -> LDS (K row-major, V transposed), zero past the end
+//   fetch/store_k, _v  gathered K rows and V rows -> registers (one tile ahead) -> LDS (K row-major,
+//                      V transposed), zero past the end
 //   gemm_s             S^T = K Q^T on v_mfma_f32_32x32x8 (fwd_layout_hip.h has the fragment maps)
 //   mask_scores        sequence end / causal / per-row user mask, only on tiles that need it
 //   RowSoftmax         online softmax (softmax_hip.h)
@@ -86,44 +87,68 @@ SEER_DEVICE void load_q_fragments(const AttnParams& p, const RowInfo& ri, int q_
     q[j] = ri.valid ? *reinterpret_cast<const u32x4*>(src + 16 * j) : u32x4{0u, 0u, 0u, 0u};
 }
 
-// Cooperative copies of one K/V tile (all kThreads lanes): tile row r holds key ck[r / 16] + r % 16;
-// rows whose key is >= key_limit (including empty chunk slots) are zero so that P V never meets
-// garbage (0 * NaN).
-// K: 16-byte chunks of key rows, row-major with the k_swizzle (8 lanes write the 8 chunks of a row).
-template <int D, int kBlockN = FwdTile<D>::kBlockN, int kChunks = FwdTile<D>::kChunks>
-SEER_DEVICE void load_k_tile(const uint16_t* gk, int64_t k_stride, int key_limit, const int (&ck)[kChunks],
-                             uint16_t* sK) {
-  const int tid = hip::tid();
-  constexpr int kRowChunks = D / 8;
-#pragma unroll 1
-  for (int it = 0; it < kBlockN * kRowChunks / kThreads; ++it) {
-    const int idx = it * kThreads + tid;
-    const int r = idx / kRowChunks, c = idx % kRowChunks;
+// Cooperative copies of one K/V tile (all kThreads lanes) in two halves: fetch (global -> registers)
+// and store (registers -> LDS). The forward issues the fetch of tile i + 1 before the MFMAs of tile i,
+// so the global latency overlaps them; 16 VGPRs per lane hold the tile in flight (D 64 and 128).
+// Tile row r holds key ck[r / 16] + r % 16; rows whose key is >= key_limit (including empty chunk
+// slots) are zero so that P V never meets garbage (0 * NaN).
+template <int D>
+struct KvStage {
+  static constexpr int kBlockN = FwdTile<D>::kBlockN;
+  static constexpr int kRowChunks = D / 8;                               // 16-byte chunks per row
+  static constexpr int kKIters = kBlockN * kRowChunks / kThreads;        // K chunks per lane
+  static constexpr int kVIters = (kBlockN / 2) * kRowChunks / kThreads;  // V (key pair, chunk) items per lane
+  static_assert(kKIters >= 1 && kVIters >= 1, "tile copy must give every lane work");
+  u32x4 k[kKIters];
+  u32x4 va[kVIters], vb[kVIters];
+};
+
+// K: lane takes chunk c of row r (8 consecutive lanes: the 8 chunks of a row, k_swizzle'd in LDS).
+template <int D, int kChunks = FwdTile<D>::kChunks>
+SEER_DEVICE void fetch_k(const uint16_t* gk, int64_t k_stride, int key_limit, const int (&ck)[kChunks],
+                         u32x4 (&k)[KvStage<D>::kKIters]) {
+#pragma unroll
+  for (int it = 0; it < KvStage<D>::kKIters; ++it) {
+    const int idx = it * kThreads + hip::tid();
+    const int r = idx / KvStage<D>::kRowChunks, c = idx % KvStage<D>::kRowChunks;
     const int key = ck[r / kChunk] + r % kChunk;
-    u32x4 v = {0u, 0u, 0u, 0u};
-    if (key < key_limit) v = *reinterpret_cast<const u32x4*>(gk + key * k_stride + 8 * c);
-    *reinterpret_cast<u32x4*>(sK + k_lds<D>(r, 8 * c)) = v;
+    k[it] = key < key_limit ? *reinterpret_cast<const u32x4*>(gk + key * k_stride + 8 * c) : u32x4{0u, 0u, 0u, 0u};
   }
 }
-// V: a lane takes keys (2j, 2j + 1) x 8 dims and writes 8 words of V^T (64-key tiles: the lanes of a
-// half-wave write 32 consecutive words of one V^T row, distinct banks; 32-key tiles: 2-way).
-template <int D, int kBlockN = FwdTile<D>::kBlockN, int kChunks = FwdTile<D>::kChunks>
-SEER_DEVICE void load_vt_tile(const uint16_t* gv, int64_t v_stride, int key_limit, const int (&ck)[kChunks],
-                              uint16_t* sVt) {
-  const int tid = hip::tid();
-#pragma unroll 1
-  for (int it = 0; it < (kBlockN / 2) * (D / 8) / kThreads; ++it) {
-    const int idx = it * kThreads + tid;
-    const int j = idx % (kBlockN / 2), dc = idx / (kBlockN / 2);
-    const int r0 = 2 * j, r1 = 2 * j + 1;
-    const int key0 = ck[r0 / kChunk] + r0 % kChunk, key1 = ck[r1 / kChunk] + r1 % kChunk;
-    u32x4 a = {0u, 0u, 0u, 0u}, b = {0u, 0u, 0u, 0u};
-    if (key0 < key_limit) a = *reinterpret_cast<const u32x4*>(gv + key0 * v_stride + 8 * dc);
-    if (key1 < key_limit) b = *reinterpret_cast<const u32x4*>(gv + key1 * v_stride + 8 * dc);
-    uint32_t w[8];
-    hip::transpose_pair(a, b, w);
+template <int D>
+SEER_DEVICE void store_k(const u32x4 (&k)[KvStage<D>::kKIters], uint16_t* sK) {
 #pragma unroll
-    for (int e = 0; e < 8; ++e) *reinterpret_cast<uint32_t*>(sVt + vt_lds<kBlockN>(8 * dc + e, r0)) = w[e];
+  for (int it = 0; it < KvStage<D>::kKIters; ++it) {
+    const int idx = it * kThreads + hip::tid();
+    const int r = idx / KvStage<D>::kRowChunks, c = idx % KvStage<D>::kRowChunks;
+    *reinterpret_cast<u32x4*>(sK + k_lds<D>(r, 8 * c)) = k[it];
+  }
+}
+// V: lane takes keys (2j, 2j + 1) x 8 dims and writes 8 words of V^T (64-key tiles: the lanes of a
+// half-wave write 32 consecutive words of one V^T row, distinct banks; 32-key tiles: 2-way).
+template <int D, int kChunks = FwdTile<D>::kChunks>
+SEER_DEVICE void fetch_v(const uint16_t* gv, int64_t v_stride, int key_limit, const int (&ck)[kChunks], KvStage<D>& st) {
+  constexpr int kPairs = KvStage<D>::kBlockN / 2;
+#pragma unroll
+  for (int it = 0; it < KvStage<D>::kVIters; ++it) {
+    const int idx = it * kThreads + hip::tid();
+    const int j = idx % kPairs, dc = idx / kPairs;
+    const int key0 = ck[(2 * j) / kChunk] + (2 * j) % kChunk, key1 = key0 + 1;  // a pair never straddles a chunk
+    st.va[it] = key0 < key_limit ? *reinterpret_cast<const u32x4*>(gv + key0 * v_stride + 8 * dc) : u32x4{0u, 0u, 0u, 0u};
+    st.vb[it] = key1 < key_limit ? *reinterpret_cast<const u32x4*>(gv + key1 * v_stride + 8 * dc) : u32x4{0u, 0u, 0u, 0u};
+  }
+}
+template <int D>
+SEER_DEVICE void store_vt(const KvStage<D>& st, uint16_t* sVt) {
+  constexpr int kPairs = KvStage<D>::kBlockN / 2;
+#pragma unroll
+  for (int it = 0; it < KvStage<D>::kVIters; ++it) {
+    const int idx = it * kThreads + hip::tid();
+    const int j = idx % kPairs, dc = idx / kPairs;
+    uint32_t w[8];
+    hip::transpose_pair(st.va[it], st.vb[it], w);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) *reinterpret_cast<uint32_t*>(sVt + vt_lds<KvStage<D>::kBlockN>(8 * dc + e, 2 * j)) = w[e];
   }
 }
 
@@ -148,21 +173,27 @@ SEER_DEVICE void gemm_s(const uint16_t* sK, const u32x4 (&q)[D / 16], f32x16 (&s
 
 // Scales the scores to log2 units and masks (-inf) keys the row cannot see. `exact` = false skips the
 // per-element tests on tiles every row of the wavefront sees completely.
+// Per-row user-mask bits of the tile's chunks (true where the chunk has no per-row check). Read before
+// the next tile's fetch is issued: loads complete in order, so a wait for these bytes after the
+// fetch would also wait for the fetch.
+template <int kChunks>
+SEER_DEVICE uint32_t chunk_keep_bits(const RowInfo& ri, const int (&cm)[kChunks], int64_t mask_stride_col) {
+  uint32_t bits = 0;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c)
+    if (cm[c] < 0 || (ri.mask != nullptr && ri.mask[cm[c] * mask_stride_col] != 0)) bits |= 1u << c;
+  return bits;
+}
+
 template <int kHalves, int kChunks = 2 * kHalves>
 SEER_DEVICE void mask_scores(const f32x16 (&s)[kHalves], float (&x)[16 * kHalves], float scale_log2, const RowInfo& ri,
-                             const int (&ck)[kChunks], const int (&cm)[kChunks], int64_t mask_stride_col,
-                             bool exact) {
+                             const int (&ck)[kChunks], uint32_t keep_bits, bool exact) {
   const int lane = hip::tid() % 64;
 #pragma unroll
   for (int t = 0; t < kHalves; ++t)
 #pragma unroll
     for (int r = 0; r < 16; ++r) x[16 * t + r] = s[t][r] * scale_log2;
   if (!exact) return;
-  // The user-mask byte of each chunk with a per-row check (one byte per chunk and row).
-  bool keep_chunk[kChunks];
-#pragma unroll
-  for (int c = 0; c < kChunks; ++c)
-    keep_chunk[c] = cm[c] < 0 || (ri.mask != nullptr && ri.mask[cm[c] * mask_stride_col] != 0);
 #pragma unroll
   for (int t = 0; t < kHalves; ++t)
 #pragma unroll
@@ -172,7 +203,7 @@ SEER_DEVICE void mask_scores(const f32x16 (&s)[kHalves], float (&x)[16 * kHalves
       bool keep = false;
 #pragma unroll
       for (int cc = 0; cc < kChunks; ++cc)
-        if (cc == c) keep = keep_chunk[cc] && ck[cc] + kt % kChunk < ri.kmax;
+        if (cc == c) keep = ((keep_bits >> cc) & 1u) && ck[cc] + kt % kChunk < ri.kmax;
       if (!keep) x[16 * t + r] = -__builtin_inff();
     }
 }
@@ -293,20 +324,37 @@ __global__ void __launch_bounds__(kThreads, 2) attention_fwd_kernel_hip(const At
   RowSoftmax<32> sm;
   sm.init();
 
-  int ck[kChunks], cm[kChunks];
-  while (it.next_tile<kChunks>(ck, cm)) {  // uniform: every wavefront derives the same tiles
+  // Tiles of the kept-block stream (uniform: every wavefront derives the same chunk tables); the next
+  // tile's fetch is in flight while the current one is computed.
+  int ck_next[kChunks], cm_next[kChunks];
+  bool have = it.next_tile<kChunks>(ck_next, cm_next);
+  KvStage<D> stage;
+  if (have) {
+    fetch_k<D>(gk, p.k_row_stride, key_limit, ck_next, stage.k);
+    fetch_v<D>(gv, p.v_row_stride, key_limit, ck_next, stage);
+  }
+  while (have) {
     hip::barrier();  // previous tile fully consumed
-    load_k_tile<D>(gk, p.k_row_stride, key_limit, ck, sK);
-    load_vt_tile<D>(gv, p.v_row_stride, key_limit, ck, sVt);
+    store_k<D>(stage.k, sK);
+    store_vt<D>(stage, sVt);
     hip::barrier();
+    int ck[kChunks], cm[kChunks];
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) ck[c] = ck_next[c], cm[c] = cm_next[c];
+    bool exact = false;  // some element of the tile needs a test (see wave_kmin)
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) exact |= cm[c] >= 0 || ck[c] + kChunk > wave_kmin;
+    const uint32_t keep_bits = exact ? chunk_keep_bits(ri, cm, p.mask_stride_col) : 0u;
+    have = it.next_tile<kChunks>(ck_next, cm_next);
+    if (have) {
+      fetch_k<D>(gk, p.k_row_stride, key_limit, ck_next, stage.k);
+      fetch_v<D>(gv, p.v_row_stride, key_limit, ck_next, stage);
+    }
 
     f32x16 s[Tile::kHalves];
     gemm_s<Elem, D>(sK, q, s);
-    bool exact = false;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) exact |= cm[c] >= 0 || ck[c] + kChunk > wave_kmin;
     float x[Tile::kBlockN / 2];
-    mask_scores<Tile::kHalves>(s, x, p.scale_log2, ri, ck, cm, p.mask_stride_col, exact);
+    mask_scores<Tile::kHalves>(s, x, p.scale_log2, ri, ck, keep_bits, exact);
     const float alpha = sm.update(x);
 #pragma unroll
     for (int nt = 0; nt < D / 32; ++nt) o[nt] *= alpha;

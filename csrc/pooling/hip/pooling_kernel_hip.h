@@ -95,12 +95,14 @@ __global__ void __launch_bounds__(hipattn::kThreads, 2) pooling_kernel_hip(const
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) ck[c] = tile * kBlockN + 16 * c, cm[c] = -1;
     hip::barrier();  // previous tile consumed
-    hipattn::load_k_tile<D>(gk, p.k_row_stride, n_end, ck, sK);
+    u32x4 kst[hipattn::KvStage<D>::kKIters];
+    hipattn::fetch_k<D>(gk, p.k_row_stride, n_end, ck, kst);
+    hipattn::store_k<D>(kst, sK);
     hip::barrier();
     f32x16 s[kHalves];
     hipattn::gemm_s<Elem, D>(sK, q, s);
     const bool exact = (tile + 1) * kBlockN > wave_kmin;
-    hipattn::mask_scores<kHalves>(s, x, p.scale_log2, ri, ck, cm, 0, exact);
+    hipattn::mask_scores<kHalves>(s, x, p.scale_log2, ri, ck, (1u << kChunks) - 1u, exact);  // no user mask
   };
 
   // ---- pass 1: LSE of every row (log2 units) ----
