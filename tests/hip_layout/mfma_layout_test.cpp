@@ -473,6 +473,7 @@ int main() {
   check_attention_tile<64, 64>(rng);
   check_attention_tile<128, 32>(rng);
   check_attention_tile<128, 64>(rng);
+  check_attention_tile<256, 32>(rng);
   check_bwd_tile<64>(rng);
   check_bwd_tile<128>(rng);
   check_decode_tile<64>(rng);

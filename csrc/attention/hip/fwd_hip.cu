@@ -30,7 +30,8 @@ int run_attention_fwd(const AttnParams& p, void* stream) {
   switch (p.head_dim) {
     case 64: return p.is_bf16 ? launch_fwd<Bf16, 64>(p, s) : launch_fwd<Fp16, 64>(p, s);
     case 128: return p.is_bf16 ? launch_fwd<Bf16, 128>(p, s) : launch_fwd<Fp16, 128>(p, s);
-    default: return static_cast<int>(hipErrorInvalidValue);  // D 256: the register budget needs a different tiling (not yet)
+    case 256: return p.is_bf16 ? launch_fwd<Bf16, 256>(p, s) : launch_fwd<Fp16, 256>(p, s);
+    default: return static_cast<int>(hipErrorInvalidValue);
   }
 }
 

@@ -49,7 +49,8 @@ struct RowInfo {
 };
 
 // Tile shape per head dim: 64 keys per K/V tile for D 64; 32 for D 128, which keeps the wavefront
-// within 256 VGPRs (O^T 64 + Q 32 + S^T 16 + P 8 + addresses) for two wavefronts per SIMD.
+// within 256 VGPRs (O^T 64 + Q 32 + S^T 16 + P 8 + the tile in flight 16 + addresses) for two
+// wavefronts per SIMD; 32 for D 256 (O^T 128 + Q 64 + ...: one wavefront per SIMD, VGPRs + AGPRs).
 // The one rule for what a query row sees (forward, backward, pooling use it): keys [0, kmax) minus the
 // user mask. Sequence-local token; kmax = seqlen_k, cut at the causal diagonal (bottom-right aligned:
 // key j visible to token t iff j <= t + seqlen_k - seqlen_q); mask = the row mask[b, hm, t / mask_row_div, .].
@@ -67,6 +68,7 @@ SEER_DEVICE void row_visibility(const AttnParams& p, int b, int token, int head,
 
 template <int D>
 struct FwdTile {
+  static constexpr int kWavesPerSimd = D <= 128 ? 2 : 1;  // occupancy the register budget is sized for
   static constexpr int kBlockN = D <= 64 ? 64 : 32;  // keys per K/V tile
   static constexpr int kHalves = kBlockN / 32;       // 32-key S^T accumulators
   static constexpr int kChunks = kBlockN / kChunk;   // 16-key chunks per tile
@@ -261,7 +263,7 @@ SEER_DEVICE void store_rows(const AttnParams& p, const RowInfo& ri, int q_start,
 
 // The kernel: grid.x = n_tok_tiles * batch * h_kv * (group / pack), heaviest (last) token tiles first.
 template <typename Elem, int D>
-__global__ void __launch_bounds__(kThreads, 2) attention_fwd_kernel_hip(const AttnParams p) {
+__global__ void __launch_bounds__(kThreads, FwdTile<D>::kWavesPerSimd) attention_fwd_kernel_hip(const AttnParams p) {
   using Tile = FwdTile<D>;
   constexpr int kChunks = Tile::kChunks;
   __shared__ __attribute__((aligned(16))) uint16_t smem[2 * Tile::kLdsK];
