@@ -36,9 +36,10 @@ bench: $(VENV)/.built
 
 # Compile check of the ROCm (gfx942 / MI300X) MFMA kernels with Debian's clang-19 (installed with apt
 # when missing): one line per kernel with its MFMA count, registers, LDS and scratch; fails on a kernel
-# without MFMA instructions or with spills. Runs no kernel (no AMD GPU needed).
+# without MFMA instructions or with spills. Runs no kernel (no AMD GPU needed). With the venv built, also
+# checks the sources after torch's hipify (what a ROCm build compiles).
 hip-check:
-	$(PY) tools/hip_check.py
+	$(if $(wildcard $(VPY)),$(VPY),$(PY)) tools/hip_check.py
 
 clean:
 	rm -rf build dist *.egg-info seer_attn/_C*.so $(VENV)

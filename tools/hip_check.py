@@ -13,15 +13,21 @@ tile_mask.cu and tail_fill.cu are reported, not judged: they read threadIdx thro
 library, which this toolchain (-nogpulib) does not link (Debian's rocm-device-libs 5.2 has no gfx942
 bitcode).
 
+With torch importable (CI runs it from the .venv), the same sources also go through torch's hipify (as
+in a ROCm build of setup.py) and the hipified copies are compiled again.
+
 Verified here: compilation, instruction selection, register / LDS / scratch budgets. Not verified:
 running on an MI300X (no AMD GPU is reachable); tests/hip_layout checks the fragment index maps on
 the CPU.
 """
+import contextlib
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,23 +63,51 @@ def sources():
     return found
 
 
-def compile_one(src):
-    asm = os.path.join(OUT, os.path.relpath(src, ROOT).replace("/", "__") + ".s")
+def compile_one(src, root=ROOT):
+    asm = os.path.join(OUT, os.path.relpath(src, root).replace("/", "__") + ".s")
     cmd = [CLANG, "-x", "hip", "-std=c++17", "-DUSE_ROCM", f"--offload-arch={ARCH}", "--cuda-device-only",
-           "-nogpulib", "-O3", "-S", "-I", os.path.join(ROOT, "csrc"), src, "-o", asm]
+           "-nogpulib", "-O3", "-S", "-I", os.path.join(root, "csrc"), src, "-o", asm]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
-        raise SystemExit(f"hip-check: FAILED to compile {os.path.relpath(src, ROOT)}")
+        raise SystemExit(f"hip-check: FAILED to compile {os.path.relpath(src, root)}")
     # The host side (launchers, hipLaunchKernelGGL) too: syntax and semantic check against the HIP
     # runtime headers.
     host = [CLANG, "-x", "hip", "-std=c++17", "-DUSE_ROCM", f"--offload-arch={ARCH}", "--cuda-host-only",
-            "-nogpulib", "-fsyntax-only", "-I", os.path.join(ROOT, "csrc"), src]
+            "-nogpulib", "-fsyntax-only", "-I", os.path.join(root, "csrc"), src]
     r = subprocess.run(host, capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
-        raise SystemExit(f"hip-check: FAILED to compile the host side of {os.path.relpath(src, ROOT)}")
+        raise SystemExit(f"hip-check: FAILED to compile the host side of {os.path.relpath(src, root)}")
     return asm
+
+
+def hipify_round_trip():
+    """What a ROCm build of setup.py compiles: torch's hipify applied to a copy of csrc/, then the
+    hipified sources compiled the same way. Needs torch in this python (CI: the .venv); else skipped."""
+    try:
+        from torch.utils.hipify import hipify_python
+    except Exception:
+        print("hip-check: hipify round trip skipped (no torch in this python)")
+        return
+    tmp = tempfile.mkdtemp(prefix="seer_hipify_")
+    try:
+        shutil.copytree(os.path.join(ROOT, "csrc"), os.path.join(tmp, "csrc"))
+        srcs = [os.path.join(tmp, os.path.relpath(p, ROOT)) for p in sources()]
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            hipify_python.hipify(project_directory=tmp, output_directory=tmp,
+                                 header_include_dirs=[os.path.join(tmp, "csrc")], includes=[os.path.join(tmp, "*")],
+                                 extra_files=srcs, show_detailed=False, is_pytorch_extension=True,
+                                 hipify_extra_files_only=True)
+        for src in srcs:
+            hip = os.path.splitext(src)[0] + ".hip"
+            if not os.path.exists(hip):
+                raise SystemExit(f"hip-check: hipify produced no {os.path.relpath(hip, tmp)}")
+            stats = parse(compile_one(hip, tmp))
+            print(f"hip-check: hipified {os.path.relpath(hip, tmp)} compiles: {len(stats)} kernels, "
+                  f"{sum(v['mfma'] for v in stats.values())} MFMA")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def demangle(names):
@@ -141,6 +175,7 @@ def main():
                     failures.append(f"{names[k]}: scratch {s.get('ScratchSize')} B (spills)")
                 if s["calls"]:
                     failures.append(f"{names[k]}: {s['calls']} external calls")
+    hipify_round_trip()
     print(f"hip-check: {n_kernels} kernels in {time.time() - t0:.1f} s")
     if failures:
         print("hip-check: FAILED\n  " + "\n  ".join(failures))
