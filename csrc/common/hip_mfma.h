@@ -81,7 +81,7 @@ SEER_MFMA_HD constexpr int kpack32_index(int step, int k) { return 8 * (k / 4) +
 }  // namespace mfma
 }  // namespace seer
 
-#if defined(__HIP__) && defined(USE_ROCM)
+#if (defined(__HIP__) || defined(SEER_HIP_EMU)) && defined(USE_ROCM)
 #include "common/platform.h"
 
 namespace seer {

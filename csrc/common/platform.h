@@ -15,6 +15,11 @@
 #include <cstdint>
 
 #ifdef USE_ROCM
+#if defined(SEER_HIP_EMU)
+// Host-thread emulation of the device features the HIP kernels use (tests/hip_emu): runs their source
+// on the CPU in tests. Never part of a build of the extension.
+#include "hip_emu.h"
+#else
 #include <hip/hip_runtime.h>
 #include <hip/hip_fp16.h>
 // hip_bf16.h ships with ROCm >= 5.7; Debian's libamdhip64-dev (the compile-check toolchain of
@@ -22,6 +27,7 @@
 // they move 16-bit values as raw bits (seer::hip16 below), so both toolchains compile them.
 #if __has_include(<hip/hip_bf16.h>)
 #include <hip/hip_bf16.h>
+#endif
 #endif
 #define SEER_WARP_SIZE 64
 using seer_stream_t = hipStream_t;

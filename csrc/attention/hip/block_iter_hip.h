@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 #include "common/platform.h"
+#include "common/hip_mfma.h"
 
 namespace seer {
 namespace hipattn {
@@ -57,7 +58,7 @@ struct BlockIter {
       const int n = win_base + bit;
       const int v = __builtin_amdgcn_readlane(win_val, bit);
       key = n * block_k;
-      key_end = min(key + block_k, key_limit);
+      key_end = hip::imin(key + block_k, key_limit);
       check = v == 1 ? n : -1;
       if (key < key_end) return true;
     }

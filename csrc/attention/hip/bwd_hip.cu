@@ -37,8 +37,9 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
   }
   if (n_rows > 0) {
     const int64_t blocks = (n_rows * D + 255) / 256;
-    hipLaunchKernelGGL((hipattn::attention_bwd_convert_dq_kernel_hip<Elem>),
-                       dim3(static_cast<unsigned>(blocks < 4096 ? blocks : 4096)), dim3(256), 0, stream, p);
+    const int groups = static_cast<int>(blocks < 4096 ? blocks : 4096);
+    hipLaunchKernelGGL((hipattn::attention_bwd_convert_dq_kernel_hip<Elem>), dim3(groups), dim3(256), 0, stream, p,
+                       groups);
     if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
   }
   return 0;

@@ -445,11 +445,12 @@ __global__ void __launch_bounds__(256) attention_bwd_preprocess_kernel_hip(const
   }
 }
 
-// dq = dq_accum * scale in the element type, every row (rows nothing attends hold zeros).
+// dq = dq_accum * scale in the element type, every row (rows nothing attends hold zeros). Grid-stride
+// loop over n_groups workgroups of 256 (the launch's grid.x).
 template <typename Elem>
-__global__ void __launch_bounds__(256) attention_bwd_convert_dq_kernel_hip(const AttnBwdParams p) {
+__global__ void __launch_bounds__(256) attention_bwd_convert_dq_kernel_hip(const AttnBwdParams p, int n_groups) {
   const int64_t n = static_cast<int64_t>(p.total_q) * p.h_q * p.head_dim;
-  for (int64_t i = static_cast<int64_t>(hip::bid_x()) * 256 + hip::tid(); i < n; i += static_cast<int64_t>(4096) * 256) {
+  for (int64_t i = static_cast<int64_t>(hip::bid_x()) * 256 + hip::tid(); i < n; i += static_cast<int64_t>(n_groups) * 256) {
     const int64_t rh = i / p.head_dim;
     const int d = static_cast<int>(i - rh * p.head_dim);
     const int64_t t = rh / p.h_q;
