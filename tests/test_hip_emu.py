@@ -2,8 +2,9 @@
 
 tests/hip_emu/hip_emu.h emulates the device features the HIP kernels use with host threads in lockstep
 wavefronts of 64 (shuffles, ballots, readlane and MFMA as rendezvous of the 64 lanes, the CDNA3 MFMA
-layout, LDS as statics). tests/hip_emu/attn_emu_test.cpp runs the forward and both backward paths and
-compares them with a float64 reference of SPEC.md. Needs clang++ (ext_vector_type, C++20 <barrier>):
+layout, LDS as statics). tests/hip_emu/attn_emu_test.cpp runs the forward and both backward paths,
+decode_pool_emu_test.cpp the decode (split + combine) and pooling kernels, and both compare them with a
+float64 reference of SPEC.md. Needs clang++ (ext_vector_type, C++20 <barrier>):
 `make hip-check` installs clang-19; without it the test is skipped.
 """
 import os
@@ -17,7 +18,7 @@ CLANG = os.environ.get("SEER_HIP_CLANG") or shutil.which("clang++-19") or shutil
 
 
 @pytest.mark.skipif(CLANG is None, reason="clang++ not found (make hip-check installs clang-19)")
-@pytest.mark.parametrize("test", ["attn_emu_test"])
+@pytest.mark.parametrize("test", ["attn_emu_test", "decode_pool_emu_test"])
 def test_hip_kernels_emulated(tmp_path, test):
     exe = tmp_path / test
     src = os.path.join(ROOT, "tests", "hip_emu", f"{test}.cpp")
