@@ -41,6 +41,7 @@ struct Case {
   int hq, hkv, mask_heads, bq, bk;
   double density;
   bool deterministic;
+  bool backward = true;  // D 256 has no HIP backward
 };
 
 struct Problem {
@@ -173,7 +174,11 @@ static void run(const Case& c, std::mt19937& rng) {
                    [&] { hipattn::attention_fwd_kernel_hip<Elem, D>(pf); });
 
   // ---- backward ----
-  std::vector<uint16_t> dq(out.size(), 0x7fff), dk(pr.k.size(), 0x7fff), dv(pr.v.size(), 0x7fff);
+  std::vector<uint16_t> dq(out.size(), 0), dk(pr.k.size(), 0), dv(pr.v.size(), 0);
+  if (c.backward) {
+  std::fill(dq.begin(), dq.end(), 0x7fff);
+  std::fill(dk.begin(), dk.end(), 0x7fff);
+  std::fill(dv.begin(), dv.end(), 0x7fff);
   std::vector<float> softmax_d(lse.size()), dq_accum(out.size(), 0.f);
   p.out = out.data();
   p.dout = pr.dout.data();
@@ -207,6 +212,7 @@ static void run(const Case& c, std::mt19937& rng) {
     seer_emu::launch(key_tiles, p.h_kv, p.batch, hipattn::kThreads, [&] { hipattn::attention_bwd_kernel_hip<Elem, D, true>(pb); });
     seer_emu::launch(4, 1, 1, 256, [&] { hipattn::attention_bwd_convert_dq_kernel_hip<Elem>(pb, 4); });
   }
+  }  // backward
 
   // ---- float64 reference ----
   const bool bf = c.bf16;
@@ -268,17 +274,18 @@ static void run(const Case& c, std::mt19937& rng) {
             rdv[krow + d] += P[j] * from_bits(pr.dout[qrow + d], bf);
           }
         }
-        for (int d = 0; d < D; ++d) upd(err_dq, std::fabs(rdq[d] - from_bits(dq[qrow + d], bf)));
+        if (c.backward)
+          for (int d = 0; d < D; ++d) upd(err_dq, std::fabs(rdq[d] - from_bits(dq[qrow + d], bf)));
       }
     }
   }
-  for (size_t e = 0; e < rdk.size(); ++e) {
+  for (size_t e = 0; c.backward && e < rdk.size(); ++e) {
     upd(err_dk, std::fabs(rdk[e] - from_bits(dk[e], bf)));
     upd(err_dv, std::fabs(rdv[e] - from_bits(dv[e], bf)));
   }
   // 16-bit inputs are exact; the kernels round P (and dS) to 16 bits before the second GEMMs and the
   // outputs at the end: tolerances of a few 16-bit ulps of O(1) values.
-  const double tol = bf ? 6e-2 : 1e-2;
+  const double tol = bf ? 4e-2 : 5e-3;
   const bool ok = err_o < tol && err_lse < 1e-3 && err_dq < tol && err_dk < tol && err_dv < tol && bad_empty == 0;
   std::printf("  %-34s out %.1e lse %.1e dq %.1e dk %.1e dv %.1e, %d empty rows (%d wrong)  %s\n", c.name, err_o, err_lse,
               err_dq, err_dk, err_dv, empty_rows, bad_empty, ok ? "ok" : "FAIL");
@@ -295,6 +302,10 @@ int main() {
   run<Bf16, 128>({"1D causal bf16 D128 GQA4 packed", 128, true, true, true, {70, 20}, {70, 50}, 8, 2, 2, 1, 16, 0.5, false}, rng);
   run<Fp16, 64>({"1D per-head fp16 D64 det.", 64, false, true, true, {60}, {80}, 2, 1, 2, 1, 32, 0.5, true}, rng);
   run<Bf16, 64>({"2D causal bf16 D64 deterministic", 64, true, true, false, {100, 30}, {100, 30}, 2, 1, 1, 16, 16, 0.7, true}, rng);
+  run<Fp16, 128>({"2D fp16 D128 B 128 mask bcast det.", 128, false, true, false, {260}, {300}, 2, 2, 1, 128, 128, 0.6, true},
+                 rng);
+  run<Bf16, 256>({"2D causal bf16 D256 forward only", 256, true, true, false, {80}, {100}, 2, 1, 2, 32, 32, 0.6, false, false},
+                 rng);
   if (failures) {
     std::printf("%d case(s) failed\n", failures);
     return 1;
