@@ -23,7 +23,8 @@
 // order); no dq_accum workspace.
 //
 // Resources (D 128): K, V, K_w^T fragments 96 VGPRs + dK, dV 128 accumulators -> one wavefront per SIMD
-// (up to 512 VGPRs + AGPRs), LDS ~58 KiB per workgroup (Q, dO, Q^T, dO^T, dS slices, fp32 dQ).
+// (up to 512 VGPRs + AGPRs), LDS ~58 KiB per workgroup (Q, dO, Q^T, dO^T, dS slices, fp32 dQ). D 256 is
+// not built: Q, dO and their transposes alone would fill the 64 KiB of LDS.
 #pragma once
 #include <cstdint>
 

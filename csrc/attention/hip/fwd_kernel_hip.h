@@ -7,7 +7,7 @@
 //
 // Parts (each a function below):
 //   load_q_fragments   Q rows of the wavefront -> registers (B operand of S^T = K Q^T)
-//   BlockIter          kept blocks -> 16-key chunks -> 64-key tiles (block_iter_hip.h)
+//   BlockIter          kept blocks -> 16-key chunks -> K/V tiles of kBlockN keys (block_iter_hip.h)
 //   fetch/store_k, _v  gathered K rows and V rows -> registers (one tile ahead) -> LDS (K row-major,
 //                      V transposed), zero past the end
 //   gemm_s             S^T = K Q^T on v_mfma_f32_32x32x8 (fwd_layout_hip.h has the fragment maps)
@@ -16,9 +16,9 @@
 //   gemm_o             O^T += V^T P^T with P straight from the S^T accumulators
 //   store_rows         O / l and lse (natural log); 0 and -inf for rows without a visible key
 //
-// Resources (D 128, from `make hip-check`): 4 wavefronts of 64 lanes, LDS = K + V^T tile = 32 KiB,
-// so two workgroups (8 wavefronts, 2 per SIMD) fit the 64 KiB of a CU when the wavefront stays within
-// 256 VGPRs + AGPRs (the hip-check line prints the count and the occupancy the compiler computed).
+// Resources (D 128, from `make hip-check`): 4 wavefronts of 64 lanes, LDS = K + V^T tile of 32 keys =
+// 16 KiB, ~200 VGPRs: two wavefronts per SIMD (the register file allows 256 per wavefront for two), and
+// the LDS would allow four workgroups per CU. D 256: one wavefront per SIMD (VGPRs + AGPRs).
 #pragma once
 #include <cstdint>
 
