@@ -11,7 +11,7 @@ export MAX_JOBS ?= 2
 VPY := $(VENV)/bin/python
 SOURCES := setup.py $(shell find csrc seer_attn -type f \( -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.cpp' \))
 
-.PHONY: demo test bench build clean
+.PHONY: demo test bench build clean hip-check
 
 $(VENV)/.deps:
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: $(VENV)/.built
 
 bench: $(VENV)/.built
 	$(VPY) benchmarks/bench.py --out bench_out
+
+# Compile check of the ROCm (gfx942 / MI300X) MFMA kernels with Debian's clang-19 (installed with apt
+# when missing): one line per kernel with its MFMA count, registers, LDS and scratch; fails on a kernel
+# without MFMA instructions or with spills. Runs no kernel (no AMD GPU needed). With the venv built, also
+# checks the sources after torch's hipify (what a ROCm build compiles).
+hip-check:
+	$(if $(wildcard $(VPY)),$(VPY),$(PY)) tools/hip_check.py
 
 clean:
 	rm -rf build dist *.egg-info seer_attn/_C*.so $(VENV)

@@ -3,8 +3,10 @@
 - With a CUDA build of torch and a CUDA toolkit (CUDA_HOME / nvcc): a CUDAExtension with every kernel in
   csrc/ (architectures from TORCH_CUDA_ARCH_LIST, default "8.0;9.0a" for a wheel; a "9.0a" entry adds
   the Hopper wgmma forward, used on compute-capability-9.0 GPUs).
-- With a ROCm build of torch: torch hipifies the sources automatically; the mma.sync kernels are
-  NVIDIA-only (csrc/common/platform.h), so only the op schemas are built and the ops run the reference.
+- With a ROCm build of torch (and SEER_ATTN_CPU_ONLY unset): a HIP extension with the MFMA kernels of
+  csrc/*/hip/ (CDNA3; architectures from PYTORCH_ROCM_ARCH, default gfx942), the tile-mask and tail-fill
+  kernels and the *_api.cpp layers, hipified by torch; the mma.sync / wgmma kernels are NVIDIA-only and
+  are not compiled. Compile-verified only (`make hip-check`): no AMD GPU has run them yet.
 - Otherwise (CPU-only torch, or SEER_ATTN_CPU_ONLY=1): a C++ extension with the op schemas only; every
   op then runs the pure-PyTorch reference.
 
@@ -84,7 +86,22 @@ cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
 cxx_flags += [f"-std={STD}"]
 include_dirs = [os.path.join(HERE, "csrc")]
 
-if HAS_CUDA and not IS_ROCM:
+if IS_ROCM and not CPU_ONLY:
+    # MI300X (CDNA3) by default; the MFMA mainloops use gfx90a+ instructions (v_mfma_*_1k).
+    os.environ.setdefault("PYTORCH_ROCM_ARCH", "gfx942")
+    rocm_sources = rel(glob.glob(os.path.join(HERE, "csrc", "*", "hip", "*_hip.cu"))) + [
+        "csrc/attention/tile_mask.cu",
+        "csrc/common/tail_fill.cu",
+    ]
+    api_sources = rel(glob.glob(os.path.join(HERE, "csrc", "**", "*_api.cpp"), recursive=True))
+    ext = CUDAExtension(
+        name="seer_attn._C",
+        sources=["csrc/ops.cpp"] + rocm_sources + api_sources,
+        include_dirs=include_dirs,
+        extra_compile_args={"cxx": cxx_flags + ["-DUSE_ROCM=1"],
+                            "nvcc": [f"-std={STD}", "-DUSE_ROCM=1"] + (["-O0", "-g"] if DEBUG else ["-O3"])},
+    )
+elif HAS_CUDA:
     # 9.0a (not 9.0): H100 / H200 code with the Hopper-only wgmma forward; 8.0 covers Ampere and Ada.
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0a")
     # SEER_ATTN_SM90A: the build holds sm_90a device code, so the API layer may pick the wgmma forward

@@ -41,14 +41,16 @@ def _register_impls():
         fn = _as_kernel(getattr(reference, name))
         torch.library.register_kernel(qual, "cpu", fn)
         if torch._C._dispatch_has_kernel_for_dispatch_key(qual, "CUDA"):
-            _status[name] = "cuda"
+            # ROCm builds register their HIP kernels under the CUDA dispatch key too.
+            _status[name] = "hip" if torch.version.hip is not None else "cuda"
         else:
             torch.library.register_kernel(qual, "cuda", fn)
             _status[name] = "reference"
 
 
 def kernel_status():
-    """{op name: "cuda" (compiled kernel) | "reference" (pure-PyTorch fallback on CUDA)}.
+    """{op name: "cuda" (compiled kernel) | "hip" (compiled MFMA kernel, ROCm build) | "reference" (pure-PyTorch
+    fallback on the GPU)}.
     On CPU every op runs the reference."""
     return dict(_status)
 

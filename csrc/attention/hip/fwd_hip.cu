@@ -1,0 +1,39 @@
+// ROCm (gfx942) forward of varlen block-sparse attention: instantiations and the launcher
+// run_attention_fwd (the ROCm build links this file instead of fwd_dispatch.cu). Compiled only on
+// ROCm: the whole file is empty for CUDA builds (the CUDA sources glob picks it up).
+#ifdef USE_ROCM
+#include "attention/hip/fwd_kernel_hip.h"
+
+namespace seer {
+
+int attention_fwd_tile_rows(const AttnParams&) { return hipattn::kBlockM; }
+bool attention_fwd_has_wgmma() { return false; }
+
+namespace {
+template <typename Elem, int D>
+int launch_fwd(const AttnParams& p, hipStream_t stream) {
+  const int n_slots = p.group / p.pack;
+  const long long grid = static_cast<long long>(p.n_tok_tiles) * p.batch * p.h_kv * n_slots;
+  if (grid <= 0) return 0;
+  if (grid > 0x7fffffffLL) return static_cast<int>(hipErrorInvalidValue);
+  hipLaunchKernelGGL((hipattn::attention_fwd_kernel_hip<Elem, D>), dim3(static_cast<unsigned>(grid)),
+                     dim3(hipattn::kThreads), 0, stream, p);
+  return static_cast<int>(hipGetLastError());
+}
+}  // namespace
+
+int run_attention_fwd(const AttnParams& p, void* stream) {
+  if (p.tile_tokens * p.pack > hipattn::kBlockM) return static_cast<int>(hipErrorInvalidValue);
+  const hipStream_t s = static_cast<hipStream_t>(stream);
+  using hip16::Bf16;
+  using hip16::Fp16;
+  switch (p.head_dim) {
+    case 64: return p.is_bf16 ? launch_fwd<Bf16, 64>(p, s) : launch_fwd<Fp16, 64>(p, s);
+    case 128: return p.is_bf16 ? launch_fwd<Bf16, 128>(p, s) : launch_fwd<Fp16, 128>(p, s);
+    case 256: return p.is_bf16 ? launch_fwd<Bf16, 256>(p, s) : launch_fwd<Fp16, 256>(p, s);
+    default: return static_cast<int>(hipErrorInvalidValue);
+  }
+}
+
+}  // namespace seer
+#endif  // USE_ROCM
