@@ -82,7 +82,8 @@ def cxx_std():
 
 STD = cxx_std()
 SM90A = False  # the arch list has a 9.0a entry (CUDA builds, set below)
-cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
+# Release builds carry no debug info: Python's own CFLAGS add -g, the later -g0 wins.
+cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3", "-g0"]
 cxx_flags += [f"-std={STD}"]
 include_dirs = [os.path.join(HERE, "csrc")]
 
@@ -138,6 +139,10 @@ setup(
     name="seer_attn",
     version="0.1.0",
     description="Variable-length block-sparse attention kernels (2D/1D masks, pooling, decode) for PyTorch",
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    license_files=["LICENSE"],
     packages=find_packages(include=["seer_attn", "seer_attn.*"]),
     ext_modules=[ext],
     cmdclass={"build_ext": Build.with_options(use_ninja=True)},
