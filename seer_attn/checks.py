@@ -59,6 +59,7 @@ name as in the op schema; dtypes print as ``torch.float16``, shapes as ``[2, 3]`
   cache_seqlens entries must be in [0, S_max] ([0, {S}]), got {value}
 """
 import math
+import os
 
 import torch
 
@@ -382,9 +383,22 @@ def check_decode(op, q, k_cache, v_cache, cache_seqlens, block_mask, block_indic
                       f"got {block_indices.size(1)}")
 
 
-def check_data_decode(op, k_cache, cache_seqlens):
-    """Value checks of cache_seqlens: every entry in [0, S_max] (reads it on the host)."""
+def check_inputs_enabled():
+    """SEER_ATTN_CHECK_INPUTS=1: also validate index tensors whose bad values the kernels otherwise
+    tolerate (decode block indices out of range are then an error instead of being ignored)."""
+    return os.environ.get("SEER_ATTN_CHECK_INPUTS") == "1"
+
+
+def check_data_decode(op, k_cache, cache_seqlens, block_indices=None, block_size=None):
+    """Value checks of cache_seqlens: every entry in [0, S_max] (reads it on the host); with
+    SEER_ATTN_CHECK_INPUTS=1 also block_indices: every entry -1 or in [0, ceil(S_max / block_size))."""
     s_max = k_cache.size(1)
     for value in cache_seqlens.tolist():
         if value < 0 or value > s_max:
             _fail(op, f"cache_seqlens entries must be in [0, S_max] ([0, {s_max}]), got {value}")
+    if block_indices is not None and check_inputs_enabled():
+        nb = _ceil_div(s_max, block_size)
+        bad = block_indices[(block_indices != -1) & ((block_indices < 0) | (block_indices >= nb))]
+        if bad.numel():
+            _fail(op, f"block_indices entries must be -1 or in [0, {nb}) (ceil(S_max / block_size)), "
+                      f"got {int(bad[0])}")

@@ -426,7 +426,7 @@ def block_sparse_decode(q, k_cache, v_cache, cache_seqlens, block_mask, block_in
     op = "block_sparse_decode"
     checks.check_decode(op, q, k_cache, v_cache, cache_seqlens, block_mask, block_indices, block_size,
                         sm_scale, num_splits)
-    checks.check_data_decode(op, k_cache, cache_seqlens)
+    checks.check_data_decode(op, k_cache, cache_seqlens, block_indices, block_size)
 
     batch, h_q, d = q.shape
     s_max, h_kv = k_cache.shape[1], k_cache.shape[2]

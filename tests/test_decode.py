@@ -232,3 +232,47 @@ def test_decode_mask_vs_indices_agree(device):
         l, _ = naive.decode(q, kc, vc, sl, block_mask=keep, block_size=32, left_pad=left_pad, dtype=q.dtype)
         check_accuracy("out(mask)", o1, r, l)
         check_accuracy("out(indices)", o2, r, l)
+
+
+# ---- block_indices rule: a block listed twice counts once; out-of-range entries are ignored, or an
+# error under SEER_ATTN_CHECK_INPUTS=1 (CPU reference and CUDA kernel alike) ----
+def _dup_and_range_inputs(device, bs=32):
+    q, kc, vc, seqlens = _inputs(device)
+    nb = cdiv(S_MAX, bs)
+    keep = _random_sel(len(LENS), 2, nb, 0.4, seed=3)
+    idx = _indices_from_keep(keep, nb, pad=0, seed=4)   # [B, H, K], no duplicates, -1 padded
+    return q, kc, vc, seqlens, idx, nb
+
+
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_decode_indices_duplicates_count_once(device, num_splits):
+    q, kc, vc, seqlens, idx, nb = _dup_and_range_inputs(device)
+    dup = torch.cat([idx, idx, idx[:, :, :1]], dim=2)       # every entry twice, the first thrice
+    dup = dup[:, :, torch.randperm(dup.shape[2], generator=torch.Generator().manual_seed(5))]
+    ref = seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=idx.to(device), block_size=32,
+                                        num_splits=num_splits, return_lse=True)
+    got = seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=dup.to(device), block_size=32,
+                                        num_splits=num_splits, return_lse=True)
+    torch.testing.assert_close(got[1], ref[1], rtol=0, atol=1e-5)   # lse: a doubled block would add log 2
+    torch.testing.assert_close(got[0].float(), ref[0].float(), rtol=0, atol=1e-2)
+
+
+def test_decode_indices_out_of_range(device, monkeypatch):
+    q, kc, vc, seqlens, idx, nb = _dup_and_range_inputs(device)
+    bad = idx.clone()
+    bad[0, 0, -1] = nb          # one past the last block of the cache
+    bad[1, 1, -1] = -7          # a negative other than the -1 padding
+    bad = torch.cat([bad, torch.full_like(bad[:, :, :1], 10 * nb)], dim=2)
+    monkeypatch.delenv("SEER_ATTN_CHECK_INPUTS", raising=False)
+    ref = seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=idx.to(device), block_size=32,
+                                        return_lse=True)
+    got = seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=bad.to(device), block_size=32,
+                                        return_lse=True)
+    torch.testing.assert_close(got[1], ref[1], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got[0].float(), ref[0].float(), rtol=0, atol=1e-2)
+    monkeypatch.setenv("SEER_ATTN_CHECK_INPUTS", "1")
+    with pytest.raises(RuntimeError, match=r"seer_attn::block_sparse_decode: block_indices entries must be -1 "
+                                           r"or in \[0, 7\)"):
+        seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=bad.to(device), block_size=32)
+    # valid indices still pass the check
+    seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=idx.to(device), block_size=32)

@@ -25,11 +25,6 @@ enum class MaskKind { k2D, k1D };
 
 int cdiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
-bool env_flag(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr && std::string(v) == "1";
-}
-
 // The Hopper warp-specialised forward (sm90/fwd_kernel_sm90.cuh) runs when this build has sm_90a device
 // code (setup.py defines SEER_ATTN_SM90A for a "9.0a" entry of TORCH_CUDA_ARCH_LIST) and the device has
 // compute capability 9.0, for head dims 64 / 128. Two attribute queries: no device sync.
@@ -159,7 +154,7 @@ void fill_common(AttnParams& p, AttnInputs& in) {
   in.q = aligned_for_16b_rows(q);
   in.k = aligned_for_16b_rows(k);
   in.v = aligned_for_16b_rows(v);
-  if (env_flag("SEER_ATTN_CHECK_INPUTS")) {
+  if (seer::check_inputs_enabled()) {
     check_cu_seqlens_values(op, "cu_seqlens_q", in.cu_q, q.size(0), in.max_q);
     check_cu_seqlens_values(op, "cu_seqlens_k", in.cu_k, k.size(0), in.max_k);
   }

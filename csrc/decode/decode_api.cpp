@@ -59,20 +59,10 @@ at::Tensor byte_mask(const at::Tensor& mask) {
   return mask.ne(0);
 }
 
-// Keys a working split should stream at least (row-adaptive splitting, DecodeParams::min_split_keys).
-// SEER_DECODE_MIN_SPLIT_KEYS overrides it (0 = off: every row uses num_splits), read at every call
-// so that benchmarks/micro_decode.py can sweep it in one process.
-int decode_min_split_keys() {
-  // 512 matched uniform splits at density 0.1 and was 2-3% faster at 0.5 on D1 (H100, benchmarks/NOTES.md);
-  // 256 was 7-10% slower at 0.1.
-  constexpr int kDefault = 512;
-  const char* e = std::getenv("SEER_DECODE_MIN_SPLIT_KEYS");
-  if (e == nullptr || *e == 0) return kDefault;
-  char* end = nullptr;
-  const long v = std::strtol(e, &end, 10);
-  if (end == e || v < 0) return kDefault;
-  return static_cast<int>(std::min<long>(v, 1 << 24));
-}
+// Keys a working split streams at least (row-adaptive splitting, DecodeParams::min_split_keys): 512
+// matched uniform splits at density 0.1 and was 2-3% faster at 0.5 on D1 (H100, benchmarks/NOTES.md v1);
+// 256 was 7-10% slower at 0.1.
+constexpr int kMinSplitKeys = 512;
 
 std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, const at::Tensor& k_in,
                                                        const at::Tensor& v_in, const at::Tensor& cache_seqlens,
@@ -213,6 +203,16 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, c
     p.mask_stride_h = mask.stride(1);
     p.mask_stride_n = mask.stride(2);
   } else {
+    if (seer::check_inputs_enabled()) {
+      // Entries are -1 (padding) or a block of the cache; anything else is an error here (and ignored
+      // by the kernel otherwise). Duplicates count once (the kernel keeps the first).
+      const int64_t nb = (s_max + block_size - 1) / block_size;
+      const at::Tensor h = idx.to(at::kCPU).contiguous();
+      const int* v = h.data_ptr<int>();
+      for (int64_t i = 0; i < h.numel(); ++i)
+        SEER_DECODE_CHECK(v[i] == -1 || (v[i] >= 0 && v[i] < nb), "block_indices entries must be -1 or in [0, ", nb,
+                          ") (ceil(S_max / block_size)), got ", v[i]);
+    }
     p.block_indices = idx.data_ptr<int>();
     p.idx_stride_b = idx.stride(0);
     p.idx_stride_h = idx.stride(1);
@@ -220,7 +220,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, c
     p.num_indices = static_cast<int>(idx.size(2));
   }
 
-  p.min_split_keys = decode_min_split_keys();
+  p.min_split_keys = kMinSplitKeys;
   p.num_splits = decode_num_splits(p, static_cast<int>(num_splits));
   at::Tensor o_partial, lse_partial;
   if (p.num_splits > 1) {

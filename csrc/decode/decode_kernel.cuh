@@ -168,6 +168,10 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     } else {
       n = idx_row[(int64_t)e * p.idx_stride_k];
       if (n < blk_lo || n >= blk_hi) return -1;
+      // A block listed twice counts once: only its first entry selects it (O(K) reads per entry,
+      // from L1; K is the number of selected blocks, typically tens).
+      for (int e2 = 0; e2 < e; ++e2)
+        if (idx_row[(int64_t)e2 * p.idx_stride_k] == n) return -1;
     }
     if (extra && n == first_blk) return -1;
     return n;
