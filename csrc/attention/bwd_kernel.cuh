@@ -40,6 +40,7 @@
 #include <cstdint>
 
 #include "attention/attention_params.h"
+#include "attention/seqlen.h"
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
 
@@ -146,23 +147,6 @@ struct DqTraits {
 // ------------------------------------------------------------------------------------------------
 // Helpers
 // ------------------------------------------------------------------------------------------------
-
-// Row r of row tile rt of kv head hk (attention_params.h, "Row tiles").
-struct TileRow {
-  int tok;     // sequence-local query token
-  int head;    // query head
-  bool valid;  // r is a used row of the tile (r < tile_tokens * pack) and tok < seqlen_q
-};
-SEER_DEVICE TileRow tile_row(const AttnParams& p, int hk, int rt, int r, int seqlen_q) {
-  const int slot = rt / p.n_tok_tiles;
-  const int tt = rt - slot * p.n_tok_tiles;
-  const int rtok = r / p.pack;
-  TileRow x;
-  x.tok = tt * p.tile_tokens + rtok;
-  x.head = hk * p.group + slot * p.pack + (r - rtok * p.pack);
-  x.valid = rtok < p.tile_tokens && x.tok < seqlen_q;
-  return x;
-}
 
 // Chunk flags of the kChunks 16-key chunks starting at sequence-local key `key0`: 2 bits per chunk,
 // the tile-mask value of the chunk's key block (0 for keys past the sequence). The tile-mask entry of
