@@ -10,8 +10,7 @@ Families (directory, file name, launcher header, explicit instantiations):
   attention/fwd_hdim{D}_m128_{dtype}.cu     forward, 128-row tile (2D masks with B_q % 128 == 0; D 64, 128)
   attention/fwd_hdim{D}_wgmma_{dtype}.cu    forward, sm_90a wgmma 64-row tile (variant 3; D 64, 128)
   attention/fwd_hdim128_bf16_variants.cu    benchmark-only forward variant (SEER_FWD_VARIANT=1)
-  attention/bwd_hdim{D}_{dtype}.cu          backward v1 dK/dV + dQ kernels, and the dQ kernel alone
-  attention/bwd_v2_hdim{D}_{dtype}.cu       backward v2 dK/dV kernel (D 64, 128)
+  attention/bwd_hdim{D}_{dtype}.cu          backward dK/dV kernel (both configurations of BwdConfig) + dQ kernel
   decode/decode_hdim{D}_{dtype}.cu          decode split + combine kernels
   pooling/pooling_hdim{D}_{dtype}.cu        pooling main kernel (both configurations of PoolingTraits)
 """
@@ -49,12 +48,7 @@ def units():
                 yield (f"attention/instantiations/fwd_hdim{d}_wgmma_{name}.cu", "attention/fwd_launch.cuh",
                        fwd(elem, d, 64, 3))
             yield (f"attention/instantiations/bwd_hdim{d}_{name}.cu", "attention/bwd_launch_template.cuh",
-                   [f"template int run_bwd_hdim<{d}, {elem}>(const AttnBwdParams& params, cudaStream_t stream);\n",
-                    f"template int run_bwd_dq_hdim<{d}, {elem}>(const AttnBwdParams& params, cudaStream_t stream);\n"])
-            if d in (64, 128):
-                yield (f"attention/instantiations/bwd_v2_hdim{d}_{name}.cu", "attention/bwd_launch_template.cuh",
-                       [f"template int run_bwd_dkdv_v2_hdim<{d}, {elem}>(const AttnBwdParams& params, "
-                        "cudaStream_t stream);\n"])
+                   [f"template int run_bwd_hdim<{d}, {elem}>(const AttnBwdParams& params, cudaStream_t stream);\n"])
             yield (f"decode/instantiations/decode_hdim{d}_{name}.cu", "decode/decode_launch.cuh",
                    in_ns("decode", [f"template int run_decode_<{d}, {elem}>(const DecodeParams& params, seer_stream_t stream);\n"]))
             yield (f"pooling/instantiations/pooling_hdim{d}_{name}.cu", "pooling/pooling_launch.cuh",
