@@ -165,6 +165,20 @@ SEER_DEVICE int64_t mask_row_offset(const AttnParams& p, int b, int head, int to
          static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row;
 }
 
+// Zeroes mma accumulator fragments (float [N][4] or [M][N][4]).
+template <int N>
+SEER_DEVICE void zero_acc(float (&a)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) a[j][e] = 0.f;
+}
+template <int M, int N>
+SEER_DEVICE void zero_acc(float (&a)[M][N][4]) {
+#pragma unroll
+  for (int i = 0; i < M; ++i) zero_acc(a[i]);
+}
+
 template <typename Elem>
 SEER_DEVICE void mma_pair(float (&d0)[4], float (&d1)[4], const uint32_t (&a)[4], const uint32_t (&b)[4]) {
   // b holds two n8 B fragments as loaded by one ldmatrix_x4: {b[0], b[1]} for d0, {b[2], b[3]} for d1.

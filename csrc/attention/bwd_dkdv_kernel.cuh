@@ -127,12 +127,8 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
     for (int h = 0; h < 2; ++h) key_ok[mi][h] = wkey + 16 * mi + g + 8 * h < seqlen_k;
 
   float acc_dv[2][kDimW / 8][4], acc_dk[2][kDimW / 8][4];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int j = 0; j < kDimW / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc_dv[mi][j][e] = acc_dk[mi][j][e] = 0.f;
+  zero_acc(acc_dv);
+  zero_acc(acc_dk);
 
   const int n_slots = p.group / p.pack;
   const int tt_hi = min(p.n_tok_tiles, (seqlen_q + p.tile_tokens - 1) / p.tile_tokens);
@@ -228,12 +224,8 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
       // ---- phase 1: S^T, dP^T for keys [wkey, +32) x rows [wx * kRowsW, +kRowsW) -> P^T, dS^T ----
       if (warp_on) {
         float acc_s[2][kRowsW / 8][4], acc_dp[2][kRowsW / 8][4];
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-          for (int j = 0; j < kRowsW / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc_s[mi][j][e] = acc_dp[mi][j][e] = 0.f;
+        zero_acc(acc_s);
+        zero_acc(acc_dp);
         // S^T then dP^T (two passes over the head dim: half the fragment registers of one fused pass,
         // which leaves room to unroll and overlap the ldmatrix of step kk+1 with the mma of step kk).
         auto gemm = [&](float (&acc)[2][kRowsW / 8][4], const Elem* sA, const Elem* sB) {
@@ -332,12 +324,7 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
 #pragma unroll 1
         for (int dc = 0; dc < kDqDimW; dc += kDqChunk) {
           float acc_dq[2][kDqChunk / 8][4];
-#pragma unroll
-          for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-            for (int j = 0; j < kDqChunk / 8; ++j)
-#pragma unroll
-              for (int e = 0; e < 4; ++e) acc_dq[mi][j][e] = 0.f;
+          zero_acc(acc_dq);
 #pragma unroll
           for (int kk = 0; kk < Kt::kChunks; ++kk) {
             if ((tflags >> (2 * kk)) & 3u) {  // uniform over the CTA; flag-0 chunks hold stale data

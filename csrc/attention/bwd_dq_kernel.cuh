@@ -86,10 +86,7 @@ __global__ void __launch_bounds__(Qt::kThreads, 1) bwd_dq_kernel(const __grid_co
   }
 
   float acc_dq[kHeadDim / 8][4];
-#pragma unroll
-  for (int j = 0; j < kHeadDim / 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc_dq[j][e] = 0.f;
+  zero_acc(acc_dq);
 
   // Candidate windows: all windows before the last key any row of the tile can see.
   const int key_end = sb.key_limit(min(seqlen_q, tok0 + p.tile_tokens) - 1, Is_causal);
@@ -128,10 +125,8 @@ __global__ void __launch_bounds__(Qt::kThreads, 1) bwd_dq_kernel(const __grid_co
 
       // ---- S = Q K^T, dP = dO V^T for rows [16 warp, +16) x the window's keys ------------------
       float acc_s[kBlockN / 8][4], acc_dp[kBlockN / 8][4];
-#pragma unroll
-      for (int j = 0; j < kBlockN / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc_s[j][e] = acc_dp[j][e] = 0.f;
+      zero_acc(acc_s);
+      zero_acc(acc_dp);
       const Elem* a_q = sQ + (warp * 16 + (lane & 15)) * kLd + (lane >> 4) * 8;
       const Elem* a_do = sdO + (warp * 16 + (lane & 15)) * kLd + (lane >> 4) * 8;
       const int b_off = ((lane & 7) + (lane >> 4) * 8) * kLd + ((lane >> 3) & 1) * 8;
