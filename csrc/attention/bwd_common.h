@@ -188,6 +188,32 @@ SEER_DEVICE void mma_pair(float (&d0)[4], float (&d1)[4], const uint32_t (&a)[4]
   mma_16816<Elem>(d1, a, b1);
 }
 
+// One k-step (16 deep) of a warp's 32 x (16 kN) product: two 16-row A fragments at a and
+// a + a_mi_step, kN B fragment pairs (16 columns each) at b + jj * b_jj_step (element offsets of the
+// lane's ldmatrix rows; kTransA / kTransB: ldmatrix.trans), acc[mi][2 jj .. 2 jj + 1] += A_mi B_jj.
+template <int kN, bool kTransA, bool kTransB, typename Elem>
+SEER_DEVICE void warp_mma_2xn(float (&acc)[2][2 * kN][4], const Elem* a, int a_mi_step, const Elem* b,
+                              int b_jj_step) {
+  uint32_t af[2][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi) {
+    if constexpr (kTransA)
+      ldmatrix_x4_trans(af[mi], a + mi * a_mi_step);
+    else
+      ldmatrix_x4(af[mi], a + mi * a_mi_step);
+  }
+#pragma unroll
+  for (int jj = 0; jj < kN; ++jj) {
+    uint32_t bf[4];
+    if constexpr (kTransB)
+      ldmatrix_x4_trans(bf, b + jj * b_jj_step);
+    else
+      ldmatrix_x4(bf, b + jj * b_jj_step);
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi) mma_pair<Elem>(acc[mi][2 * jj], acc[mi][2 * jj + 1], af[mi], bf);
+  }
+}
+
 // Adds v to the four consecutive floats at `addr` (16-byte aligned) in global memory, result unused
 // (RED). sm_90: one 16-byte vector reduction.
 SEER_DEVICE void red_add_f32x4(float* addr, float a, float b, float c, float d) {

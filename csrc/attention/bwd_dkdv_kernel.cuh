@@ -230,18 +230,9 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
         // which leaves room to unroll and overlap the ldmatrix of step kk+1 with the mma of step kk).
         auto gemm = [&](float (&acc)[2][kRowsW / 8][4], const Elem* sA, const Elem* sB) {
 #pragma unroll 4
-          for (int kk = 0; kk < Kt::kHeadDim / 16; ++kk) {
-            uint32_t a[2][4];
-#pragma unroll
-            for (int mi = 0; mi < 2; ++mi) ldmatrix_x4(a[mi], sA + a1_off + mi * 16 * kLd + kk * 16);
-#pragma unroll
-            for (int jj = 0; jj < kRowsW / 16; ++jj) {
-              uint32_t bf[4];
-              ldmatrix_x4(bf, sB + b1_off + jj * 16 * kLd + kk * 16);
-#pragma unroll
-              for (int mi = 0; mi < 2; ++mi) mma_pair<Elem>(acc[mi][2 * jj], acc[mi][2 * jj + 1], a[mi], bf);
-            }
-          }
+          for (int kk = 0; kk < Kt::kHeadDim / 16; ++kk)
+            warp_mma_2xn<kRowsW / 16, false, false>(acc, sA + a1_off + kk * 16, 16 * kLd, sB + b1_off + kk * 16,
+                                                     16 * kLd);
         };
         gemm(acc_s, sK, sQs);
         gemm(acc_dp, sV, sdOs);
@@ -327,18 +318,9 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
           zero_acc(acc_dq);
 #pragma unroll
           for (int kk = 0; kk < Kt::kChunks; ++kk) {
-            if ((tflags >> (2 * kk)) & 3u) {  // uniform over the CTA; flag-0 chunks hold stale data
-              uint32_t a[2][4];
-#pragma unroll
-              for (int mi = 0; mi < 2; ++mi) ldmatrix_x4_trans(a[mi], sdSt + a3_off + kk * 16 * kLdP + mi * 16);
-#pragma unroll
-              for (int jj = 0; jj < kDqChunk / 16; ++jj) {
-                uint32_t bk[4];
-                ldmatrix_x4_trans(bk, sK + b3_off + kk * 16 * kLd + dc + jj * 16);
-#pragma unroll
-                for (int mi = 0; mi < 2; ++mi) mma_pair<Elem>(acc_dq[mi][2 * jj], acc_dq[mi][2 * jj + 1], a[mi], bk);
-              }
-            }
+            if ((tflags >> (2 * kk)) & 3u)  // uniform over the CTA; flag-0 chunks hold stale data
+              warp_mma_2xn<kDqChunk / 16, true, true>(acc_dq, sdSt + a3_off + kk * 16 * kLdP, 16,
+                                                      sK + b3_off + kk * 16 * kLd + dc, 16);
           }
           // Lane pair (t4, t4 ^ 1) of a quad: the even lane gathers row g, columns 2 t4 .. 2 t4 + 3, the
           // odd lane row g + 8, columns 2 (t4 - 1) .. 2 (t4 - 1) + 3 of every n8 tile.
