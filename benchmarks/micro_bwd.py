@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Micro-benchmark of the 2D block-sparse backward: both paths (deterministic=True: dK/dV kernel +
-dQ kernel; deterministic=False: fused dQ with fp32 atomics + convert) and both dK/dV implementations
-(environment SEER_BWD_IMPL=v1: 64 keys per CTA; v2: 128 keys per CTA, bwd_kernel_v2.cuh), checked
+dQ kernel; deterministic=False: fused dQ with fp32 atomics + convert) of the one dK/dV kernel
+(bwd_dkdv_kernel.cuh; the v1 / v2 choice SEER_BWD_IMPL is gone: "v2" is the only implementation), checked
 against a float32 dense reference on a small case, then timed side by side on the WORKLOADS.md
 prefill shapes.
 
 Run from the repo root on a CUDA machine with the extension built in place:
     PYTHONPATH=. python benchmarks/micro_bwd.py            # check + timings (~3-4 min on an H100)
     PYTHONPATH=. python benchmarks/micro_bwd.py --check    # correctness only
-    PYTHONPATH=. python benchmarks/micro_bwd.py --impl v2 --budget 100   # one implementation
+    PYTHONPATH=. python benchmarks/micro_bwd.py --budget 100
 
 Timings: CUDA events, median of the runs after warm-up (10 for P1, 5 for P2), of
   bwd      torch.ops.seer_attn.block_sparse_2d_bwd alone (out/lse from one forward),
@@ -21,7 +21,6 @@ TFLOP/s use the WORKLOADS.md convention: backward 10 * pairs * D, forward 4 * pa
 """
 import argparse
 import math
-import os
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ SCALE = 1.0 / math.sqrt(D)
 TIME_BUDGET_S = 240.0  # default --budget: stop starting new timings after this many seconds
 
 
-IMPLS = ["v1", "v2"]  # dK/dV implementations compared (SEER_BWD_IMPL), overridden by --impl
+IMPLS = ["v2"]  # the one dK/dV kernel (column label)
 
 
 # ---- masks (WORKLOADS.md rule, vectorised on the device) ------------------------------------------
@@ -133,7 +132,6 @@ def check(device):
     ref = reference(q, k, v, dout, seqlens, mask, hq, hkv)
     ok = True
     for impl in IMPLS:
-        os.environ["SEER_BWD_IMPL"] = impl
         ok &= check_impl(impl, q, k, v, dout, cu, L, mask, seqlens, ref)
     return ok
 
@@ -183,7 +181,7 @@ def time_ms(fn, reps=10, warmup=2):
 
 
 def set_impl(impl):
-    os.environ["SEER_BWD_IMPL"] = impl  # read by run_attention_bwd on every call
+    pass  # one dK/dV kernel: nothing to select
 
 
 def bench(device, t_start, budget):
@@ -253,11 +251,8 @@ def bench(device, t_start, budget):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true", help="correctness only")
-    ap.add_argument("--impl", default="v1,v2", help="comma-separated SEER_BWD_IMPL values to run (v1, v2)")
     ap.add_argument("--budget", type=float, default=TIME_BUDGET_S, help="seconds after which no new timing starts")
     args = ap.parse_args()
-    global IMPLS
-    IMPLS = [x.strip() for x in args.impl.split(",") if x.strip()]
     if not torch.cuda.is_available():
         print("micro_bwd: CUDA is not available; nothing to do")
         return 0
