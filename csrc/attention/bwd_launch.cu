@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const __gri
   }
   // All lanes take part in the shuffles (the 8 lanes of a row are consecutive in one warp).
 #pragma unroll
-  for (int m = 1; m < kPreLanes; m <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, m);
+  for (int m = 1; m < kPreLanes; m <<= 1) acc += SEER_SHFL_XOR(acc, m);
   if (active && sub == 0) {
     const int64_t i = static_cast<int64_t>(h) * p.total_q + t;
     p.softmax_d[i] = acc - (p.dlse != nullptr ? p.dlse[i] : 0.f);
