@@ -3,11 +3,9 @@
 // instantiations/bwd_hdim*_*.cu; the small preprocess kernel lives here.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "attention/attention_params.h"
-#include "attention/bwd_kernel.cuh"
+#include "attention/bwd_common.h"
 #include "attention/bwd_launch.cuh"
 #include "common/launch.h"
 #include "common/platform.h"
@@ -47,7 +45,7 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const __gri
   }
   // All lanes take part in the shuffles (the 8 lanes of a row are consecutive in one warp).
 #pragma unroll
-  for (int m = 1; m < kPreLanes; m <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, m);
+  for (int m = 1; m < kPreLanes; m <<= 1) acc += SEER_SHFL_XOR(acc, m);
   if (active && sub == 0) {
     const int64_t i = static_cast<int64_t>(h) * p.total_q + t;
     p.softmax_d[i] = acc - (p.dlse != nullptr ? p.dlse[i] : 0.f);
@@ -103,32 +101,6 @@ int launch_preprocess(const AttnBwdParams& p, cudaStream_t stream) {
 
 int attention_bwd_tile_rows(int /*head_dim*/) { return attn_bwd::kBwdTileRows; }
 
-// Backward implementation switch (temporary, until version 2 is validated on every target): the
-// environment variable SEER_BWD_IMPL = "v1" selects the version 1 dK/dV kernel (64 keys per CTA); unset
-// or anything else selects version 2 (bwd_kernel_v2.cuh: 128 keys per CTA) for head dims 64 and 128.
-// Read on every call, so a test can switch it at run time. D = 256, and devices whose shared memory per
-// block cannot hold the v2 tiles, always use version 1.
-static bool bwd_use_v2(int head_dim) {
-  if (head_dim != 64 && head_dim != 128) return false;
-  const char* e = std::getenv("SEER_BWD_IMPL");
-  return !(e != nullptr && std::strcmp(e, "v1") == 0);
-}
-
-template <int kHeadDim, typename Elem>
-static int run_bwd_dispatch(const AttnBwdParams& p, cudaStream_t stream) {
-  if constexpr (kHeadDim == 64 || kHeadDim == 128) {
-    if (bwd_use_v2(kHeadDim)) {
-      int err = run_bwd_dkdv_v2_hdim<kHeadDim, Elem>(p, stream);
-      if (err != kBwdV2Unsupported) {
-        const bool atomic = !p.deterministic && p.dq_accum != nullptr;
-        if (err == 0 && !atomic) err = run_bwd_dq_hdim<kHeadDim, Elem>(p, stream);
-        return err;
-      }
-    }
-  }
-  return run_bwd_hdim<kHeadDim, Elem>(p, stream);
-}
-
 int run_attention_bwd(const AttnBwdParams& p, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) return static_cast<int>(cudaErrorInvalidValue);
@@ -137,13 +109,13 @@ int run_attention_bwd(const AttnBwdParams& p, void* stream_ptr) {
   if (err != 0) return err;
   switch (p.head_dim) {
     case 64:
-      err = p.is_bf16 ? run_bwd_dispatch<64, __nv_bfloat16>(p, stream) : run_bwd_dispatch<64, __half>(p, stream);
+      err = p.is_bf16 ? run_bwd_hdim<64, __nv_bfloat16>(p, stream) : run_bwd_hdim<64, __half>(p, stream);
       break;
     case 128:
-      err = p.is_bf16 ? run_bwd_dispatch<128, __nv_bfloat16>(p, stream) : run_bwd_dispatch<128, __half>(p, stream);
+      err = p.is_bf16 ? run_bwd_hdim<128, __nv_bfloat16>(p, stream) : run_bwd_hdim<128, __half>(p, stream);
       break;
     default:
-      err = p.is_bf16 ? run_bwd_dispatch<256, __nv_bfloat16>(p, stream) : run_bwd_dispatch<256, __half>(p, stream);
+      err = p.is_bf16 ? run_bwd_hdim<256, __nv_bfloat16>(p, stream) : run_bwd_hdim<256, __half>(p, stream);
       break;
   }
   if (err != 0) return err;

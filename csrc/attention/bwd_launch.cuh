@@ -7,21 +7,11 @@
 
 namespace seer {
 
-// Runs the dK/dV kernel then the dQ kernel (softmax_d must already hold D_i). Returns 0 or a CUDA error.
+// Runs the dK/dV kernel, then (deterministic path) the dQ kernel; softmax_d must already hold D_i.
+// Atomic path (!params.deterministic and params.dq_accum set, zero-initialised): the dK/dV kernel
+// also accumulates dQ into params.dq_accum and the caller (run_attention_bwd) converts it into dq.
+// Returns 0 or a CUDA error.
 template <int kHeadDim, typename Elem>
 int run_bwd_hdim(const AttnBwdParams& params, cudaStream_t stream);
-
-// Version 1 dQ kernel alone (deterministic path after the v2 dK/dV kernel). Instantiated with
-// run_bwd_hdim in instantiations/bwd_hdim*_*.cu.
-template <int kHeadDim, typename Elem>
-int run_bwd_dq_hdim(const AttnBwdParams& params, cudaStream_t stream);
-
-// Version 2 dK/dV kernel alone (bwd_kernel_v2.cuh; head dims 64 and 128, instantiated in
-// instantiations/bwd_v2_hdim*_*.cu): with the fused atomic dQ when !params.deterministic and
-// params.dq_accum is set, else dK/dV only (the caller then runs run_bwd_dq_hdim). Returns
-// kBwdV2Unsupported, launching nothing, when the device cannot give the kernel its shared memory.
-constexpr int kBwdV2Unsupported = -1;
-template <int kHeadDim, typename Elem>
-int run_bwd_dkdv_v2_hdim(const AttnBwdParams& params, cudaStream_t stream);
 
 }  // namespace seer

@@ -25,6 +25,7 @@
 #include "common/platform.h"
 #include "common/launch.h"
 #include "attention/attention_params.h"
+#include "attention/seqlen.h"
 
 namespace seer {
 namespace {
@@ -33,17 +34,17 @@ constexpr int kPatch = 32;        // row tiles and key blocks per CTA patch
 constexpr int kThreadsY = 8;      // threads along row tiles (each covers kPatch / kThreadsY row tiles)
 constexpr long long kMaxGrid = 1 << 20;
 
-// Value of tile_mask[b][hk][rt][n] (see the file comment). seqlen_q / seqlen_k are the clamped
-// lengths of sequence b.
-__device__ __forceinline__ uint8_t tile_value(const AttnParams& p, int b, int hk, int rt, int n, int seqlen_q,
-                                              int seqlen_k) {
+// Value of tile_mask[b][hk][rt][n] (see the file comment); sb: the bounds of sequence b (seqlen.h).
+__device__ __forceinline__ uint8_t tile_value(const AttnParams& p, int b, int hk, int rt, int n,
+                                              const SeqBounds& sb) {
+  const int seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
   const int slot = rt / p.n_tok_tiles;
   const int tok0 = (rt - slot * p.n_tok_tiles) * p.tile_tokens;
   if (tok0 >= seqlen_q) return 0;  // tile past the end of the sequence
   const int tok_last = min(tok0 + p.tile_tokens, seqlen_q) - 1;
   const int key0 = n * p.block_size_k;  // n < nb_k = ceil(max_seqlen_k / B_k): no overflow
   if (key0 >= seqlen_k) return 0;       // block outside the sequence's keys
-  const int off = seqlen_k - seqlen_q;  // causal: key j visible to token t iff j <= t + off
+  const int off = sb.causal_off;        // causal: key j visible to token t iff j <= t + off
   if (p.causal && key0 > tok_last + off) return 0;
 
   const int mrd = p.mask_row_div;
@@ -87,10 +88,7 @@ __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int
     const int hk = static_cast<int>(rem % p.h_kv);
     const int b = static_cast<int>(rem / p.h_kv);
 
-    const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
-    // Clamped exactly as in the attention kernels.
-    const int seqlen_q = max(0, min(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
-    const int seqlen_k = max(0, min(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+    const SeqBounds sb = seq_bounds(p, b);  // clamped lengths, the rule of every attention kernel
     const int64_t bh = static_cast<int64_t>(b) * p.h_kv + hk;
 
     // tile_mask: threads along n.
@@ -100,7 +98,7 @@ __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int
       const int rt = rp * kPatch + ty + i * kThreadsY;
       uint8_t v = 0;
       if (rt < p.n_row_tiles && n < p.nb_k) {
-        v = tile_value(p, b, hk, rt, n, seqlen_q, seqlen_k);
+        v = tile_value(p, b, hk, rt, n, sb);
         p.tile_mask[(bh * p.n_row_tiles + rt) * p.nb_k + n] = v;
       }
       s_val[ty + i * kThreadsY][tx] = v;

@@ -3,5 +3,4 @@
 
 namespace seer {
 template int run_bwd_hdim<128, __nv_bfloat16>(const AttnBwdParams& params, cudaStream_t stream);
-template int run_bwd_dq_hdim<128, __nv_bfloat16>(const AttnBwdParams& params, cudaStream_t stream);
 }  // namespace seer

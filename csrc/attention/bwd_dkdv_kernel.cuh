@@ -1,58 +1,60 @@
-// Backward dK/dV kernel, version 2 (head dims 64 and 128; D = 256 keeps version 1).
-//
-// Same algorithm, masking rules and both paths as bwd_dkdv_kernel (bwd_kernel.cuh, read its header
-// first): one CTA per (key tile, kv head, sequence) streams the candidate 64-row row tiles whose
-// tile_maskT entry is nonzero, phase 1 computes S^T = K Q^T and dP^T = V dO^T and writes P^T / dS^T to
-// shared memory, phase 2 accumulates dV += P^T dO and dK += dS^T Q in registers, phase 3 (atomic path)
-// adds dQ_tile = dS K into the fp32 workspace. What changes is the tile shape, chosen for the
-// shared-memory bandwidth (every mma operand comes from shared memory through ldmatrix; the SM reads
-// ~128 B/clk):
-//   - 128 keys per CTA (v1: 64): each streamed Q/dO tile (and each dq_accum row update) serves twice
-//     as many keys, halving L2 reads and fp32 reductions per kept pair;
-//   - phase 1: warp (wn, wx) owns keys [32 wn, +32) x rows [32 wx, +32) (v1: 16 x 32): per 16-deep
-//     k-step 8 ldmatrix.x4 feed 16 mma (256 B/mma, v1 384);
-//   - phase 2: warp (wn, wx) owns keys [32 wn, +32) x dims [wx * D/2, +D/2) (v1: 16 x D/4): per k-step
-//     4 + 2 * D/32 ldmatrix.x4 feed D/2 mma (D=128: 192 B/mma, v1 320);
-//   - phase 3: warp (wr, wh) owns rows [32 wr, +32) x dims [wh * D/4, +D/4) (D=128: 256 B/mma), and
-//     adds its fp32 results with one 16-byte red.global.add.v4.f32 per 4 elements on sm_90 (a quad
-//     shuffle gathers 4 consecutive columns of one row per lane).
+// Backward dK/dV kernel (both paths; the atomic one also adds dQ into the fp32 workspace). Algorithm,
+// masking rules and helpers: bwd_common.h (read it first). One CTA per (key tile, kv head, sequence)
+// keeps K / V of its kBlockN keys in shared memory and streams the candidate 64-row row tiles whose
+// tile_maskT entry is nonzero; phase 1 computes S^T = K Q^T and dP^T = V dO^T and writes P^T / dS^T
+// to shared memory, phase 2 accumulates dV += P^T dO and dK += dS^T Q in registers, phase 3 (atomic
+// path) adds dQ_tile = dS K into the fp32 workspace. Tile shapes, chosen for the shared-memory
+// bandwidth (every mma operand comes from shared memory through ldmatrix; the SM reads ~128 B/clk):
+//   - kBlockN keys per CTA (128 for D 64 / 128, 64 for D 256): each streamed Q/dO tile (and each
+//     dq_accum row update) serves kBlockN keys;
+//   - phase 1: warp (wn, wx) owns keys [32 wn, +32) x rows [wx * kRowsW, +kRowsW) (kRowsW = 32 with
+//     128 keys: per 16-deep k-step 8 ldmatrix.x4 feed 16 mma, 256 B/mma; 16 with 64 keys);
+//   - phase 2: warp (wn, wx) owns keys [32 wn, +32) x dims [wx * kDimW, +kDimW) (D=128: D/2 dims,
+//     4 + 2 * D/32 ldmatrix.x4 feed D/2 mma per k-step, 192 B/mma; D=256: D/4 dims);
+//   - phase 3: warp (wr, wh) owns rows [32 wr, +32) x dims [wh * D/4, +D/4) (D=128: 256 B/mma), in
+//     kDqChunk-dim passes, and adds its fp32 results with one 16-byte red.global.add.v4.f32 per 4
+//     elements on sm_90 (a quad shuffle gathers 4 consecutive columns of one row per lane).
 // The warp's 32 keys are two 16-key chunks, each with its own 2-bit tile-mask flag: a chunk whose flag
 // is 0 gets P = dS = 0 (written as zeros if the other chunk of the warp is live); a warp whose two
 // chunks are 0 skips phases 1-2 and leaves its P^T/dS^T rows unwritten, which phase 3 never reads
 // (it skips chunks whose flag is 0, uniformly over the CTA).
-// Shared memory (D=128, 2 stages of Q/dO): ~176 KB, so the launcher falls back to v1 on devices with
-// a smaller per-block opt-in limit (A100: 163 KB).
+// Q/dO are double-buffered (kStages 2: tile i+1 loads while tile i computes) when the device's opt-in
+// shared memory per block holds it, else single-buffered (kStages 1); see BwdConfig.
 #pragma once
-#include "attention/bwd_kernel.cuh"
+#include "attention/bwd_common.h"
 
 namespace seer {
 namespace attn_bwd {
 
-template <int kHeadDim_, typename Elem_>
-struct DkdvV2Traits {
+template <int kHeadDim_, int kBlockN_, int kStages_, typename Elem_>
+struct DkdvTraits {
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockM = kBwdTileRows;  // rows per streamed row tile (64)
-  static constexpr int kBlockN = 128;           // keys per CTA
+  static constexpr int kBlockN = kBlockN_;      // keys per CTA
   static constexpr int kNWarps = 8;
   static constexpr int kThreads = kNWarps * 32;
-  static constexpr int kStages = 2;
+  static constexpr int kStages = kStages_;      // shared buffers of the streamed Q/dO tile (1 or 2)
   static constexpr int kLd = kHeadDim + 8;   // row pitch (elements) of sK, sV, sQ, sdO
   static constexpr int kLdP = kBlockM + 8;   // row pitch (elements) of sPt, sdSt
   static constexpr int kChunks = kBlockN / 16;
   // Phases 1-2: warp (wn = warp % kWarpsN, wx = warp / kWarpsN).
   static constexpr int kKeysW = 32;
-  static constexpr int kWarpsN = kBlockN / kKeysW;   // 4
-  static constexpr int kWarpsX = kNWarps / kWarpsN;  // 2
-  static constexpr int kRowsW = kBlockM / kWarpsX;   // phase 1: rows per warp (32)
+  static constexpr int kWarpsN = kBlockN / kKeysW;   // 4 (128 keys) or 2 (64 keys)
+  static constexpr int kWarpsX = kNWarps / kWarpsN;  // 2 or 4
+  static constexpr int kRowsW = kBlockM / kWarpsX;   // phase 1: rows per warp (32 or 16)
   static constexpr int kDimW = kHeadDim / kWarpsX;   // phase 2: dims per warp
   // Phase 3: warp (wr = warp / kDqWarpsD, wh = warp % kDqWarpsD).
   static constexpr int kDqWarpsM = 2;
   static constexpr int kDqWarpsD = kNWarps / kDqWarpsM;  // 4
   static constexpr int kDqRowsW = kBlockM / kDqWarpsM;   // 32
-  static constexpr int kDqDimW = kHeadDim / kDqWarpsD;   // 32 (D=128), 16 (D=64)
-  static_assert(kRowsW == 32 && kDqRowsW == 32, "warp layout");
-  static_assert(kDimW % 16 == 0 && kDqDimW % 16 == 0, "warp tile must be a multiple of 16");
+  static constexpr int kDqDimW = kHeadDim / kDqWarpsD;   // 64 (D=256), 32 (D=128), 16 (D=64)
+  static constexpr int kDqChunk = kDqDimW < 32 ? kDqDimW : 32;  // dims per phase-3 pass
+  static_assert(kBlockN % kKeysW == 0 && kNWarps % kWarpsN == 0, "warp layout");
+  static_assert(kRowsW % 16 == 0 && kDqRowsW == 32, "warp layout");
+  static_assert(kDimW % 16 == 0 && kDqChunk % 16 == 0 && kDqDimW % kDqChunk == 0,
+                "warp tile must be a multiple of 16");
+  static_assert(kStages == 1 || kStages == 2, "stages");
   static_assert(kChunks <= 16, "chunk flags must fit 32 bits");
 
   static constexpr int kKVBytes = kBlockN * kLd * int(sizeof(Elem));
@@ -64,35 +66,22 @@ struct DkdvV2Traits {
   static constexpr int kOffDO = kOffQ + kStages * kQBytes;       // [kStages][kBlockM][kLd]
   static constexpr int kOffPt = kOffDO + kStages * kQBytes;      // P^T  [kBlockN][kLdP]
   static constexpr int kOffDSt = kOffPt + kPBytes;               // dS^T [kBlockN][kLdP]
-  static constexpr int kOffMOff = kOffDSt + kPBytes;             // int64 [kStages][kBlockM]
-  static constexpr int kOffQAcc = kOffMOff + kStages * kBlockM * 8;  // int64 [kStages][kBlockM]
-  static constexpr int kOffLse = kOffQAcc + kStages * kBlockM * 8;   // float [kStages][kBlockM]
-  static constexpr int kOffD = kOffLse + kStages * kBlockM * 4;      // float [kStages][kBlockM]
-  static constexpr int kOffTok = kOffD + kStages * kBlockM * 4;      // int [kStages][kBlockM]
-  static constexpr int kOffList = kOffTok + kStages * kBlockM * 4;   // int [kThreads]
-  static constexpr int kOffFlags = kOffList + kThreads * 4;          // uint32 [kThreads]
+  static constexpr int kOffMOff = kOffDSt + kPBytes;             // int64 [kStages][kBlockM] mask row offset
+  static constexpr int kOffQAcc = kOffMOff + kStages * kBlockM * 8;  // int64 [kStages][kBlockM] dq_accum row
+  static constexpr int kOffLse = kOffQAcc + kStages * kBlockM * 8;   // float [kStages][kBlockM] raw lse
+  static constexpr int kOffD = kOffLse + kStages * kBlockM * 4;      // float [kStages][kBlockM] softmax_d
+  static constexpr int kOffTok = kOffD + kStages * kBlockM * 4;      // int [kStages][kBlockM] token
+  static constexpr int kOffList = kOffTok + kStages * kBlockM * 4;   // int [kThreads] row tiles to visit
+  static constexpr int kOffFlags = kOffList + kThreads * 4;          // uint32 [kThreads] chunk flags
   static constexpr int kOffWarpCnt = kOffFlags + kThreads * 4;       // int [kNWarps]
   static constexpr int kSmemBytes = (kOffWarpCnt + kNWarps * 4 + 15) / 16 * 16;
 };
 
-// Adds v to the four consecutive floats at `addr` (16-byte aligned) in global memory, result unused
-// (RED). sm_90: one 16-byte vector reduction.
-SEER_DEVICE void red_add_f32x4(float* addr, float a, float b, float c, float d) {
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
-  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(addr), "f"(a), "f"(b), "f"(c), "f"(d));
-#else
-  atomicAdd(addr, a);
-  atomicAdd(addr + 1, b);
-  atomicAdd(addr + 2, c);
-  atomicAdd(addr + 3, d);
-#endif
-}
-
 template <typename Kt, bool Is_causal, bool Is_atomic>
-__global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_v2_kernel(const __grid_constant__ AttnBwdParams p) {
+__global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_constant__ AttnBwdParams p) {
   using Elem = typename Kt::Elem;
   constexpr int kBlockM = Kt::kBlockM, kBlockN = Kt::kBlockN, kLd = Kt::kLd, kLdP = Kt::kLdP;
-  constexpr int kDimW = Kt::kDimW, kDqDimW = Kt::kDqDimW;
+  constexpr int kRowsW = Kt::kRowsW, kDimW = Kt::kDimW, kDqDimW = Kt::kDqDimW, kDqChunk = Kt::kDqChunk;
   extern __shared__ __align__(16) unsigned char smem[];
   Elem* sK = reinterpret_cast<Elem*>(smem + Kt::kOffK);
   Elem* sV = reinterpret_cast<Elem*>(smem + Kt::kOffV);
@@ -116,18 +105,19 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_v2_kernel(const __gr
   const int hk = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.h_kv));
   const int key_tile = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.h_kv));
   const int b = blockIdx.y;
-  const int q_start = p.cu_seqlens_q[b], seqlen_q = p.cu_seqlens_q[b + 1] - q_start;
-  const int k_start = p.cu_seqlens_k[b], seqlen_k = p.cu_seqlens_k[b + 1] - k_start;
+  const SeqBounds sb = seq_bounds(p, b);  // clamped lengths (seqlen.h)
+  const int q_start = sb.q_start, seqlen_q = sb.seqlen_q;
+  const int k_start = sb.k_start, seqlen_k = sb.seqlen_k;
   const int key0 = key_tile * kBlockN;
   if (key0 >= seqlen_k) return;
   const int n_keys = min(kBlockN, seqlen_k - key0);
-  const int causal_off = seqlen_k - seqlen_q;
+  const int causal_off = sb.causal_off;
 
   load_kv_tile<Kt, kBlockN>(p, hk, static_cast<int64_t>(k_start) + key0, n_keys, sK, sV);
   cp_async_commit();
 
   const int wn = warp % Kt::kWarpsN;  // key slice [32 wn, +32) (phases 1, 2)
-  const int wx = warp / Kt::kWarpsN;  // phase 1: rows [32 wx, +32); phase 2: dims [wx * kDimW, +kDimW)
+  const int wx = warp / Kt::kWarpsN;  // phase 1: rows [wx * kRowsW, +kRowsW); phase 2: dims [wx * kDimW, +kDimW)
   const int wkey = key0 + wn * 32;    // first (sequence-local) key of the warp's slice
   // Thread keys: wkey + 16 mi + g + 8 h (m-tile mi = chunk 2 wn + mi, accumulator elements 2h, 2h+1).
   bool key_ok[2][2];
@@ -137,12 +127,8 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_v2_kernel(const __gr
     for (int h = 0; h < 2; ++h) key_ok[mi][h] = wkey + 16 * mi + g + 8 * h < seqlen_k;
 
   float acc_dv[2][kDimW / 8][4], acc_dk[2][kDimW / 8][4];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int j = 0; j < kDimW / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc_dv[mi][j][e] = acc_dk[mi][j][e] = 0.f;
+  zero_acc(acc_dv);
+  zero_acc(acc_dk);
 
   const int n_slots = p.group / p.pack;
   const int tt_hi = min(p.n_tok_tiles, (seqlen_q + p.tile_tokens - 1) / p.tile_tokens);
@@ -179,10 +165,10 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_v2_kernel(const __gr
     load_q_do_tile<Kt>(p, hk, rt, q_start, seqlen_q, sQ + st * kBlockM * kLd, sdO + st * kBlockM * kLd);
   };
 
-  // Per-lane ldmatrix offsets (elements), see the operand-load table above bwd_dkdv_kernel.
-  // Phase 1: A = K / V rows (keys) [32 wn + 16 mi, +16), B = Q / dO rows [32 wx + 16 jj, +16).
+  // Per-lane ldmatrix offsets (elements), see the operand-load table in bwd_common.h.
+  // Phase 1: A = K / V rows (keys) [32 wn + 16 mi, +16), B = Q / dO rows [wx * kRowsW + 16 jj, +16).
   const int a1_off = (wn * 32 + (lane & 15)) * kLd + (lane >> 4) * 8;
-  const int b1_off = (wx * 32 + (lane & 7) + (lane >> 4) * 8) * kLd + ((lane >> 3) & 1) * 8;
+  const int b1_off = (wx * kRowsW + (lane & 7) + (lane >> 4) * 8) * kLd + ((lane >> 3) & 1) * 8;
   // Phase 2: A = P^T / dS^T rows (keys) [32 wn + 16 mi, +16), B = dO / Q [rows][dims] (trans).
   const int a2_off = (wn * 32 + (lane & 15)) * kLdP + (lane >> 4) * 8;
   const int b2_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + wx * kDimW + (lane >> 4) * 8;
@@ -205,63 +191,61 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_v2_kernel(const __gr
     const int cnt = compact_list<Kt::kNWarps>(flags != 0, rt, flags, sList, sFlags, sWarpCnt);
     if (cnt == 0) continue;
 
-    load_rows(sList[0], 0);
-    issue_meta(sList[0], 0);
-    cp_async_commit();
+    if constexpr (Kt::kStages == 2) {
+      load_rows(sList[0], 0);
+      issue_meta(sList[0], 0);
+      cp_async_commit();
+    }
 #pragma unroll 1
     for (int i = 0; i < cnt; ++i) {
-      const int st = i & 1;
-      cp_async_wait<0>();
-      __syncthreads();  // tile i visible; every warp is done with tile i-1 (stage st^1, sPt, sdSt)
-      if (i + 1 < cnt) {
-        load_rows(sList[i + 1], st ^ 1);
-        issue_meta(sList[i + 1], st ^ 1);
+      const int st = Kt::kStages == 2 ? (i & 1) : 0;
+      if constexpr (Kt::kStages == 2) {
+        cp_async_wait<0>();
+        __syncthreads();  // tile i visible; every warp is done with tile i-1 (stage st^1, sPt, sdSt)
+        if (i + 1 < cnt) {
+          load_rows(sList[i + 1], st ^ 1);
+          issue_meta(sList[i + 1], st ^ 1);
+        }
+        cp_async_commit();
+      } else {
+        __syncthreads();  // every warp is done with tile i-1 (the one stage, sPt, sdSt)
+        load_rows(sList[i], 0);
+        issue_meta(sList[i], 0);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();  // tile i visible
       }
-      cp_async_commit();
       const Elem* sQs = sQ + st * kBlockM * kLd;
       const Elem* sdOs = sdO + st * kBlockM * kLd;
       const uint32_t tflags = sFlags[i];
       const int fl[2] = {static_cast<int>((tflags >> (4 * wn)) & 3u), static_cast<int>((tflags >> (4 * wn + 2)) & 3u)};
       const bool warp_on = (fl[0] | fl[1]) != 0;
 
-      // ---- phase 1: S^T, dP^T for keys [wkey, +32) x rows [32 wx, +32) -> P^T, dS^T --------------
+      // ---- phase 1: S^T, dP^T for keys [wkey, +32) x rows [wx * kRowsW, +kRowsW) -> P^T, dS^T ----
       if (warp_on) {
-        float acc_s[2][4][4], acc_dp[2][4][4];
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc_s[mi][j][e] = acc_dp[mi][j][e] = 0.f;
+        float acc_s[2][kRowsW / 8][4], acc_dp[2][kRowsW / 8][4];
+        zero_acc(acc_s);
+        zero_acc(acc_dp);
         // S^T then dP^T (two passes over the head dim: half the fragment registers of one fused pass,
         // which leaves room to unroll and overlap the ldmatrix of step kk+1 with the mma of step kk).
-        auto gemm = [&](float (&acc)[2][4][4], const Elem* sA, const Elem* sB) {
+        auto gemm = [&](float (&acc)[2][kRowsW / 8][4], const Elem* sA, const Elem* sB) {
 #pragma unroll 4
-          for (int kk = 0; kk < Kt::kHeadDim / 16; ++kk) {
-            uint32_t a[2][4];
-#pragma unroll
-            for (int mi = 0; mi < 2; ++mi) ldmatrix_x4(a[mi], sA + a1_off + mi * 16 * kLd + kk * 16);
-#pragma unroll
-            for (int jj = 0; jj < 2; ++jj) {
-              uint32_t bf[4];
-              ldmatrix_x4(bf, sB + b1_off + jj * 16 * kLd + kk * 16);
-#pragma unroll
-              for (int mi = 0; mi < 2; ++mi) mma_pair<Elem>(acc[mi][2 * jj], acc[mi][2 * jj + 1], a[mi], bf);
-            }
-          }
+          for (int kk = 0; kk < Kt::kHeadDim / 16; ++kk)
+            warp_mma_2xn<kRowsW / 16, false, false>(acc, sA + a1_off + kk * 16, 16 * kLd, sB + b1_off + kk * 16,
+                                                     16 * kLd);
         };
         gemm(acc_s, sK, sQs);
         gemm(acc_dp, sV, sdOs);
-        // acc[mi][j][e]: key wkey + 16 mi + g + 8 (e >> 1), row 32 wx + 8 j + 2 t4 + (e & 1).
+        // acc[mi][j][e]: key wkey + 16 mi + g + 8 (e >> 1), row wx * kRowsW + 8 j + 2 t4 + (e & 1).
         const float* sLses = sLse + st * kBlockM;
         const float* sDs = sDd + st * kBlockM;
         const int* sToks = sTok + st * kBlockM;
         const int64_t* sMOffs = sMOff + st * kBlockM;
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < kRowsW / 8; ++j) {
 #pragma unroll
           for (int cc = 0; cc < 2; ++cc) {
-            const int r = wx * 32 + j * 8 + 2 * t4 + cc;
+            const int r = wx * kRowsW + j * 8 + 2 * t4 + cc;
             const float lse2 = sLses[r] * kLog2e;  // -inf stays -inf
             const float dd = sDs[r];
             const int tok_lim = sToks[r] + causal_off;
@@ -288,8 +272,8 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_v2_kernel(const __gr
         for (int mi = 0; mi < 2; ++mi) {
           const int row0 = wn * 32 + mi * 16 + g;
 #pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const int col = wx * 32 + j * 8 + 2 * t4;
+          for (int j = 0; j < kRowsW / 8; ++j) {
+            const int col = wx * kRowsW + j * 8 + 2 * t4;
             *reinterpret_cast<uint32_t*>(sPt + row0 * kLdP + col) = pack2<Elem>(acc_s[mi][j][0], acc_s[mi][j][1]);
             *reinterpret_cast<uint32_t*>(sPt + (row0 + 8) * kLdP + col) =
                 pack2<Elem>(acc_s[mi][j][2], acc_s[mi][j][3]);
@@ -325,50 +309,40 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_v2_kernel(const __gr
         }
       }
 
-      // ---- phase 3 (atomic path): dq_accum[rows 32 wr + ..] += dS K for dims [wh * kDqDimW, +kDqDimW)
+      // ---- phase 3 (atomic path): dq_accum[rows 32 wr + ..] += dS K for dims [wh * kDqDimW, +kDqDimW),
+      // kDqChunk dims at a time (one pass for D 64 / 128; D 256 keeps its accumulators short-lived).
       if constexpr (Is_atomic) {
-        float acc_dq[2][kDqDimW / 8][4];
+#pragma unroll 1
+        for (int dc = 0; dc < kDqDimW; dc += kDqChunk) {
+          float acc_dq[2][kDqChunk / 8][4];
+          zero_acc(acc_dq);
 #pragma unroll
-        for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-          for (int j = 0; j < kDqDimW / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc_dq[mi][j][e] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < Kt::kChunks; ++kk) {
-          if ((tflags >> (2 * kk)) & 3u) {  // uniform over the CTA; flag-0 chunks hold stale data
-            uint32_t a[2][4];
-#pragma unroll
-            for (int mi = 0; mi < 2; ++mi) ldmatrix_x4_trans(a[mi], sdSt + a3_off + kk * 16 * kLdP + mi * 16);
-#pragma unroll
-            for (int jj = 0; jj < kDqDimW / 16; ++jj) {
-              uint32_t bk[4];
-              ldmatrix_x4_trans(bk, sK + b3_off + kk * 16 * kLd + jj * 16);
-#pragma unroll
-              for (int mi = 0; mi < 2; ++mi) mma_pair<Elem>(acc_dq[mi][2 * jj], acc_dq[mi][2 * jj + 1], a[mi], bk);
-            }
+          for (int kk = 0; kk < Kt::kChunks; ++kk) {
+            if ((tflags >> (2 * kk)) & 3u)  // uniform over the CTA; flag-0 chunks hold stale data
+              warp_mma_2xn<kDqChunk / 16, true, true>(acc_dq, sdSt + a3_off + kk * 16 * kLdP, 16,
+                                                      sK + b3_off + kk * 16 * kLd + dc, 16);
           }
-        }
-        // Lane pair (t4, t4 ^ 1) of a quad: the even lane gathers row g, columns 2 t4 .. 2 t4 + 3, the
-        // odd lane row g + 8, columns 2 (t4 - 1) .. 2 (t4 - 1) + 3 of every n8 tile.
-        const bool odd = (t4 & 1) != 0;
-        const int64_t* sQAccs = sQAcc + st * kBlockM;
-        float* accum = p.dq_accum;
+          // Lane pair (t4, t4 ^ 1) of a quad: the even lane gathers row g, columns 2 t4 .. 2 t4 + 3, the
+          // odd lane row g + 8, columns 2 (t4 - 1) .. 2 (t4 - 1) + 3 of every n8 tile.
+          const bool odd = (t4 & 1) != 0;
+          const int64_t* sQAccs = sQAcc + st * kBlockM;
+          float* accum = p.dq_accum;
 #pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
-          const int64_t qoff = sQAccs[wr * 32 + mi * 16 + g + (odd ? 8 : 0)];
+          for (int mi = 0; mi < 2; ++mi) {
+            const int64_t qoff = sQAccs[wr * 32 + mi * 16 + g + (odd ? 8 : 0)];
 #pragma unroll
-          for (int j = 0; j < kDqDimW / 8; ++j) {
-            const float* c = acc_dq[mi][j];
-            const float s0 = odd ? c[0] : c[2], s1 = odd ? c[1] : c[3];
-            const float r0 = __shfl_xor_sync(0xffffffffu, s0, 1);
-            const float r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
-            const int d = wh * kDqDimW + j * 8 + 2 * (t4 & 2);
-            if (qoff >= 0) {
-              if (odd)
-                red_add_f32x4(accum + qoff + d, r0, r1, c[2], c[3]);
-              else
-                red_add_f32x4(accum + qoff + d, c[0], c[1], r0, r1);
+            for (int j = 0; j < kDqChunk / 8; ++j) {
+              const float* c = acc_dq[mi][j];
+              const float s0 = odd ? c[0] : c[2], s1 = odd ? c[1] : c[3];
+              const float r0 = SEER_SHFL_XOR(s0, 1);
+              const float r1 = SEER_SHFL_XOR(s1, 1);
+              const int d = wh * kDqDimW + dc + j * 8 + 2 * (t4 & 2);
+              if (qoff >= 0) {
+                if (odd)
+                  red_add_f32x4(accum + qoff + d, r0, r1, c[2], c[3]);
+                else
+                  red_add_f32x4(accum + qoff + d, c[0], c[1], r0, r1);
+              }
             }
           }
         }

@@ -1,17 +1,20 @@
 // Standalone self-test of the attention backward kernels (no torch, no forward kernel, no tile-mask
 // kernel: the forward pass, the tile mask and the float64 reference are computed on the host here).
-// Not part of the extension (a .cuh, and its main() is behind SEER_BWD_SELFTEST_MAIN). Build and run
-// on a GPU machine from the repo root:
+// Not part of the extension build (setup.py compiles only *.cu and *_api.cpp). Build and run on a GPU
+// machine from the repository root:
 //
-//   nvcc -std=c++17 -O2 -gencode arch=compute_90,code=sm_90 --use_fast_math -Icsrc -x cu \
-//     -DSEER_BWD_SELFTEST_MAIN csrc/attention/bwd_selftest.cuh csrc/attention/bwd_launch.cu \
+//   nvcc -x cu -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a --use_fast_math --expt-relaxed-constexpr \
+//     -Icsrc csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu \
 //     csrc/attention/instantiations/bwd_*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest
 //
-// It sweeps head dims, dtypes, 1D/2D masks, causal, GQA packing and block sizes, runs every case on both
-// backward paths (deterministic, and atomic with the fp32 dq_accum workspace) with both dK/dV
-// implementations (SEER_BWD_IMPL=v1 and v2, set here before each run), and prints the worst error of
-// dq / dk / dv per case, implementation and path with the location (token, head, dim) of the worst element.
-#ifdef SEER_BWD_SELFTEST_MAIN
+// (sm_80: -gencode arch=compute_80,code=sm_80.) It sweeps head dims 64 / 128 / 256, dtypes, 1D/2D
+// masks, causal, GQA packing and block sizes, and runs every case on both backward paths
+// (deterministic, and atomic with the fp32 dq_accum workspace) through run_attention_bwd (the
+// configuration the device gets) AND on every dK/dV configuration of BwdConfig (Dkdv and DkdvSmall,
+// launched directly, so the A100 configuration is tested on an H100 too). Cases with max_q / max_k give
+// cu_seqlens whose lengths exceed max_seqlen_q/k: the kernels must use the clamped lengths (seqlen.h)
+// and write nothing outside them. Prints the worst error of dq / dk / dv per case, configuration and
+// path with the location (token, head, dim) of the worst element; exits non-zero if any case fails.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include "attention/attention_params.h"
+#include "attention/bwd_launch_template.cuh"
 #include "common/platform.h"
 
 namespace {
@@ -36,8 +40,10 @@ struct Case {
   int hq, hkv;
   int bq, bk;         // bq ignored for 1D
   int mask_heads;     // hq, hkv or 1
-  std::vector<std::pair<int, int>> seqs;  // (seqlen_q, seqlen_k)
+  std::vector<std::pair<int, int>> seqs;  // (seqlen_q, seqlen_k) as laid out by cu_seqlens
   double density;
+  int max_q = 0, max_k = 0;  // max_seqlen_q / _k given to the kernels; 0: the longest sequence. Smaller
+                             // values make the input inconsistent: every length is clamped to them.
 };
 
 float round_elem(float x, bool bf16) {
@@ -85,6 +91,18 @@ bool run_case(const Case& c, std::mt19937& rng) {
     maxk = std::max(maxk, c.seqs[b].second);
   }
   const int Tq = cuq[B], Tk = cuk[B];
+  if (c.max_q > 0) maxq = c.max_q;
+  if (c.max_k > 0) maxk = c.max_k;
+  // Clamped lengths (seqlen.h): the rows of sequence b are [cuq[b], cuq[b] + sq_of(b)).
+  auto sq_of = [&](int b) { return std::max(0, std::min(c.seqs[b].first, maxq)); };
+  auto sk_of = [&](int b) { return std::max(0, std::min(c.seqs[b].second, maxk)); };
+  // Rows / keys inside a clamped sequence: the only ones the kernels must write (the API layer fills
+  // the rest); others are not checked.
+  std::vector<char> q_owned(Tq, 0), k_owned(Tk, 0);
+  for (int b = 0; b < B; ++b) {
+    for (int i = 0; i < sq_of(b); ++i) q_owned[cuq[b] + i] = 1;
+    for (int j = 0; j < sk_of(b); ++j) k_owned[cuk[b] + j] = 1;
+  }
   const int div = c.is1d ? 1 : c.bq;
   const int nb_k = (maxk + c.bk - 1) / c.bk;
   const int mrows = c.is1d ? maxq : (maxq + c.bq - 1) / c.bq;
@@ -113,7 +131,7 @@ bool run_case(const Case& c, std::mt19937& rng) {
   std::vector<float> out(static_cast<size_t>(Tq) * hq * D, 0.f), lse(static_cast<size_t>(hq) * Tq, -INFINITY);
   std::vector<double> dq_ref(static_cast<size_t>(Tq) * hq * D, 0.0), dk_ref(k.size(), 0.0), dv_ref(k.size(), 0.0);
   for (int b = 0; b < B; ++b) {
-    const int sq = c.seqs[b].first, sk = c.seqs[b].second, q0 = cuq[b], k0 = cuk[b];
+    const int sq = sq_of(b), sk = sk_of(b), q0 = cuq[b], k0 = cuk[b];
     for (int h = 0; h < hq; ++h) {
       const int hk = h / group;
       for (int i = 0; i < sq; ++i) {
@@ -173,7 +191,7 @@ bool run_case(const Case& c, std::mt19937& rng) {
   std::vector<uint8_t> tm(static_cast<size_t>(B) * hkv * n_row_tiles * std::max(nb_k, 1), 0),
       tmT(tm.size(), 0);
   for (int b = 0; b < B; ++b) {
-    const int sq = c.seqs[b].first, sk = c.seqs[b].second;
+    const int sq = sq_of(b), sk = sk_of(b);
     for (int hk = 0; hk < hkv; ++hk)
       for (int rt = 0; rt < n_row_tiles; ++rt)
         for (int n = 0; n < nb_k && n * c.bk < sk; ++n) {
@@ -273,15 +291,22 @@ bool run_case(const Case& c, std::mt19937& rng) {
   float* d_dqacc = nullptr;
   CK(cudaMalloc(&d_dqacc, std::max<size_t>(1, static_cast<size_t>(Tq) * hq * D) * sizeof(float)));
 
-  auto check = [&](const char* name, uint16_t* dptr, const std::vector<double>& ref, int heads) {
-    std::vector<uint16_t> h(ref.size());
-    if (!h.empty()) CK(cudaMemcpy(h.data(), dptr, h.size() * 2, cudaMemcpyDeviceToHost));
+  auto fetch = [&](uint16_t* dptr, size_t n) {
+    std::vector<uint16_t> h(n);
+    if (n) CK(cudaMemcpy(h.data(), dptr, n * 2, cudaMemcpyDeviceToHost));
+    std::vector<float> r(n);
+    for (size_t i = 0; i < n; ++i) r[i] = from_bits(h[i], c.bf16);
+    return r;
+  };
+  // Compares got with ref on the rows marked in owned (row = element / (heads * D)).
+  auto check = [&](const char* name, const std::vector<float>& got, const std::vector<double>& ref, int heads,
+                   const std::vector<char>& owned) {
     double max_ref = 1e-6, max_err = 0;
     size_t worst = 0;
-    bool bad = false;
     for (size_t i = 0; i < ref.size(); ++i) max_ref = std::max(max_ref, std::fabs(ref[i]));
     for (size_t i = 0; i < ref.size(); ++i) {
-      const float x = from_bits(h[i], c.bf16);
+      if (!owned[i / (static_cast<size_t>(heads) * D)]) continue;
+      const float x = got[i];
       const double e = std::isfinite(x) ? std::fabs(x - ref[i]) : INFINITY;
       if (!(e <= max_err)) {
         max_err = e;
@@ -290,40 +315,70 @@ bool run_case(const Case& c, std::mt19937& rng) {
     }
     const double rel = max_err / max_ref;
     const double tol = c.bf16 ? 3e-2 : 1e-2;
-    bad = !(rel <= tol);
+    const bool bad = !(rel <= tol);
     const size_t row = worst / (static_cast<size_t>(heads) * D);
     std::printf("  %s: max|err| %.3e  max|ref| %.3e  rel %.3e %s (worst at row %zu head %zu dim %zu: got %g want %g)\n",
                 name, max_err, max_ref, rel, bad ? "FAIL" : "ok", row, (worst / D) % heads, worst % D,
-                ref.empty() ? 0.0 : double(from_bits(h[worst], c.bf16)), ref.empty() ? 0.0 : ref[worst]);
+                ref.empty() ? 0.0 : double(got[worst]), ref.empty() ? 0.0 : ref[worst]);
     return !bad;
   };
   std::printf("D=%d %s %s causal=%d hq=%d hkv=%d pack=%d bq=%d bk=%d Hm=%d density=%.2f seqs:", D,
               c.bf16 ? "bf16" : "fp16", c.is1d ? "1D" : "2D", c.causal, hq, hkv, pack, c.bq, c.bk, Hm, c.density);
   for (auto& s : c.seqs) std::printf(" (%d,%d)", s.first, s.second);
+  if (c.max_q > 0 || c.max_k > 0) std::printf(" clamped to max_seqlen (%d,%d)", maxq, maxk);
   std::printf("\n");
   // Both paths: deterministic (dK/dV kernel + dQ kernel) and atomic (fused dQ into a zeroed fp32
-  // workspace + convert). Outputs are refilled with NaN before each run.
-  // Each path runs with both dK/dV implementations (SEER_BWD_IMPL=v1: 64 keys per CTA; v2: 128 keys per
-  // CTA, bwd_kernel_v2.cuh; D = 256 runs v1 under both settings).
+  // workspace + convert). Outputs are refilled with NaN before each run. cfg 0: run_attention_bwd (the
+  // device's configuration; also computes softmax_d, which cfg 1 / 2 reuse); cfg 1 / 2: the Dkdv /
+  // DkdvSmall configuration launched directly (dq of the atomic path then checked from dq_accum * scale).
   bool ok = true;
-  for (const char* impl : {"v1", "v2"})
-  for (int det = 1; det >= 0; --det) {
-    setenv("SEER_BWD_IMPL", impl, 1);
-    const size_t nq = static_cast<size_t>(Tq) * hq * D, nk = k.size();
-    if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
-    if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
-    if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
-    if (nq) CK(cudaMemset(d_dqacc, 0, nq * sizeof(float)));
-    p.deterministic = det != 0;
-    p.dq_accum = det ? nullptr : d_dqacc;
-    const int err = seer::run_attention_bwd(p, nullptr);
-    CK(static_cast<cudaError_t>(err));
-    CK(cudaDeviceSynchronize());
-    std::printf(" [%s %s]\n", impl, det ? "deterministic" : "atomic");
-    ok = check("dq", d_dq, dq_ref, hq) && ok;
-    ok = check("dk", d_dk, dk_ref, hkv) && ok;
-    ok = check("dv", d_dv, dv_ref, hkv) && ok;
-  }
+  const size_t nq = static_cast<size_t>(Tq) * hq * D, nk = k.size();
+  for (int cfg = 0; cfg < 3; ++cfg)
+    for (int det = 1; det >= 0; --det) {
+      if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
+      if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
+      if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
+      if (nq) CK(cudaMemset(d_dqacc, 0, nq * sizeof(float)));
+      p.deterministic = det != 0;
+      p.dq_accum = det ? nullptr : d_dqacc;
+      const char* name = cfg == 0 ? "run_attention_bwd" : (cfg == 1 ? "Dkdv" : "DkdvSmall");
+      auto launch = [&](auto cfg_tag) {
+        using Cfg = decltype(cfg_tag);
+        using Kt = typename Cfg::Dkdv;
+        using Ks = typename Cfg::DkdvSmall;
+        if (cfg == 1) return seer::attn_bwd::run_bwd_kernels<Kt, typename Cfg::Dq>(p, nullptr);
+        if (Kt::kSmemBytes == Ks::kSmemBytes) return -2;  // the same configuration as cfg 1
+        return seer::attn_bwd::run_bwd_kernels<Ks, typename Cfg::Dq>(p, nullptr);
+      };
+      int err = 0;
+      if (cfg == 0)
+        err = seer::run_attention_bwd(p, nullptr);
+      else if (D == 64)
+        err = c.bf16 ? launch(seer::attn_bwd::BwdConfig<64, __nv_bfloat16>{})
+                     : launch(seer::attn_bwd::BwdConfig<64, __half>{});
+      else if (D == 128)
+        err = c.bf16 ? launch(seer::attn_bwd::BwdConfig<128, __nv_bfloat16>{})
+                     : launch(seer::attn_bwd::BwdConfig<128, __half>{});
+      else
+        err = c.bf16 ? launch(seer::attn_bwd::BwdConfig<256, __nv_bfloat16>{})
+                     : launch(seer::attn_bwd::BwdConfig<256, __half>{});
+      if (err == -2) continue;
+      CK(static_cast<cudaError_t>(err));
+      CK(cudaDeviceSynchronize());
+      std::printf(" [%s %s]\n", name, det ? "deterministic" : "atomic");
+      std::vector<float> got_dq;
+      if (cfg != 0 && !det) {
+        std::vector<float> acc(nq);
+        if (nq) CK(cudaMemcpy(acc.data(), d_dqacc, nq * sizeof(float), cudaMemcpyDeviceToHost));
+        got_dq.resize(nq);
+        for (size_t i = 0; i < nq; ++i) got_dq[i] = round_elem(acc[i] * scale, c.bf16);
+      } else {
+        got_dq = fetch(d_dq, nq);
+      }
+      ok = check("dq", got_dq, dq_ref, hq, q_owned) && ok;
+      ok = check("dk", fetch(d_dk, nk), dk_ref, hkv, k_owned) && ok;
+      ok = check("dv", fetch(d_dv, nk), dv_ref, hkv, k_owned) && ok;
+    }
   for (void* ptr : std::initializer_list<void*>{d_q, d_do, d_k, d_v, d_out, d_lse, d_cuq, d_cuk, d_mask, d_tm, d_tmT,
                                                 d_dq, d_dk, d_dv, d_sd, d_dqacc})
     CK(cudaFree(ptr));
@@ -379,7 +434,15 @@ int main(int argc, char** argv) {
   Case bk80{128, false, true, true, 4, 2, 1, 80, 2, {{400, 450}, {90, 90}}, 0.5};
   ++total;
   fails += !run_case(bk80, rng);
+  // Inconsistent input: cu_seqlens lengths above max_seqlen_q / _k (clamped by every kernel; rows and
+  // keys past the clamped lengths are left to the API layer and not checked), every head dim.
+  for (int D : {64, 128, 256}) {
+    Case clamp{D, true, false, true, 8, 2, 64, 64, 8, {{300, 250}, {90, 400}, {40, 40}}, 0.7};
+    clamp.max_q = 200;
+    clamp.max_k = 180;
+    ++total;
+    fails += !run_case(clamp, rng);
+  }
   std::printf("%d / %d cases passed\n", total - fails, total);
   return fails == 0 ? 0 : 1;
 }
-#endif  // SEER_BWD_SELFTEST_MAIN

@@ -1,0 +1,65 @@
+// Sequence bounds of one sequence of the varlen attention kernels: the ONE rule every attention
+// kernel (forward, backward, tile-mask builder) uses for where a sequence's rows and keys are and
+// which keys a row sees. Torch-free; host and device.
+//
+// Sequence b owns query rows [q_start, q_start + seqlen_q) and key rows [k_start, k_start + seqlen_k)
+// with q_start = cu_seqlens_q[b] and the length read from cu_seqlens CLAMPED to [0, max_seqlen_*]:
+// inconsistent input (a length above max_seqlen, or a decreasing cu_seqlens) then never reads or
+// writes outside the rows and tiles the launch was sized for (grids, tile masks and workspaces are
+// sized from max_seqlen_*). Rows past the clamped length belong to no sequence (out 0, lse -inf, zero
+// gradients). The checked path (SEER_ATTN_CHECK_INPUTS=1, and the CPU reference always) rejects
+// such input instead.
+//
+// Causal masking is bottom-right aligned: key j is visible to query i (both sequence-local) iff
+// j <= i + causal_off with causal_off = seqlen_k - seqlen_q.
+#pragma once
+#include "attention/attention_params.h"
+#include "common/platform.h"
+
+namespace seer {
+
+struct SeqBounds {
+  int q_start;     // first global query row of the sequence (cu_seqlens_q[b])
+  int k_start;     // first global key row (cu_seqlens_k[b])
+  int seqlen_q;    // clamped query count: max(0, min(cu_q[b+1] - cu_q[b], max_seqlen_q))
+  int seqlen_k;    // clamped key count
+  int causal_off;  // seqlen_k - seqlen_q: key j visible to query i iff j <= i + causal_off
+
+  // Keys [0, key_limit(tok)) are visible to query token tok (before the block mask): all seqlen_k
+  // keys, or, when causal, min(seqlen_k, tok + causal_off + 1) clamped at 0.
+  SEER_HOST_DEVICE int key_limit(int tok, bool causal) const {
+    return causal ? max(0, min(seqlen_k, tok + causal_off + 1)) : seqlen_k;
+  }
+};
+
+SEER_HOST_DEVICE int clamp_seqlen(int len, int max_seqlen) { return max(0, min(len, max_seqlen)); }
+
+// Bounds of sequence b (reads cu_seqlens_q[b], [b+1], cu_seqlens_k[b], [b+1]).
+SEER_HOST_DEVICE SeqBounds seq_bounds(const AttnParams& p, int b) {
+  SeqBounds s;
+  s.q_start = p.cu_seqlens_q[b];
+  s.k_start = p.cu_seqlens_k[b];
+  s.seqlen_q = clamp_seqlen(p.cu_seqlens_q[b + 1] - s.q_start, p.max_seqlen_q);
+  s.seqlen_k = clamp_seqlen(p.cu_seqlens_k[b + 1] - s.k_start, p.max_seqlen_k);
+  s.causal_off = s.seqlen_k - s.seqlen_q;
+  return s;
+}
+
+// Row r of row tile rt of kv head hk (attention_params.h, "Row tiles").
+struct TileRow {
+  int tok;     // sequence-local query token
+  int head;    // query head
+  bool valid;  // r is a used row of the tile (r < tile_tokens * pack) and tok < seqlen_q
+};
+SEER_HOST_DEVICE TileRow tile_row(const AttnParams& p, int hk, int rt, int r, int seqlen_q) {
+  const int slot = rt / p.n_tok_tiles;
+  const int tt = rt - slot * p.n_tok_tiles;
+  const int rtok = r / p.pack;
+  TileRow x;
+  x.tok = tt * p.tile_tokens + rtok;
+  x.head = hk * p.group + slot * p.pack + (r - rtok * p.pack);
+  x.valid = rtok < p.tile_tokens && x.tok < seqlen_q;
+  return x;
+}
+
+}  // namespace seer

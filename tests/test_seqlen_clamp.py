@@ -1,0 +1,88 @@
+"""Inconsistent input: cu_seqlens whose lengths exceed max_seqlen_q / max_seqlen_k.
+
+One rule (csrc/attention/seqlen.h): the CUDA kernels (forward, tile mask, backward) clamp every
+sequence length to [0, max_seqlen_*], so sequence b owns rows [cu[b], cu[b] + min(len_b, max_seqlen))
+and nothing outside the rows and tiles the launch was sized for is read or written (run this file
+under compute-sanitizer on a GPU). The checked path rejects such input: the CPU reference always,
+CUDA with SEER_ATTN_CHECK_INPUTS=1.
+
+On CUDA the outputs on the owned rows must equal those of the same op called with the clamped
+lengths (the owned rows repacked into a consistent problem): within the accuracy rule against the
+float64 naive, and bitwise for the deterministic backward. Rows and keys past the clamped lengths
+are not checked (the kernels leave them to the API layer).
+"""
+import pytest
+import torch
+
+import seer_attn  # noqa: F401
+from helpers import build_attention_inputs, check_attention, cu_from_lens, run_package_attention
+
+LENS_Q = [150, 40, 0, 90]
+LENS_K = [120, 200, 30, 90]
+MAX_Q, MAX_K = 100, 110  # below the longest lengths: sequences 0 (q) and 1 (k) are clamped
+
+
+def _inconsistent(device, kind, D):
+    inp = build_attention_inputs(device, kind=kind, seqlens_q=LENS_Q, seqlens_k=LENS_K, Hq=4, Hkv=2, D=D,
+                                 density=0.6)
+    inp["max_q"], inp["max_k"] = MAX_Q, MAX_K  # the mask stays sized for the true lengths (larger is fine)
+    return inp
+
+
+def _owned(lens, max_len, device):
+    """Global row indices of the clamped sequences, and the clamped lengths."""
+    starts = [0]
+    for n in lens:
+        starts.append(starts[-1] + n)
+    clamped = [max(0, min(n, max_len)) for n in lens]
+    idx = [torch.arange(s, s + c) for s, c in zip(starts, clamped)]
+    return torch.cat(idx).to(device), clamped
+
+
+def _clamped_problem(inp):
+    """The consistent problem made of the owned rows (same masks, same max_seqlen)."""
+    dev = inp["q"].device
+    iq, lq = _owned(LENS_Q, MAX_Q, dev)
+    ik, lk = _owned(LENS_K, MAX_K, dev)
+    c = dict(inp)
+    for name, idx in (("q", iq), ("k", ik), ("v", ik)):
+        c[name] = inp[name].detach()[idx].clone().requires_grad_(True)
+    c["dout"] = inp["dout"][iq].clone()
+    c["dlse"] = inp["dlse"][:, iq].clone()
+    c["cu_q"], c["cu_k"] = cu_from_lens(lq, dev), cu_from_lens(lk, dev)
+    return c, iq, ik
+
+
+def _gather(got, iq, ik):
+    return {"out": got["out"][iq], "lse": got["lse"][:, iq], "dq": got["dq"][iq], "dk": got["dk"][ik],
+            "dv": got["dv"][ik]}
+
+
+@pytest.mark.parametrize("kind", ["2d", "1d"])
+@pytest.mark.parametrize("D", [64, 128, 256])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "noncausal"])
+def test_lengths_above_max_seqlen(device, kind, D, causal, monkeypatch):
+    monkeypatch.delenv("SEER_ATTN_CHECK_INPUTS", raising=False)
+    inp = _inconsistent(device, kind, D)
+    if device == "cpu":
+        # the reference checks the data: the longest sequence must fit max_seqlen_q
+        with pytest.raises(RuntimeError, match=r"max_seqlen_q must be >= the longest sequence in cu_seqlens_q"):
+            run_package_attention(inp, causal=causal)
+        return
+    got = run_package_attention(inp, causal=causal)  # forward + atomic (default) backward
+    clamped, iq, ik = _clamped_problem(inp)
+    # accuracy rule against the float64 naive of the clamped problem, on the owned rows
+    check_attention(clamped, causal=causal, got=_gather(got, iq, ik))
+    # deterministic backward: bitwise equal to the clamped problem's
+    det = _gather(run_package_attention(inp, causal=causal, deterministic=True), iq, ik)
+    det_c = run_package_attention(clamped, causal=causal, deterministic=True)
+    for name in ("out", "lse", "dq", "dk", "dv"):
+        assert torch.equal(det[name], det_c[name]), name
+
+
+def test_checked_path_rejects(device, monkeypatch):
+    # SEER_ATTN_CHECK_INPUTS=1 makes CUDA read cu_seqlens and reject like the CPU reference
+    monkeypatch.setenv("SEER_ATTN_CHECK_INPUTS", "1")
+    inp = _inconsistent(device, "2d", 64)
+    with pytest.raises(RuntimeError, match=r"max_seqlen"):
+        run_package_attention(inp, backward=False)
