@@ -38,6 +38,7 @@
 #include "common/sm80_primitives.h"
 #include "attention/attention_params.h"
 #include "attention/block_iter.h"
+#include "attention/seqlen.h"
 
 namespace seer {
 namespace fwd {
@@ -168,19 +169,14 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   const int hk = rem % p.h_kv;
   const int b = rem / p.h_kv;
 
-  const int q_start = p.cu_seqlens_q[b];
-  const int k_start = p.cu_seqlens_k[b];
-  // Lengths are clamped to the host-side bounds the tiling (and the mask shape) were sized for, so
-  // that inconsistent cu_seqlens can never make the kernel read or write out of bounds.
-  const int seqlen_q = max(0, min(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
-  const int seqlen_k = max(0, min(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+  const SeqBounds sb = seq_bounds(p, b);  // clamped lengths (seqlen.h)
+  const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
   const int tok0 = tok_tile * p.tile_tokens;
   if (tok0 >= seqlen_q) return;  // whole tile past the end of the sequence (uniform)
 
   const int rt = slot * p.n_tok_tiles + tok_tile;
   const int h0 = hk * p.group + slot * p.pack;  // first q head of the tile
   const int rows_used = p.tile_tokens * p.pack;  // rows >= rows_used are padding
-  const int causal_off = seqlen_k - seqlen_q;    // key j visible to query i iff j <= i + causal_off
 
   // ---- gather Q rows (cp.async, zero-filled padding rows) ---------------------------------------
   {
@@ -205,9 +201,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
     const int tok = tok0 + r / p.pack;
     const int h = h0 + r % p.pack;
     const bool row_ok = r < rows_used && tok < seqlen_q;
-    int km = seqlen_k;
-    if (p.causal) km = max(0, min(km, tok + causal_off + 1));
-    s_row_kmax[r] = row_ok ? km : 0;  // keys >= kmax are invisible to row r (0: padding row)
+    s_row_kmax[r] = row_ok ? sb.key_limit(tok, p.causal) : 0;  // keys >= kmax are invisible to row r (0: padding row)
     const int hm = h / (p.h_q / p.mask_heads);
     s_row_mask[r] = row_ok ? p.mask + static_cast<int64_t>(b) * p.mask_stride_b +
                                  static_cast<int64_t>(hm) * p.mask_stride_h +
@@ -278,9 +272,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
                 static_cast<int64_t>(hk) * p.k_head_stride;
     s0.v_base = static_cast<const Elem*>(p.v) + static_cast<int64_t>(k_start) * p.v_row_stride +
                 static_cast<int64_t>(hk) * p.v_head_stride;
-    const int tok_last = min(tok0 + p.tile_tokens, seqlen_q) - 1;
-    int key_limit = seqlen_k;
-    if (p.causal) key_limit = max(0, min(key_limit, tok_last + causal_off + 1));
+    const int key_limit = sb.key_limit(min(tok0 + p.tile_tokens, seqlen_q) - 1, p.causal);  // last row's
     s0.key_limit = key_limit;
     s0.scan_end = key_limit > 0 ? min(p.nb_k, (key_limit + p.block_size_k - 1) / p.block_size_k) : 0;
     BlockCursor cur;
@@ -321,9 +313,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
     for (int rr = 0; rr < 2; ++rr) {
       const int r = warp_row0 + mt * 16 + g + rr * 8;
       const int tok = tok0 + r / p.pack;
-      int km = seqlen_k;
-      if (p.causal) km = max(0, min(km, tok + causal_off + 1));
-      if (r < rows_used && tok < seqlen_q) warp_kmin = min(warp_kmin, km);
+      if (r < rows_used && tok < seqlen_q) warp_kmin = min(warp_kmin, sb.key_limit(tok, p.causal));
     }
 #pragma unroll
   for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, __shfl_xor_sync(0xffffffffu, warp_kmin, o));

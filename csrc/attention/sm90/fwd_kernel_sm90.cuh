@@ -38,6 +38,7 @@
 #include "common/sm90_wgmma.h"
 #include "attention/attention_params.h"
 #include "attention/block_iter.h"
+#include "attention/seqlen.h"
 
 namespace seer {
 namespace fwd_sm90 {
@@ -121,7 +122,8 @@ SEER_DEVICE RowTile row_tile(const AttnParams& p, int hk, int rt) {
 // Everything a role needs about one work item (uniform over the CTA).
 struct WorkItem {
   ItemTile t;
-  int q_start, k_start, seqlen_q, seqlen_k;
+  SeqBounds sb;  // clamped sequence bounds (seqlen.h)
+  int q_start, k_start, seqlen_q, seqlen_k;  // copies of sb's
   RowTile rows;
   bool valid;  // the row tile has rows inside the sequence
 };
@@ -129,11 +131,11 @@ SEER_DEVICE WorkItem work_item(const AttnParams& p, int w) {
   WorkItem it;
   it.t = item_tile(p, w);
   const int b = it.t.b;
-  it.q_start = p.cu_seqlens_q[b];
-  it.k_start = p.cu_seqlens_k[b];
-  // Lengths clamped to the host-side bounds the tiling and the mask shape were sized for.
-  it.seqlen_q = max(0, min(p.cu_seqlens_q[b + 1] - it.q_start, p.max_seqlen_q));
-  it.seqlen_k = max(0, min(p.cu_seqlens_k[b + 1] - it.k_start, p.max_seqlen_k));
+  it.sb = seq_bounds(p, b);
+  it.q_start = it.sb.q_start;
+  it.k_start = it.sb.k_start;
+  it.seqlen_q = it.sb.seqlen_q;
+  it.seqlen_k = it.sb.seqlen_k;
   it.rows = row_tile(p, it.t.hk, it.t.rt);
   it.valid = it.rows.tok0 < it.seqlen_q;
   return it;
@@ -192,9 +194,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       const int64_t tm_base = (static_cast<int64_t>(it.t.b) * p.h_kv + it.t.hk) * p.n_row_tiles * p.nb_k;
       BlockStreamSrc src;
       src.row = p.tile_mask + tm_base + static_cast<int64_t>(it.t.rt) * p.nb_k;
-      const int tok_last = min(it.rows.tok0 + p.tile_tokens, it.seqlen_q) - 1;
-      src.key_limit = it.seqlen_k;
-      if (p.causal) src.key_limit = max(0, min(src.key_limit, tok_last + it.seqlen_k - it.seqlen_q + 1));
+      src.key_limit = it.sb.key_limit(min(it.rows.tok0 + p.tile_tokens, it.seqlen_q) - 1, p.causal);  // last row's
       src.scan_end = src.key_limit > 0 ? min(p.nb_k, (src.key_limit + p.block_size_k - 1) / p.block_size_k) : 0;
       src.block_k = p.block_size_k;
       const Elem* gk = static_cast<const Elem*>(p.k) + static_cast<int64_t>(it.k_start) * p.k_row_stride +
@@ -290,7 +290,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
     for (; w < n_work;) {
       const WorkItem it = work_item(p, w);
       const RowTile me = it.rows;
-      const int causal_off = it.seqlen_k - it.seqlen_q;
       // Per-row information of this thread's two rows (g and g + 8 of its warp's 16).
       int kmax_r[2];
       const uint8_t* mrow[2];
@@ -300,9 +299,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         const int tok = me.tok0 + r / p.pack;
         const int h = me.h0 + r % p.pack;
         const bool row_ok = r < rows_used && tok < it.seqlen_q;
-        int km = it.seqlen_k;
-        if (p.causal) km = max(0, min(km, tok + causal_off + 1));
-        kmax_r[rr] = row_ok ? km : 0;  // keys >= kmax are invisible (0: padding row)
+        kmax_r[rr] = row_ok ? it.sb.key_limit(tok, p.causal) : 0;  // keys >= kmax are invisible (0: padding row)
         const int hm = h / (p.h_q / p.mask_heads);
         mrow[rr] = row_ok ? p.mask + static_cast<int64_t>(it.t.b) * p.mask_stride_b +
                                 static_cast<int64_t>(hm) * p.mask_stride_h +
