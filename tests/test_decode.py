@@ -544,3 +544,28 @@ def test_decode_paged_cuda_graph(device):
                 out_e, lse_e = step()
                 torch.testing.assert_close(out_g, out_e, rtol=0, atol=0)
                 torch.testing.assert_close(lse_g, lse_e, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("form", ["mask", "indices"])
+def test_decode_paged_multi_token_opcheck_and_compile(device, form):
+    # the op with block_table and a 4-D q: opcheck (schema, fake kernel, dispatch) and
+    # torch.compile(fullgraph=True) give the eager result
+    lens = [40, 17, 0]
+    kp, vp, table = _paged(device, lens, page=16, nan=False)
+    S = table.shape[1] * 16
+    q = torch.randn(3, 3, 4, 64, dtype=BF16, device=device)
+    sl = torch.tensor(lens, dtype=torch.int32, device=device)
+    sel = _sel(form, 3, 2, cdiv(S, 16), 0.5, 1, device)
+    mask, idx = sel.get("block_mask"), sel.get("block_indices")
+    op = torch.ops.seer_attn.block_sparse_decode.default
+    torch.library.opcheck(op, (q, kp, vp, sl, mask, idx, 16, 0.125, False, True, 0, table))
+    torch.library.opcheck(op, (q, kp, vp, sl, mask, idx, 16, 0.125, False, False, 2), {"block_table": table})
+
+    def dec(q, kp, vp, sl, table):
+        return seer_attn.block_sparse_decode(q * 1.0, kp, vp, sl, block_size=16, block_table=table, return_lse=True,
+                                             **sel)
+
+    torch._dynamo.reset()
+    a = dec(q, kp, vp, sl, table)
+    b = torch.compile(dec, fullgraph=True, backend="aot_eager")(q, kp, vp, sl, table)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
