@@ -11,7 +11,7 @@ Conventions (SPEC.md, csrc/ops.cpp):
 - Masks are bool or any integer dtype (nonzero = keep), any strides (stride-0 ``expand`` views
   cost nothing); their head dim may be ``H_q``, ``H_kv`` or 1. They are passed to the ops unchanged.
 - A query row with no visible key gets output 0, LSE ``-inf`` and zero gradients.
-- LSE is float32, natural log, ``[H_q, T_q]`` (decode: ``[B, H_q]``).
+- LSE is float32, natural log, ``[H_q, T_q]`` (decode: q's shape without D, ``[B, H_q]`` or ``[B, L, H_q]``).
 - Autograd (attention ops, w.r.t. q, k, v and lse) and the fake kernels used by
   ``torch.compile`` come from the op registrations; the wrappers do no tensor-value-dependent
   Python work, no ``.item()`` and no host syncs (except the documented list-building helpers

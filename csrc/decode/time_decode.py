@@ -54,7 +54,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="block 64, density 0.1 only")
     a = ap.parse_args()
     dev = "cuda"
-    w = W.DECODE["D1"] if hasattr(W, "DECODE") else W.WORKLOADS["D1"]
+    w = W.FULL_WORKLOADS["D1"]
     inp = W.make_decode_inputs(w, dev)
     q, kc, vc, lens = inp["q"], inp["k_cache"], inp["v_cache"], inp["cache_seqlens"]
     flush = torch.empty(256 << 20, dtype=torch.uint8, device=dev)
