@@ -57,12 +57,18 @@ TORCH_LIBRARY(seer_attn, m) {
       "bool causal, bool gqa_reduce) -> (Tensor pooled_2d, Tensor pooled_1d)");
 
   // ---- 4. Block-sparse flash-decoding over a varlen KV cache -------------------------------
-  // q [B, H_q, D]; k_cache/v_cache [B, S_max, H_kv, D]; cache_seqlens int32 [B].
+  // q [B, H_q, D] or [B, L, H_q, D] (L in 1..16 new tokens per sequence: the last L valid slots, causal
+  // among themselves, sharing the kv head's selection); cache_seqlens int32 [B].
+  // Dense cache: k_cache/v_cache [B, S_max, H_kv, D]. Paged (block_table int32 [B, max_pages]):
+  // [num_pages, page_size, H_kv, D], page_size a multiple of 16, logical slot s at page
+  // block_table[b, s // page_size], row s % page_size; S_max = max_pages * page_size.
   // Exactly one of block_mask [B, H_kv, >= ceil(S_max/block_size)] or block_indices [B, H_kv, K]
-  // (int32, -1 padded, any order, no duplicates). left_pad: valid slots [S_max - len, S_max).
-  // num_splits = 0 chooses split-KV from the device's SM count. Returns out [B, H_q, D], lse [B, H_q].
+  // (int32, -1 padded, any order; duplicates count once; out-of-range entries ignored, or an error with
+  // SEER_ATTN_CHECK_INPUTS=1). left_pad (dense only): valid slots [S_max - len, S_max).
+  // num_splits = 0 chooses split-KV from the device's SM count. Returns out (q's shape), lse (float32,
+  // q's shape without D).
   m.def(
       "block_sparse_decode(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cache_seqlens, Tensor? block_mask, "
       "Tensor? block_indices, int block_size, float sm_scale, bool left_pad, bool first_block_unmasked, "
-      "int num_splits) -> (Tensor out, Tensor lse)");
+      "int num_splits, Tensor? block_table=None) -> (Tensor out, Tensor lse)");
 }

@@ -11,7 +11,7 @@ Conventions (SPEC.md, csrc/ops.cpp):
 - Masks are bool or any integer dtype (nonzero = keep), any strides (stride-0 ``expand`` views
   cost nothing); their head dim may be ``H_q``, ``H_kv`` or 1. They are passed to the ops unchanged.
 - A query row with no visible key gets output 0, LSE ``-inf`` and zero gradients.
-- LSE is float32, natural log, ``[H_q, T_q]`` (decode: ``[B, H_q]``).
+- LSE is float32, natural log, ``[H_q, T_q]`` (decode: q's shape without D, ``[B, H_q]`` or ``[B, L, H_q]``).
 - Autograd (attention ops, w.r.t. q, k, v and lse) and the fake kernels used by
   ``torch.compile`` come from the op registrations; the wrappers do no tensor-value-dependent
   Python work, no ``.item()`` and no host syncs (except the documented list-building helpers
@@ -232,76 +232,84 @@ def block_sparse_decode(
     first_block_unmasked: bool = False,
     num_splits: int = 0,
     return_lse: bool = False,
+    block_table: Optional[torch.Tensor] = None,
 ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-    """One new query token per sequence attending the selected blocks of a varlen KV cache.
+    """New query tokens (1 to 16 per sequence) attending the selected blocks of a varlen KV cache.
 
     Args:
-        q: ``[B, H_q, D]`` or ``[B, 1, H_q, D]`` fp16/bf16.
-        k_cache, v_cache: ``[B, S_max, H_kv, D]``. cache_seqlens: int32 ``[B]``.
+        q: ``[B, H_q, D]`` (one token), ``[B, 1, H_q, D]`` or ``[B, L, H_q, D]`` with ``1 <= L <= 16``
+            new tokens per sequence, fp16/bf16. The L tokens are the last L valid slots of the cache
+            (already written there): token ``i`` sees the valid slots up to its own (causal among
+            themselves); all L tokens use the same selected blocks of their kv head.
+        k_cache, v_cache: ``[B, S_max, H_kv, D]``, or paged ``[num_pages, page_size, H_kv, D]`` with
+            ``block_table``. cache_seqlens: int32 ``[B]`` (valid slots, including the L new tokens).
         block_mask: ``[B, H_kv, >= ceil(S_max/block_size)]`` bool/integer (shared by each GQA group),
-            or block_indices: int32 ``[B, H_kv, K]``, ``-1`` padded, any order, no duplicates.
-            Exactly one of the two. Block n covers cache slots ``[n*block_size, (n+1)*block_size)``.
-        left_pad: valid slots are ``[S_max - len, S_max)`` instead of ``[0, len)``.
+            or block_indices: int32 ``[B, H_kv, K]``, ``-1`` padded, any order; a duplicate entry counts
+            once; an entry outside ``[0, ceil(S_max/block_size))`` is ignored (an error when
+            ``SEER_ATTN_CHECK_INPUTS=1``). Exactly one of the two. Block n covers the logical slots
+            ``[n*block_size, (n+1)*block_size)``.
+        left_pad: valid slots are ``[S_max - len, S_max)`` instead of ``[0, len)`` (dense caches only).
         first_block_unmasked: always attend the block holding the first valid slot.
         num_splits: split-KV count, 0 = automatic.
-        return_lse: also return the float32 ``[B, H_q]`` log-sum-exp.
+        return_lse: also return the float32 log-sum-exp (q's shape without D: ``[B, H_q]`` or
+            ``[B, L, H_q]``).
+        block_table: int32 ``[B, max_pages]`` for a paged cache: logical slot ``s`` of sequence ``b``
+            is row ``s % page_size`` of page ``block_table[b, s // page_size]``; ``S_max = max_pages *
+            page_size``; ``page_size`` (``k_cache.size(1)``) any multiple of 16, independent of
+            ``block_size``; sequences may share pages. Only the entries of pages holding a valid slot
+            are read; an entry outside ``[0, num_pages)`` is clamped (an error when
+            ``SEER_ATTN_CHECK_INPUTS=1``), never read out of bounds.
 
-    Returns: ``out`` with q's shape (``[B, H_q, D]`` or ``[B, 1, H_q, D]``), or ``(out, lse)``.
-    Slots not selected or outside ``cache_seqlens`` are ignored; a sequence with nothing visible
-    gets 0 (lse ``-inf``). No gradient.
+    Returns: ``out`` with q's shape, or ``(out, lse)``. Slots not selected, outside ``cache_seqlens``
+    or after a token's own slot are ignored; a row with nothing visible gets 0 (lse ``-inf``).
+    No gradient.
     """
     if (block_mask is None) == (block_indices is None):
         raise ValueError("seer_attn.block_sparse_decode: pass exactly one of block_mask or block_indices")
-    q4 = q.dim() == 4
-    if q4:
-        if q.shape[1] != 1:
-            raise ValueError(
-                f"seer_attn.block_sparse_decode: q must be [B, H, D] or [B, 1, H, D], got shape {tuple(q.shape)}"
-            )
-        q = q.squeeze(1)
     out, lse = _ops().block_sparse_decode(
         q, k_cache, v_cache, cache_seqlens, block_mask, block_indices, block_size,
-        _scale(sm_scale, q.shape[-1]), left_pad, first_block_unmasked, num_splits,
+        _scale(sm_scale, q.shape[-1]), left_pad, first_block_unmasked, num_splits, block_table,
     )
-    if q4:
-        out = out.unsqueeze(1)
     return (out, lse) if return_lse else out
 
 
 # ----------------------------------------------------------------------------------------------
 # Seed-compatible names (same positional arguments as the seed; return only `out`)
 # ----------------------------------------------------------------------------------------------
+# Signatures as in microsoft/SeerAttention seer_attn/kernels/varlen/ (the attention names are the seed's
+# autograd Functions' forward(q, k, v, cu_seqlens_k, cu_seqlens_q, max_seqlen, sm_scale,
+# dense_block_mask, block_size=64); attn_pooling is attn_pooling_qk_varlen); pinned in tests/test_compat.py.
 def block_1d_gqa_sparse_attn_varlen_sim_func(q, k, v, cu_seqlens_k, cu_seqlens_q, max_seqlen, sm_scale,
-                                            block_mask, block_size):
+                                            dense_block_mask, block_size=64):
     """Seed name. q, k, v ``[T, H_q, D]`` (k/v already repeated to H_q heads), block_mask
     ``[B, H_q, >= max_seqlen, ceil(max_seqlen/block_size)]``; causal; returns ``out``.
     Runs the real sparse 1D kernel (per-head mask, ``H_kv = H_q``), not the seed's dense simulation.
     Note the seed's argument order ``cu_seqlens_k, cu_seqlens_q``; ``max_seqlen`` serves q and k."""
-    return block_sparse_attn_1d(q, k, v, block_mask, cu_seqlens_q, cu_seqlens_k, max_seqlen, max_seqlen,
+    return block_sparse_attn_1d(q, k, v, dense_block_mask, cu_seqlens_q, cu_seqlens_k, max_seqlen, max_seqlen,
                                 block_size_k=block_size, sm_scale=sm_scale, causal=True)
 
 
 def block_1d_gqa_sparse_attn_varlen_func(q, k, v, cu_seqlens_k, cu_seqlens_q, max_seqlen, sm_scale,
-                                        block_mask, block_size):
+                                        dense_block_mask, block_size=64):
     """Seed name. q ``[T, H_q, D]``, k/v ``[T, H_kv, D]``, block_mask
     ``[B, H_kv, >= max_seqlen, ceil(max_seqlen/block_size)]`` shared by each GQA group; causal
     (bottom-right); returns ``out``. Seed argument order ``cu_seqlens_k, cu_seqlens_q``."""
-    return block_sparse_attn_1d(q, k, v, block_mask, cu_seqlens_q, cu_seqlens_k, max_seqlen, max_seqlen,
+    return block_sparse_attn_1d(q, k, v, dense_block_mask, cu_seqlens_q, cu_seqlens_k, max_seqlen, max_seqlen,
                                 block_size_k=block_size, sm_scale=sm_scale, causal=True)
 
 
-def block_2d_sparse_attn_varlen_func(q, k, v, cu_seqlens_k, cu_seqlens_q, max_seqlen, sm_scale, block_mask,
-                                    block_size):
+def block_2d_sparse_attn_varlen_func(q, k, v, cu_seqlens_k, cu_seqlens_q, max_seqlen, sm_scale, dense_block_mask,
+                                    block_size=64):
     """Seed name. q ``[T, H_q, D]``, k/v ``[T, H_kv, D]`` (the seed's k/v repeated to H_q heads work
     too), block_mask ``[B, H_mask, ceil(max_seqlen/block_size), ceil(max_seqlen/block_size)]``;
     ``block_size_q = block_size_k = block_size``; causal; returns ``out``.
     Seed argument order ``cu_seqlens_k, cu_seqlens_q``."""
-    return block_sparse_attn_2d(q, k, v, block_mask, cu_seqlens_q, cu_seqlens_k, max_seqlen, max_seqlen,
+    return block_sparse_attn_2d(q, k, v, dense_block_mask, cu_seqlens_q, cu_seqlens_k, max_seqlen, max_seqlen,
                                 block_size_q=block_size, block_size_k=block_size, sm_scale=sm_scale,
                                 causal=True)
 
 
-def attn_pooling(q, k, cu_seqlens, max_seqlen, sm_scale, block_size):
+def attn_pooling(q, k, cu_seqlens, max_seqlen, sm_scale, block_size=64):
     """Seed name: ``pooling_gt_2d, pooling_gt_1d = attn_pooling(q, k, cu_seqlens, max_seqlen, sm_scale, block_size)``.
 
     ``pooling_gt_2d``: float32 ``[B, H_q, nb, nb]`` (rows normalised); ``pooling_gt_1d``: list of
@@ -313,10 +321,21 @@ def attn_pooling(q, k, cu_seqlens, max_seqlen, sm_scale, block_size):
     return pooled_2d, unpack_pooled_1d(pooled_1d, cu_seqlens, block_size)
 
 
+def _seed_max_cache_seqlen(fn, max_cache_seqlen, k_cache):
+    """The seed asserts max_cache_seqlen == k_cache.size(1); so do we (a clear error instead)."""
+    if isinstance(max_cache_seqlen, int) and max_cache_seqlen != k_cache.shape[1]:
+        raise ValueError(f"seer_attn.{fn}: max_cache_seqlen must equal k_cache.size(1) "
+                         f"({k_cache.shape[1]}), got {max_cache_seqlen}")
+
+
+# The three decode names below keep the seed's signatures exactly (microsoft/SeerAttention,
+# seer_attn/kernels/varlen/block_sparse_flash_decode_varlen_{mask,indice,mask_leftpad}.py); pinned in
+# tests/test_compat.py.
 def block_sparse_flash_decode_gqa_mask(q, k_cache, v_cache, cache_seqlens, max_cache_seqlen, block_mask,
                                        block_size, sm_scale=None):
     """Seed name: decode with a block mask ``[B, H_kv, ceil(S_max/block_size)]`` over a right-padded
-    cache. ``max_cache_seqlen`` is accepted for compatibility and not needed. Returns ``out``."""
+    cache. ``max_cache_seqlen`` must equal ``k_cache.size(1)`` (as the seed asserts). Returns ``out``."""
+    _seed_max_cache_seqlen("block_sparse_flash_decode_gqa_mask", max_cache_seqlen, k_cache)
     return block_sparse_decode(q, k_cache, v_cache, cache_seqlens, block_mask=block_mask, block_size=block_size,
                                sm_scale=sm_scale)
 
@@ -324,16 +343,35 @@ def block_sparse_flash_decode_gqa_mask(q, k_cache, v_cache, cache_seqlens, max_c
 def block_sparse_flash_decode_gqa_indice(q, k_cache, v_cache, cache_seqlens, max_cache_seqlen,
                                          max_selected_blocks, block_indices, block_size, sm_scale=None):
     """Seed name: decode with block indices ``[B, H_kv, K]`` int32 (-1 padded) over a right-padded
-    cache. ``max_cache_seqlen`` and ``max_selected_blocks`` are accepted for compatibility and not
-    needed (K is the indices' last dim). Returns ``out``."""
+    cache. As in the seed, only the first ``max_selected_blocks`` entries of each row are read
+    (``max_selected_blocks > K`` is an error) and ``max_cache_seqlen`` must equal ``k_cache.size(1)``.
+    Unlike the seed, a duplicate entry counts once. Returns ``out``."""
+    fn = "block_sparse_flash_decode_gqa_indice"
+    _seed_max_cache_seqlen(fn, max_cache_seqlen, k_cache)
+    if isinstance(max_selected_blocks, int):
+        if max_selected_blocks < 0 or max_selected_blocks > block_indices.shape[-1]:
+            raise ValueError(f"seer_attn.{fn}: max_selected_blocks must be in [0, block_indices.size(-1)] "
+                             f"([0, {block_indices.shape[-1]}]), got {max_selected_blocks}")
+        if max_selected_blocks < block_indices.shape[-1]:
+            block_indices = block_indices[..., :max_selected_blocks]
     return block_sparse_decode(q, k_cache, v_cache, cache_seqlens, block_indices=block_indices,
                                block_size=block_size, sm_scale=sm_scale)
 
 
 def block_sparse_flash_decode_leftpad_gqa_mask(q, k_cache, v_cache, cache_seqlens, block_mask, block_size=32,
-                                               sm_scale=None):
+                                               sm_scale=None, first_block_unmasked=False, debug=False):
     """Seed name: decode over a left-padded cache (valid slots ``[S_max - len, S_max)``) with a block
-    mask; the block holding the first valid slot is always attended (``first_block_unmasked``).
-    Returns ``out``."""
+    mask; ``first_block_unmasked=True`` always attends the block holding the first valid slot (default
+    off, as in the seed). q ``[B, H_q, D]`` or ``[B, 1, H_q, D]``. ``debug=True`` (the seed's split
+    partials) is not supported and raises. Returns ``out`` ``[B, H_q, D]`` (the seed squeezes a 4-D q)."""
+    if debug:
+        raise NotImplementedError(
+            "seer_attn.block_sparse_flash_decode_leftpad_gqa_mask: debug=True (returning the split-KV "
+            "partials and metadata) is not supported; call block_sparse_decode(..., return_lse=True) instead")
+    if q.dim() == 4:
+        if q.shape[1] != 1:
+            raise ValueError("seer_attn.block_sparse_flash_decode_leftpad_gqa_mask: q must be [B, H, D] or "
+                             f"[B, 1, H, D], got shape {tuple(q.shape)}")
+        q = q.squeeze(1)
     return block_sparse_decode(q, k_cache, v_cache, cache_seqlens, block_mask=block_mask, block_size=block_size,
-                               sm_scale=sm_scale, left_pad=True, first_block_unmasked=True)
+                               sm_scale=sm_scale, left_pad=True, first_block_unmasked=first_block_unmasked)

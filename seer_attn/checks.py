@@ -45,6 +45,11 @@ name as in the op schema; dtypes print as ``torch.float16``, shapes as ``[2, 3]`
   k must have the same number of tokens as q ({T}), got {t}            (attn_pooling)
   cache_seqlens must be a 1-D tensor [B], got shape {shape}
   block_mask/block_indices exactly one must be given, got both | got neither    (decode)
+  q must be a 3-D tensor [B, H_q, D] or a 4-D tensor [B, L, H_q, D], got shape {shape}   (decode)
+  q size(1) (new tokens per sequence, L) must be in [1, 16], got {L}                     (decode)
+  block_table must be a 2-D tensor [B, max_pages] | must be int32 | size(0) must equal the batch size
+  k_cache page size (size(1) with a block_table) must be a positive multiple of 16, got {n}
+  left_pad must be False with a block_table (a paged cache is right-padded), got True
   dout must have the same shape as q ({shape}), got {shape}            (out likewise)
   lse must be a tensor, got None
   lse must be float32, got {dtype}                                     (dlse likewise)
@@ -57,6 +62,9 @@ name as in the op schema; dtypes print as ``torch.float16``, shapes as ``[2, 3]`
   {arg}[-1] must be <= {x}.size(0) ({T}), got {value}                  x = q for _q / pooling, k for _k
   {max_arg} must be >= the longest sequence in {arg} ({L}), got {value}
   cache_seqlens entries must be in [0, S_max] ([0, {S}]), got {value}
+  with SEER_ATTN_CHECK_INPUTS=1 only (decode):
+  block_indices entries must be -1 or in [0, {nb}) (ceil(S_max / block_size)), got {value}
+  block_table entries of used pages must be in [0, num_pages) ([0, {n}]), got block_table[b, p] = {value}
 """
 import math
 import os
@@ -72,6 +80,8 @@ __all__ = [
     "check_data_pooling",
     "check_decode",
     "check_data_decode",
+    "check_inputs_enabled",
+    "decode_geometry",
 ]
 
 # Head dims the kernels are built for. The reference itself computes any head dim; this tuple is what
@@ -321,29 +331,69 @@ def check_data_pooling(op, q, cu_seqlens, max_seqlen):
 # ---------------------------------------------------------------------------------------------------
 # 4. Block-sparse flash-decoding
 # ---------------------------------------------------------------------------------------------------
+# Multi-token decode: q [B, L, H_q, D] with 1 <= L <= MAX_DECODE_TOKENS new tokens per sequence.
+MAX_DECODE_TOKENS = 16
+# Paged caches: the page size (k_cache.size(1) with a block_table) is a multiple of PAGE_MULTIPLE.
+PAGE_MULTIPLE = 16
+
+
+def decode_geometry(q, k_cache, block_table):
+    """(batch, L, H_q, H_kv, S_max) of a decode call from shapes only. S_max, the logical slots per
+    sequence, is k_cache.size(1) for a dense cache and max_pages * page_size for a paged one."""
+    batch = q.size(0)
+    n_tok = q.size(1) if q.dim() == 4 else 1
+    h_q = q.size(-2)
+    h_kv = k_cache.size(2)
+    if block_table is None:
+        s_max = k_cache.size(1)
+    else:
+        s_max = block_table.size(1) * k_cache.size(1)
+    return batch, n_tok, h_q, h_kv, s_max
+
+
 def check_decode(op, q, k_cache, v_cache, cache_seqlens, block_mask, block_indices, block_size, sm_scale,
-                 num_splits=0):
-    """Metadata checks of block_sparse_decode: q [B, H_q, D], caches [B, S_max, H_kv, D], cache_seqlens
-    int32 [B], exactly one of block_mask [B, H_kv, >= ceil(S_max/block_size)] (bool/integer) or
-    block_indices int32 [B, H_kv, K]."""
-    _check_rank(op, "q", q, 3, "[B, H_q, D]")
-    _check_rank(op, "k_cache", k_cache, 4, "[B, S_max, H_kv, D]")
-    _check_rank(op, "v_cache", v_cache, 4, "[B, S_max, H_kv, D]")
+                 num_splits=0, left_pad=False, block_table=None):
+    """Metadata checks of block_sparse_decode: q [B, H_q, D] or [B, L, H_q, D] (1 <= L <= 16), caches
+    [B, S_max, H_kv, D] (or, with block_table int32 [B, max_pages], paged [num_pages, page_size, H_kv, D]
+    with page_size a multiple of 16 and S_max = max_pages * page_size), cache_seqlens int32 [B], exactly
+    one of block_mask [B, H_kv, >= ceil(S_max/block_size)] (bool/integer) or block_indices int32
+    [B, H_kv, K]. left_pad and block_table exclude each other."""
+    if q.dim() not in (3, 4):
+        _fail(op, f"q must be a 3-D tensor [B, H_q, D] or a 4-D tensor [B, L, H_q, D], got shape {_shape(q)}")
+    paged = block_table is not None
+    layout = "[num_pages, page_size, H_kv, D]" if paged else "[B, S_max, H_kv, D]"
+    _check_rank(op, "k_cache", k_cache, 4, layout)
+    _check_rank(op, "v_cache", v_cache, 4, layout)
     for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
         _check_qkv_dtype(op, name, t, q)
     for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
         _check_device(op, name, t, q)
     for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
         _check_last_dim_contiguous(op, name, t)
-    _check_head_dim(op, "q", q.size(2), q.size(2))
-    _check_head_dim(op, "k_cache", k_cache.size(3), q.size(2))
-    _check_head_dim(op, "v_cache", v_cache.size(3), q.size(2))
-    _check_kv_heads(op, "k_cache", k_cache.size(2), q.size(1))
+    _check_head_dim(op, "q", q.size(-1), q.size(-1))
+    _check_head_dim(op, "k_cache", k_cache.size(3), q.size(-1))
+    _check_head_dim(op, "v_cache", v_cache.size(3), q.size(-1))
+    _check_kv_heads(op, "k_cache", k_cache.size(2), q.size(-2))
     if v_cache.shape != k_cache.shape:
         _fail(op, f"v_cache must have the same shape as k_cache ({_shape(k_cache)}), got {_shape(v_cache)}")
-    batch, h_kv, s_max = q.size(0), k_cache.size(2), k_cache.size(1)
-    if k_cache.size(0) != batch:
+    batch = q.size(0)
+    if q.dim() == 4 and not (1 <= q.size(1) <= MAX_DECODE_TOKENS):
+        _fail(op, f"q size(1) (new tokens per sequence, L) must be in [1, {MAX_DECODE_TOKENS}], got {q.size(1)}")
+    if paged:
+        _check_rank(op, "block_table", block_table, 2, "[B, max_pages]")
+        _check_int32(op, "block_table", block_table)
+        _check_device(op, "block_table", block_table, q)
+        if block_table.size(0) != batch:
+            _fail(op, f"block_table size(0) must equal the batch size ({batch}), got {block_table.size(0)}")
+        page = k_cache.size(1)
+        if page < PAGE_MULTIPLE or page % PAGE_MULTIPLE != 0:
+            _fail(op, f"k_cache page size (size(1) with a block_table) must be a positive multiple of "
+                      f"{PAGE_MULTIPLE}, got {page}")
+        if left_pad:
+            _fail(op, "left_pad must be False with a block_table (a paged cache is right-padded), got True")
+    elif k_cache.size(0) != batch:
         _fail(op, f"k_cache size(0) must equal the batch size ({batch}), got {k_cache.size(0)}")
+    _, _, _, h_kv, s_max = decode_geometry(q, k_cache, block_table)
 
     _check_int32(op, "cache_seqlens", cache_seqlens)
     if cache_seqlens.dim() != 1:
@@ -384,21 +434,40 @@ def check_decode(op, q, k_cache, v_cache, cache_seqlens, block_mask, block_indic
 
 
 def check_inputs_enabled():
-    """SEER_ATTN_CHECK_INPUTS=1: also validate index tensors whose bad values the kernels otherwise
-    tolerate (decode block indices out of range are then an error instead of being ignored)."""
+    """SEER_ATTN_CHECK_INPUTS=1: also run the value checks that the CUDA ops only do on request
+    (decode: block_indices and block_table entries), read per call."""
     return os.environ.get("SEER_ATTN_CHECK_INPUTS") == "1"
 
 
-def check_data_decode(op, k_cache, cache_seqlens, block_indices=None, block_size=None):
-    """Value checks of cache_seqlens: every entry in [0, S_max] (reads it on the host); with
-    SEER_ATTN_CHECK_INPUTS=1 also block_indices: every entry -1 or in [0, ceil(S_max / block_size))."""
-    s_max = k_cache.size(1)
-    for value in cache_seqlens.tolist():
+def check_data_decode(op, k_cache, cache_seqlens, block_indices=None, block_size=None, block_table=None,
+                      s_max=None, strict=False):
+    """Value checks of block_sparse_decode (reads the tensors on the host): cache_seqlens entries in
+    [0, S_max]; with strict (SEER_ATTN_CHECK_INPUTS=1) also every block_indices entry in {-1} or
+    [0, ceil(S_max / block_size)), and every block_table entry of a page holding a valid slot
+    (page p < ceil(len / page_size)) in [0, num_pages). Without strict, such entries are ignored
+    (indices) or clamped into [0, num_pages) (table), never read out of bounds."""
+    if s_max is None:
+        s_max = k_cache.size(1)
+    lens = cache_seqlens.tolist()
+    for value in lens:
         if value < 0 or value > s_max:
             _fail(op, f"cache_seqlens entries must be in [0, S_max] ([0, {s_max}]), got {value}")
-    if block_indices is not None and check_inputs_enabled():
+    if not strict:
+        return
+    if block_indices is not None and block_indices.numel() > 0:
         nb = _ceil_div(s_max, block_size)
-        bad = block_indices[(block_indices != -1) & ((block_indices < 0) | (block_indices >= nb))]
-        if bad.numel():
-            _fail(op, f"block_indices entries must be -1 or in [0, {nb}) (ceil(S_max / block_size)), "
-                      f"got {int(bad[0])}")
+        idx = block_indices.detach().cpu()
+        bad = (idx < -1) | (idx >= nb)
+        if bool(bad.any()):
+            value = int(idx[bad][0])
+            _fail(op, f"block_indices entries must be -1 or in [0, {nb}) (ceil(S_max / block_size)), got {value}")
+    if block_table is not None:
+        page, n_pages = k_cache.size(1), k_cache.size(0)
+        table = block_table.detach().cpu()
+        for b, length in enumerate(lens):
+            used = table[b, :_ceil_div(length, page)]
+            bad = (used < 0) | (used >= n_pages)
+            if bool(bad.any()):
+                p = int(torch.nonzero(bad)[0, 0])
+                _fail(op, f"block_table entries of used pages must be in [0, num_pages) ([0, {n_pages})), "
+                          f"got block_table[{b}, {p}] = {int(used[p])}")

@@ -98,11 +98,11 @@ def _pooling_fake(q, k, cu_seqlens, max_seqlen, sm_scale, block_size, causal, gq
 
 
 def _decode_fake(q, k_cache, v_cache, cache_seqlens, block_mask, block_indices, block_size, sm_scale,
-                 left_pad, first_block_unmasked, num_splits):
+                 left_pad, first_block_unmasked, num_splits, block_table=None):
     checks.check_decode("block_sparse_decode", q, k_cache, v_cache, cache_seqlens, block_mask,
-                        block_indices, block_size, sm_scale)
+                        block_indices, block_size, sm_scale, num_splits, left_pad, block_table)
     out = q.new_empty(q.shape)
-    lse = q.new_empty((q.shape[0], q.shape[1]), dtype=torch.float32)
+    lse = q.new_empty(q.shape[:-1], dtype=torch.float32)
     return out, lse
 
 

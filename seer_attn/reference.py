@@ -401,7 +401,8 @@ def attn_pooling(q, k, cu_seqlens, max_seqlen, sm_scale, block_size, causal, gqa
 # ===================================================================================================
 def _selected_blocks(block_mask, block_indices, b, n_blocks):
     """Selected key blocks of sequence b, as a bool [H_kv, n_blocks]: mask != 0, or the entries of
-    block_indices in [0, n_blocks) (-1 padding and out-of-range entries are ignored)."""
+    block_indices in [0, n_blocks). Duplicate entries count once; -1 padding and out-of-range entries
+    are ignored (out-of-range ones are an error under SEER_ATTN_CHECK_INPUTS=1, checked before)."""
     if block_mask is not None:
         return block_mask[b, :, :n_blocks] != 0
     idx = block_indices[b].long()  # [H_kv, K]
@@ -412,29 +413,49 @@ def _selected_blocks(block_mask, block_indices, b, n_blocks):
     return selected[:, :n_blocks]
 
 
-def block_sparse_decode(q, k_cache, v_cache, cache_seqlens, block_mask, block_indices, block_size, sm_scale,
-                        left_pad, first_block_unmasked, num_splits):
-    """One query token per sequence over a KV cache, attending only to selected key blocks.
+def _paged_rows(cache, block_table, b, length):
+    """The first `length` logical slots of sequence b of a paged cache [num_pages, page_size, H_kv, D]
+    as a [length, H_kv, D] tensor: slot s lives at page block_table[b, s // page_size], row
+    s % page_size. Only the pages holding a valid slot are read; their table entries are clamped into
+    [0, num_pages) (out-of-range entries are an error under SEER_ATTN_CHECK_INPUTS=1, checked before)."""
+    page = cache.shape[1]
+    n_used = (length + page - 1) // page
+    pages = block_table[b, :n_used].long().clamp(0, cache.shape[0] - 1).to(cache.device)
+    return cache.index_select(0, pages).flatten(0, 1)[:length]
 
-    q [B, H_q, D]; k_cache, v_cache [B, S_max, H_kv, D]; cache_seqlens int32 [B]. Block n covers cache
-    slots [n * block_size, (n+1) * block_size), nb = ceil(S_max / block_size). Valid slots: [0, len), or
-    [S_max - len, S_max) when left_pad. Selected blocks of (b, kv head): block_mask[b, hk, n] != 0, or the
-    entries of block_indices[b, hk] in [0, nb). first_block_unmasked: the block holding the first valid
-    slot is always selected. Attended keys: valid slots of selected blocks, shared by the q heads of the
-    kv head's group. Returns out [B, H_q, D] (q.dtype) and lse [B, H_q] (float32); a head attending
-    nothing gets 0 / -inf. num_splits is ignored."""
+
+def block_sparse_decode(q, k_cache, v_cache, cache_seqlens, block_mask, block_indices, block_size, sm_scale,
+                        left_pad, first_block_unmasked, num_splits, block_table=None):
+    """L new query tokens per sequence (L = 1 for q [B, H_q, D]) over a KV cache, attending only to
+    selected key blocks.
+
+    q [B, H_q, D] or [B, L, H_q, D] (1 <= L <= 16); caches [B, S_max, H_kv, D] (dense) or, with
+    block_table int32 [B, max_pages], [num_pages, page_size, H_kv, D] (paged: logical slot s of sequence
+    b is row s % page_size of page block_table[b, s // page_size]; S_max = max_pages * page_size);
+    cache_seqlens int32 [B]. Block n covers logical slots [n * block_size, (n+1) * block_size),
+    nb = ceil(S_max / block_size). Valid slots: [0, len), or [S_max - len, S_max) when left_pad (dense
+    only). The L tokens are the last L valid slots: token i (0-based) sees valid slots up to its own,
+    j <= i + len - L in valid-slot order (bottom-right causal; a token with no slot sees nothing).
+    Selected blocks of (b, kv head): block_mask[b, hk, n] != 0, or the entries of block_indices[b, hk]
+    in [0, nb) (duplicates count once). first_block_unmasked: the block holding the first valid slot is
+    always selected. The L tokens and the q heads of a kv head's group share the selection. Returns out
+    (q's shape and dtype) and lse (float32, q's shape without D); a row attending nothing gets 0 / -inf.
+    num_splits is ignored."""
     op = "block_sparse_decode"
     checks.check_decode(op, q, k_cache, v_cache, cache_seqlens, block_mask, block_indices, block_size,
-                        sm_scale, num_splits)
-    checks.check_data_decode(op, k_cache, cache_seqlens, block_indices, block_size)
+                        sm_scale, num_splits, left_pad, block_table)
+    batch, n_tok, h_q, h_kv, s_max = checks.decode_geometry(q, k_cache, block_table)
+    checks.check_data_decode(op, k_cache, cache_seqlens, block_indices, block_size, block_table, s_max,
+                             strict=checks.check_inputs_enabled())
 
-    batch, h_q, d = q.shape
-    s_max, h_kv = k_cache.shape[1], k_cache.shape[2]
+    d = q.shape[-1]
+    q4 = q.reshape(batch, n_tok, h_q, d)
     group = h_q // h_kv
     n_blocks = (s_max + block_size - 1) // block_size
-    out = torch.zeros((batch, h_q, d), dtype=q.dtype, device=q.device)
-    lse = torch.full((batch, h_q), _NEG_INF, dtype=torch.float32, device=q.device)
+    out = torch.zeros((batch, n_tok, h_q, d), dtype=q.dtype, device=q.device)
+    lse = torch.full((batch, n_tok, h_q), _NEG_INF, dtype=torch.float32, device=q.device)
 
+    tok = torch.arange(n_tok, device=q.device)
     for b, length in enumerate(cache_seqlens.tolist()):
         if length == 0:
             continue
@@ -443,15 +464,22 @@ def block_sparse_decode(q, k_cache, v_cache, cache_seqlens, block_mask, block_in
         if first_block_unmasked:
             selected[:, lo // block_size] = True
         slot_block = torch.arange(lo, hi, device=q.device) // block_size
-        vis_all = selected[:, slot_block]  # [H_kv, len]: visibility of the valid slots
+        j = torch.arange(length, device=q.device)
+        causal = j[None, :] <= tok[:, None] + (length - n_tok)  # [L, len]
+        vis_all = selected[:, slot_block][:, None, None, :] & causal  # [H_kv, 1, L, len]
+        if block_table is None:
+            k_b, v_b = k_cache[b], v_cache[b]
+        else:
+            k_b, v_b = _paged_rows(k_cache, block_table, b, length), _paged_rows(v_cache, block_table, b, length)
+            lo, hi = 0, length
         for hk0, hk1, g_ranges in _head_tiles(h_kv, group, length, d):
-            k_t = _kv_tile(k_cache[b], lo, hi, hk0, hk1)  # [n, len, D]
-            v_t = _kv_tile(v_cache[b], lo, hi, hk0, hk1)
-            vis = vis_all[hk0:hk1, None, None, :]  # [n, 1, 1, len]
+            k_t = _kv_tile(k_b, lo, hi, hk0, hk1)  # [n, len, D]
+            v_t = _kv_tile(v_b, lo, hi, hk0, hk1)
+            vis = vis_all[hk0:hk1]  # [n, 1, L, len]
             for g0, g1 in g_ranges:
-                q_t = _q_tile(q[b].unsqueeze(0), 0, 1, hk0, hk1, g0, g1, group)  # [n, g, 1, D]
+                q_t = _q_tile(q4[b], 0, n_tok, hk0, hk1, g0, g1, group)  # [n, g, L, D]
                 p, lse_t = _softmax_rows(_scores(q_t, k_t, sm_scale, vis))
-                o_t = _group_matmul(p, v_t)  # [n, g, 1, D]
-                out[b].view(h_kv, group, d)[hk0:hk1, g0:g1] = o_t.squeeze(2).to(q.dtype)
-                lse[b].view(h_kv, group)[hk0:hk1, g0:g1] = lse_t.squeeze(2)
-    return out, lse
+                o_t = _group_matmul(p, v_t)  # [n, g, L, D]
+                out[b].view(n_tok, h_kv, group, d)[:, hk0:hk1, g0:g1] = o_t.permute(2, 0, 1, 3).to(q.dtype)
+                lse[b].view(n_tok, h_kv, group)[:, hk0:hk1, g0:g1] = lse_t.permute(2, 0, 1)
+    return out.view(q.shape), lse.view(q.shape[:-1])

@@ -1,5 +1,7 @@
 """Seed-compatible names (SPEC "Seed-compatible names"): called with the seed's positional arguments,
 they must give what the clean API gives, and be differentiable like the seed's."""
+import inspect
+
 import pytest
 import torch
 
@@ -15,6 +17,44 @@ def test_seed_names_importable():
                            block_1d_gqa_sparse_attn_varlen_sim_func, block_2d_sparse_attn_varlen_func,
                            block_sparse_flash_decode_gqa_indice, block_sparse_flash_decode_gqa_mask,
                            block_sparse_flash_decode_leftpad_gqa_mask)
+
+
+# The seed's signatures, copied from microsoft/SeerAttention (commit aba03e3),
+# seer_attn/kernels/varlen/:
+#   block_sparse_attn_varlen_gqa_simulate.py, block_sparse_attn_varlen_gqa.py, block_sparse_attn_varlen_2d.py:
+#       the three attention names are `_block_sparse_attn_varlen.apply`, whose
+#       forward(ctx, q, k, v, cu_seqlens_k, cu_seqlens_q, max_seqlen, sm_scale, dense_block_mask, block_size=64)
+#   attn_pooling_kernel_varlen.py: attn_pooling_qk_varlen(q, k, cu_seqlens, max_seqlen, sm_scale, block_size=64)
+#       (returns the 2D map and the per-sequence 1D list: the SPEC's `attn_pooling`)
+#   block_sparse_flash_decode_varlen_mask.py, block_sparse_flash_decode_varlen_indice.py,
+#   block_sparse_flash_decode_varlen_mask_leftpad.py: the three decode functions.
+_E = inspect.Parameter.empty
+_ATTN_SEED = [("q", _E), ("k", _E), ("v", _E), ("cu_seqlens_k", _E), ("cu_seqlens_q", _E), ("max_seqlen", _E),
+              ("sm_scale", _E), ("dense_block_mask", _E), ("block_size", 64)]
+SEED_SIGNATURES = {
+    "block_1d_gqa_sparse_attn_varlen_sim_func": _ATTN_SEED,
+    "block_1d_gqa_sparse_attn_varlen_func": _ATTN_SEED,
+    "block_2d_sparse_attn_varlen_func": _ATTN_SEED,
+    "attn_pooling": [("q", _E), ("k", _E), ("cu_seqlens", _E), ("max_seqlen", _E), ("sm_scale", _E),
+                     ("block_size", 64)],
+    "block_sparse_flash_decode_gqa_mask": [
+        ("q", _E), ("k_cache", _E), ("v_cache", _E), ("cache_seqlens", _E), ("max_cache_seqlen", _E),
+        ("block_mask", _E), ("block_size", _E), ("sm_scale", None)],
+    "block_sparse_flash_decode_gqa_indice": [
+        ("q", _E), ("k_cache", _E), ("v_cache", _E), ("cache_seqlens", _E), ("max_cache_seqlen", _E),
+        ("max_selected_blocks", _E), ("block_indices", _E), ("block_size", _E), ("sm_scale", None)],
+    "block_sparse_flash_decode_leftpad_gqa_mask": [
+        ("q", _E), ("k_cache", _E), ("v_cache", _E), ("cache_seqlens", _E), ("block_mask", _E),
+        ("block_size", 32), ("sm_scale", None), ("first_block_unmasked", False), ("debug", False)],
+}
+
+
+@pytest.mark.parametrize("name", list(SEED_SIGNATURES))
+def test_seed_signature_pinned(name):
+    sig = inspect.signature(getattr(seer_attn, name))
+    got = [(p.name, p.default) for p in sig.parameters.values()]
+    assert got == SEED_SIGNATURES[name], f"{name}{sig}"
+    assert all(p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for p in sig.parameters.values())
 
 
 def _grads(out, inp):
@@ -150,15 +190,50 @@ def test_seed_decode_leftpad(device):
     lens, S = [200, 1, 77, 150], 200
     q, kc, vc, sl = _decode_inputs(device, lens, S)
     mask = (torch.rand(len(lens), 2, cdiv(S, 32)) < 0.4).to(device)
-    out = seer_attn.block_sparse_flash_decode_leftpad_gqa_mask(q, kc, vc, sl, mask)  # block_size=32 default
-    clean = seer_attn.block_sparse_decode(q, kc, vc, sl, block_mask=mask, block_size=32, left_pad=True,
-                                          first_block_unmasked=True)
-    assert torch.equal(out, clean)
-    r, _ = naive.decode(q, kc, vc, sl, block_mask=mask, block_size=32, left_pad=True, first_block_unmasked=True)
-    l, _ = naive.decode(q, kc, vc, sl, block_mask=mask, block_size=32, left_pad=True, first_block_unmasked=True,
-                        dtype=BF16)
-    check_accuracy("out", out, r, l)
-    out64 = seer_attn.block_sparse_flash_decode_leftpad_gqa_mask(q, kc, vc, sl, mask[:, :, :cdiv(S, 64)], 64, 0.3)
+    mask[0, 0, 0] = False  # the seed's default (first_block_unmasked=False) must not attend it
+    for fbu in (False, True):
+        kw = {} if not fbu else {"first_block_unmasked": True}
+        out = seer_attn.block_sparse_flash_decode_leftpad_gqa_mask(q, kc, vc, sl, mask, **kw)  # block_size=32
+        clean = seer_attn.block_sparse_decode(q, kc, vc, sl, block_mask=mask, block_size=32, left_pad=True,
+                                              first_block_unmasked=fbu)
+        assert torch.equal(out, clean)
+        r, _ = naive.decode(q, kc, vc, sl, block_mask=mask, block_size=32, left_pad=True, first_block_unmasked=fbu)
+        l, _ = naive.decode(q, kc, vc, sl, block_mask=mask, block_size=32, left_pad=True, first_block_unmasked=fbu,
+                            dtype=BF16)
+        check_accuracy("out", out, r, l)
+    out64 = seer_attn.block_sparse_flash_decode_leftpad_gqa_mask(q, kc, vc, sl, mask[:, :, :cdiv(S, 64)], 64, 0.3,
+                                                                 True)
     clean64 = seer_attn.block_sparse_decode(q, kc, vc, sl, block_mask=mask[:, :, :cdiv(S, 64)], block_size=64,
                                             sm_scale=0.3, left_pad=True, first_block_unmasked=True)
     assert torch.equal(out64, clean64)
+    # a 4-D q [B, 1, H, D] is squeezed, as in the seed
+    out4 = seer_attn.block_sparse_flash_decode_leftpad_gqa_mask(q.unsqueeze(1), kc, vc, sl, mask)
+    assert out4.shape == q.shape and torch.equal(out4, seer_attn.block_sparse_flash_decode_leftpad_gqa_mask(
+        q, kc, vc, sl, mask))
+    with pytest.raises(NotImplementedError, match="debug"):
+        seer_attn.block_sparse_flash_decode_leftpad_gqa_mask(q, kc, vc, sl, mask, debug=True)
+
+
+def test_seed_decode_keywords_we_check(device):
+    # the seed asserts max_cache_seqlen == k_cache.size(1) and reads max_selected_blocks index entries
+    lens, S, bs = [200, 1, 77, 150], 200, 32
+    q, kc, vc, sl = _decode_inputs(device, lens, S)
+    mask = (torch.rand(len(lens), 2, cdiv(S, bs)) < 0.5).to(device)
+    with pytest.raises(ValueError, match="max_cache_seqlen.*199"):
+        seer_attn.block_sparse_flash_decode_gqa_mask(q, kc, vc, sl, 199, mask, bs)
+    idx = seer_attn.mask_to_indices(mask)
+    with pytest.raises(ValueError, match="max_selected_blocks.*99"):
+        seer_attn.block_sparse_flash_decode_gqa_indice(q, kc, vc, sl, S, 99, idx, bs)
+    out = seer_attn.block_sparse_flash_decode_gqa_indice(q, kc, vc, sl, S, 2, idx, bs)
+    assert torch.equal(out, seer_attn.block_sparse_decode(q, kc, vc, sl, block_indices=idx[..., :2], block_size=bs))
+
+
+def test_seed_attention_default_block_size(device):
+    # the seed's attention names default block_size=64: a call with 8 positional arguments works
+    inp = build_attention_inputs(device, kind="2d", seqlens_q=[130, 64], Hq=4, Hkv=2, D=64, Bq=64, Bk=64,
+                                 mask_heads="q")
+    out = seer_attn.block_2d_sparse_attn_varlen_func(inp["q"], inp["k"], inp["v"], inp["cu_k"], inp["cu_q"],
+                                                     inp["max_q"], 0.125, inp["mask"])
+    ref = seer_attn.block_2d_sparse_attn_varlen_func(inp["q"], inp["k"], inp["v"], inp["cu_k"], inp["cu_q"],
+                                                     inp["max_q"], 0.125, inp["mask"], 64)
+    assert torch.equal(out, ref)

@@ -63,9 +63,9 @@ def _check(device, q, kc, vc, seqlens, *, block_mask=None, block_indices=None, b
     r_out, r_lse = naive.decode(q, kc, vc, seqlens, **kw)
     l_out, l_lse = naive.decode(q, kc, vc, seqlens, dtype=q.dtype, **kw)
     assert out.shape == qq.shape and out.dtype == q.dtype and out.device == q.device
-    assert lse.shape == (q.shape[0], q.shape[1]) and lse.dtype == torch.float32
+    assert lse.shape == qq.shape[:-1] and lse.dtype == torch.float32
     if q4:
-        out = out.squeeze(1)
+        out, lse = out.squeeze(1), lse.squeeze(1)
     rle = require_lp_error if isinstance(require_lp_error, dict) else {"out": require_lp_error, "lse": require_lp_error}
     check_accuracy("out", out, r_out, l_out, require_lp_error=rle["out"])
     check_accuracy("lse", lse, r_lse, l_lse, require_lp_error=rle["lse"])
@@ -200,8 +200,9 @@ def test_decode_noncontiguous(device):
            left_pad=True)
 
 
-def test_decode_indices_out_of_range_ignored(device):
-    # indices >= nb are ignored (the naive ignores them too)
+def test_decode_indices_out_of_range_ignored(device, monkeypatch):
+    # indices >= nb are ignored (the naive ignores them too), unless SEER_ATTN_CHECK_INPUTS=1
+    monkeypatch.delenv("SEER_ATTN_CHECK_INPUTS", raising=False)
     q, kc, vc, sl = _inputs(device, Hq=8, Hkv=2, D=64)
     nb = cdiv(S_MAX, 64)
     keep = _random_sel(len(LENS), 2, nb, 0.5)
@@ -234,45 +235,337 @@ def test_decode_mask_vs_indices_agree(device):
         check_accuracy("out(indices)", o2, r, l)
 
 
-# ---- block_indices rule: a block listed twice counts once; out-of-range entries are ignored, or an
-# error under SEER_ATTN_CHECK_INPUTS=1 (CPU reference and CUDA kernel alike) ----
-def _dup_and_range_inputs(device, bs=32):
-    q, kc, vc, seqlens = _inputs(device)
-    nb = cdiv(S_MAX, bs)
-    keep = _random_sel(len(LENS), 2, nb, 0.4, seed=3)
-    idx = _indices_from_keep(keep, nb, pad=0, seed=4)   # [B, H, K], no duplicates, -1 padded
-    return q, kc, vc, seqlens, idx, nb
+# ---------------------------------------------------------------------------------------------
+# Multi-token decode, paged caches, the indices rule (issues 13 and 14)
+# ---------------------------------------------------------------------------------------------
+def _dense_from_pages(pages, table, lens, S):
+    """Logical dense cache [B, S, H, D] of a paged cache, zeros outside the valid slots [0, len)."""
+    B = table.shape[0]
+    page = pages.shape[1]
+    t = table.cpu().long().clamp(0, pages.shape[0] - 1)
+    dense = pages[t.to(pages.device)].flatten(1, 2)[:, :S].clone()  # [B, S, H, D]
+    slot = torch.arange(S, device=pages.device)
+    valid = slot[None, :] < torch.as_tensor(lens, device=pages.device)[:, None]
+    return torch.where(valid[:, :, None, None], dense, torch.zeros((), dtype=dense.dtype, device=dense.device))
 
 
-@pytest.mark.parametrize("num_splits", [1, 3])
-def test_decode_indices_duplicates_count_once(device, num_splits):
-    q, kc, vc, seqlens, idx, nb = _dup_and_range_inputs(device)
-    dup = torch.cat([idx, idx, idx[:, :, :1]], dim=2)       # every entry twice, the first thrice
-    dup = dup[:, :, torch.randperm(dup.shape[2], generator=torch.Generator().manual_seed(5))]
-    ref = seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=idx.to(device), block_size=32,
-                                        num_splits=num_splits, return_lse=True)
-    got = seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=dup.to(device), block_size=32,
-                                        num_splits=num_splits, return_lse=True)
-    torch.testing.assert_close(got[1], ref[1], rtol=0, atol=1e-5)   # lse: a doubled block would add log 2
-    torch.testing.assert_close(got[0].float(), ref[0].float(), rtol=0, atol=1e-2)
+def _zero_invalid(cache, lens, left_pad):
+    """A dense cache with the slots outside [0, len) (or [S - len, S)) set to 0 (the test fills them
+    with NaN; the float64 naive multiplies p = 0 by v, so it needs finite values there)."""
+    S = cache.shape[1]
+    slot = torch.arange(S, device=cache.device)[None, :]
+    ln = torch.as_tensor(lens, device=cache.device)[:, None]
+    valid = (slot >= S - ln) if left_pad else (slot < ln)
+    return torch.where(valid[:, :, None, None], cache, torch.zeros((), dtype=cache.dtype, device=cache.device))
 
 
-def test_decode_indices_out_of_range(device, monkeypatch):
-    q, kc, vc, seqlens, idx, nb = _dup_and_range_inputs(device)
-    bad = idx.clone()
-    bad[0, 0, -1] = nb          # one past the last block of the cache
-    bad[1, 1, -1] = -7          # a negative other than the -1 padding
-    bad = torch.cat([bad, torch.full_like(bad[:, :, :1], 10 * nb)], dim=2)
+def _naive_multi(q4, kc, vc, lens, *, dtype=torch.float64, left_pad=False, **kw):
+    """Naive L-token decode from the one-token naive: token i of L is the last-but-(L-1-i) valid slot,
+    i.e. a one-token decode over the cache cut to S - (L-1-i) slots with len - (L-1-i) valid ones."""
+    B, L, H, D = q4.shape
+    S = kc.shape[1]
+    outs, lses = [], []
+    for i in range(L):
+        cut = L - 1 - i
+        li = torch.tensor([max(0, n - cut) for n in lens], dtype=torch.int32)
+        o, l = naive.decode(q4[:, i], kc[:, :S - cut], vc[:, :S - cut], li, left_pad=left_pad, dtype=dtype, **kw)
+        outs.append(o)
+        lses.append(l)
+    return torch.stack(outs, 1), torch.stack(lses, 1)
+
+
+def _check_multi(device, q4, kc, vc, lens, *, block_table=None, pages=None, S=None, left_pad=False,
+                 require_lp_error=True, **kw):
+    """Runs seer_attn on (kc, vc[, block_table]) and checks against the naive on the logical dense cache
+    (pages -> dense when block_table is given). kw: block_mask/block_indices/block_size/... ."""
+    sl = torch.tensor(lens, dtype=torch.int32, device=device)
+    out, lse = seer_attn.block_sparse_decode(q4, kc, vc, sl, block_table=block_table, left_pad=left_pad,
+                                             return_lse=True, **kw)
+    assert out.shape == q4.shape and lse.shape == q4.shape[:-1] and lse.dtype == torch.float32
+    if block_table is not None:
+        dk, dv = _dense_from_pages(kc, block_table, lens, S), _dense_from_pages(vc, block_table, lens, S)
+    else:
+        dk, dv = _zero_invalid(kc, lens, left_pad), _zero_invalid(vc, lens, left_pad)
+    q_4 = q4 if q4.dim() == 4 else q4.unsqueeze(1)
+    kw = {k: v for k, v in kw.items() if k != "num_splits"}
+    r_out, r_lse = _naive_multi(q_4, dk, dv, lens, left_pad=left_pad, **kw)
+    l_out, l_lse = _naive_multi(q_4, dk, dv, lens, left_pad=left_pad, dtype=q4.dtype, **kw)
+    o, l = (out, lse) if q4.dim() == 4 else (out.unsqueeze(1), lse.unsqueeze(1))
+    check_accuracy("out", o, r_out, l_out, require_lp_error=require_lp_error)
+    check_accuracy("lse", l, r_lse, l_lse, require_lp_error=require_lp_error)
+    return out, lse
+
+
+def _paged(device, lens, *, page, Hkv=2, D=64, dtype=BF16, extra_pages=3, shared=False, seed=0, nan=True):
+    """Paged k/v caches [num_pages, page, Hkv, D] with pages in random physical order, NaN in every
+    unused slot of a used page and in every unused page; block_table [B, max_pages] whose entries past a
+    sequence's used pages are out of range (never read). shared: sequence 1 uses sequence 0's first
+    pages (a shared prefix), then its own."""
+    g = torch.Generator().manual_seed(seed)
+    B = len(lens)
+    max_pages = max(cdiv(n, page) for n in lens) + 1
+    need = [cdiv(n, page) for n in lens]
+    n_prefix = min(need[0], need[1]) if shared and B > 1 else 0
+    n_pages = sum(need) - n_prefix + extra_pages
+    perm = torch.randperm(n_pages, generator=g).tolist()
+    table = torch.full((B, max_pages), n_pages + 7, dtype=torch.int32)  # out of range: never read
+    nxt = 0
+    for b in range(B):
+        for p in range(need[b]):
+            if shared and b == 1 and p < n_prefix:
+                table[b, p] = table[0, p]
+            else:
+                table[b, p] = perm[nxt]
+                nxt += 1
+    kp = torch.randn(n_pages, page, Hkv, D, generator=g).to(dtype)
+    vp = torch.randn(n_pages, page, Hkv, D, generator=g).to(dtype)
+    if nan:
+        used = torch.zeros(n_pages, page, dtype=torch.bool)
+        for b in range(B):
+            for s in range(lens[b]):
+                used[table[b, s // page], s % page] = True
+        kp[~used] = float("nan")
+        vp[~used] = float("nan")
+    return kp.to(device), vp.to(device), table.to(device)
+
+
+def _sel(form, B, Hkv, nb, density, seed, device):
+    keep = _random_sel(B, Hkv, nb, density, seed=seed)
+    if form == "mask":
+        return dict(block_mask=keep.to(device))
+    return dict(block_indices=_indices_from_keep(keep, nb).to(device))
+
+
+@pytest.mark.parametrize("form", ["mask", "indices"])
+@pytest.mark.parametrize("page", [16, 64, 256])
+@pytest.mark.parametrize("bs", [16, 32, 64, 128])
+def test_decode_paged(device, form, page, bs):
+    lens = [300, 1, 0, 129, 64]
+    kp, vp, table = _paged(device, lens, page=page, seed=page + bs)
+    S = table.shape[1] * page
+    q = torch.randn(len(lens), 8, 64, dtype=BF16, device=device)
+    sel = _sel(form, len(lens), 2, cdiv(S, bs), 0.5, bs, device)
+    _check_multi(device, q, kp, vp, lens, block_table=table, S=S, block_size=bs, **sel)
+    _check_multi(device, q, kp, vp, lens, block_table=table, S=S, block_size=bs, first_block_unmasked=True,
+                 num_splits=3, **sel)
+
+
+@pytest.mark.parametrize("form", ["mask", "indices"])
+def test_decode_paged_shared_pages(device, form):
+    # sequence 1 shares sequence 0's first pages (prefix caching); a block spans two pages (page 16,
+    # block 64) and a page holds several blocks (page 64, block 16)
+    lens = [200, 150, 90]
+    for page, bs in ((16, 64), (64, 16)):
+        kp, vp, table = _paged(device, lens, page=page, shared=True, seed=page)
+        assert torch.equal(table[0, :2], table[1, :2])
+        S = table.shape[1] * page
+        q = torch.randn(len(lens), 2, 4, 64, dtype=BF16, device=device)
+        sel = _sel(form, len(lens), 2, cdiv(S, bs), 0.6, page, device)
+        _check_multi(device, q, kp, vp, lens, block_table=table, S=S, block_size=bs, **sel)
+
+
+@pytest.mark.parametrize("L", [L if L in (1, 2, 5, 16) else pytest.param(L, marks=pytest.mark.slow)
+                               for L in range(1, 17)])
+def test_decode_multi_token(device, L):
+    # L new tokens: causal among themselves; dense right-padded, dense left-padded (+ first block),
+    # paged; lengths shorter than L (the first tokens then see nothing); NaN in every unused slot
+    lens = [130, 1, 0, 37, L, 64]
+    B, Hkv, D, S, bs = len(lens), 2, 64, 160, 32
+    q = torch.randn(B, L, 8, D, dtype=BF16, device=device)
+    kc = torch.randn(B, S, Hkv, D, dtype=BF16, device=device)
+    vc = torch.randn(B, S, Hkv, D, dtype=BF16, device=device)
+    sel = _sel("mask" if L % 2 else "indices", B, Hkv, cdiv(S, bs), 0.5, L, device)
+    for left_pad in (False, True):
+        slot = torch.arange(S, device=device)[None, :]
+        ln = torch.tensor(lens, device=device)[:, None]
+        unused = (slot < S - ln) if left_pad else (slot >= ln)
+        kn = kc.masked_fill(unused[:, :, None, None], float("nan"))
+        vn = vc.masked_fill(unused[:, :, None, None], float("nan"))
+        _check_multi(device, q, kn, vn, lens, left_pad=left_pad, first_block_unmasked=left_pad, block_size=bs,
+                     **sel)
+    kp, vp, table = _paged(device, lens, page=16, seed=L)
+    _check_multi(device, q, kp, vp, lens, block_table=table, S=table.shape[1] * 16, block_size=bs,
+                 num_splits=2, **_sel("mask", B, Hkv, cdiv(table.shape[1] * 16, bs), 0.5, L, device))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("L", [1, 4, 16])
+def test_decode_multi_token_large_group(device, L):
+    # group 32: L x group rows span several 16-row head chunks of the kernel
+    lens = [700, 5, 333]
+    kp, vp, table = _paged(device, lens, page=64, Hkv=1, D=128, seed=L)
+    S = table.shape[1] * 64
+    q = torch.randn(len(lens), L, 32, 128, dtype=BF16, device=device)
+    sel = _sel("indices", len(lens), 1, cdiv(S, 64), 0.3, L, device)
+    _check_multi(device, q, kp, vp, lens, block_table=table, S=S, block_size=64, **sel)
+
+
+def test_decode_nan_in_unused_slots_dense(device):
+    # L = 1, dense caches, NaN everywhere outside the valid slots: the output stays exact
+    lens = [200, 1, 0, 77]
+    q, kc, vc, _ = _inputs(device, lens=lens, Hq=8, Hkv=2, D=64)
+    for left_pad in (False, True):
+        slot = torch.arange(S_MAX, device=device)[None, :]
+        ln = torch.tensor(lens, device=device)[:, None]
+        unused = (slot < S_MAX - ln) if left_pad else (slot >= ln)
+        kn = kc.masked_fill(unused[:, :, None, None], float("nan"))
+        vn = vc.masked_fill(unused[:, :, None, None], float("nan"))
+        for form in ("mask", "indices"):
+            sel = _sel(form, len(lens), 2, cdiv(S_MAX, 16), 0.7, 3, device)
+            _check_multi(device, q, kn, vn, lens, left_pad=left_pad, block_size=16, num_splits=4, **sel)
+
+
+def test_decode_indices_duplicates_count_once(device):
+    # the same block listed several times is attended once (on CPU and CUDA alike)
+    lens = [200, 77, 150]
+    q, kc, vc, sl = _inputs(device, lens=lens, Hq=8, Hkv=2, D=64)
+    nb = cdiv(S_MAX, 32)
+    keep = _random_sel(len(lens), 2, nb, 0.4, seed=5)
+    idx = _indices_from_keep(keep, nb, pad=0)
+    dup = torch.cat([idx, idx.flip(-1), idx[..., :1]], dim=-1)  # every entry at least twice
+    once = seer_attn.block_sparse_decode(q, kc, vc, sl, block_indices=idx.to(device), block_size=32)
+    for ns in (0, 1, 3):
+        twice = seer_attn.block_sparse_decode(q, kc, vc, sl, block_indices=dup.to(device), block_size=32,
+                                              num_splits=ns)
+        r, _ = naive.decode(q, kc, vc, sl, block_indices=idx, block_size=32)
+        l, _ = naive.decode(q, kc, vc, sl, block_indices=idx, block_size=32, dtype=BF16)
+        check_accuracy("out(duplicates)", twice, r, l)
+        check_accuracy("out(once)", once, r, l)
+
+
+def test_decode_check_inputs_indices_and_table(device, monkeypatch):
+    # out-of-range indices / table entries: ignored / clamped by default, an error under
+    # SEER_ATTN_CHECK_INPUTS=1 (naming the argument and the value)
+    lens = [100, 20]
+    kp, vp, table = _paged(device, lens, page=16, nan=False)
+    S = table.shape[1] * 16
+    q = torch.randn(2, 4, 64, dtype=BF16, device=device)
+    sl = torch.tensor(lens, dtype=torch.int32, device=device)
+    nb = cdiv(S, 32)
+    idx = torch.tensor([[[0, nb + 3, 2, -1], [1, -5, 3, 0]]] * 2, dtype=torch.int32, device=device)
     monkeypatch.delenv("SEER_ATTN_CHECK_INPUTS", raising=False)
-    ref = seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=idx.to(device), block_size=32,
-                                        return_lse=True)
-    got = seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=bad.to(device), block_size=32,
-                                        return_lse=True)
-    torch.testing.assert_close(got[1], ref[1], rtol=0, atol=1e-5)
-    torch.testing.assert_close(got[0].float(), ref[0].float(), rtol=0, atol=1e-2)
+    out = seer_attn.block_sparse_decode(q, kp, vp, sl, block_indices=idx, block_size=32, block_table=table)
+    ok_idx = torch.where((idx >= 0) & (idx < nb), idx, torch.full_like(idx, -1))
+    ref = seer_attn.block_sparse_decode(q, kp, vp, sl, block_indices=ok_idx, block_size=32, block_table=table)
+    assert torch.equal(out, ref)
+    bad_table = table.clone()
+    bad_table[1, 0] = 10 ** 6       # a used page out of range: clamped to the last page
+    bad_table[0, 1] = -3            # clamped to page 0
+    clamped = table.clone()
+    clamped[1, 0] = kp.shape[0] - 1
+    clamped[0, 1] = 0
+    got = seer_attn.block_sparse_decode(q, kp, vp, sl, block_indices=ok_idx, block_size=32, block_table=bad_table)
+    want = seer_attn.block_sparse_decode(q, kp, vp, sl, block_indices=ok_idx, block_size=32, block_table=clamped)
+    assert torch.equal(got, want)
     monkeypatch.setenv("SEER_ATTN_CHECK_INPUTS", "1")
-    with pytest.raises(RuntimeError, match=r"seer_attn::block_sparse_decode: block_indices entries must be -1 "
-                                           r"or in \[0, 7\)"):
-        seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=bad.to(device), block_size=32)
-    # valid indices still pass the check
-    seer_attn.block_sparse_decode(q, kc, vc, seqlens, block_indices=idx.to(device), block_size=32)
+    seer_attn.block_sparse_decode(q, kp, vp, sl, block_indices=ok_idx, block_size=32, block_table=table)
+    with pytest.raises(RuntimeError, match=rf"seer_attn::block_sparse_decode: block_indices .*got {nb + 3}\b"):
+        seer_attn.block_sparse_decode(q, kp, vp, sl, block_indices=idx, block_size=32, block_table=table)
+    with pytest.raises(RuntimeError, match=r"seer_attn::block_sparse_decode: block_table .*= (1000000|-3)\b"):
+        seer_attn.block_sparse_decode(q, kp, vp, sl, block_indices=ok_idx, block_size=32, block_table=bad_table)
+
+
+def _paged_args(device, page=16):
+    lens = [40, 17]
+    kp, vp, table = _paged(device, lens, page=page, nan=False)
+    q = torch.randn(2, 4, 64, dtype=BF16, device=device)
+    sl = torch.tensor(lens, dtype=torch.int32, device=device)
+    mask = torch.ones(2, 2, cdiv(table.shape[1] * page, 16), dtype=torch.bool, device=device)
+    return q, kp, vp, sl, mask, table
+
+
+@pytest.mark.parametrize("case", ["page_24", "table_int64", "table_1d", "table_batch", "left_pad", "L_17",
+                                  "mask_too_small"])
+def test_decode_paged_errors(device, case):
+    q, kp, vp, sl, mask, table = _paged_args(device)
+    kw = dict(block_mask=mask, block_size=16, block_table=table)
+    if case == "page_24":
+        kp, vp = kp.new_zeros(kp.shape[0], 24, 2, 64), vp.new_zeros(vp.shape[0], 24, 2, 64)
+        kw["block_mask"] = torch.ones(2, 2, cdiv(table.shape[1] * 24, 16), dtype=torch.bool, device=device)
+        arg, val = "page size", "24"
+    elif case == "table_int64":
+        kw["block_table"] = table.long()
+        arg, val = "block_table", "int64"
+    elif case == "table_1d":
+        kw["block_table"] = table[0]
+        arg, val = "block_table", r"\[" + str(table.shape[1]) + r"\]"
+    elif case == "table_batch":
+        kw["block_table"] = table[:1]
+        arg, val = "block_table", r"got 1\b"
+    elif case == "left_pad":
+        kw["left_pad"] = True
+        arg, val = "left_pad", "True"
+    elif case == "L_17":
+        q = torch.randn(2, 17, 4, 64, dtype=BF16, device=device)
+        arg, val = "q", r"got 17\b"
+    else:
+        kw["block_mask"] = mask[..., :-1]
+        arg, val = "block_mask", rf"got {mask.shape[-1] - 1}\b"
+    with pytest.raises(RuntimeError) as ei:
+        seer_attn.block_sparse_decode(q, kp, vp, sl, **kw)
+    msg = str(ei.value)
+    assert "seer_attn::block_sparse_decode" in msg and arg in msg, msg
+    import re
+    assert re.search(val, msg), msg
+
+
+def test_decode_paged_cuda_graph(device):
+    # the paged path (mask and indices, L = 1 and 4) captured in a CUDA graph and replayed on new data
+    if device != "cuda":
+        pytest.skip("CUDA graphs")
+    import math
+    B, Hq, Hkv, D, page, bs = 5, 16, 4, 128, 64, 32
+    lens_l = [1000, 3, 0, 517, 64]
+    kp, vp, table = _paged(device, lens_l, page=page, Hkv=Hkv, D=D, nan=False)
+    S = table.shape[1] * page
+    nb = math.ceil(S / bs)
+    lens = torch.tensor(lens_l, dtype=torch.int32, device=device)
+    for L in (1, 4):
+        q = torch.randn(B, L, Hq, D, device=device, dtype=BF16)
+        mask = torch.rand(B, Hkv, nb, device=device) < 0.3
+        for sel in (dict(block_mask=mask), dict(block_indices=seer_attn.mask_to_indices(mask))):
+            def step():
+                return seer_attn.block_sparse_decode(q, kp, vp, lens, block_size=bs, block_table=table,
+                                                     return_lse=True, **sel)
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                step()
+            torch.cuda.current_stream().wait_stream(s)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out_g, lse_g = step()
+            for _ in range(2):
+                q.copy_(torch.randn_like(q))
+                mask.copy_(torch.rand(B, Hkv, nb, device=device) < 0.3)
+                if "block_indices" in sel:
+                    sel["block_indices"].copy_(seer_attn.mask_to_indices(mask, sel["block_indices"].shape[-1]))
+                graph.replay()
+                out_e, lse_e = step()
+                torch.testing.assert_close(out_g, out_e, rtol=0, atol=0)
+                torch.testing.assert_close(lse_g, lse_e, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("form", ["mask", "indices"])
+def test_decode_paged_multi_token_opcheck_and_compile(device, form):
+    # the op with block_table and a 4-D q: opcheck (schema, fake kernel, dispatch) and
+    # torch.compile(fullgraph=True) give the eager result
+    lens = [40, 17, 0]
+    kp, vp, table = _paged(device, lens, page=16, nan=False)
+    S = table.shape[1] * 16
+    q = torch.randn(3, 3, 4, 64, dtype=BF16, device=device)
+    sl = torch.tensor(lens, dtype=torch.int32, device=device)
+    sel = _sel(form, 3, 2, cdiv(S, 16), 0.5, 1, device)
+    mask, idx = sel.get("block_mask"), sel.get("block_indices")
+    op = torch.ops.seer_attn.block_sparse_decode.default
+    torch.library.opcheck(op, (q, kp, vp, sl, mask, idx, 16, 0.125, False, True, 0, table))
+    torch.library.opcheck(op, (q, kp, vp, sl, mask, idx, 16, 0.125, False, False, 2), {"block_table": table})
+
+    def dec(q, kp, vp, sl, table):
+        return seer_attn.block_sparse_decode(q * 1.0, kp, vp, sl, block_size=16, block_table=table, return_lse=True,
+                                             **sel)
+
+    torch._dynamo.reset()
+    a = dec(q, kp, vp, sl, table)
+    b = torch.compile(dec, fullgraph=True, backend="aot_eager")(q, kp, vp, sl, table)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

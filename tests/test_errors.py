@@ -281,7 +281,7 @@ DEC_CASES = {
     "mask_float": (lambda d, dev: dict(d, block_mask=d["block_mask"].float()), "block_mask", "float32"),
     "indices_heads": (lambda d, dev: dict(d, block_mask=None, block_indices=_idx(dev)[:, :1]), "block_indices", _word(1)),
     "cache_seqlens_len": (lambda d, dev: dict(d, cache_seqlens=d["cache_seqlens"][:2]), "cache_seqlens", _word(2)),
-    "q_rank": (lambda d, dev: dict(d, q=d["q"][None]), "q", _shape_re([1, 3, 4, 64])),
+    "q_rank": (lambda d, dev: dict(d, q=d["q"][None, None]), "q", _shape_re([1, 1, 3, 4, 64])),
     "num_splits_negative": (lambda d, dev: dict(d, num_splits=-2), "num_splits", _word(-2)),
 }
 
@@ -357,7 +357,7 @@ def test_cpp_check_messages(op_name):
         shape = a["q"].shape
     elif op_name == "block_sparse_decode":
         a = _dec("cpu")
-        a = dict(a, q=a["q"][None])
+        a = dict(a, q=a["q"][None, None])
         shape = a["q"].shape
     else:
         a = _attn("cpu", op_name.split("_")[2])

@@ -92,7 +92,7 @@ int decode_num_splits(const DecodeParams& p, int requested) {
   int per_sm = smem > 0 ? smem_per_sm / (smem + 1024) : 1;
   per_sm = std::max(1, std::min(per_sm, 2048 / kThreads));
   const int64_t slots = static_cast<int64_t>(sms) * per_sm;
-  const int n_chunks = (p.group + decode::DecodeTraits<64, __half>::kRows - 1) /
+  const int n_chunks = (p.n_tok * p.group + decode::DecodeTraits<64, __half>::kRows - 1) /
                        decode::DecodeTraits<64, __half>::kRows;
   const int64_t work = static_cast<int64_t>(p.batch) * p.h_kv * n_chunks;  // CTAs without splitting
   const int64_t target = (p.min_split_keys > 0 ? kTargetWaves : kTargetWavesUniform) * slots;

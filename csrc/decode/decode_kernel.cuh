@@ -1,20 +1,19 @@
-// Block-sparse flash-decoding kernels: the split kernel (one CTA per sequence x kv head x head chunk x
-// split) and the combine kernel (merges split partials). See decode_params.h for the work split.
+// Block-sparse flash-decoding kernels: the select kernel (compacts each (sequence, kv head) row's
+// selection once), the split kernel (one CTA per sequence x kv head x row chunk x split) and the
+// combine kernel (merges split partials). See decode_params.h for the work split.
 //
 // Split kernel, per CTA (4 warps):
 //   0. Row-adaptive splits (params.min_split_keys > 0, num_splits > 1): a split beyond what its row
 //      needs (~min_split_keys keys per split) writes lse_partial = -inf and exits, first on the upper
-//      bound of valid blocks (before any load), then on the exact selected count after step 2.
-//   1. Issue the cp.async of the 16 q rows of the head chunk (rows past the group are zero-filled).
-//   2. Compact the key selection: every thread owns a contiguous segment of the source row (mask
-//      entries of the valid block range, or index entries), counts its selected blocks, a block-wide
-//      exclusive scan gives each thread the rank of its first one. The CTA's share is the ranks
-//      [r0, r1); their block ids are gathered into a shared list (a window of kListCap entries,
-//      refilled if a share is longer).
+//      bound of valid blocks (before any load), then on the row's listed-block count.
+//   1. Issue the cp.async of the 16 q rows of the row chunk (rows past L * group are zero-filled).
+//   2. Read the row's listed-block count (select kernel), take the share [r0, r1) and copy its block
+//      ids into a shared window of kListCap entries (refilled if a share is longer).
 //   3. Stream the keys of the listed blocks in 16-key tiles through a kStages-deep cp.async ring; a
 //      stage holds kNWarps tiles of K and V and warp w computes tile w of every stage with mma.sync
-//      (S = Q K^T: 16 q rows x 16 keys; O += P V), keeping its own online-softmax state (base 2).
-//      Keys outside the valid slots are zero-filled (never read) and masked to -inf.
+//      (S = Q K^T: 16 rows x 16 keys; O += P V), keeping its own online-softmax state (base 2).
+//      Keys outside the valid slots are zero-filled (never read) and masked to -inf; keys after a
+//      row's own token slot (L > 1) are masked to -inf.
 //   4. Merge the warps' (m, l, O) through shared memory; write out/lse or the split partials.
 // Nothing here assumes finite sentinels: -inf maxima are replaced by 0 before exponentiation, so
 // empty rows give l = 0, out = 0, lse = -inf.
@@ -63,13 +62,107 @@ struct DecodeTraits {
   static constexpr int kOffSlot0 = kOffList + kListCap * 4;         // int [kStages][kNWarps] first slot
   static constexpr int kOffM = kOffSlot0 + kStages * kNWarps * 4;   // float [kNWarps][kRows] row max
   static constexpr int kOffL = kOffM + kNWarps * kRows * 4;         // float [kNWarps][kRows] row sum
-  static constexpr int kOffScan = kOffL + kNWarps * kRows * 4;      // int [kNWarps] warp totals
-  static constexpr int kSmemBytes = kOffScan + 16 * 4;
+  static constexpr int kSmemBytes = kOffL + kNWarps * kRows * 4;
   // The epilogue reuses the stage ring for the warps' fp32 partial outputs [kNWarps][kRows][D].
   static constexpr int kMergeBytes = kNWarps * kRows * kHeadDim * 4;
   static_assert(kMergeBytes <= kStages * kStageBytes, "merge buffer must fit in the stage ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory of one sm_90 CTA");
 };
+
+// ---------------------------------------------------------------------------------------------
+// Select kernel: one CTA per (kv head, sequence) writes the row's list of attended blocks
+// (sel_list / sel_count, see decode_params.h). Mask form: one coalesced pass over the valid block
+// range. Index form: the valid entries are set in a shared bitmap over the valid block range
+// (duplicates collapse), then listed in ascending order like a mask, so the list does not depend on
+// the order of the entries or on thread timing (bitwise-reproducible outputs). Rows of more than
+// kSelectBitmapWords * 32 valid blocks fall back to a quadratic first-occurrence test.
+// ---------------------------------------------------------------------------------------------
+constexpr int kSelectThreads = 128;
+constexpr int kSelectBitmapWords = 2048;  // 8 KiB: index rows up to 65536 valid blocks use the bitmap
+
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads) decode_select_kernel(const DecodeParams p) {
+  constexpr int kWarps = kThreads / 32;
+  __shared__ uint32_t s_bits[kSelectBitmapWords];
+  __shared__ int s_warp[kWarps];
+  const int hk = blockIdx.x, b = blockIdx.y;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int64_t row_id = (int64_t)b * p.h_kv + hk;
+  int* list = p.sel_list + row_id * p.sel_cap;
+
+  const int S = p.seqlen_max;
+  const int Bk = p.block_size;
+  const int len = min(max(p.cache_seqlens[b], 0), S);
+  if (len == 0) {
+    if (tid == 0) p.sel_count[row_id] = 0;
+    return;
+  }
+  const int lo = p.left_pad ? S - len : 0;
+  const int hi = p.left_pad ? S : len;
+  const int blk_lo = lo / Bk;
+  const int n_blk = (hi + Bk - 1) / Bk - blk_lo;   // blocks holding a valid slot: [blk_lo, blk_lo + n_blk)
+  const bool extra = p.first_block_unmasked;       // block blk_lo listed first, excluded below
+  int count = 0;
+  if (extra) {
+    if (tid == 0) list[0] = blk_lo;
+    count = 1;
+  }
+
+  // Appends block `blk` of every thread with keep set, in thread order (collective, uniform count).
+  auto append = [&](bool keep, int blk) {
+    const unsigned bal = __ballot_sync(0xffffffffu, keep);
+    if (lane == 0) s_warp[warp] = __popc(bal);
+    __syncthreads();
+    int off = count, total = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const int v = s_warp[w];
+      off += w < warp ? v : 0;
+      total += v;
+    }
+    if (keep) list[off + __popc(bal & ((1u << lane) - 1u))] = blk;
+    count += total;
+    __syncthreads();  // s_warp is rewritten by the next call
+  };
+
+  if (p.block_mask != nullptr) {
+    const uint8_t* row = p.block_mask + (int64_t)b * p.mask_stride_b + (int64_t)hk * p.mask_stride_h;
+    for (int e0 = 0; e0 < n_blk; e0 += kThreads) {
+      const int e = e0 + tid;
+      const int n = blk_lo + e;
+      const bool keep = e < n_blk && row[(int64_t)n * p.mask_stride_n] != 0 && !(extra && e == 0);
+      append(keep, n);
+    }
+  } else {
+    const int* idx = p.block_indices + (int64_t)b * p.idx_stride_b + (int64_t)hk * p.idx_stride_h;
+    const int K = p.num_indices;
+    auto wanted = [&](int n) { return n >= blk_lo && n < blk_lo + n_blk && !(extra && n == blk_lo); };
+    const int words = (n_blk + 31) / 32;
+    if (words <= kSelectBitmapWords) {
+      for (int i = tid; i < words; i += kThreads) s_bits[i] = 0u;
+      __syncthreads();
+      for (int e = tid; e < K; e += kThreads) {
+        const int n = idx[(int64_t)e * p.idx_stride_k];
+        if (wanted(n)) atomicOr(&s_bits[(n - blk_lo) / 32], 1u << ((n - blk_lo) % 32));
+      }
+      __syncthreads();
+      for (int e0 = 0; e0 < n_blk; e0 += kThreads) {
+        const int e = e0 + tid;
+        const bool keep = e < n_blk && ((s_bits[e / 32] >> (e % 32)) & 1u);
+        append(keep, blk_lo + e);
+      }
+    } else {
+      for (int e0 = 0; e0 < K; e0 += kThreads) {
+        const int e = e0 + tid;
+        const int n = e < K ? idx[(int64_t)e * p.idx_stride_k] : -1;
+        bool keep = e < K && wanted(n);
+        for (int j = 0; keep && j < e; ++j) keep = idx[(int64_t)j * p.idx_stride_k] != n;
+        append(keep, n);
+      }
+    }
+  }
+  if (tid == 0) p.sel_count[row_id] = count;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Split kernel
@@ -91,19 +184,27 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   int* s_slot0 = reinterpret_cast<int*>(smem + Tr::kOffSlot0);
   float* s_m = reinterpret_cast<float*>(smem + Tr::kOffM);
   float* s_l = reinterpret_cast<float*>(smem + Tr::kOffL);
-  int* s_scan = reinterpret_cast<int*>(smem + Tr::kOffScan);
 
   const int tid = threadIdx.x;
   const int warp = tid / 32;
   const int lane = tid % 32;
 
-  const int n_chunks = (p.group + Tr::kRows - 1) / Tr::kRows;
+  const int L = p.n_tok;
+  const int n_rows_all = L * p.group;                          // rows of (b, hk): token * group + g
+  const int n_chunks = (n_rows_all + Tr::kRows - 1) / Tr::kRows;
   const int split = blockIdx.x / n_chunks;
   const int chunk = blockIdx.x % n_chunks;
   const int hk = blockIdx.y;
   const int b = blockIdx.z;
-  const int head0 = hk * p.group + chunk * Tr::kRows;       // first q head of this CTA
-  const int rows = min(Tr::kRows, p.group - chunk * Tr::kRows);  // valid q rows (1..16)
+  const int row0 = chunk * Tr::kRows;                          // first row of this CTA
+  const int rows = min(Tr::kRows, n_rows_all - row0);          // valid rows (1..16)
+  // Row r of the CTA: token (row0 + r) / group, q head hk * group + (row0 + r) % group; its index in
+  // the [B, L, H_q] rows of lse / o_partial.
+  auto out_row = [&](int r) -> int64_t {
+    const int rr = row0 + r;
+    return ((int64_t)b * L + rr / p.group) * p.h_q + (int64_t)hk * p.group + rr % p.group;
+  };
+  const int64_t n_out_rows = (int64_t)p.batch * L * p.h_q;
 
   // ---- valid slots and block range --------------------------------------------------------
   const int S = p.seqlen_max;
@@ -111,24 +212,18 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   const int len = min(max(p.cache_seqlens[b], 0), S);
   const int lo = p.left_pad ? S - len : 0;   // valid slots [lo, hi)
   const int hi = p.left_pad ? S : len;
-  int blk_lo = 0, blk_hi = 0;                // blocks holding a valid slot: [blk_lo, blk_hi)
-  if (len > 0) {
-    blk_lo = lo / Bk;
-    blk_hi = (hi + Bk - 1) / Bk;             // <= nb since hi <= S
-  }
-  const bool extra = p.first_block_unmasked && len > 0;  // virtual rank-0 entry: block blk_lo
-  const int first_blk = blk_lo;
+  const int n_valid_blk = len > 0 ? (hi + Bk - 1) / Bk - lo / Bk : 0;
 
-  // Row-adaptive splits (see DecodeParams::min_split_keys): a row selects at most blk_hi - blk_lo
-  // blocks, so a split at or past ceil((blk_hi - blk_lo) * Bk / min_split_keys) has nothing to do
-  // whatever the mask says: leave before loading anything (the combine ignores lse = -inf splits).
+  // Row-adaptive splits (see DecodeParams::min_split_keys): a row lists at most n_valid_blk blocks,
+  // so a split at or past ceil(n_valid_blk * Bk / min_split_keys) has nothing to do whatever the
+  // selection: leave before loading anything (the combine ignores lse = -inf splits).
   const bool adaptive = p.num_splits > 1 && p.min_split_keys > 0;
   auto empty_split_exit = [&]() {
-    if (tid < rows) p.lse_partial[(int64_t)split * p.batch * p.h_q + (int64_t)b * p.h_q + head0 + tid] = kNegInf;
+    if (tid < rows) p.lse_partial[(int64_t)split * n_out_rows + out_row(tid)] = kNegInf;
   };
   int ub_splits = p.num_splits;
   if (adaptive) {
-    const int64_t ub_keys = (int64_t)(blk_hi - blk_lo) * Bk;
+    const int64_t ub_keys = (int64_t)n_valid_blk * Bk;
     const int64_t ub = (ub_keys + p.min_split_keys - 1) / p.min_split_keys;
     ub_splits = ub < 1 ? 1 : (ub < p.num_splits ? (int)ub : p.num_splits);
     if (split >= ub_splits) {
@@ -144,69 +239,22 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     for (int c = tid; c < Tr::kRows * kCPR; c += kThreads) {
       const int r = c / kCPR, ch = c % kCPR;
       const bool ok = r < rows;
-      const Elem* src = ok ? q_base + (int64_t)(head0 + r) * p.q_head_stride + ch * 8
+      const int rr = row0 + r;
+      const Elem* src = ok ? q_base + (int64_t)(rr / p.group) * p.q_tok_stride +
+                                 (int64_t)(hk * p.group + rr % p.group) * p.q_head_stride + ch * 8
                            : reinterpret_cast<const Elem*>(p.q);
       cp_async_16(s_q + r * D + ((ch ^ (r & 7)) * 8), src, ok);
     }
     cp_async_commit();
   }
 
-  // ---- 2. selection compaction --------------------------------------------------------------
-  const bool use_mask = p.block_mask != nullptr;
-  const uint8_t* mask_row = use_mask ? p.block_mask + (int64_t)b * p.mask_stride_b + (int64_t)hk * p.mask_stride_h
-                                     : nullptr;
-  const int* idx_row = use_mask ? nullptr
-                                : p.block_indices + (int64_t)b * p.idx_stride_b + (int64_t)hk * p.idx_stride_h;
-  // Source entries: mask form e -> block blk_lo + e (e < blk_hi - blk_lo); index form e -> idx_row[e].
-  const int n_src = use_mask ? (blk_hi - blk_lo) : (len > 0 ? p.num_indices : 0);
-  // Block id of source entry e if it is selected (and not the forced first block), else -1.
-  auto entry_block = [&](int e) -> int {
-    int n;
-    if (use_mask) {
-      n = blk_lo + e;
-      if (mask_row[(int64_t)n * p.mask_stride_n] == 0) return -1;
-    } else {
-      n = idx_row[(int64_t)e * p.idx_stride_k];
-      if (n < blk_lo || n >= blk_hi) return -1;
-      // A block listed twice counts once: only its first entry selects it (O(K) reads per entry,
-      // from L1; K is the number of selected blocks, typically tens).
-      for (int e2 = 0; e2 < e; ++e2)
-        if (idx_row[(int64_t)e2 * p.idx_stride_k] == n) return -1;
-    }
-    if (extra && n == first_blk) return -1;
-    return n;
-  };
-
-  const int seg = (n_src + kThreads - 1) / kThreads;
-  const int e0 = min(n_src, tid * seg);
-  const int e1 = min(n_src, e0 + seg);
-  int cnt = 0;
-#pragma unroll 4
-  for (int e = e0; e < e1; ++e) cnt += entry_block(e) >= 0 ? 1 : 0;
-
-  // Block-wide exclusive scan of cnt.
-  int incl = cnt;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int v = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += v;
-  }
-  if (lane == 31) s_scan[warp] = incl;
-  __syncthreads();
-  int warp_off = 0, total = 0;
-#pragma unroll
-  for (int w = 0; w < kNWarps; ++w) {
-    const int v = s_scan[w];
-    warp_off += w < warp ? v : 0;
-    total += v;
-  }
-  const int my_base = (extra ? 1 : 0) + warp_off + incl - cnt;  // rank of my first selected entry
-  const int total_sel = total + (extra ? 1 : 0);
+  // ---- 2. this CTA's share of the row's block list ---------------------------------------------
+  const int64_t sel_row = (int64_t)b * p.h_kv + hk;
+  const int* list_row = p.sel_list + sel_row * p.sel_cap;
+  const int total_sel = p.sel_count[sel_row];
   int ns_row = p.num_splits;  // splits of this row (uniform across the CTA)
   if (adaptive) {
     const int64_t want = ((int64_t)total_sel * Bk + p.min_split_keys - 1) / p.min_split_keys;
-    // clamped to ub_splits too, so that the early exit above stays consistent even for index rows
-    // that break the no-duplicates contract (more entries than valid blocks)
     ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
     if (split >= ns_row) {
       cp_async_wait<0>();  // the q copies must land before the CTA's shared memory goes away
@@ -218,22 +266,11 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   const int r1 = (int)((int64_t)total_sel * (split + 1) / ns_row);
   const int n_sel = r1 - r0;  // blocks of this CTA
 
-  // Fill s_list[i] = block id of rank r0 + wb + i, i < min(kListCap, n_sel - wb). Collective.
+  // Fill s_list[i] = list_row[r0 + wb + i], i < min(kListCap, n_sel - wb). Collective.
   auto fill_list = [&](int wb) {
     __syncthreads();  // nobody still reads the previous window
-    const int a = r0 + wb;
-    const int z = min(r1, a + kListCap);
-    if (extra && tid == 0 && a <= 0 && 0 < z) s_list[-a] = first_blk;
-    if (cnt > 0 && my_base < z && my_base + cnt > a) {
-      int rank = my_base;
-      for (int e = e0; e < e1 && rank < z; ++e) {
-        const int n = entry_block(e);
-        if (n >= 0) {
-          if (rank >= a) s_list[rank - a] = n;
-          ++rank;
-        }
-      }
-    }
+    const int n = min(kListCap, n_sel - wb);
+    for (int i = tid; i < n; i += kThreads) s_list[i] = list_row[r0 + wb + i];
     __syncthreads();
   };
 
@@ -244,8 +281,8 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   int wb = 0;                                // first list rank (relative to r0) in s_list
   fill_list(0);
 
-  const Elem* k_base = reinterpret_cast<const Elem*>(p.k) + (int64_t)b * p.k_batch_stride + (int64_t)hk * p.k_head_stride;
-  const Elem* v_base = reinterpret_cast<const Elem*>(p.v) + (int64_t)b * p.v_batch_stride + (int64_t)hk * p.v_head_stride;
+  const Elem* k_head = reinterpret_cast<const Elem*>(p.k) + (int64_t)hk * p.k_head_stride;
+  const Elem* v_head = reinterpret_cast<const Elem*>(p.v) + (int64_t)hk * p.v_head_stride;
   const int ld_row = tid / kCPR;             // first stage row this thread loads
   const int ld_ch = tid % kCPR;              // 16-byte chunk of the row this thread loads
 
@@ -259,12 +296,18 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
       fill_list(wb);
     }
     const int buf = g % kStages;
-    int slot0[kNWarps];  // first slot of each tile of the stage, -1 if the tile does not exist
+    int slot0[kNWarps];       // first slot of each tile of the stage, -1 if the tile does not exist
+    KvSlot at[kNWarps];       // where the tile's first row lives (its 16 rows are consecutive rows
+                              // of one sequence or page: a 16-aligned tile never straddles a page)
 #pragma unroll
     for (int w = 0; w < kNWarps; ++w) {
       const int t = t_base + w;
       slot0[w] = t < T ? s_list[t / tpb - wb] * Bk + (t % tpb) * Tr::kTileKeys : -1;
       if (tid == w) s_slot0[buf * kNWarps + w] = slot0[w];
+      // Address only tiles holding a valid slot (slot0 < hi <= S_max keeps a paged lookup inside
+      // the sequence's block-table row); the others are zero-filled below.
+      const bool live = slot0[w] >= 0 && slot0[w] < hi && slot0[w] + Tr::kTileKeys > lo;
+      at[w] = live ? p.k_addr.locate(b, slot0[w]) : KvSlot{0, 0};
     }
     Elem* sk = s_stages + (int64_t)buf * (2 * Tr::kTileElems);
     Elem* sv = sk + Tr::kTileElems;
@@ -273,11 +316,13 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
       const int row = ld_row + i * Tr::kRowsPerIter;     // stage row (0 .. kStageKeys-1)
       const int w = (i * Tr::kRowsPerIter) / Tr::kTileKeys;  // compile-time tile of this pass
       if (slot0[w] < 0) continue;
-      const int slot = slot0[w] + (row % Tr::kTileKeys);
+      const int r = row % Tr::kTileKeys;
+      const int slot = slot0[w] + r;
       const bool ok = slot >= lo && slot < hi;
       const int soff = row * D + ((ld_ch ^ (row & 7)) * 8);
-      const Elem* ksrc = ok ? k_base + (int64_t)slot * p.k_row_stride + ld_ch * 8 : k_base;
-      const Elem* vsrc = ok ? v_base + (int64_t)slot * p.v_row_stride + ld_ch * 8 : v_base;
+      const KvSlot rs{at[w].unit, at[w].row + r};
+      const Elem* ksrc = ok ? k_head + p.k_addr.offset(rs) + ld_ch * 8 : k_head;
+      const Elem* vsrc = ok ? v_head + p.v_addr.offset(rs) + ld_ch * 8 : v_head;
       cp_async_16(sk + soff, ksrc, ok);
       cp_async_16(sv + soff, vsrc, ok);
     }
@@ -312,6 +357,11 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) acc_o[i][0] = acc_o[i][1] = acc_o[i][2] = acc_o[i][3] = 0.f;
   float row_m[2] = {kNegInf, kNegInf};  // running max (base-2 scaled logits) of rows g8, g8 + 8
+  // Causal limit of rows g8 and g8 + 8 (L > 1): token i sees slots < hi - (L - 1 - i). For L = 1
+  // both are hi, the valid-slot bound the loads use.
+  int row_hi[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) row_hi[r] = hi - (L - 1 - min(row0 + g8 + 8 * r, n_rows_all - 1) / p.group);
   float row_l[2] = {0.f, 0.f};          // this thread's share of the running sum
 
   for (int g = 0; g < n_stage_total; ++g) {
@@ -348,9 +398,9 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int slot = slot0 + nt * 8 + t4 * 2 + e;
-          const bool ok = slot >= lo && slot < hi;
-          s[nt][e] = ok ? s[nt][e] * p.scale_log2 : kNegInf;
-          s[nt][2 + e] = ok ? s[nt][2 + e] * p.scale_log2 : kNegInf;
+          const bool ok = slot >= lo;
+          s[nt][e] = ok && slot < row_hi[0] ? s[nt][e] * p.scale_log2 : kNegInf;
+          s[nt][2 + e] = ok && slot < row_hi[1] ? s[nt][2 + e] * p.scale_log2 : kNegInf;
         }
       }
       float mx[2];
@@ -431,8 +481,6 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   __syncthreads();
 
   const bool direct = p.num_splits == 1;
-  const int64_t bh0 = (int64_t)b * p.h_q + head0;  // row index of (b, head0) in [B * H_q]
-  const int64_t part_row0 = (int64_t)split * p.batch * p.h_q + bh0;
   for (int idx = tid; idx < Tr::kRows * (D / 4); idx += kThreads) {
     const int row = idx / (D / 4);
     const int c4 = idx % (D / 4);
@@ -450,12 +498,14 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     const float inv = l > 0.f ? 1.f / l : 0.f;  // l == 0 <=> no key: o is 0 as well
     o.x *= inv; o.y *= inv; o.z *= inv; o.w *= inv;
     if (direct) {
+      const int rr = row0 + row;
       Elem* dst = reinterpret_cast<Elem*>(p.out) + (int64_t)b * p.o_batch_stride +
-                  (int64_t)(head0 + row) * p.o_head_stride + c4 * 4;
+                  (int64_t)(rr / p.group) * p.o_tok_stride + (int64_t)(hk * p.group + rr % p.group) * p.o_head_stride +
+                  c4 * 4;
       const uint2 packed = make_uint2(pack2<Elem>(o.x, o.y), pack2<Elem>(o.z, o.w));
       *reinterpret_cast<uint2*>(dst) = packed;
     } else {
-      *reinterpret_cast<float4*>(p.o_partial + (part_row0 + row) * D + c4 * 4) = o;
+      *reinterpret_cast<float4*>(p.o_partial + ((int64_t)split * n_out_rows + out_row(row)) * D + c4 * 4) = o;
     }
   }
   if (tid < rows) {
@@ -465,13 +515,13 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
 #pragma unroll
     for (int w = 0; w < kNWarps; ++w) l += s_l[w * Tr::kRows + tid] * fast_exp2(s_m[w * Tr::kRows + tid] - mu);
     const float lse = l > 0.f ? (m_all + __log2f(l)) * kLn2 : kNegInf;
-    if (direct) p.lse[bh0 + tid] = lse;
-    else p.lse_partial[part_row0 + tid] = lse;
+    if (direct) p.lse[out_row(tid)] = lse;
+    else p.lse_partial[(int64_t)split * n_out_rows + out_row(tid)] = lse;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Combine kernel: one warp per (b, q head) row; merges the num_splits partials.
+// Combine kernel: one warp per (b, token, q head) row; merges the num_splits partials.
 //   lse = log(sum_s exp(lse_s)), out = sum_s exp(lse_s - lse) * o_s.
 // Splits with lse_s = -inf (no key) get weight 0; all splits empty -> out 0, lse -inf.
 // ---------------------------------------------------------------------------------------------
@@ -482,7 +532,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(cons
   constexpr int kVec = kHeadDim / 4;                 // float4 per row
   constexpr int kPerLane = (kVec + 31) / 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t n_rows = (int64_t)p.batch * p.h_q;
+  const int64_t n_rows = (int64_t)p.batch * p.n_tok * p.h_q;  // rows of [B, L, H_q]
   const int64_t row = (int64_t)blockIdx.x * kCombineWarps + warp;
   if (row >= n_rows) return;
   const int S = p.num_splits;
@@ -519,8 +569,9 @@ __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(cons
       }
     }
   }
-  const int64_t bb = row / p.h_q, h = row % p.h_q;
-  Elem* dst = reinterpret_cast<Elem*>(p.out) + bb * p.o_batch_stride + h * p.o_head_stride;
+  const int64_t bt = row / p.h_q, h = row % p.h_q;  // bt = b * L + token
+  Elem* dst = reinterpret_cast<Elem*>(p.out) + (bt / p.n_tok) * p.o_batch_stride + (bt % p.n_tok) * p.o_tok_stride +
+              h * p.o_head_stride;
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
     const int c = lane + 32 * i;

@@ -1,4 +1,4 @@
-// Definition of the per-(head dim, dtype) decode launcher (see decode_launch.h). Included only by the
+// Definition of the per-(head dim, dtype) decode launcher (select, split and combine kernels) (see decode_launch.h). Included only by the
 // generated instantiation files, so every kernel is compiled exactly once.
 #pragma once
 #include "common/launch.h"
@@ -23,14 +23,19 @@ int run_decode_(const DecodeParams& p, seer_stream_t stream) {
 #endif
     if (err != SEER_SUCCESS) return static_cast<int>(err);
   }
-  const int n_chunks = (p.group + Tr::kRows - 1) / Tr::kRows;
-  const dim3 grid(static_cast<unsigned>(p.num_splits) * n_chunks, p.h_kv, p.batch);
-  kernel<<<grid, Tr::kThreads, kSmem, stream>>>(p);
+  // Select: compact every (sequence, kv head) row's selection once (sel_list / sel_count).
+  decode_select_kernel<kSelectThreads><<<dim3(p.h_kv, p.batch), kSelectThreads, 0, stream>>>(p);
   seer_error_t err = SEER_LAST_ERROR();
   if (err != SEER_SUCCESS) return static_cast<int>(err);
 
+  const int n_chunks = (p.n_tok * p.group + Tr::kRows - 1) / Tr::kRows;
+  const dim3 grid(static_cast<unsigned>(p.num_splits) * n_chunks, p.h_kv, p.batch);
+  kernel<<<grid, Tr::kThreads, kSmem, stream>>>(p);
+  err = SEER_LAST_ERROR();
+  if (err != SEER_SUCCESS) return static_cast<int>(err);
+
   if (p.num_splits > 1) {
-    const int64_t n_rows = static_cast<int64_t>(p.batch) * p.h_q;
+    const int64_t n_rows = static_cast<int64_t>(p.batch) * p.n_tok * p.h_q;
     const unsigned blocks = static_cast<unsigned>((n_rows + kCombineWarps - 1) / kCombineWarps);
     decode_combine_kernel<Elem, kHeadDim><<<blocks, kCombineWarps * 32, 0, stream>>>(p);
     err = SEER_LAST_ERROR();
