@@ -78,13 +78,12 @@ static void run_decode(const DecCase& c, std::mt19937& rng) {
   p.q_batch_stride = int64_t(c.hq) * D;
   p.q_head_stride = D;
   p.k = k.data();
-  p.k_batch_stride = int64_t(c.S) * c.hkv * D;
-  p.k_row_stride = int64_t(c.hkv) * D;
+  p.k_addr = seer::KvAddr{int64_t(c.S) * c.hkv * D, int64_t(c.hkv) * D, nullptr, 0, 0, 0};  // dense cache
   p.k_head_stride = D;
   p.v = v.data();
-  p.v_batch_stride = p.k_batch_stride;
-  p.v_row_stride = p.k_row_stride;
+  p.v_addr = p.k_addr;
   p.v_head_stride = D;
+  p.n_tok = 1;
   p.out = out.data();
   p.o_batch_stride = int64_t(c.hq) * D;
   p.o_head_stride = D;

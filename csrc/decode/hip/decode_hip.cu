@@ -42,6 +42,8 @@ int launch_decode(const DecodeParams& p, hipStream_t stream) {
 int run_block_sparse_decode(const DecodeParams& p, void* stream) {
   const hipStream_t s = static_cast<hipStream_t>(stream);
   if (p.num_splits < 1 || p.block_size % hipdecode::kTileKeys != 0) return static_cast<int>(hipErrorInvalidValue);
+  // One new token per sequence only: the MFMA kernel has no per-row causal limit for L > 1 yet.
+  if (p.n_tok != 1) return static_cast<int>(hipErrorNotSupported);
   using hip16::Bf16;
   using hip16::Fp16;
   switch (p.head_dim) {

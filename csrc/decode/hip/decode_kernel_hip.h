@@ -163,8 +163,9 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
     for (int j = 0; j < D / 32; ++j)
       q[j] = head < rows ? *reinterpret_cast<const u32x4*>(src + dim0(lane, j)) : u32x4{0u, 0u, 0u, 0u};
   }
-  const uint16_t* k_base = static_cast<const uint16_t*>(p.k) + (int64_t)b * p.k_batch_stride + (int64_t)hk * p.k_head_stride;
-  const uint16_t* v_base = static_cast<const uint16_t*>(p.v) + (int64_t)b * p.v_batch_stride + (int64_t)hk * p.v_head_stride;
+  // K/V rows through common/kv_addr.h (dense or paged caches); head hk of each row.
+  const uint16_t* k_base = static_cast<const uint16_t*>(p.k) + (int64_t)hk * p.k_head_stride;
+  const uint16_t* v_base = static_cast<const uint16_t*>(p.v) + (int64_t)hk * p.v_head_stride;
 
   f32x4 o[D / 16];
 #pragma unroll
@@ -185,7 +186,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
       f32x4 s = f32x4{};
 #pragma unroll
       for (int j = 0; j < D / 32; ++j) {
-        const u32x4 a = kok ? *reinterpret_cast<const u32x4*>(k_base + (int64_t)kslot * p.k_row_stride + dim0(lane, j))
+        const u32x4 a = kok ? *reinterpret_cast<const u32x4*>(k_base + p.k_addr.row(b, kslot) + dim0(lane, j))
                             : u32x4{0u, 0u, 0u, 0u};
         s = hip::mfma16x16x16<Elem>(hip::lo4(a), hip::lo4(q[j]), s);
         s = hip::mfma16x16x16<Elem>(hip::hi4(a), hip::hi4(q[j]), s);
@@ -199,8 +200,8 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
         const int j = idx % (kTileKeys / 2), dc = idx / (kTileKeys / 2);
         const int sl0 = slot0 + 2 * j, sl1 = sl0 + 1;
         u32x4 va = {0u, 0u, 0u, 0u}, vb = {0u, 0u, 0u, 0u};
-        if (sl0 >= lo && sl0 < hi) va = *reinterpret_cast<const u32x4*>(v_base + (int64_t)sl0 * p.v_row_stride + 8 * dc);
-        if (sl1 >= lo && sl1 < hi) vb = *reinterpret_cast<const u32x4*>(v_base + (int64_t)sl1 * p.v_row_stride + 8 * dc);
+        if (sl0 >= lo && sl0 < hi) va = *reinterpret_cast<const u32x4*>(v_base + p.v_addr.row(b, sl0) + 8 * dc);
+        if (sl1 >= lo && sl1 < hi) vb = *reinterpret_cast<const u32x4*>(v_base + p.v_addr.row(b, sl1) + 8 * dc);
         uint32_t w[8];
         hip::transpose_pair(va, vb, w);
 #pragma unroll
