@@ -277,13 +277,35 @@ class _Step:
         self.cu_q, self.cu_k, self.max_q, self.max_k, self.mask = cu_q, cu_k, max_q, max_k, mask
 
 
-def _plan_step(r, s, kind, causal, lay_q, lay_k, flags, mask, bq, bk, device):
-    """Virtual batch for queries of rank r against the K/V shard of rank s, or None if nothing is kept."""
+class _Sel:
+    """The part of rank s's K/V shard that rank r receives: segs (b, chunk, global_start, length,
+    offset in the received buffer), n rows, rows = their rows in s's local shard (None: all of it)."""
+
+    def __init__(self, segs, n, rows):
+        self.segs, self.n, self.rows = segs, n, rows
+
+
+def _select(lay_k: _Layout, s, chunks, device):
+    segs, rows, off = [], [], 0
+    for b, c, g0, n, l0 in lay_k.seg[s]:
+        if c in chunks and n:
+            segs.append((b, c, g0, n, off))
+            rows.extend(range(l0, l0 + n))
+            off += n
+    if off == 0:
+        return None
+    full = off == lay_k.total[s]
+    return _Sel(segs, off, None if full else torch.tensor(rows, dtype=torch.long, device=device))
+
+
+def _plan_step(r, s, kind, causal, lay_q, lay_k, flags, mask, bq, bk, device, ksel):
+    """Virtual batch for queries of rank r against the received part `ksel` of rank s's K/V shard,
+    or None if nothing is kept."""
     n2 = 2 * lay_q.world
     entries = []  # (q0, q1, k0, k1, [(qseg, kseg)])
     for b in range(lay_q.n_seq):
         qsegs = [sg for sg in lay_q.seg[r] if sg[0] == b]
-        ksegs = [sg for sg in lay_k.seg[s] if sg[0] == b]
+        ksegs = [sg for sg in ksel.segs if sg[0] == b]
         subs = []
         for qs in qsegs:
             for ks in ksegs:
@@ -311,7 +333,7 @@ def _plan_step(r, s, kind, causal, lay_q, lay_k, flags, mask, bq, bk, device):
         if k0 > cu_k[-1]:
             cu_q.append(cu_q[-1]), cu_k.append(k0), real.append(None)
         cu_q.append(q1), cu_k.append(k1), real.append((q0, k0, subs))
-    tq, tk = lay_q.total[r], lay_k.total[s]
+    tq, tk = lay_q.total[r], ksel.n
     if tq > cu_q[-1] or tk > cu_k[-1]:
         cu_q.append(tq), cu_k.append(tk), real.append(None)
     max_q = max(max(b - a for a, b in zip(cu_q[:-1], cu_q[1:])), 1)
@@ -371,7 +393,7 @@ def _wait(works):
 
 class _RingAttn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, mask, kind, causal, bq, bk, sm_scale, lay_q, lay_k, comm, steps, need):
+    def forward(ctx, q, k, v, mask, kind, causal, bq, bk, sm_scale, lay_q, lay_k, comm, steps, sel):
         ctx.set_materialize_grads(False)
         r, world = comm.rank, comm.world
         t_l, h_q, d = q.shape
@@ -384,10 +406,12 @@ class _RingAttn(torch.autograd.Function):
                 return None, []
             dst, src = (r + t) % world, (r - t) % world
             ops, buf = [], None
-            if need[r][dst]:
-                ops.append(("send", kv_local, dst, t))
-            if need[src][r]:
-                buf = torch.empty((lay_k.total[src],) + tuple(kv_local.shape[1:]), dtype=k.dtype, device=k.device)
+            out_sel, in_sel = sel[r][dst], sel[src][r]
+            if out_sel is not None:
+                ops.append(("send", kv_local if out_sel.rows is None else kv_local.index_select(0, out_sel.rows),
+                            dst, t))
+            if in_sel is not None:
+                buf = torch.empty((in_sel.n,) + tuple(kv_local.shape[1:]), dtype=k.dtype, device=k.device)
                 ops.append(("recv", buf, src, t))
             return buf, comm.post(ops)
 
@@ -406,13 +430,13 @@ class _RingAttn(torch.autograd.Function):
             _merge(out_acc, lse_acc, o, lse)
         out = out_acc.to(q.dtype)
         ctx.save_for_backward(q, k, v, out, lse_acc)
-        ctx.args = (kind, bq, bk, sm_scale, lay_k, comm, steps, need)
+        ctx.args = (kind, bq, bk, sm_scale, lay_k, comm, steps, sel)
         return out, lse_acc
 
     @staticmethod
     def backward(ctx, dout, dlse):
         q, k, v, out, lse = ctx.saved_tensors
-        kind, bq, bk, sm_scale, lay_k, comm, steps, need = ctx.args
+        kind, bq, bk, sm_scale, lay_k, comm, steps, sel = ctx.args
         r, world = comm.rank, comm.world
         if dout is None:
             dout = torch.zeros_like(out)
@@ -427,10 +451,12 @@ class _RingAttn(torch.autograd.Function):
                 return None, []
             dst, src = (r + t) % world, (r - t) % world
             ops, buf = [], None
-            if need[r][dst]:
-                ops.append(("send", kv_local, dst, t))
-            if need[src][r]:
-                buf = torch.empty((lay_k.total[src],) + tuple(kv_local.shape[1:]), dtype=k.dtype, device=k.device)
+            out_sel, in_sel = sel[r][dst], sel[src][r]
+            if out_sel is not None:
+                ops.append(("send", kv_local if out_sel.rows is None else kv_local.index_select(0, out_sel.rows),
+                            dst, t))
+            if in_sel is not None:
+                buf = torch.empty((in_sel.n,) + tuple(kv_local.shape[1:]), dtype=k.dtype, device=k.device)
                 ops.append(("recv", buf, src, t))
             return buf, comm.post(ops)
 
@@ -456,26 +482,33 @@ class _RingAttn(torch.autograd.Function):
             # Partial dK/dV of the shard in hand go straight back to its owner (r - t).
             dst, src = (r - t) % world, (r + t) % world
             ops, buf = [], None
-            if need[dst][r]:
-                if part is None:  # cannot happen (need and steps come from the same flags); stay matched
+            back_sel = sel[r][src]
+            if sel[dst][r] is not None:
+                if part is None:  # cannot happen (sel and steps come from the same flags); stay matched
                     part = torch.zeros_like(kv)
                 ops.append(("send", part, dst, world + t))
-            if need[r][src]:
-                buf = torch.empty(kv_local.shape, dtype=k.dtype, device=k.device)
+            if back_sel is not None:
+                buf = torch.empty((back_sel.n,) + tuple(kv_local.shape[1:]), dtype=k.dtype, device=k.device)
                 ops.append(("recv", buf, src, world + t))
             works = comm.post(ops)
-            # hold the sent tensor alive until its work completes
-            returns.append((buf, works, part))
+            # the sent tensor stays referenced until its work completes
+            returns.append((buf, back_sel, works, part))
             while len(returns) > 1:
-                b_, w_, _ = returns.pop(0)
-                _wait(w_)
-                if b_ is not None:
-                    dkv += b_.float()
-        for b_, w_, _ in returns:
-            _wait(w_)
-            if b_ is not None:
-                dkv += b_.float()
+                _add_back(dkv, *returns.pop(0)[:3])
+        for b_, s_, w_, _ in returns:
+            _add_back(dkv, b_, s_, w_)
         return (dq.to(q.dtype), dkv[:, 0].to(k.dtype), dkv[:, 1].to(v.dtype)) + (None,) * 11
+
+
+def _add_back(dkv, buf, sel, works):
+    """Wait for a partial dK/dV coming back and add it to this rank's rows."""
+    _wait(works)
+    if buf is None:
+        return
+    if sel.rows is None:
+        dkv += buf.float()
+    else:
+        dkv.index_add_(0, sel.rows, buf.float())
 
 
 def _fwd_op(kind, q, k, v, st, bq, bk, sm_scale):
@@ -548,19 +581,22 @@ def _attn_cp(op, kind, q, k, v, block_mask, cu_seqlens_q, cu_seqlens_k, max_seql
     flags = _chunk_flags(block_mask, kind, lay_q, lay_k, bq, bk)
     n2 = 2 * world
 
-    def needed(s, rr):  # does rank rr's query keep anything of rank s's K/V shard?
-        for a in (rr, n2 - 1 - rr):
-            for c in (s, n2 - 1 - s):
-                if (not causal or c <= a) and flags[:, a, c].any():
-                    return True
-        return False
+    def chunks_needed(s, rr):  # the key chunks of rank s that rank rr's queries keep something of
+        return {c for c in (s, n2 - 1 - s) for a in (rr, n2 - 1 - rr)
+                if (not causal or c <= a) and bool(flags[:, a, c].any())}
 
-    need = [[needed(s, rr) for rr in range(world)] for s in range(world)]
-    steps = [_plan_step(rank, (rank - t) % world, kind, causal, lay_q, lay_k, flags, block_mask, bq, bk, q.device)
-             for t in range(world)]
+    # sel[s][rr]: what rank rr receives of rank s's shard (only the chunks it keeps; None: nothing)
+    sel = [[_select(lay_k, s, chunks_needed(s, rr), q.device) for rr in range(world)] for s in range(world)]
+    local = _Sel(lay_k.seg[rank], lay_k.total[rank], None)
+    steps = []
+    for t in range(world):
+        s = (rank - t) % world
+        ksel = local if t == 0 else sel[s][rank]
+        steps.append(None if ksel is None else
+                     _plan_step(rank, s, kind, causal, lay_q, lay_k, flags, block_mask, bq, bk, q.device, ksel))
     comm = _Comm(group, rank, world)
     out, lse = _RingAttn.apply(q, k, v, block_mask, kind, causal, bq, bk, float(sm_scale), lay_q, lay_k, comm,
-                               steps, need)
+                               steps, sel)
     return (out, lse) if return_lse else out
 
 
