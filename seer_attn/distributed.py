@@ -285,6 +285,15 @@ class _Sel:
         self.segs, self.n, self.rows = segs, n, rows
 
 
+def _chunks_needed(flags, world, causal):
+    """[s][r] -> set of key chunks of rank s (of s and 2W-1-s) that some query chunk of rank r keeps a
+    block of (flags [B, 2W, 2W] from _chunk_flags; with causal, only chunks c <= the query chunk)."""
+    n2 = 2 * world
+    any_b = flags.any(0) if flags.shape[0] else torch.zeros((n2, n2), dtype=torch.bool)
+    return [[{c for c in (s, n2 - 1 - s) for a in (r, n2 - 1 - r) if (not causal or c <= a) and bool(any_b[a, c])}
+             for r in range(world)] for s in range(world)]
+
+
 def _select(lay_k: _Layout, s, chunks, device):
     segs, rows, off = [], [], 0
     for b, c, g0, n, l0 in lay_k.seg[s]:
@@ -579,14 +588,10 @@ def _attn_cp(op, kind, q, k, v, block_mask, cu_seqlens_q, cu_seqlens_k, max_seql
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
     flags = _chunk_flags(block_mask, kind, lay_q, lay_k, bq, bk)
-    n2 = 2 * world
-
-    def chunks_needed(s, rr):  # the key chunks of rank s that rank rr's queries keep something of
-        return {c for c in (s, n2 - 1 - s) for a in (rr, n2 - 1 - rr)
-                if (not causal or c <= a) and bool(flags[:, a, c].any())}
 
     # sel[s][rr]: what rank rr receives of rank s's shard (only the chunks it keeps; None: nothing)
-    sel = [[_select(lay_k, s, chunks_needed(s, rr), q.device) for rr in range(world)] for s in range(world)]
+    chunks = _chunks_needed(flags, world, causal)
+    sel = [[_select(lay_k, s, chunks[s][rr], q.device) for rr in range(world)] for s in range(world)]
     local = _Sel(lay_k.seg[rank], lay_k.total[rank], None)
     steps = []
     for t in range(world):
