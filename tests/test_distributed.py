@@ -34,13 +34,15 @@ CASES = {
     "2d_bq32_bk64_empty_rows": dict(kind="2d", Hq=4, Hkv=1, density=0.5, Bq=32, Bk=64, unit=64,
                                     keep_fn="drop_rows", use_dlse=True),
     "2d_noncausal": dict(kind="2d", Hq=2, Hkv=2, density=0.3, causal=False, unit=128),
+    "2d_noncausal_q_ne_k": dict(kind="2d", Hq=2, Hkv=1, density=0.5, causal=False, unit=64,
+                                seqlens_k=[200, 70, 3, 130, 400]),
     "2d_default_unit": dict(kind="2d", Hq=2, Hkv=1, density=0.3, seqlens=[1100, 300]),
     "1d_d1_gqa": dict(kind="1d", Hq=4, Hkv=2, density=1.0, mask_heads="kv", mask_rows_struct=16, unit=64),
     "1d_d01_token_rows": dict(kind="1d", Hq=4, Hkv=2, density=0.1, mask_heads="q", unit=64, dtype=torch.float16,
                               use_dlse=True),
     "1d_empty_rows": dict(kind="1d", Hq=2, Hkv=1, density=0.3, mask_heads="one", unit=64, keep_fn="drop_rows"),
 }
-BAD = ("bad_mask_shape", "bad_unit", "bad_local_shape")
+BAD = ("bad_mask_shape", "bad_unit", "bad_local_shape", "bad_causal_q_ne_k")
 
 
 def _inputs(spec, device="cpu"):
@@ -96,6 +98,9 @@ def _run_bad(name, rank):
     elif name == "bad_unit":
         spec = dict(spec, unit=64)
         inp = dict(inp, Bk=128)  # block_size_k 128 does not divide the chunk unit 64
+    elif name == "bad_causal_q_ne_k":
+        inp = dict(inp, cu_k=torch.tensor([0, 300, 301, 301, 431, 950], dtype=torch.int32))  # seq 4: 519 keys
+        kl, vl = sd.shard(inp["k"], inp["cu_k"], unit=unit), sd.shard(inp["v"], inp["cu_k"], unit=unit)
     elif name == "bad_local_shape" and rank == 1:
         ql = ql[:-1]  # only rank 1 passes a wrong shard: the others must not hang
     try:
@@ -191,6 +196,7 @@ def _naive(name):
     ("bad_mask_shape", "block_mask must be the global mask"),
     ("bad_unit", "must divide the chunk unit"),
     ("bad_local_shape", "this rank's shard"),
+    ("bad_causal_q_ne_k", "causal attention needs seqlen_q == seqlen_k"),
 ])
 def test_bad_input_errors_on_every_rank(world, name, text):
     per_rank = [r[name] for r in _results(world)]
