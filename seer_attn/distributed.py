@@ -91,19 +91,18 @@ class _Layout:
             self.seg.append(segs)
             self.total.append(off)
 
-    def local_index(self, rank: int) -> List[int]:
-        idx = []
-        for _, _, g0, n, _ in self.seg[rank]:
-            idx.extend(range(g0, g0 + n))
-        return idx
+    def local_index(self, rank: int, device=None) -> torch.Tensor:
+        """int64 global rows of rank `rank`'s shard, in local order."""
+        parts = [torch.arange(g0, g0 + n, device=device) for _, _, g0, n, _ in self.seg[rank] if n]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=device)
 
-    def gather_index(self, stride: int) -> List[int]:
-        """For each global row in [0, cu[-1]): its row in the stacked [W * stride] all-gather buffer."""
-        idx = [0] * self.cu[-1]
+    def gather_index(self, stride: int, device=None) -> torch.Tensor:
+        """int64: for each global row in [0, cu[-1]), its row in the stacked [W * stride] all-gather buffer."""
+        idx = torch.zeros(self.cu[-1], dtype=torch.long, device=device)
         for s in range(self.world):
             for _, _, g0, n, l0 in self.seg[s]:
-                for i in range(n):
-                    idx[g0 + i] = s * stride + l0 + i
+                if n:
+                    idx[g0:g0 + n] = torch.arange(s * stride + l0, s * stride + l0 + n, device=device)
         return idx
 
 
@@ -171,7 +170,7 @@ def _all_gather_rows(x_local, layout: _Layout, rank, group):
     bufs = [torch.empty_like(pad) for _ in range(world)]
     dist.all_gather(bufs, pad, group=group)
     stacked = torch.cat(bufs, 0)
-    idx = torch.tensor(layout.gather_index(stride), dtype=torch.long, device=x_local.device)
+    idx = layout.gather_index(stride, x_local.device)
     full = stacked.index_select(0, idx)
     return full
 
@@ -180,7 +179,7 @@ class _ShardFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, layout, rank, group, t_total):
         ctx.layout, ctx.rank, ctx.group, ctx.t_total = layout, rank, group, t_total
-        idx = torch.tensor(layout.local_index(rank), dtype=torch.long, device=x.device)
+        idx = layout.local_index(rank, x.device)
         return x.index_select(0, idx)
 
     @staticmethod
@@ -202,7 +201,7 @@ class _UnshardFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        idx = torch.tensor(ctx.layout.local_index(ctx.rank), dtype=torch.long, device=g.device)
+        idx = ctx.layout.local_index(ctx.rank, g.device)
         return g.index_select(0, idx), None, None, None, None
 
 
@@ -299,12 +298,12 @@ def _select(lay_k: _Layout, s, chunks, device):
     for b, c, g0, n, l0 in lay_k.seg[s]:
         if c in chunks and n:
             segs.append((b, c, g0, n, off))
-            rows.extend(range(l0, l0 + n))
+            rows.append(torch.arange(l0, l0 + n, device=device))
             off += n
     if off == 0:
         return None
     full = off == lay_k.total[s]
-    return _Sel(segs, off, None if full else torch.tensor(rows, dtype=torch.long, device=device))
+    return _Sel(segs, off, None if full else torch.cat(rows))
 
 
 def _plan_step(r, s, kind, causal, lay_q, lay_k, flags, mask, bq, bk, device, ksel):
