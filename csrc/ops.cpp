@@ -4,7 +4,9 @@
 // and autograd are attached from Python (seer_attn/ops.py).
 //
 // Conventions (see SPEC.md): packed varlen layout q [T_q, H_q, D], k/v [T_k, H_kv, D];
-// cu_seqlens int32 [B+1]; max_seqlen_* are plain ints so output shapes never depend on tensor data;
+// cu_seqlens int32 [B+1]; max_seqlen_* are host ints (never tensor data), declared SymInt so that
+// torch.compile keeps them symbolic: a new sequence length does not recompile a graph (block sizes,
+// flags and sm_scale stay plain: they select a kernel);
 // lse is float32 [H_q, T_q] (natural log); a query row with no visible key gets out = 0, lse = -inf.
 #include <Python.h>
 #include <torch/library.h>
@@ -23,7 +25,7 @@ TORCH_LIBRARY(seer_attn, m) {
   // bool or integer (nonzero = keep), any strides.
   m.def(
       "block_sparse_2d_fwd(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
-      "int max_seqlen_q, int max_seqlen_k, Tensor block_mask, int block_size_q, int block_size_k, "
+      "SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor block_mask, int block_size_q, int block_size_k, "
       "float sm_scale, bool causal, bool deterministic=False) -> (Tensor out, Tensor lse)");
   // `deterministic` is unused by the forward computation; it is recorded for the registered autograd
   // so that the backward op is called with it.
@@ -31,7 +33,7 @@ TORCH_LIBRARY(seer_attn, m) {
   // softmax row term (D_i - dlse_i), so lse is differentiable too.
   m.def(
       "block_sparse_2d_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? dlse, "
-      "Tensor cu_seqlens_q, Tensor cu_seqlens_k, int max_seqlen_q, int max_seqlen_k, Tensor block_mask, "
+      "Tensor cu_seqlens_q, Tensor cu_seqlens_k, SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor block_mask, "
       "int block_size_q, int block_size_k, float sm_scale, bool causal, bool deterministic) "
       "-> (Tensor dq, Tensor dk, Tensor dv)");
 
@@ -39,11 +41,11 @@ TORCH_LIBRARY(seer_attn, m) {
   // block_mask [B, H_mask, >= max_seqlen_q, >= ceil(max_seqlen_k/B_k)]: row t = key blocks of query token t.
   m.def(
       "block_sparse_1d_fwd(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
-      "int max_seqlen_q, int max_seqlen_k, Tensor block_mask, int block_size_k, float sm_scale, bool causal, "
+      "SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor block_mask, int block_size_k, float sm_scale, bool causal, "
       "bool deterministic=False) -> (Tensor out, Tensor lse)");
   m.def(
       "block_sparse_1d_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? dlse, "
-      "Tensor cu_seqlens_q, Tensor cu_seqlens_k, int max_seqlen_q, int max_seqlen_k, Tensor block_mask, "
+      "Tensor cu_seqlens_q, Tensor cu_seqlens_k, SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor block_mask, "
       "int block_size_k, float sm_scale, bool causal, bool deterministic) -> (Tensor dq, Tensor dk, Tensor dv)");
 
   // ---- 3. Attention pooling (distillation targets; no gradient) ------------------------------
@@ -52,7 +54,7 @@ TORCH_LIBRARY(seer_attn, m) {
   //            pooled_1d[:, cu[b]:cu[b+1], :ceil(t_b/block_size)]), not normalised unless gqa_reduce.
   // H_out = H_q, or H_kv when gqa_reduce (max over each group's heads, then row-normalise).
   m.def(
-      "attn_pooling(Tensor q, Tensor k, Tensor cu_seqlens, int max_seqlen, float sm_scale, int block_size, "
+      "attn_pooling(Tensor q, Tensor k, Tensor cu_seqlens, SymInt max_seqlen, float sm_scale, int block_size, "
       "bool causal, bool gqa_reduce) -> (Tensor pooled_2d, Tensor pooled_1d)");
 
   // ---- 4. Block-sparse flash-decoding over a varlen KV cache -------------------------------
