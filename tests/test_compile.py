@@ -264,3 +264,21 @@ def test_compile_max_seqlen_from_item(device):
             out.float().sum().backward()
         with pytest.raises(RuntimeError, match="block_mask|u0|Runtime assertion"):
             compiled(q, k, v, mask[:, :, :2, :2], cu)   # needs 4 blocks per dim, has 2
+
+
+def test_no_recompile_mask_helpers(device):
+    # mask helpers built inside the compiled step from a symbolic max_seqlen stay symbolic too
+    torch._dynamo.reset()
+    counter = GraphCounter()
+
+    def build(cu, x, mx):
+        return (seer_attn.causal_block_mask(cu, mx, mx, 16, 16),
+                seer_attn.padded_from_packed(x, cu, mx))
+
+    compiled = torch.compile(build, fullgraph=True, backend=counter, dynamic=True)
+    for lens in _varlen_steps(6, seed=2):
+        cu = cu_from_lens(lens, device)
+        x = torch.randn(7, sum(lens), 9, device=device)
+        for a, b in zip(build(cu, x, max(lens)), compiled(cu, x, max(lens))):
+            assert torch.equal(a, b), lens
+    assert counter.frames == 1, counter.frames
