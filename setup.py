@@ -11,7 +11,7 @@
   op then runs the pure-PyTorch reference.
 
 Environment: MAX_JOBS (parallel compile jobs, read by torch's ninja build), TORCH_CUDA_ARCH_LIST,
-SEER_ATTN_DEBUG=1 (-O0 -g, device line info), SEER_ATTN_CPU_ONLY=1,
+SEER_ATTN_DEBUG=1 (-O0 -g host debug info, -G device debug info), SEER_ATTN_CPU_ONLY=1,
 SEER_ATTN_KERNELS_LIB=path/to/libseer_attn_kernels.a: link device code prebuilt by cmake/CMakeLists.txt
 instead of compiling the .cu files (they include no torch header, so the archive is torch-independent).
 """
@@ -82,8 +82,11 @@ def cxx_std():
 
 STD = cxx_std()
 SM90A = False  # the arch list has a 9.0a entry (CUDA builds, set below)
-# Release builds carry no debug info: Python's own CFLAGS add -g, the later -g0 wins.
+# Release builds carry no DWARF: Python's sysconfig CFLAGS (which torch's BuildExtension puts in front
+# of every host compile and link line) contain -g, so -g0 comes last and overrides it. nvcc gets no -g
+# from there; -lineinfo below only adds device line tables (for profilers), no host debug info.
 cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3", "-g0"]
+link_flags = [] if DEBUG else ["-g0"]
 cxx_flags += [f"-std={STD}"]
 include_dirs = [os.path.join(HERE, "csrc")]
 
@@ -126,6 +129,7 @@ elif HAS_CUDA:
         include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags + ["-DSEER_ATTN_WITH_CUDA"] + sm90a, "nvcc": nvcc_flags},
         extra_objects=[os.path.abspath(PREBUILT)] if PREBUILT else [],
+        extra_link_args=link_flags,
     )
 else:
     ext = CppExtension(
@@ -133,13 +137,17 @@ else:
         sources=["csrc/ops.cpp"],
         include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx_flags},
+        extra_link_args=link_flags,
     )
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+    LONG_DESCRIPTION = f.read()
 
 setup(
     name="seer_attn",
     version="0.1.0",
     description="Variable-length block-sparse attention kernels (2D/1D masks, pooling, decode) for PyTorch",
-    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
+    long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     license="MIT",
     license_files=["LICENSE"],

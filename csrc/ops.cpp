@@ -4,8 +4,9 @@
 // and autograd are attached from Python (seer_attn/ops.py).
 //
 // Conventions (see SPEC.md): packed varlen layout q [T_q, H_q, D], k/v [T_k, H_kv, D];
-// cu_seqlens int32 [B+1]; max_seqlen_* are ints (SymInt: torch.compile keeps them symbolic, so new
-// sequence lengths do not recompile), so output shapes never depend on tensor data;
+// cu_seqlens int32 [B+1]; max_seqlen_* are host ints (never tensor data), declared SymInt so that
+// torch.compile keeps them symbolic: a new sequence length does not recompile a graph (block sizes,
+// flags and sm_scale stay plain: they select a kernel);
 // lse is float32 [H_q, T_q] (natural log); a query row with no visible key gets out = 0, lse = -inf.
 #include <Python.h>
 #include <torch/library.h>

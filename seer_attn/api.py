@@ -58,18 +58,6 @@ def _scale(sm_scale, head_dim):
     return sm_scale
 
 
-def _no_functorch(fn_name, *tensors):
-    """torch.func transforms (grad, vmap, jacrev, ...) are not supported: the op's autograd formula is
-    registered through torch.library, which gives functorch nothing to transform. Say so clearly
-    instead of PyTorch's message about autograd.Function internals. (Not checked while torch.compile
-    traces: compiled code goes through the registered formula.)"""
-    if torch.compiler.is_compiling():
-        return
-    if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors):
-        raise RuntimeError(f"seer_attn.{fn_name}: torch.func transforms (grad, vmap, jacrev, ...) are not supported; "
-                           "use torch.autograd (loss.backward() / torch.autograd.grad) for gradients")
-
-
 def _int_arg(name, x):
     if isinstance(x, torch.Tensor):
         raise TypeError(
@@ -115,7 +103,6 @@ def block_sparse_attn_2d(
     Returns: ``out`` ``[T_q, H_q, D]`` (q's dtype), or ``(out, lse)``. Differentiable w.r.t. q, k, v
     (dk/dv are ``[T_k, H_kv, D]``, reduced over each GQA group).
     """
-    _no_functorch("block_sparse_attn_2d", q, k, v)
     out, lse = _ops().block_sparse_2d_fwd(
         q, k, v, cu_seqlens_q, cu_seqlens_k,
         _int_arg("max_seqlen_q", max_seqlen_q), _int_arg("max_seqlen_k", max_seqlen_k),
@@ -155,7 +142,6 @@ def block_sparse_attn_1d(
 
     Returns: ``out`` ``[T_q, H_q, D]`` or ``(out, lse)`` (lse float32 ``[H_q, T_q]``); differentiable.
     """
-    _no_functorch("block_sparse_attn_1d", q, k, v)
     out, lse = _ops().block_sparse_1d_fwd(
         q, k, v, cu_seqlens_q, cu_seqlens_k,
         _int_arg("max_seqlen_q", max_seqlen_q), _int_arg("max_seqlen_k", max_seqlen_k),

@@ -5,7 +5,11 @@ Two kinds of checks:
 
 * ``check_<family>(...)`` look only at metadata (shapes, dtypes, devices, strides and the plain
   int/float arguments). They never read tensor values, so they work on fake/meta tensors and inside
-  ``torch.compile`` graphs (with symbolic shapes they may add shape guards, never graph breaks).
+  ``torch.compile`` graphs. With symbolic shapes and a symbolic ``max_seqlen`` (a SymInt, see
+  csrc/ops.cpp) they never guard on a value: the relations between sizes and ``max_seqlen`` go
+  through ``_require`` (``torch._check``), which adds a guard that only fails on bad input (backed
+  symbols: a new length does not recompile) or a runtime assert (unbacked symbols, e.g. a
+  ``max_seqlen`` from ``.item()`` inside the graph). Messages print a symbol's concrete value.
 * ``check_data_<family>(...)`` read tensor VALUES (cu_seqlens, cache_seqlens): they copy small index
   tensors to the host (a device sync on CUDA). The reference calls them; fake kernels must not.
 
@@ -70,6 +74,7 @@ import math
 import os
 
 import torch
+from torch.fx.experimental.symbolic_shapes import sym_eq
 
 __all__ = [
     "SUPPORTED_HEAD_DIMS",
@@ -100,8 +105,29 @@ def _fail(op, message):
     raise RuntimeError(f"seer_attn::{op}: {message}")
 
 
+def _show(x):
+    """A value for a message: the concrete value of a symbolic int (its hint) where one is known."""
+    if isinstance(x, torch.SymInt):
+        node = x.node
+        if node.has_hint():
+            return str(node.hint)
+    return str(x)
+
+
 def _shape(t):
-    return str(list(t.shape))
+    return "[" + ", ".join(_show(n) for n in t.shape) + "]"
+
+
+def _require(op, cond, message):
+    """Fail with ``message()`` unless ``cond``. A plain bool is tested directly; a SymBool (shapes or
+    max_seqlen symbolic under torch.compile) goes through ``torch._check``: a guard that is true for
+    every valid input (so valid inputs never recompile), or a runtime assert for unbacked symbols,
+    where a bool() would raise a data-dependent-guard error."""
+    if isinstance(cond, bool):
+        if not cond:
+            _fail(op, message())
+    else:
+        torch._check(cond, lambda: f"seer_attn::{op}: {message()}")
 
 
 def _check_rank(op, name, t, ndim, layout):
@@ -152,8 +178,7 @@ def _check_block_size(op, name, value):
 
 
 def _check_non_negative(op, name, value):
-    if value < 0:
-        _fail(op, f"{name} must be >= 0, got {value}")
+    _require(op, value >= 0, lambda: f"{name} must be >= 0, got {_show(value)}")
 
 
 def _check_sm_scale(op, sm_scale):
@@ -183,6 +208,15 @@ def _ceil_div(a, b):
     return (a + b - 1) // b
 
 
+def _same_sizes(a, b):
+    """Size equality of two shapes as one (Sym)bool, without guarding on each size."""
+    return sym_eq(list(a), list(b))
+
+
+def _same_shape(a, b):
+    return a.dim() == b.dim() and _same_sizes(a.shape, b.shape)
+
+
 # ---------------------------------------------------------------------------------------------------
 # 1 + 2. Block-sparse varlen attention (2D and 1D masks)
 # ---------------------------------------------------------------------------------------------------
@@ -208,15 +242,14 @@ def check_attention(op, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_s
     for name, t in (("q", q), ("k", k), ("v", v)):
         _check_head_dim(op, name, t.size(2), q.size(2))
     _check_kv_heads(op, "k", k.size(1), q.size(1))
-    if v.shape != k.shape:
-        _fail(op, f"v must have the same shape as k ({_shape(k)}), got {_shape(v)}")
+    _require(op, _same_shape(v, k), lambda: f"v must have the same shape as k ({_shape(k)}), got {_shape(v)}")
 
     # Sequences.
     _check_cu_seqlens(op, "cu_seqlens_q", cu_seqlens_q, q)
     _check_cu_seqlens(op, "cu_seqlens_k", cu_seqlens_k, q)
-    if cu_seqlens_k.size(0) != cu_seqlens_q.size(0):
-        _fail(op, f"cu_seqlens_k must have the same number of entries as cu_seqlens_q "
-                  f"({cu_seqlens_q.size(0)}), got {cu_seqlens_k.size(0)}")
+    _require(op, cu_seqlens_k.size(0) == cu_seqlens_q.size(0),
+             lambda: f"cu_seqlens_k must have the same number of entries as cu_seqlens_q "
+                     f"({_show(cu_seqlens_q.size(0))}), got {_show(cu_seqlens_k.size(0))}")
     _check_non_negative(op, "max_seqlen_q", max_seqlen_q)
     _check_non_negative(op, "max_seqlen_k", max_seqlen_k)
 
@@ -231,23 +264,24 @@ def check_attention(op, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_s
     _check_rank(op, "block_mask", block_mask, 4, "[B, H_mask, rows, key_blocks]")
     _check_mask_dtype(op, block_mask)
     _check_device(op, "block_mask", block_mask, q)
-    if block_mask.size(0) != batch:
-        _fail(op, f"block_mask size(0) must equal the batch size ({batch}), got {block_mask.size(0)}")
+    _require(op, block_mask.size(0) == batch,
+             lambda: f"block_mask size(0) must equal the batch size ({_show(batch)}), got {_show(block_mask.size(0))}")
     h_mask = block_mask.size(1)
     if h_mask != h_q and h_mask != h_kv and h_mask != 1:
         _fail(op, f"block_mask size(1) must be H_q ({h_q}), H_kv ({h_kv}) or 1, got {h_mask}")
     if mask_kind == "2d":
         need_rows = _ceil_div(max_seqlen_q, block_size_q)
-        if block_mask.size(2) < need_rows:
-            _fail(op, f"block_mask size(2) must be >= ceil(max_seqlen_q / block_size_q) ({need_rows}), "
-                      f"got {block_mask.size(2)}")
+        _require(op, block_mask.size(2) >= need_rows,
+                 lambda: f"block_mask size(2) must be >= ceil(max_seqlen_q / block_size_q) ({_show(need_rows)}), "
+                         f"got {_show(block_mask.size(2))}")
     else:
-        if block_mask.size(2) < max_seqlen_q:
-            _fail(op, f"block_mask size(2) must be >= max_seqlen_q ({max_seqlen_q}), got {block_mask.size(2)}")
+        _require(op, block_mask.size(2) >= max_seqlen_q,
+                 lambda: f"block_mask size(2) must be >= max_seqlen_q ({_show(max_seqlen_q)}), "
+                         f"got {_show(block_mask.size(2))}")
     need_cols = _ceil_div(max_seqlen_k, block_size_k)
-    if block_mask.size(3) < need_cols:
-        _fail(op, f"block_mask size(3) must be >= ceil(max_seqlen_k / block_size_k) ({need_cols}), "
-                  f"got {block_mask.size(3)}")
+    _require(op, block_mask.size(3) >= need_cols,
+             lambda: f"block_mask size(3) must be >= ceil(max_seqlen_k / block_size_k) ({_show(need_cols)}), "
+                     f"got {_show(block_mask.size(3))}")
 
 
 def check_attention_bwd(op, dout, q, k, v, out, lse, dlse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
@@ -259,8 +293,8 @@ def check_attention_bwd(op, dout, q, k, v, out, lse, dlse, cu_seqlens_q, cu_seql
                     block_size_q, block_size_k, sm_scale, mask_kind)
     for name, t in (("dout", dout), ("out", out)):
         _check_rank(op, name, t, 3, "[T_q, H_q, D]")
-        if t.shape != q.shape:
-            _fail(op, f"{name} must have the same shape as q ({_shape(q)}), got {_shape(t)}")
+        _require(op, _same_shape(t, q),
+                 lambda: f"{name} must have the same shape as q ({_shape(q)}), got {_shape(t)}")
         _check_qkv_dtype(op, name, t, q)
         _check_device(op, name, t, q)
     lse_shape = [q.size(1), q.size(0)]
@@ -271,8 +305,9 @@ def check_attention_bwd(op, dout, q, k, v, out, lse, dlse, cu_seqlens_q, cu_seql
             continue
         if t.dtype != torch.float32:
             _fail(op, f"{name} must be float32, got {t.dtype}")
-        if list(t.shape) != lse_shape:
-            _fail(op, f"{name} must have shape [H_q, T_q] ({lse_shape}), got {_shape(t)}")
+        _require(op, t.dim() == 2 and _same_sizes(t.shape, lse_shape),
+                 lambda: f"{name} must have shape [H_q, T_q] ([{_show(lse_shape[0])}, {_show(lse_shape[1])}]), "
+                         f"got {_shape(t)}")
         _check_device(op, name, t, q)
 
 
@@ -315,8 +350,8 @@ def check_pooling(op, q, k, cu_seqlens, max_seqlen, sm_scale, block_size):
     _check_head_dim(op, "q", q.size(2), q.size(2))
     _check_head_dim(op, "k", k.size(2), q.size(2))
     _check_kv_heads(op, "k", k.size(1), q.size(1))
-    if k.size(0) != q.size(0):
-        _fail(op, f"k must have the same number of tokens as q ({q.size(0)}), got {k.size(0)}")
+    _require(op, k.size(0) == q.size(0),
+             lambda: f"k must have the same number of tokens as q ({_show(q.size(0))}), got {_show(k.size(0))}")
     _check_cu_seqlens(op, "cu_seqlens", cu_seqlens, q)
     _check_non_negative(op, "max_seqlen", max_seqlen)
     _check_block_size(op, "block_size", block_size)

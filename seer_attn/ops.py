@@ -8,6 +8,7 @@ import functools
 import math
 
 import torch
+from torch._functorch.utils import enable_single_level_autograd_function
 
 from . import checks, reference
 
@@ -116,25 +117,68 @@ def _register_fakes():
 
 # ---------------------------------------------------------------------------------------------
 # Autograd: the forward ops are differentiable in q, k, v (and through lse); the backward ops are
-# called from here. The mask, cu_seqlens and ints are not differentiable.
+# called from here. The mask, cu_seqlens and ints are not differentiable. The backward ops, pooling
+# and decode have an autograd that raises a clear error when a gradient reaches them.
+#
+# Each op gets an Autograd kernel built on an autograd.Function with a separate setup_context
+# (torch.library.register_autograd generates a Function whose forward takes ctx, which torch.func
+# transforms refuse), so torch.func.grad / vjp work like plain autograd and torch.compile.
 # ---------------------------------------------------------------------------------------------
+_lib = torch.library.Library(NS, "IMPL")
+
+
+def _register_autograd(name, setup_context, backward):
+    op = getattr(torch.ops.seer_attn, name).default
+    below_autograd = torch._C._after_autograd_keyset
+
+    def forward(*args):
+        # Like a C++ autograd kernel: skip the autograd keys but keep the caller's grad mode (enabled,
+        # or this Function would not run). autograd.Function disables it for forward; under nested
+        # torch.func transforms the lower levels must still record their own nodes.
+        with torch.enable_grad(), torch._C._AutoDispatchBelowAutograd():
+            return op(*args)
+
+    fn = type(f"seer_attn_{name}", (torch.autograd.function._SingleLevelFunction,), {
+        "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+    })
+
+    def autograd_kernel(keyset, *args):
+        if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+            if torch._C._are_functorch_transforms_active():
+                # Inside torch.func.grad/vjp the dispatcher has already entered the transform's level:
+                # this kernel sees that level's wrapper tensors, like a C++ autograd kernel would, and
+                # records one single-level node on them (what functorch does for its own Functions).
+                with enable_single_level_autograd_function():
+                    return fn.apply(*args)
+            return fn.apply(*args)
+        with torch._C._AutoDispatchBelowAutograd():
+            return op.redispatch(keyset & below_autograd, *args)
+
+    _lib.impl(name, autograd_kernel, "Autograd", with_keyset=True)
+
+
 def _make_autograd(kind):
     n_before_mask = 8  # q, k, v, cu_q, cu_k, max_q, max_k, block_mask
+    n_fwd_extra = 5 if kind == "2d" else 4  # block sizes, sm_scale, causal, deterministic
 
     def setup_context(ctx, inputs, output):
         q, k, v, cu_q, cu_k, max_q, max_k, mask = inputs[:n_before_mask]
-        ctx.extra = inputs[n_before_mask:]  # block sizes, sm_scale, causal[, deterministic]
+        ctx.n_inputs = len(inputs)
+        extra = list(inputs[n_before_mask:])
+        # The dispatcher drops trailing arguments equal to their schema default (deterministic=False).
+        extra += [False] * (n_fwd_extra - len(extra))
+        ctx.extra = extra
         ctx.maxes = (max_q, max_k)
         out, lse = output
         ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, mask)
+        # An unused output's gradient arrives as None instead of a zero tensor: no zeros to allocate,
+        # and the backward op skips dlse entirely.
+        ctx.set_materialize_grads(False)
 
     def backward(ctx, dout, dlse):
         q, k, v, out, lse, cu_q, cu_k, mask = ctx.saved_tensors
-        extra = list(ctx.extra)
-        # Schema defaults are not passed to setup_context when the caller omitted them.
-        n_fwd_extra = 5 if kind == "2d" else 4
-        if len(extra) < n_fwd_extra:
-            extra.append(False)
         if dout is None:
             dout = torch.zeros_like(out)
         elif dout.stride(-1) != 1:
@@ -143,38 +187,27 @@ def _make_autograd(kind):
             dlse = dlse.contiguous()
         bwd = getattr(torch.ops.seer_attn, f"block_sparse_{kind}_bwd")
         dq, dk, dv = bwd(dout, q, k, v, out, lse, dlse, cu_q, cu_k, ctx.maxes[0], ctx.maxes[1], mask,
-                         *extra)
-        return (dq, dk, dv) + (None,) * (n_before_mask - 3 + len(ctx.extra))
+                         *ctx.extra)
+        return (dq, dk, dv) + (None,) * (ctx.n_inputs - 3)
 
-    torch.library.register_autograd(f"{NS}::block_sparse_{kind}_fwd", backward,
-                                    setup_context=setup_context)
+    _register_autograd(f"block_sparse_{kind}_fwd", setup_context, backward)
 
 
-def _make_backward_ops_non_differentiable(kind):
-    """Double backward (a gradient of the gradient, e.g. a gradient penalty) is not implemented: the
-    backward op gets a formula that says so, instead of PyTorch's generic errors or a silent value."""
-    op = f"{NS}::block_sparse_{kind}_bwd"
+def _no_context(ctx, inputs, output):
+    pass
 
-    def setup_context(ctx, inputs, output):
-        pass
+
+def _register_not_differentiable(name, why):
+    """Autograd for an op without a gradient formula: calling it on inputs that require grad still
+    works (the outputs get a grad_fn), but any gradient that reaches it - a backward through its
+    outputs, torch.autograd.grad, torch.func.grad - raises a RuntimeError naming the op, instead of
+    autograd's fallback (a misleading error, or a silently missing term)."""
+    message = f"{NS}::{name}: {why}"
 
     def backward(ctx, *grads):
-        raise RuntimeError(f"{op}: double backward is not supported by seer_attn (the gradient of the attention "
-                           "gradient, e.g. a gradient penalty through block_sparse_attn_{2d,1d}, is not implemented)")
+        raise RuntimeError(message)
 
-    torch.library.register_autograd(op, backward, setup_context=setup_context)
-
-
-def _make_outputs_non_differentiable(name):
-    """Pooling (distillation targets) and decode have no gradient: their outputs never require grad,
-    whatever their inputs do (a loss on them alone then fails with PyTorch's 'does not require grad')."""
-    def setup_context(ctx, inputs, output):
-        ctx.mark_non_differentiable(*output)
-
-    def backward(ctx, *grads):  # never called: every output is non-differentiable
-        raise RuntimeError(f"{NS}::{name} is not differentiable")
-
-    torch.library.register_autograd(f"{NS}::{name}", backward, setup_context=setup_context)
+    _register_autograd(name, _no_context, backward)
 
 
 def default_scale(head_dim):
@@ -185,7 +218,18 @@ _register_impls()
 _register_fakes()
 _make_autograd("2d")
 _make_autograd("1d")
-_make_backward_ops_non_differentiable("2d")
-_make_backward_ops_non_differentiable("1d")
-_make_outputs_non_differentiable("attn_pooling")
-_make_outputs_non_differentiable("block_sparse_decode")
+for _kind in ("2d", "1d"):
+    # The backward ops have no derivative formula: differentiating through a backward (double backward,
+    # a gradient penalty, also when routed through an upstream weight) must fail, never run silently.
+    _register_not_differentiable(
+        f"block_sparse_{_kind}_bwd",
+        "double backward is not supported by seer_attn (the backward op is not differentiable; "
+        "a gradient penalty or other higher-order gradient through this attention cannot be computed)")
+_register_not_differentiable(
+    "attn_pooling",
+    "not differentiable: the pooled maps are distillation targets; detach q and k "
+    "(seer_attn.attention_pooling does) or compute the maps under torch.no_grad()")
+_register_not_differentiable(
+    "block_sparse_decode",
+    "not differentiable: block_sparse_decode has no backward (inference only); use "
+    "block_sparse_attn_2d / block_sparse_attn_1d for training, or call it under torch.no_grad()")
