@@ -18,24 +18,12 @@ namespace attn_bwd {
 //   D=256: dK/dV  64 keys, 2 stages 221.5 KB; small: 1 stage 153.8 KB  | dQ 32-key windows ~134 KB
 // (D=128 small keeps two stages with 64 keys: one stage of 128 keys spills on the causal kernels.)
 template <int kHeadDim, typename Elem>
-struct BwdConfig;
-template <typename Elem>
-struct BwdConfig<64, Elem> {
-  using Dkdv = DkdvTraits<64, 128, 2, Elem>;
-  using DkdvSmall = DkdvTraits<64, 64, 2, Elem>;
-  using Dq = DqTraits<64, 64, Elem>;
-};
-template <typename Elem>
-struct BwdConfig<128, Elem> {
-  using Dkdv = DkdvTraits<128, 128, 2, Elem>;
-  using DkdvSmall = DkdvTraits<128, 64, 2, Elem>;
-  using Dq = DqTraits<128, 64, Elem>;
-};
-template <typename Elem>
-struct BwdConfig<256, Elem> {
-  using Dkdv = DkdvTraits<256, 64, 2, Elem>;
-  using DkdvSmall = DkdvTraits<256, 64, 1, Elem>;
-  using Dq = DqTraits<256, 32, Elem>;
+struct BwdConfig {
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dim");
+  static constexpr bool kWide = kHeadDim <= 128;  // 128-key dK/dV tiles fit 227 KB
+  using Dkdv = DkdvTraits<kHeadDim, kWide ? 128 : 64, 2, Elem>;
+  using DkdvSmall = DkdvTraits<kHeadDim, 64, kWide ? 2 : 1, Elem>;
+  using Dq = DqTraits<kHeadDim, kWide ? 64 : 32, Elem>;
 };
 
 // Opt in to more than 48 KB of dynamic shared memory.
