@@ -5,8 +5,8 @@
 // to shared memory, phase 2 accumulates dV += P^T dO and dK += dS^T Q in registers, phase 3 (atomic
 // path) adds dQ_tile = dS K into the fp32 workspace. Tile shapes, chosen for the shared-memory
 // bandwidth (every mma operand comes from shared memory through ldmatrix; the SM reads ~128 B/clk):
-//   - kBlockN keys per CTA (128 for D 64 / 128, 64 for D 256): each streamed Q/dO tile (and each
-//     dq_accum row update) serves kBlockN keys;
+//   - kBlockN keys per CTA (128 for D 64 / 128, 64 for D 256 and the small configurations of
+//     bwd_launch_template.cuh): each streamed Q/dO tile (and each dq_accum row update) serves kBlockN keys;
 //   - phase 1: warp (wn, wx) owns keys [32 wn, +32) x rows [wx * kRowsW, +kRowsW) (kRowsW = 32 with
 //     128 keys: per 16-deep k-step 8 ldmatrix.x4 feed 16 mma, 256 B/mma; 16 with 64 keys);
 //   - phase 2: warp (wn, wx) owns keys [32 wn, +32) x dims [wx * kDimW, +kDimW) (D=128: D/2 dims,

@@ -11,30 +11,19 @@ namespace seer {
 namespace attn_bwd {
 
 // Tile configuration per head dim: Dkdv is used when the device's opt-in shared memory per block
-// holds it (H100 / H200: 227 KB), else DkdvSmall (A100: 163 KB). Shared memory (bf16 / fp16):
-//   D=64 : dK/dV 128 keys, 2 stages 113.5 KB (= DkdvSmall)              | dQ 64-key windows  ~55 KB
+// holds it (H100 / H200: 227 KB; A100: 163 KB for D 64), else DkdvSmall (A100 for D 128 / 256;
+// sm_86 / sm_89: 99 KB, D 64 / 128). Shared memory (bf16 / fp16):
+//   D=64 : dK/dV 128 keys, 2 stages 113.5 KB; small: 64 keys 77.5 KB   | dQ 64-key windows  ~55 KB
 //   D=128: dK/dV 128 keys, 2 stages 177.5 KB; small: 64 keys 125.5 KB  | dQ 64-key windows ~105 KB
 //   D=256: dK/dV  64 keys, 2 stages 221.5 KB; small: 1 stage 153.8 KB  | dQ 32-key windows ~134 KB
 // (D=128 small keeps two stages with 64 keys: one stage of 128 keys spills on the causal kernels.)
 template <int kHeadDim, typename Elem>
-struct BwdConfig;
-template <typename Elem>
-struct BwdConfig<64, Elem> {
-  using Dkdv = DkdvTraits<64, 128, 2, Elem>;
-  using DkdvSmall = Dkdv;
-  using Dq = DqTraits<64, 64, Elem>;
-};
-template <typename Elem>
-struct BwdConfig<128, Elem> {
-  using Dkdv = DkdvTraits<128, 128, 2, Elem>;
-  using DkdvSmall = DkdvTraits<128, 64, 2, Elem>;
-  using Dq = DqTraits<128, 64, Elem>;
-};
-template <typename Elem>
-struct BwdConfig<256, Elem> {
-  using Dkdv = DkdvTraits<256, 64, 2, Elem>;
-  using DkdvSmall = DkdvTraits<256, 64, 1, Elem>;
-  using Dq = DqTraits<256, 32, Elem>;
+struct BwdConfig {
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dim");
+  static constexpr bool kWide = kHeadDim <= 128;  // 128-key dK/dV tiles fit 227 KB
+  using Dkdv = DkdvTraits<kHeadDim, kWide ? 128 : 64, 2, Elem>;
+  using DkdvSmall = DkdvTraits<kHeadDim, 64, kWide ? 2 : 1, Elem>;
+  using Dq = DqTraits<kHeadDim, kWide ? 64 : 32, Elem>;
 };
 
 // Opt in to more than 48 KB of dynamic shared memory.
@@ -91,16 +80,12 @@ int run_bwd_hdim(const AttnBwdParams& p, cudaStream_t stream) {
   using Cfg = attn_bwd::BwdConfig<kHeadDim, Elem>;
   using Big = typename Cfg::Dkdv;
   using Small = typename Cfg::DkdvSmall;
-  if constexpr (Big::kSmemBytes == Small::kSmemBytes) {
-    return attn_bwd::run_bwd_kernels<Big, typename Cfg::Dq>(p, stream);
-  } else {
-    int dev = 0, optin = 0;
-    cudaError_t err = cudaGetDevice(&dev);
-    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    if (err != cudaSuccess) return static_cast<int>(err);
-    if (optin >= Big::kSmemBytes) return attn_bwd::run_bwd_kernels<Big, typename Cfg::Dq>(p, stream);
-    return attn_bwd::run_bwd_kernels<Small, typename Cfg::Dq>(p, stream);
-  }
+  int dev = 0, optin = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  if (optin >= Big::kSmemBytes) return attn_bwd::run_bwd_kernels<Big, typename Cfg::Dq>(p, stream);
+  return attn_bwd::run_bwd_kernels<Small, typename Cfg::Dq>(p, stream);
 }
 
 }  // namespace seer
