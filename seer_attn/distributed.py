@@ -399,6 +399,23 @@ def _wait(works):
         w.wait()
 
 
+def _post_kv(comm, sel, kv_local, t):
+    """Posts step t's K/V exchange of this rank: send the rows of kv_local that rank r + t keeps,
+    receive those of rank r - t that this rank keeps. Returns (receive buffer or None, works)."""
+    r, world = comm.rank, comm.world
+    if t >= world:
+        return None, []
+    dst, src = (r + t) % world, (r - t) % world
+    ops, buf = [], None
+    out_sel, in_sel = sel[r][dst], sel[src][r]
+    if out_sel is not None:
+        ops.append(("send", kv_local if out_sel.rows is None else kv_local.index_select(0, out_sel.rows), dst, t))
+    if in_sel is not None:
+        buf = torch.empty((in_sel.n,) + tuple(kv_local.shape[1:]), dtype=kv_local.dtype, device=kv_local.device)
+        ops.append(("recv", buf, src, t))
+    return buf, comm.post(ops)
+
+
 class _RingAttn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, mask, kind, causal, bq, bk, sm_scale, lay_q, lay_k, comm, steps, sel):
@@ -410,18 +427,7 @@ class _RingAttn(torch.autograd.Function):
         lse_acc = torch.full((h_q, t_l), _NEG_INF, dtype=torch.float32, device=q.device)
 
         def post_kv(t):
-            if t >= world:
-                return None, []
-            dst, src = (r + t) % world, (r - t) % world
-            ops, buf = [], None
-            out_sel, in_sel = sel[r][dst], sel[src][r]
-            if out_sel is not None:
-                ops.append(("send", kv_local if out_sel.rows is None else kv_local.index_select(0, out_sel.rows),
-                            dst, t))
-            if in_sel is not None:
-                buf = torch.empty((in_sel.n,) + tuple(kv_local.shape[1:]), dtype=k.dtype, device=k.device)
-                ops.append(("recv", buf, src, t))
-            return buf, comm.post(ops)
+            return _post_kv(comm, sel, kv_local, t)
 
         pending = post_kv(1)
         for t in range(world):
@@ -455,18 +461,7 @@ class _RingAttn(torch.autograd.Function):
         dkv = torch.zeros(kv_local.shape, dtype=torch.float32, device=k.device)
 
         def post_kv(t):
-            if t >= world:
-                return None, []
-            dst, src = (r + t) % world, (r - t) % world
-            ops, buf = [], None
-            out_sel, in_sel = sel[r][dst], sel[src][r]
-            if out_sel is not None:
-                ops.append(("send", kv_local if out_sel.rows is None else kv_local.index_select(0, out_sel.rows),
-                            dst, t))
-            if in_sel is not None:
-                buf = torch.empty((in_sel.n,) + tuple(kv_local.shape[1:]), dtype=k.dtype, device=k.device)
-                ops.append(("recv", buf, src, t))
-            return buf, comm.post(ops)
+            return _post_kv(comm, sel, kv_local, t)
 
         pending = post_kv(1)
         returns = []  # (buffer, works) of partial dK/dV coming back to this rank
