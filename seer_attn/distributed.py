@@ -416,6 +416,20 @@ def _post_kv(comm, sel, kv_local, t):
     return buf, comm.post(ops)
 
 
+def _ring_steps(comm, sel, kv_local):
+    """Yields (t, K/V of rank r - t kept by this rank) for t = 0 .. W-1; step t + 1's exchange is
+    posted before step t's K/V is handed out, so it overlaps the attention on it."""
+    pending = _post_kv(comm, sel, kv_local, 1)
+    for t in range(comm.world):
+        if t == 0:
+            yield 0, kv_local
+            continue
+        kv, works = pending
+        _wait(works)
+        pending = _post_kv(comm, sel, kv_local, t + 1)
+        yield t, kv
+
+
 class _RingAttn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, mask, kind, causal, bq, bk, sm_scale, lay_q, lay_k, comm, steps, sel):
@@ -426,17 +440,7 @@ class _RingAttn(torch.autograd.Function):
         out_acc = torch.zeros((t_l, h_q, d), dtype=torch.float32, device=q.device)
         lse_acc = torch.full((h_q, t_l), _NEG_INF, dtype=torch.float32, device=q.device)
 
-        def post_kv(t):
-            return _post_kv(comm, sel, kv_local, t)
-
-        pending = post_kv(1)
-        for t in range(world):
-            if t == 0:
-                kv = kv_local
-            else:
-                kv, works = pending
-                _wait(works)
-                pending = post_kv(t + 1)
+        for t, kv in _ring_steps(comm, sel, kv_local):
             st = steps[t]
             if st is None:
                 continue
@@ -460,18 +464,8 @@ class _RingAttn(torch.autograd.Function):
         dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
         dkv = torch.zeros(kv_local.shape, dtype=torch.float32, device=k.device)
 
-        def post_kv(t):
-            return _post_kv(comm, sel, kv_local, t)
-
-        pending = post_kv(1)
         returns = []  # (buffer, works) of partial dK/dV coming back to this rank
-        for t in range(world):
-            if t == 0:
-                kv = kv_local
-            else:
-                kv, works = pending
-                _wait(works)
-                pending = post_kv(t + 1)
+        for t, kv in _ring_steps(comm, sel, kv_local):
             st = steps[t]
             part = None
             if st is not None:
