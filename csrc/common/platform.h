@@ -11,6 +11,9 @@
 //   SEER_POPC_LANES(m)     number of set bits of a seer_lane_mask_t
 //   SEER_LANES_BELOW(l)    mask of the lanes < l (l in [0, SEER_WARP_SIZE))
 //   SEER_TRAP()            abort the kernel
+//   SEER_GRID_DEP_WAIT()   programmatic dependent launch (sm_90+): wait until the preceding grid of the
+//                          stream has finished and its memory is visible (no-op elsewhere)
+//   SEER_GRID_DEP_LAUNCH() let the next grid of the stream (launched as programmatic) start now
 #pragma once
 #include <cstdint>
 
@@ -43,6 +46,8 @@ using seer_lane_mask_t = uint64_t;
 #define SEER_POPC_LANES(m) __popcll(m)
 #define SEER_LANES_BELOW(l) ((1ull << (l)) - 1ull)
 #define SEER_TRAP() __builtin_trap()
+#define SEER_GRID_DEP_WAIT() ((void)0)
+#define SEER_GRID_DEP_LAUNCH() ((void)0)
 // CUDA runtime names used by the plain-CUDA files that ROCm builds too (tile_mask.cu): torch's
 // hipify renames them in a ROCm build of the extension; these aliases let the same files compile
 // unhipified with clang for `make hip-check`.
@@ -92,6 +97,13 @@ using seer_lane_mask_t = uint32_t;
 #define SEER_POPC_LANES(m) __popc(m)
 #define SEER_LANES_BELOW(l) ((1u << (l)) - 1u)
 #define SEER_TRAP() __trap()
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define SEER_GRID_DEP_WAIT() asm volatile("griddepcontrol.wait;\n" ::: "memory")
+#define SEER_GRID_DEP_LAUNCH() asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory")
+#else
+#define SEER_GRID_DEP_WAIT() ((void)0)
+#define SEER_GRID_DEP_LAUNCH() ((void)0)
+#endif
 // Hopper-only instructions (wgmma, common/sm90_*.h) exist in sm_90a device code only.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SEER_HAS_SM90A 1
