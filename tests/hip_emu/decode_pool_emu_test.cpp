@@ -38,14 +38,15 @@ struct DecCase {
   std::vector<int> lens;
   int S, hq, hkv, bk, splits, min_split_keys;
   double density;
+  int L = 1;  // new tokens per sequence (rows: token * group + g; token i sees slots < hi - (L - 1 - i))
 };
 
 template <typename Elem, int D>
 static void run_decode(const DecCase& c, std::mt19937& rng) {
-  const int B = int(c.lens.size()), nb = (c.S + c.bk - 1) / c.bk, group = c.hq / c.hkv;
+  const int B = int(c.lens.size()), nb = (c.S + c.bk - 1) / c.bk, group = c.hq / c.hkv, L = c.L;
   std::normal_distribution<float> N(0.f, 1.f);
   std::uniform_real_distribution<double> U(0, 1);
-  std::vector<uint16_t> q(size_t(B) * c.hq * D), k(size_t(B) * c.S * c.hkv * D), v(k.size());
+  std::vector<uint16_t> q(size_t(B) * L * c.hq * D), k(size_t(B) * c.S * c.hkv * D), v(k.size());
   for (auto* x : {&q, &k, &v})
     for (auto& e : *x) e = to_bits(N(rng), c.bf16);
   std::vector<uint8_t> mask(size_t(B) * c.hkv * nb);
@@ -58,8 +59,9 @@ static void run_decode(const DecCase& c, std::mt19937& rng) {
     std::shuffle(perm.begin(), perm.end(), rng);
     for (int i = 0; i < K; ++i) idx[size_t(bh) * K + i] = U(rng) < 0.8 ? perm[i] : -1;
   }
-  std::vector<uint16_t> out(size_t(B) * c.hq * D, 0x7fff);
-  std::vector<float> lse(size_t(B) * c.hq, std::nanf("")), op(size_t(c.splits) * B * c.hq * D), lp(size_t(c.splits) * B * c.hq);
+  std::vector<uint16_t> out(size_t(B) * L * c.hq * D, 0x7fff);
+  std::vector<float> lse(size_t(B) * L * c.hq, std::nanf("")), op(size_t(c.splits) * B * L * c.hq * D),
+      lp(size_t(c.splits) * B * L * c.hq);
   DecodeParams p{};
   p.batch = B;
   p.h_q = c.hq;
@@ -75,7 +77,8 @@ static void run_decode(const DecCase& c, std::mt19937& rng) {
   p.left_pad = c.left_pad;
   p.first_block_unmasked = c.first_unmasked;
   p.q = q.data();
-  p.q_batch_stride = int64_t(c.hq) * D;
+  p.q_batch_stride = int64_t(L) * c.hq * D;
+  p.q_tok_stride = int64_t(c.hq) * D;
   p.q_head_stride = D;
   p.k = k.data();
   p.k_addr = seer::KvAddr{int64_t(c.S) * c.hkv * D, int64_t(c.hkv) * D, nullptr, 0, 0, 0};  // dense cache
@@ -83,9 +86,10 @@ static void run_decode(const DecCase& c, std::mt19937& rng) {
   p.v = v.data();
   p.v_addr = p.k_addr;
   p.v_head_stride = D;
-  p.n_tok = 1;
+  p.n_tok = L;
   p.out = out.data();
-  p.o_batch_stride = int64_t(c.hq) * D;
+  p.o_batch_stride = int64_t(L) * c.hq * D;
+  p.o_tok_stride = int64_t(c.hq) * D;
   p.o_head_stride = D;
   p.lse = lse.data();
   p.cache_seqlens = c.lens.data();
@@ -106,9 +110,9 @@ static void run_decode(const DecCase& c, std::mt19937& rng) {
   p.o_partial = op.data();
   p.lse_partial = lp.data();
   const DecodeParams pc = p;
-  const int chunks = (group + hipdecode::kRows - 1) / hipdecode::kRows;
+  const int chunks = (L * group + hipdecode::kRows - 1) / hipdecode::kRows;
   seer_emu::launch(c.splits * chunks, c.hkv, B, hipdecode::kThreads, [&] { hipdecode::decode_split_kernel_hip<Elem, D>(pc); });
-  if (c.splits > 1) seer_emu::launch(B * c.hq, 1, 1, 64, [&] { hipdecode::decode_combine_kernel_hip<Elem, D>(pc); });
+  if (c.splits > 1) seer_emu::launch(B * L * c.hq, 1, 1, 64, [&] { hipdecode::decode_combine_kernel_hip<Elem, D>(pc); });
 
   double err_o = 0, err_l = 0;
   int empty = 0, bad_empty = 0;
@@ -127,21 +131,24 @@ static void run_decode(const DecCase& c, std::mt19937& rng) {
         }
         if (s || (c.first_unmasked && len > 0 && n == blo)) sel.insert(n);
       }
+      for (int t = 0; t < L; ++t)
       for (int h = hk * group; h < (hk + 1) * group; ++h) {
+        const size_t row = (size_t(b) * L + t) * c.hq + h;  // [B, L, H_q]
+        const int thi = hi - (L - 1 - t);                   // token t's causal limit
         std::vector<std::pair<int, double>> s;
         for (int n : sel)
           for (int slot = n * c.bk; slot < (n + 1) * c.bk; ++slot)
-            if (slot >= lo && slot < hi) {
+            if (slot >= lo && slot < thi) {
               double acc = 0;
               for (int d = 0; d < D; ++d)
-                acc += fb(q[(size_t(b) * c.hq + h) * D + d], c.bf16) *
+                acc += fb(q[row * D + d], c.bf16) *
                        fb(k[((size_t(b) * c.S + slot) * c.hkv + hk) * D + d], c.bf16);
               s.push_back({slot, acc * p.scale});
             }
-        const size_t orow = (size_t(b) * c.hq + h) * D;
+        const size_t orow = row * D;
         if (s.empty()) {
           ++empty;
-          bool ok = lse[size_t(b) * c.hq + h] == -INFINITY;
+          bool ok = lse[row] == -INFINITY;
           for (int d = 0; d < D; ++d) ok &= out[orow + d] == 0;
           bad_empty += !ok;
           continue;
@@ -149,7 +156,7 @@ static void run_decode(const DecCase& c, std::mt19937& rng) {
         double m = -INFINITY, l = 0;
         for (auto& e : s) m = std::max(m, e.second);
         for (auto& e : s) l += std::exp(e.second - m);
-        upd(err_l, std::fabs(m + std::log(l) - lse[size_t(b) * c.hq + h]));
+        upd(err_l, std::fabs(m + std::log(l) - lse[row]));
         for (int d = 0; d < D; ++d) {
           double o = 0;
           for (auto& e : s) o += std::exp(e.second - m) / l * fb(v[((size_t(b) * c.S + e.first) * c.hkv + hk) * D + d], c.bf16);
@@ -283,6 +290,12 @@ int main() {
   run_decode<Fp16, 128>({"indices left-pad 3 splits", false, true, false, true, {200, 64}, 256, 4, 1, 16, 3, 64, 0.5}, rng);
   run_decode<Bf16, 64>({"left-pad first block, group 20", true, true, true, false, {150, 70}, 192, 20, 1, 48, 2, 0, 0.3},
                        rng);
+  // L > 1: L = 4 x group 4 (one 16-row chunk of 4 tokens; lengths 2 and 0: tokens with no slot), L = 16 x
+  // group 1 (16 tokens per chunk, one per row), with splits.
+  run_decode<Fp16, 64>({"L4 group 4 mask 2 splits", false, false, false, false, {90, 2, 0, 33}, 96, 8, 2, 16, 2, 0, 0.6, 4},
+                       rng);
+  run_decode<Bf16, 128>({"L16 group 1 indices left-pad", true, true, true, true, {60, 20, 9}, 64, 2, 2, 16, 3, 0, 0.7, 16},
+                        rng);
   // name, bf16, causal, gqa, lens, hq, hkv, bs
   run_pooling<Bf16, 64>({"causal bf16 B64", true, true, false, {200, 70}, 2, 1, 64}, rng);
   run_pooling<Fp16, 128>({"causal fp16 GQA reduce B32", false, true, true, {150}, 4, 2, 32}, rng);

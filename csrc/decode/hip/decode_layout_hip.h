@@ -25,5 +25,11 @@ constexpr int kVtStride = 20;  // V^T row stride in elements
 SEER_MFMA_HD constexpr int dim0(int lane, int j) { return 32 * j + 8 * (lane / 16); }
 SEER_MFMA_HD constexpr int vt_lds(int d, int key) { return d * kVtStride + key; }
 
+// Rows of one (sequence, kv head hk) with L new tokens: row r = token * group + g (decode_params.h).
+SEER_MFMA_HD constexpr int row_token(int r, int group) { return r / group; }
+SEER_MFMA_HD constexpr int row_head(int r, int hk, int group) { return hk * group + r % group; }
+// Token i of L (the last L valid slots, the valid ones ending at hi) sees the slots below this.
+SEER_MFMA_HD constexpr int token_slot_hi(int hi, int n_tok, int token) { return hi - (n_tok - 1 - token); }
+
 }  // namespace hipdecode
 }  // namespace seer
