@@ -41,7 +41,7 @@ struct Case {
   int hq, hkv, mask_heads, bq, bk;
   double density;
   bool deterministic;
-  bool backward = true;  // D 256 has no HIP backward
+  bool backward = true;
 };
 
 struct Problem {
@@ -204,10 +204,11 @@ static void run(const Case& c, std::mt19937& rng) {
   const AttnBwdParams pb = p;
   const int n_rows = pr.Tq * c.hq;
   seer_emu::launch((n_rows + 15) / 16, 1, 1, 256, [&] { hipattn::attention_bwd_preprocess_kernel_hip<Elem>(pb); });
-  const int key_tiles = (p.max_seqlen_k + hipattn::kBwdKeys - 1) / hipattn::kBwdKeys;
+  constexpr int split = hipattn::bwd_dsplit(D);  // D 256: a workgroup per half of the head dims
+  const int key_tiles = (p.max_seqlen_k + hipattn::kBwdKeys - 1) / hipattn::kBwdKeys * split;
   if (c.deterministic) {
     seer_emu::launch(key_tiles, p.h_kv, p.batch, hipattn::kThreads, [&] { hipattn::attention_bwd_kernel_hip<Elem, D, false>(pb); });
-    seer_emu::launch(p.n_row_tiles, p.h_kv, p.batch, hipattn::kThreads, [&] { hipattn::attention_bwd_dq_kernel_hip<Elem, D>(pb); });
+    seer_emu::launch(p.n_row_tiles * split, p.h_kv, p.batch, hipattn::kThreads, [&] { hipattn::attention_bwd_dq_kernel_hip<Elem, D>(pb); });
   } else {
     seer_emu::launch(key_tiles, p.h_kv, p.batch, hipattn::kThreads, [&] { hipattn::attention_bwd_kernel_hip<Elem, D, true>(pb); });
     seer_emu::launch(4, 1, 1, 256, [&] { hipattn::attention_bwd_convert_dq_kernel_hip<Elem>(pb, 4); });
@@ -304,8 +305,8 @@ int main() {
   run<Bf16, 64>({"2D causal bf16 D64 deterministic", 64, true, true, false, {100, 30}, {100, 30}, 2, 1, 1, 16, 16, 0.7, true}, rng);
   run<Fp16, 128>({"2D fp16 D128 B 128 mask bcast det.", 128, false, true, false, {260}, {300}, 2, 2, 1, 128, 128, 0.6, true},
                  rng);
-  run<Bf16, 256>({"2D causal bf16 D256 forward only", 256, true, true, false, {80}, {100}, 2, 1, 2, 32, 32, 0.6, false, false},
-                 rng);
+  run<Bf16, 256>({"2D causal bf16 D256 GQA2", 256, true, true, false, {80, 30}, {160, 30}, 2, 1, 2, 32, 32, 0.6, false}, rng);
+  run<Fp16, 256>({"1D non-causal fp16 D256 det.", 256, false, false, true, {40}, {50}, 1, 1, 1, 1, 16, 0.5, true}, rng);
   if (failures) {
     std::printf("%d case(s) failed\n", failures);
     return 1;

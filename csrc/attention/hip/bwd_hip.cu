@@ -17,7 +17,9 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
                        dim3(256), 0, stream, p);
     if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
   }
-  const int key_tiles = (p.max_seqlen_k + hipattn::kBwdKeys - 1) / hipattn::kBwdKeys;
+  // D 256: two workgroups per key tile / row tile, one per half of the head dims (bwd_layout_hip.h).
+  constexpr int kSplit = hipattn::bwd_dsplit(D);
+  const int key_tiles = (p.max_seqlen_k + hipattn::kBwdKeys - 1) / hipattn::kBwdKeys * kSplit;
   if (key_tiles > 0 && p.batch > 0 && p.h_kv > 0) {
     if (p.deterministic)
       hipLaunchKernelGGL((hipattn::attention_bwd_kernel_hip<Elem, D, false>), dim3(key_tiles, p.h_kv, p.batch),
@@ -29,7 +31,7 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
   }
   if (p.deterministic) {
     if (p.n_row_tiles > 0 && p.batch > 0 && p.h_kv > 0) {
-      hipLaunchKernelGGL((hipattn::attention_bwd_dq_kernel_hip<Elem, D>), dim3(p.n_row_tiles, p.h_kv, p.batch),
+      hipLaunchKernelGGL((hipattn::attention_bwd_dq_kernel_hip<Elem, D>), dim3(p.n_row_tiles * kSplit, p.h_kv, p.batch),
                          dim3(hipattn::kThreads), 0, stream, p);
       if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
     }
@@ -55,7 +57,8 @@ int run_attention_bwd(const AttnBwdParams& p, void* stream) {
   switch (p.head_dim) {
     case 64: return p.is_bf16 ? launch_bwd<Bf16, 64>(p, s) : launch_bwd<Fp16, 64>(p, s);
     case 128: return p.is_bf16 ? launch_bwd<Bf16, 128>(p, s) : launch_bwd<Fp16, 128>(p, s);
-    default: return static_cast<int>(hipErrorInvalidValue);  // D 256: not yet on ROCm
+    case 256: return p.is_bf16 ? launch_bwd<Bf16, 256>(p, s) : launch_bwd<Fp16, 256>(p, s);
+    default: return static_cast<int>(hipErrorInvalidValue);
   }
 }
 
