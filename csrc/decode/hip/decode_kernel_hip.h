@@ -11,7 +11,7 @@
 //   SelectedBlocks   wavefront-uniform walk over the source row (64 entries per ballot) that hands out
 //                    the selected blocks of rank [r0, r1) in rank order; count() gives the total
 //   per wavefront    16-key tiles t = wave, wave + 4, .. of the split's blocks; S^T = K Q^T on
-//                    v_mfma_f32_16x16x16 (A = 16 keys from global, B = the 16 q heads in registers,
+//                    v_mfma_f32_16x16x16 (A = 16 keys from global, B = the 16 rows (q) in registers,
 //                    reduction over D in 32-wide slices, mfma::kpack32_index), masking of slots
 //                    outside the valid range, online softmax (RowSoftmax<16>: a head is the 4 lanes
 //                    of a 16x16 column), O^T += V^T P^T with V^T staged in the wavefront's own LDS
@@ -37,7 +37,7 @@ using hip::u32x4;
 
 constexpr int kWaves = 4;
 constexpr int kThreads = 64 * kWaves;
-constexpr int kRows = 16;        // q heads per workgroup (one 16x16 MFMA column block)
+constexpr int kRows = 16;        // rows ((token, q head) pairs) per workgroup (one 16x16 MFMA column block)
 constexpr float kLn2 = 0.6931471805599453f;
 
 using hip::imax;

@@ -1,7 +1,7 @@
 // Index maps of the HIP (CDNA3) decode mainloop (plain constexpr C++, shared with the host layout test
 // tests/hip_layout/mfma_layout_test.cpp).
 //
-// A wavefront computes, per 16-key tile, with v_mfma_f32_16x16x16 (16 q heads = 16 columns):
+// A wavefront computes, per 16-key tile, with v_mfma_f32_16x16x16 (16 rows = (token, q head) pairs = 16 columns):
 //   S^T[key][head] = K Q^T     A = K rows (lane % 16 = key) from global, B = Q (lane % 16 = head) in
 //                              registers; reduction over D in 32-wide slices: lane reads the 8 dims
 //                              dim0(lane, j) .. + 7 and feeds elements 0-3 / 4-7 to two steps
