@@ -11,27 +11,15 @@
 #include <vector>
 
 #include "attention/hip/bwd_kernel_hip.h"
+#include "common/selftest/reference.h"
 
 using namespace seer;
 
 static int failures = 0;
 
-static uint16_t to_bits(float f, bool bf16) {
-  if (bf16) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  }
-  const _Float16 h = static_cast<_Float16>(f);
-  uint16_t b;
-  std::memcpy(&b, &h, 2);
-  return b;
-}
-static double from_bits(uint16_t x, bool bf16) { return seer_emu::bits_to_float(x, bf16); }
-// Running max that keeps a NaN (an unwritten output reads as NaN here): any NaN fails the test.
-static void upd(double& err, double diff) {
-  if (!(diff <= err)) err = diff;
-}
+using selftest::from_bits;
+using selftest::to_bits;
+using selftest::upd;  // running max that keeps a NaN (an unwritten output reads as NaN): any NaN fails
 
 struct Case {
   const char* name;
