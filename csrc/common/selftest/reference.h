@@ -3,6 +3,7 @@
 // (tests/hip_emu/). Plain C++ (no CUDA header of its own), so that both compilers take it:
 //   - 16-bit element conversions (bf16 / fp16 bits <-> float, round to nearest even),
 //   - a running error maximum that keeps NaN (outputs are pre-filled with NaN: an unwritten element fails),
+//   - attention: AttnParams' problem, mask and row-tiling fields as the API layer fills them,
 //   - decode and pooling: the random problem of a test case, the params filled from it (for any copy
 //     of the data: host pointers for the emulator, device pointers for the GPU) and the float64
 //     reference with the comparison (one report line per case).
@@ -17,6 +18,7 @@
 #include <set>
 #include <vector>
 
+#include "attention/attention_params.h"
 #include "decode/decode_params.h"
 #include "pooling/pooling_params.h"
 
@@ -76,6 +78,47 @@ inline std::vector<uint16_t> random_elems(size_t n, bool bf16, std::mt19937& rng
   std::vector<uint16_t> x(n);
   for (auto& e : x) e = to_bits(N(rng), bf16);
   return x;
+}
+
+// ---- attention ---------------------------------------------------------------------------------
+// The problem part of AttnParams; k / v and out contiguous ([T, heads, D]); q strides left to the caller.
+inline void fill_attn_problem(AttnParams& p, int B, int hq, int hkv, int D, int max_q, int max_k, int total_q,
+                              int total_k, bool causal, bool bf16) {
+  p.batch = B;
+  p.h_q = hq, p.h_kv = hkv, p.group = hq / hkv, p.head_dim = D;
+  p.max_seqlen_q = max_q, p.max_seqlen_k = max_k, p.total_q = total_q, p.total_k = total_k;
+  p.scale = 1.f / std::sqrt(static_cast<float>(D));
+  p.scale_log2 = p.scale * 1.4426950408889634f;
+  p.causal = causal;
+  p.is_bf16 = bf16;
+  p.k_row_stride = p.v_row_stride = static_cast<int64_t>(hkv) * D;
+  p.o_row_stride = static_cast<int64_t>(hq) * D;
+  p.k_head_stride = p.v_head_stride = p.o_head_stride = D;
+}
+
+// Mask fields: byte mask with the given strides (column stride 1; head stride 0 broadcasts), row_div =
+// B_q (2D) or 1 (1D), key blocks of bk keys, nb_k of them per sequence.
+inline void fill_attn_mask(AttnParams& p, const uint8_t* mask, int64_t stride_b, int64_t stride_h, int64_t stride_row,
+                           int mask_heads, int row_div, int bk, int nb_k) {
+  p.mask = mask;
+  p.mask_stride_b = stride_b, p.mask_stride_h = stride_h, p.mask_stride_row = stride_row, p.mask_stride_col = 1;
+  p.mask_heads = mask_heads;
+  p.mask_row_div = p.block_size_q = row_div;
+  p.block_size_k = bk;
+  p.nb_k = nb_k;
+}
+
+// Row tiling as the API layer sets it for a kernel of tile_rows rows: a 1D mask shared by the heads of
+// a GQA group packs up to 16 of them per tile (the largest divisor of the group), else one head.
+inline void fill_attn_tiling(AttnParams& p, int tile_rows) {
+  int pack = 1;
+  if (p.mask_row_div == 1 && p.mask_heads != p.h_q && p.group > 1)
+    for (int x = 1; x <= 16 && x <= p.group && x <= tile_rows; ++x)
+      if (p.group % x == 0) pack = x;
+  p.pack = pack;
+  p.tile_tokens = tile_rows / pack;
+  p.n_tok_tiles = (p.max_seqlen_q + p.tile_tokens - 1) / p.tile_tokens;
+  p.n_row_tiles = (p.group / pack) * p.n_tok_tiles;
 }
 
 // ---- decode ------------------------------------------------------------------------------------

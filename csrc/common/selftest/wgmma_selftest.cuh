@@ -7,7 +7,8 @@
 // Compared with a float64 host reference. Also sweeps the two (LBO, SBO) orders of the MN-major
 // descriptor, so a wrong guess shows up as a failing row rather than as a silently wrong kernel.
 //
-// Build and run (sm_90a is required by wgmma):
+// Built and run by `make selftest` on sm_90a (cmake target seer_wgmma_selftest), or alone (sm_90a is
+// required by wgmma):
 //   nvcc -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -Icsrc -x cu -DSEER_WGMMA_SELFTEST_MAIN \
 //        csrc/common/selftest/wgmma_selftest.cuh -o /tmp/wgmma_selftest && /tmp/wgmma_selftest
 #include <cuda_bf16.h>
