@@ -203,15 +203,9 @@ inline void fill_decode_params(DecodeParams& p, const DecodeData& d, const Decod
   const DecodeCase& c = d.c;
   const int64_t D = d.D;
   p = DecodeParams{};
-  p.batch = d.B;
-  p.n_tok = c.n_tok;
-  p.h_q = c.hq;
-  p.h_kv = c.hkv;
-  p.group = d.group;
-  p.head_dim = d.D;
-  p.seqlen_max = c.S;
-  p.block_size = c.bk;
-  p.num_blocks = d.nb;
+  p.batch = d.B, p.n_tok = c.n_tok;
+  p.h_q = c.hq, p.h_kv = c.hkv, p.group = d.group, p.head_dim = d.D;
+  p.seqlen_max = c.S, p.block_size = c.bk, p.num_blocks = d.nb;
   p.scale = 1.f / std::sqrt(static_cast<float>(d.D));
   p.scale_log2 = p.scale * 1.4426950408889634f;
   p.is_bf16 = c.bf16;
@@ -356,26 +350,15 @@ inline void fill_pooling_params(PoolingParams& p, const PoolData& d, const void*
                                 float* pooled_2d, void* pooled_1d, float* pooled_1d_accum) {
   const PoolCase& c = d.c;
   p = PoolingParams{};
-  p.batch = d.B;
-  p.h_q = c.hq;
-  p.h_kv = c.hkv;
-  p.group = d.group;
-  p.h_out = d.h_out;
-  p.head_dim = d.D;
-  p.max_seqlen = d.max_len;
-  p.total = d.T;
-  p.block_size = c.bs;
-  p.nb = d.nb;
+  p.batch = d.B, p.total = d.T, p.max_seqlen = d.max_len;
+  p.h_q = c.hq, p.h_kv = c.hkv, p.group = d.group, p.h_out = d.h_out, p.head_dim = d.D;
+  p.block_size = c.bs, p.nb = d.nb;
   p.scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(d.D));
   p.causal = c.causal;
   p.gqa_reduce = c.gqa;
   p.is_bf16 = c.bf16;
-  p.q = q;
-  p.q_row_stride = static_cast<int64_t>(c.hq) * d.D;
-  p.q_head_stride = d.D;
-  p.k = k;
-  p.k_row_stride = static_cast<int64_t>(c.hkv) * d.D;
-  p.k_head_stride = d.D;
+  p.q = q, p.q_row_stride = static_cast<int64_t>(c.hq) * d.D, p.q_head_stride = d.D;  // [T, hq, D]
+  p.k = k, p.k_row_stride = static_cast<int64_t>(c.hkv) * d.D, p.k_head_stride = d.D;  // [T, hkv, D]
   p.cu_seqlens = cu;
   p.pooled_2d = pooled_2d;
   p.pooled_1d = pooled_1d;
