@@ -288,7 +288,7 @@ inline bool check_decode(const DecodeData& d, const std::vector<uint16_t>& out, 
           if (s.empty()) {
             ++empty;
             bool ok = lse[row] == -INFINITY;
-            for (int e = 0; e < D; ++e) ok &= out[row * D + e] == 0;
+            for (int e = 0; e < D; ++e) ok &= from_bits(out[row * D + e], c.bf16) == 0.f;  // +0 or -0
             bad_empty += !ok;
             continue;
           }
