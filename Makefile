@@ -47,10 +47,11 @@ hip-check:
 # fails. Needs cmake >= 3.24 and a GPU; no torch, no venv.
 SELFTEST_ARCH ?= $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d . | sed 's/^90$$/90a/')
 SELFTEST_JOBS ?= $(shell nproc)
+SELFTEST_NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(CUDA_HOME)/bin/nvcc)
 selftest:
 	@test -n "$(SELFTEST_ARCH)" || { echo "make selftest: no GPU found; give SELFTEST_ARCH (e.g. 90a, 80)"; exit 1; }
 	cmake -S cmake -B build/selftest-$(SELFTEST_ARCH) -DCMAKE_CUDA_ARCHITECTURES=$(SELFTEST_ARCH) \
-	  -DCMAKE_CUDA_COMPILER=$(CUDA_HOME)/bin/nvcc
+	  -DCMAKE_CUDA_COMPILER=$(SELFTEST_NVCC)
 	cmake --build build/selftest-$(SELFTEST_ARCH) --target selftest -j $(SELFTEST_JOBS)
 
 clean:
