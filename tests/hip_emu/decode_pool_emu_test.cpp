@@ -23,7 +23,7 @@ static void run_decode(const selftest::DecodeCase& c, std::mt19937& rng) {
       lp(size_t(c.splits) * d.lse_elems());
   DecodeParams p;
   selftest::fill_decode_params(p, d, {d.q.data(), d.k.data(), d.v.data(), out.data(), lse.data(), c.lens.data(),
-                                      d.mask.data(), d.idx.data(), nullptr, nullptr, op.data(), lp.data()});
+                                      d.mask.data(), d.idx.data(), d.table.data(), nullptr, op.data(), lp.data()});
   const DecodeParams pc = p;
   const int chunks = (c.n_tok * d.group + hipdecode::kRows - 1) / hipdecode::kRows;  // rows: (token, q head)
   seer_emu::launch(c.splits * chunks, c.hkv, d.B, hipdecode::kThreads, [&] { hipdecode::decode_split_kernel_hip<Elem, D>(pc); });
@@ -70,6 +70,9 @@ int main() {
                        rng);
   run_decode<Bf16, 128>({"L16 group 1 indices left-pad", true, true, true, true, {60, 20, 9}, 64, 2, 2, 16, 3, 0, 0.7, 16},
                         rng);
+  // Paged cache (page_size 32, pages shuffled over a shared pool), L = 2.
+  run_decode<Bf16, 64>({"paged 32 L2 group 2 mask", true, false, true, false, {100, 31}, 128, 4, 2, 32, 2, 0, 0.6, 2, 32},
+                       rng);
   // name, bf16, causal, gqa, lens, hq, hkv, bs
   run_pooling<Bf16, 64>({"causal bf16 B64", true, true, false, {200, 70}, 2, 1, 64}, rng);
   run_pooling<Fp16, 128>({"causal fp16 GQA reduce B32", false, true, true, {150}, 4, 2, 32}, rng);
