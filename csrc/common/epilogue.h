@@ -14,13 +14,20 @@
 
 namespace seer {
 
-// Writes row rr of o, times inv, as 4-byte column pairs: pair df goes to dst(df), the Elem* of
-// column 8 df + 2 t4 of the row (global memory or a shared staging tile).
+// Writes row rr of o, times inv, as 4-byte column pairs: pair df (columns 8 df + 2 t4, + 1) goes to
+// dst(df), an Elem* (e.g. into a swizzled shared staging tile).
 template <typename Elem, int DF, typename Dst>
 SEER_DEVICE void store_row_pairs(const float (&o)[DF][4], int rr, float inv, Dst&& dst) {
 #pragma unroll
   for (int df = 0; df < DF; ++df)
     *reinterpret_cast<uint32_t*>(dst(df)) = pack2<Elem>(o[df][2 * rr] * inv, o[df][2 * rr + 1] * inv);
+}
+// The same into a plain row: dst = the row's column 2 t4.
+template <typename Elem, int DF>
+SEER_DEVICE void store_row_pairs(const float (&o)[DF][4], int rr, float inv, Elem* dst) {
+#pragma unroll
+  for (int df = 0; df < DF; ++df)
+    *reinterpret_cast<uint32_t*>(dst + 8 * df) = pack2<Elem>(o[df][2 * rr] * inv, o[df][2 * rr + 1] * inv);
 }
 
 }  // namespace seer

@@ -73,6 +73,18 @@ SEER_DEVICE void rescale_row(float (&o)[DF][4], int rr, float alpha) {
   }
 }
 
+// Both rows at once: o[DF][4] *= alpha[rr] (row rr).
+template <int DF>
+SEER_DEVICE void rescale_rows(float (&o)[DF][4], const float (&alpha)[2]) {
+#pragma unroll
+  for (int df = 0; df < DF; ++df) {
+    o[df][0] *= alpha[0];
+    o[df][1] *= alpha[0];
+    o[df][2] *= alpha[1];
+    o[df][3] *= alpha[1];
+  }
+}
+
 // End of a row: its total sum over the quad (l) and the factor that normalises its output (1 / l,
 // 0 for a row with no visible key, whose accumulator is 0 as well).
 struct RowTotal {
