@@ -141,13 +141,8 @@ template <typename T>
 __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fwd_kernel(const AttnParams p) {
 #if SEER_HAS_MMA_SYNC
   using Elem = typename T::Elem;
-  constexpr int D = T::kHeadDim;
-  constexpr int kBlockM = T::kBlockM;
-  constexpr int kBlockN = T::kBlockN;
-  constexpr int kChunks = T::kChunks;
-  constexpr int kNThreads = T::kNThreads;
-  constexpr int kMT = T::kMTiles;
-  constexpr int kWarpRows = T::kWarpRows;
+  constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN, kChunks = T::kChunks;
+  constexpr int kNThreads = T::kNThreads, kMT = T::kMTiles, kWarpRows = T::kWarpRows;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   // wgmma's swizzled tiles need a 1024-byte-aligned base (the slack is in kSmemBytes).
@@ -414,13 +409,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       for (int nn = 0; nn < T::kNFrags / 2; ++nn) {
         uint32_t bk[4];
         ldmatrix_x4_sa(bk, sK_addr + swz_shift_rt<D>(k_off, nn * 16, kk * 16));
-        const uint32_t b0[2] = {bk[0], bk[1]};
-        const uint32_t b1[2] = {bk[2], bk[3]};
-#pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          mma_16816<Elem>(s[mt][2 * nn], a_reg[mt], b0);
-          mma_16816<Elem>(s[mt][2 * nn + 1], a_reg[mt], b1);
-        }
+        mma_16816_x2<Elem>(s, nn, a_reg, bk);
       }
     }
 
@@ -470,13 +459,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       for (int dd = 0; dd < T::kDFrags / 2; ++dd) {
         uint32_t bv[4];
         ldmatrix_x4_trans_sa(bv, sV_addr + swz_shift_rt<D>(v_off, kk * 16, dd * 16));
-        const uint32_t b0[2] = {bv[0], bv[1]};
-        const uint32_t b1[2] = {bv[2], bv[3]};
-#pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          mma_16816<Elem>(acc_o[mt][2 * dd], a_reg[mt], b0);
-          mma_16816<Elem>(acc_o[mt][2 * dd + 1], a_reg[mt], b1);
-        }
+        mma_16816_x2<Elem>(acc_o, dd, a_reg, bv);
       }
     }
 

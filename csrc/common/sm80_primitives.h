@@ -71,6 +71,17 @@ SEER_DEVICE void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t
 }
 #undef SEER_MMA_16816
 
+// The two n8 B fragments one ldmatrix x4 gives (b[0..1]: n8 fragment 2j, b[2..3]: 2j + 1) against the
+// A fragments of MT 16-row tiles: acc[mt][2j] += A[mt] * (b[0], b[1]), acc[mt][2j + 1] += A[mt] * (b[2], b[3]).
+template <typename Elem, int MT, int NF>
+SEER_DEVICE void mma_16816_x2(float (&acc)[MT][NF][4], int j, const uint32_t (&a)[MT][4], const uint32_t (&b)[4]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    mma_16816<Elem>(acc[mt][2 * j], a[mt], *reinterpret_cast<const uint32_t(*)[2]>(&b[0]));
+    mma_16816<Elem>(acc[mt][2 * j + 1], a[mt], *reinterpret_cast<const uint32_t(*)[2]>(&b[2]));
+  }
+}
+
 // Two floats -> one 32-bit register of two 16-bit values (x in the low half).
 template <typename Elem>
 SEER_DEVICE uint32_t pack2(float x, float y) {

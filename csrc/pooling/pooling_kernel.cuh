@@ -96,11 +96,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     attn_pooling_kernel(const PoolingParams p, const int cap, const int stage_stride) {
 #if SEER_HAS_MMA_SYNC
   using Elem = typename Traits::Elem;
-  constexpr int kBlockM = Traits::kBlockM;
-  constexpr int kBlockN = Traits::kBlockN;
-  constexpr int kNFrag = Traits::kNFrag;
-  constexpr int kKSteps = Traits::kKSteps;
-  constexpr int kCh = Traits::kChunksPerTile;
+  constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN;
+  constexpr int kNFrag = Traits::kNFrag, kKSteps = Traits::kKSteps, kCh = Traits::kChunksPerTile;
 
   extern __shared__ __align__(128) unsigned char pooling_smem[];
   Elem* sK = reinterpret_cast<Elem*>(pooling_smem);  // 2 K buffers; Q before the first K load

@@ -148,10 +148,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
                                                                               int n_work) {
 #if SEER_HAS_SM90A
   using Elem = typename T::Elem;
-  constexpr int D = T::kHeadDim;
-  constexpr int kBlockM = T::kBlockM;
-  constexpr int kBlockN = T::kBlockN;
-  constexpr int kChunks = T::kChunks;
+  constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN, kChunks = T::kChunks;
   constexpr int kStages = T::kStages;
   static_assert(kChunks == 4, "TileMeta holds 4 chunks");
 
