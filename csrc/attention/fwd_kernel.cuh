@@ -182,13 +182,11 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
 #pragma unroll
     for (int pass = 0; pass < kBlockM / T::kRowsPerPass; ++pass) {
       const int r = pass * T::kRowsPerPass + tid / T::kRowChunks;
-      const int tok = tok0 + r / p.pack;
-      const int h = h0 + r % p.pack;
-      const bool ok = r < rows_used && tok < seqlen_q;
-      const Elem* src = ok ? gq + static_cast<int64_t>(q_start + tok) * p.q_row_stride +
-                                 static_cast<int64_t>(h) * p.q_head_stride + chunk * 8
-                           : gq;
-      cp_async_16(sQ + tile_off<T>(r, chunk * 8, kBlockM), src, ok);
+      const TileRow x = tile_row_at(p, tok0, h0, rows_used, seqlen_q, r);
+      const Elem* src = x.valid ? gq + static_cast<int64_t>(q_start + x.tok) * p.q_row_stride +
+                                      static_cast<int64_t>(x.head) * p.q_head_stride + chunk * 8
+                                : gq;
+      cp_async_16(sQ + tile_off<T>(r, chunk * 8, kBlockM), src, x.valid);
     }
   }
 
