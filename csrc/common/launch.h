@@ -19,6 +19,15 @@ using seer_error_t = hipError_t;
 #define SEER_ERROR_STRING(e) cudaGetErrorString(e)
 #define SEER_INVALID_VALUE cudaErrorInvalidValue
 using seer_error_t = cudaError_t;
+
+namespace seer {
+// Opt `kernel` in to `bytes` of dynamic shared memory when that is more than the default 48 KB.
+template <typename Kernel>
+inline cudaError_t allow_smem(Kernel kernel, int bytes) {
+  if (bytes <= 48 * 1024) return cudaSuccess;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+}  // namespace seer
 #endif
 
 // In a launcher returning int: return the error of the last launch, if any.
