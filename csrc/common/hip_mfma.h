@@ -104,25 +104,25 @@ SEER_DEVICE float exp2f_fast(float x) { return __builtin_amdgcn_exp2f(x); }
 // Natural log for the epilogue's LSE: log2 (v_log_f32) * ln 2.
 SEER_DEVICE float logf_fast(float x) { return __builtin_amdgcn_logf(x) * 0.6931471805599453f; }
 
-// D = A * B + C on the matrix cores; Elem is hip16::Bf16 or hip16::Fp16, operands are raw bits.
-template <typename Elem>
-SEER_DEVICE f32x16 mfma32x32x8(s16x4 a, s16x4 b, f32x16 c) {
-  if constexpr (__is_same(Elem, hip16::Bf16)) {
+// D = A * B + C on the matrix cores; Elem is hip16::Bf16 or hip16::Fp16, operands are raw bits. The
+// accumulator type picks the instruction: f32x16 = v_mfma_f32_32x32x8, f32x4 = v_mfma_f32_16x16x16.
+template <typename Elem, typename Acc>
+SEER_DEVICE Acc mfma(s16x4 a, s16x4 b, Acc c) {
+  constexpr bool k32 = __is_same(Acc, f32x16);
+  if constexpr (__is_same(Elem, hip16::Bf16) && k32) {
     return __builtin_amdgcn_mfma_f32_32x32x8bf16_1k(a, b, c, 0, 0, 0);
+  } else if constexpr (__is_same(Elem, hip16::Bf16)) {
+    return __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(a, b, c, 0, 0, 0);
+  } else if constexpr (k32) {
+    return __builtin_amdgcn_mfma_f32_32x32x8f16(__builtin_bit_cast(h16x4, a), __builtin_bit_cast(h16x4, b), c, 0, 0, 0);
   } else {
-    return __builtin_amdgcn_mfma_f32_32x32x8f16(__builtin_bit_cast(h16x4, a), __builtin_bit_cast(h16x4, b), c, 0,
-                                               0, 0);
+    return __builtin_amdgcn_mfma_f32_16x16x16f16(__builtin_bit_cast(h16x4, a), __builtin_bit_cast(h16x4, b), c, 0, 0, 0);
   }
 }
 template <typename Elem>
-SEER_DEVICE f32x4 mfma16x16x16(s16x4 a, s16x4 b, f32x4 c) {
-  if constexpr (__is_same(Elem, hip16::Bf16)) {
-    return __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(a, b, c, 0, 0, 0);
-  } else {
-    return __builtin_amdgcn_mfma_f32_16x16x16f16(__builtin_bit_cast(h16x4, a), __builtin_bit_cast(h16x4, b), c, 0,
-                                               0, 0);
-  }
-}
+SEER_DEVICE f32x16 mfma32x32x8(s16x4 a, s16x4 b, f32x16 c) { return mfma<Elem>(a, b, c); }
+template <typename Elem>
+SEER_DEVICE f32x4 mfma16x16x16(s16x4 a, s16x4 b, f32x4 c) { return mfma<Elem>(a, b, c); }
 
 SEER_DEVICE int imin(int a, int b) { return a < b ? a : b; }
 SEER_DEVICE int imax(int a, int b) { return a > b ? a : b; }
