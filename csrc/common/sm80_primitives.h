@@ -21,6 +21,12 @@ SEER_DEVICE void cp_async_16(void* smem_dst, const void* gmem_src, bool pred) {
   const int src_bytes = pred ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem_src), "r"(src_bytes));
 }
+// 4-byte asynchronous copy global -> shared (cp.async.ca: 4-byte copies must use .ca). Both addresses
+// 4-byte aligned; completes with the 16-byte copies of the same commit group.
+SEER_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem_src));
+}
 SEER_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Wait until at most N committed groups are still in flight.
 template <int N>
@@ -73,6 +79,7 @@ SEER_DEVICE void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t
 
 // The two n8 B fragments one ldmatrix x4 gives (b[0..1]: n8 fragment 2j, b[2..3]: 2j + 1) against the
 // A fragments of MT 16-row tiles: acc[mt][2j] += A[mt] * (b[0], b[1]), acc[mt][2j + 1] += A[mt] * (b[2], b[3]).
+// The halves of b are passed as views of b's registers (no copies: the code is the hand-written loop's).
 template <typename Elem, int MT, int NF>
 SEER_DEVICE void mma_16816_x2(float (&acc)[MT][NF][4], int j, const uint32_t (&a)[MT][4], const uint32_t (&b)[4]) {
 #pragma unroll
@@ -121,19 +128,6 @@ SEER_DEVICE float quad_max(float v) {
 SEER_DEVICE float quad_sum(float v) {
   v += SEER_SHFL_XOR(v, 1);
   return v + SEER_SHFL_XOR(v, 2);
-}
-
-}  // namespace seer
-
-
-namespace seer {
-
-// ---- appended by the attention backward (v2): 4-byte asynchronous copy global -> shared (cp.async.ca;
-// 4-byte copies must use .ca). Both addresses 4-byte aligned; completes with the 16-byte copies of the
-// same commit group.
-SEER_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem_src));
 }
 
 }  // namespace seer
