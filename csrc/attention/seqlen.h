@@ -61,5 +61,14 @@ SEER_HOST_DEVICE TileRow tile_row(const AttnParams& p, int hk, int rt, int r, in
   x.valid = rtok < p.tile_tokens && x.tok < seqlen_q;
   return x;
 }
+// The same for a row tile whose first token tok0 and first q head h0 are known (the forward kernels;
+// rows_used = tile_tokens * pack).
+SEER_HOST_DEVICE TileRow tile_row_at(const AttnParams& p, int tok0, int h0, int rows_used, int seqlen_q, int r) {
+  TileRow x;
+  x.tok = tok0 + r / p.pack;
+  x.head = h0 + r % p.pack;
+  x.valid = r < rows_used && x.tok < seqlen_q;
+  return x;
+}
 
 }  // namespace seer

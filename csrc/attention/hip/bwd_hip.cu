@@ -2,6 +2,7 @@
 // run_attention_bwd (the ROCm build links this file instead of bwd_launch.cu): atomic dQ (default) or
 // deterministic (separate dQ kernel). Empty for CUDA builds.
 #ifdef USE_ROCM
+#include "common/launch.h"
 #include "attention/hip/bwd_kernel_hip.h"
 
 namespace seer {
@@ -15,7 +16,7 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
   if (n_rows > 0) {
     hipLaunchKernelGGL((hipattn::attention_bwd_preprocess_kernel_hip<Elem>), dim3(static_cast<unsigned>((n_rows + 15) / 16)),
                        dim3(256), 0, stream, p);
-    if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    SEER_RETURN_IF_LAUNCH_ERROR();
   }
   // D 256: two workgroups per key tile / row tile, one per half of the head dims (bwd_layout_hip.h).
   constexpr int kSplit = hipattn::bwd_dsplit(D);
@@ -27,13 +28,13 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
     else
       hipLaunchKernelGGL((hipattn::attention_bwd_kernel_hip<Elem, D, true>), dim3(key_tiles, p.h_kv, p.batch),
                          dim3(hipattn::kThreads), 0, stream, p);
-    if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    SEER_RETURN_IF_LAUNCH_ERROR();
   }
   if (p.deterministic) {
     if (p.n_row_tiles > 0 && p.batch > 0 && p.h_kv > 0) {
       hipLaunchKernelGGL((hipattn::attention_bwd_dq_kernel_hip<Elem, D>), dim3(p.n_row_tiles * kSplit, p.h_kv, p.batch),
                          dim3(hipattn::kThreads), 0, stream, p);
-      if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+      SEER_RETURN_IF_LAUNCH_ERROR();
     }
     return 0;
   }
@@ -42,7 +43,7 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
     const int groups = static_cast<int>(blocks < 4096 ? blocks : 4096);
     hipLaunchKernelGGL((hipattn::attention_bwd_convert_dq_kernel_hip<Elem>), dim3(groups), dim3(256), 0, stream, p,
                        groups);
-    if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    SEER_RETURN_IF_LAUNCH_ERROR();
   }
   return 0;
 }
@@ -52,14 +53,8 @@ int run_attention_bwd(const AttnBwdParams& p, void* stream) {
   if ((!p.deterministic && p.dq_accum == nullptr) || p.tile_tokens * p.pack > hipattn::kBwdRows)
     return static_cast<int>(hipErrorInvalidValue);
   const hipStream_t s = static_cast<hipStream_t>(stream);
-  using hip16::Bf16;
-  using hip16::Fp16;
-  switch (p.head_dim) {
-    case 64: return p.is_bf16 ? launch_bwd<Bf16, 64>(p, s) : launch_bwd<Fp16, 64>(p, s);
-    case 128: return p.is_bf16 ? launch_bwd<Bf16, 128>(p, s) : launch_bwd<Fp16, 128>(p, s);
-    case 256: return p.is_bf16 ? launch_bwd<Bf16, 256>(p, s) : launch_bwd<Fp16, 256>(p, s);
-    default: return static_cast<int>(hipErrorInvalidValue);
-  }
+  return dispatch_elem_head_dim<hip16::Bf16, hip16::Fp16, 64, 128, 256>(
+      p.is_bf16, p.head_dim, [&](auto e, auto d) { return launch_bwd<decltype(e), decltype(d)::value>(p, s); });
 }
 
 }  // namespace seer

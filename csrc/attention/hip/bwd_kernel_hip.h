@@ -31,6 +31,7 @@
 
 #include "attention/hip/fwd_kernel_hip.h"
 #include "attention/hip/bwd_layout_hip.h"
+#include "attention/bwd_preprocess.h"
 
 namespace seer {
 namespace hipattn {
@@ -448,13 +449,11 @@ __global__ void __launch_bounds__(256) attention_bwd_preprocess_kernel_hip(const
   const int sub = hip::tid() % 16;
   const bool active = row < static_cast<int64_t>(p.total_q) * p.h_q;
   float acc = 0.f;
-  int64_t t = 0;
-  int hh = 0;
+  PreRow x{};
   if (active) {
-    t = row / p.h_q;
-    hh = static_cast<int>(row - t * p.h_q);
-    const uint16_t* o = static_cast<const uint16_t*>(p.out) + t * p.o_row_stride + static_cast<int64_t>(hh) * p.o_head_stride;
-    const uint16_t* g = static_cast<const uint16_t*>(p.dout) + t * p.do_row_stride + static_cast<int64_t>(hh) * p.do_head_stride;
+    x = pre_row(p, row);
+    const uint16_t* o = static_cast<const uint16_t*>(p.out) + x.o_off;
+    const uint16_t* g = static_cast<const uint16_t*>(p.dout) + x.do_off;
     for (int d = 8 * sub; d < p.head_dim; d += 128) {
       const u32x4 a = *reinterpret_cast<const u32x4*>(o + d), c = *reinterpret_cast<const u32x4*>(g + d);
       const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, cw[4] = {c.x, c.y, c.z, c.w};
@@ -466,10 +465,7 @@ __global__ void __launch_bounds__(256) attention_bwd_preprocess_kernel_hip(const
   }
 #pragma unroll
   for (int m = 1; m < 16; m *= 2) acc += SEER_SHFL_XOR(acc, m);
-  if (active && sub == 0) {
-    const int64_t i = static_cast<int64_t>(hh) * p.total_q + t;
-    p.softmax_d[i] = acc - (p.dlse != nullptr ? p.dlse[i] : 0.f);
-  }
+  if (active && sub == 0) store_softmax_d(p, x, acc);
 }
 
 // dq = dq_accum * scale in the element type, every row (rows nothing attends hold zeros). Grid-stride

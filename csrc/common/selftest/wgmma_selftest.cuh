@@ -42,19 +42,15 @@ __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
-// Stores the fp32 accumulator of a 64 x kCols wgmma (kCols / 2 values per thread: 4 per 8-column tile)
-// row-major to out [64][kCols].
-template <int kHalfCols>
-__device__ __forceinline__ void store_accum(const float (&acc)[kHalfCols], float* out, int tid) {
-  constexpr int kCols = 2 * kHalfCols;
+// Writes this thread's part of an m64nN fp32 wgmma accumulator (N / 2 floats) to a row-major [64][N]
+// array: n8 fragment j, element e is row 16 warp + g (+ 8 for e >= 2), column 8 j + 2 t + (e & 1).
+template <int N>
+__device__ void store_acc(float* out, const float (&acc)[N / 2], int tid) {
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
-  for (int j = 0; j < kCols / 8; ++j)
+  for (int j = 0; j < N / 8; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int row = 16 * warp + g + (e >= 2 ? 8 : 0), col = 8 * j + 2 * t + (e & 1);
-      out[row * kCols + col] = acc[4 * j + e];
-    }
+    for (int e = 0; e < 4; ++e) out[(16 * warp + g + (e >= 2 ? 8 : 0)) * N + 8 * j + 2 * t + (e & 1)] = acc[4 * j + e];
 }
 
 // One CTA = one warpgroup. q [64][128], k / v [kN][128] row-major; s [64][kN], o [64][128] fp32.
@@ -97,7 +93,7 @@ __global__ void __launch_bounds__(128) tile_kernel(const Elem* q, const Elem* k,
   wgmma_commit();
   wgmma_wait<0>();
 
-  store_accum(s, s_out, tid);
+  store_acc<kN>(s_out, s, tid);
 
   // ---- O = P V, P = 16-bit(S * p_scale) as A fragments (k-step j = keys 16j .. 16j + 15) ----
   uint32_t pa[kN / 16][4];
@@ -129,7 +125,7 @@ __global__ void __launch_bounds__(128) tile_kernel(const Elem* q, const Elem* k,
   wgmma_wait<0>();
   // o (mode 1): column tile jj of 16 = 8 columns 8jj..; mode 0: o0 = columns 0-63, o1 = 64-127, which
   // is the same register order as one N = 128 accumulator.
-  store_accum(o, o_out, tid);
+  store_acc<kD>(o_out, o, tid);
 }
 
 }  // namespace selftest

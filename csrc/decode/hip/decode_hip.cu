@@ -2,6 +2,7 @@
 // build links this file instead of decode_dispatch.cu). Empty for CUDA builds.
 #ifdef USE_ROCM
 #include <algorithm>
+#include "common/launch.h"
 #include "decode/hip/decode_kernel_hip.h"
 
 namespace seer {
@@ -43,14 +44,8 @@ int run_block_sparse_decode(const DecodeParams& p, void* stream) {
   const hipStream_t s = static_cast<hipStream_t>(stream);
   if (p.num_splits < 1 || p.block_size % hipdecode::kTileKeys != 0 || p.n_tok < 1 || p.n_tok > 16)
     return static_cast<int>(hipErrorInvalidValue);
-  using hip16::Bf16;
-  using hip16::Fp16;
-  switch (p.head_dim) {
-    case 64: return p.is_bf16 ? launch_decode<Bf16, 64>(p, s) : launch_decode<Fp16, 64>(p, s);
-    case 128: return p.is_bf16 ? launch_decode<Bf16, 128>(p, s) : launch_decode<Fp16, 128>(p, s);
-    case 256: return p.is_bf16 ? launch_decode<Bf16, 256>(p, s) : launch_decode<Fp16, 256>(p, s);
-    default: return static_cast<int>(hipErrorInvalidValue);
-  }
+  return dispatch_elem_head_dim<hip16::Bf16, hip16::Fp16, 64, 128, 256>(
+      p.is_bf16, p.head_dim, [&](auto e, auto d) { return launch_decode<decltype(e), decltype(d)::value>(p, s); });
 }
 
 const char* decode_error_string(int code) { return hipGetErrorString(static_cast<hipError_t>(code)); }
