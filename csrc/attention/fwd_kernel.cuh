@@ -311,7 +311,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       if (r < rows_used && tok < seqlen_q) warp_kmin = min(warp_kmin, sb.key_limit(tok, p.causal));
     }
 #pragma unroll
-  for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, __shfl_xor_sync(0xffffffffu, warp_kmin, o));
+  for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, SEER_SHFL_XOR(warp_kmin, o));
   if (warp_kmin == 0x7fffffff) warp_kmin = 0;
   const float scale_log2 = p.scale_log2;
 

@@ -5,30 +5,16 @@
 #include <type_traits>
 #include "platform.h"
 
-// Launch-error check used after every kernel launch. Launchers return the error code so that the
-// *_api.cpp layer (which may use TORCH_CHECK) reports it with the op name.
-#ifdef USE_ROCM
-#define SEER_LAST_ERROR() hipGetLastError()
-#define SEER_SUCCESS hipSuccess
-#define SEER_ERROR_STRING(e) hipGetErrorString(e)
-#define SEER_INVALID_VALUE hipErrorInvalidValue
-using seer_error_t = hipError_t;
-#else
-#define SEER_LAST_ERROR() cudaGetLastError()
-#define SEER_SUCCESS cudaSuccess
-#define SEER_ERROR_STRING(e) cudaGetErrorString(e)
-#define SEER_INVALID_VALUE cudaErrorInvalidValue
-using seer_error_t = cudaError_t;
-
+// Launchers return the error code (seer_error_t, platform.h) so that the *_api.cpp layer (which may
+// use TORCH_CHECK) reports it with the op name.
 namespace seer {
 // Opt `kernel` in to `bytes` of dynamic shared memory when that is more than the default 48 KB.
 template <typename Kernel>
-inline cudaError_t allow_smem(Kernel kernel, int bytes) {
-  if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+inline seer_error_t allow_smem(Kernel kernel, int bytes) {
+  if (bytes <= 48 * 1024) return SEER_SUCCESS;
+  return SEER_SET_MAX_DYNAMIC_SMEM(kernel, bytes);
 }
 }  // namespace seer
-#endif
 
 // In a launcher returning int: return the error of the last launch, if any.
 #define SEER_RETURN_IF_LAUNCH_ERROR()                                    \

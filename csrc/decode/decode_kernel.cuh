@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(kThreads) decode_select_kernel(const DecodePar
 
   // Appends block `blk` of every thread with keep set, in thread order (collective, uniform count).
   auto append = [&](bool keep, int blk) {
-    const unsigned bal = __ballot_sync(0xffffffffu, keep);
+    const unsigned bal = SEER_BALLOT(keep);
     if (lane == 0) s_warp[warp] = __popc(bal);
     __syncthreads();
     int off = count, total = 0;
@@ -549,7 +549,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(cons
   float mx = kNegInf;
   for (int s = lane; s < S; s += 32) mx = fmaxf(mx, lp[(int64_t)s * n_rows]);
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, SEER_SHFL_XOR(mx, o));
 
   float4 acc[kPerLane];
 #pragma unroll
@@ -559,7 +559,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(cons
     float sum = 0.f;
     for (int s = lane; s < S; s += 32) sum += __expf(lp[(int64_t)s * n_rows] - mx);  // exp(-inf) = 0
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    for (int o = 16; o > 0; o >>= 1) sum += SEER_SHFL_XOR(sum, o);
     lse = mx + __logf(sum);                          // sum >= 1 (the max split contributes 1)
 #pragma unroll 2
     for (int s = 0; s < S; ++s) {

@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
       for (int r = 0; r < 16; ++r) {
         const int row = wrow0 + r;
         if (row >= L) break;  // warp-uniform
-        const float lse_r = __shfl_sync(0xffffffffu, lse_lane, r);
+        const float lse_r = SEER_SHFL(lse_lane, r);
         const float v =
             (staged && lse_r != -INFINITY) ? fast_exp2(fmaf(src[r * S], scale_log2, -lse_r)) : 0.f;
         colmax = fmaxf(colmax, v);
@@ -374,8 +374,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
       if (!valid_b) lse2[1] = -INFINITY;
       {
         // Lane l (< 16) of the warp gets the LSE of row l = (l & 7) + 8 * (l >> 3), held by lane 4 (l & 7).
-        const float la = __shfl_sync(0xffffffffu, lse2[0], (lane & 7) * 4);
-        const float lb = __shfl_sync(0xffffffffu, lse2[1], (lane & 7) * 4);
+        const float la = SEER_SHFL(lse2[0], (lane & 7) * 4);
+        const float lb = SEER_SHFL(lse2[1], (lane & 7) * 4);
         lse_lane = (lane & 8) ? lb : la;
       }
       if (!two_pass) {

@@ -312,7 +312,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       for (int rr = 0; rr < 2; ++rr)
         if (mrow[rr] != nullptr) warp_kmin = min(warp_kmin, kmax_r[rr]);
 #pragma unroll
-      for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, __shfl_xor_sync(0xffffffffu, warp_kmin, o));
+      for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, SEER_SHFL_XOR(warp_kmin, o));
       if (warp_kmin == 0x7fffffff) warp_kmin = 0;
 
       cp_async_wait<0>();  // this item's Q (prefetched)
@@ -395,7 +395,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       };
       // O *= alpha, skipped when no row of the warp changed its maximum (warp-uniform).
       auto rescale_o = [&](const float (&alpha)[2]) {
-        if (__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) return;
+        if (SEER_ALL(alpha[0] == 1.f && alpha[1] == 1.f)) return;
         rescale_rows(frags(acc_o), alpha);
       };
       auto release = [&](int st) { sm90::mbar_arrive(&bar_empty[st]); };
