@@ -7,7 +7,8 @@
 // inconsistent input (a length above max_seqlen, or a decreasing cu_seqlens) then never reads or
 // writes outside the rows and tiles the launch was sized for (grids, tile masks and workspaces are
 // sized from max_seqlen_*). Rows past the clamped length belong to no sequence (out 0, lse -inf, zero
-// gradients). The checked path (SEER_ATTN_CHECK_INPUTS=1, and the CPU reference always) rejects
+// gradients); with a decreasing cu_seqlens the sequences overlap and the outputs are unspecified.
+// The checked path (SEER_ATTN_CHECK_INPUTS=1, and the CPU reference always) rejects
 // such input instead.
 //
 // Causal masking is bottom-right aligned: key j is visible to query i (both sequence-local) iff

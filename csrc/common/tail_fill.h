@@ -6,7 +6,10 @@
 //     longer than max_seqlen, which the unchecked path does not reject),
 //   - rows before the first sequence [0, cu[0]) and past the last one [cu[batch], T).
 // For consistent input (cu non-decreasing, from 0, every length <= max_seqlen) only the last range can
-// be non-empty, and the launch costs one tiny grid that reads cu_seqlens and exits.
+// be non-empty, and a fill costs one small launch (min(batch + 2, 256) x 16 CTAs) that reads cu_seqlens
+// and exits; the forward makes two (out, lse), the backward three (dq, dk, dv). With a DECREASING
+// cu_seqlens the sequences' own ranges overlap and so may these: the outputs are then unspecified
+// (never out of bounds).
 #pragma once
 #include <cstdint>
 

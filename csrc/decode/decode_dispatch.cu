@@ -47,7 +47,7 @@ DeviceFacts device_info() {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
   DeviceInfo* info = (dev >= 0 && dev < kMaxDevices) ? &g_devices[dev] : nullptr;
-  if (info != nullptr && info->sms.load(std::memory_order_relaxed) > 0) {
+  if (info != nullptr && info->sms.load(std::memory_order_acquire) > 0) {
     return {info->sms.load(std::memory_order_relaxed), info->smem_per_sm.load(std::memory_order_relaxed),
             info->major.load(std::memory_order_relaxed)};
   }
@@ -60,7 +60,7 @@ DeviceFacts device_info() {
   if (info != nullptr) {
     info->smem_per_sm.store(s, std::memory_order_relaxed);
     info->major.store(major, std::memory_order_relaxed);
-    info->sms.store(n, std::memory_order_relaxed);  // last: readers test it
+    info->sms.store(n, std::memory_order_release);  // last: readers test it (acquire)
   }
   return {n, s, major};
 }

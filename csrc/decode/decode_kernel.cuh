@@ -37,7 +37,8 @@ struct DecodeTraits {
   static constexpr int kHeadDim = kHeadDim_;            // D
   // Warps per CTA (each owns one 16-key tile per stage). Two (32-key stages, ~54 KiB of shared memory
   // at D = 128, 4 CTAs per SM) against four (64-key stages, 2 CTAs per SM), H200, D1 (benchmarks/NOTES.md
-  // v5): 8-9% faster at d = 0.5, 17% faster paged, 4-5% slower at d = 0.1 (more CTAs pay the fixed cost).
+  // v5): 8.5-9.4% faster at d = 0.5, paged 17% faster at d = 0.5 and 2-3% at d = 0.1, contiguous 4-5%
+  // slower at d = 0.1 (more CTAs pay the fixed cost).
   static constexpr int kNWarps = 2;
   static constexpr int kThreads = kNWarps * 32;
   static constexpr int kRows = 16;                      // q heads per CTA (one m16 tile)
