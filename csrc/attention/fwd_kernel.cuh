@@ -40,6 +40,7 @@
 #include "common/epilogue.h"
 #include "attention/attention_params.h"
 #include "attention/block_iter.h"
+#include "attention/tile_scheduler.h"
 #include "attention/seqlen.h"
 
 namespace seer {
@@ -156,15 +157,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  // ---- which tile: heaviest (last) token tiles first, then slot, kv head, sequence --------------
-  const int n_slots = p.group / p.pack;
-  const int per_tok_tile = p.batch * p.h_kv * n_slots;
-  const int tok_tile = p.n_tok_tiles - 1 - static_cast<int>(blockIdx.x) / per_tok_tile;
-  int rem = static_cast<int>(blockIdx.x) % per_tok_tile;
-  const int slot = rem % n_slots;
-  rem /= n_slots;
-  const int hk = rem % p.h_kv;
-  const int b = rem / p.h_kv;
+  // ---- which tile: work item blockIdx.x, heaviest first (tile_scheduler.h) -------------------------
+  const ItemTile item = item_tile(p, static_cast<int>(blockIdx.x));
+  const int tok_tile = item.tt, slot = item.slot, hk = item.hk, b = item.b;
 
   const SeqBounds sb = seq_bounds(p, b);  // clamped lengths (seqlen.h)
   const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;

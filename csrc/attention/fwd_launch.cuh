@@ -43,7 +43,7 @@ int run_attention_fwd_(const AttnParams& p, void* stream) {
       p.mask_heads < 1 || p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 ||
       p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
     return static_cast<int>(cudaErrorInvalidValue);
-  const long long n_ctas = static_cast<long long>(p.n_row_tiles) * p.h_kv * p.batch;
+  const long long n_ctas = num_items(p);  // one work item per CTA (tile_scheduler.h)
   if (n_ctas == 0) return 0;
   if (n_ctas > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
   auto kernel = attention_fwd_kernel<T>;

@@ -41,6 +41,7 @@
 #include "attention/attention_params.h"
 #include "attention/block_iter.h"
 #include "attention/seqlen.h"
+#include "attention/tile_scheduler.h"
 
 namespace seer {
 namespace fwd_sm90 {
@@ -90,37 +91,6 @@ struct TileMeta {
 };
 static_assert(sizeof(TileMeta) <= 64, "TileMeta slot");
 
-// Work item w: row tile rt of (sequence b, kv head hk). Items are ordered heaviest token tiles first
-// (causal), then head slot, kv head, sequence.
-struct ItemTile {
-  int b, hk, rt;
-};
-SEER_DEVICE ItemTile item_tile(const AttnParams& p, int w) {
-  const int n_slots = p.group / p.pack;
-  const int per_tt = p.batch * p.h_kv * n_slots;
-  const int tt = p.n_tok_tiles - 1 - w / per_tt;
-  int rem = w % per_tt;
-  const int slot = rem % n_slots;
-  rem /= n_slots;
-  ItemTile t;
-  t.hk = rem % p.h_kv;
-  t.b = rem / p.h_kv;
-  t.rt = slot * p.n_tok_tiles + tt;
-  return t;
-}
-SEER_HOST_DEVICE long long num_items(const AttnParams& p) {
-  return static_cast<long long>(p.n_row_tiles) * p.h_kv * p.batch;
-}
-
-// First token of row tile rt, and its first head.
-struct RowTile {
-  int tok0, h0;
-};
-SEER_DEVICE RowTile row_tile(const AttnParams& p, int hk, int rt) {
-  const int slot = rt / p.n_tok_tiles;
-  return RowTile{(rt - slot * p.n_tok_tiles) * p.tile_tokens, hk * p.group + slot * p.pack};
-}
-
 // Everything a role needs about one work item (uniform over the CTA).
 struct WorkItem {
   ItemTile t;
@@ -163,7 +133,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
   const int tid = threadIdx.x;
   const int wg = tid / 128;  // 0 producer, 1 consumer
   const int wtid = tid % 128;
-  const int w0 = static_cast<int>(blockIdx.x), w_step = static_cast<int>(gridDim.x);
+  const PersistentItems sched = PersistentItems::of_this_cta();  // tile_scheduler.h
+  const int w0 = sched.first, w_step = sched.step;
 
   if (tid == 0) {
     for (int st = 0; st < kStages; ++st) {
