@@ -40,10 +40,12 @@ PREBUILT = os.environ.get("SEER_ATTN_KERNELS_LIB")
 
 
 def kernel_sources():
-    """Every .cu file (unless prebuilt) and every *_api.cpp (the torch-facing layers) under csrc/.
+    """Every .cu file outside csrc/*/hip/ (unless prebuilt) and every *_api.cpp (the torch-facing layers)
+    under csrc/.
     Files named *_sm80.cu / *_sm90.cu hold kernels written for one arch; Build.build_extension compiles
     them apart, for that arch only (arch_flags)."""
     cu = [] if PREBUILT else glob.glob(os.path.join(HERE, "csrc", "**", "*.cu"), recursive=True)
+    cu = [f for f in cu if os.sep + "hip" + os.sep not in f]  # csrc/*/hip/: the ROCm build's kernels
     api = glob.glob(os.path.join(HERE, "csrc", "**", "*_api.cpp"), recursive=True)
     return rel(cu) + rel(api)
 

@@ -75,7 +75,7 @@ SEER_MFMA_HD constexpr int kpack32_index(int step, int k) { return kpack16_index
 }  // namespace mfma
 }  // namespace seer
 
-#if (defined(__HIP__) || defined(SEER_HIP_EMU)) && defined(USE_ROCM)
+#if defined(__HIP__) || defined(SEER_HIP_EMU)  // the HIP compiler (or the CPU emulation of its device code)
 #include "common/platform.h"
 
 namespace seer {
