@@ -9,8 +9,9 @@
 // For each case it (1) builds the tile mask on the GPU and compares it with a CPU re-derivation of the
 // values documented in attention_params.h, (2) runs the forward kernel and compares out / lse with a
 // float64 CPU reference, checking that every valid row is written (out and lse are pre-filled with
-// NaN) and that nothing outside the sequences' rows is touched. Prints one line per case and exits
-// non-zero on the first class of failure.
+// NaN) and that nothing outside the sequences' rows is touched. Last, the unowned-row fill of the op
+// layer (common/tail_fill.h) on NaN-filled buffers. Prints one line per case and exits non-zero on the
+// first class of failure.
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
@@ -37,6 +38,43 @@ static int run_fwd_impl(const AttnParams& p, int impl) {
 
 #include "common/selftest/check.h"
 #include "common/selftest/reference.h"
+#include "common/tail_fill.h"
+
+// The unowned-row fill (common/tail_fill.h) on NaN-filled buffers: out rows and lse columns that no
+// sequence owns (before the first, past a length clamped to max_seqlen, past the last) become 0 / -inf,
+// every owned one keeps its NaN. cu = {3, 50, 60, 200}, total 230, max_seqlen 40: owned [3, 43),
+// [50, 60), [60, 100). Returns 0 when right.
+static int unowned_rows_check() {
+  const int total = 230, heads = 3, dim = 64, max_seqlen = 40, batch = 3;
+  const std::vector<int> cu = {3, 50, 60, 200};
+  auto owned = [&](int r) {
+    for (int b = 0; b < batch; ++b)
+      if (r >= cu[b] && r < cu[b] + std::min(cu[b + 1] - cu[b], max_seqlen)) return true;
+    return false;
+  };
+  selftest::DeviceArena a;
+  const int* d_cu = a.copy(cu);
+  const uint16_t kNaN16 = 0x7fff;  // a NaN in fp16 and bf16
+  uint16_t* out = a.filled<uint16_t>(static_cast<size_t>(total) * heads * dim, kNaN16);
+  float* lse = a.filled<float>(static_cast<size_t>(heads) * total, std::nanf(""));
+  CK(static_cast<cudaError_t>(run_zero_unowned_rows(out, heads * dim, dim, heads, dim, 2, d_cu, batch, max_seqlen,
+                                                    total, nullptr)));
+  CK(static_cast<cudaError_t>(run_fill_unowned_lse(lse, heads, d_cu, batch, max_seqlen, total, -INFINITY, nullptr)));
+  CK(cudaDeviceSynchronize());
+  const std::vector<uint16_t> h_out = selftest::to_host(out, static_cast<size_t>(total) * heads * dim);
+  const std::vector<float> h_lse = selftest::to_host(lse, static_cast<size_t>(heads) * total);
+  int bad = 0;
+  for (int r = 0; r < total; ++r) {
+    const bool own = owned(r);
+    for (int i = 0; i < heads * dim; ++i) bad += h_out[static_cast<size_t>(r) * heads * dim + i] != (own ? kNaN16 : 0);
+    for (int h = 0; h < heads; ++h) {
+      const float v = h_lse[static_cast<size_t>(h) * total + r];
+      bad += own ? !std::isnan(v) : !(std::isinf(v) && v < 0);
+    }
+  }
+  std::printf("unowned-row fill: %d wrong values -> %s\n", bad, bad ? "FAIL" : "ok");
+  return bad ? 1 : 0;
+}
 
 using selftest::from_bits;
 using selftest::to_bits;
@@ -312,6 +350,8 @@ int main(int argc, char** argv) {
     }
 #endif
   }
+  fails += unowned_rows_check();
+  ++runs;
   std::printf("%d / %d runs failed\n", fails, runs);
   return fails ? 1 : 0;
 }
