@@ -13,6 +13,7 @@
 #include <string>
 
 #include "attention_params.h"
+#include "common/device_facts.h"
 #include "common/tail_fill.h"
 #include "common/torch_utils.h"
 
@@ -27,18 +28,13 @@ int cdiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
 // The Hopper warp-specialised forward (sm90/fwd_kernel_sm90.cuh) runs when this build has sm_90a device
 // code (setup.py defines SEER_ATTN_SM90A for a "9.0a" entry of TORCH_CUDA_ARCH_LIST) and the device has
-// compute capability 9.0, for head dims 64 / 128. Two attribute queries: no device sync.
+// compute capability 9.0, for head dims 64 / 128. Cached attribute queries (device_facts.h): no device sync.
 bool use_fwd_wgmma(int64_t head_dim, int device) {
 #ifdef SEER_ATTN_SM90A
   // the device code may come from a prebuilt archive built without sm_90a: ask it
   if (!attention_fwd_has_wgmma() || (head_dim != 64 && head_dim != 128)) return false;
-  int major = 0, minor = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  return major == 9 && minor == 0;
+  const DeviceFacts f = device_facts(device);
+  return f.error == 0 && f.major == 9 && f.minor == 0;
 #else
   (void)head_dim;
   (void)device;

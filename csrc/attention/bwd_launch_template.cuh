@@ -5,6 +5,7 @@
 #include "attention/bwd_dkdv_kernel.cuh"
 #include "attention/bwd_dq_kernel.cuh"
 #include "attention/bwd_launch.cuh"
+#include "common/device_facts.h"
 #include "common/launch.h"
 
 namespace seer {
@@ -73,11 +74,9 @@ int run_bwd_hdim(const AttnBwdParams& p, cudaStream_t stream) {
   using Cfg = attn_bwd::BwdConfig<kHeadDim, Elem>;
   using Big = typename Cfg::Dkdv;
   using Small = typename Cfg::DkdvSmall;
-  int dev = 0, optin = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (err != cudaSuccess) return static_cast<int>(err);
-  if (optin >= Big::kSmemBytes) return attn_bwd::run_bwd_kernels<Big, typename Cfg::Dq>(p, stream);
+  const DeviceFacts dev = current_device_facts();
+  if (dev.error != 0) return dev.error;
+  if (dev.smem_optin >= Big::kSmemBytes) return attn_bwd::run_bwd_kernels<Big, typename Cfg::Dq>(p, stream);
   return attn_bwd::run_bwd_kernels<Small, typename Cfg::Dq>(p, stream);
 }
 

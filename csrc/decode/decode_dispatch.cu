@@ -1,9 +1,9 @@
 // Run-time dispatch of the decode launchers on (head dim, dtype), and the split-KV heuristic.
 // Compiles no kernel itself (the instantiations/ files do); it only reads the traits' shapes.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 
+#include "common/device_facts.h"
 #include "common/launch.h"
 #include "decode/decode_kernel.cuh"
 #include "decode/decode_launch.h"
@@ -13,7 +13,6 @@ namespace seer {
 
 namespace {
 
-constexpr int kMaxDevices = 64;
 // Automatic splits: aim for kTargetWaves waves of CTAs so that uneven sequence lengths balance out
 // dynamically; never split a full cache into pieces shorter than kMinKeysPerSplit slots (each split
 // pays a fixed cost: selection scan, pipeline fill, a partial row written and re-read), and never use
@@ -29,40 +28,14 @@ constexpr int kTargetWavesUniform = 4;  // min_split_keys == 0 (every row uses a
 constexpr int kMinKeysPerSplit = 256;
 constexpr int kMaxAutoSplits = 64;
 
-// Device attributes, cached per device (a benign race: every writer stores the same value).
-struct DeviceInfo {
-  std::atomic<int> sms{0};
-  std::atomic<int> smem_per_sm{0};
-  std::atomic<int> major{0};
+// Device attributes (cached per device, common/device_facts.h); an H100's values if the query fails.
+struct DecodeDevice {
+  int sms, smem_per_sm, major;
 };
-DeviceInfo g_devices[kMaxDevices];
-
-struct DeviceFacts {
-  int sms;          // streaming multiprocessors
-  int smem_per_sm;  // shared memory bytes per SM
-  int major;        // compute capability major
-};
-
-DeviceFacts device_info() {
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
-  DeviceInfo* info = (dev >= 0 && dev < kMaxDevices) ? &g_devices[dev] : nullptr;
-  if (info != nullptr && info->sms.load(std::memory_order_acquire) > 0) {
-    return {info->sms.load(std::memory_order_relaxed), info->smem_per_sm.load(std::memory_order_relaxed),
-            info->major.load(std::memory_order_relaxed)};
-  }
-  int n = 0, s = 0, major = 0;
-  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) n = 0;
-  if (cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess) s = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) major = 0;
-  if (n <= 0) n = 132;           // fall back to an H100's values rather than fail
-  if (s <= 0) s = 228 * 1024;
-  if (info != nullptr) {
-    info->smem_per_sm.store(s, std::memory_order_relaxed);
-    info->major.store(major, std::memory_order_relaxed);
-    info->sms.store(n, std::memory_order_release);  // last: readers test it (acquire)
-  }
-  return {n, s, major};
+DecodeDevice decode_device() {
+  const DeviceFacts f = current_device_facts();
+  if (f.error != 0) return {132, 228 * 1024, 0};
+  return {f.sms > 0 ? f.sms : 132, f.smem_per_sm > 0 ? f.smem_per_sm : 228 * 1024, f.major};
 }
 
 // Dynamic shared memory of the split kernel for a head dim (0 if unsupported).
@@ -81,7 +54,7 @@ int decode_num_splits(const DecodeParams& p, int requested) {
   const int nb = std::max(p.num_blocks, 1);
   if (requested > 0) return std::min(requested, nb);
   if (p.num_blocks <= 1) return 1;
-  const DeviceFacts dev = device_info();
+  const DecodeDevice dev = decode_device();
   const int sms = dev.sms, smem_per_sm = dev.smem_per_sm;
   const int smem = decode_smem_bytes(p.head_dim);
   constexpr int kThreads = decode::DecodeTraits<64, __half>::kThreads;
@@ -105,7 +78,7 @@ int decode_num_splits(const DecodeParams& p, int requested) {
 int run_block_sparse_decode(const DecodeParams& params, void* stream) {
   seer_stream_t s = static_cast<seer_stream_t>(stream);
   DecodeParams p = params;
-  p.grid_dep = device_info().major >= 9;
+  p.grid_dep = decode_device().major >= 9;
   if (p.is_bf16) {
     switch (p.head_dim) {
       case 64: return decode::run_decode_<64, __nv_bfloat16>(p, s);

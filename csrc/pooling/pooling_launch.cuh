@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 
+#include "common/device_facts.h"
 #include "common/launch.h"
 #include "pooling/pooling_kernel.cuh"
 #include "pooling/pooling_params.h"
@@ -33,14 +34,10 @@ int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
   if (n_x == 0 || p.total == 0) return 0;  // no query row anywhere
   if (n_x > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
 
-  int dev = 0, optin = 0, per_sm = 0, reserved = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev);
-  if (e != cudaSuccess) return static_cast<int>(e);
-  long long budget = optin;
-  if (Traits::kMinBlocks > 1) budget = std::min<long long>(budget, per_sm / Traits::kMinBlocks - reserved);
+  const DeviceFacts dev = current_device_facts();
+  if (dev.error != 0) return dev.error;
+  long long budget = dev.smem_optin;
+  if (Traits::kMinBlocks > 1) budget = std::min<long long>(budget, dev.smem_per_sm / Traits::kMinBlocks - dev.smem_reserved);
   const long long cap_max = (budget - Traits::kSmemKBytes) / (Traits::kBlockM * 4) - 1;  // room for the odd stride
   long long cap = std::min<long long>(p.nb, cap_max);
   if (cap < std::min(p.nb, Traits::kMinStageCols)) return static_cast<int>(cudaErrorInvalidConfiguration);
@@ -49,7 +46,7 @@ int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
   const int smem = Traits::smem_bytes(stride);
 
   auto kernel = attn_pooling_kernel<Traits>;
-  e = allow_smem(kernel, smem);
+  const cudaError_t e = allow_smem(kernel, smem);
   if (e != cudaSuccess) return static_cast<int>(e);
   const dim3 grid(static_cast<unsigned>(n_x));
   kernel<<<grid, Traits::kNThreads, smem, static_cast<seer_stream_t>(stream)>>>(p, static_cast<int>(cap), stride);

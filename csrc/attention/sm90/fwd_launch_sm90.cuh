@@ -4,6 +4,7 @@
 
 #include <climits>
 
+#include "common/device_facts.h"
 #include "common/launch.h"
 #include "attention/attention_params.h"
 #include "attention/sm90/fwd_kernel_sm90.cuh"
@@ -31,11 +32,9 @@ int run_attention_fwd_sm90_(const AttnParams& p, void* stream) {
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (e != cudaSuccess) return static_cast<int>(e);
   // Persistent: T::kCtasPerSm CTAs per SM, each looping over the work items with a stride of the grid.
-  int device = 0, n_sm = 0;
-  e = cudaGetDevice(&device);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device);
-  if (e != cudaSuccess) return static_cast<int>(e);
-  const long long slots = static_cast<long long>(n_sm) * T::kCtasPerSm;
+  const DeviceFacts dev = current_device_facts();
+  if (dev.error != 0) return dev.error;
+  const long long slots = static_cast<long long>(dev.sms) * T::kCtasPerSm;
   const unsigned grid = static_cast<unsigned>(n_ctas < slots ? n_ctas : slots);
   kernel<<<grid, T::kThreads, T::kSmemBytes, static_cast<cudaStream_t>(stream)>>>(p, static_cast<int>(n_ctas));
   return static_cast<int>(SEER_LAST_ERROR());
