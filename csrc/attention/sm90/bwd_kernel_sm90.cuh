@@ -95,13 +95,17 @@ struct RowRec {
   uint32_t flags;  // chunk flags of the CTA's keys: tile-mask value of chunk c at bits 2c..2c+1
   int tok0;        // first token of the row tile
   int pad_;
-  float lse2[64];    // lse * log2(e); +inf for rows that are not valid or see no key (P = 0)
-  float dd[64];      // softmax_d (0 for rows that are not valid)
-  int tok[64];       // sequence-local token of the row
-  int64_t moff[64];  // mask_row_offset of the row (0 if not valid)
-  int64_t qacc[64];  // dq_accum offset of the row (-1 if not valid)
+  float lse2[64];     // lse * log2(e); +inf for rows that are not valid or see no key (P = 0)
+  float dd[64];       // softmax_d (0 for rows that are not valid)
+  int kmax[64];       // the row sees CTA-local keys < kmax (sequence end, causal); 0 if not valid
+  uint32_t keep[64];  // bit c: the row keeps chunk c by the tile mask / user mask (value 2, or value 1
+                      // and its mask bit)
+  int64_t qacc[64];   // dq_accum offset of the row (-1 if not valid)
 };
 static_assert(sizeof(RowRec) <= 2048, "RowRec slot");
+
+// Descriptor of the same tile `bytes` further (16-byte units in the low bits; shared addresses < 256 KB).
+SEER_DEVICE uint64_t desc_add(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
 
 template <typename T, bool Is_causal, bool Is_atomic>
 __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __grid_constant__ AttnBwdParams p) {
@@ -199,19 +203,38 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         if (wtid < kBlockM) {
           const TileRow x = tile_row(p, hk, rti, wtid, seqlen_q);
           float l2 = INFINITY, dd = 0.f;
-          int64_t moff = 0, qacc = -1;
+          int kmax = 0;
+          uint32_t keep = 0;
+          int64_t qacc = -1;
           if (x.valid) {
             const int64_t li = static_cast<int64_t>(x.head) * p.total_q + q_start + x.tok;
             const float l = p.lse[li];
             l2 = l == -INFINITY ? INFINITY : l * kLog2e;
             dd = p.softmax_d[li];
-            moff = attn_bwd::mask_row_offset(p, b, x.head, x.tok);
+            kmax = sb.key_limit(x.tok, Is_causal) - key0;
             qacc = ((static_cast<int64_t>(q_start) + x.tok) * p.h_q + x.head) * static_cast<int64_t>(D);
+            const uint8_t* mrow = p.mask + attn_bwd::mask_row_offset(p, b, x.head, x.tok);
+            int prev_blk = -1;
+            uint32_t bit = 0;
+#pragma unroll 1
+            for (int ch = 0; ch < T::kChunks; ++ch) {
+              const uint32_t v = (fl >> (2 * ch)) & 3u;
+              if (v == 1u) {  // user-mask bit of the chunk's key block (one read per block)
+                const int blk = (key0 + 16 * ch) / p.block_size_k;
+                if (blk != prev_blk) {
+                  bit = mrow[static_cast<int64_t>(blk) * p.mask_stride_col] != 0 ? 1u : 0u;
+                  prev_blk = blk;
+                }
+                keep |= bit << ch;
+              } else if (v == 2u) {
+                keep |= 1u << ch;
+              }
+            }
           }
           rec->lse2[wtid] = l2;
           rec->dd[wtid] = dd;
-          rec->tok[wtid] = x.tok;
-          rec->moff[wtid] = moff;
+          rec->kmax[wtid] = kmax;
+          rec->keep[wtid] = keep;
           rec->qacc[wtid] = qacc;
         }
         if (wtid == 0) {
@@ -222,7 +245,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         }
         Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ + st * T::kQBytes);
         Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO + st * T::kQBytes);
-#pragma unroll 2
+#pragma unroll 1
         for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
           const int r = pass * kRowsPerPass + wtid / kRowChunks;
           const TileRow x = tile_row(p, hk, rti, r, seqlen_q);
@@ -248,7 +271,10 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
     sm90::regs_inc<T::kConsumerRegs>();
     const int c = wg - 1;
     const int g = lane >> 2, t4 = lane & 3;
-    const uint32_t sK_addr = smem_u32(smem + T::kOffK), sV_addr = smem_u32(smem + T::kOffV);
+    const uint32_t sK_addr = smem_u32(smem + T::kOffK);
+    // K / V of the consumer's keys as the K-major A operand of S^T / dP^T.
+    const uint64_t dk_base = sm90::make_smem_desc_sw128(sK_addr + c * (64 * 128), 16, 1024);
+    const uint64_t dv_base = sm90::make_smem_desc_sw128(smem_u32(smem + T::kOffV) + c * (64 * 128), 16, 1024);
     // K / V rows [64 c, +64) of the tile (rows past the sequence zero-filled).
     {
       Elem* sK = reinterpret_cast<Elem*>(smem + T::kOffK);
@@ -300,22 +326,17 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         sm90::fence_operands(acc_s);
         sm90::fence_operands(acc_dp);
         sm90::wgmma_fence();
+        const uint64_t dq_base = sm90::make_smem_desc_sw128(sQ_addr, 16, 1024);
+        const uint64_t ddo_base = sm90::make_smem_desc_sw128(sdO_addr, 16, 1024);
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-          const uint64_t da =
-              sm90::make_smem_desc_sw128(sK_addr + (kk / 4) * (kBlockN * 128) + c * (64 * 128) + (kk % 4) * 32, 16, 1024);
-          const uint64_t db = sm90::make_smem_desc_sw128(sQ_addr + (kk / 4) * (kBlockM * 128) + (kk % 4) * 32, 16, 1024);
-          sm90::wgmma_ss<64, Elem, 0>(acc_s, da, db, kk != 0);
-        }
+        for (int kk = 0; kk < D / 16; ++kk)
+          sm90::wgmma_ss<64, Elem, 0>(acc_s, desc_add(dk_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
+                                      desc_add(dq_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
         sm90::wgmma_commit();
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-          const uint64_t da =
-              sm90::make_smem_desc_sw128(sV_addr + (kk / 4) * (kBlockN * 128) + c * (64 * 128) + (kk % 4) * 32, 16, 1024);
-          const uint64_t db =
-              sm90::make_smem_desc_sw128(sdO_addr + (kk / 4) * (kBlockM * 128) + (kk % 4) * 32, 16, 1024);
-          sm90::wgmma_ss<64, Elem, 0>(acc_dp, da, db, kk != 0);
-        }
+        for (int kk = 0; kk < D / 16; ++kk)
+          sm90::wgmma_ss<64, Elem, 0>(acc_dp, desc_add(dv_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
+                                      desc_add(ddo_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
         sm90::wgmma_commit();
         // acc[4 j + e]: key wkey + g + 8 (e >> 1), row 8 j + 2 t4 + (e & 1) of the row tile.
         sm90::wgmma_wait<1>();  // S^T done; dP^T may still run
@@ -328,24 +349,21 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
 #pragma unroll
             for (int e = 0; e < 4; ++e)
               acc_s[4 * j + e] = fast_exp2(fmaf(acc_s[4 * j + e], scale_log2, -rec->lse2[8 * j + 2 * t4 + (e & 1)]));
-        } else {
-          bool kok[2];
-#pragma unroll
-          for (int h = 0; h < 2; ++h) kok[h] = fw != 0 && wkey + g + 8 * h < seqlen_k;
-          const int64_t blk_off = static_cast<int64_t>(wkey / p.block_size_k) * p.mask_stride_col;
+        } else {  // boundary chunk: the rows' key limits and keep bits (RowRec)
+          const int kl = 64 * c + 16 * warp + g;  // CTA-local key of accumulator rows e < 2 (+ 8 for e >= 2)
+          const int cidx = 4 * c + warp;
 #pragma unroll
           for (int j = 0; j < 8; ++j)
 #pragma unroll
             for (int e1 = 0; e1 < 2; ++e1) {
               const int col = 8 * j + 2 * t4 + e1;
               const float l2 = rec->lse2[col];
-              bool rok = true;
-              if (fw == 1) rok = p.mask[rec->moff[col] + blk_off] != 0;
-              const int lim = rec->tok[col] + causal_off;
+              const bool rok = (rec->keep[col] >> cidx) & 1u;
+              const int kmax = rec->kmax[col];
 #pragma unroll
               for (int h = 0; h < 2; ++h) {
                 const int e = 2 * h + e1;
-                const bool ok = kok[h] && rok && (!Is_causal || wkey + g + 8 * h <= lim);
+                const bool ok = rok && kl + 8 * h < kmax;
                 acc_s[4 * j + e] = ok ? fast_exp2(fmaf(acc_s[4 * j + e], scale_log2, -l2)) : 0.f;
               }
             }
@@ -372,12 +390,12 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         sm90::fence_operands(pa);
         sm90::fence_operands(dsa);
         sm90::wgmma_fence();
+        const uint64_t ddo_t = sm90::make_smem_desc_sw128(sdO_addr, kBlockM * 128, 1024);
+        const uint64_t dq_t = sm90::make_smem_desc_sw128(sQ_addr, kBlockM * 128, 1024);
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-          sm90::wgmma_rs<D, Elem, 1>(acc_dv, pa[kk], sm90::make_smem_desc_sw128(sdO_addr + kk * 2048, kBlockM * 128, 1024), 1);
+        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dv, pa[kk], desc_add(ddo_t, kk * 2048), 1);
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-          sm90::wgmma_rs<D, Elem, 1>(acc_dk, dsa[kk], sm90::make_smem_desc_sw128(sQ_addr + kk * 2048, kBlockM * 128, 1024), 1);
+        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dk, dsa[kk], desc_add(dq_t, kk * 2048), 1);
         sm90::wgmma_commit();
       }
       if constexpr (Is_atomic) {
@@ -412,14 +430,15 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         if (dq_on) {
           sm90::fence_operands(acc_dq);
           sm90::wgmma_fence();
-          const uint32_t kb_addr = sK_addr + (T::kDqSplitD ? c * (kBlockN * 128) : 0);
-          constexpr int kc0 = 0, kc_n = T::kDqSplitD ? T::kChunks : 4;
+          // A = dS^T [keys][rows] read MN-major, B = K [keys][dims] read MN-major (dims [64 c, +64) when split).
+          const int kc0 = T::kDqSplitD ? 0 : 4 * c;
+          const uint64_t da = sm90::make_smem_desc_sw128(sdS_addr + kc0 * 2048, kBlockN * 128, 1024);
+          const uint64_t db = sm90::make_smem_desc_sw128(
+              sK_addr + (T::kDqSplitD ? c * (kBlockN * 128) : 0) + kc0 * 2048, kBlockN * 128, 1024);
+          constexpr int kSteps = T::kDqSplitD ? T::kChunks : 4;
 #pragma unroll
-          for (int i = kc0; i < kc_n; ++i) {
-            const int kc = T::kDqSplitD ? i : 4 * c + i;
-            sm90::wgmma_ss_ta<T::kDqN, Elem, 1>(acc_dq, sm90::make_smem_desc_sw128(sdS_addr + kc * 2048, kBlockN * 128, 1024),
-                                                sm90::make_smem_desc_sw128(kb_addr + kc * 2048, kBlockN * 128, 1024), i != 0);
-          }
+          for (int i = 0; i < kSteps; ++i)
+            sm90::wgmma_ss_ta<T::kDqN, Elem, 1>(acc_dq, desc_add(da, i * 2048), desc_add(db, i * 2048), i != 0);
           sm90::wgmma_commit();
         }
         sm90::wgmma_wait<0>();
