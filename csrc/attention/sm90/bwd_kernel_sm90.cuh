@@ -16,7 +16,7 @@
 //              the stage's `full` barrier (count 256: one plain arrival per thread after its record
 //              stores + one cp.async arrival). After the last row tile: an end record (rt = -1).
 //   consumer : per row tile: S^T = K Q^T and dP^T = V dO^T (wgmma, both operands in shared memory;
-//              M = the consumer's 64 keys, N = 64 rows), P^T = exp2(S^T * scale_log2 - lse2) (masking
+//              M = the consumer's 64 keys, N = 64 rows), P^T = exp2(S^T * scale_log2 - lse log2(e)) (masking
 //              only on boundary chunks: tile-mask value 1 per-row bits, sequence end, causal),
 //              dS^T = P^T (dP^T - softmax_d), then dV += P^T dO and dK += dS^T Q (wgmma, P^T / dS^T
 //              from registers, dO / Q read MN-major from the same stage). Atomic path: dS^T is
@@ -27,8 +27,10 @@
 //              The stage is released once the wgmmas reading Q / dO have completed.
 //   epilogue : dK * scale and dV from registers.
 //
-// Rows that are not valid, and rows whose lse is -inf (no visible key), get lse2 = +inf in the record,
-// so that P = exp2(x - inf) = 0 without a mask (no NaN, no finite sentinel).
+// Rows that are not valid get lse = +inf in the record (P = exp2(-inf) = 0, and their Q / dO rows are
+// zero-filled). A valid row with lse = -inf sees no key, so the boundary masking zeroes all its P (an
+// interior chunk, value 2 and fully visible, is never invisible to a valid row). No NaN, no finite
+// sentinel.
 #pragma once
 
 #include <cmath>
@@ -95,8 +97,8 @@ struct RowRec {
   uint32_t flags;  // chunk flags of the CTA's keys: tile-mask value of chunk c at bits 2c..2c+1
   int tok0;        // first token of the row tile
   int pad_;
-  float lse2[64];     // lse * log2(e); +inf for rows that are not valid or see no key (P = 0)
-  float dd[64];       // softmax_d (0 for rows that are not valid)
+  float lse[64];      // lse (natural log; cp.async); +inf for rows that are not valid (P = 0)
+  float dd[64];       // softmax_d (cp.async; 0 for rows that are not valid)
   int kmax[64];       // the row sees CTA-local keys < kmax (sequence end, causal); 0 if not valid
   uint32_t keep[64];  // bit c: the row keeps chunk c by the tile mask / user mask (value 2, or value 1
                       // and its mask bit)
@@ -202,37 +204,30 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         RowRec* rec = rec_at(st);
         if (wtid < kBlockM) {
           const TileRow x = tile_row(p, hk, rti, wtid, seqlen_q);
-          float l2 = INFINITY, dd = 0.f;
           int kmax = 0;
           uint32_t keep = 0;
           int64_t qacc = -1;
           if (x.valid) {
             const int64_t li = static_cast<int64_t>(x.head) * p.total_q + q_start + x.tok;
-            const float l = p.lse[li];
-            l2 = l == -INFINITY ? INFINITY : l * kLog2e;
-            dd = p.softmax_d[li];
+            cp_async_4(&rec->lse[wtid], p.lse + li);
+            cp_async_4(&rec->dd[wtid], p.softmax_d + li);
             kmax = sb.key_limit(x.tok, Is_causal) - key0;
             qacc = ((static_cast<int64_t>(q_start) + x.tok) * p.h_q + x.head) * static_cast<int64_t>(D);
+            // Keep bits: value-2 chunks, and value-1 chunks whose key block the row's mask keeps (the
+            // reads are independent, so their latencies overlap; one block's bytes share a line).
             const uint8_t* mrow = p.mask + attn_bwd::mask_row_offset(p, b, x.head, x.tok);
-            int prev_blk = -1;
-            uint32_t bit = 0;
-#pragma unroll 1
+#pragma unroll
             for (int ch = 0; ch < T::kChunks; ++ch) {
               const uint32_t v = (fl >> (2 * ch)) & 3u;
-              if (v == 1u) {  // user-mask bit of the chunk's key block (one read per block)
-                const int blk = (key0 + 16 * ch) / p.block_size_k;
-                if (blk != prev_blk) {
-                  bit = mrow[static_cast<int64_t>(blk) * p.mask_stride_col] != 0 ? 1u : 0u;
-                  prev_blk = blk;
-                }
-                keep |= bit << ch;
-              } else if (v == 2u) {
-                keep |= 1u << ch;
-              }
+              uint32_t bit = v == 2u ? 1u : 0u;
+              if (v == 1u)
+                bit = mrow[static_cast<int64_t>((key0 + 16 * ch) / p.block_size_k) * p.mask_stride_col] != 0 ? 1u : 0u;
+              keep |= bit << ch;
             }
+          } else {
+            rec->lse[wtid] = INFINITY;
+            rec->dd[wtid] = 0.f;
           }
-          rec->lse2[wtid] = l2;
-          rec->dd[wtid] = dd;
           rec->kmax[wtid] = kmax;
           rec->keep[wtid] = keep;
           rec->qacc[wtid] = qacc;
@@ -348,7 +343,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
           for (int j = 0; j < 8; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e)
-              acc_s[4 * j + e] = fast_exp2(fmaf(acc_s[4 * j + e], scale_log2, -rec->lse2[8 * j + 2 * t4 + (e & 1)]));
+              acc_s[4 * j + e] = fast_exp2(fmaf(acc_s[4 * j + e], scale_log2, rec->lse[8 * j + 2 * t4 + (e & 1)] * -kLog2e));
         } else {  // boundary chunk: the rows' key limits and keep bits (RowRec)
           const int kl = 64 * c + 16 * warp + g;  // CTA-local key of accumulator rows e < 2 (+ 8 for e >= 2)
           const int cidx = 4 * c + warp;
@@ -357,14 +352,14 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
 #pragma unroll
             for (int e1 = 0; e1 < 2; ++e1) {
               const int col = 8 * j + 2 * t4 + e1;
-              const float l2 = rec->lse2[col];
+              const float nl2 = rec->lse[col] * -kLog2e;
               const bool rok = (rec->keep[col] >> cidx) & 1u;
               const int kmax = rec->kmax[col];
 #pragma unroll
               for (int h = 0; h < 2; ++h) {
                 const int e = 2 * h + e1;
                 const bool ok = rok && kl + 8 * h < kmax;
-                acc_s[4 * j + e] = ok ? fast_exp2(fmaf(acc_s[4 * j + e], scale_log2, -l2)) : 0.f;
+                acc_s[4 * j + e] = ok ? fast_exp2(fmaf(acc_s[4 * j + e], scale_log2, nl2)) : 0.f;
               }
             }
         }
