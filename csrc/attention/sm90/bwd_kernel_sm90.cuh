@@ -62,10 +62,10 @@ struct Traits {
   static constexpr int kConsumerRegs = kNWG == 2 ? 240 : 240;
   static_assert(128 * (kProducerRegs + kNWG * kConsumerRegs) <= 65536, "register file");
   static constexpr int kStages = kHeadDim == 128 ? 3 : 4;  // Q / dO stages of the ring
-  // dQ (atomic path): split the head dim between two consumers (each N = D / 2 over all keys) for D 128;
-  // else each consumer covers every dim over its own 64 keys.
+  // dQ (atomic path): split the head dim between two consumers (each 64 dims over all keys) for D 128;
+  // else each consumer covers every dim over its own 64 keys, 64 dims per pass.
   static constexpr bool kDqSplitD = kHeadDim == 128 && kNWG == 2;
-  static constexpr int kDqN = kDqSplitD ? kHeadDim / kNWG : kHeadDim;
+  static constexpr int kDqPasses = kDqSplitD ? 1 : kHeadDim / 64;  // 64-dim dQ wgmma passes per consumer
   static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // K (or V) of the CTA
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q (or dO) of one stage
   static constexpr int kDSBytes = kBlockN * kBlockM * 2;   // dS^T [keys][rows], one buffer
@@ -240,7 +240,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         }
         Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ + st * T::kQBytes);
         Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO + st * T::kQBytes);
-#pragma unroll 1
+#pragma unroll
         for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
           const int r = pass * kRowsPerPass + wtid / kRowChunks;
           const TileRow x = tile_row(p, hk, rti, r, seqlen_q);
@@ -421,48 +421,55 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         // Split: every chunk of both consumers (a consumer with no kept chunk wrote zeros); else the
         // consumer's own 4 chunks, skipped as a whole when none is kept.
         const bool dq_on = T::kDqSplitD || myflags != 0;
-        float acc_dq[T::kDqN / 2];
-        if (dq_on) {
-          sm90::fence_operands(acc_dq);
-          sm90::wgmma_fence();
-          // A = dS^T [keys][rows] read MN-major, B = K [keys][dims] read MN-major (dims [64 c, +64) when split).
-          const int kc0 = T::kDqSplitD ? 0 : 4 * c;
-          const uint64_t da = sm90::make_smem_desc_sw128(sdS_addr + kc0 * 2048, kBlockN * 128, 1024);
-          const uint64_t db = sm90::make_smem_desc_sw128(
-              sK_addr + (T::kDqSplitD ? c * (kBlockN * 128) : 0) + kc0 * 2048, kBlockN * 128, 1024);
-          constexpr int kSteps = T::kDqSplitD ? T::kChunks : 4;
+        // dQ in passes of 64 dims (one 64-column slab of K each: slab c when split, else every slab).
 #pragma unroll
-          for (int i = 0; i < kSteps; ++i)
-            sm90::wgmma_ss_ta<T::kDqN, Elem, 1>(acc_dq, desc_add(da, i * 2048), desc_add(db, i * 2048), i != 0);
-          sm90::wgmma_commit();
-        }
-        sm90::wgmma_wait<0>();
-        if (myflags != 0) {
-          sm90::fence_operands(acc_dv);
-          sm90::fence_operands(acc_dk);
-          sm90::fence_operands(pa);
-          sm90::fence_operands(dsa);
-        }
-        sm90::mbar_arrive(&bar_empty[st]);
-        if (dq_on) {
-          sm90::fence_operands(acc_dq);
-          // Lane pair (t4, t4 ^ 1): the even lane adds row g, dims 2 t4 .. 2 t4 + 3 of every n8 tile, the
-          // odd lane row g + 8, dims 2 (t4 - 1) .. + 3 (bwd_dkdv_kernel.cuh phase 3).
-          const bool odd = (t4 & 1) != 0;
-          const int64_t qo = odd ? qoff1 : qoff0;
-          const int d0 = (T::kDqSplitD ? c * T::kDqN : 0) + 2 * (t4 & 2);
-          float* accum = p.dq_accum;
+        for (int pass = 0; pass < T::kDqPasses; ++pass) {
+          const int slab = T::kDqSplitD ? c : pass;
+          float acc_dq[32];
+          if (dq_on) {
+            sm90::fence_operands(acc_dq);
+            sm90::wgmma_fence();
+            // A = dS^T [keys][rows] read MN-major, B = K [keys][dims of the slab] read MN-major.
+            const int kc0 = T::kDqSplitD ? 0 : 4 * c;
+            const uint64_t da = sm90::make_smem_desc_sw128(sdS_addr + kc0 * 2048, kBlockN * 128, 1024);
+            const uint64_t db =
+                sm90::make_smem_desc_sw128(sK_addr + slab * (kBlockN * 128) + kc0 * 2048, kBlockN * 128, 1024);
+            constexpr int kSteps = T::kDqSplitD ? T::kChunks : 4;
 #pragma unroll
-          for (int j = 0; j < T::kDqN / 8; ++j) {
-            const float* cc = acc_dq + 4 * j;
-            const float s0 = odd ? cc[0] : cc[2], s1 = odd ? cc[1] : cc[3];
-            const float r0 = SEER_SHFL_XOR(s0, 1);
-            const float r1 = SEER_SHFL_XOR(s1, 1);
-            if (qo >= 0) {
-              if (odd)
-                attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, r0, r1, cc[2], cc[3]);
-              else
-                attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, cc[0], cc[1], r0, r1);
+            for (int i = 0; i < kSteps; ++i)
+              sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, desc_add(da, i * 2048), desc_add(db, i * 2048), i != 0);
+            sm90::wgmma_commit();
+          }
+          sm90::wgmma_wait<0>();
+          if (pass == 0) {  // dV / dK wgmmas complete too: Q / dO of the stage are free
+            if (myflags != 0) {
+              sm90::fence_operands(acc_dv);
+              sm90::fence_operands(acc_dk);
+              sm90::fence_operands(pa);
+              sm90::fence_operands(dsa);
+            }
+            sm90::mbar_arrive(&bar_empty[st]);
+          }
+          if (dq_on) {
+            sm90::fence_operands(acc_dq);
+            // Lane pair (t4, t4 ^ 1): the even lane adds row g, dims 2 t4 .. 2 t4 + 3 of every n8 tile, the
+            // odd lane row g + 8, dims 2 (t4 - 1) .. + 3 (bwd_dkdv_kernel.cuh phase 3).
+            const bool odd = (t4 & 1) != 0;
+            const int64_t qo = odd ? qoff1 : qoff0;
+            const int d0 = slab * 64 + 2 * (t4 & 2);
+            float* accum = p.dq_accum;
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+              const float* cc = acc_dq + 4 * j;
+              const float s0 = odd ? cc[0] : cc[2], s1 = odd ? cc[1] : cc[3];
+              const float r0 = SEER_SHFL_XOR(s0, 1);
+              const float r1 = SEER_SHFL_XOR(s1, 1);
+              if (qo >= 0) {
+                if (odd)
+                  attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, r0, r1, cc[2], cc[3]);
+                else
+                  attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, cc[0], cc[1], r0, r1);
+              }
             }
           }
         }
