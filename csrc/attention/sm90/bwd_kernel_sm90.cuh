@@ -240,7 +240,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         }
         Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ + st * T::kQBytes);
         Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO + st * T::kQBytes);
-#pragma unroll
+#pragma unroll 1
         for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
           const int r = pass * kRowsPerPass + wtid / kRowChunks;
           const TileRow x = tile_row(p, hk, rti, r, seqlen_q);
@@ -422,7 +422,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         // consumer's own 4 chunks, skipped as a whole when none is kept.
         const bool dq_on = T::kDqSplitD || myflags != 0;
         // dQ in passes of 64 dims (one 64-column slab of K each: slab c when split, else every slab).
-#pragma unroll
+#pragma unroll 1
         for (int pass = 0; pass < T::kDqPasses; ++pass) {
           const int slab = T::kDqSplitD ? c : pass;
           float acc_dq[32];
