@@ -26,8 +26,9 @@
 //     --expt-relaxed-constexpr -Icsrc csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu \
 //     csrc/attention/instantiations/bwd_*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest && /tmp/bwd_selftest --time
 //
-// `--time` (no reference check): P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, 2D 64x64
-// causal, densities 1 / 0.5 / 0.1 (mask drawn per block): median ms of 10 runs of run_attention_bwd
+// `--time` (no reference check): P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D
+// 64x64 and 1D GQA (B_k 64) masks, densities 1 / 0.5 / 0.1 (mask drawn per block, not the workload's
+// causal-row rule): median ms of 10 runs of run_attention_bwd
 // (preprocess + dK/dV (+ dQ) + convert, dq_accum memset included) for impl 0 and 1, both paths.
 #include <cmath>
 #include <cstdio>
@@ -442,16 +443,19 @@ int main(int argc, char** argv) {
     std::vector<std::pair<int, int>> p1s;
     for (int l : p1) p1s.push_back({l, l});
     std::mt19937 trng(7);
-    for (double d : {1.0, 0.5, 0.1}) {
-      Case t{128, true, false, true, 32, 8, 64, 64, 32, p1s, d};
-      std::printf("time: P1 lengths h_q=32 h_kv=8 D=128 bf16 2D 64x64 causal density %.2f (mask drawn per block)\n", d);
-      std::mt19937 r0 = trng;
-      run_case(t, r0, 0, 10);
+    for (bool is1d : {false, true})
+      for (double d : {1.0, 0.5, 0.1}) {
+        // 2D: per-q-head mask, 64x64 blocks; 1D: per-kv-head mask (GQA group 4 packed), B_k 64.
+        Case t{128, true, is1d, true, 32, 8, is1d ? 1 : 64, 64, is1d ? 8 : 32, p1s, d};
+        std::printf("time: P1 lengths h_q=32 h_kv=8 D=128 bf16 %s causal density %.2f (mask drawn per block)\n",
+                    is1d ? "1D GQA (B_k 64)" : "2D 64x64", d);
+        std::mt19937 r0 = trng;
+        run_case(t, r0, 0, 10);
 #ifdef SEER_ATTN_SM90A
-      std::mt19937 r1 = trng;
-      run_case(t, r1, 1, 10);
+        std::mt19937 r1 = trng;
+        run_case(t, r1, 1, 10);
 #endif
-    }
+      }
     return 0;
   }
   std::mt19937 rng(argc > 1 ? std::atoi(argv[1]) : 1234);
