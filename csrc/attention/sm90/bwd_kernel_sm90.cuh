@@ -57,10 +57,13 @@ struct Traits {
   static constexpr int kBlockN = 64 * kNWG;               // keys per CTA
   static constexpr int kChunks = kBlockN / 16;            // 16-key chunks (one per consumer warp)
   static constexpr int kThreads = 128 * (1 + kNWG);
-  // setmaxnreg split of the 65536 registers of the one CTA per SM.
-  static constexpr int kProducerRegs = kNWG == 2 ? 32 : 56;
-  static constexpr int kConsumerRegs = kNWG == 2 ? 240 : 240;
-  static_assert(128 * (kProducerRegs + kNWG * kConsumerRegs) <= 65536, "register file");
+  // setmaxnreg split of the CTA's registers: a CTA is launched with kLaunchRegs per thread (what ptxas
+  // allots under __launch_bounds__(kThreads, 1): 168 for 384 threads) and the warpgroups can only trade
+  // those (a larger sum makes setmaxnreg.inc wait forever).
+  static constexpr int kLaunchRegs = (65536 / kThreads < 255 ? 65536 / kThreads : 255) / 8 * 8;
+  static constexpr int kProducerRegs = kNWG == 2 ? 40 : 56;
+  static constexpr int kConsumerRegs = kNWG == 2 ? 232 : 240;
+  static_assert(kProducerRegs + kNWG * kConsumerRegs <= (1 + kNWG) * kLaunchRegs, "register file");
   static constexpr int kStages = kHeadDim == 128 ? 3 : 4;  // Q / dO stages of the ring
   // dQ (atomic path): split the head dim between two consumers (each 64 dims over all keys) for D 128;
   // else each consumer covers every dim over its own 64 keys, 64 dims per pass.
