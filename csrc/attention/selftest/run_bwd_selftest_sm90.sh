@@ -16,7 +16,7 @@ rc=0
 
 nvcc -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -Icsrc -x cu -DSEER_WGMMA_SELFTEST_MAIN \
   csrc/common/selftest/wgmma_selftest.cuh -o "$B/wgmma_selftest" > "$OUT/build_wgmma.log" 2>&1 || { echo "wgmma_selftest build FAILED"; rc=1; }
-[ -x "$B/wgmma_selftest" ] && { "$B/wgmma_selftest" > "$OUT/wgmma_selftest.log" 2>&1 || rc=1; cat "$OUT/wgmma_selftest.log"; }
+[ -x "$B/wgmma_selftest" ] && { timeout 120 "$B/wgmma_selftest" > "$OUT/wgmma_selftest.log" 2>&1 || rc=1; cat "$OUT/wgmma_selftest.log"; }
 
 # Objects in parallel (one nvcc per translation unit).
 ls csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu csrc/attention/instantiations/bwd_*.cu |
@@ -27,12 +27,15 @@ echo "ptxas on the sm90 kernel (spills / serialisation warnings, expect none):"
 cat "$B"/bwd_hdim*_sm90.cu.log | grep -A2 "bwd_dkdv_sm90" | grep -E "spill|C75" | sort | uniq -c
 
 if [ -x "$B/bwd_selftest" ]; then
-  "$B/bwd_selftest" > "$OUT/bwd_selftest.log" 2>&1 || rc=1
+  # A hang (timeout, exit 124) leaves the case it hung in at the end of the log.
+  timeout 300 "$B/bwd_selftest" > "$OUT/bwd_selftest.log" 2>&1
+  r=$?
+  [ $r -ne 0 ] && { rc=1; echo "bwd_selftest exit $r; last lines:"; tail -5 "$OUT/bwd_selftest.log"; }
   echo "bwd_selftest: $(tail -1 "$OUT/bwd_selftest.log")"
   grep -c FAIL "$OUT/bwd_selftest.log" | sed 's/^/FAIL lines: /'
   # Each failing check with its case header and path.
   awk '/^D=/ {hdr=$0} /^ \[/ {path=$0} /FAIL/ {print hdr; print path; print}' "$OUT/bwd_selftest.log" | head -60
-  "$B/bwd_selftest" --time > "$OUT/bwd_selftest_time.log" 2>&1 || rc=1
+  timeout 240 "$B/bwd_selftest" --time > "$OUT/bwd_selftest_time.log" 2>&1 || { rc=1; echo "bwd_selftest --time failed"; }
   grep -E "^time:|impl" "$OUT/bwd_selftest_time.log"
 fi
 if command -v cuobjdump > /dev/null; then
