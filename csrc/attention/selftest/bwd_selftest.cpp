@@ -26,7 +26,7 @@
 //     --expt-relaxed-constexpr -Icsrc csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu \
 //     csrc/attention/instantiations/bwd_*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest && /tmp/bwd_selftest --time
 //
-// `--time` (no reference check): P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D
+// `--time` (no float64 reference; the sm90 gradients are compared with the mma.sync ones): P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D
 // 64x64 and 1D GQA (B_k 64) masks, densities 1 / 0.5 / 0.1 (mask drawn per block, not the workload's
 // causal-row rule): median ms of 10 runs of run_attention_bwd
 // (preprocess + dK/dV (+ dQ) + convert, dq_accum memset included) for impl 0 and 1, both paths.
@@ -98,7 +98,7 @@ T* to_device(const std::vector<T>& v) {
 
 // impl 0: the mma.sync kernels (run_attention_bwd and every BwdConfig configuration); impl 1: the
 // sm_90a kernel (run_attention_bwd with bwd_wgmma). time_reps > 0: time that many runs of
-// run_attention_bwd per path instead of checking (no reference computed).
+// run_attention_bwd per path instead of checking (no reference computed; impl -1 times both).
 bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0) {
   const bool timing = time_reps > 0;
   const int B = static_cast<int>(c.seqs.size()), D = c.D, hq = c.hq, hkv = c.hkv, group = hq / hkv;
@@ -359,28 +359,51 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   bool ok = true;
   const size_t nq = static_cast<size_t>(Tq) * hq * D, nk = k.size();
   p.bwd_wgmma = impl == 1;
+  std::vector<float> timing_ref[3];  // impl 0's dq, dk, dv (timing with impl -1)
   if (timing) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    for (int det = 0; det <= 1; ++det) {
-      p.deterministic = det != 0;
-      p.dq_accum = det ? nullptr : d_dqacc;
-      std::vector<float> ms;
-      for (int r = 0; r <= time_reps; ++r) {  // run 0: warm-up
-        CK(cudaEventRecord(e0));
-        if (!det) CK(cudaMemsetAsync(d_dqacc, 0, nq * sizeof(float)));
-        CK(static_cast<cudaError_t>(seer::run_attention_bwd(p, nullptr)));
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float t = 0.f;
-        CK(cudaEventElapsedTime(&t, e0, e1));
-        if (r > 0) ms.push_back(t);
+    // impl -1: both implementations on the same inputs.
+    for (int im = impl < 0 ? 0 : impl; im <= (impl < 0 ? 1 : impl); ++im)
+      for (int det = 0; det <= 1; ++det) {
+        p.bwd_wgmma = im == 1;
+        p.deterministic = det != 0;
+        p.dq_accum = det ? nullptr : d_dqacc;
+        std::vector<float> ms;
+        for (int r = 0; r <= time_reps; ++r) {  // run 0: warm-up
+          CK(cudaEventRecord(e0));
+          if (!det) CK(cudaMemsetAsync(d_dqacc, 0, nq * sizeof(float)));
+          CK(static_cast<cudaError_t>(seer::run_attention_bwd(p, nullptr)));
+          CK(cudaEventRecord(e1));
+          CK(cudaEventSynchronize(e1));
+          float t = 0.f;
+          CK(cudaEventElapsedTime(&t, e0, e1));
+          if (r > 0) ms.push_back(t);
+        }
+        std::sort(ms.begin(), ms.end());
+        std::printf("  impl %d (%s) %s: median %.3f ms (min %.3f)\n", im, im ? "sm90 wgmma" : "mma.sync",
+                    det ? "deterministic" : "atomic", ms[ms.size() / 2], ms[0]);
+        if (!det && impl < 0) {  // the two implementations' atomic-path gradients against each other
+          for (int o = 0; o < 3; ++o) {
+            std::vector<float> g = fetch(o == 0 ? d_dq : (o == 1 ? d_dk : d_dv), o == 0 ? nq : nk);
+            if (im == 0) {
+              timing_ref[o] = std::move(g);
+              continue;
+            }
+            double mx = 1e-6, err = 0;
+            for (size_t i = 0; i < g.size(); ++i) {
+              mx = std::max(mx, std::fabs(double(timing_ref[o][i])));
+              const double e = std::isfinite(g[i]) ? std::fabs(double(g[i]) - timing_ref[o][i]) : INFINITY;
+              if (!(e <= err)) err = e;
+            }
+            const bool bad = !(err / mx <= (c.bf16 ? 3e-2 : 1e-2));
+            std::printf("  sm90 vs mma.sync %s: max|diff| %.3e max|mma.sync| %.3e rel %.3e %s\n",
+                        o == 0 ? "dq" : (o == 1 ? "dk" : "dv"), err, mx, err / mx, bad ? "FAIL" : "ok");
+            ok = ok && !bad;
+          }
+        }
       }
-      std::sort(ms.begin(), ms.end());
-      std::printf("  impl %d (%s) %s: median %.3f ms (min %.3f)\n", impl, impl ? "sm90 wgmma" : "mma.sync",
-                  det ? "deterministic" : "atomic", ms[ms.size() / 2], ms[0]);
-    }
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
   }
@@ -443,20 +466,20 @@ int main(int argc, char** argv) {
     std::vector<std::pair<int, int>> p1s;
     for (int l : p1) p1s.push_back({l, l});
     std::mt19937 trng(7);
+    int fails = 0;
     for (bool is1d : {false, true})
       for (double d : {1.0, 0.5, 0.1}) {
         // 2D: per-q-head mask, 64x64 blocks; 1D: per-kv-head mask (GQA group 4 packed), B_k 64.
         Case t{128, true, is1d, true, 32, 8, is1d ? 1 : 64, 64, is1d ? 8 : 32, p1s, d};
         std::printf("time: P1 lengths h_q=32 h_kv=8 D=128 bf16 %s causal density %.2f (mask drawn per block)\n",
                     is1d ? "1D GQA (B_k 64)" : "2D 64x64", d);
-        std::mt19937 r0 = trng;
-        run_case(t, r0, 0, 10);
 #ifdef SEER_ATTN_SM90A
-        std::mt19937 r1 = trng;
-        run_case(t, r1, 1, 10);
+        fails += !run_case(t, trng, -1, 10);  // impl 0 and 1 on the same inputs, compared
+#else
+        fails += !run_case(t, trng, 0, 10);
 #endif
       }
-    return 0;
+    return fails == 0 ? 0 : 1;
   }
   std::mt19937 rng(argc > 1 ? std::atoi(argv[1]) : 1234);
   const std::vector<std::pair<int, int>> seqs = {{130, 130}, {61, 200}, {0, 40}, {257, 97}};
