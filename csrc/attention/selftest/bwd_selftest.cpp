@@ -26,10 +26,11 @@
 //     --expt-relaxed-constexpr -Icsrc csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu \
 //     csrc/attention/instantiations/bwd_*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest && /tmp/bwd_selftest --time
 //
-// `--time` (no float64 reference; the sm90 gradients are compared with the mma.sync ones): P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D
-// 64x64 and 1D GQA (B_k 64) masks, densities 1 / 0.5 / 0.1 (mask drawn per block, not the workload's
-// causal-row rule): median ms of 10 runs of run_attention_bwd
-// (preprocess + dK/dV (+ dQ) + convert, dq_accum memset included) for impl 0 and 1, both paths.
+// `--time`: P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D 64x64 and 1D GQA
+// (B_k 64) masks, densities 1 / 0.5 / 0.1 (mask drawn per block, not the workload's causal-row rule):
+// median ms of 10 runs of run_attention_bwd (preprocess + dK/dV (+ dQ) + convert, dq_accum memset
+// included) for impl 0 and 1, both paths; no float64 reference: the sm90 atomic-path gradients are
+// compared with the mma.sync ones.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
