@@ -7,6 +7,7 @@
 #
 #   bash csrc/attention/selftest/run_bwd_selftest_sm90.sh
 set -u
+command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
 OUT=${OUT:-/tmp/bwd_selftest_out}
 mkdir -p "$OUT"
 B=$(mktemp -d)
