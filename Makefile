@@ -11,7 +11,7 @@ export MAX_JOBS ?= 2
 VPY := $(VENV)/bin/python
 SOURCES := setup.py $(shell find csrc seer_attn -type f \( -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.cpp' \))
 
-.PHONY: demo test bench build clean hip-check
+.PHONY: demo test bench build clean hip-check selftest
 
 $(VENV)/.deps:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,19 @@ bench: $(VENV)/.built
 # checks the sources after torch's hipify (what a ROCm build compiles).
 hip-check:
 	$(if $(wildcard $(VPY)),$(VPY),$(PY)) tools/hip_check.py
+
+# Torch-free GPU self-tests of forward, backward, decode and pooling (and, on Hopper, the wgmma building
+# blocks): cmake/CMakeLists.txt builds the kernels and the seer_*_selftest programs for SELFTEST_ARCH
+# (default: the first GPU's compute capability, 90 -> 90a) and runs them all through ctest; fails if any
+# fails. Needs cmake >= 3.24 and a GPU; no torch, no venv.
+SELFTEST_ARCH ?= $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d . | sed 's/^90$$/90a/')
+SELFTEST_JOBS ?= $(shell nproc)
+SELFTEST_NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(CUDA_HOME)/bin/nvcc)
+selftest:
+	@test -n "$(SELFTEST_ARCH)" || { echo "make selftest: no GPU found; give SELFTEST_ARCH (e.g. 90a, 80)"; exit 1; }
+	cmake -S cmake -B build/selftest-$(SELFTEST_ARCH) -DCMAKE_CUDA_ARCHITECTURES=$(SELFTEST_ARCH) \
+	  -DCMAKE_CUDA_COMPILER=$(SELFTEST_NVCC)
+	cmake --build build/selftest-$(SELFTEST_ARCH) --target selftest -j $(SELFTEST_JOBS)
 
 clean:
 	rm -rf build dist *.egg-info seer_attn/_C*.so $(VENV)

@@ -2,7 +2,9 @@
 
 - With a CUDA build of torch and a CUDA toolkit (CUDA_HOME / nvcc): a CUDAExtension with every kernel in
   csrc/ (architectures from TORCH_CUDA_ARCH_LIST, default "8.0;9.0a" for a wheel; a "9.0a" entry adds
-  the Hopper wgmma forward, used on compute-capability-9.0 GPUs).
+  the Hopper wgmma forward, used on compute-capability-9.0 GPUs). Kernel files carry their arch in
+  their name and are compiled for it only: *_sm80.cu for every listed arch >= 8.0, *_sm90.cu for
+  sm_90a alone.
 - With a ROCm build of torch (and SEER_ATTN_CPU_ONLY unset): a HIP extension with the MFMA kernels of
   csrc/*/hip/ (CDNA3; architectures from PYTORCH_ROCM_ARCH, default gfx942), the tile-mask and tail-fill
   kernels and the *_api.cpp layers, hipified by torch; the mma.sync / wgmma kernels are NVIDIA-only and
@@ -17,6 +19,7 @@ instead of compiling the .cu files (they include no torch header, so the archive
 """
 import glob
 import os
+import re
 
 from setuptools import find_packages, setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
@@ -37,37 +40,63 @@ PREBUILT = os.environ.get("SEER_ATTN_KERNELS_LIB")
 
 
 def kernel_sources():
-    """Every .cu file (unless prebuilt) and every *_api.cpp (the torch-facing layers) under csrc/.
-    Files named *_sm90.cu hold sm_90a-only kernels: they are compiled apart, for sm_90a alone, and only
-    when the arch list has a 9.0a entry (Build.build_extension)."""
+    """Every .cu file outside csrc/*/hip/ (unless prebuilt) and every *_api.cpp (the torch-facing layers)
+    under csrc/.
+    Files named *_sm80.cu / *_sm90.cu hold kernels written for one arch; Build.build_extension compiles
+    them apart, for that arch only (arch_flags)."""
     cu = [] if PREBUILT else glob.glob(os.path.join(HERE, "csrc", "**", "*.cu"), recursive=True)
+    cu = [f for f in cu if os.sep + "hip" + os.sep not in f]  # csrc/*/hip/: the ROCm build's kernels
     api = glob.glob(os.path.join(HERE, "csrc", "**", "*_api.cpp"), recursive=True)
     return rel(cu) + rel(api)
 
 
-def is_sm90_source(path):
-    return path.endswith("_sm90.cu")
+def source_arch(path):
+    """The arch a kernel file is written for ("sm80", "sm90"), from its name; None: arch-neutral."""
+    for arch in ("sm80", "sm90"):
+        if path.endswith(f"_{arch}.cu"):
+            return arch
+    return None
+
+
+def arch_flags(arch):
+    """nvcc -gencode flags of the build's arch list (TORCH_CUDA_ARCH_LIST) that a file of `arch` is
+    compiled for: sm80 (mma.sync kernels) every entry >= 8.0 (sm_90a included: they are the fallback on
+    Hopper); sm90 (wgmma kernels) sm_90a alone, and only when the list has 9.0a. [] means: not built."""
+    if arch == "sm90":
+        return ["-gencode=arch=compute_90a,code=sm_90a"] if SM90A else []
+    from torch.utils.cpp_extension import _get_cuda_arch_flags
+    keep = []
+    for flag in _get_cuda_arch_flags():
+        m = re.search(r"arch=compute_(\d+)", flag)
+        if m and int(m.group(1)) >= 80:
+            keep.append(flag)
+    return keep
 
 
 class Build(BuildExtension):
-    """torch's BuildExtension, plus: the *_sm90.cu sources are compiled in their own ninja pass with
-    `-gencode=arch=compute_90a,code=sm_90a` only (torch adds no other arch flags when one is given),
-    and linked into the extension as extra objects; without a 9.0a arch they are not built at all."""
+    """torch's BuildExtension, plus: the *_sm80.cu and *_sm90.cu sources are compiled in their own ninja
+    pass each, with the -gencode flags of their arch only (arch_flags; torch adds no other arch flags
+    when one is given), and linked into the extension as extra objects. The other .cu files (dispatch,
+    tile mask, tail fill: no arch-specific code) get every arch of the list."""
 
     def build_extension(self, ext):
-        sm90 = [s for s in ext.sources if is_sm90_source(s)]
-        if sm90:
-            ext.sources = [s for s in ext.sources if not is_sm90_source(s)]
-            if SM90A:
+        for arch in ("sm80", "sm90"):
+            files = [s for s in ext.sources if source_arch(s) == arch]
+            if not files:
+                continue
+            ext.sources = [s for s in ext.sources if source_arch(s) != arch]
+            gencode = arch_flags(arch)
+            if arch == "sm80" and not gencode:
+                raise RuntimeError("seer_attn: TORCH_CUDA_ARCH_LIST must have an arch >= 8.0 (the mma.sync "
+                                   "kernels need sm_80+), got " + os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
+            if gencode:
                 args = dict(ext.extra_compile_args)
-                args["nvcc"] = list(args["nvcc"]) + ["-gencode=arch=compute_90a,code=sm_90a"]
-                objects = self.compiler.compile(sm90, output_dir=os.path.join(self.build_temp, "sm90"),
+                args["nvcc"] = list(args["nvcc"]) + gencode
+                objects = self.compiler.compile(files, output_dir=os.path.join(self.build_temp, arch),
                                                 macros=ext.define_macros, include_dirs=ext.include_dirs,
                                                 debug=self.debug, extra_postargs=args, depends=ext.depends)
                 ext.extra_objects = list(ext.extra_objects) + objects
         super().build_extension(ext)
-
-
 
 
 def cxx_std():

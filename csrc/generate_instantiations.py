@@ -5,14 +5,19 @@ short. Run from anywhere after changing a table below:
 
     python csrc/generate_instantiations.py
 
+Every file name ends in the arch its kernels are written for; setup.py and cmake/CMakeLists.txt
+compile each file only for that arch:
+  *_sm80.cu   mma.sync / cp.async kernels: every arch >= 8.0 of the build (also the fallback on sm_90)
+  *_sm90.cu   wgmma / TMA kernels: sm_90a only, and only when the arch list has 9.0a
+
 Families (directory, file name, launcher header, explicit instantiations):
-  attention/fwd_hdim{D}_{dtype}.cu          forward, 64-row tile (every head dim)
-  attention/fwd_hdim{D}_m128_{dtype}.cu     forward, 128-row tile (2D masks with B_q % 128 == 0; D 64, 128)
-  attention/fwd_hdim{D}_{dtype}_sm90.cu     forward, sm_90a warp-specialised kernel (D 64, 128)
-  attention/bwd_hdim{D}_{dtype}.cu          backward dK/dV kernel (both configurations of BwdConfig) + dQ kernel
-  attention/bwd_hdim{D}_{dtype}_sm90.cu     backward, sm_90a warp-specialised dK/dV kernel (D 64, 128)
-  decode/decode_hdim{D}_{dtype}.cu          decode split + combine kernels
-  pooling/pooling_hdim{D}_{dtype}.cu        pooling main kernel
+  attention/fwd_hdim{D}_{dtype}_sm80.cu       forward, 64-row tile (every head dim)
+  attention/fwd_hdim{D}_m128_{dtype}_sm80.cu  forward, 128-row tile (2D masks with B_q % 128 == 0; D 64, 128)
+  attention/fwd_hdim{D}_{dtype}_sm90.cu       forward, sm_90a warp-specialised kernel (D 64, 128)
+  attention/bwd_hdim{D}_{dtype}_sm80.cu       backward dK/dV kernel (both configurations of BwdConfig) + dQ kernel
+  attention/bwd_hdim{D}_{dtype}_sm90.cu       backward, sm_90a warp-specialised dK/dV kernel (D 64, 128)
+  decode/decode_hdim{D}_{dtype}_sm80.cu       decode split + combine kernels
+  pooling/pooling_hdim{D}_{dtype}_sm80.cu     pooling main kernel
 """
 import os
 
@@ -41,20 +46,20 @@ def units():
     """(relative path, header, [instantiation lines]) for every generated file."""
     for d in HEAD_DIMS:
         for name, elem in DTYPES.items():
-            yield f"attention/instantiations/fwd_hdim{d}_{name}.cu", "attention/fwd_launch.cuh", fwd(elem, d, 64)
+            yield f"attention/instantiations/fwd_hdim{d}_{name}_sm80.cu", "attention/fwd_launch.cuh", fwd(elem, d, 64)
             if d in (64, 128):
-                yield (f"attention/instantiations/fwd_hdim{d}_m128_{name}.cu", "attention/fwd_launch.cuh",
+                yield (f"attention/instantiations/fwd_hdim{d}_m128_{name}_sm80.cu", "attention/fwd_launch.cuh",
                        fwd(elem, d, 128))
                 yield (f"attention/instantiations/fwd_hdim{d}_{name}_sm90.cu", "attention/sm90/fwd_launch_sm90.cuh",
                        in_ns("fwd_sm90", [f"template int run_attention_fwd_sm90_<{elem}, {d}>(const AttnParams&, void*);\n"]))
-            yield (f"attention/instantiations/bwd_hdim{d}_{name}.cu", "attention/bwd_launch_template.cuh",
+            yield (f"attention/instantiations/bwd_hdim{d}_{name}_sm80.cu", "attention/bwd_launch_template.cuh",
                    [f"template int run_bwd_hdim<{d}, {elem}>(const AttnBwdParams& params, cudaStream_t stream);\n"])
             if d in (64, 128):  # sm_90a warp-specialised backward dK/dV kernel (bwd_sm90)
                 yield (f"attention/instantiations/bwd_hdim{d}_{name}_sm90.cu", "attention/sm90/bwd_launch_sm90.cuh",
                        in_ns("bwd_sm90", [f"template int run_bwd_sm90_<{elem}, {d}>(const AttnBwdParams&, void*);\n"]))
-            yield (f"decode/instantiations/decode_hdim{d}_{name}.cu", "decode/decode_launch.cuh",
+            yield (f"decode/instantiations/decode_hdim{d}_{name}_sm80.cu", "decode/decode_launch.cuh",
                    in_ns("decode", [f"template int run_decode_<{d}, {elem}>(const DecodeParams& params, seer_stream_t stream);\n"]))
-            yield (f"pooling/instantiations/pooling_hdim{d}_{name}.cu", "pooling/pooling_launch.cuh",
+            yield (f"pooling/instantiations/pooling_hdim{d}_{name}_sm80.cu", "pooling/pooling_launch.cuh",
                    in_ns("pooling", [f"template int run_attn_pooling_main_<{d}, {elem}>(const PoolingParams&, void*);\n"]))
 
 

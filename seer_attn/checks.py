@@ -155,6 +155,18 @@ def _check_last_dim_contiguous(op, name, t):
         _fail(op, f"{name} must have a contiguous last dim (stride(-1) == 1), got stride(-1) = {t.stride(-1)}")
 
 
+def _check_qkv_tensors(op, named):
+    """q and its key/value tensors, given as ((name, tensor), ...) with q first: each has q's 16-bit
+    dtype, the others are on q's device, and every last dim is contiguous (checked in this order)."""
+    q = named[0][1]
+    for name, t in named:
+        _check_qkv_dtype(op, name, t, q)
+    for name, t in named[1:]:
+        _check_device(op, name, t, q)
+    for name, t in named:
+        _check_last_dim_contiguous(op, name, t)
+
+
 def _check_head_dim(op, name, d, q_d):
     if name == "q":
         if d not in SUPPORTED_HEAD_DIMS:
@@ -233,12 +245,7 @@ def check_attention(op, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_s
     _check_rank(op, "q", q, 3, "[T_q, H_q, D]")
     _check_rank(op, "k", k, 3, "[T_k, H_kv, D]")
     _check_rank(op, "v", v, 3, "[T_k, H_kv, D]")
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        _check_qkv_dtype(op, name, t, q)
-    for name, t in (("k", k), ("v", v)):
-        _check_device(op, name, t, q)
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        _check_last_dim_contiguous(op, name, t)
+    _check_qkv_tensors(op, (("q", q), ("k", k), ("v", v)))
     for name, t in (("q", q), ("k", k), ("v", v)):
         _check_head_dim(op, name, t.size(2), q.size(2))
     _check_kv_heads(op, "k", k.size(1), q.size(1))
@@ -399,12 +406,7 @@ def check_decode(op, q, k_cache, v_cache, cache_seqlens, block_mask, block_indic
     layout = "[num_pages, page_size, H_kv, D]" if paged else "[B, S_max, H_kv, D]"
     _check_rank(op, "k_cache", k_cache, 4, layout)
     _check_rank(op, "v_cache", v_cache, 4, layout)
-    for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
-        _check_qkv_dtype(op, name, t, q)
-    for name, t in (("k_cache", k_cache), ("v_cache", v_cache)):
-        _check_device(op, name, t, q)
-    for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)):
-        _check_last_dim_contiguous(op, name, t)
+    _check_qkv_tensors(op, (("q", q), ("k_cache", k_cache), ("v_cache", v_cache)))
     _check_head_dim(op, "q", q.size(-1), q.size(-1))
     _check_head_dim(op, "k_cache", k_cache.size(3), q.size(-1))
     _check_head_dim(op, "v_cache", v_cache.size(3), q.size(-1))

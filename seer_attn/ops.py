@@ -14,14 +14,7 @@ from . import checks, reference
 
 NS = "seer_attn"
 ATTN_FWD = ("block_sparse_2d_fwd", "block_sparse_1d_fwd")
-ALL_OPS = (
-    "block_sparse_2d_fwd",
-    "block_sparse_2d_bwd",
-    "block_sparse_1d_fwd",
-    "block_sparse_1d_bwd",
-    "attn_pooling",
-    "block_sparse_decode",
-)
+ALL_OPS = tuple(reference.__all__)  # every op has its reference (the CPU implementation)
 
 _status = {}
 

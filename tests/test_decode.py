@@ -364,6 +364,15 @@ def test_decode_paged_shared_pages(device, form):
         _check_multi(device, q, kp, vp, lens, block_table=table, S=S, block_size=bs, **sel)
 
 
+def _nan_in_unused_slots(kc, vc, lens, left_pad):
+    """Dense caches [B, S, H_kv, D] with NaN in every slot outside the valid ones of each sequence."""
+    S = kc.shape[1]
+    slot = torch.arange(S, device=kc.device)[None, :]
+    ln = torch.tensor(lens, device=kc.device)[:, None]
+    unused = ((slot < S - ln) if left_pad else (slot >= ln))[:, :, None, None]
+    return kc.masked_fill(unused, float("nan")), vc.masked_fill(unused, float("nan"))
+
+
 @pytest.mark.parametrize("L", [L if L in (1, 2, 5, 16) else pytest.param(L, marks=pytest.mark.slow)
                                for L in range(1, 17)])
 def test_decode_multi_token(device, L):
@@ -376,11 +385,7 @@ def test_decode_multi_token(device, L):
     vc = torch.randn(B, S, Hkv, D, dtype=BF16, device=device)
     sel = _sel("mask" if L % 2 else "indices", B, Hkv, cdiv(S, bs), 0.5, L, device)
     for left_pad in (False, True):
-        slot = torch.arange(S, device=device)[None, :]
-        ln = torch.tensor(lens, device=device)[:, None]
-        unused = (slot < S - ln) if left_pad else (slot >= ln)
-        kn = kc.masked_fill(unused[:, :, None, None], float("nan"))
-        vn = vc.masked_fill(unused[:, :, None, None], float("nan"))
+        kn, vn = _nan_in_unused_slots(kc, vc, lens, left_pad)
         _check_multi(device, q, kn, vn, lens, left_pad=left_pad, first_block_unmasked=left_pad, block_size=bs,
                      **sel)
     kp, vp, table = _paged(device, lens, page=16, seed=L)
@@ -405,11 +410,7 @@ def test_decode_nan_in_unused_slots_dense(device):
     lens = [200, 1, 0, 77]
     q, kc, vc, _ = _inputs(device, lens=lens, Hq=8, Hkv=2, D=64)
     for left_pad in (False, True):
-        slot = torch.arange(S_MAX, device=device)[None, :]
-        ln = torch.tensor(lens, device=device)[:, None]
-        unused = (slot < S_MAX - ln) if left_pad else (slot >= ln)
-        kn = kc.masked_fill(unused[:, :, None, None], float("nan"))
-        vn = vc.masked_fill(unused[:, :, None, None], float("nan"))
+        kn, vn = _nan_in_unused_slots(kc, vc, lens, left_pad)
         for form in ("mask", "indices"):
             sel = _sel(form, len(lens), 2, cdiv(S_MAX, 16), 0.7, 3, device)
             _check_multi(device, q, kn, vn, lens, left_pad=left_pad, block_size=16, num_splits=4, **sel)

@@ -226,17 +226,26 @@ POOL_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(POOL_CASES) + ["cu_not_monotone"])
-def test_pooling_errors(device, case):
-    p = _pool(device)
-    if case == "cu_not_monotone":
+# Cases on values of tensor data, which only the CPU reference checks (no device sync on CUDA).
+POOL_DATA_CASES = {
+    "cu_not_monotone": (lambda p: dict(p, cu_seqlens=torch.tensor([0, 20, 10, 21, 58], dtype=torch.int32)),
+                        "cu_seqlens", [_word(10), _word(20)]),
+}
+
+
+def _error_case(device, case, cases, data_cases):
+    """(mutation, argument, value pattern) of an error case; data cases are skipped off the CPU."""
+    if case in data_cases:
         if device != "cpu":
             pytest.skip("data checks are CPU-only")
-        bad = dict(p, cu_seqlens=torch.tensor([0, 20, 10, 21, 58], dtype=torch.int32))
-        expect_error(lambda: ops.attn_pooling(**bad), "attn_pooling", "cu_seqlens", [_word(10), _word(20)])
-        return
-    mut, arg, val = POOL_CASES[case]
-    bad = mut(p)
+        return data_cases[case]
+    return cases[case]
+
+
+@pytest.mark.parametrize("case", list(POOL_CASES) + list(POOL_DATA_CASES))
+def test_pooling_errors(device, case):
+    mut, arg, val = _error_case(device, case, POOL_CASES, POOL_DATA_CASES)
+    bad = mut(_pool(device))
     expect_error(lambda: ops.attn_pooling(**bad), "attn_pooling", arg, val)
 
 
@@ -286,17 +295,16 @@ DEC_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(DEC_CASES) + ["cache_seqlens_too_long"])
+DEC_DATA_CASES = {
+    "cache_seqlens_too_long": (lambda d, dev: dict(d, cache_seqlens=torch.tensor([71, 0, 3], dtype=torch.int32)),
+                               "cache_seqlens", _word(71)),
+}
+
+
+@pytest.mark.parametrize("case", list(DEC_CASES) + list(DEC_DATA_CASES))
 def test_decode_errors(device, case):
-    d = _dec(device)
-    if case == "cache_seqlens_too_long":
-        if device != "cpu":
-            pytest.skip("data checks are CPU-only")
-        bad = dict(d, cache_seqlens=torch.tensor([71, 0, 3], dtype=torch.int32))
-        expect_error(lambda: ops.block_sparse_decode(**bad), "block_sparse_decode", "cache_seqlens", _word(71))
-        return
-    mut, arg, val = DEC_CASES[case]
-    bad = mut(d, device)
+    mut, arg, val = _error_case(device, case, DEC_CASES, DEC_DATA_CASES)
+    bad = mut(_dec(device), device)
     expect_error(lambda: ops.block_sparse_decode(**bad), "block_sparse_decode", arg, val)
 
 

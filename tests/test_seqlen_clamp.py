@@ -9,7 +9,8 @@ CUDA with SEER_ATTN_CHECK_INPUTS=1.
 On CUDA the outputs on the owned rows must equal those of the same op called with the clamped
 lengths (the owned rows repacked into a consistent problem): within the accuracy rule against the
 float64 naive, and bitwise for the deterministic backward. Rows and keys past the clamped lengths
-are not checked (the kernels leave them to the API layer).
+belong to no sequence: out, dq, dk, dv 0 and lse -inf there (the API layer fills them on the op's
+stream, csrc/common/tail_fill.h), on both backward paths.
 """
 import pytest
 import torch
@@ -86,3 +87,33 @@ def test_checked_path_rejects(device, monkeypatch):
     inp = _inconsistent(device, "2d", 64)
     with pytest.raises(RuntimeError, match=r"max_seqlen"):
         run_package_attention(inp, backward=False)
+
+
+def _unowned(lens, max_len, device):
+    """Global row indices past the clamped lengths (the rows no sequence owns)."""
+    owned, _ = _owned(lens, max_len, "cpu")
+    keep = torch.ones(sum(lens), dtype=torch.bool)
+    keep[owned] = False
+    return keep.nonzero().flatten().to(device)
+
+
+@pytest.mark.parametrize("kind", ["2d", "1d"])
+@pytest.mark.parametrize("deterministic", [False, True], ids=["atomic", "deterministic"])
+def test_rows_past_clamped_length_defined(device, kind, deterministic, monkeypatch):
+    if device == "cpu":
+        pytest.skip("the CPU reference rejects lengths above max_seqlen (test_lengths_above_max_seqlen)")
+    monkeypatch.delenv("SEER_ATTN_CHECK_INPUTS", raising=False)
+    inp = _inconsistent(device, kind, 64)
+    uq, uk = _unowned(LENS_Q, MAX_Q, device), _unowned(LENS_K, MAX_K, device)
+    assert uq.numel() > 0 and uk.numel() > 0
+    # Poison the caching allocator: freed NaN blocks of the outputs' sizes are what the op's empty
+    # outputs get next, so a row the op leaves unwritten reads NaN here rather than an accidental 0.
+    lse_like = torch.empty(inp["q"].shape[1], inp["q"].shape[0], device=device)
+    junk = [torch.full_like(t, float("nan")) for t in (inp["q"], inp["k"], inp["v"], lse_like) for _ in range(3)]
+    del junk, lse_like
+    got = run_package_attention(inp, causal=True, deterministic=deterministic, use_dlse=True)
+    assert torch.equal(got["out"][uq], torch.zeros_like(got["out"][uq]))
+    assert torch.all(got["lse"][:, uq] == float("-inf"))
+    assert torch.equal(got["dq"][uq], torch.zeros_like(got["dq"][uq]))
+    for name in ("dk", "dv"):
+        assert torch.equal(got[name][uk], torch.zeros_like(got[name][uk])), name

@@ -228,12 +228,15 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   p.lse = lse.data_ptr<float>();
   auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), in.q, stream, in.op);
   if (p.batch > 0 && p.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p, stream), " forward kernel");
-  // Rows past the last sequence belong to no sequence: out 0, lse -inf.
+  // Rows no sequence owns (past the last sequence, or past a length clamped to max_seqlen_q): out 0,
+  // lse -inf (common/tail_fill.h).
   check_launch(in.op,
-               run_zero_tail_rows(p.out, p.o_row_stride, p.o_head_stride, p.h_q, p.head_dim, 2, p.cu_seqlens_q,
-                                  p.batch, p.total_q, stream),
+               run_zero_unowned_rows(p.out, p.o_row_stride, p.o_head_stride, p.h_q, p.head_dim, 2, p.cu_seqlens_q,
+                                     p.batch, p.max_seqlen_q, p.total_q, stream),
                " tail fill");
-  check_launch(in.op, run_fill_tail_lse(p.lse, p.h_q, p.cu_seqlens_q, p.batch, p.total_q, -INFINITY, stream),
+  check_launch(in.op,
+               run_fill_unowned_lse(p.lse, p.h_q, p.cu_seqlens_q, p.batch, p.max_seqlen_q, p.total_q, -INFINITY,
+                                    stream),
                " tail fill");
   return {out, lse};
 }
@@ -301,18 +304,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
     tmT = tiles.second;
     if (tq > 0 || in.k.size(0) > 0) check_launch(op, run_attention_bwd(p, stream), " backward kernel");
   }
-  // Rows past the last sequence get zero gradients.
+  // Rows no sequence owns (past the last sequence, or past a length clamped to max_seqlen_*): zero
+  // gradients (common/tail_fill.h).
   check_launch(op,
-               run_zero_tail_rows(p.dq, p.dq_row_stride, p.dq_head_stride, p.h_q, p.head_dim, 2, p.cu_seqlens_q,
-                                  p.batch, p.total_q, stream),
+               run_zero_unowned_rows(p.dq, p.dq_row_stride, p.dq_head_stride, p.h_q, p.head_dim, 2, p.cu_seqlens_q,
+                                     p.batch, p.max_seqlen_q, p.total_q, stream),
                " tail fill");
   check_launch(op,
-               run_zero_tail_rows(p.dk, p.dk_row_stride, p.dk_head_stride, p.h_kv, p.head_dim, 2, p.cu_seqlens_k,
-                                  p.batch, p.total_k, stream),
+               run_zero_unowned_rows(p.dk, p.dk_row_stride, p.dk_head_stride, p.h_kv, p.head_dim, 2, p.cu_seqlens_k,
+                                     p.batch, p.max_seqlen_k, p.total_k, stream),
                " tail fill");
   check_launch(op,
-               run_zero_tail_rows(p.dv, p.dv_row_stride, p.dv_head_stride, p.h_kv, p.head_dim, 2, p.cu_seqlens_k,
-                                  p.batch, p.total_k, stream),
+               run_zero_unowned_rows(p.dv, p.dv_row_stride, p.dv_head_stride, p.h_kv, p.head_dim, 2, p.cu_seqlens_k,
+                                     p.batch, p.max_seqlen_k, p.total_k, stream),
                " tail fill");
   return {dq, dk, dv};
 }

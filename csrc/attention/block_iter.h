@@ -57,7 +57,7 @@ SEER_DEVICE int block_list_refill(const BlockStreamSrc& src, const BlockStreamSm
   while (len == 0 && scan < src.scan_end) {
     const int n = scan + tid;
     const int v = n < src.scan_end ? src.row[n] & 3 : 0;
-    const unsigned ballot = __ballot_sync(0xffffffffu, v != 0);
+    const unsigned ballot = SEER_BALLOT(v != 0);
     if (lane == 0) sm.warp_cnt[warp] = __popc(ballot);
     sync();
     int offset = 0, total = 0;

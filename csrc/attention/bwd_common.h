@@ -96,7 +96,7 @@ SEER_DEVICE int compact_list(bool keep, int value, uint32_t flags, int* list, ui
                              int* warp_cnt) {
   __syncthreads();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const unsigned ballot = __ballot_sync(0xffffffffu, keep);
+  const unsigned ballot = SEER_BALLOT(keep);
   if (lane == 0) warp_cnt[warp] = __popc(ballot);
   __syncthreads();
   int base = 0, total = 0;

@@ -7,6 +7,7 @@
 
 #include "attention/attention_params.h"
 #include "attention/bwd_common.h"
+#include "attention/bwd_preprocess.h"
 #include "attention/bwd_launch.cuh"
 #include "common/launch.h"
 #include "common/platform.h"
@@ -39,15 +40,12 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const __gri
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * kPreThreads + threadIdx.x) / kPreLanes;
   const int sub = threadIdx.x % kPreLanes;
   const bool active = row < n_rows;
-  int64_t t = 0;
-  int h = 0;
+  PreRow x{};
   float acc = 0.f;
   if (active) {
-    t = row / p.h_q;
-    h = static_cast<int>(row - t * p.h_q);
-    const Elem* o = static_cast<const Elem*>(p.out) + t * p.o_row_stride + static_cast<int64_t>(h) * p.o_head_stride;
-    const Elem* dout =
-        static_cast<const Elem*>(p.dout) + t * p.do_row_stride + static_cast<int64_t>(h) * p.do_head_stride;
+    x = pre_row(p, row);
+    const Elem* o = static_cast<const Elem*>(p.out) + x.o_off;
+    const Elem* dout = static_cast<const Elem*>(p.dout) + x.do_off;
     for (int d = sub * 8; d < p.head_dim; d += kPreLanes * 8) {
       const uint4 a = *reinterpret_cast<const uint4*>(o + d);
       const uint4 c = *reinterpret_cast<const uint4*>(dout + d);
@@ -60,10 +58,7 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const __gri
   // All lanes take part in the shuffles (the 8 lanes of a row are consecutive in one warp).
 #pragma unroll
   for (int m = 1; m < kPreLanes; m <<= 1) acc += SEER_SHFL_XOR(acc, m);
-  if (active && sub == 0) {
-    const int64_t i = static_cast<int64_t>(h) * p.total_q + t;
-    p.softmax_d[i] = acc - (p.dlse != nullptr ? p.dlse[i] : 0.f);
-  }
+  if (active && sub == 0) store_softmax_d(p, x, acc);
 }
 
 // Atomic path: dq[t, h, :] = dq_accum[t, h, :] * scale for every row t < total_q (rows nothing

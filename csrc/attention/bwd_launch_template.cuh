@@ -26,13 +26,6 @@ struct BwdConfig {
   using Dq = DqTraits<kHeadDim, kWide ? 64 : 32, Elem>;
 };
 
-// Opt in to more than 48 KB of dynamic shared memory.
-template <typename Kernel>
-cudaError_t allow_smem(Kernel kernel, int bytes) {
-  if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-}
-
 // dK/dV kernel. Grid: (key tiles of the longest sequence x kv heads, sequences), the kv head fastest
 // (the heads of key tile 0, the most row tiles under a causal mask, start first); tiles past a
 // sequence's end exit. Is_atomic: also accumulate dQ into p.dq_accum.

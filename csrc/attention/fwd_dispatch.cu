@@ -11,7 +11,7 @@
 
 namespace seer {
 namespace fwd {
-// Defined in instantiations/fwd_hdim*.cu.
+// Defined in instantiations/fwd_hdim*_sm80.cu.
 #define SEER_FWD_EXTERN(ELEM, D, M) extern template int run_attention_fwd_<ELEM, D, M>(const AttnParams&, void*);
 SEER_FWD_EXTERN(__half, 64, 64)
 SEER_FWD_EXTERN(__half, 64, 128)

@@ -36,8 +36,11 @@
 
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
+#include "common/softmax.h"
+#include "common/epilogue.h"
 #include "attention/attention_params.h"
 #include "attention/block_iter.h"
+#include "attention/tile_scheduler.h"
 #include "attention/seqlen.h"
 
 namespace seer {
@@ -139,13 +142,8 @@ template <typename T>
 __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fwd_kernel(const AttnParams p) {
 #if SEER_HAS_MMA_SYNC
   using Elem = typename T::Elem;
-  constexpr int D = T::kHeadDim;
-  constexpr int kBlockM = T::kBlockM;
-  constexpr int kBlockN = T::kBlockN;
-  constexpr int kChunks = T::kChunks;
-  constexpr int kNThreads = T::kNThreads;
-  constexpr int kMT = T::kMTiles;
-  constexpr int kWarpRows = T::kWarpRows;
+  constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN, kChunks = T::kChunks;
+  constexpr int kNThreads = T::kNThreads, kMT = T::kMTiles, kWarpRows = T::kWarpRows;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   // wgmma's swizzled tiles need a 1024-byte-aligned base (the slack is in kSmemBytes).
@@ -159,15 +157,9 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  // ---- which tile: heaviest (last) token tiles first, then slot, kv head, sequence --------------
-  const int n_slots = p.group / p.pack;
-  const int per_tok_tile = p.batch * p.h_kv * n_slots;
-  const int tok_tile = p.n_tok_tiles - 1 - static_cast<int>(blockIdx.x) / per_tok_tile;
-  int rem = static_cast<int>(blockIdx.x) % per_tok_tile;
-  const int slot = rem % n_slots;
-  rem /= n_slots;
-  const int hk = rem % p.h_kv;
-  const int b = rem / p.h_kv;
+  // ---- which tile: work item blockIdx.x, heaviest first (tile_scheduler.h) -------------------------
+  const ItemTile item = item_tile(p, static_cast<int>(blockIdx.x));
+  const int tok_tile = item.tt, slot = item.slot, hk = item.hk, b = item.b;
 
   const SeqBounds sb = seq_bounds(p, b);  // clamped lengths (seqlen.h)
   const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
@@ -185,13 +177,11 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
 #pragma unroll
     for (int pass = 0; pass < kBlockM / T::kRowsPerPass; ++pass) {
       const int r = pass * T::kRowsPerPass + tid / T::kRowChunks;
-      const int tok = tok0 + r / p.pack;
-      const int h = h0 + r % p.pack;
-      const bool ok = r < rows_used && tok < seqlen_q;
-      const Elem* src = ok ? gq + static_cast<int64_t>(q_start + tok) * p.q_row_stride +
-                                 static_cast<int64_t>(h) * p.q_head_stride + chunk * 8
-                           : gq;
-      cp_async_16(sQ + tile_off<T>(r, chunk * 8, kBlockM), src, ok);
+      const TileRow x = tile_row_at(p, tok0, h0, rows_used, seqlen_q, r);
+      const Elem* src = x.valid ? gq + static_cast<int64_t>(q_start + x.tok) * p.q_row_stride +
+                                      static_cast<int64_t>(x.head) * p.q_head_stride + chunk * 8
+                                : gq;
+      cp_async_16(sQ + tile_off<T>(r, chunk * 8, kBlockM), src, x.valid);
     }
   }
 
@@ -316,7 +306,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       if (r < rows_used && tok < seqlen_q) warp_kmin = min(warp_kmin, sb.key_limit(tok, p.causal));
     }
 #pragma unroll
-  for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, __shfl_xor_sync(0xffffffffu, warp_kmin, o));
+  for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, SEER_SHFL_XOR(warp_kmin, o));
   if (warp_kmin == 0x7fffffff) warp_kmin = 0;
   const float scale_log2 = p.scale_log2;
 
@@ -412,13 +402,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       for (int nn = 0; nn < T::kNFrags / 2; ++nn) {
         uint32_t bk[4];
         ldmatrix_x4_sa(bk, sK_addr + swz_shift_rt<D>(k_off, nn * 16, kk * 16));
-        const uint32_t b0[2] = {bk[0], bk[1]};
-        const uint32_t b1[2] = {bk[2], bk[3]};
-#pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          mma_16816<Elem>(s[mt][2 * nn], a_reg[mt], b0);
-          mma_16816<Elem>(s[mt][2 * nn + 1], a_reg[mt], b1);
-        }
+        mma_16816_x2<Elem>(s, nn, a_reg, bk);
       }
     }
 
@@ -444,36 +428,12 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       }
     }
 
-    // Online softmax (log2 domain). A row whose max is still -inf uses 0 as the base, so that
-    // exp2(-inf - 0) = 0 and no (-inf) - (-inf) NaN can appear.
+    // Online softmax (common/softmax.h), then O *= alpha per row.
 #pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
+    for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        float mx = row_max[mt][rr];
-#pragma unroll
-        for (int nf = 0; nf < T::kNFrags; ++nf) mx = fmaxf(mx, fmaxf(s[mt][nf][2 * rr], s[mt][nf][2 * rr + 1]));
-        mx = quad_max(mx);
-        const float base = mx == -INFINITY ? 0.f : mx * scale_log2;
-        const float alpha = fast_exp2(row_max[mt][rr] * scale_log2 - base);  // 0 when the old max was -inf
-        row_max[mt][rr] = mx;
-        float sum = 0.f;
-#pragma unroll
-        for (int nf = 0; nf < T::kNFrags; ++nf) {
-#pragma unroll
-          for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
-            s[mt][nf][e] = fast_exp2(fmaf(s[mt][nf][e], scale_log2, -base));
-            sum += s[mt][nf][e];
-          }
-        }
-        row_sum[mt][rr] = row_sum[mt][rr] * alpha + sum;
-#pragma unroll
-        for (int df = 0; df < T::kDFrags; ++df) {
-          acc_o[mt][df][2 * rr] *= alpha;
-          acc_o[mt][df][2 * rr + 1] *= alpha;
-        }
-      }
-    }
+      for (int rr = 0; rr < 2; ++rr)
+        rescale_row(acc_o[mt], rr, online_softmax_row<false>(s[mt], rr, row_max[mt][rr], row_sum[mt][rr], scale_log2));
 
     // O += P V. The A fragment of keys [16kk, 16kk+16) is made of S fragments 2kk (a0: row g,
     // a1: row g+8; keys 2t4..) and 2kk+1 (a2, a3; keys 8+2t4..), lower key in the low half. Each V
@@ -492,13 +452,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
       for (int dd = 0; dd < T::kDFrags / 2; ++dd) {
         uint32_t bv[4];
         ldmatrix_x4_trans_sa(bv, sV_addr + swz_shift_rt<D>(v_off, kk * 16, dd * 16));
-        const uint32_t b0[2] = {bv[0], bv[1]};
-        const uint32_t b1[2] = {bv[2], bv[3]};
-#pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          mma_16816<Elem>(acc_o[mt][2 * dd], a_reg[mt], b0);
-          mma_16816<Elem>(acc_o[mt][2 * dd + 1], a_reg[mt], b1);
-        }
+        mma_16816_x2<Elem>(acc_o, dd, a_reg, bv);
       }
     }
 
@@ -520,22 +474,13 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const float l = quad_sum(row_sum[mt][rr]);
-      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const RowTotal tot = row_finish(row_sum[mt][rr]);
       const int r = warp_row0 + mt * 16 + g + rr * 8;
-#pragma unroll
-      for (int df = 0; df < T::kDFrags; ++df) {
-        const uint32_t v = pack2<Elem>(acc_o[mt][df][2 * rr] * inv, acc_o[mt][df][2 * rr + 1] * inv);
-        *reinterpret_cast<uint32_t*>(sQ + swz<D>(r, df * 8 + 2 * t4)) = v;
-      }
+      store_row_pairs<Elem>(acc_o[mt], rr, tot.inv, [&](int df) { return sQ + swz<D>(r, df * 8 + 2 * t4); });
       const int tok = tok0 + r / p.pack;
       const int h = h0 + r % p.pack;
-      if (t4 == 0 && r < rows_used && tok < seqlen_q) {
-        // l > 0 implies a finite max (the max element contributes exp2(0) = 1).
-        const float lse =
-            l > 0.f ? (row_max[mt][rr] * scale_log2 + __log2f(l)) * 0.69314718055994530942f : -INFINITY;
-        p.lse[static_cast<int64_t>(h) * p.total_q + q_start + tok] = lse;
-      }
+      if (t4 == 0 && r < rows_used && tok < seqlen_q)
+        p.lse[static_cast<int64_t>(h) * p.total_q + q_start + tok] = row_lse(row_max[mt][rr], tot.l, scale_log2);
     }
   __syncthreads();
   {

@@ -22,26 +22,14 @@ namespace fwd {
 //   D=256: 64 x 32, 4 warps x 16 rows    | (no 128-row tile: 32 rows per warp do not fit registers)
 // (Hopper runs D 64 / 128 on the warp-specialised kernel of sm90/ instead.)
 template <int D, int kBlockM, typename Elem>
-struct FwdConfig;
-template <typename Elem>
-struct FwdConfig<64, 64, Elem> {
-  using Traits = FwdTraits<64, 64, 64, 2, 4, false, Elem>;
-};
-template <typename Elem>
-struct FwdConfig<64, 128, Elem> {
-  using Traits = FwdTraits<64, 128, 64, 4, 2, false, Elem>;
-};
-template <typename Elem>
-struct FwdConfig<128, 64, Elem> {
-  using Traits = FwdTraits<128, 64, 32, 2, 4, false, Elem>;
-};
-template <typename Elem>
-struct FwdConfig<128, 128, Elem> {
-  using Traits = FwdTraits<128, 128, 32, 4, 2, false, Elem>;
-};
-template <typename Elem>
-struct FwdConfig<256, 64, Elem> {
-  using Traits = FwdTraits<256, 64, 32, 4, 1, false, Elem>;
+struct FwdConfig {
+  static_assert((D == 64 || D == 128 || D == 256) && (kBlockM == 64 || kBlockM == 128) &&
+                    !(D == 256 && kBlockM == 128),
+                "forward tile configurations: D 64 / 128 with 64 or 128 rows, D 256 with 64 rows");
+  static constexpr int kBlockN = D == 64 ? 64 : 32;                               // keys per K/V tile
+  static constexpr int kNWarps = kBlockM == 128 || D == 256 ? 4 : 2;              // 32 rows per warp (D 256: 16)
+  static constexpr int kMinBlocksPerSm = D == 256 ? 1 : (kBlockM == 128 ? 2 : 4);  // occupancy hint
+  using Traits = FwdTraits<D, kBlockM, kBlockN, kNWarps, kMinBlocksPerSm, false, Elem>;
 };
 
 // Host launcher. Checks the tiling the API layer chose against the kernel's tile shape, sets the
@@ -55,20 +43,16 @@ int run_attention_fwd_(const AttnParams& p, void* stream) {
       p.mask_heads < 1 || p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 ||
       p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
     return static_cast<int>(cudaErrorInvalidValue);
-  const long long n_ctas = static_cast<long long>(p.n_row_tiles) * p.h_kv * p.batch;
+  const long long n_ctas = num_items(p);  // one work item per CTA (tile_scheduler.h)
   if (n_ctas == 0) return 0;
   if (n_ctas > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
   auto kernel = attention_fwd_kernel<T>;
   const int smem = T::kSmemBytes;
-  if (smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (e != cudaSuccess) return static_cast<int>(e);
-  }
+  if (const cudaError_t e = allow_smem(kernel, smem); e != cudaSuccess) return static_cast<int>(e);
   kernel<<<static_cast<unsigned>(n_ctas), T::kNThreads, smem, static_cast<cudaStream_t>(stream)>>>(p);
   return static_cast<int>(SEER_LAST_ERROR());
-#else
-  (void)p;
-  (void)stream;
+#else  // no mma.sync mainloop on this platform (ROCm runs csrc/*/hip/)
+  (void)p, (void)stream;
   return static_cast<int>(hipErrorNotSupported);
 #endif
 }

@@ -7,7 +7,8 @@
 // inconsistent input (a length above max_seqlen, or a decreasing cu_seqlens) then never reads or
 // writes outside the rows and tiles the launch was sized for (grids, tile masks and workspaces are
 // sized from max_seqlen_*). Rows past the clamped length belong to no sequence (out 0, lse -inf, zero
-// gradients). The checked path (SEER_ATTN_CHECK_INPUTS=1, and the CPU reference always) rejects
+// gradients); with a decreasing cu_seqlens the sequences overlap and the outputs are unspecified.
+// The checked path (SEER_ATTN_CHECK_INPUTS=1, and the CPU reference always) rejects
 // such input instead.
 //
 // Causal masking is bottom-right aligned: key j is visible to query i (both sequence-local) iff
@@ -59,6 +60,15 @@ SEER_HOST_DEVICE TileRow tile_row(const AttnParams& p, int hk, int rt, int r, in
   x.tok = tt * p.tile_tokens + rtok;
   x.head = hk * p.group + slot * p.pack + (r - rtok * p.pack);
   x.valid = rtok < p.tile_tokens && x.tok < seqlen_q;
+  return x;
+}
+// The same for a row tile whose first token tok0 and first q head h0 are known (the forward kernels;
+// rows_used = tile_tokens * pack).
+SEER_HOST_DEVICE TileRow tile_row_at(const AttnParams& p, int tok0, int h0, int rows_used, int seqlen_q, int r) {
+  TileRow x;
+  x.tok = tok0 + r / p.pack;
+  x.head = h0 + r % p.pack;
+  x.valid = r < rows_used && x.tok < seqlen_q;
   return x;
 }
 

@@ -40,30 +40,24 @@ namespace mfma {
 
 constexpr int kWave = 64;  // lanes of a CDNA wavefront
 
-// ---- v_mfma_f32_32x32x8 -------------------------------------------------------------------------
-struct M32x32x8 {
-  static constexpr int kM = 32, kN = 32, kK = 8, kAElems = 4, kCRegs = 16;
-  // A operand: element e (0..3) of `lane` is A[a_row(lane)][a_k(lane, e)].
-  static SEER_MFMA_HD constexpr int a_row(int lane) { return lane % 32; }
-  static SEER_MFMA_HD constexpr int a_k(int lane, int e) { return 4 * (lane / 32) + e; }
-  // B operand: element e of `lane` is B[b_k(lane, e)][b_col(lane)].
-  static SEER_MFMA_HD constexpr int b_k(int lane, int e) { return 4 * (lane / 32) + e; }
-  static SEER_MFMA_HD constexpr int b_col(int lane) { return lane % 32; }
-  // C / D: register r (0..15) of `lane` is D[c_row(lane, r)][c_col(lane)].
-  static SEER_MFMA_HD constexpr int c_row(int lane, int r) { return 8 * (r / 4) + 4 * (lane / 32) + (r % 4); }
-  static SEER_MFMA_HD constexpr int c_col(int lane) { return lane % 32; }
+// ---- v_mfma_f32_32x32x8 (M = 32) and v_mfma_f32_16x16x16 (M = 16): one rule for both --------------
+// M x M tile, K = 256 / M, 4 A / B elements per lane, M * M / 64 accumulator registers per lane.
+//   A operand: element e (0..3) of `lane` is A[a_row(lane)][a_k(lane, e)].
+//   B operand: element e of `lane` is B[b_k(lane, e)][b_col(lane)].
+//   C / D: register r of `lane` is D[c_row(lane, r)][c_col(lane)] (M = 16: r < 4, so r / 4 = 0).
+template <int M>
+struct MfmaF32 {
+  static_assert(M == 32 || M == 16, "v_mfma_f32_32x32x8 or v_mfma_f32_16x16x16");
+  static constexpr int kM = M, kN = M, kK = 256 / M, kAElems = 4, kCRegs = M * M / kWave;
+  static SEER_MFMA_HD constexpr int a_row(int lane) { return lane % M; }
+  static SEER_MFMA_HD constexpr int a_k(int lane, int e) { return 4 * (lane / M) + e; }
+  static SEER_MFMA_HD constexpr int b_k(int lane, int e) { return a_k(lane, e); }
+  static SEER_MFMA_HD constexpr int b_col(int lane) { return lane % M; }
+  static SEER_MFMA_HD constexpr int c_row(int lane, int r) { return 8 * (r / 4) + 4 * (lane / M) + (r % 4); }
+  static SEER_MFMA_HD constexpr int c_col(int lane) { return lane % M; }
 };
-
-// ---- v_mfma_f32_16x16x16 ------------------------------------------------------------------------
-struct M16x16x16 {
-  static constexpr int kM = 16, kN = 16, kK = 16, kAElems = 4, kCRegs = 4;
-  static SEER_MFMA_HD constexpr int a_row(int lane) { return lane % 16; }
-  static SEER_MFMA_HD constexpr int a_k(int lane, int e) { return 4 * (lane / 16) + e; }
-  static SEER_MFMA_HD constexpr int b_k(int lane, int e) { return 4 * (lane / 16) + e; }
-  static SEER_MFMA_HD constexpr int b_col(int lane) { return lane % 16; }
-  static SEER_MFMA_HD constexpr int c_row(int lane, int r) { return 4 * (lane / 16) + r; }
-  static SEER_MFMA_HD constexpr int c_col(int lane) { return lane % 16; }
-};
+using M32x32x8 = MfmaF32<32>;
+using M16x16x16 = MfmaF32<16>;
 
 // ---- reduction-index packing ----------------------------------------------------------------------
 // A dot product does not depend on the order of its terms, so a kernel may assign any reduction
@@ -75,13 +69,13 @@ struct M16x16x16 {
 SEER_MFMA_HD constexpr int kpack16_index(int step, int k) { return 8 * (k / 4) + 4 * step + (k % 4); }
 
 // Same for the 16x16x16 instruction over a 32-wide slice (two steps): lane quarter q = k / 4 reads
-// d0 + 8q .. d0 + 8q + 7 and step s uses elements 4s .. 4s + 3.
-SEER_MFMA_HD constexpr int kpack32_index(int step, int k) { return 8 * (k / 4) + 4 * step + (k % 4); }
+// d0 + 8q .. d0 + 8q + 7 and step s uses elements 4s .. 4s + 3 (the same formula).
+SEER_MFMA_HD constexpr int kpack32_index(int step, int k) { return kpack16_index(step, k); }
 
 }  // namespace mfma
 }  // namespace seer
 
-#if (defined(__HIP__) || defined(SEER_HIP_EMU)) && defined(USE_ROCM)
+#if defined(__HIP__) || defined(SEER_HIP_EMU)  // the HIP compiler (or the CPU emulation of its device code)
 #include "common/platform.h"
 
 namespace seer {
@@ -110,25 +104,25 @@ SEER_DEVICE float exp2f_fast(float x) { return __builtin_amdgcn_exp2f(x); }
 // Natural log for the epilogue's LSE: log2 (v_log_f32) * ln 2.
 SEER_DEVICE float logf_fast(float x) { return __builtin_amdgcn_logf(x) * 0.6931471805599453f; }
 
-// D = A * B + C on the matrix cores; Elem is hip16::Bf16 or hip16::Fp16, operands are raw bits.
-template <typename Elem>
-SEER_DEVICE f32x16 mfma32x32x8(s16x4 a, s16x4 b, f32x16 c) {
-  if constexpr (__is_same(Elem, hip16::Bf16)) {
+// D = A * B + C on the matrix cores; Elem is hip16::Bf16 or hip16::Fp16, operands are raw bits. The
+// accumulator type picks the instruction: f32x16 = v_mfma_f32_32x32x8, f32x4 = v_mfma_f32_16x16x16.
+template <typename Elem, typename Acc>
+SEER_DEVICE Acc mfma(s16x4 a, s16x4 b, Acc c) {
+  constexpr bool k32 = __is_same(Acc, f32x16);
+  if constexpr (__is_same(Elem, hip16::Bf16) && k32) {
     return __builtin_amdgcn_mfma_f32_32x32x8bf16_1k(a, b, c, 0, 0, 0);
+  } else if constexpr (__is_same(Elem, hip16::Bf16)) {
+    return __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(a, b, c, 0, 0, 0);
+  } else if constexpr (k32) {
+    return __builtin_amdgcn_mfma_f32_32x32x8f16(__builtin_bit_cast(h16x4, a), __builtin_bit_cast(h16x4, b), c, 0, 0, 0);
   } else {
-    return __builtin_amdgcn_mfma_f32_32x32x8f16(__builtin_bit_cast(h16x4, a), __builtin_bit_cast(h16x4, b), c, 0,
-                                               0, 0);
+    return __builtin_amdgcn_mfma_f32_16x16x16f16(__builtin_bit_cast(h16x4, a), __builtin_bit_cast(h16x4, b), c, 0, 0, 0);
   }
 }
 template <typename Elem>
-SEER_DEVICE f32x4 mfma16x16x16(s16x4 a, s16x4 b, f32x4 c) {
-  if constexpr (__is_same(Elem, hip16::Bf16)) {
-    return __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(a, b, c, 0, 0, 0);
-  } else {
-    return __builtin_amdgcn_mfma_f32_16x16x16f16(__builtin_bit_cast(h16x4, a), __builtin_bit_cast(h16x4, b), c, 0,
-                                               0, 0);
-  }
-}
+SEER_DEVICE f32x16 mfma32x32x8(s16x4 a, s16x4 b, f32x16 c) { return mfma<Elem>(a, b, c); }
+template <typename Elem>
+SEER_DEVICE f32x4 mfma16x16x16(s16x4 a, s16x4 b, f32x4 c) { return mfma<Elem>(a, b, c); }
 
 SEER_DEVICE int imin(int a, int b) { return a < b ? a : b; }
 SEER_DEVICE int imax(int a, int b) { return a > b ? a : b; }

@@ -8,9 +8,15 @@
 //   SEER_SHFL_XOR(v, m)    butterfly shuffle over the whole warp / wavefront
 //   SEER_SHFL(v, src)      read `v` of lane `src`
 //   SEER_BALLOT(pred)      seer_lane_mask_t of the lanes where pred is true
+//   SEER_ALL(pred)         pred holds on every lane of the warp / wavefront
 //   SEER_POPC_LANES(m)     number of set bits of a seer_lane_mask_t
 //   SEER_LANES_BELOW(l)    mask of the lanes < l (l in [0, SEER_WARP_SIZE))
 //   SEER_TRAP()            abort the kernel
+//   SEER_GRID_DEP_WAIT()   programmatic dependent launch (sm_90+): wait until the preceding grid of the
+//                          stream has finished and its memory is visible (no-op elsewhere)
+//   SEER_GRID_DEP_LAUNCH() let the next grid of the stream (launched as programmatic) start now
+// Host side (launchers): seer_error_t, SEER_SUCCESS, SEER_LAST_ERROR(), SEER_ERROR_STRING(e),
+//   SEER_INVALID_VALUE, SEER_SET_MAX_DYNAMIC_SMEM(kernel, bytes) (opt a kernel in to more than 48 KB)
 #pragma once
 #include <cstdint>
 
@@ -40,9 +46,19 @@ using seer_lane_mask_t = uint64_t;
 #define SEER_SHFL_XOR(v, m) __shfl_xor((v), (m))
 #define SEER_SHFL(v, src) __shfl((v), (src))
 #define SEER_BALLOT(pred) static_cast<seer_lane_mask_t>(__ballot(pred))
+#define SEER_ALL(pred) __all(pred)
 #define SEER_POPC_LANES(m) __popcll(m)
 #define SEER_LANES_BELOW(l) ((1ull << (l)) - 1ull)
 #define SEER_TRAP() __builtin_trap()
+#define SEER_GRID_DEP_WAIT() ((void)0)
+#define SEER_GRID_DEP_LAUNCH() ((void)0)
+using seer_error_t = hipError_t;
+#define SEER_SUCCESS hipSuccess
+#define SEER_LAST_ERROR() hipGetLastError()
+#define SEER_ERROR_STRING(e) hipGetErrorString(e)
+#define SEER_INVALID_VALUE hipErrorInvalidValue
+#define SEER_SET_MAX_DYNAMIC_SMEM(kernel, bytes) \
+  hipFuncSetAttribute(reinterpret_cast<const void*>(kernel), hipFuncAttributeMaxDynamicSharedMemorySize, (bytes))
 // CUDA runtime names used by the plain-CUDA files that ROCm builds too (tile_mask.cu): torch's
 // hipify renames them in a ROCm build of the extension; these aliases let the same files compile
 // unhipified with clang for `make hip-check`.
@@ -89,9 +105,24 @@ using seer_lane_mask_t = uint32_t;
 #define SEER_SHFL_XOR(v, m) __shfl_xor_sync(0xffffffffu, (v), (m))
 #define SEER_SHFL(v, src) __shfl_sync(0xffffffffu, (v), (src))
 #define SEER_BALLOT(pred) __ballot_sync(0xffffffffu, (pred))
+#define SEER_ALL(pred) __all_sync(0xffffffffu, (pred))
 #define SEER_POPC_LANES(m) __popc(m)
 #define SEER_LANES_BELOW(l) ((1u << (l)) - 1u)
 #define SEER_TRAP() __trap()
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define SEER_GRID_DEP_WAIT() asm volatile("griddepcontrol.wait;\n" ::: "memory")
+#define SEER_GRID_DEP_LAUNCH() asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory")
+#else
+#define SEER_GRID_DEP_WAIT() ((void)0)
+#define SEER_GRID_DEP_LAUNCH() ((void)0)
+#endif
+using seer_error_t = cudaError_t;
+#define SEER_SUCCESS cudaSuccess
+#define SEER_LAST_ERROR() cudaGetLastError()
+#define SEER_ERROR_STRING(e) cudaGetErrorString(e)
+#define SEER_INVALID_VALUE cudaErrorInvalidValue
+#define SEER_SET_MAX_DYNAMIC_SMEM(kernel, bytes) \
+  cudaFuncSetAttribute((kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, (bytes))
 // Hopper-only instructions (wgmma, common/sm90_*.h) exist in sm_90a device code only.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define SEER_HAS_SM90A 1

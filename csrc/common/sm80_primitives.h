@@ -9,6 +9,7 @@
 //   C/D (16x8, fp32)      c0,c1 = (row g, cols 2t, 2t+1), c2,c3 = (row g+8, cols 2t, 2t+1)
 #pragma once
 #include <cstdint>
+#include <type_traits>
 #include "platform.h"
 
 namespace seer {
@@ -20,6 +21,12 @@ SEER_DEVICE void cp_async_16(void* smem_dst, const void* gmem_src, bool pred) {
   const int src_bytes = pred ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem_src), "r"(src_bytes));
 }
+// 4-byte asynchronous copy global -> shared (cp.async.ca: 4-byte copies must use .ca). Both addresses
+// 4-byte aligned; completes with the 16-byte copies of the same commit group.
+SEER_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem_src));
+}
 SEER_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Wait until at most N committed groups are still in flight.
 template <int N>
@@ -27,95 +34,9 @@ SEER_DEVICE void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-SEER_DEVICE void ldmatrix_x4(uint32_t (&r)[4], const void* smem_src) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_src));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
-SEER_DEVICE void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_src) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_src));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
-SEER_DEVICE void ldmatrix_x2(uint32_t (&r)[2], const void* smem_src) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_src));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
-}
-SEER_DEVICE void ldmatrix_x2_trans(uint32_t (&r)[2], const void* smem_src) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_src));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
-               : "=r"(r[0]), "=r"(r[1])
-               : "r"(s));
-}
-
-// D = A * B + D, m16n8k16, fp32 accumulators. Elem is __half or __nv_bfloat16.
-template <typename Elem>
-SEER_DEVICE void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
-
-template <>
-SEER_DEVICE void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-template <>
-SEER_DEVICE void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-// Two floats -> one 32-bit register of two 16-bit values (x in the low half).
-template <typename Elem>
-SEER_DEVICE uint32_t pack2(float x, float y);
-template <>
-SEER_DEVICE uint32_t pack2<__half>(float x, float y) {
-  __half2 h = __floats2half2_rn(x, y);
-  return *reinterpret_cast<uint32_t*>(&h);
-}
-template <>
-SEER_DEVICE uint32_t pack2<__nv_bfloat16>(float x, float y) {
-  __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
-  return *reinterpret_cast<uint32_t*>(&h);
-}
-
-template <typename Elem>
-SEER_DEVICE float to_float(Elem x);
-template <>
-SEER_DEVICE float to_float<__half>(__half x) { return __half2float(x); }
-template <>
-SEER_DEVICE float to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-// 2^x with the hardware approximation (what softmax mainloops use after folding log2(e) into the scale).
-SEER_DEVICE float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-// Reductions over the 4 lanes of a quad (the lanes that share one accumulator row).
-SEER_DEVICE float quad_max(float v) {
-  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-}
-SEER_DEVICE float quad_sum(float v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
-
-}  // namespace seer
-
-namespace seer {
-
-// ---- appended by the attention forward kernel: ldmatrix on 32-bit shared-space addresses.
-// With XOR-swizzled tiles the per-lane address of a constant (row, col) shift is `base ^ c1 + c2`
-// (c1, c2 compile-time), which keeps one address register per operand instead of one per shift.
+// ldmatrix on 32-bit shared-space addresses. With XOR-swizzled tiles the per-lane address of a
+// constant (row, col) shift is `base ^ c1 + c2` (c1, c2 compile-time), which keeps one address
+// register per operand instead of one per shift.
 SEER_DEVICE uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 SEER_DEVICE void ldmatrix_x4_sa(uint32_t (&r)[4], uint32_t s) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -127,17 +48,86 @@ SEER_DEVICE void ldmatrix_x4_trans_sa(uint32_t (&r)[4], uint32_t s) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(s));
 }
+SEER_DEVICE void ldmatrix_x2_sa(uint32_t (&r)[2], uint32_t s) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+SEER_DEVICE void ldmatrix_x2_trans_sa(uint32_t (&r)[2], uint32_t s) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+// The same from generic pointers into shared memory.
+SEER_DEVICE void ldmatrix_x4(uint32_t (&r)[4], const void* smem_src) { ldmatrix_x4_sa(r, smem_u32(smem_src)); }
+SEER_DEVICE void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_src) { ldmatrix_x4_trans_sa(r, smem_u32(smem_src)); }
+SEER_DEVICE void ldmatrix_x2(uint32_t (&r)[2], const void* smem_src) { ldmatrix_x2_sa(r, smem_u32(smem_src)); }
+SEER_DEVICE void ldmatrix_x2_trans(uint32_t (&r)[2], const void* smem_src) { ldmatrix_x2_trans_sa(r, smem_u32(smem_src)); }
 
-}  // namespace seer
+// Elem is __half or __nv_bfloat16 in everything below.
+template <typename Elem>
+constexpr bool kIsHalf = std::is_same<Elem, __half>::value;
 
-namespace seer {
+// D = A * B + D, m16n8k16, fp32 accumulators.
+#define SEER_MMA_16816(PTX_T)                                                                                \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX_T "." PTX_T                                       \
+               ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"                      \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                                \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+template <typename Elem>
+SEER_DEVICE void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  if constexpr (kIsHalf<Elem>) SEER_MMA_16816("f16");
+  else SEER_MMA_16816("bf16");
+}
+#undef SEER_MMA_16816
 
-// ---- appended by the attention backward (v2): 4-byte asynchronous copy global -> shared (cp.async.ca;
-// 4-byte copies must use .ca). Both addresses 4-byte aligned; completes with the 16-byte copies of the
-// same commit group.
-SEER_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem_src));
+// The two n8 B fragments one ldmatrix x4 gives (b[0..1]: n8 fragment 2j, b[2..3]: 2j + 1) against the
+// A fragments of MT 16-row tiles: acc[mt][2j] += A[mt] * (b[0], b[1]), acc[mt][2j + 1] += A[mt] * (b[2], b[3]).
+// The halves of b are passed as views of b's registers (no copies: the code is the hand-written loop's).
+template <typename Elem, int MT, int NF>
+SEER_DEVICE void mma_16816_x2(float (&acc)[MT][NF][4], int j, const uint32_t (&a)[MT][4], const uint32_t (&b)[4]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    mma_16816<Elem>(acc[mt][2 * j], a[mt], *reinterpret_cast<const uint32_t(*)[2]>(&b[0]));
+    mma_16816<Elem>(acc[mt][2 * j + 1], a[mt], *reinterpret_cast<const uint32_t(*)[2]>(&b[2]));
+  }
+}
+
+// Two floats -> one 32-bit register of two 16-bit values (x in the low half).
+template <typename Elem>
+SEER_DEVICE uint32_t pack2(float x, float y) {
+  if constexpr (kIsHalf<Elem>) {
+    __half2 h = __floats2half2_rn(x, y);
+    return *reinterpret_cast<uint32_t*>(&h);
+  } else {
+    __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+}
+
+// One 16-bit element <-> float (round to nearest).
+template <typename Elem>
+SEER_DEVICE float to_float(Elem x) {
+  if constexpr (kIsHalf<Elem>) return __half2float(x);
+  else return __bfloat162float(x);
+}
+template <typename Elem>
+SEER_DEVICE Elem from_float(float x) {
+  if constexpr (kIsHalf<Elem>) return __float2half_rn(x);
+  else return __float2bfloat16_rn(x);
+}
+
+// 2^x with the hardware approximation (what softmax mainloops use after folding log2(e) into the scale).
+SEER_DEVICE float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Reductions over the 4 lanes of a quad (the lanes that share one accumulator row).
+SEER_DEVICE float quad_max(float v) {
+  v = fmaxf(v, SEER_SHFL_XOR(v, 1));
+  return fmaxf(v, SEER_SHFL_XOR(v, 2));
+}
+SEER_DEVICE float quad_sum(float v) {
+  v += SEER_SHFL_XOR(v, 1);
+  return v + SEER_SHFL_XOR(v, 2);
 }
 
 }  // namespace seer

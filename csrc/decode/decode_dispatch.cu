@@ -33,38 +33,36 @@ constexpr int kMaxAutoSplits = 64;
 struct DeviceInfo {
   std::atomic<int> sms{0};
   std::atomic<int> smem_per_sm{0};
+  std::atomic<int> major{0};
 };
 DeviceInfo g_devices[kMaxDevices];
 
-void device_info(int* sms, int* smem_per_sm) {
+struct DeviceFacts {
+  int sms;          // streaming multiprocessors
+  int smem_per_sm;  // shared memory bytes per SM
+  int major;        // compute capability major
+};
+
+DeviceFacts device_info() {
   int dev = 0;
-#ifdef USE_ROCM
-  if (hipGetDevice(&dev) != hipSuccess) dev = 0;
-#else
   if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
-#endif
   DeviceInfo* info = (dev >= 0 && dev < kMaxDevices) ? &g_devices[dev] : nullptr;
-  if (info != nullptr && info->sms.load(std::memory_order_relaxed) > 0) {
-    *sms = info->sms.load(std::memory_order_relaxed);
-    *smem_per_sm = info->smem_per_sm.load(std::memory_order_relaxed);
-    return;
+  if (info != nullptr && info->sms.load(std::memory_order_acquire) > 0) {
+    return {info->sms.load(std::memory_order_relaxed), info->smem_per_sm.load(std::memory_order_relaxed),
+            info->major.load(std::memory_order_relaxed)};
   }
-  int n = 0, s = 0;
-#ifdef USE_ROCM
-  if (hipDeviceGetAttribute(&n, hipDeviceAttributeMultiprocessorCount, dev) != hipSuccess) n = 0;
-  if (hipDeviceGetAttribute(&s, hipDeviceAttributeMaxSharedMemoryPerMultiprocessor, dev) != hipSuccess) s = 0;
-#else
+  int n = 0, s = 0, major = 0;
   if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) n = 0;
   if (cudaDeviceGetAttribute(&s, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess) s = 0;
-#endif
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) major = 0;
   if (n <= 0) n = 132;           // fall back to an H100's values rather than fail
   if (s <= 0) s = 228 * 1024;
   if (info != nullptr) {
     info->smem_per_sm.store(s, std::memory_order_relaxed);
-    info->sms.store(n, std::memory_order_relaxed);
+    info->major.store(major, std::memory_order_relaxed);
+    info->sms.store(n, std::memory_order_release);  // last: readers test it (acquire)
   }
-  *sms = n;
-  *smem_per_sm = s;
+  return {n, s, major};
 }
 
 // Dynamic shared memory of the split kernel for a head dim (0 if unsupported).
@@ -83,12 +81,12 @@ int decode_num_splits(const DecodeParams& p, int requested) {
   const int nb = std::max(p.num_blocks, 1);
   if (requested > 0) return std::min(requested, nb);
   if (p.num_blocks <= 1) return 1;
-  int sms = 0, smem_per_sm = 0;
-  device_info(&sms, &smem_per_sm);
+  const DeviceFacts dev = device_info();
+  const int sms = dev.sms, smem_per_sm = dev.smem_per_sm;
   const int smem = decode_smem_bytes(p.head_dim);
   constexpr int kThreads = decode::DecodeTraits<64, __half>::kThreads;
-  // CTAs per SM: shared memory (1 KiB reserved per CTA) and thread limits; registers (<= 168 per
-  // thread at 128 threads) never bind before these.
+  // CTAs per SM: shared memory (1 KiB reserved per CTA) and thread limits; registers (~150 per thread,
+  // 64 threads per CTA) never bind before these.
   int per_sm = smem > 0 ? smem_per_sm / (smem + 1024) : 1;
   per_sm = std::max(1, std::min(per_sm, 2048 / kThreads));
   const int64_t slots = static_cast<int64_t>(sms) * per_sm;
@@ -104,8 +102,10 @@ int decode_num_splits(const DecodeParams& p, int requested) {
   return static_cast<int>(std::max<int64_t>(splits, 1));
 }
 
-int run_block_sparse_decode(const DecodeParams& p, void* stream) {
+int run_block_sparse_decode(const DecodeParams& params, void* stream) {
   seer_stream_t s = static_cast<seer_stream_t>(stream);
+  DecodeParams p = params;
+  p.grid_dep = device_info().major >= 9;
   if (p.is_bf16) {
     switch (p.head_dim) {
       case 64: return decode::run_decode_<64, __nv_bfloat16>(p, s);
@@ -121,11 +121,7 @@ int run_block_sparse_decode(const DecodeParams& p, void* stream) {
       default: break;
     }
   }
-#ifdef USE_ROCM
-  return static_cast<int>(hipErrorInvalidValue);
-#else
   return static_cast<int>(cudaErrorInvalidValue);
-#endif
 }
 
 const char* decode_error_string(int code) { return SEER_ERROR_STRING(static_cast<seer_error_t>(code)); }

@@ -2,7 +2,7 @@
 // selection once), the split kernel (one CTA per sequence x kv head x row chunk x split) and the
 // combine kernel (merges split partials). See decode_params.h for the work split.
 //
-// Split kernel, per CTA (4 warps):
+// Split kernel, per CTA (kNWarps = 2 warps):
 //   0. Row-adaptive splits (params.min_split_keys > 0, num_splits > 1): a split beyond what its row
 //      needs (~min_split_keys keys per split) writes lse_partial = -inf and exits, first on the upper
 //      bound of valid blocks (before any load), then on the row's listed-block count.
@@ -35,13 +35,16 @@ template <int kHeadDim_, typename Elem_>
 struct DecodeTraits {
   using Elem = Elem_;                                   // __half or __nv_bfloat16
   static constexpr int kHeadDim = kHeadDim_;            // D
-  static constexpr int kNWarps = 4;                     // warps per CTA (each owns one tile per stage)
+  // Warps per CTA (each owns one 16-key tile per stage). Two (32-key stages, ~54 KiB of shared memory
+  // at D = 128, 4 CTAs per SM) against four (64-key stages, 2 CTAs per SM), H200, D1 (benchmarks/NOTES.md
+  // v5): 8.5-9.4% faster at d = 0.5, paged 17% faster at d = 0.5 and 2-3% at d = 0.1, contiguous 4-5%
+  // slower at d = 0.1 (more CTAs pay the fixed cost).
+  static constexpr int kNWarps = 2;
   static constexpr int kThreads = kNWarps * 32;
   static constexpr int kRows = 16;                      // q heads per CTA (one m16 tile)
   static constexpr int kTileKeys = 16;                  // keys per warp tile (block sizes are multiples)
   static constexpr int kStageKeys = kNWarps * kTileKeys;  // keys per pipeline stage
-  // Pipeline depth: enough bytes in flight per SM (~2 stages of 16-64 KiB per CTA), within the
-  // 227 KiB shared memory of an sm_90 CTA and leaving room for 2 CTAs/SM at D = 128.
+  // Pipeline depth: kStages - 1 stages in flight per CTA, several CTAs per SM.
   static constexpr int kStages = kHeadDim <= 64 ? 4 : 3;
   static constexpr int kChunksPerRow = kHeadDim / 8;    // 16-byte chunks in one key row
   static constexpr int kRowsPerIter = kThreads / kChunksPerRow;  // key rows covered by one load pass
@@ -85,6 +88,7 @@ __global__ void __launch_bounds__(kThreads) decode_select_kernel(const DecodePar
   constexpr int kWarps = kThreads / 32;
   __shared__ uint32_t s_bits[kSelectBitmapWords];
   __shared__ int s_warp[kWarps];
+  SEER_GRID_DEP_LAUNCH();  // the split kernel may launch now: it waits for this grid before reading its output
   const int hk = blockIdx.x, b = blockIdx.y;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int64_t row_id = (int64_t)b * p.h_kv + hk;
@@ -110,7 +114,7 @@ __global__ void __launch_bounds__(kThreads) decode_select_kernel(const DecodePar
 
   // Appends block `blk` of every thread with keep set, in thread order (collective, uniform count).
   auto append = [&](bool keep, int blk) {
-    const unsigned bal = __ballot_sync(0xffffffffu, keep);
+    const unsigned bal = SEER_BALLOT(keep);
     if (lane == 0) s_warp[warp] = __popc(bal);
     __syncthreads();
     int off = count, total = 0;
@@ -249,6 +253,10 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   }
 
   // ---- 2. this CTA's share of the row's block list ---------------------------------------------
+  // Everything above reads only the op's inputs (complete before the select kernel started); the
+  // list and counts below are the select kernel's output.
+  SEER_GRID_DEP_WAIT();
+  SEER_GRID_DEP_LAUNCH();  // the combine kernel may launch (it waits for this grid's partials)
   const int64_t sel_row = (int64_t)b * p.h_kv + hk;
   const int* list_row = p.sel_list + sel_row * p.sel_cap;
   const int total_sel = p.sel_count[sel_row];
@@ -531,6 +539,7 @@ template <typename Elem, int kHeadDim>
 __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(const DecodeParams p) {
   constexpr int kVec = kHeadDim / 4;                 // float4 per row
   constexpr int kPerLane = (kVec + 31) / 32;
+  SEER_GRID_DEP_WAIT();  // the split kernel's partials are complete and visible
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t n_rows = (int64_t)p.batch * p.n_tok * p.h_q;  // rows of [B, L, H_q]
   const int64_t row = (int64_t)blockIdx.x * kCombineWarps + warp;
@@ -541,7 +550,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(cons
   float mx = kNegInf;
   for (int s = lane; s < S; s += 32) mx = fmaxf(mx, lp[(int64_t)s * n_rows]);
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, SEER_SHFL_XOR(mx, o));
 
   float4 acc[kPerLane];
 #pragma unroll
@@ -551,7 +560,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(cons
     float sum = 0.f;
     for (int s = lane; s < S; s += 32) sum += __expf(lp[(int64_t)s * n_rows] - mx);  // exp(-inf) = 0
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    for (int o = 16; o > 0; o >>= 1) sum += SEER_SHFL_XOR(sum, o);
     lse = mx + __logf(sum);                          // sum >= 1 (the max split contributes 1)
 #pragma unroll 2
     for (int s = 0; s < S; ++s) {

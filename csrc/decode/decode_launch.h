@@ -1,5 +1,5 @@
 // Declarations of the per-(head dim, dtype) decode launchers. Defined in decode_launch.cuh and
-// explicitly instantiated in instantiations/decode_hdim{D}_{dtype}.cu (csrc/generate_instantiations.py);
+// explicitly instantiated in instantiations/decode_hdim{D}_{dtype}_sm80.cu (csrc/generate_instantiations.py);
 // decode_dispatch.cu picks one at run time.
 #pragma once
 #include "common/platform.h"

@@ -81,6 +81,8 @@ struct DecodeParams {
   int sel_cap;                // >= the most blocks a row can list: nb (mask) or min(nb, K + 1) (indices)
 
   // ---- split-KV --------------------------------------------------------------------------
+  bool grid_dep;         // launch the split and combine kernels as programmatic dependents of the kernel
+                         // before them (compute capability >= 9.0; set by run_block_sparse_decode)
   int num_splits;        // >= 1 (resolved by decode_num_splits; never 0 here): splits per (b, hk), at most
   // Row-adaptive splitting (num_splits > 1 only): a (b, hk) row with `sel` listed blocks uses only
   // ns_row = min(num_splits, max(1, ceil(sel * block_size / min_split_keys))) splits, so that every

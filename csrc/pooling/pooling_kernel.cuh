@@ -30,27 +30,11 @@
 
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
+#include "common/softmax.h"
 #include "pooling/pooling_params.h"
 
 namespace seer {
 namespace pooling {
-
-// float -> storage element (round to nearest).
-template <typename Elem>
-SEER_DEVICE Elem from_float(float x);
-template <>
-SEER_DEVICE __half from_float<__half>(float x) { return __float2half_rn(x); }
-template <>
-SEER_DEVICE __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-
-#if SEER_HAS_MMA_SYNC
-// ldmatrix x4 from a 32-bit shared-memory address (avoids generic->shared conversions in the loop).
-SEER_DEVICE void ldmatrix_x4_s(uint32_t (&r)[4], uint32_t smem_addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr));
-}
-#endif
 
 // Compile-time configuration of the main kernel: K tiles of 64 keys, <= 128 registers and staging capped
 // so that 2 CTAs fit on an SM for D <= 128 (rows with more visible blocks than the cap take the partial
@@ -112,11 +96,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     attn_pooling_kernel(const PoolingParams p, const int cap, const int stage_stride) {
 #if SEER_HAS_MMA_SYNC
   using Elem = typename Traits::Elem;
-  constexpr int kBlockM = Traits::kBlockM;
-  constexpr int kBlockN = Traits::kBlockN;
-  constexpr int kNFrag = Traits::kNFrag;
-  constexpr int kKSteps = Traits::kKSteps;
-  constexpr int kCh = Traits::kChunksPerTile;
+  constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN;
+  constexpr int kNFrag = Traits::kNFrag, kKSteps = Traits::kKSteps, kCh = Traits::kChunksPerTile;
 
   extern __shared__ __align__(128) unsigned char pooling_smem[];
   Elem* sK = reinterpret_cast<Elem*>(pooling_smem);  // 2 K buffers; Q before the first K load
@@ -228,7 +209,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
       for (int r = 0; r < 16; ++r) {
         const int row = wrow0 + r;
         if (row >= L) break;  // warp-uniform
-        const float lse_r = __shfl_sync(0xffffffffu, lse_lane, r);
+        const float lse_r = SEER_SHFL(lse_lane, r);
         const float v =
             (staged && lse_r != -INFINITY) ? fast_exp2(fmaf(src[r * S], scale_log2, -lse_r)) : 0.f;
         colmax = fmaxf(colmax, v);
@@ -298,7 +279,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
           // d 8-15), (keys 8-15, d 0-7), (keys 8-15, d 8-15) = b0, b1 of n8 fragments 2np, 2np+1
           // (B[k][n] = K[n][k], so K's rows are the B fragment's columns).
           uint32_t bfr[4];
-          ldmatrix_x4_s(bfr, sKt + k_off[kk & 3] + (kk >> 2) * 128 + np * 16 * kRowBytes);
+          ldmatrix_x4_sa(bfr, sKt + k_off[kk & 3] + (kk >> 2) * 128 + np * 16 * kRowBytes);
           const uint32_t b_lo[2] = {bfr[0], bfr[1]};
           const uint32_t b_hi[2] = {bfr[2], bfr[3]};
           mma_16816<Elem>(acc[2 * np], qf[kk], b_lo);
@@ -337,7 +318,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
         for (int c = 1; c < kCh; ++c) mx = fmaxf(mx, cm[c][hh]);
         mx = quad_max(mx);
         const float m_new = fmaxf(row_m[hh], mx);
-        const float base = m_new == -INFINITY ? 0.f : m_new * scale_log2;  // no (-inf) - (-inf)
+        const float base = row_base(m_new, scale_log2);  // common/softmax.h: 0 while m_new = -inf
         float sum = 0.f;
 #pragma unroll
         for (int nf = 0; nf < kNFrag; ++nf)
@@ -386,14 +367,15 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const float l = quad_sum(row_l[hh]);
-        lse2[hh] = (row_m[hh] == -INFINITY || !(l > 0.f)) ? -INFINITY : row_m[hh] * scale_log2 + __log2f(l);
+        // (row_lse2 alone gives the same value; the explicit -inf test keeps the measured code.)
+        lse2[hh] = row_m[hh] == -INFINITY ? -INFINITY : row_lse2(row_m[hh], l, scale_log2);
       }
       if (!valid_a) lse2[0] = -INFINITY;  // rows past the sequence pool to 0
       if (!valid_b) lse2[1] = -INFINITY;
       {
         // Lane l (< 16) of the warp gets the LSE of row l = (l & 7) + 8 * (l >> 3), held by lane 4 (l & 7).
-        const float la = __shfl_sync(0xffffffffu, lse2[0], (lane & 7) * 4);
-        const float lb = __shfl_sync(0xffffffffu, lse2[1], (lane & 7) * 4);
+        const float la = SEER_SHFL(lse2[0], (lane & 7) * 4);
+        const float lb = SEER_SHFL(lse2[1], (lane & 7) * 4);
         lse_lane = (lane & 8) ? lb : la;
       }
       if (!two_pass) {

@@ -49,20 +49,16 @@ int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
   const int smem = Traits::smem_bytes(stride);
 
   auto kernel = attn_pooling_kernel<Traits>;
-  if (smem > 48 * 1024) {
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (e != cudaSuccess) return static_cast<int>(e);
-  }
+  e = allow_smem(kernel, smem);
+  if (e != cudaSuccess) return static_cast<int>(e);
   const dim3 grid(static_cast<unsigned>(n_x));
   kernel<<<grid, Traits::kNThreads, smem, static_cast<seer_stream_t>(stream)>>>(p, static_cast<int>(cap), stride);
   return static_cast<int>(SEER_LAST_ERROR());
-#else
-  (void)p;
-  (void)stream;
+#else  // no mma.sync mainloop on this platform (ROCm runs csrc/*/hip/)
+  (void)p, (void)stream;
   return static_cast<int>(hipErrorNotSupported);
 #endif
 }
-
 
 }  // namespace pooling
 }  // namespace seer

@@ -11,27 +11,15 @@
 #include <vector>
 
 #include "attention/hip/bwd_kernel_hip.h"
+#include "common/selftest/reference.h"
 
 using namespace seer;
 
 static int failures = 0;
 
-static uint16_t to_bits(float f, bool bf16) {
-  if (bf16) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  }
-  const _Float16 h = static_cast<_Float16>(f);
-  uint16_t b;
-  std::memcpy(&b, &h, 2);
-  return b;
-}
-static double from_bits(uint16_t x, bool bf16) { return seer_emu::bits_to_float(x, bf16); }
-// Running max that keeps a NaN (an unwritten output reads as NaN here): any NaN fails the test.
-static void upd(double& err, double diff) {
-  if (!(diff <= err)) err = diff;
-}
+using selftest::from_bits;
+using selftest::to_bits;
+using selftest::upd;  // running max that keeps a NaN (an unwritten output reads as NaN): any NaN fails
 
 struct Case {
   const char* name;
@@ -41,7 +29,7 @@ struct Case {
   int hq, hkv, mask_heads, bq, bk;
   double density;
   bool deterministic;
-  bool backward = true;  // D 256 has no HIP backward
+  bool backward = true;
 };
 
 struct Problem {
@@ -112,56 +100,21 @@ static void run(const Case& c, std::mt19937& rng) {
 
   // ---- params as the API layer fills them ----
   AttnBwdParams p{};
-  p.batch = pr.B;
-  p.h_q = c.hq;
-  p.h_kv = c.hkv;
-  p.group = c.hq / c.hkv;
-  p.head_dim = D;
-  p.max_seqlen_q = pr.max_q;
-  p.max_seqlen_k = pr.max_k;
-  p.total_q = pr.Tq;
-  p.total_k = pr.Tk;
-  p.scale = 1.f / std::sqrt(float(D));
-  p.scale_log2 = p.scale * 1.4426950408889634f;
-  p.causal = c.causal;
-  p.is_bf16 = c.bf16;
+  selftest::fill_attn_problem(p, pr.B, c.hq, c.hkv, D, pr.max_q, pr.max_k, pr.Tq, pr.Tk, c.causal, c.bf16);
   p.q = pr.q.data();
   p.q_row_stride = int64_t(c.hq) * D;
   p.q_head_stride = D;
   p.k = pr.k.data();
-  p.k_row_stride = int64_t(c.hkv) * D;
-  p.k_head_stride = D;
   p.v = pr.v.data();
-  p.v_row_stride = int64_t(c.hkv) * D;
-  p.v_head_stride = D;
   std::vector<uint16_t> out(size_t(pr.Tq) * c.hq * D, 0x7fff);  // NaN pattern: unwritten rows show
   std::vector<float> lse(size_t(c.hq) * pr.Tq, std::nanf(""));
   p.out = out.data();
-  p.o_row_stride = int64_t(c.hq) * D;
-  p.o_head_stride = D;
   p.lse = lse.data();
   p.cu_seqlens_q = pr.cu_q.data();
   p.cu_seqlens_k = pr.cu_k.data();
-  p.mask = pr.mask.data();
-  p.mask_stride_col = 1;
-  p.mask_stride_row = pr.nbk;
-  p.mask_stride_h = int64_t(pr.mrows) * pr.nbk;
-  p.mask_stride_b = int64_t(c.mask_heads) * pr.mrows * pr.nbk;
-  p.mask_heads = c.mask_heads;
-  p.mask_row_div = c.mask1d ? 1 : c.bq;
-  p.block_size_q = p.mask_row_div;
-  p.block_size_k = c.bk;
-  p.nb_k = pr.nbk;
-  auto tile = [&](int rows) {
-    int pack = 1;
-    if (c.mask1d && p.mask_heads != p.h_q && p.group > 1)
-      for (int x = 1; x <= 16 && x <= p.group && x <= rows; ++x)
-        if (p.group % x == 0) pack = x;
-    p.pack = pack;
-    p.tile_tokens = rows / pack;
-    p.n_tok_tiles = (p.max_seqlen_q + p.tile_tokens - 1) / p.tile_tokens;
-    p.n_row_tiles = (p.group / pack) * p.n_tok_tiles;
-  };
+  selftest::fill_attn_mask(p, pr.mask.data(), int64_t(c.mask_heads) * pr.mrows * pr.nbk, int64_t(pr.mrows) * pr.nbk,
+                           pr.nbk, c.mask_heads, c.mask1d ? 1 : c.bq, c.bk, pr.nbk);
+  auto tile = [&](int rows) { selftest::fill_attn_tiling(p, rows); };
   std::vector<uint8_t> tm, tmT;
 
   // ---- forward ----
@@ -187,14 +140,11 @@ static void run(const Case& c, std::mt19937& rng) {
   p.dlse = nullptr;
   p.softmax_d = softmax_d.data();
   p.dq = dq.data();
-  p.dq_row_stride = int64_t(c.hq) * D;
-  p.dq_head_stride = D;
   p.dk = dk.data();
-  p.dk_row_stride = int64_t(c.hkv) * D;
-  p.dk_head_stride = D;
   p.dv = dv.data();
-  p.dv_row_stride = int64_t(c.hkv) * D;
-  p.dv_head_stride = D;
+  p.dq_row_stride = p.o_row_stride;
+  p.dk_row_stride = p.dv_row_stride = p.k_row_stride;
+  p.dq_head_stride = p.dk_head_stride = p.dv_head_stride = D;
   p.dq_accum = c.deterministic ? nullptr : dq_accum.data();
   p.deterministic = c.deterministic;
   tile(hipattn::kBwdRows);
@@ -204,10 +154,11 @@ static void run(const Case& c, std::mt19937& rng) {
   const AttnBwdParams pb = p;
   const int n_rows = pr.Tq * c.hq;
   seer_emu::launch((n_rows + 15) / 16, 1, 1, 256, [&] { hipattn::attention_bwd_preprocess_kernel_hip<Elem>(pb); });
-  const int key_tiles = (p.max_seqlen_k + hipattn::kBwdKeys - 1) / hipattn::kBwdKeys;
+  constexpr int split = hipattn::bwd_dsplit(D);  // D 256: a workgroup per half of the head dims
+  const int key_tiles = (p.max_seqlen_k + hipattn::kBwdKeys - 1) / hipattn::kBwdKeys * split;
   if (c.deterministic) {
     seer_emu::launch(key_tiles, p.h_kv, p.batch, hipattn::kThreads, [&] { hipattn::attention_bwd_kernel_hip<Elem, D, false>(pb); });
-    seer_emu::launch(p.n_row_tiles, p.h_kv, p.batch, hipattn::kThreads, [&] { hipattn::attention_bwd_dq_kernel_hip<Elem, D>(pb); });
+    seer_emu::launch(p.n_row_tiles * split, p.h_kv, p.batch, hipattn::kThreads, [&] { hipattn::attention_bwd_dq_kernel_hip<Elem, D>(pb); });
   } else {
     seer_emu::launch(key_tiles, p.h_kv, p.batch, hipattn::kThreads, [&] { hipattn::attention_bwd_kernel_hip<Elem, D, true>(pb); });
     seer_emu::launch(4, 1, 1, 256, [&] { hipattn::attention_bwd_convert_dq_kernel_hip<Elem>(pb, 4); });
@@ -304,8 +255,8 @@ int main() {
   run<Bf16, 64>({"2D causal bf16 D64 deterministic", 64, true, true, false, {100, 30}, {100, 30}, 2, 1, 1, 16, 16, 0.7, true}, rng);
   run<Fp16, 128>({"2D fp16 D128 B 128 mask bcast det.", 128, false, true, false, {260}, {300}, 2, 2, 1, 128, 128, 0.6, true},
                  rng);
-  run<Bf16, 256>({"2D causal bf16 D256 forward only", 256, true, true, false, {80}, {100}, 2, 1, 2, 32, 32, 0.6, false, false},
-                 rng);
+  run<Bf16, 256>({"2D causal bf16 D256 GQA2", 256, true, true, false, {80, 30}, {160, 30}, 2, 1, 2, 32, 32, 0.6, false}, rng);
+  run<Fp16, 256>({"1D non-causal fp16 D256 det.", 256, false, false, true, {40}, {50}, 1, 1, 1, 1, 16, 0.5, true}, rng);
   if (failures) {
     std::printf("%d case(s) failed\n", failures);
     return 1;

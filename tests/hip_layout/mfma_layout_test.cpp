@@ -343,6 +343,19 @@ static void check_decode_tile(std::mt19937& rng) {
 // As attention_bwd_kernel_hip: S = Q K^T (A = Q rows key_of_srow(i) from LDS, B = K fragments), then
 // dV = P^T dO with P^T from the S accumulators and dO^T from LDS, and dQ_w = dS K_w with dS through the
 // wavefront's LDS slice and K_w^T fragments. P = S and dS = S here (the element-wise step keeps layouts).
+// Largest |ref - acc| / (1 + |ref|) over the 32 x 32 accumulator tile acc (64 lanes x 16 values, layout
+// F) of output columns [32 nt, 32 nt + 32); ref(row, column) is the float64 value.
+template <typename F, typename Ref>
+static double c_tile_rel_err(const std::vector<float>& acc, int nt, Ref ref_of) {
+  double err = 0;
+  for (int l = 0; l < 64; ++l)
+    for (int r = 0; r < 16; ++r) {
+      const double ref = ref_of(F::c_row(l, r), 32 * nt + F::c_col(l));
+      err = std::fmax(err, std::fabs(ref - acc[l * 16 + r]) / (1 + std::fabs(ref)));
+    }
+  return err;
+}
+
 template <int D>
 static void check_bwd_tile(std::mt19937& rng) {
   using namespace seer::hipattn;
@@ -399,13 +412,11 @@ static void check_bwd_tile(std::mt19937& rng) {
       kIsa32.run(p0, g0, acc);
       kIsa32.run(p1, g1, acc);
     }
-    for (int l = 0; l < 64; ++l)
-      for (int r = 0; r < 16; ++r) {
-        const int key = F::c_row(l, r), d = 32 * nt + F::c_col(l);
-        double ref = 0;
-        for (int row = 0; row < 32; ++row) ref += sref(row, key) * G[row * D + d];
-        err_v = std::fmax(err_v, std::fabs(ref - acc[l * 16 + r]) / (1 + std::fabs(ref)));
-      }
+    err_v = std::fmax(err_v, c_tile_rel_err<F>(acc, nt, [&](int key, int d) {
+      double ref = 0;
+      for (int row = 0; row < 32; ++row) ref += sref(row, key) * G[row * D + d];
+      return ref;
+    }));
   }
   CHECK(err_v < 1e-3, "bwd D %d: dV differs from P^T dO by %g", D, err_v);
   // dQ_w = dS K_w (dS = S): dS slice written from the accumulators, read as A; K_w^T fragments as B.
@@ -434,13 +445,11 @@ static void check_bwd_tile(std::mt19937& rng) {
         conflicts += banks.size() != 32;
       }
     }
-    for (int l = 0; l < 64; ++l)
-      for (int r = 0; r < 16; ++r) {
-        const int row = F::c_row(l, r), d = 32 * nt + F::c_col(l);
-        double ref = 0;
-        for (int key = 0; key < 32; ++key) ref += sref(row, key) * K[key * D + d];
-        err_q = std::fmax(err_q, std::fabs(ref - acc[l * 16 + r]) / (1 + std::fabs(ref)));
-      }
+    err_q = std::fmax(err_q, c_tile_rel_err<F>(acc, nt, [&](int row, int d) {
+      double ref = 0;
+      for (int key = 0; key < 32; ++key) ref += sref(row, key) * K[key * D + d];
+      return ref;
+    }));
   }
   CHECK(err_q < 1e-3, "bwd D %d: dQ differs from dS K by %g", D, err_q);
   CHECK(conflicts == 0, "bwd D %d: %d conflicting dS read groups", D, conflicts);

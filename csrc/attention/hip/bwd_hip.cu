@@ -1,7 +1,8 @@
 // ROCm (gfx942) backward of varlen block-sparse attention: instantiations and the launcher
 // run_attention_bwd (the ROCm build links this file instead of bwd_launch.cu): atomic dQ (default) or
-// deterministic (separate dQ kernel). Empty for CUDA builds.
-#ifdef USE_ROCM
+// deterministic (separate dQ kernel). Compiled only by the ROCm build
+// (setup.py / make hip-check; the CUDA source lists leave csrc/*/hip/ out).
+#include "common/launch.h"
 #include "attention/hip/bwd_kernel_hip.h"
 
 namespace seer {
@@ -15,9 +16,11 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
   if (n_rows > 0) {
     hipLaunchKernelGGL((hipattn::attention_bwd_preprocess_kernel_hip<Elem>), dim3(static_cast<unsigned>((n_rows + 15) / 16)),
                        dim3(256), 0, stream, p);
-    if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    SEER_RETURN_IF_LAUNCH_ERROR();
   }
-  const int key_tiles = (p.max_seqlen_k + hipattn::kBwdKeys - 1) / hipattn::kBwdKeys;
+  // D 256: two workgroups per key tile / row tile, one per half of the head dims (bwd_layout_hip.h).
+  constexpr int kSplit = hipattn::bwd_dsplit(D);
+  const int key_tiles = (p.max_seqlen_k + hipattn::kBwdKeys - 1) / hipattn::kBwdKeys * kSplit;
   if (key_tiles > 0 && p.batch > 0 && p.h_kv > 0) {
     if (p.deterministic)
       hipLaunchKernelGGL((hipattn::attention_bwd_kernel_hip<Elem, D, false>), dim3(key_tiles, p.h_kv, p.batch),
@@ -25,13 +28,13 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
     else
       hipLaunchKernelGGL((hipattn::attention_bwd_kernel_hip<Elem, D, true>), dim3(key_tiles, p.h_kv, p.batch),
                          dim3(hipattn::kThreads), 0, stream, p);
-    if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    SEER_RETURN_IF_LAUNCH_ERROR();
   }
   if (p.deterministic) {
     if (p.n_row_tiles > 0 && p.batch > 0 && p.h_kv > 0) {
-      hipLaunchKernelGGL((hipattn::attention_bwd_dq_kernel_hip<Elem, D>), dim3(p.n_row_tiles, p.h_kv, p.batch),
+      hipLaunchKernelGGL((hipattn::attention_bwd_dq_kernel_hip<Elem, D>), dim3(p.n_row_tiles * kSplit, p.h_kv, p.batch),
                          dim3(hipattn::kThreads), 0, stream, p);
-      if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+      SEER_RETURN_IF_LAUNCH_ERROR();
     }
     return 0;
   }
@@ -40,7 +43,7 @@ int launch_bwd(const AttnBwdParams& p, hipStream_t stream) {
     const int groups = static_cast<int>(blocks < 4096 ? blocks : 4096);
     hipLaunchKernelGGL((hipattn::attention_bwd_convert_dq_kernel_hip<Elem>), dim3(groups), dim3(256), 0, stream, p,
                        groups);
-    if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    SEER_RETURN_IF_LAUNCH_ERROR();
   }
   return 0;
 }
@@ -50,14 +53,8 @@ int run_attention_bwd(const AttnBwdParams& p, void* stream) {
   if ((!p.deterministic && p.dq_accum == nullptr) || p.tile_tokens * p.pack > hipattn::kBwdRows)
     return static_cast<int>(hipErrorInvalidValue);
   const hipStream_t s = static_cast<hipStream_t>(stream);
-  using hip16::Bf16;
-  using hip16::Fp16;
-  switch (p.head_dim) {
-    case 64: return p.is_bf16 ? launch_bwd<Bf16, 64>(p, s) : launch_bwd<Fp16, 64>(p, s);
-    case 128: return p.is_bf16 ? launch_bwd<Bf16, 128>(p, s) : launch_bwd<Fp16, 128>(p, s);
-    default: return static_cast<int>(hipErrorInvalidValue);  // D 256: not yet on ROCm
-  }
+  return dispatch_elem_head_dim<hip16::Bf16, hip16::Fp16, 64, 128, 256>(
+      p.is_bf16, p.head_dim, [&](auto e, auto d) { return launch_bwd<decltype(e), decltype(d)::value>(p, s); });
 }
 
 }  // namespace seer
-#endif  // USE_ROCM

@@ -23,13 +23,15 @@
 // order); no dq_accum workspace.
 //
 // Resources (D 128): K, V, K_w^T fragments 96 VGPRs + dK, dV 128 accumulators -> one wavefront per SIMD
-// (up to 512 VGPRs + AGPRs), LDS ~58 KiB per workgroup (Q, dO, Q^T, dO^T, dS slices, fp32 dQ). D 256 is
-// not built: Q, dO and their transposes alone would fill the 64 KiB of LDS.
+// (up to 512 VGPRs + AGPRs), LDS ~58 KiB per workgroup (Q, dO, Q^T, dO^T, dS slices, fp32 dQ). D 256:
+// two workgroups per key tile, one per half of the head dims (bwd_dsplit, bwd_layout_hip.h says why),
+// the fp32 dQ sum in the LDS of Q / dO once S and dP are done; LDS ~57 KiB.
 #pragma once
 #include <cstdint>
 
 #include "attention/hip/fwd_kernel_hip.h"
 #include "attention/hip/bwd_layout_hip.h"
+#include "attention/bwd_preprocess.h"
 
 namespace seer {
 namespace hipattn {
@@ -44,16 +46,23 @@ struct RowStats {
   const uint8_t* mask[kBwdRows];  // user-mask row (nullptr: padding row)
 };
 
-// LDS of the dK/dV kernel (kTransposed: also Q^T / dO^T) and of the deterministic dQ kernel.
+// LDS of the dK/dV kernel (kTransposed: also Q^T / dO^T) and of the deterministic dQ kernel. The
+// workgroup's own dims are kDh = D / bwd_dsplit(D) (all of D, or one half at D 256).
 template <int D, bool kTransposed>
 struct BwdSmem {
+  static constexpr int kDh = D / bwd_dsplit(D);
+  // Split D: the fp32 dQ sum [row][kDh] reuses Q's LDS (S and dP, the only readers of Q / dO, are done
+  // by then: a barrier separates them).
+  static constexpr bool kDqInQ = kDh != D;
+  static_assert(!kDqInQ || kBwdRows * kDh * 4 <= kBwdRows * D * 2, "dQ sum fits in Q's LDS");
   uint16_t q[kBwdRows * D];     // k_lds<D> layout
   uint16_t dout[kBwdRows * D];  // k_lds<D> layout
-  uint16_t qt[kTransposed ? kBwdRows * D : 8];     // vt_lds<32> layout (Q^T)
-  uint16_t doutt[kTransposed ? kBwdRows * D : 8];  // vt_lds<32> layout (dO^T)
+  uint16_t qt[kTransposed ? kBwdRows * kDh : 8];     // vt_lds<32> layout (Q^T, dims d0 ..)
+  uint16_t doutt[kTransposed ? kBwdRows * kDh : 8];  // vt_lds<32> layout (dO^T, dims d0 ..)
   uint16_t ds[kWaves][kBwdRows * kDsStride];  // per wavefront: dS[row][key]
-  float dq[kBwdRows * D];       // sum of the wavefronts' dQ_w [row][d]
+  float dq_own[kDqInQ ? 4 : kBwdRows * kDh];  // sum of the wavefronts' dQ_w [row][d - d0] (unless kDqInQ)
   RowStats st;
+  SEER_DEVICE float* dq() { return kDqInQ ? reinterpret_cast<float*>(q) : dq_own; }
 };
 
 // (token, head) of row r of row tile rt, and whether it is a real row.
@@ -120,9 +129,11 @@ SEER_DEVICE void load_row_stats(const AttnBwdParams& p, int b, int hk, int rt, i
 }
 
 // Q and dO rows of row tile rt -> LDS: a lane takes rows (2j, 2j + 1) x 8 dims: two 16-byte chunks
-// row-major and (kTransposed) 8 words of Q^T / dO^T. Padding rows are zero.
+// row-major and (kTransposed, dims [d0, d0 + kDh) only) 8 words of Q^T / dO^T. Padding rows are zero.
 template <int D, bool kTransposed>
-SEER_DEVICE void load_row_tile(const AttnBwdParams& p, int hk, int rt, int q_start, int seqlen_q, BwdSmem<D, kTransposed>& sm) {
+SEER_DEVICE void load_row_tile(const AttnBwdParams& p, int hk, int rt, int q_start, int seqlen_q, int d0,
+                               BwdSmem<D, kTransposed>& sm) {
+  constexpr int kDh = BwdSmem<D, kTransposed>::kDh;
   for (int it = hip::tid(); it < (kBwdRows / 2) * (D / 8); it += kThreads) {
     const int j = it % (kBwdRows / 2), dc = it / (kBwdRows / 2);
     u32x4 qv[2], dov[2];
@@ -141,12 +152,13 @@ SEER_DEVICE void load_row_tile(const AttnBwdParams& p, int hk, int rt, int q_sta
       *reinterpret_cast<u32x4*>(sm.dout + k_lds<D>(2 * j + i, 8 * dc)) = dov[i];
     }
     if constexpr (kTransposed) {
+      if (8 * dc < d0 || 8 * dc >= d0 + kDh) continue;
       uint32_t wq[8], wd[8];
       hip::transpose_pair(qv[0], qv[1], wq);
       hip::transpose_pair(dov[0], dov[1], wd);
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        const int off = vt_lds<kBwdRows>(8 * dc + e, 2 * j);
+        const int off = vt_lds<kBwdRows>(8 * dc - d0 + e, 2 * j);
         *reinterpret_cast<uint32_t*>(sm.qt + off) = wq[e];
         *reinterpret_cast<uint32_t*>(sm.doutt + off) = wd[e];
       }
@@ -155,11 +167,11 @@ SEER_DEVICE void load_row_tile(const AttnBwdParams& p, int hk, int rt, int q_sta
 }
 
 // The wavefront's 32 keys [kw0, kw0 + 32) as MFMA operands: kA / vA = B operands of S / dP
-// (K[kw0 + lane % 32][16 j + 8 h .. + 7]), kB = B operand of dQ_w = dS K_w (K[kw0 + 8 s + 4 h + e][32 nt +
-// lane % 32]). Keys >= seqlen_k are zero.
-template <int D>
+// (K[kw0 + lane % 32][16 j + 8 h .. + 7], all D dims), kB = B operand of dQ_w = dS K_w (K[kw0 + 8 s + 4 h +
+// e][d0 + 32 nt + lane % 32], the workgroup's kDh dims). Keys >= seqlen_k are zero.
+template <int D, int kDh>
 SEER_DEVICE void load_key_fragments(const AttnBwdParams& p, const uint16_t* gk, const uint16_t* gv, int kw0, int seqlen_k,
-                                    u32x4 (&kA)[D / 16], u32x4 (&vA)[D / 16], s16x4 (&kB)[D / 32][4]) {
+                                    int d0, u32x4 (&kA)[D / 16], u32x4 (&vA)[D / 16], s16x4 (&kB)[kDh / 32][4]) {
   const int lane = hip::tid() % 64, h = lane / 32;
   const int my_key = kw0 + lane % 32;
   const bool ok = my_key < seqlen_k;
@@ -171,14 +183,14 @@ SEER_DEVICE void load_key_fragments(const AttnBwdParams& p, const uint16_t* gk, 
                : u32x4{0u, 0u, 0u, 0u};
   }
 #pragma unroll
-  for (int nt = 0; nt < D / 32; ++nt)
+  for (int nt = 0; nt < kDh / 32; ++nt)
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
       uint16_t e4[4];
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = kw0 + mfma::M32x32x8::b_k(lane, e) + 8 * s;
-        e4[e] = key < seqlen_k ? gk[static_cast<int64_t>(key) * p.k_row_stride + 32 * nt + lane % 32] : uint16_t(0);
+        e4[e] = key < seqlen_k ? gk[static_cast<int64_t>(key) * p.k_row_stride + d0 + 32 * nt + lane % 32] : uint16_t(0);
       }
       kB[nt][s] = __builtin_bit_cast(s16x4, hip::u32x2{e4[0] | (uint32_t(e4[1]) << 16), e4[2] | (uint32_t(e4[3]) << 16)});
     }
@@ -237,16 +249,19 @@ SEER_DEVICE f32x16 gemm_dq(const uint16_t* ds, const s16x4 (&kB)[4], f32x16 acc)
   return acc;
 }
 
-// dK/dV kernel (and, kAtomicDq, the atomic dQ). Grid: (128-key tiles, kv heads, sequences).
+// dK/dV kernel (and, kAtomicDq, the atomic dQ). Grid: (128-key tiles x bwd_dsplit(D), kv heads, sequences).
 template <typename Elem, int D, bool kAtomicDq>
 __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const AttnBwdParams p) {
-  __shared__ __attribute__((aligned(16))) BwdSmem<D, true> sm;
+  using Smem = BwdSmem<D, true>;
+  constexpr int kSplit = bwd_dsplit(D), kDh = Smem::kDh;
+  __shared__ __attribute__((aligned(16))) Smem sm;
   const int tid = hip::tid(), lane = tid % 64, wave = tid / 64, h = lane / 32;
   const int hk = hip::bid_y(), b = hip::bid_z();
   const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
   const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
   const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
-  const int k0 = hip::bid_x() * kBwdKeys;
+  const int k0 = (hip::bid_x() / kSplit) * kBwdKeys;
+  const int d0 = (hip::bid_x() % kSplit) * kDh;  // this workgroup's dK / dV / dQ dims [d0, d0 + kDh)
   if (k0 >= seqlen_k) return;  // uniform: no key of this sequence here (keys with no row still get dK = dV = 0)
   const int kw0 = k0 + 32 * wave;          // this wavefront's first key
   const int my_key = kw0 + lane % 32;      // the key of this lane's accumulator column
@@ -256,11 +271,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
   const uint16_t* gv = static_cast<const uint16_t*>(p.v) + static_cast<int64_t>(k_start) * p.v_row_stride +
                        static_cast<int64_t>(hk) * p.v_head_stride;
   u32x4 kA[D / 16], vA[D / 16];
-  s16x4 kB[D / 32][4];
-  load_key_fragments<D>(p, gk, gv, kw0, seqlen_k, kA, vA, kB);
-  f32x16 dk[D / 32], dv[D / 32];
+  s16x4 kB[kDh / 32][4];
+  load_key_fragments<D, kDh>(p, gk, gv, kw0, seqlen_k, d0, kA, vA, kB);
+  f32x16 dk[kDh / 32], dv[kDh / 32];
 #pragma unroll
-  for (int nt = 0; nt < D / 32; ++nt) dk[nt] = dv[nt] = f32x16{};
+  for (int nt = 0; nt < kDh / 32; ++nt) dk[nt] = dv[nt] = f32x16{};
 
   const uint8_t* tmT = p.tile_maskT + (static_cast<int64_t>(b) * p.h_kv + hk) * p.nb_k * p.n_row_tiles;
   const int my_chunk = (32 * wave + lane % 32) / kChunk;
@@ -270,9 +285,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
   auto process = [&](int rt, uint32_t flags) {
     hip::barrier();  // the previous row tile's LDS readers are done
     load_row_stats(p, b, hk, rt, q_start, seqlen_q, seqlen_k, sm.st);
-    if constexpr (kAtomicDq)
-      for (int e = tid; e < kBwdRows * D; e += kThreads) sm.dq[e] = 0.f;
-    load_row_tile<D, true>(p, hk, rt, q_start, seqlen_q, sm);
+    if constexpr (kAtomicDq && !Smem::kDqInQ)
+      for (int e = tid; e < kBwdRows * kDh; e += kThreads) sm.dq()[e] = 0.f;
+    load_row_tile<D, true>(p, hk, rt, q_start, seqlen_q, d0, sm);
     hip::barrier();
 
     float pr[16], dsr[16];
@@ -285,8 +300,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
       df[st] = hip::pack4<Elem>(dsr[4 * st], dsr[4 * st + 1], dsr[4 * st + 2], dsr[4 * st + 3]);
     }
 #pragma unroll
-    for (int nt = 0; nt < D / 32; ++nt) {
-      const int d = 32 * nt + mfma::M32x32x8::b_col(lane);
+    for (int nt = 0; nt < kDh / 32; ++nt) {
+      const int d = 32 * nt + mfma::M32x32x8::b_col(lane);  // - d0
 #pragma unroll
       for (int m = 0; m < 2; ++m) {
         const u32x4 bo = *reinterpret_cast<const u32x4*>(sm.doutt + vt_lds<kBwdRows>(d, 16 * m + 8 * h));
@@ -300,20 +315,26 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
     if constexpr (kAtomicDq) {
       // dQ_w = dS K_w, summed over the wavefronts in LDS, then one fp32 atomic per nonzero element.
       store_ds_slice<Elem>(sm.ds[wave], dsr);
+      if constexpr (Smem::kDqInQ) {  // every wavefront is done with Q / dO: their LDS takes the dQ sum
+        hip::barrier();
+        for (int e = tid; e < kBwdRows * kDh; e += kThreads) sm.dq()[e] = 0.f;
+        hip::barrier();
+      }
+      float* sdq = sm.dq();
 #pragma unroll
-      for (int nt = 0; nt < D / 32; ++nt) {
+      for (int nt = 0; nt < kDh / 32; ++nt) {
         const f32x16 acc = gemm_dq<Elem>(sm.ds[wave], kB[nt], f32x16{});
 #pragma unroll
         for (int r = 0; r < 16; ++r)
-          atomicAdd(&sm.dq[mfma::M32x32x8::c_row(lane, r) * D + 32 * nt + mfma::M32x32x8::c_col(lane)], acc[r]);
+          atomicAdd(&sdq[mfma::M32x32x8::c_row(lane, r) * kDh + 32 * nt + mfma::M32x32x8::c_col(lane)], acc[r]);
       }
       hip::barrier();
-      for (int e = tid; e < kBwdRows * D; e += kThreads) {
-        const float v = sm.dq[e];
+      for (int e = tid; e < kBwdRows * kDh; e += kThreads) {
+        const float v = sdq[e];
         if (v == 0.f) continue;
-        const RowPos rp = row_pos(p, hk, rt, e / D, seqlen_q);
+        const RowPos rp = row_pos(p, hk, rt, e / kDh, seqlen_q);
         if (!rp.valid) continue;
-        unsafeAtomicAdd(p.dq_accum + ((static_cast<int64_t>(q_start) + rp.token) * p.h_q + rp.head) * D + e % D, v);
+        unsafeAtomicAdd(p.dq_accum + ((static_cast<int64_t>(q_start) + rp.token) * p.h_q + rp.head) * D + d0 + e % kDh, v);
       }
     }
   };
@@ -326,14 +347,14 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
       },
       process);
 
-  // ---- dK (scaled), dV: lane holds key kw0 + c_row(lane, r), dim 32 nt + lane % 32 ----
+  // ---- dK (scaled), dV: lane holds key kw0 + c_row(lane, r), dim d0 + 32 nt + lane % 32 ----
 #pragma unroll
-  for (int nt = 0; nt < D / 32; ++nt)
+  for (int nt = 0; nt < kDh / 32; ++nt)
 #pragma unroll
     for (int r = 0; r < 16; ++r) {
       const int key = kw0 + mfma::M32x32x8::c_row(lane, r);
       if (key >= seqlen_k) continue;
-      const int d = 32 * nt + mfma::M32x32x8::c_col(lane);
+      const int d = d0 + 32 * nt + mfma::M32x32x8::c_col(lane);
       const int64_t t = static_cast<int64_t>(k_start) + key;
       static_cast<uint16_t*>(p.dk)[t * p.dk_row_stride + static_cast<int64_t>(hk) * p.dk_head_stride + d] =
           hip16::from_float<Elem>(dk[nt][r] * p.scale);
@@ -345,12 +366,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
 // Deterministic dQ kernel: one workgroup per (32-row tile, kv head, sequence) walks the 128-key windows
 // with a kept chunk (row-major tile mask); wavefront w always takes keys [32 w, 32 w + 32) of a window
 // and keeps its dQ_w in registers, and the 4 dQ_w are summed in a fixed order at the end: bitwise
-// reproducible. S and dP are recomputed (the dK/dV kernel runs without its dQ part).
+// reproducible. S and dP are recomputed (the dK/dV kernel runs without its dQ part). D 256: one
+// workgroup per half of the dims (grid x = row tile * 2 + half).
 template <typename Elem, int D>
 __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const AttnBwdParams p) {
-  __shared__ __attribute__((aligned(16))) BwdSmem<D, false> sm;
+  using Smem = BwdSmem<D, false>;
+  constexpr int kSplit = bwd_dsplit(D), kDh = Smem::kDh;
+  __shared__ __attribute__((aligned(16))) Smem sm;
   const int tid = hip::tid(), lane = tid % 64, wave = tid / 64;
-  const int rt = hip::bid_x(), hk = hip::bid_y(), b = hip::bid_z();
+  const int rt = hip::bid_x() / kSplit, hk = hip::bid_y(), b = hip::bid_z();
+  const int d0 = (hip::bid_x() % kSplit) * kDh;  // this workgroup's dQ dims [d0, d0 + kDh)
   const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
   const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
   const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
@@ -362,7 +387,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
   if (p.causal) key_limit = imax(0, imin(key_limit, tok_last + seqlen_k - seqlen_q + 1));
 
   load_row_stats(p, b, hk, rt, q_start, seqlen_q, seqlen_k, sm.st);
-  load_row_tile<D, false>(p, hk, rt, q_start, seqlen_q, sm);
+  load_row_tile<D, false>(p, hk, rt, q_start, seqlen_q, d0, sm);
   hip::barrier();
 
   const uint16_t* gk = static_cast<const uint16_t*>(p.k) + static_cast<int64_t>(k_start) * p.k_row_stride +
@@ -370,9 +395,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
   const uint16_t* gv = static_cast<const uint16_t*>(p.v) + static_cast<int64_t>(k_start) * p.v_row_stride +
                        static_cast<int64_t>(hk) * p.v_head_stride;
   const uint8_t* tm = p.tile_mask + ((static_cast<int64_t>(b) * p.h_kv + hk) * p.n_row_tiles + rt) * p.nb_k;
-  f32x16 dq[D / 32];
+  f32x16 dq[kDh / 32];
 #pragma unroll
-  for (int nt = 0; nt < D / 32; ++nt) dq[nt] = f32x16{};
+  for (int nt = 0; nt < kDh / 32; ++nt) dq[nt] = f32x16{};
   const int my_chunk = (32 * wave + lane % 32) / kChunk;
 
   for_each_flagged(
@@ -381,8 +406,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
       [&](int w, uint32_t flags) {
         const int kw0 = w * kBwdKeys + 32 * wave, my_key = kw0 + lane % 32;
         u32x4 kA[D / 16], vA[D / 16];
-        s16x4 kB[D / 32][4];
-        load_key_fragments<D>(p, gk, gv, kw0, seqlen_k, kA, vA, kB);
+        s16x4 kB[kDh / 32][4];
+        load_key_fragments<D, kDh>(p, gk, gv, kw0, seqlen_k, d0, kA, vA, kB);
         float pr[16], dsr[16];
         probs_and_grads<Elem, D>(p, sm.q, sm.dout, sm.st, kA, vA, my_key, (flags >> (2 * my_chunk)) & 3u,
                                  my_key / p.block_size_k, pr, dsr);
@@ -390,28 +415,30 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
         __builtin_amdgcn_wave_barrier();
         store_ds_slice<Elem>(sm.ds[wave], dsr);
 #pragma unroll
-        for (int nt = 0; nt < D / 32; ++nt) dq[nt] = gemm_dq<Elem>(sm.ds[wave], kB[nt], dq[nt]);
+        for (int nt = 0; nt < kDh / 32; ++nt) dq[nt] = gemm_dq<Elem>(sm.ds[wave], kB[nt], dq[nt]);
       });
 
   // Sum the wavefronts' dQ_w in a fixed order, then dq = scale * sum for every real row of the tile.
+  if constexpr (Smem::kDqInQ) hip::barrier();  // every wavefront is done with Q / dO (the sum's LDS)
+  float* sdq = sm.dq();
 #pragma unroll 1
   for (int w = 0; w < kWaves; ++w) {
     if (w == wave)
 #pragma unroll
-      for (int nt = 0; nt < D / 32; ++nt)
+      for (int nt = 0; nt < kDh / 32; ++nt)
 #pragma unroll
         for (int r = 0; r < 16; ++r) {
-          float* dst = &sm.dq[mfma::M32x32x8::c_row(lane, r) * D + 32 * nt + mfma::M32x32x8::c_col(lane)];
+          float* dst = &sdq[mfma::M32x32x8::c_row(lane, r) * kDh + 32 * nt + mfma::M32x32x8::c_col(lane)];
           *dst = (w == 0 ? 0.f : *dst) + dq[nt][r];
         }
     hip::barrier();
   }
-  for (int e = tid; e < kBwdRows * D; e += kThreads) {
-    const RowPos rp = row_pos(p, hk, rt, e / D, seqlen_q);
+  for (int e = tid; e < kBwdRows * kDh; e += kThreads) {
+    const RowPos rp = row_pos(p, hk, rt, e / kDh, seqlen_q);
     if (!rp.valid) continue;
     static_cast<uint16_t*>(p.dq)[(static_cast<int64_t>(q_start) + rp.token) * p.dq_row_stride +
-                                 static_cast<int64_t>(rp.head) * p.dq_head_stride + e % D] =
-        hip16::from_float<Elem>(sm.dq[e] * p.scale);
+                                 static_cast<int64_t>(rp.head) * p.dq_head_stride + d0 + e % kDh] =
+        hip16::from_float<Elem>(sdq[e] * p.scale);
   }
 }
 
@@ -422,13 +449,11 @@ __global__ void __launch_bounds__(256) attention_bwd_preprocess_kernel_hip(const
   const int sub = hip::tid() % 16;
   const bool active = row < static_cast<int64_t>(p.total_q) * p.h_q;
   float acc = 0.f;
-  int64_t t = 0;
-  int hh = 0;
+  PreRow x{};
   if (active) {
-    t = row / p.h_q;
-    hh = static_cast<int>(row - t * p.h_q);
-    const uint16_t* o = static_cast<const uint16_t*>(p.out) + t * p.o_row_stride + static_cast<int64_t>(hh) * p.o_head_stride;
-    const uint16_t* g = static_cast<const uint16_t*>(p.dout) + t * p.do_row_stride + static_cast<int64_t>(hh) * p.do_head_stride;
+    x = pre_row(p, row);
+    const uint16_t* o = static_cast<const uint16_t*>(p.out) + x.o_off;
+    const uint16_t* g = static_cast<const uint16_t*>(p.dout) + x.do_off;
     for (int d = 8 * sub; d < p.head_dim; d += 128) {
       const u32x4 a = *reinterpret_cast<const u32x4*>(o + d), c = *reinterpret_cast<const u32x4*>(g + d);
       const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, cw[4] = {c.x, c.y, c.z, c.w};
@@ -440,10 +465,7 @@ __global__ void __launch_bounds__(256) attention_bwd_preprocess_kernel_hip(const
   }
 #pragma unroll
   for (int m = 1; m < 16; m *= 2) acc += SEER_SHFL_XOR(acc, m);
-  if (active && sub == 0) {
-    const int64_t i = static_cast<int64_t>(hh) * p.total_q + t;
-    p.softmax_d[i] = acc - (p.dlse != nullptr ? p.dlse[i] : 0.f);
-  }
+  if (active && sub == 0) store_softmax_d(p, x, acc);
 }
 
 // dq = dq_accum * scale in the element type, every row (rows nothing attends hold zeros). Grid-stride

@@ -14,6 +14,16 @@
 //                             accumulators), B = K_w^T fragments in registers (keys 8s + 4h + e, d =
 //                             lane % 32); the 4 wavefronts' dQ_w are summed in LDS (fp32) and added to
 //                             the fp32 workspace with one atomic per element
+// D 256 (bwd_dsplit): each workgroup owns one half of the head dims [d0, d0 + 128) for dK, dV and
+// dQ (grid x = key tile * 2 + half; the deterministic dQ kernel: row tile * 2 + half), while S and dP
+// still reduce over all 256 dims. Why a D-split rather than fewer keys per workgroup: 32 keys per
+// wavefront is the 32x32 MFMA's minimum and the registers are per wavefront (K, V as S / dP operands
+// alone are 128 VGPRs at D 256; full-D dK, dV would add 256 accumulators and K_w^T 64 more: past 512
+// with the temporaries), and the LDS is dominated by the row tile (Q, dO, Q^T, dO^T: 64 KiB at D 256,
+// the whole budget), not by the keys. Halving D per workgroup halves the accumulators, K_w^T, Q^T /
+// dO^T and the fp32 dQ sum; the latter then lives in the LDS of Q / dO (dead once S and dP are
+// computed), so the LDS stays ~57 KiB as for D 128. Cost: S and dP are computed twice (once per half):
+// ~1.4x the MFMA work of an unsplit D 256 backward.
 // LDS: Q and dO row-major with the forward's K swizzle (k_lds<D>), Q^T and dO^T with the forward's
 // 32-key V^T swizzle (vt_lds<32>), dS slices [32 rows][kDsStride] (8-byte reads by 16 lanes of rows
 // 0..15: 36 elements = 18 banks apart, 16 distinct even banks).
@@ -28,6 +38,8 @@ constexpr int kBwdKeys = 32 * kWaves;      // keys per workgroup
 constexpr int kDsStride = 36;              // dS slice row stride (elements)
 
 SEER_MFMA_HD constexpr int ds_lds(int row, int key) { return row * kDsStride + key; }
+// Workgroups per head-dim (dK / dV / dQ dims [d0, d0 + D / bwd_dsplit(D)) each), see above.
+SEER_MFMA_HD constexpr int bwd_dsplit(int d) { return d > 128 ? 2 : 1; }
 
 }  // namespace hipattn
 }  // namespace seer

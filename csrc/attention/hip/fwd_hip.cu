@@ -1,7 +1,7 @@
 // ROCm (gfx942) forward of varlen block-sparse attention: instantiations and the launcher
-// run_attention_fwd (the ROCm build links this file instead of fwd_dispatch.cu). Compiled only on
-// ROCm: the whole file is empty for CUDA builds (the CUDA sources glob picks it up).
-#ifdef USE_ROCM
+// run_attention_fwd (the ROCm build links this file instead of fwd_dispatch.cu). Compiled only by the ROCm
+// build (setup.py / make hip-check; the CUDA source lists leave csrc/*/hip/ out).
+#include "common/launch.h"
 #include "attention/hip/fwd_kernel_hip.h"
 
 namespace seer {
@@ -25,15 +25,8 @@ int launch_fwd(const AttnParams& p, hipStream_t stream) {
 int run_attention_fwd(const AttnParams& p, void* stream) {
   if (p.tile_tokens * p.pack > hipattn::kBlockM) return static_cast<int>(hipErrorInvalidValue);
   const hipStream_t s = static_cast<hipStream_t>(stream);
-  using hip16::Bf16;
-  using hip16::Fp16;
-  switch (p.head_dim) {
-    case 64: return p.is_bf16 ? launch_fwd<Bf16, 64>(p, s) : launch_fwd<Fp16, 64>(p, s);
-    case 128: return p.is_bf16 ? launch_fwd<Bf16, 128>(p, s) : launch_fwd<Fp16, 128>(p, s);
-    case 256: return p.is_bf16 ? launch_fwd<Bf16, 256>(p, s) : launch_fwd<Fp16, 256>(p, s);
-    default: return static_cast<int>(hipErrorInvalidValue);
-  }
+  return dispatch_elem_head_dim<hip16::Bf16, hip16::Fp16, 64, 128, 256>(
+      p.is_bf16, p.head_dim, [&](auto e, auto d) { return launch_fwd<decltype(e), decltype(d)::value>(p, s); });
 }
 
 }  // namespace seer
-#endif  // USE_ROCM

@@ -1,13 +1,7 @@
 // Standalone self-test of the attention backward kernels (no torch, no forward kernel, no tile-mask
 // kernel: the forward pass, the tile mask and the float64 reference are computed on the host here).
-// Not part of the extension build (setup.py compiles only *.cu and *_api.cpp). Build and run on a GPU
-// machine from the repository root:
-//
-//   nvcc -x cu -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a --use_fast_math --expt-relaxed-constexpr \
-//     -Icsrc csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu \
-//     csrc/attention/instantiations/bwd_*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest
-//
-// (sm_80: -gencode arch=compute_80,code=sm_80.) It sweeps head dims 64 / 128 / 256, dtypes, 1D/2D
+// Built and run with the other self-tests by `make selftest` (cmake target seer_bwd_selftest,
+// cmake/CMakeLists.txt). It sweeps head dims 64 / 128 / 256, dtypes, 1D/2D
 // masks, causal, GQA packing and block sizes, and runs every case on both backward paths
 // (deterministic, and atomic with the fp32 dq_accum workspace) through run_attention_bwd (the
 // configuration the device gets) AND on every dK/dV configuration of BwdConfig (Dkdv and DkdvSmall,
@@ -43,11 +37,15 @@
 #include "attention/bwd_launch_template.cuh"
 #include "common/platform.h"
 
+#include "common/selftest/check.h"
+#include "common/selftest/reference.h"
+
 namespace {
 
 using seer::AttnBwdParams;
-
-#include "common/selftest/check.h"
+using seer::selftest::from_bits;
+using seer::selftest::round_elem;
+using seer::selftest::to_bits;
 
 struct Case {
   int D;
@@ -62,32 +60,6 @@ struct Case {
   int max_q = 0, max_k = 0;  // max_seqlen_q / _k given to the kernels; 0: the longest sequence. Smaller
                              // values make the input inconsistent: every length is clamped to them.
 };
-
-float round_elem(float x, bool bf16) {
-  if (bf16) return __bfloat162float(__float2bfloat16(x));
-  return __half2float(__float2half(x));
-}
-uint16_t to_bits(float x, bool bf16) {
-  uint16_t r;
-  if (bf16) {
-    __nv_bfloat16 h = __float2bfloat16(x);
-    std::memcpy(&r, &h, 2);
-  } else {
-    __half h = __float2half(x);
-    std::memcpy(&r, &h, 2);
-  }
-  return r;
-}
-float from_bits(uint16_t b, bool bf16) {
-  if (bf16) {
-    __nv_bfloat16 h;
-    std::memcpy(&h, &b, 2);
-    return __bfloat162float(h);
-  }
-  __half h;
-  std::memcpy(&h, &b, 2);
-  return __half2float(h);
-}
 
 template <typename T>
 T* to_device(const std::vector<T>& v) {
@@ -206,14 +178,13 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   }
 
   // Row tiling and tile mask (attention_params.h semantics; what run_build_tile_mask produces).
-  int pack = 1;
-  const int tile_rows = seer::attention_bwd_tile_rows(D);
-  if (c.is1d && Hm != hq && group > 1)
-    for (int x = 1; x <= 16 && x <= group && x <= tile_rows; ++x)
-      if (group % x == 0) pack = x;
-  const int tile_tokens = tile_rows / pack;
-  const int n_tok_tiles = (maxq + tile_tokens - 1) / tile_tokens;
-  const int n_row_tiles = (group / pack) * n_tok_tiles;
+  AttnBwdParams p{};
+  seer::selftest::fill_attn_problem(p, B, hq, hkv, D, maxq, maxk, Tq, Tk, c.causal, c.bf16);
+  seer::selftest::DeviceArena dev;
+  seer::selftest::fill_attn_mask(p, dev.copy(mask), static_cast<int64_t>(Hm) * std::max(mrows, 1) * mcols,
+                                 static_cast<int64_t>(std::max(mrows, 1)) * mcols, mcols, Hm, div, c.bk, nb_k);
+  seer::selftest::fill_attn_tiling(p, seer::attention_bwd_tile_rows(D));
+  const int pack = p.pack, tile_tokens = p.tile_tokens, n_tok_tiles = p.n_tok_tiles, n_row_tiles = p.n_row_tiles;
   std::vector<uint8_t> tm(static_cast<size_t>(B) * hkv * n_row_tiles * std::max(nb_k, 1), 0),
       tmT(tm.size(), 0);
   for (int b = 0; b < B; ++b) {
@@ -244,78 +215,32 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
     for (size_t i = 0; i < x.size(); ++i) r[i] = to_bits(x[i], c.bf16);
     return r;
   };
-  uint16_t *d_q = to_device(bits(q)), *d_do = to_device(bits(dout)), *d_k = to_device(bits(k)),
-           *d_v = to_device(bits(v)), *d_out = to_device(bits(out));
-  float* d_lse = to_device(lse);
-  int *d_cuq = to_device(cuq), *d_cuk = to_device(cuk);
-  uint8_t *d_mask = to_device(mask), *d_tm = to_device(tm), *d_tmT = to_device(tmT);
-  std::vector<uint16_t> nan_fill(static_cast<size_t>(Tq) * hq * D, 0x7fff);  // NaN in both formats
-  uint16_t* d_dq = to_device(nan_fill);
-  uint16_t* d_dk = to_device(std::vector<uint16_t>(k.size(), 0x7fff));
-  uint16_t* d_dv = to_device(std::vector<uint16_t>(k.size(), 0x7fff));
-  float* d_sd = to_device(std::vector<float>(static_cast<size_t>(hq) * Tq, NAN));
-
-  AttnBwdParams p{};
-  p.batch = B;
-  p.h_q = hq;
-  p.h_kv = hkv;
-  p.group = group;
-  p.head_dim = D;
-  p.max_seqlen_q = maxq;
-  p.max_seqlen_k = maxk;
-  p.total_q = Tq;
-  p.total_k = Tk;
-  p.scale = scale;
-  p.scale_log2 = scale * 1.4426950408889634f;
-  p.causal = c.causal;
-  p.is_bf16 = c.bf16;
-  p.q = d_q;
-  p.q_row_stride = q_rs;
-  p.q_head_stride = q_hs;
-  p.k = d_k;
-  p.k_row_stride = hkv * D;
-  p.k_head_stride = D;
-  p.v = d_v;
-  p.v_row_stride = hkv * D;
-  p.v_head_stride = D;
-  p.out = d_out;
-  p.o_row_stride = hq * D;
-  p.o_head_stride = D;
-  p.lse = d_lse;
-  p.cu_seqlens_q = d_cuq;
-  p.cu_seqlens_k = d_cuk;
-  p.mask = d_mask;
-  p.mask_stride_b = static_cast<int64_t>(Hm) * std::max(mrows, 1) * mcols;
-  p.mask_stride_h = static_cast<int64_t>(std::max(mrows, 1)) * mcols;
-  p.mask_stride_row = mcols;
-  p.mask_stride_col = 1;
-  p.mask_heads = Hm;
-  p.mask_row_div = div;
-  p.block_size_q = div;
-  p.block_size_k = c.bk;
-  p.nb_k = nb_k;
-  p.pack = pack;
-  p.tile_tokens = tile_tokens;
-  p.n_tok_tiles = n_tok_tiles;
-  p.n_row_tiles = n_row_tiles;
-  p.tile_mask = d_tm;
-  p.tile_maskT = d_tmT;
-  p.dout = d_do;
-  p.do_row_stride = q_rs;
-  p.do_head_stride = q_hs;
+  std::vector<uint16_t> q_bits = bits(q), do_bits = bits(dout);
+  p.q = dev.copy(q_bits);
+  p.q_row_stride = p.do_row_stride = q_rs;
+  p.q_head_stride = p.do_head_stride = q_hs;
+  p.k = dev.copy(bits(k));
+  p.v = dev.copy(bits(v));
+  p.out = dev.copy(bits(out));
+  p.lse = dev.copy(lse);
+  p.cu_seqlens_q = dev.copy(cuq);
+  p.cu_seqlens_k = dev.copy(cuk);
+  p.tile_mask = dev.copy(tm);
+  p.tile_maskT = dev.copy(tmT);
+  p.dout = dev.copy(do_bits);
   p.dlse = nullptr;
-  p.softmax_d = d_sd;
+  p.softmax_d = dev.filled(static_cast<size_t>(hq) * Tq, NAN);
+  // outputs (contiguous; refilled with NaN before every run below)
+  uint16_t* d_dq = dev.alloc<uint16_t>(static_cast<size_t>(Tq) * hq * D);
+  uint16_t* d_dk = dev.alloc<uint16_t>(k.size());
+  uint16_t* d_dv = dev.alloc<uint16_t>(k.size());
   p.dq = d_dq;
-  p.dq_row_stride = hq * D;
-  p.dq_head_stride = D;
   p.dk = d_dk;
-  p.dk_row_stride = hkv * D;
-  p.dk_head_stride = D;
   p.dv = d_dv;
-  p.dv_row_stride = hkv * D;
-  p.dv_head_stride = D;
-  float* d_dqacc = nullptr;
-  CK(cudaMalloc(&d_dqacc, std::max<size_t>(1, static_cast<size_t>(Tq) * hq * D) * sizeof(float)));
+  p.dq_row_stride = p.o_row_stride;
+  p.dk_row_stride = p.dv_row_stride = p.k_row_stride;
+  p.dq_head_stride = p.dk_head_stride = p.dv_head_stride = D;
+  float* d_dqacc = dev.alloc<float>(static_cast<size_t>(Tq) * hq * D);
 
   auto fetch = [&](uint16_t* dptr, size_t n) {
     std::vector<uint16_t> h(n);
@@ -453,9 +378,6 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
       ok = check("dk", fetch(d_dk, nk), dk_ref, hkv, k_owned) && ok;
       ok = check("dv", fetch(d_dv, nk), dv_ref, hkv, k_owned) && ok;
     }
-  for (void* ptr : std::initializer_list<void*>{d_q, d_do, d_k, d_v, d_out, d_lse, d_cuq, d_cuk, d_mask, d_tm, d_tmT,
-                                                d_dq, d_dk, d_dv, d_sd, d_dqacc})
-    CK(cudaFree(ptr));
   return ok;
 }
 

@@ -1,22 +1,17 @@
-// Standalone self-test of the tile-mask builder and the forward kernel (no torch). Not part of the
-// extension build (setup.py compiles only *.cu and *_api.cpp). Build and run on a GPU machine from the
-// repository root:
-//
-//   nvcc -x cu -std=c++17 -O2 -arch=sm_90 --use_fast_math -Icsrc csrc/attention/selftest/fwd_selftest.cpp \
-//        csrc/attention/tile_mask.cu csrc/attention/fwd_dispatch.cu csrc/attention/instantiations/fwd_*.cu \
-//        -o /tmp/fwd_selftest && /tmp/fwd_selftest
-//
-// With `-gencode arch=compute_90a,code=sm_90a -DSEER_ATTN_SM90A` instead of -arch=sm_90, every D 64 /
-// 128 case also runs the Hopper warp-specialised kernel (sm90/, AttnParams::fwd_wgmma). `fwd_selftest
-// --time` times the mma.sync and sm90 kernels on a causal 16k-token sequence and on the P1 lengths of
-// WORKLOADS.md (32 q / 8 kv heads, D 128, bf16, 64x64 blocks) at densities 1.0, 0.5, 0.1 (the mask is
-// drawn over all blocks; no reference check; CUDA events, median of 10).
+// Standalone self-test of the tile-mask builder and the forward kernel (no torch). Built and run with
+// the other self-tests by `make selftest` (cmake target seer_fwd_selftest, cmake/CMakeLists.txt); with
+// the 90a arch (SEER_ATTN_SM90A), every D 64 / 128 case also runs the Hopper warp-specialised kernel
+// (sm90/, AttnParams::fwd_wgmma). `seer_fwd_selftest --time` times the mma.sync and sm90 kernels on a
+// causal 16k-token sequence and on the P1 lengths of WORKLOADS.md (32 q / 8 kv heads, D 128, bf16,
+// 64x64 blocks) at densities 1.0, 0.5, 0.1 (the mask is drawn over all blocks; no reference check;
+// CUDA events, median of 10).
 //
 // For each case it (1) builds the tile mask on the GPU and compares it with a CPU re-derivation of the
 // values documented in attention_params.h, (2) runs the forward kernel and compares out / lse with a
 // float64 CPU reference, checking that every valid row is written (out and lse are pre-filled with
-// NaN) and that nothing outside the sequences' rows is touched. Prints one line per case and exits
-// non-zero on the first class of failure.
+// NaN) and that nothing outside the sequences' rows is touched. Last, the unowned-row fill of the op
+// layer (common/tail_fill.h) on NaN-filled buffers. Prints one line per case and exits non-zero on the
+// first class of failure.
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
@@ -42,6 +37,47 @@ static int run_fwd_impl(const AttnParams& p, int impl) {
 }
 
 #include "common/selftest/check.h"
+#include "common/selftest/reference.h"
+#include "common/tail_fill.h"
+
+// The unowned-row fill (common/tail_fill.h) on NaN-filled buffers: out rows and lse columns that no
+// sequence owns (before the first, past a length clamped to max_seqlen, past the last) become 0 / -inf,
+// every owned one keeps its NaN. cu = {3, 50, 60, 200}, total 230, max_seqlen 40: owned [3, 43),
+// [50, 60), [60, 100). Returns 0 when right.
+static int unowned_rows_check() {
+  const int total = 230, heads = 3, dim = 64, max_seqlen = 40, batch = 3;
+  const std::vector<int> cu = {3, 50, 60, 200};
+  auto owned = [&](int r) {
+    for (int b = 0; b < batch; ++b)
+      if (r >= cu[b] && r < cu[b] + std::min(cu[b + 1] - cu[b], max_seqlen)) return true;
+    return false;
+  };
+  selftest::DeviceArena a;
+  const int* d_cu = a.copy(cu);
+  const uint16_t kNaN16 = 0x7fff;  // a NaN in fp16 and bf16
+  uint16_t* out = a.filled<uint16_t>(static_cast<size_t>(total) * heads * dim, kNaN16);
+  float* lse = a.filled<float>(static_cast<size_t>(heads) * total, std::nanf(""));
+  CK(static_cast<cudaError_t>(run_zero_unowned_rows(out, heads * dim, dim, heads, dim, 2, d_cu, batch, max_seqlen,
+                                                    total, nullptr)));
+  CK(static_cast<cudaError_t>(run_fill_unowned_lse(lse, heads, d_cu, batch, max_seqlen, total, -INFINITY, nullptr)));
+  CK(cudaDeviceSynchronize());
+  const std::vector<uint16_t> h_out = selftest::to_host(out, static_cast<size_t>(total) * heads * dim);
+  const std::vector<float> h_lse = selftest::to_host(lse, static_cast<size_t>(heads) * total);
+  int bad = 0;
+  for (int r = 0; r < total; ++r) {
+    const bool own = owned(r);
+    for (int i = 0; i < heads * dim; ++i) bad += h_out[static_cast<size_t>(r) * heads * dim + i] != (own ? kNaN16 : 0);
+    for (int h = 0; h < heads; ++h) {
+      const float v = h_lse[static_cast<size_t>(h) * total + r];
+      bad += own ? !std::isnan(v) : !(std::isinf(v) && v < 0);
+    }
+  }
+  std::printf("unowned-row fill: %d wrong values -> %s\n", bad, bad ? "FAIL" : "ok");
+  return bad ? 1 : 0;
+}
+
+using selftest::from_bits;
+using selftest::to_bits;
 
 struct Case {
   int D;
@@ -55,30 +91,6 @@ struct Case {
   float density;
   int q_row_pad;  // extra elements per q row (non-contiguous q)
 };
-
-static float to_f(uint16_t bits, bool bf16) {
-  if (bf16) {
-    uint32_t u = static_cast<uint32_t>(bits) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-  __half h;
-  std::memcpy(&h, &bits, 2);
-  return __half2float(h);
-}
-static uint16_t from_f(float f, bool bf16) {
-  if (bf16) {
-    __nv_bfloat16 h = __float2bfloat16(f);
-    uint16_t b;
-    std::memcpy(&b, &h, 2);
-    return b;
-  }
-  __half h = __float2half(f);
-  uint16_t b;
-  std::memcpy(&b, &h, 2);
-  return b;
-}
 
 // impl: 0 = mma.sync kernel, 1 = sm_90a warp-specialised kernel.
 // time_reps > 0: time that many launches after the first and skip the reference check.
@@ -101,9 +113,9 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   const int64_t q_row_stride = static_cast<int64_t>(c.h_q) * D + c.q_row_pad;
   std::vector<uint16_t> hq(static_cast<size_t>(Tq) * q_row_stride + 8), hk(static_cast<size_t>(Tk) * c.h_kv * D),
       hv(hk.size());
-  for (auto& x : hq) x = from_f(unif(rng), c.bf16);
-  for (auto& x : hk) x = from_f(unif(rng), c.bf16);
-  for (auto& x : hv) x = from_f(unif(rng), c.bf16);
+  for (auto& x : hq) x = to_bits(unif(rng), c.bf16);
+  for (auto& x : hk) x = to_bits(unif(rng), c.bf16);
+  for (auto& x : hv) x = to_bits(unif(rng), c.bf16);
   // mask [B, H_mask, rows, nb_k] (row count over-allocated by 1, col count by 3: "mask too big" is legal)
   const int nb_k = (max_k + c.bk - 1) / c.bk;
   const int mrd = c.mask_2d ? c.bq : 1;
@@ -119,84 +131,27 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
     return hm[b * msb + hmi * msh + static_cast<int64_t>(row) * msr + n * msc];
   };
 
-  // ---- params (as the API layer fills them) ----
+  // ---- params (as the API layer fills them) and device buffers ----
   AttnParams p{};
-  p.batch = B;
-  p.h_q = c.h_q;
-  p.h_kv = c.h_kv;
-  p.group = group;
-  p.head_dim = D;
-  p.max_seqlen_q = max_q;
-  p.max_seqlen_k = max_k;
-  p.total_q = Tq;
-  p.total_k = Tk;
-  p.scale = 1.f / std::sqrt(static_cast<float>(D));
-  p.scale_log2 = p.scale * 1.4426950408889634f;
-  p.causal = c.causal;
-  p.is_bf16 = c.bf16;
+  selftest::fill_attn_problem(p, B, c.h_q, c.h_kv, D, max_q, max_k, Tq, Tk, c.causal, c.bf16);
   p.q_row_stride = q_row_stride;
   p.q_head_stride = D;
-  p.k_row_stride = p.v_row_stride = static_cast<int64_t>(c.h_kv) * D;
-  p.k_head_stride = p.v_head_stride = D;
-  p.o_row_stride = static_cast<int64_t>(c.h_q) * D;
-  p.o_head_stride = D;
-  p.mask_stride_b = msb;
-  p.mask_stride_h = msh;
-  p.mask_stride_row = msr;
-  p.mask_stride_col = msc;
-  p.mask_heads = c.mask_heads;
-  p.mask_row_div = mrd;
-  p.block_size_q = mrd;
-  p.block_size_k = c.bk;
-  p.nb_k = nb_k;
+  selftest::DeviceArena dev;
+  selftest::fill_attn_mask(p, dev.copy(hm), msb, msh, msr, c.mask_heads, mrd, c.bk, nb_k);
   p.fwd_wgmma = impl != 0;
-  const int tile_rows = attention_fwd_tile_rows(p);
-  int pack = 1;
-  if (!c.mask_2d && c.mask_heads != c.h_q && group > 1)
-    for (int x = 1; x <= 16 && x <= group && x <= tile_rows; ++x)
-      if (group % x == 0) pack = x;
-  p.pack = pack;
-  p.tile_tokens = tile_rows / pack;
-  p.n_tok_tiles = (max_q + p.tile_tokens - 1) / p.tile_tokens;
-  p.n_row_tiles = (group / pack) * p.n_tok_tiles;
-
-  // ---- device buffers ----
-  void *dq, *dk, *dv, *dout;
-  float* dlse;
-  int *dcq, *dck;
-  uint8_t *dm, *dtm, *dtmT;
+  selftest::fill_attn_tiling(p, attention_fwd_tile_rows(p));
+  const int pack = p.pack;
   const size_t out_elems = static_cast<size_t>(Tq) * c.h_q * D;
   const size_t tm_elems = static_cast<size_t>(B) * c.h_kv * p.n_row_tiles * nb_k;
-  CK(cudaMalloc(&dq, hq.size() * 2));
-  CK(cudaMalloc(&dk, hk.size() * 2 + 16));
-  CK(cudaMalloc(&dv, hv.size() * 2 + 16));
-  CK(cudaMalloc(&dout, out_elems * 2 + 16));
-  CK(cudaMalloc(&dlse, static_cast<size_t>(c.h_q) * Tq * 4 + 16));
-  CK(cudaMalloc(&dcq, (B + 1) * 4));
-  CK(cudaMalloc(&dck, (B + 1) * 4));
-  CK(cudaMalloc(&dm, hm.size()));
-  CK(cudaMalloc(&dtm, tm_elems + 1));
-  CK(cudaMalloc(&dtmT, tm_elems + 1));
-  CK(cudaMemcpy(dq, hq.data(), hq.size() * 2, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(dk, hk.data(), hk.size() * 2, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(dv, hv.data(), hv.size() * 2, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(dcq, cu_q.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(dck, cu_k.data(), (B + 1) * 4, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(dm, hm.data(), hm.size(), cudaMemcpyHostToDevice));
-  CK(cudaMemset(dout, 0xff, out_elems * 2));                     // NaN pattern
-  CK(cudaMemset(dlse, 0xff, static_cast<size_t>(c.h_q) * Tq * 4));  // NaN pattern
-  CK(cudaMemset(dtm, 0xee, tm_elems));
-  CK(cudaMemset(dtmT, 0xee, tm_elems));
-  p.q = dq;
-  p.k = dk;
-  p.v = dv;
-  p.out = dout;
-  p.lse = dlse;
-  p.cu_seqlens_q = dcq;
-  p.cu_seqlens_k = dck;
-  p.mask = dm;
-  p.tile_mask = dtm;
-  p.tile_maskT = dtmT;
+  p.q = dev.copy(hq);
+  p.k = dev.copy(hk);
+  p.v = dev.copy(hv);
+  p.out = dev.filled(out_elems, selftest::kNanBits);
+  p.lse = dev.filled(static_cast<size_t>(c.h_q) * Tq, NAN);
+  p.cu_seqlens_q = dev.copy(cu_q);
+  p.cu_seqlens_k = dev.copy(cu_k);
+  p.tile_mask = dev.filled(tm_elems, static_cast<uint8_t>(0xee));
+  p.tile_maskT = dev.filled(tm_elems, static_cast<uint8_t>(0xee));
 
   int rc = run_build_tile_mask(p, nullptr);
   if (rc != 0) {
@@ -239,8 +194,8 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
 
   // ---- (1) tile mask vs CPU ----
   std::vector<uint8_t> tm(tm_elems), tmT(tm_elems);
-  CK(cudaMemcpy(tm.data(), dtm, tm_elems, cudaMemcpyDeviceToHost));
-  CK(cudaMemcpy(tmT.data(), dtmT, tm_elems, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(tm.data(), p.tile_mask, tm_elems, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(tmT.data(), p.tile_maskT, tm_elems, cudaMemcpyDeviceToHost));
   int tm_bad = 0;
   for (int b = 0; b < B; ++b)
     for (int hk_ = 0; hk_ < c.h_kv; ++hk_)
@@ -271,8 +226,8 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   // ---- (2) forward vs float64 reference ----
   std::vector<uint16_t> out(out_elems);
   std::vector<float> lse(static_cast<size_t>(c.h_q) * Tq);
-  CK(cudaMemcpy(out.data(), dout, out_elems * 2, cudaMemcpyDeviceToHost));
-  CK(cudaMemcpy(lse.data(), dlse, lse.size() * 4, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(out.data(), p.out, out_elems * 2, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(lse.data(), p.lse, lse.size() * 4, cudaMemcpyDeviceToHost));
   double max_err = 0, max_lse_err = 0;
   int bad_rows = 0, empty_rows = 0;
   std::vector<double> sc(max_k > 0 ? max_k : 1), acc(D);
@@ -291,7 +246,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
           }
           const size_t krow = (static_cast<size_t>(cu_k[b] + j) * c.h_kv + hk_) * D;
           double s = 0;
-          for (int d = 0; d < D; ++d) s += static_cast<double>(to_f(hq[qrow + d], c.bf16)) * to_f(hk[krow + d], c.bf16);
+          for (int d = 0; d < D; ++d) s += static_cast<double>(from_bits(hq[qrow + d], c.bf16)) * from_bits(hk[krow + d], c.bf16);
           sc[j] = s * p.scale;
           mx = std::max(mx, sc[j]);
         }
@@ -303,7 +258,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
             const double w = std::exp(sc[j] - mx);
             l += w;
             const size_t vrow = (static_cast<size_t>(cu_k[b] + j) * c.h_kv + hk_) * D;
-            for (int d = 0; d < D; ++d) acc[d] += w * to_f(hv[vrow + d], c.bf16);
+            for (int d = 0; d < D; ++d) acc[d] += w * from_bits(hv[vrow + d], c.bf16);
           }
         const double want_lse = l > 0 ? mx + std::log(l) : -INFINITY;
         const float got_lse = lse[static_cast<size_t>(h) * Tq + cu_q[b] + i];
@@ -318,7 +273,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
         }
         for (int d = 0; d < D; ++d) {
           const double want = l > 0 ? acc[d] / l : 0.0;
-          const float got = to_f(out[(static_cast<size_t>(cu_q[b] + i) * c.h_q + h) * D + d], c.bf16);
+          const float got = from_bits(out[(static_cast<size_t>(cu_q[b] + i) * c.h_q + h) * D + d], c.bf16);
           const double e = std::fabs(got - want);
           if (!(e <= (c.bf16 ? 2e-2 : 4e-3) + 1e-2 * std::fabs(want))) row_bad = true;
           if (std::isfinite(e)) max_err = std::max(max_err, e); else row_bad = true;
@@ -326,7 +281,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
         if (row_bad) {
           if (bad_rows < 5)
             std::printf("  bad row b=%d i=%d h=%d: lse got %g want %g, out[0] got %g want %g\n", b, i, h, got_lse,
-                        want_lse, to_f(out[(static_cast<size_t>(cu_q[b] + i) * c.h_q + h) * D], c.bf16),
+                        want_lse, from_bits(out[(static_cast<size_t>(cu_q[b] + i) * c.h_q + h) * D], c.bf16),
                         l > 0 ? acc[0] / l : 0.0);
           ++bad_rows;
         }
@@ -334,16 +289,6 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   }
   std::printf("  tile-mask mismatches %d, bad rows %d (empty rows %d), max |out err| %.3g, max |lse err| %.3g\n",
               tm_bad, bad_rows, empty_rows, max_err, max_lse_err);
-  cudaFree(dq);
-  cudaFree(dk);
-  cudaFree(dv);
-  cudaFree(dout);
-  cudaFree(dlse);
-  cudaFree(dcq);
-  cudaFree(dck);
-  cudaFree(dm);
-  cudaFree(dtm);
-  cudaFree(dtmT);
   return (tm_bad ? 1 : 0) | (bad_rows ? 2 : 0);
 }
 
@@ -405,6 +350,8 @@ int main(int argc, char** argv) {
     }
 #endif
   }
+  fails += unowned_rows_check();
+  ++runs;
   std::printf("%d / %d runs failed\n", fails, runs);
   return fails ? 1 : 0;
 }

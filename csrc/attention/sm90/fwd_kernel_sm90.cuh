@@ -33,12 +33,15 @@
 
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
+#include "common/softmax.h"
+#include "common/epilogue.h"
 #include "common/sm90_primitives.h"
 #include "common/sm90_pipeline.h"
 #include "common/sm90_wgmma.h"
 #include "attention/attention_params.h"
 #include "attention/block_iter.h"
 #include "attention/seqlen.h"
+#include "attention/tile_scheduler.h"
 
 namespace seer {
 namespace fwd_sm90 {
@@ -88,37 +91,6 @@ struct TileMeta {
 };
 static_assert(sizeof(TileMeta) <= 64, "TileMeta slot");
 
-// Work item w: row tile rt of (sequence b, kv head hk). Items are ordered heaviest token tiles first
-// (causal), then head slot, kv head, sequence.
-struct ItemTile {
-  int b, hk, rt;
-};
-SEER_DEVICE ItemTile item_tile(const AttnParams& p, int w) {
-  const int n_slots = p.group / p.pack;
-  const int per_tt = p.batch * p.h_kv * n_slots;
-  const int tt = p.n_tok_tiles - 1 - w / per_tt;
-  int rem = w % per_tt;
-  const int slot = rem % n_slots;
-  rem /= n_slots;
-  ItemTile t;
-  t.hk = rem % p.h_kv;
-  t.b = rem / p.h_kv;
-  t.rt = slot * p.n_tok_tiles + tt;
-  return t;
-}
-SEER_HOST_DEVICE long long num_items(const AttnParams& p) {
-  return static_cast<long long>(p.n_row_tiles) * p.h_kv * p.batch;
-}
-
-// First token of row tile rt, and its first head.
-struct RowTile {
-  int tok0, h0;
-};
-SEER_DEVICE RowTile row_tile(const AttnParams& p, int hk, int rt) {
-  const int slot = rt / p.n_tok_tiles;
-  return RowTile{(rt - slot * p.n_tok_tiles) * p.tile_tokens, hk * p.group + slot * p.pack};
-}
-
 // Everything a role needs about one work item (uniform over the CTA).
 struct WorkItem {
   ItemTile t;
@@ -146,10 +118,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
                                                                               int n_work) {
 #if SEER_HAS_SM90A
   using Elem = typename T::Elem;
-  constexpr int D = T::kHeadDim;
-  constexpr int kBlockM = T::kBlockM;
-  constexpr int kBlockN = T::kBlockN;
-  constexpr int kChunks = T::kChunks;
+  constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN, kChunks = T::kChunks;
   constexpr int kStages = T::kStages;
   static_assert(kChunks == 4, "TileMeta holds 4 chunks");
 
@@ -164,7 +133,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
   const int tid = threadIdx.x;
   const int wg = tid / 128;  // 0 producer, 1 consumer
   const int wtid = tid % 128;
-  const int w0 = static_cast<int>(blockIdx.x), w_step = static_cast<int>(gridDim.x);
+  const PersistentItems sched = PersistentItems::of_this_cta();  // tile_scheduler.h
+  const int w0 = sched.first, w_step = sched.step;
 
   if (tid == 0) {
     for (int st = 0; st < kStages; ++st) {
@@ -313,7 +283,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       for (int rr = 0; rr < 2; ++rr)
         if (mrow[rr] != nullptr) warp_kmin = min(warp_kmin, kmax_r[rr]);
 #pragma unroll
-      for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, __shfl_xor_sync(0xffffffffu, warp_kmin, o));
+      for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, SEER_SHFL_XOR(warp_kmin, o));
       if (warp_kmin == 0x7fffffff) warp_kmin = 0;
 
       cp_async_wait<0>();  // this item's Q (prefetched)
@@ -380,31 +350,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
           }
         }
       };
-      // Online softmax of S (log2 domain): new row maxima, P = exp2(S * scale - base) packed as the A
-      // fragments of P V, row sums; alpha = rescale factor of the O accumulated so far (1 when the
-      // maximum did not move). A row whose maximum is still -inf uses base 0 (exp2(-inf) = 0, never
-      // (-inf) - (-inf)).
+      // Online softmax of S (common/softmax.h): new row maxima, P = exp2(S * scale - base) packed as the
+      // A fragments of P V, row sums; alpha = rescale factor of the O accumulated so far (exactly 1
+      // when the maximum did not move).
       auto softmax = [&](float (&sd)[kBlockN / 2], uint32_t (&pa)[kBlockN / 16][4], float (&alpha)[2]) {
 #pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-          float mx = row_max[rr];
-#pragma unroll
-          for (int nf = 0; nf < T::kNFrags; ++nf) mx = fmaxf(mx, fmaxf(sd[4 * nf + 2 * rr], sd[4 * nf + 2 * rr + 1]));
-          mx = quad_max(mx);
-          const float base = mx == -INFINITY ? 0.f : mx * scale_log2;
-          alpha[rr] = mx == row_max[rr] ? 1.f : fast_exp2(row_max[rr] * scale_log2 - base);
-          row_max[rr] = mx;
-          float sum = 0.f;
-#pragma unroll
-          for (int nf = 0; nf < T::kNFrags; ++nf) {
-#pragma unroll
-            for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
-              sd[4 * nf + e] = fast_exp2(fmaf(sd[4 * nf + e], scale_log2, -base));
-              sum += sd[4 * nf + e];
-            }
-          }
-          row_sum[rr] = row_sum[rr] * alpha[rr] + sum;
-        }
+        for (int rr = 0; rr < 2; ++rr) alpha[rr] = online_softmax_row<true>(frags(sd), rr, row_max[rr], row_sum[rr], scale_log2);
 #pragma unroll
         for (int kk = 0; kk < kBlockN / 16; ++kk) {
           pa[kk][0] = pack2<Elem>(sd[8 * kk + 0], sd[8 * kk + 1]);
@@ -415,14 +366,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       };
       // O *= alpha, skipped when no row of the warp changed its maximum (warp-uniform).
       auto rescale_o = [&](const float (&alpha)[2]) {
-        if (__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) return;
-#pragma unroll
-        for (int j = 0; j < D / 8; ++j) {
-          acc_o[4 * j + 0] *= alpha[0];
-          acc_o[4 * j + 1] *= alpha[0];
-          acc_o[4 * j + 2] *= alpha[1];
-          acc_o[4 * j + 3] *= alpha[1];
-        }
+        if (SEER_ALL(alpha[0] == 1.f && alpha[1] == 1.f)) return;
+        rescale_rows(frags(acc_o), alpha);
       };
       auto release = [&](int st) { sm90::mbar_arrive(&bar_empty[st]); };
 
@@ -492,22 +437,14 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       Elem* go = static_cast<Elem*>(p.out);
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
-        const float l = quad_sum(row_sum[rr]);
-        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const RowTotal tot = row_finish(row_sum[rr]);
         const int r = warp_row0 + g + rr * 8;
         const int tok = me.tok0 + r / p.pack;
         const int h = me.h0 + r % p.pack;
         if (r < rows_used && tok < it.seqlen_q) {
-          if (t4 == 0) {
-            // l > 0 implies a finite max (the max element contributes exp2(0) = 1).
-            const float lse = l > 0.f ? (row_max[rr] * scale_log2 + __log2f(l)) * 0.69314718055994530942f : -INFINITY;
-            p.lse[static_cast<int64_t>(h) * p.total_q + it.q_start + tok] = lse;
-          }
+          if (t4 == 0) p.lse[static_cast<int64_t>(h) * p.total_q + it.q_start + tok] = row_lse(row_max[rr], tot.l, scale_log2);
           Elem* orow = go + static_cast<int64_t>(it.q_start + tok) * p.o_row_stride + static_cast<int64_t>(h) * p.o_head_stride;
-#pragma unroll
-          for (int j = 0; j < D / 8; ++j)
-            *reinterpret_cast<uint32_t*>(orow + 8 * j + 2 * t4) =
-                pack2<Elem>(acc_o[4 * j + 2 * rr] * inv, acc_o[4 * j + 2 * rr + 1] * inv);
+          store_row_pairs(frags(acc_o), rr, tot.inv, orow + 2 * t4);
         }
       }
       w = w_next;

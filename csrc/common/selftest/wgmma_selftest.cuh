@@ -8,7 +8,8 @@
 // Compared with a float64 host reference. Also sweeps the two (LBO, SBO) orders of the MN-major
 // descriptor, so a wrong guess shows up as a failing row rather than as a silently wrong kernel.
 //
-// Build and run (sm_90a is required by wgmma):
+// Built and run by `make selftest` on sm_90a (cmake target seer_wgmma_selftest), or alone (sm_90a is
+// required by wgmma):
 //   nvcc -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -Icsrc -x cu -DSEER_WGMMA_SELFTEST_MAIN \
 //        csrc/common/selftest/wgmma_selftest.cuh -o /tmp/wgmma_selftest && /tmp/wgmma_selftest
 #include <cuda_bf16.h>
@@ -40,6 +41,17 @@ template <>
 __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   __half2 v = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Writes this thread's part of an m64nN fp32 wgmma accumulator (N / 2 floats) to a row-major [64][N]
+// array: n8 fragment j, element e is row 16 warp + g (+ 8 for e >= 2), column 8 j + 2 t + (e & 1).
+template <int N>
+__device__ void store_acc(float* out, const float (&acc)[N / 2], int tid) {
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) out[(16 * warp + g + (e >= 2 ? 8 : 0)) * N + 8 * j + 2 * t + (e & 1)] = acc[4 * j + e];
 }
 
 // One CTA = one warpgroup. q [64][128], k / v [kN][128] row-major; s [64][kN], o [64][128] fp32.
@@ -82,14 +94,7 @@ __global__ void __launch_bounds__(128) tile_kernel(const Elem* q, const Elem* k,
   wgmma_commit();
   wgmma_wait<0>();
 
-  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-#pragma unroll
-  for (int j = 0; j < kN / 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int row = 16 * warp + g + (e >= 2 ? 8 : 0), col = 8 * j + 2 * t + (e & 1);
-      s_out[row * kN + col] = s[4 * j + e];
-    }
+  store_acc<kN>(s_out, s, tid);
 
   // ---- O = P V, P = 16-bit(S * p_scale) as A fragments (k-step j = keys 16j .. 16j + 15) ----
   uint32_t pa[kN / 16][4];
@@ -121,13 +126,7 @@ __global__ void __launch_bounds__(128) tile_kernel(const Elem* q, const Elem* k,
   wgmma_wait<0>();
   // o (mode 1): column tile jj of 16 = 8 columns 8jj..; mode 0: o0 = columns 0-63, o1 = 64-127, which
   // is the same register order as one N = 128 accumulator.
-#pragma unroll
-  for (int j = 0; j < kD / 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int row = 16 * warp + g + (e >= 2 ? 8 : 0), col = 8 * j + 2 * t + (e & 1);
-      o_out[row * kD + col] = o[4 * j + e];
-    }
+  store_acc<kD>(o_out, o, tid);
 }
 
 // A stored MN-major (wgmma_ss_ta, imm-trans-a = 1), as the backward's dQ = dS K reads dS^T: at [kN][64]

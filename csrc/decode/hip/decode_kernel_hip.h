@@ -1,7 +1,9 @@
 // Block-sparse flash-decoding for CDNA3 (gfx942, MI300X): MFMA split kernel + combine kernel.
 //
 // Same contract as the CUDA decode (decode_params.h): one workgroup per (sequence b, kv head hk,
-// head chunk of <= 16 q heads, split); the split owns the ranks [r0, r1) of the selected blocks of
+// row chunk of <= 16 rows, split); the rows of (b, hk) are the (token, q head) pairs r = token * group
+// + g of the L = n_tok new tokens (row_token / row_head, decode_layout_hip.h), token i sees the valid
+// slots below token_slot_hi(hi, L, i) (its own slot and the ones before it); the split owns the ranks [r0, r1) of the selected blocks of
 // (b, hk) (mask entries of the valid block range or valid index entries, in entry order, plus the
 // forced first block of first_block_unmasked as rank 0), with the same row-adaptive split count.
 //
@@ -9,7 +11,7 @@
 //   SelectedBlocks   wavefront-uniform walk over the source row (64 entries per ballot) that hands out
 //                    the selected blocks of rank [r0, r1) in rank order; count() gives the total
 //   per wavefront    16-key tiles t = wave, wave + 4, .. of the split's blocks; S^T = K Q^T on
-//                    v_mfma_f32_16x16x16 (A = 16 keys from global, B = the 16 q heads in registers,
+//                    v_mfma_f32_16x16x16 (A = 16 keys from global, B = the 16 rows (q) in registers,
 //                    reduction over D in 32-wide slices, mfma::kpack32_index), masking of slots
 //                    outside the valid range, online softmax (RowSoftmax<16>: a head is the 4 lanes
 //                    of a 16x16 column), O^T += V^T P^T with V^T staged in the wavefront's own LDS
@@ -35,7 +37,7 @@ using hip::u32x4;
 
 constexpr int kWaves = 4;
 constexpr int kThreads = 64 * kWaves;
-constexpr int kRows = 16;        // q heads per workgroup (one 16x16 MFMA column block)
+constexpr int kRows = 16;        // rows ((token, q head) pairs) per workgroup (one 16x16 MFMA column block)
 constexpr float kLn2 = 0.6931471805599453f;
 
 using hip::imax;
@@ -114,11 +116,18 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
   const int tid = hip::tid(), lane = tid % 64, wave = tid / 64;
   uint16_t* sVt = reinterpret_cast<uint16_t*>(smem) + wave * Tile::kVtElems;  // this wavefront's slice
 
-  const int n_chunks = (p.group + kRows - 1) / kRows;
+  const int L = p.n_tok;
+  const int n_rows_all = L * p.group;  // rows of (b, hk): token * group + g
+  const int n_chunks = (n_rows_all + kRows - 1) / kRows;
   const int split = hip::bid_x() / n_chunks, chunk = hip::bid_x() % n_chunks;
   const int hk = hip::bid_y(), b = hip::bid_z();
-  const int head0 = hk * p.group + chunk * kRows;
-  const int rows = imin(kRows, p.group - chunk * kRows);
+  const int row0 = chunk * kRows;      // first row of this workgroup
+  const int rows = imin(kRows, n_rows_all - row0);
+  // Row r of the workgroup: its index in the [B, L, H_q] rows of lse / out / the split partials.
+  const int64_t n_out_rows = (int64_t)p.batch * L * p.h_q;
+  auto out_row = [&](int r) -> int64_t {
+    return ((int64_t)b * L + row_token(row0 + r, p.group)) * p.h_q + row_head(row0 + r, hk, p.group);
+  };
 
   // ---- valid slots, block range, selection ----
   const int S = p.seqlen_max, Bk = p.block_size;
@@ -146,19 +155,22 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
     const int64_t want = ((int64_t)total_sel * Bk + p.min_split_keys - 1) / p.min_split_keys;
     ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
   }
-  const int64_t part_row0 = (int64_t)split * p.batch * p.h_q + (int64_t)b * p.h_q + head0;
+  const int64_t part0 = (int64_t)split * n_out_rows;  // this split's rows in lse_partial / o_partial
   if (split >= ns_row) {  // uniform: nothing to do, the combine ignores lse = -inf
-    if (tid < rows) p.lse_partial[part_row0 + tid] = -__builtin_inff();
+    if (tid < rows) p.lse_partial[part0 + out_row(tid)] = -__builtin_inff();
     return;
   }
   const int r0 = (int)((int64_t)total_sel * split / ns_row), r1 = (int)((int64_t)total_sel * (split + 1) / ns_row);
 
-  // ---- q: B operand, lane holds head lane % 16, dims 32 j + 8 (lane / 16) .. + 7 ----
-  const int head = mfma::M16x16x16::b_col(lane);
+  // ---- q: B operand, lane holds row lane % 16, dims 32 j + 8 (lane / 16) .. + 7 ----
+  const int head = mfma::M16x16x16::b_col(lane);  // the row (of this workgroup) of the lane's column
+  // Causal limit of that row's token (L > 1; L = 1: hi). Padding rows take the last real row's.
+  const int my_hi = token_slot_hi(hi, L, row_token(imin(row0 + head, n_rows_all - 1), p.group));
   u32x4 q[D / 32];
   {
     const uint16_t* src = static_cast<const uint16_t*>(p.q) + (int64_t)b * p.q_batch_stride +
-                          (int64_t)(head0 + head) * p.q_head_stride;
+                          (int64_t)row_token(row0 + head, p.group) * p.q_tok_stride +
+                          (int64_t)row_head(row0 + head, hk, p.group) * p.q_head_stride;
 #pragma unroll
     for (int j = 0; j < D / 32; ++j)
       q[j] = head < rows ? *reinterpret_cast<const u32x4*>(src + dim0(lane, j)) : u32x4{0u, 0u, 0u, 0u};
@@ -210,12 +222,12 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
       __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
       __builtin_amdgcn_wave_barrier();
       __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");
-      // Mask slots outside [lo, hi): S^T register r of lane holds key 4 (lane / 16) + r.
+      // Mask slots outside [lo, my_hi): S^T register r of lane holds key 4 (lane / 16) + r.
       float x[4];
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int slot = slot0 + mfma::M16x16x16::c_row(lane, r);
-        x[r] = slot >= lo && slot < hi ? s[r] * p.scale_log2 : -__builtin_inff();
+        x[r] = slot >= lo && slot < my_hi ? s[r] * p.scale_log2 : -__builtin_inff();
       }
       const float alpha = sm.update(x);
       // O^T += V^T P^T: A = V^T[16 nt + lane % 16][keys 4 (lane / 16) ..], B = P^T = x as it lies.
@@ -275,23 +287,24 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
     const float val = empty ? 0.f : acc / l;
     const float lse = empty ? -__builtin_inff() : base * kLn2 + hip::logf_fast(l);
     if (direct) {
-      static_cast<uint16_t*>(p.out)[(int64_t)b * p.o_batch_stride + (int64_t)(head0 + h) * p.o_head_stride + d] =
+      static_cast<uint16_t*>(p.out)[(int64_t)b * p.o_batch_stride + (int64_t)row_token(row0 + h, p.group) * p.o_tok_stride +
+                                    (int64_t)row_head(row0 + h, hk, p.group) * p.o_head_stride + d] =
           hip16::from_float<Elem>(val);
-      if (d == 0) p.lse[(int64_t)b * p.h_q + head0 + h] = lse;
+      if (d == 0) p.lse[out_row(h)] = lse;
     } else {
-      p.o_partial[(part_row0 + h) * D + d] = val;
-      if (d == 0) p.lse_partial[part_row0 + h] = lse;
+      p.o_partial[(part0 + out_row(h)) * D + d] = val;
+      if (d == 0) p.lse_partial[part0 + out_row(h)] = lse;
     }
   }
 }
 
-// Merges the split partials of one (b, q head) row per wavefront: NaN-safe log-sum-exp (a split with
-// lse = -inf contributes nothing; every split empty: out 0, lse -inf). No matrix work.
+// Merges the split partials of one (b, token, q head) row per wavefront: NaN-safe log-sum-exp (a split
+// with lse = -inf contributes nothing; every split empty: out 0, lse -inf). No matrix work.
 template <typename Elem, int D>
 __global__ void __launch_bounds__(64) decode_combine_kernel_hip(const DecodeParams p) {
-  const int row = hip::bid_x();  // b * h_q + h
+  const int row = hip::bid_x();  // (b * L + token) * h_q + h
   const int lane = hip::tid();
-  const int64_t n_rows = (int64_t)p.batch * p.h_q;
+  const int64_t n_rows = (int64_t)p.batch * p.n_tok * p.h_q;
   float m = -__builtin_inff();
   for (int s = 0; s < p.num_splits; ++s) m = __builtin_fmaxf(m, p.lse_partial[s * n_rows + row]);
   const float base = m == -__builtin_inff() ? 0.f : m;
@@ -306,8 +319,9 @@ __global__ void __launch_bounds__(64) decode_combine_kernel_hip(const DecodePara
     for (int i = 0; i < D / 64; ++i) acc[i] += w * p.o_partial[(s * n_rows + row) * D + 64 * i + lane];
   }
   const bool empty = !(wsum > 0.f);
-  const int b = row / p.h_q, h = row % p.h_q;
-  uint16_t* out = static_cast<uint16_t*>(p.out) + (int64_t)b * p.o_batch_stride + (int64_t)h * p.o_head_stride;
+  const int bt = row / p.h_q, h = row % p.h_q;  // bt = b * L + token
+  uint16_t* out = static_cast<uint16_t*>(p.out) + (int64_t)(bt / p.n_tok) * p.o_batch_stride +
+                  (int64_t)(bt % p.n_tok) * p.o_tok_stride + (int64_t)h * p.o_head_stride;
 #pragma unroll
   for (int i = 0; i < D / 64; ++i) out[64 * i + lane] = hip16::from_float<Elem>(empty ? 0.f : acc[i] / wsum);
   if (lane == 0) p.lse[row] = empty ? -__builtin_inff() : base + hip::logf_fast(wsum);

@@ -1,6 +1,7 @@
 // ROCm (gfx942) attention pooling: instantiations and the launcher run_attn_pooling (the ROCm build
-// links this file instead of pooling_run.cu and pooling/instantiations). Empty for CUDA builds.
-#ifdef USE_ROCM
+// links this file instead of pooling_run.cu and pooling/instantiations). Compiled only by the ROCm build
+// (setup.py / make hip-check; the CUDA source lists leave csrc/*/hip/ out).
+#include "common/launch.h"
 #include "pooling/hip/pooling_kernel_hip.h"
 
 namespace seer {
@@ -16,7 +17,7 @@ int launch_pooling(const PoolingParams& p, hipStream_t stream) {
   if (grid > 0) {
     hipLaunchKernelGGL((hippool::pooling_kernel_hip<Elem, D>), dim3(static_cast<unsigned>(grid)),
                        dim3(hipattn::kThreads), 0, stream, p);
-    if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    SEER_RETURN_IF_LAUNCH_ERROR();
   }
   const int64_t rows_1d = static_cast<int64_t>(p.h_out) * p.total;
   if (rows_1d > 0) {
@@ -27,13 +28,13 @@ int launch_pooling(const PoolingParams& p, hipStream_t stream) {
       hipLaunchKernelGGL(hippool::pooling_zero_rows_kernel_hip, dim3(16, p.h_out), dim3(256), 0, stream,
                          static_cast<uint16_t*>(p.pooled_1d), p.cu_seqlens, p.batch, p.total, p.nb);
     }
-    if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    SEER_RETURN_IF_LAUNCH_ERROR();
   }
   const int64_t rows_2d = static_cast<int64_t>(p.batch) * p.h_out * p.nb;
   if (rows_2d > 0) {
     hipLaunchKernelGGL(hippool::pooling_normalize_kernel_hip, dim3(static_cast<unsigned>((rows_2d + 3) / 4)), dim3(256),
                        0, stream, p.pooled_2d, rows_2d, p.nb);
-    if (hipError_t e = hipGetLastError(); e != hipSuccess) return static_cast<int>(e);
+    SEER_RETURN_IF_LAUNCH_ERROR();
   }
   return 0;
 }
@@ -45,15 +46,8 @@ int run_attn_pooling(const PoolingParams& p, void* stream) {
     return static_cast<int>(hipErrorInvalidValue);
   if (p.nb == 0) return 0;
   const hipStream_t s = static_cast<hipStream_t>(stream);
-  using hip16::Bf16;
-  using hip16::Fp16;
-  switch (p.head_dim) {
-    case 64: return p.is_bf16 ? launch_pooling<Bf16, 64>(p, s) : launch_pooling<Fp16, 64>(p, s);
-    case 128: return p.is_bf16 ? launch_pooling<Bf16, 128>(p, s) : launch_pooling<Fp16, 128>(p, s);
-    case 256: return p.is_bf16 ? launch_pooling<Bf16, 256>(p, s) : launch_pooling<Fp16, 256>(p, s);
-    default: return static_cast<int>(hipErrorInvalidValue);
-  }
+  return dispatch_elem_head_dim<hip16::Bf16, hip16::Fp16, 64, 128, 256>(
+      p.is_bf16, p.head_dim, [&](auto e, auto d) { return launch_pooling<decltype(e), decltype(d)::value>(p, s); });
 }
 
 }  // namespace seer
-#endif  // USE_ROCM
