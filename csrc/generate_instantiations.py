@@ -15,6 +15,7 @@ Families (directory, file name, launcher header, explicit instantiations):
   attention/fwd_hdim{D}_m128_{dtype}_sm80.cu  forward, 128-row tile (2D masks with B_q % 128 == 0; D 64, 128)
   attention/fwd_hdim{D}_{dtype}_sm90.cu       forward, sm_90a warp-specialised kernel (D 64, 128)
   attention/bwd_hdim{D}_{dtype}_sm80.cu       backward dK/dV kernel (both configurations of BwdConfig) + dQ kernel
+  attention/bwd_hdim{D}_{dtype}_sm90.cu       backward, sm_90a warp-specialised dK/dV kernel (D 64, 128)
   decode/decode_hdim{D}_{dtype}_sm80.cu       decode split + combine kernels
   pooling/pooling_hdim{D}_{dtype}_sm80.cu     pooling main kernel
 """
@@ -53,6 +54,9 @@ def units():
                        in_ns("fwd_sm90", [f"template int run_attention_fwd_sm90_<{elem}, {d}>(const AttnParams&, void*);\n"]))
             yield (f"attention/instantiations/bwd_hdim{d}_{name}_sm80.cu", "attention/bwd_launch_template.cuh",
                    [f"template int run_bwd_hdim<{d}, {elem}>(const AttnBwdParams& params, cudaStream_t stream);\n"])
+            if d in (64, 128):  # sm_90a warp-specialised backward dK/dV kernel (bwd_sm90)
+                yield (f"attention/instantiations/bwd_hdim{d}_{name}_sm90.cu", "attention/sm90/bwd_launch_sm90.cuh",
+                       in_ns("bwd_sm90", [f"template int run_bwd_sm90_<{elem}, {d}>(const AttnBwdParams&, void*);\n"]))
             yield (f"decode/instantiations/decode_hdim{d}_{name}_sm80.cu", "decode/decode_launch.cuh",
                    in_ns("decode", [f"template int run_decode_<{d}, {elem}>(const DecodeParams& params, seer_stream_t stream);\n"]))
             yield (f"pooling/instantiations/pooling_hdim{d}_{name}_sm80.cu", "pooling/pooling_launch.cuh",

@@ -26,10 +26,11 @@ enum class MaskKind { k2D, k1D };
 
 int cdiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
-// The Hopper warp-specialised forward (sm90/fwd_kernel_sm90.cuh) runs when this build has sm_90a device
-// code (setup.py defines SEER_ATTN_SM90A for a "9.0a" entry of TORCH_CUDA_ARCH_LIST) and the device has
-// compute capability 9.0, for head dims 64 / 128. Cached attribute queries (device_facts.h): no device sync.
-bool use_fwd_wgmma(int64_t head_dim, int device) {
+// The Hopper warp-specialised forward (sm90/fwd_kernel_sm90.cuh) and backward dK/dV kernel
+// (sm90/bwd_kernel_sm90.cuh) run when this build has sm_90a device code (setup.py defines SEER_ATTN_SM90A
+// for a "9.0a" entry of TORCH_CUDA_ARCH_LIST) and the device has compute capability 9.0, for head dims
+// 64 / 128. Cached attribute queries (device_facts.h): no device sync.
+bool use_sm90_kernels(int64_t head_dim, int device) {
 #ifdef SEER_ATTN_SM90A
   // the device code may come from a prebuilt archive built without sm_90a: ask it
   if (!attention_fwd_has_wgmma() || (head_dim != 64 && head_dim != 128)) return false;
@@ -213,7 +214,7 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   AttnParams p{};
   fill_common(p, in);
   c10::cuda::CUDAGuard guard(in.q.device());
-  p.fwd_wgmma = use_fwd_wgmma(p.head_dim, in.q.device().index());
+  p.fwd_wgmma = use_sm90_kernels(p.head_dim, in.q.device().index());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   const int64_t tq = in.q.size(0), hq = in.q.size(1), d = in.q.size(2);
   at::Tensor out = at::empty({tq, hq, d}, in.q.options());
@@ -271,6 +272,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
     dlse_c = dlse->contiguous();
   }
   c10::cuda::CUDAGuard guard(in.q.device());
+  p.bwd_wgmma = use_sm90_kernels(p.head_dim, in.q.device().index());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   at::Tensor dq = at::empty(in.q.sizes(), in.q.options());
   at::Tensor dk = at::empty(in.k.sizes(), in.k.options());

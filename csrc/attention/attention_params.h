@@ -85,6 +85,8 @@ struct AttnBwdParams : AttnParams {
   void* dv;  int64_t dv_row_stride, dv_head_stride;
   float* dq_accum;    // optional fp32 workspace [T_q, H_q, D] (atomic path), nullptr if unused
   bool deterministic; // no atomics whose order changes results
+  bool bwd_wgmma;     // run the sm_90a wgmma dK/dV kernel (sm90/bwd_kernel_sm90.cuh; D 64 / 128); set only for
+                      // an sm_90a build on a compute-capability-9.0 device (as fwd_wgmma)
 };
 
 // Launchers (defined in .cu files, dispatch on head_dim / dtype internally). Return 0 on success or

@@ -1,5 +1,6 @@
 // Entry points of the block-sparse attention backward: run_attention_bwd (preprocess + dK/dV + dQ)
-// and attention_bwd_tile_rows. The dK/dV and dQ kernels are instantiated per (head dim, dtype) in
+// and attention_bwd_tile_rows. With params.bwd_wgmma (sm_90a builds, D 64 / 128) the dK/dV kernel is
+// the Hopper one (sm90/bwd_kernel_sm90.cuh), else the mma.sync one. The dK/dV and dQ kernels are instantiated per (head dim, dtype) in
 // instantiations/bwd_hdim*_*.cu; the small preprocess kernel lives here.
 #include <algorithm>
 #include <cstdint>
@@ -13,6 +14,19 @@
 #include "common/sm80_primitives.h"
 
 namespace seer {
+#ifdef SEER_ATTN_SM90A  // the *_sm90.cu files are built only then (setup.py, cmake/CMakeLists.txt)
+namespace bwd_sm90 {
+// Defined in instantiations/bwd_hdim*_sm90.cu (sm90/bwd_launch_sm90.cuh).
+template <typename Elem, int D>
+int run_bwd_sm90_(const AttnBwdParams& p, void* stream);
+#define SEER_BWD_SM90_EXTERN(ELEM, D) extern template int run_bwd_sm90_<ELEM, D>(const AttnBwdParams&, void*);
+SEER_BWD_SM90_EXTERN(__half, 64)
+SEER_BWD_SM90_EXTERN(__half, 128)
+SEER_BWD_SM90_EXTERN(__nv_bfloat16, 64)
+SEER_BWD_SM90_EXTERN(__nv_bfloat16, 128)
+#undef SEER_BWD_SM90_EXTERN
+}  // namespace bwd_sm90
+#endif
 namespace attn_bwd {
 
 // softmax_d[h * total_q + t] = sum_d dout[t, h, d] * out[t, h, d] - (dlse ? dlse[h * total_q + t] : 0).
@@ -94,6 +108,30 @@ int launch_preprocess(const AttnBwdParams& p, cudaStream_t stream) {
 
 }  // namespace attn_bwd
 
+namespace {
+// The Hopper dK/dV kernel: sm_90a builds, params.bwd_wgmma (compute capability 9.0), D 64 / 128.
+bool use_bwd_sm90(const AttnBwdParams& p) {
+#ifdef SEER_ATTN_SM90A
+  return p.bwd_wgmma && (p.head_dim == 64 || p.head_dim == 128);
+#else
+  (void)p;
+  return false;
+#endif
+}
+int run_bwd_sm90(const AttnBwdParams& p, cudaStream_t stream) {
+#ifdef SEER_ATTN_SM90A
+  if (p.head_dim == 64)
+    return p.is_bf16 ? bwd_sm90::run_bwd_sm90_<__nv_bfloat16, 64>(p, stream) : bwd_sm90::run_bwd_sm90_<__half, 64>(p, stream);
+  return p.is_bf16 ? bwd_sm90::run_bwd_sm90_<__nv_bfloat16, 128>(p, stream) : bwd_sm90::run_bwd_sm90_<__half, 128>(p, stream);
+#else
+  (void)p;
+  (void)stream;
+  return static_cast<int>(cudaErrorNotSupported);
+#endif
+}
+
+}  // namespace
+
 int attention_bwd_tile_rows(int /*head_dim*/) { return attn_bwd::kBwdTileRows; }
 
 int run_attention_bwd(const AttnBwdParams& p, void* stream_ptr) {
@@ -102,17 +140,20 @@ int run_attention_bwd(const AttnBwdParams& p, void* stream_ptr) {
   int err = p.is_bf16 ? attn_bwd::launch_preprocess<__nv_bfloat16>(p, stream)
                       : attn_bwd::launch_preprocess<__half>(p, stream);
   if (err != 0) return err;
-  switch (p.head_dim) {
-    case 64:
-      err = p.is_bf16 ? run_bwd_hdim<64, __nv_bfloat16>(p, stream) : run_bwd_hdim<64, __half>(p, stream);
-      break;
-    case 128:
-      err = p.is_bf16 ? run_bwd_hdim<128, __nv_bfloat16>(p, stream) : run_bwd_hdim<128, __half>(p, stream);
-      break;
-    default:
-      err = p.is_bf16 ? run_bwd_hdim<256, __nv_bfloat16>(p, stream) : run_bwd_hdim<256, __half>(p, stream);
-      break;
-  }
+  if (use_bwd_sm90(p))
+    err = run_bwd_sm90(p, stream);
+  else
+    switch (p.head_dim) {
+      case 64:
+        err = p.is_bf16 ? run_bwd_hdim<64, __nv_bfloat16>(p, stream) : run_bwd_hdim<64, __half>(p, stream);
+        break;
+      case 128:
+        err = p.is_bf16 ? run_bwd_hdim<128, __nv_bfloat16>(p, stream) : run_bwd_hdim<128, __half>(p, stream);
+        break;
+      default:
+        err = p.is_bf16 ? run_bwd_hdim<256, __nv_bfloat16>(p, stream) : run_bwd_hdim<256, __half>(p, stream);
+        break;
+    }
   if (err != 0) return err;
   // Atomic path (same condition as run_bwd_hdim): dq = dq_accum * scale.
   if (!p.deterministic && p.dq_accum != nullptr)

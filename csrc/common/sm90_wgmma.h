@@ -5,6 +5,7 @@
 // warp w of the warpgroup, lane l, g = l / 4, t = l % 4): d[4j + 0..1] = rows 16w + g, columns
 // 8j + 2t + 0..1; d[4j + 2..3] = row 16w + g + 8, same columns (mma.sync's C layout, N / 8 times).
 //   wgmma_ss<N, Elem, kTransB>(d, desc_a, desc_b, scale_d): A and B from shared memory (descriptors).
+//   wgmma_ss_ta<N, Elem, kTransB>(...): as wgmma_ss with A stored MN-major (M contiguous).
 //   wgmma_rs<N, Elem, kTransB>(d, a, desc_b, scale_d): A from registers (a[4] = mma.sync's m16k16 A
 //     fragment of the warp's 16 rows), B from shared memory.
 // scale_d = 0 overwrites D, 1 accumulates. kTransB = 1: B is stored MN-major (N contiguous).
@@ -31,6 +32,15 @@ struct Wgmma;
       asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " SS_SCALE ", 0;\n"                                        \
                    "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PTX_T "." PTX_T " {" D_REGS "}, " SS_A      \
                    ", " SS_B ", p, 1, 1, 0, " SS_TRANS ";\n}\n"                                                  \
+                   : D_OUTS                                                                                     \
+                   : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransB));                                     \
+    }                                                                                                           \
+    /* ss_ta: A stored MN-major (M contiguous: imm-trans-a = 1), e.g. the dS^T tile read as dS. */            \
+    static __device__ __forceinline__ void ss_ta(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b,           \
+                                                 int scale_d) {                                                 \
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " SS_SCALE ", 0;\n"                                        \
+                   "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PTX_T "." PTX_T " {" D_REGS "}, " SS_A      \
+                   ", " SS_B ", p, 1, 1, 1, " SS_TRANS ";\n}\n"                                                  \
                    : D_OUTS                                                                                     \
                    : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTransB));                                     \
     }                                                                                                           \
@@ -69,6 +79,17 @@ template <int N, typename Elem, int kTransB = 0>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
 #if SEER_HAS_SM90A
   Wgmma<N, Elem, kTransB>::ss(d, desc_a, desc_b, scale_d);
+#else
+  (void)d, (void)desc_a, (void)desc_b, (void)scale_d;
+  SEER_TRAP();
+#endif
+}
+
+// A stored MN-major (imm-trans-a = 1): the descriptor of A is built like an MN-major B's.
+template <int N, typename Elem, int kTransB = 0>
+__device__ __forceinline__ void wgmma_ss_ta(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+#if SEER_HAS_SM90A
+  Wgmma<N, Elem, kTransB>::ss_ta(d, desc_a, desc_b, scale_d);
 #else
   (void)d, (void)desc_a, (void)desc_b, (void)scale_d;
   SEER_TRAP();

@@ -9,9 +9,26 @@
 // cu_seqlens whose lengths exceed max_seqlen_q/k: the kernels must use the clamped lengths (seqlen.h)
 // and write nothing outside them. Prints the worst error of dq / dk / dv per case, configuration and
 // path with the location (token, head, dim) of the worst element; exits non-zero if any case fails.
+//
+// Hopper dK/dV kernel (sm90/bwd_kernel_sm90.cuh): build for sm_90a with -DSEER_ATTN_SM90A and the sm90
+// instantiations, then every D 64 / 128 case also runs impl 1 (AttnBwdParams::bwd_wgmma through
+// run_attention_bwd, both paths) and a sweep covers the sm90 kernel (D 64 / 128, fp16 / bf16, 2D
+// 64x64 and 128x128 blocks, 1D GQA group 4, causal or not, densities 0.1 / 0.5 / 1, varlen lengths that
+// are not multiples of 64, seqlen_q < seqlen_k and >, an empty sequence):
+//
+//   nvcc -x cu -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -DSEER_ATTN_SM90A --use_fast_math \
+//     --expt-relaxed-constexpr -Icsrc csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu \
+//     csrc/attention/instantiations/bwd_*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest && /tmp/bwd_selftest --time
+//
+// `--time`: P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D 64x64 and 1D GQA
+// (B_k 64) masks, densities 1 / 0.5 / 0.1 (mask drawn per block, not the workload's causal-row rule):
+// median ms of 10 runs of run_attention_bwd (preprocess + dK/dV (+ dQ) + convert, dq_accum memset
+// included) for impl 0 and 1, both paths; no float64 reference: the sm90 atomic-path gradients are
+// compared with the mma.sync ones.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -44,7 +61,19 @@ struct Case {
                              // values make the input inconsistent: every length is clamped to them.
 };
 
-bool run_case(const Case& c, std::mt19937& rng) {
+template <typename T>
+T* to_device(const std::vector<T>& v) {
+  T* d = nullptr;
+  CK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)));
+  if (!v.empty()) CK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+// impl 0: the mma.sync kernels (run_attention_bwd and every BwdConfig configuration); impl 1: the
+// sm_90a kernel (run_attention_bwd with bwd_wgmma). time_reps > 0: time that many runs of
+// run_attention_bwd per path instead of checking (no reference computed; impl -1 times both).
+bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0) {
+  const bool timing = time_reps > 0;
   const int B = static_cast<int>(c.seqs.size()), D = c.D, hq = c.hq, hkv = c.hkv, group = hq / hkv;
   std::vector<int> cuq(B + 1, 0), cuk(B + 1, 0);
   int maxq = 0, maxk = 0;
@@ -93,8 +122,13 @@ bool run_case(const Case& c, std::mt19937& rng) {
 
   // Host forward + backward reference (float64) with out rounded to the element type as the GPU sees it.
   std::vector<float> out(static_cast<size_t>(Tq) * hq * D, 0.f), lse(static_cast<size_t>(hq) * Tq, -INFINITY);
-  std::vector<double> dq_ref(static_cast<size_t>(Tq) * hq * D, 0.0), dk_ref(k.size(), 0.0), dv_ref(k.size(), 0.0);
-  for (int b = 0; b < B; ++b) {
+  std::vector<double> dq_ref(timing ? 0 : static_cast<size_t>(Tq) * hq * D, 0.0), dk_ref(timing ? 0 : k.size(), 0.0),
+      dv_ref(timing ? 0 : k.size(), 0.0);
+  if (timing) {  // no forward: out random, lse a finite value of the right size (P <= 1)
+    for (auto& x : out) x = round_elem(U(rng), c.bf16);
+    for (auto& x : lse) x = 6.f;
+  }
+  for (int b = 0; b < B && !timing; ++b) {
     const int sq = sq_of(b), sk = sk_of(b), q0 = cuq[b], k0 = cuk[b];
     for (int h = 0; h < hq; ++h) {
       const int hk = h / group;
@@ -250,7 +284,57 @@ bool run_case(const Case& c, std::mt19937& rng) {
   // DkdvSmall configuration launched directly (dq of the atomic path then checked from dq_accum * scale).
   bool ok = true;
   const size_t nq = static_cast<size_t>(Tq) * hq * D, nk = k.size();
-  for (int cfg = 0; cfg < 3; ++cfg)
+  p.bwd_wgmma = impl == 1;
+  std::vector<float> timing_ref[3];  // impl 0's dq, dk, dv (timing with impl -1)
+  if (timing) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    // impl -1: both implementations on the same inputs.
+    for (int im = impl < 0 ? 0 : impl; im <= (impl < 0 ? 1 : impl); ++im)
+      for (int det = 0; det <= 1; ++det) {
+        p.bwd_wgmma = im == 1;
+        p.deterministic = det != 0;
+        p.dq_accum = det ? nullptr : d_dqacc;
+        std::vector<float> ms;
+        for (int r = 0; r <= time_reps; ++r) {  // run 0: warm-up
+          CK(cudaEventRecord(e0));
+          if (!det) CK(cudaMemsetAsync(d_dqacc, 0, nq * sizeof(float)));
+          CK(static_cast<cudaError_t>(seer::run_attention_bwd(p, nullptr)));
+          CK(cudaEventRecord(e1));
+          CK(cudaEventSynchronize(e1));
+          float t = 0.f;
+          CK(cudaEventElapsedTime(&t, e0, e1));
+          if (r > 0) ms.push_back(t);
+        }
+        std::sort(ms.begin(), ms.end());
+        std::printf("  impl %d (%s) %s: median %.3f ms (min %.3f)\n", im, im ? "sm90 wgmma" : "mma.sync",
+                    det ? "deterministic" : "atomic", ms[ms.size() / 2], ms[0]);
+        if (!det && impl < 0) {  // the two implementations' atomic-path gradients against each other
+          for (int o = 0; o < 3; ++o) {
+            std::vector<float> g = fetch(o == 0 ? d_dq : (o == 1 ? d_dk : d_dv), o == 0 ? nq : nk);
+            if (im == 0) {
+              timing_ref[o] = std::move(g);
+              continue;
+            }
+            double mx = 1e-6, err = 0;
+            for (size_t i = 0; i < g.size(); ++i) {
+              mx = std::max(mx, std::fabs(double(timing_ref[o][i])));
+              const double e = std::isfinite(g[i]) ? std::fabs(double(g[i]) - timing_ref[o][i]) : INFINITY;
+              if (!(e <= err)) err = e;
+            }
+            const bool bad = !(err / mx <= (c.bf16 ? 3e-2 : 1e-2));
+            std::printf("  sm90 vs mma.sync %s: max|diff| %.3e max|mma.sync| %.3e rel %.3e %s\n",
+                        o == 0 ? "dq" : (o == 1 ? "dk" : "dv"), err, mx, err / mx, bad ? "FAIL" : "ok");
+            ok = ok && !bad;
+          }
+        }
+      }
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+  }
+  const int n_cfg = timing ? 0 : (impl == 1 ? 1 : 3);
+  for (int cfg = 0; cfg < n_cfg; ++cfg)
     for (int det = 1; det >= 0; --det) {
       if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
       if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
@@ -258,7 +342,7 @@ bool run_case(const Case& c, std::mt19937& rng) {
       if (nq) CK(cudaMemset(d_dqacc, 0, nq * sizeof(float)));
       p.deterministic = det != 0;
       p.dq_accum = det ? nullptr : d_dqacc;
-      const char* name = cfg == 0 ? "run_attention_bwd" : (cfg == 1 ? "Dkdv" : "DkdvSmall");
+      const char* name = impl == 1 ? "sm90 wgmma" : cfg == 0 ? "run_attention_bwd" : (cfg == 1 ? "Dkdv" : "DkdvSmall");
       auto launch = [&](auto cfg_tag) {
         using Cfg = decltype(cfg_tag);
         using Kt = typename Cfg::Dkdv;
@@ -300,9 +384,44 @@ bool run_case(const Case& c, std::mt19937& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--time") == 0) {
+    const std::vector<int> p1 = {16384, 8000, 4096, 2100, 1024, 700, 256, 77};
+    std::vector<std::pair<int, int>> p1s;
+    for (int l : p1) p1s.push_back({l, l});
+    std::mt19937 trng(7);
+    int fails = 0;
+    for (bool is1d : {false, true})
+      for (double d : {1.0, 0.5, 0.1}) {
+        // 2D: per-q-head mask, 64x64 blocks; 1D: per-kv-head mask (GQA group 4 packed), B_k 64.
+        Case t{128, true, is1d, true, 32, 8, is1d ? 1 : 64, 64, is1d ? 8 : 32, p1s, d};
+        std::printf("time: P1 lengths h_q=32 h_kv=8 D=128 bf16 %s causal density %.2f (mask drawn per block)\n",
+                    is1d ? "1D GQA (B_k 64)" : "2D 64x64", d);
+#ifdef SEER_ATTN_SM90A
+        fails += !run_case(t, trng, -1, 10);  // impl 0 and 1 on the same inputs, compared
+#else
+        fails += !run_case(t, trng, 0, 10);
+#endif
+      }
+    return fails == 0 ? 0 : 1;
+  }
   std::mt19937 rng(argc > 1 ? std::atoi(argv[1]) : 1234);
   const std::vector<std::pair<int, int>> seqs = {{130, 130}, {61, 200}, {0, 40}, {257, 97}};
   int fails = 0, total = 0;
+  // Every case on the mma.sync kernels and, in an sm_90a build (D 64 / 128), on the same inputs on the
+  // sm90 kernel.
+  auto run_both = [&](const Case& c) {
+    std::mt19937 r1 = rng;
+    ++total;
+    fails += !run_case(c, rng);
+#ifdef SEER_ATTN_SM90A
+    if (c.D == 64 || c.D == 128) {
+      ++total;
+      fails += !run_case(c, r1, 1);
+    }
+#else
+    (void)r1;
+#endif
+  };
   for (int D : {64, 128, 256})
     for (bool bf16 : {false, true})
       for (bool is1d : {false, true})
@@ -319,42 +438,58 @@ int main(int argc, char** argv) {
           c.bk = (D == 128) ? 48 : (D == 64 ? 16 : 80);
           c.seqs = seqs;
           c.density = 0.6;
-          ++total;
-          fails += !run_case(c, rng);
+          run_both(c);
         }
   // Dense sanity case (every block kept: tile-mask value 2 everywhere) and a GQA group of 7.
   Case dense{128, true, false, true, 4, 1, 64, 64, 1, {{300, 300}}, 1.0};
-  ++total;
-  fails += !run_case(dense, rng);
+  run_both(dense);
   Case g7{64, false, true, false, 7, 1, 1, 64, 1, {{100, 150}, {33, 20}}, 0.5};
-  ++total;
-  fails += !run_case(g7, rng);
+  run_both(g7);
   // More than 256 candidate row tiles per key tile (16 heads x 18 token tiles; the candidate list is
   // rebuilt in batches), B_q = B_k = 128 > kBlockN, and many key tiles adding into one dq row (atomic).
   Case many{64, true, false, true, 16, 1, 128, 128, 1, {{1100, 1100}, {37, 300}}, 0.7};
-  ++total;
-  fails += !run_case(many, rng);
+  run_both(many);
   // B_k = 32 < kBlockN with a per-kv-head 2D mask, fp16, seqlen_q < seqlen_k (bottom-right causal).
   Case bk32{128, false, false, true, 8, 2, 64, 32, 2, {{500, 520}, {64, 64}}, 0.5};
-  ++total;
-  fails += !run_case(bk32, rng);
+  run_both(bk32);
   // Workload-like 2D mask (B_q = B_k = 64, GQA 4) over several 128-key tiles, and B_k = 80 (not a
   // divisor of the 128-key v2 tile: windows straddle key blocks) with a 1D mask, fp16.
   Case wl{128, true, false, true, 8, 2, 64, 64, 8, {{700, 700}, {129, 129}, {1, 1}}, 0.5};
-  ++total;
-  fails += !run_case(wl, rng);
+  run_both(wl);
   Case bk80{128, false, true, true, 4, 2, 1, 80, 2, {{400, 450}, {90, 90}}, 0.5};
-  ++total;
-  fails += !run_case(bk80, rng);
+  run_both(bk80);
   // Inconsistent input: cu_seqlens lengths above max_seqlen_q / _k (clamped by every kernel; rows and
   // keys past the clamped lengths are left to the API layer and not checked), every head dim.
   for (int D : {64, 128, 256}) {
     Case clamp{D, true, false, true, 8, 2, 64, 64, 8, {{300, 250}, {90, 400}, {40, 40}}, 0.7};
     clamp.max_q = 200;
     clamp.max_k = 180;
-    ++total;
-    fails += !run_case(clamp, rng);
+    run_both(clamp);
   }
+#ifdef SEER_ATTN_SM90A
+  // The sm90 kernel sweep: D x dtype x mask kind (2D 64x64, 2D 128x128, 1D GQA group 4) x causal x density.
+  const std::vector<std::pair<int, int>> vseqs = {{130, 130}, {61, 200}, {0, 40}, {257, 97}, {200, 333}, {1, 1}};
+  for (int D : {64, 128})
+    for (bool bf16 : {false, true})
+      for (int kind = 0; kind < 3; ++kind)
+        for (bool causal : {false, true})
+          for (double density : {0.1, 0.5, 1.0}) {
+            Case c;
+            c.D = D;
+            c.bf16 = bf16;
+            c.is1d = kind == 2;
+            c.causal = causal;
+            c.hq = 8;
+            c.hkv = 2;  // GQA group 4 (1D: per-kv-head mask -> pack 4)
+            c.mask_heads = c.is1d ? c.hkv : c.hq;
+            c.bq = kind == 1 ? 128 : 64;
+            c.bk = kind == 1 ? 128 : 64;
+            c.seqs = vseqs;
+            c.density = density;
+            ++total;
+            fails += !run_case(c, rng, 1);
+          }
+#endif
   std::printf("%d / %d cases passed\n", total - fails, total);
   return fails == 0 ? 0 : 1;
 }

@@ -4,6 +4,7 @@
 //   O = P V      (wgmma RS: P = the S accumulators rounded to 16 bits, used as A fragments in
 //                 registers; V MN-major SW128 with the transpose bit), as one N = 128 instruction
 //                 (needs LBO = slab stride) or two N = 64 ones (one per 64-column slab).
+// Also C = A^T-stored x V (wgmma SS with A MN-major, the backward's dQ = dS K).
 // Compared with a float64 host reference. Also sweeps the two (LBO, SBO) orders of the MN-major
 // descriptor, so a wrong guess shows up as a failing row rather than as a silently wrong kernel.
 //
@@ -128,6 +129,43 @@ __global__ void __launch_bounds__(128) tile_kernel(const Elem* q, const Elem* k,
   store_acc<kD>(o_out, o, tid);
 }
 
+// A stored MN-major (wgmma_ss_ta, imm-trans-a = 1), as the backward's dQ = dS K reads dS^T: at [kN][64]
+// row-major (the transposed A, M contiguous), v [kN][128] row-major (MN-major B). c [64][128] fp32 =
+// at^T v, as two N = 64 instructions per k-step (one per 64-column slab of v).
+template <typename Elem, int kN>
+__global__ void __launch_bounds__(128) ta_kernel(const Elem* at, const Elem* v, float* c_out) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* sA = smem;              // kN rows x 1 slab (64 M-elements per row)
+  unsigned char* sV = sA + kN * kM * 2;  // kN rows x 2 slabs
+  const int tid = threadIdx.x;
+  for (int i = tid; i < kN * kM; i += 128) *reinterpret_cast<Elem*>(sA + sw128_offset(i / kM, i % kM, kN)) = at[i];
+  for (int i = tid; i < kN * kD; i += 128) *reinterpret_cast<Elem*>(sV + sw128_offset(i / kD, i % kD, kN)) = v[i];
+  fence_view_async_shared();
+  __syncthreads();
+  const uint32_t aA = static_cast<uint32_t>(__cvta_generic_to_shared(sA));
+  const uint32_t aV = static_cast<uint32_t>(__cvta_generic_to_shared(sV));
+  float c0[32], c1[32];
+  wgmma_fence();
+#pragma unroll
+  for (int j = 0; j < kN / 16; ++j) {
+    const uint64_t da = make_smem_desc_sw128(aA + j * 2048, kN * 128, 1024);
+    wgmma_ss_ta<64, Elem, 1>(c0, da, make_smem_desc_sw128(aV + j * 2048, kN * 128, 1024), j > 0 ? 1 : 0);
+    wgmma_ss_ta<64, Elem, 1>(c1, da, make_smem_desc_sw128(aV + kN * 128 + j * 2048, kN * 128, 1024), j > 0 ? 1 : 0);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int row = 16 * warp + g + (e >= 2 ? 8 : 0), col = 8 * j + 2 * t + (e & 1);
+      c_out[row * kD + col] = c0[4 * j + e];
+      c_out[row * kD + 64 + col] = c1[4 * j + e];
+    }
+}
+
 }  // namespace selftest
 }  // namespace sm90
 }  // namespace seer
@@ -208,6 +246,47 @@ static int run_case(const char* name, int o_mode, uint32_t lbo, uint32_t sbo) {
   return ok ? 0 : 1;
 }
 
+template <typename Elem, int kN>
+static int run_ta_case(const char* name) {
+  const int M = st::kM, D = st::kD;
+  std::vector<Elem> ha(kN * M), hv(kN * D);
+  uint32_t seed = 777u + kN;
+  auto rnd = [&]() { seed = seed * 1664525u + 1013904223u; return ((seed >> 8) & 0xFFFF) / 32768.0f - 1.0f; };
+  for (auto& x : ha) x = from_f<Elem>(rnd());
+  for (auto& x : hv) x = from_f<Elem>(rnd());
+  Elem *da, *dv;
+  float* dc;
+  CK(cudaMalloc(&da, ha.size() * sizeof(Elem)));
+  CK(cudaMalloc(&dv, hv.size() * sizeof(Elem)));
+  CK(cudaMalloc(&dc, M * D * sizeof(float)));
+  CK(cudaMemcpy(da, ha.data(), ha.size() * sizeof(Elem), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dv, hv.data(), hv.size() * sizeof(Elem), cudaMemcpyHostToDevice));
+  CK(cudaMemset(dc, 0xFF, M * D * sizeof(float)));
+  const int smem = 1024 + (kN * M + kN * D) * 2;
+  auto kern = st::ta_kernel<Elem, kN>;
+  CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kern<<<1, 128, smem>>>(da, dv, dc);
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  std::vector<float> hc(M * D);
+  CK(cudaMemcpy(hc.data(), dc, hc.size() * 4, cudaMemcpyDeviceToHost));
+  double err = 0, ref_max = 0;
+  for (int m = 0; m < M; ++m)
+    for (int d = 0; d < D; ++d) {
+      double acc = 0;
+      for (int k = 0; k < kN; ++k) acc += (double)to_f(ha[k * M + m]) * to_f(hv[k * D + d]);
+      const double got = hc[m * D + d];
+      err = std::isfinite(got) ? std::fmax(err, std::fabs(got - acc)) : INFINITY;
+      ref_max = std::fmax(ref_max, std::fabs(acc));
+    }
+  const bool ok = err <= 1e-3 * ref_max + 1e-4;
+  std::printf("%-44s N=%3d: |C err| %.3g (max |C| %.3g) -> %s\n", name, kN, err, ref_max, ok ? "ok" : "FAIL");
+  CK(cudaFree(da));
+  CK(cudaFree(dv));
+  CK(cudaFree(dc));
+  return ok ? 0 : 1;
+}
+
 int main() {
   int fails = 0;
   // Expected encoding (sm90_primitives.h): MN-major V, LBO = slab stride (kN * 128 B), SBO = 1024 B.
@@ -216,7 +295,10 @@ int main() {
   fails += run_case<__nv_bfloat16, 128>("bf16 SS n128 + RS n128", 1, 128 * 128, 1024);
   fails += run_case<__half, 128>("fp16 SS n128 + RS n128", 1, 128 * 128, 1024);
   fails += run_case<__half, 64>("fp16 SS n64 + RS 2 x n64", 0, 64 * 128, 1024);
-  std::printf("%d / 5 expected-encoding cases failed\n", fails);
+  // Transposed A (the backward's dQ = dS K with dS^T in shared memory), K = 64 / 128 keys.
+  fails += run_ta_case<__nv_bfloat16, 64>("bf16 SS_ta 2 x n64 (A MN-major), K 64");
+  fails += run_ta_case<__half, 128>("fp16 SS_ta 2 x n64 (A MN-major), K 128");
+  std::printf("%d / 7 expected-encoding cases failed\n", fails);
   // The swapped order, for the record (expected to fail for N = 128; 2 x n64 has a single slab).
   run_case<__nv_bfloat16, 64>("bf16 RS n128, swapped LBO/SBO (probe)", 1, 1024, 64 * 128);
   return fails ? 1 : 0;

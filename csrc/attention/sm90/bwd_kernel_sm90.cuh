@@ -1,0 +1,514 @@
+// Hopper (sm_90a) dK/dV kernel of the varlen block-sparse attention backward (2D and 1D masks): warp-
+// specialised, wgmma, mbarrier ring. Same algorithm, masking rules, row tiles and candidate walk as the
+// mma.sync dK/dV kernel (bwd_common.h, bwd_dkdv_kernel.cuh: read them first); FlashAttention-3's
+// backward structure.
+//
+// One CTA per (key tile of kBlockN = 64 * kNWG keys, kv head, sequence) = one producer warpgroup (0)
+// and kNWG consumer warpgroups, consumer c owning keys [64 c, 64 c + 64) of the tile (its K / V rows
+// stay in shared memory; warp w of it owns the 16-key chunk 4 c + w).
+//
+//   producer : walks the candidate row tiles of the transposed tile mask (every q head of the GQA group,
+//              so dK / dV come out reduced over the group without atomics), compacts the kept ones
+//              (2-bit tile-mask value per 16-key chunk of the CTA, "chunk flags"), and per kept row
+//              tile: waits for a free stage, writes the per-row record (lse * log2(e), softmax_d, token,
+//              user-mask row offset, dq_accum row offset) and gathers the 64 Q and dO rows with
+//              cp.async into the stage (128-byte swizzled slabs, common/sm90_primitives.h), arriving on
+//              the stage's `full` barrier (count 256: one plain arrival per thread after its record
+//              stores + one cp.async arrival). After the last row tile: an end record (rt = -1).
+//   consumer : per row tile: S^T = K Q^T and dP^T = V dO^T (wgmma, both operands in shared memory;
+//              M = the consumer's 64 keys, N = 64 rows), P^T = exp2(S^T * scale_log2 - lse log2(e)) (masking
+//              only on boundary chunks: tile-mask value 1 per-row bits, sequence end, causal),
+//              dS^T = P^T (dP^T - softmax_d), then dV += P^T dO and dK += dS^T Q (wgmma, P^T / dS^T
+//              from registers, dO / Q read MN-major from the same stage). Atomic path: dS^T is
+//              stored to shared memory and dQ_tile = dS K (wgmma, dS^T read MN-major, K MN-major) is
+//              added into the fp32 dq_accum workspace with 16-byte red.global.add.v4.f32. D 128 with two
+//              consumers: consumer c computes dims [64 c, +64) over all 128 keys (a barrier between
+//              the consumers); otherwise each consumer computes all dims over its own 64 keys.
+//              The stage is released once the wgmmas reading Q / dO have completed.
+//   epilogue : dK * scale and dV from registers.
+//
+// Rows that are not valid get lse = +inf in the record (P = exp2(-inf) = 0, and their Q / dO rows are
+// zero-filled). A valid row with lse = -inf sees no key, so the boundary masking zeroes all its P (an
+// interior chunk, value 2 and fully visible, is never invisible to a valid row). No NaN, no finite
+// sentinel.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "attention/attention_params.h"
+#include "attention/bwd_common.h"
+#include "attention/seqlen.h"
+#include "common/platform.h"
+#include "common/sm80_primitives.h"
+#include "common/sm90_pipeline.h"
+#include "common/sm90_primitives.h"
+#include "common/sm90_wgmma.h"
+
+namespace seer {
+namespace bwd_sm90 {
+
+template <int kHeadDim_, int kNWG_, typename Elem_>
+struct Traits {
+  using Elem = Elem_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kNWG = kNWG_;                      // consumer warpgroups (64 keys each)
+  static constexpr int kBlockM = attn_bwd::kBwdTileRows;  // rows per streamed row tile (64)
+  static constexpr int kBlockN = 64 * kNWG;               // keys per CTA
+  static constexpr int kChunks = kBlockN / 16;            // 16-key chunks (one per consumer warp)
+  static constexpr int kThreads = 128 * (1 + kNWG);
+  // setmaxnreg split of the CTA's registers: a CTA is launched with kLaunchRegs per thread (what ptxas
+  // allots under __launch_bounds__(kThreads, 1): 168 for 384 threads) and the warpgroups can only trade
+  // those (a larger sum makes setmaxnreg.inc wait forever).
+  static constexpr int kLaunchRegs = (65536 / kThreads < 255 ? 65536 / kThreads : 255) / 8 * 8;
+  static constexpr int kProducerRegs = kNWG == 2 ? 40 : 56;
+  static constexpr int kConsumerRegs = kNWG == 2 ? 232 : 240;
+  static_assert(kProducerRegs + kNWG * kConsumerRegs <= (1 + kNWG) * kLaunchRegs, "register file");
+  static constexpr int kStages = kHeadDim == 128 ? 3 : 4;  // Q / dO stages of the ring
+  // dQ (atomic path): split the head dim between two consumers (each 64 dims over all keys) for D 128;
+  // else each consumer covers every dim over its own 64 keys, 64 dims per pass.
+  static constexpr bool kDqSplitD = kHeadDim == 128 && kNWG == 2;
+  static constexpr int kDqPasses = kDqSplitD ? 1 : kHeadDim / 64;  // 64-dim dQ wgmma passes per consumer
+  static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // K (or V) of the CTA
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q (or dO) of one stage
+  static constexpr int kDSBytes = kBlockN * kBlockM * 2;   // dS^T [keys][rows], one buffer
+  static constexpr int kRecBytes = 2048;
+  static constexpr int kOffK = 0;
+  static constexpr int kOffV = kOffK + kKVBytes;
+  static constexpr int kOffQ = kOffV + kKVBytes;                     // [kStages]
+  static constexpr int kOffDO = kOffQ + kStages * kQBytes;           // [kStages]
+  static constexpr int kOffDS = kOffDO + kStages * kQBytes;          // [2] (atomic path)
+  static constexpr int kOffRec = kOffDS + 2 * kDSBytes;              // RowRec [kStages]
+  static constexpr int kOffFull = kOffRec + kStages * kRecBytes;     // uint64 [kStages]
+  static constexpr int kOffEmpty = kOffFull + 8 * kStages;           // uint64 [kStages]
+  static constexpr int kOffList = kOffEmpty + 8 * kStages;           // int [128] kept row tiles
+  static constexpr int kOffFlags = kOffList + 128 * 4;               // uint32 [128] their chunk flags
+  static constexpr int kOffWarpCnt = kOffFlags + 128 * 4;            // int [4]
+  static constexpr int kSmemUsed = kOffWarpCnt + 4 * 4;
+  static constexpr int kSmemBytes = kSmemUsed + 1024;  // + slack to align the base to 1024 bytes
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim");
+  static_assert(kNWG == 1 || kNWG == 2, "consumers");
+  static_assert(kChunks * 2 <= 32, "chunk flags fit 32 bits");
+  static_assert(kOffQ % 1024 == 0 && kOffDO % 1024 == 0 && kOffDS % 1024 == 0 && kQBytes % 1024 == 0,
+                "SW128 tiles 1024-aligned");
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
+};
+
+// Per-stage record of the streamed row tile (written by the producer, read by the consumers).
+struct RowRec {
+  int rt;          // row tile; -1: end of the stream
+  uint32_t flags;  // chunk flags of the CTA's keys: tile-mask value of chunk c at bits 2c..2c+1
+  int tok0;        // first token of the row tile
+  int pad_;
+  float lse[64];      // lse (natural log; cp.async); +inf for rows that are not valid (P = 0)
+  float dd[64];       // softmax_d (cp.async; 0 for rows that are not valid)
+  int kmax[64];       // the row sees CTA-local keys < kmax (sequence end, causal); 0 if not valid
+  uint32_t keep[64];  // bit c: the row keeps chunk c by the tile mask / user mask (value 2, or value 1
+                      // and its mask bit)
+  int64_t qacc[64];   // dq_accum offset of the row (-1 if not valid)
+};
+static_assert(sizeof(RowRec) <= 2048, "RowRec slot");
+
+// Descriptor of the same tile `bytes` further (16-byte units in the low bits; shared addresses < 256 KB).
+SEER_DEVICE uint64_t desc_add(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
+
+template <typename T, bool Is_causal, bool Is_atomic>
+__global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __grid_constant__ AttnBwdParams p) {
+#if SEER_HAS_SM90A
+  using Elem = typename T::Elem;
+  constexpr int D = T::kHeadDim;
+  constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kStages = T::kStages, kNWG = T::kNWG;
+  constexpr float kLog2e = attn_bwd::kLog2e;
+
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
+  uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
+  uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
+  auto rec_at = [&](int st) { return reinterpret_cast<RowRec*>(smem + T::kOffRec + st * T::kRecBytes); };
+
+  const int tid = threadIdx.x;
+  const int wg = tid / 128, wtid = tid % 128;
+  const int lane = wtid & 31, warp = wtid >> 5;
+  // Grid x = key tile * h_kv + kv head (key tile 0, the most row tiles under a causal mask, first).
+  const int hk = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.h_kv));
+  const int key_tile = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.h_kv));
+  const int b = blockIdx.y;
+  const SeqBounds sb = seq_bounds(p, b);
+  const int q_start = sb.q_start, seqlen_q = sb.seqlen_q, k_start = sb.k_start, seqlen_k = sb.seqlen_k;
+  const int causal_off = sb.causal_off;
+  const int key0 = key_tile * kBlockN;
+  if (key0 >= seqlen_k) return;  // uniform, before any barrier
+  const int n_keys = min(kBlockN, seqlen_k - key0);
+
+  if (tid == 0) {
+    for (int st = 0; st < kStages; ++st) {
+      sm90::mbar_init(&bar_full[st], 256);
+      sm90::mbar_init(&bar_empty[st], 128 * kNWG);
+    }
+    sm90::mbar_init_fence();
+  }
+  __syncthreads();
+
+  constexpr int kRowChunks = D / 8;               // 16-byte chunks per row
+  constexpr int kRowsPerPass = 128 / kRowChunks;  // rows one warpgroup copies per pass (8 or 16)
+  const int chunk = wtid % kRowChunks;
+
+  if (wg == 0) {
+    // =============================== producer ===============================
+    sm90::regs_dec<T::kProducerRegs>();
+    int* sList = reinterpret_cast<int*>(smem + T::kOffList);
+    uint32_t* sFlags = reinterpret_cast<uint32_t*>(smem + T::kOffFlags);
+    int* sWarpCnt = reinterpret_cast<int*>(smem + T::kOffWarpCnt);
+    auto sync = []() { sm90::named_sync(1, 128); };
+    const int n_slots = p.group / p.pack;
+    const int tt_hi = min(p.n_tok_tiles, (seqlen_q + p.tile_tokens - 1) / p.tile_tokens);
+    const int tt_lo = Is_causal ? max(0, key0 - causal_off) / p.tile_tokens : 0;
+    const int tt_range = max(0, tt_hi - tt_lo);
+    const int n_cand = n_slots * tt_range;
+    const int64_t tmT_bh = (static_cast<int64_t>(b) * p.h_kv + hk) * p.nb_k;
+    const Elem* gq = static_cast<const Elem*>(p.q);
+    const Elem* gdo = static_cast<const Elem*>(p.dout);
+    int u = 0;
+#pragma unroll 1
+    for (int cbase = 0; cbase < n_cand; cbase += 128) {
+      const int idx = cbase + wtid;
+      int rt = 0;
+      uint32_t flags = 0;
+      if (idx < n_cand) {
+        const int slot = idx / tt_range;
+        rt = slot * p.n_tok_tiles + tt_lo + (idx - slot * tt_range);
+        flags = attn_bwd::chunk_flags<T::kChunks>(p.tile_maskT, tmT_bh * p.n_row_tiles + rt, p.n_row_tiles, key0,
+                                                  seqlen_k, p.block_size_k, p.nb_k);
+      }
+      // Compaction of the kept candidates (increasing candidate order).
+      sync();  // every producer thread is done reading the previous list
+      const unsigned ballot = __ballot_sync(0xffffffffu, flags != 0);
+      if (lane == 0) sWarpCnt[warp] = __popc(ballot);
+      sync();
+      int base = 0, total = 0;
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const int cnt = sWarpCnt[w];
+        base += w < warp ? cnt : 0;
+        total += cnt;
+      }
+      if (flags != 0) {
+        const int pos = base + __popc(ballot & ((1u << lane) - 1u));
+        sList[pos] = rt;
+        sFlags[pos] = flags;
+      }
+      sync();
+#pragma unroll 1
+      for (int i = 0; i < total; ++i, ++u) {
+        const int st = u % kStages;
+        const int rti = sList[i];
+        const uint32_t fl = sFlags[i];
+        sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
+        RowRec* rec = rec_at(st);
+        if (wtid < kBlockM) {
+          const TileRow x = tile_row(p, hk, rti, wtid, seqlen_q);
+          int kmax = 0;
+          uint32_t keep = 0;
+          int64_t qacc = -1;
+          if (x.valid) {
+            const int64_t li = static_cast<int64_t>(x.head) * p.total_q + q_start + x.tok;
+            cp_async_4(&rec->lse[wtid], p.lse + li);
+            cp_async_4(&rec->dd[wtid], p.softmax_d + li);
+            kmax = sb.key_limit(x.tok, Is_causal) - key0;
+            qacc = ((static_cast<int64_t>(q_start) + x.tok) * p.h_q + x.head) * static_cast<int64_t>(D);
+            // Keep bits: value-2 chunks, and value-1 chunks whose key block the row's mask keeps (the
+            // reads are independent, so their latencies overlap; one block's bytes share a line).
+            const uint8_t* mrow = p.mask + attn_bwd::mask_row_offset(p, b, x.head, x.tok);
+#pragma unroll
+            for (int ch = 0; ch < T::kChunks; ++ch) {
+              const uint32_t v = (fl >> (2 * ch)) & 3u;
+              uint32_t bit = v == 2u ? 1u : 0u;
+              if (v == 1u)
+                bit = mrow[static_cast<int64_t>((key0 + 16 * ch) / p.block_size_k) * p.mask_stride_col] != 0 ? 1u : 0u;
+              keep |= bit << ch;
+            }
+          } else {
+            rec->lse[wtid] = INFINITY;
+            rec->dd[wtid] = 0.f;
+          }
+          rec->kmax[wtid] = kmax;
+          rec->keep[wtid] = keep;
+          rec->qacc[wtid] = qacc;
+        }
+        if (wtid == 0) {
+          const int slot = rti / p.n_tok_tiles;
+          rec->rt = rti;
+          rec->flags = fl;
+          rec->tok0 = (rti - slot * p.n_tok_tiles) * p.tile_tokens;
+        }
+        Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ + st * T::kQBytes);
+        Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO + st * T::kQBytes);
+#pragma unroll 1
+        for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
+          const int r = pass * kRowsPerPass + wtid / kRowChunks;
+          const TileRow x = tile_row(p, hk, rti, r, seqlen_q);
+          const int64_t tok = static_cast<int64_t>(q_start) + (x.valid ? x.tok : 0);
+          const int64_t hd = x.valid ? x.head : 0;
+          const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockM) >> 1;
+          cp_async_16(sQ + off, x.valid ? gq + tok * p.q_row_stride + hd * p.q_head_stride + chunk * 8 : gq, x.valid);
+          cp_async_16(sdO + off, x.valid ? gdo + tok * p.do_row_stride + hd * p.do_head_stride + chunk * 8 : gdo,
+                      x.valid);
+        }
+        sm90::mbar_arrive(&bar_full[st]);  // release: this thread's record stores
+        sm90::cp_async_mbar_arrive(&bar_full[st]);
+      }
+    }
+    // End record.
+    const int st = u % kStages;
+    sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
+    if (wtid == 0) rec_at(st)->rt = -1;
+    sm90::mbar_arrive(&bar_full[st]);
+    sm90::cp_async_mbar_arrive(&bar_full[st]);
+  } else {
+    // =============================== consumers ===============================
+    sm90::regs_inc<T::kConsumerRegs>();
+    const int c = wg - 1;
+    const int g = lane >> 2, t4 = lane & 3;
+    const uint32_t sK_addr = smem_u32(smem + T::kOffK);
+    // K / V of the consumer's keys as the K-major A operand of S^T / dP^T.
+    const uint64_t dk_base = sm90::make_smem_desc_sw128(sK_addr + c * (64 * 128), 16, 1024);
+    const uint64_t dv_base = sm90::make_smem_desc_sw128(smem_u32(smem + T::kOffV) + c * (64 * 128), 16, 1024);
+    // K / V rows [64 c, +64) of the tile (rows past the sequence zero-filled).
+    {
+      Elem* sK = reinterpret_cast<Elem*>(smem + T::kOffK);
+      Elem* sV = reinterpret_cast<Elem*>(smem + T::kOffV);
+      const Elem* gk = static_cast<const Elem*>(p.k) + static_cast<int64_t>(hk) * p.k_head_stride;
+      const Elem* gv = static_cast<const Elem*>(p.v) + static_cast<int64_t>(hk) * p.v_head_stride;
+#pragma unroll
+      for (int pass = 0; pass < 64 / kRowsPerPass; ++pass) {
+        const int r = 64 * c + pass * kRowsPerPass + wtid / kRowChunks;
+        const bool ok = r < n_keys;
+        const int64_t row = static_cast<int64_t>(k_start) + key0 + (ok ? r : 0);
+        const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockN) >> 1;
+        cp_async_16(sK + off, gk + row * p.k_row_stride + chunk * 8, ok);
+        cp_async_16(sV + off, gv + row * p.v_row_stride + chunk * 8, ok);
+      }
+      cp_async_commit();
+      cp_async_wait<0>();
+      sm90::fence_view_async_shared();
+      sm90::named_sync(2 + c, 128);
+    }
+
+    float acc_dv[D / 2], acc_dk[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) acc_dv[i] = acc_dk[i] = 0.f;
+    const int wkey = key0 + 64 * c + 16 * warp;  // first (sequence-local) key of the warp's chunk
+    const float scale_log2 = p.scale_log2;
+
+#pragma unroll 1
+    for (int u = 0;; ++u) {
+      const int st = u % kStages;
+      sm90::mbar_wait(&bar_full[st], (u / kStages) & 1);
+      const RowRec* rec = rec_at(st);
+      if (rec->rt < 0) {
+        sm90::mbar_arrive(&bar_empty[st]);
+        break;
+      }
+      const uint32_t flags = rec->flags;
+      const uint32_t myflags = (flags >> (8 * c)) & 0xffu;  // this consumer's 4 chunks
+      sm90::fence_view_async_shared();  // cp.async (generic proxy) writes -> wgmma (async proxy) reads
+      const uint32_t sQ_addr = smem_u32(smem + T::kOffQ + st * T::kQBytes);
+      const uint32_t sdO_addr = smem_u32(smem + T::kOffDO + st * T::kQBytes);
+      // P^T / dS^T of the tile as the A fragments of the dV / dK wgmmas (k16 step kk = rows 16 kk ..).
+      // They are fenced after the wgmma wait below, so ptxas keeps them live (unshared with any
+      // temporary) until the asynchronous wgmmas that read them have completed (else it serialises every
+      // wgmma of the kernel, ptxas C7513).
+      uint32_t pa[4][4], dsa[4][4];
+      if (myflags != 0) {  // uniform over the warpgroup
+        float acc_s[32], acc_dp[32];
+        sm90::fence_operands(acc_s);
+        sm90::fence_operands(acc_dp);
+        sm90::wgmma_fence();
+        const uint64_t dq_base = sm90::make_smem_desc_sw128(sQ_addr, 16, 1024);
+        const uint64_t ddo_base = sm90::make_smem_desc_sw128(sdO_addr, 16, 1024);
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk)
+          sm90::wgmma_ss<64, Elem, 0>(acc_s, desc_add(dk_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
+                                      desc_add(dq_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
+        sm90::wgmma_commit();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk)
+          sm90::wgmma_ss<64, Elem, 0>(acc_dp, desc_add(dv_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
+                                      desc_add(ddo_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
+        sm90::wgmma_commit();
+        // acc[4 j + e]: key wkey + g + 8 (e >> 1), row 8 j + 2 t4 + (e & 1) of the row tile.
+        sm90::wgmma_wait<1>();  // S^T done; dP^T may still run
+        sm90::fence_operands(acc_s);
+        const int fw = static_cast<int>((myflags >> (2 * warp)) & 3u);
+        const bool interior = fw == 2 && wkey + 16 <= seqlen_k && (!Is_causal || wkey + 15 <= rec->tok0 + causal_off);
+        if (interior) {  // warp-uniform
+#pragma unroll
+          for (int j = 0; j < 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              acc_s[4 * j + e] = fast_exp2(fmaf(acc_s[4 * j + e], scale_log2, rec->lse[8 * j + 2 * t4 + (e & 1)] * -kLog2e));
+        } else {  // boundary chunk: the rows' key limits and keep bits (RowRec)
+          const int kl = 64 * c + 16 * warp + g;  // CTA-local key of accumulator rows e < 2 (+ 8 for e >= 2)
+          const int cidx = 4 * c + warp;
+#pragma unroll
+          for (int j = 0; j < 8; ++j)
+#pragma unroll
+            for (int e1 = 0; e1 < 2; ++e1) {
+              const int col = 8 * j + 2 * t4 + e1;
+              const float nl2 = rec->lse[col] * -kLog2e;
+              const bool rok = (rec->keep[col] >> cidx) & 1u;
+              const int kmax = rec->kmax[col];
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                const int e = 2 * h + e1;
+                const bool ok = rok && kl + 8 * h < kmax;
+                acc_s[4 * j + e] = ok ? fast_exp2(fmaf(acc_s[4 * j + e], scale_log2, nl2)) : 0.f;
+              }
+            }
+        }
+        sm90::wgmma_wait<0>();
+        sm90::fence_operands(acc_dp);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            acc_dp[4 * j + e] = acc_s[4 * j + e] * (acc_dp[4 * j + e] - rec->dd[8 * j + 2 * t4 + (e & 1)]);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            pa[kk][e] = pack2<Elem>(acc_s[8 * kk + 2 * e], acc_s[8 * kk + 2 * e + 1]);
+            dsa[kk][e] = pack2<Elem>(acc_dp[8 * kk + 2 * e], acc_dp[8 * kk + 2 * e + 1]);
+          }
+        }
+        // dV += P^T dO, dK += dS^T Q: B = dO / Q of the stage, MN-major (k16 step = 16 rows = 2048 bytes,
+        // LBO = the stride of its 64-column slabs).
+        sm90::fence_operands(acc_dv);
+        sm90::fence_operands(acc_dk);
+        sm90::fence_operands(pa);
+        sm90::fence_operands(dsa);
+        sm90::wgmma_fence();
+        const uint64_t ddo_t = sm90::make_smem_desc_sw128(sdO_addr, kBlockM * 128, 1024);
+        const uint64_t dq_t = sm90::make_smem_desc_sw128(sQ_addr, kBlockM * 128, 1024);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dv, pa[kk], desc_add(ddo_t, kk * 2048), 1);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dk, dsa[kk], desc_add(dq_t, kk * 2048), 1);
+        sm90::wgmma_commit();
+      }
+      if constexpr (Is_atomic) {
+        // dS^T -> shared memory [keys][rows] (SW128, one 64-row slab), buffer u & 1.
+        unsigned char* sdS = smem + T::kOffDS + (u & 1) * T::kDSBytes;
+        const uint32_t sdS_addr = smem_u32(sdS);
+        if (myflags != 0) {
+          const int kr = 64 * c + 16 * warp + g;
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int key = kr + 8 * (e & 1), row = 16 * kk + 2 * t4 + 8 * (e >> 1);
+              *reinterpret_cast<uint32_t*>(sdS + sm90::sw128_offset(key, row, kBlockN)) = dsa[kk][e];
+            }
+        } else if (T::kDqSplitD) {  // zeros for the dQ wgmmas of the other consumer
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            *reinterpret_cast<uint4*>(sdS + (64 * c + 16 * warp + (lane >> 1)) * 128 + (lane & 1) * 64 + 16 * i) =
+                make_uint4(0u, 0u, 0u, 0u);
+        }
+        sm90::fence_view_async_shared();
+        if constexpr (T::kDqSplitD)
+          sm90::named_sync(4, 128 * kNWG);  // both consumers' dS^T stored
+        else
+          sm90::named_sync(2 + c, 128);
+        const int64_t qoff0 = rec->qacc[16 * warp + g], qoff1 = rec->qacc[16 * warp + g + 8];
+        // Split: every chunk of both consumers (a consumer with no kept chunk wrote zeros); else the
+        // consumer's own 4 chunks, skipped as a whole when none is kept.
+        const bool dq_on = T::kDqSplitD || myflags != 0;
+        // dQ in passes of 64 dims (one 64-column slab of K each: slab c when split, else every slab).
+#pragma unroll 1
+        for (int pass = 0; pass < T::kDqPasses; ++pass) {
+          const int slab = T::kDqSplitD ? c : pass;
+          float acc_dq[32];
+          if (dq_on) {
+            sm90::fence_operands(acc_dq);
+            sm90::wgmma_fence();
+            // A = dS^T [keys][rows] read MN-major, B = K [keys][dims of the slab] read MN-major.
+            const int kc0 = T::kDqSplitD ? 0 : 4 * c;
+            const uint64_t da = sm90::make_smem_desc_sw128(sdS_addr + kc0 * 2048, kBlockN * 128, 1024);
+            const uint64_t db =
+                sm90::make_smem_desc_sw128(sK_addr + slab * (kBlockN * 128) + kc0 * 2048, kBlockN * 128, 1024);
+            constexpr int kSteps = T::kDqSplitD ? T::kChunks : 4;
+#pragma unroll
+            for (int i = 0; i < kSteps; ++i)
+              sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, desc_add(da, i * 2048), desc_add(db, i * 2048), i != 0);
+            sm90::wgmma_commit();
+          }
+          sm90::wgmma_wait<0>();
+          if (pass == 0) {  // dV / dK wgmmas complete too: Q / dO of the stage are free
+            if (myflags != 0) {
+              sm90::fence_operands(acc_dv);
+              sm90::fence_operands(acc_dk);
+              sm90::fence_operands(pa);
+              sm90::fence_operands(dsa);
+            }
+            sm90::mbar_arrive(&bar_empty[st]);
+          }
+          if (dq_on) {
+            sm90::fence_operands(acc_dq);
+            // Lane pair (t4, t4 ^ 1): the even lane adds row g, dims 2 t4 .. 2 t4 + 3 of every n8 tile, the
+            // odd lane row g + 8, dims 2 (t4 - 1) .. + 3 (bwd_dkdv_kernel.cuh phase 3).
+            const bool odd = (t4 & 1) != 0;
+            const int64_t qo = odd ? qoff1 : qoff0;
+            const int d0 = slab * 64 + 2 * (t4 & 2);
+            float* accum = p.dq_accum;
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+              const float* cc = acc_dq + 4 * j;
+              const float s0 = odd ? cc[0] : cc[2], s1 = odd ? cc[1] : cc[3];
+              const float r0 = SEER_SHFL_XOR(s0, 1);
+              const float r1 = SEER_SHFL_XOR(s1, 1);
+              if (qo >= 0) {
+                if (odd)
+                  attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, r0, r1, cc[2], cc[3]);
+                else
+                  attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, cc[0], cc[1], r0, r1);
+              }
+            }
+          }
+        }
+      } else {
+        sm90::wgmma_wait<0>();
+        if (myflags != 0) {
+          sm90::fence_operands(acc_dv);
+          sm90::fence_operands(acc_dk);
+          sm90::fence_operands(pa);
+          sm90::fence_operands(dsa);
+        }
+        sm90::mbar_arrive(&bar_empty[st]);
+      }
+    }
+
+    // ---- epilogue: dK * scale, dV for the consumer's keys (zeros where nothing attends)
+    Elem* dk = static_cast<Elem*>(p.dk);
+    Elem* dv = static_cast<Elem*>(p.dv);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int kr = 64 * c + 16 * warp + g + 8 * h;
+      if (kr < n_keys) {
+        const int64_t row = static_cast<int64_t>(k_start) + key0 + kr;
+        Elem* gdk = dk + row * p.dk_row_stride + static_cast<int64_t>(hk) * p.dk_head_stride;
+        Elem* gdv = dv + row * p.dv_row_stride + static_cast<int64_t>(hk) * p.dv_head_stride;
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          const int d = 8 * j + 2 * t4;
+          *reinterpret_cast<uint32_t*>(gdk + d) = pack2<Elem>(acc_dk[4 * j + 2 * h] * p.scale, acc_dk[4 * j + 2 * h + 1] * p.scale);
+          *reinterpret_cast<uint32_t*>(gdv + d) = pack2<Elem>(acc_dv[4 * j + 2 * h], acc_dv[4 * j + 2 * h + 1]);
+        }
+      }
+    }
+  }
+#endif  // SEER_HAS_SM90A
+}
+
+}  // namespace bwd_sm90
+}  // namespace seer

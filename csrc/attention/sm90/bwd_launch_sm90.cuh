@@ -1,0 +1,58 @@
+// Launcher of the Hopper dK/dV kernel of the backward (sm90/bwd_kernel_sm90.cuh): one instantiation per
+// (head dim, element type) in instantiations/bwd_hdim*_sm90.cu, compiled for sm_90a. Same contract as
+// run_bwd_hdim (bwd_launch.cuh): softmax_d must already hold D_i; atomic path (!deterministic and
+// dq_accum set, zero-initialised): the kernel also adds dQ into dq_accum and the caller converts it;
+// deterministic path: the mma.sync dQ kernel (bwd_dq_kernel.cuh) follows.
+#pragma once
+
+#include "attention/attention_params.h"
+#include "attention/bwd_launch_template.cuh"
+#include "attention/sm90/bwd_kernel_sm90.cuh"
+#include "common/launch.h"
+
+namespace seer {
+namespace bwd_sm90 {
+
+// kNWG consumer warpgroups = 64 * kNWG keys per CTA.
+template <typename Elem, int D, int kNWG>
+int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
+  using T = Traits<D, kNWG, Elem>;
+  const int n_tiles = (p.max_seqlen_k + T::kBlockN - 1) / T::kBlockN;
+  if (n_tiles == 0 || p.h_kv == 0 || p.batch == 0) return 0;
+  const bool atomic = !p.deterministic && p.dq_accum != nullptr;
+  return SEER_BOOL_SWITCH(p.causal, kCausal, [&] {
+    return SEER_BOOL_SWITCH(atomic, kAtomic, [&] {
+      auto kernel = &bwd_dkdv_sm90_kernel<T, kCausal, kAtomic>;
+      cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+      if (e != cudaSuccess) return static_cast<int>(e);
+      kernel<<<dim3(static_cast<unsigned>(n_tiles) * static_cast<unsigned>(p.h_kv), p.batch), T::kThreads,
+               T::kSmemBytes, stream>>>(p);
+      return static_cast<int>(SEER_LAST_ERROR());
+    });
+  });
+}
+
+template <typename Elem, int D>
+int run_bwd_sm90_(const AttnBwdParams& p, void* stream_ptr) {
+#ifndef SEER_ATTN_SM90A
+  (void)p;
+  (void)stream_ptr;
+  return static_cast<int>(cudaErrorNotSupported);  // no sm_90a code in this build
+#else
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (p.head_dim != D || p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 ||
+      p.tile_tokens * p.pack > attn_bwd::kBwdTileRows || p.block_size_k < 16 || p.block_size_k % 16 != 0 ||
+      p.mask_heads < 1 || p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 ||
+      p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
+    return static_cast<int>(cudaErrorInvalidValue);
+  int err = launch_dkdv_sm90<Elem, D, 2>(p, stream);
+  if (err == 0 && (p.deterministic || p.dq_accum == nullptr)) {
+    using Cfg = attn_bwd::BwdConfig<D, Elem>;
+    err = SEER_BOOL_SWITCH(p.causal, kCausal, [&] { return attn_bwd::launch_dq<typename Cfg::Dq, kCausal>(p, stream); });
+  }
+  return err;
+#endif
+}
+
+}  // namespace bwd_sm90
+}  // namespace seer
