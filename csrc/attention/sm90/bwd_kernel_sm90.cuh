@@ -35,6 +35,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "attention/attention_params.h"
 #include "attention/bwd_common.h"
@@ -65,10 +66,14 @@ struct Traits {
   static constexpr int kConsumerRegs = kNWG == 2 ? 232 : 240;
   static_assert(kProducerRegs + kNWG * kConsumerRegs <= (1 + kNWG) * kLaunchRegs, "register file");
   static constexpr int kStages = kHeadDim == 128 ? 3 : 4;  // Q / dO stages of the ring
-  // dQ (atomic path): split the head dim between two consumers (each 64 dims over all keys) for D 128;
-  // else each consumer covers every dim over its own 64 keys, 64 dims per pass.
+  // dQ (atomic path), D 128 with two consumers: a row tile both consumers keep chunks of is split by head
+  // dim (consumer c: dims [64 c, +64) over all 128 keys, a barrier between the two); a row tile only one
+  // consumer keeps is that consumer's alone (every dim over its own 64 keys, two 64-dim passes) and the
+  // other skips it without waiting. Otherwise (D 64) each consumer covers every dim over its own keys.
   static constexpr bool kDqSplitD = kHeadDim == 128 && kNWG == 2;
-  static constexpr int kDqPasses = kDqSplitD ? 1 : kHeadDim / 64;  // 64-dim dQ wgmma passes per consumer
+  // dS^T buffers: one per stage when a consumer may run ahead of the other (kDqSplitD: a split row tile
+  // reads the other consumer's half), else two (each consumer reads only its own rows).
+  static constexpr int kDSBufs = kDqSplitD ? kStages : 2;
   static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // K (or V) of the CTA
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q (or dO) of one stage
   static constexpr int kDSBytes = kBlockN * kBlockM * 2;   // dS^T [keys][rows], one buffer
@@ -77,8 +82,8 @@ struct Traits {
   static constexpr int kOffV = kOffK + kKVBytes;
   static constexpr int kOffQ = kOffV + kKVBytes;                     // [kStages]
   static constexpr int kOffDO = kOffQ + kStages * kQBytes;           // [kStages]
-  static constexpr int kOffDS = kOffDO + kStages * kQBytes;          // [2] (atomic path)
-  static constexpr int kOffRec = kOffDS + 2 * kDSBytes;              // RowRec [kStages]
+  static constexpr int kOffDS = kOffDO + kStages * kQBytes;          // [kDSBufs] (atomic path)
+  static constexpr int kOffRec = kOffDS + kDSBufs * kDSBytes;        // RowRec [kStages]
   static constexpr int kOffFull = kOffRec + kStages * kRecBytes;     // uint64 [kStages]
   static constexpr int kOffEmpty = kOffFull + 8 * kStages;           // uint64 [kStages]
   static constexpr int kOffList = kOffEmpty + 8 * kStages;           // int [128] kept row tiles
@@ -311,6 +316,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
       }
       const uint32_t flags = rec->flags;
       const uint32_t myflags = (flags >> (8 * c)) & 0xffu;  // this consumer's 4 chunks
+      // Both consumers keep a chunk of the row tile: split dQ (kDqSplitD). Else a consumer that keeps
+      // nothing releases the stage at once and runs ahead (up to kStages row tiles).
+      const bool split = Is_atomic && T::kDqSplitD && (flags & 0xffu) != 0u && (flags >> 8) != 0u;
+      if (myflags == 0u && !split) {
+        sm90::mbar_arrive(&bar_empty[st]);
+        continue;
+      }
       sm90::fence_view_async_shared();  // cp.async (generic proxy) writes -> wgmma (async proxy) reads
       const uint32_t sQ_addr = smem_u32(smem + T::kOffQ + st * T::kQBytes);
       const uint32_t sdO_addr = smem_u32(smem + T::kOffDO + st * T::kQBytes);
@@ -397,8 +409,9 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         sm90::wgmma_commit();
       }
       if constexpr (Is_atomic) {
-        // dS^T -> shared memory [keys][rows] (SW128, one 64-row slab), buffer u & 1.
-        unsigned char* sdS = smem + T::kOffDS + (u & 1) * T::kDSBytes;
+        // dS^T -> shared memory [keys][rows] (SW128, one 64-row slab): buffer st (per stage) when split
+        // row tiles exist, else u & 1.
+        unsigned char* sdS = smem + T::kOffDS + (T::kDqSplitD ? st : (u & 1)) * T::kDSBytes;
         const uint32_t sdS_addr = smem_u32(sdS);
         if (myflags != 0) {
           const int kr = 64 * c + 16 * warp + g;
@@ -409,42 +422,35 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
               const int key = kr + 8 * (e & 1), row = 16 * kk + 2 * t4 + 8 * (e >> 1);
               *reinterpret_cast<uint32_t*>(sdS + sm90::sw128_offset(key, row, kBlockN)) = dsa[kk][e];
             }
-        } else if (T::kDqSplitD) {  // zeros for the dQ wgmmas of the other consumer
+        } else {  // split: zeros for the dQ wgmmas of the other consumer
 #pragma unroll
           for (int i = 0; i < 4; ++i)
             *reinterpret_cast<uint4*>(sdS + (64 * c + 16 * warp + (lane >> 1)) * 128 + (lane & 1) * 64 + 16 * i) =
                 make_uint4(0u, 0u, 0u, 0u);
         }
         sm90::fence_view_async_shared();
-        if constexpr (T::kDqSplitD)
+        if (split)
           sm90::named_sync(4, 128 * kNWG);  // both consumers' dS^T stored
         else
           sm90::named_sync(2 + c, 128);
         const int64_t qoff0 = rec->qacc[16 * warp + g], qoff1 = rec->qacc[16 * warp + g + 8];
-        // Split: every chunk of both consumers (a consumer with no kept chunk wrote zeros); else the
-        // consumer's own 4 chunks, skipped as a whole when none is kept.
-        const bool dq_on = T::kDqSplitD || myflags != 0;
-        // dQ in passes of 64 dims (one 64-column slab of K each: slab c when split, else every slab).
-#pragma unroll 1
-        for (int pass = 0; pass < T::kDqPasses; ++pass) {
-          const int slab = T::kDqSplitD ? c : pass;
+        // One dQ pass: 64 dims (slab `slab` of K) over the keys from chunk kc0 on (kSteps 16-key chunks),
+        // added into dq_accum; the first pass also releases the stage.
+        auto dq_pass = [&](auto steps, int slab, int kc0, bool first) {
+          constexpr int kSteps = decltype(steps)::value;
           float acc_dq[32];
-          if (dq_on) {
-            sm90::fence_operands(acc_dq);
-            sm90::wgmma_fence();
-            // A = dS^T [keys][rows] read MN-major, B = K [keys][dims of the slab] read MN-major.
-            const int kc0 = T::kDqSplitD ? 0 : 4 * c;
-            const uint64_t da = sm90::make_smem_desc_sw128(sdS_addr + kc0 * 2048, kBlockN * 128, 1024);
-            const uint64_t db =
-                sm90::make_smem_desc_sw128(sK_addr + slab * (kBlockN * 128) + kc0 * 2048, kBlockN * 128, 1024);
-            constexpr int kSteps = T::kDqSplitD ? T::kChunks : 4;
+          sm90::fence_operands(acc_dq);
+          sm90::wgmma_fence();
+          // A = dS^T [keys][rows] read MN-major, B = K [keys][dims of the slab] read MN-major.
+          const uint64_t da = sm90::make_smem_desc_sw128(sdS_addr + kc0 * 2048, kBlockN * 128, 1024);
+          const uint64_t db =
+              sm90::make_smem_desc_sw128(sK_addr + slab * (kBlockN * 128) + kc0 * 2048, kBlockN * 128, 1024);
 #pragma unroll
-            for (int i = 0; i < kSteps; ++i)
-              sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, desc_add(da, i * 2048), desc_add(db, i * 2048), i != 0);
-            sm90::wgmma_commit();
-          }
+          for (int i = 0; i < kSteps; ++i)
+            sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, desc_add(da, i * 2048), desc_add(db, i * 2048), i != 0);
+          sm90::wgmma_commit();
           sm90::wgmma_wait<0>();
-          if (pass == 0) {  // dV / dK wgmmas complete too: Q / dO of the stage are free
+          if (first) {  // dV / dK wgmmas complete too: Q / dO of the stage are free
             if (myflags != 0) {
               sm90::fence_operands(acc_dv);
               sm90::fence_operands(acc_dk);
@@ -453,28 +459,32 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
             }
             sm90::mbar_arrive(&bar_empty[st]);
           }
-          if (dq_on) {
-            sm90::fence_operands(acc_dq);
-            // Lane pair (t4, t4 ^ 1): the even lane adds row g, dims 2 t4 .. 2 t4 + 3 of every n8 tile, the
-            // odd lane row g + 8, dims 2 (t4 - 1) .. + 3 (bwd_dkdv_kernel.cuh phase 3).
-            const bool odd = (t4 & 1) != 0;
-            const int64_t qo = odd ? qoff1 : qoff0;
-            const int d0 = slab * 64 + 2 * (t4 & 2);
-            float* accum = p.dq_accum;
+          sm90::fence_operands(acc_dq);
+          // Lane pair (t4, t4 ^ 1): the even lane adds row g, dims 2 t4 .. 2 t4 + 3 of every n8 tile, the
+          // odd lane row g + 8, dims 2 (t4 - 1) .. + 3 (bwd_dkdv_kernel.cuh phase 3).
+          const bool odd = (t4 & 1) != 0;
+          const int64_t qo = odd ? qoff1 : qoff0;
+          const int d0 = slab * 64 + 2 * (t4 & 2);
+          float* accum = p.dq_accum;
 #pragma unroll
-            for (int j = 0; j < 8; ++j) {
-              const float* cc = acc_dq + 4 * j;
-              const float s0 = odd ? cc[0] : cc[2], s1 = odd ? cc[1] : cc[3];
-              const float r0 = SEER_SHFL_XOR(s0, 1);
-              const float r1 = SEER_SHFL_XOR(s1, 1);
-              if (qo >= 0) {
-                if (odd)
-                  attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, r0, r1, cc[2], cc[3]);
-                else
-                  attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, cc[0], cc[1], r0, r1);
-              }
+          for (int j = 0; j < 8; ++j) {
+            const float* cc = acc_dq + 4 * j;
+            const float s0 = odd ? cc[0] : cc[2], s1 = odd ? cc[1] : cc[3];
+            const float r0 = SEER_SHFL_XOR(s0, 1);
+            const float r1 = SEER_SHFL_XOR(s1, 1);
+            if (qo >= 0) {
+              if (odd)
+                attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, r0, r1, cc[2], cc[3]);
+              else
+                attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, cc[0], cc[1], r0, r1);
             }
           }
+        };
+        if (split) {  // slab c over every chunk of both consumers (a consumer that kept none wrote zeros)
+          dq_pass(std::integral_constant<int, T::kChunks>{}, c, 0, true);
+        } else {  // every slab over the consumer's own 4 chunks
+#pragma unroll 1
+          for (int slab = 0; slab < D / 64; ++slab) dq_pass(std::integral_constant<int, 4>{}, slab, 4 * c, slab == 0);
         }
       } else {
         sm90::wgmma_wait<0>();
