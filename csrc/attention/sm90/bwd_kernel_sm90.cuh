@@ -21,9 +21,12 @@
 //              dS^T = P^T (dP^T - softmax_d), then dV += P^T dO and dK += dS^T Q (wgmma, P^T / dS^T
 //              from registers, dO / Q read MN-major from the same stage). Atomic path: dS^T is
 //              stored to shared memory and dQ_tile = dS K (wgmma, dS^T read MN-major, K MN-major) is
-//              added into the fp32 dq_accum workspace with 16-byte red.global.add.v4.f32. D 128 with two
-//              consumers: consumer c computes dims [64 c, +64) over all 128 keys (a barrier between
-//              the consumers); otherwise each consumer computes all dims over its own 64 keys.
+//              added into the fp32 dq_accum workspace with 16-byte red.global.add.v4.f32. D 128, a row tile both
+//              consumers keep chunks of: consumer c computes dims [64 c, +64) over all 128 keys (a
+//              barrier between the consumers); otherwise each consumer computes all dims over its own 64
+//              keys, and a consumer that keeps no chunk of the row tile releases its stage at once and
+//              runs ahead (at most kStages - 1 row tiles: the producer refills a stage only when both
+//              released it).
 //              The stage is released once the wgmmas reading Q / dO have completed.
 //   epilogue : dK * scale and dV from registers.
 //
@@ -317,7 +320,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
       const uint32_t flags = rec->flags;
       const uint32_t myflags = (flags >> (8 * c)) & 0xffu;  // this consumer's 4 chunks
       // Both consumers keep a chunk of the row tile: split dQ (kDqSplitD). Else a consumer that keeps
-      // nothing releases the stage at once and runs ahead (up to kStages row tiles).
+      // nothing releases the stage at once and runs ahead (up to kStages - 1 row tiles).
       const bool split = Is_atomic && T::kDqSplitD && (flags & 0xffu) != 0u && (flags >> 8) != 0u;
       if (myflags == 0u && !split) {
         sm90::mbar_arrive(&bar_empty[st]);
