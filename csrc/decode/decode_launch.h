@@ -8,7 +8,7 @@
 namespace seer {
 namespace decode {
 
-// Launches the select kernel (grid: h_kv, batch), the split kernel (grid: num_splits * row chunks,
+// Launches the split kernel (grid: num_splits * row chunks,
 // h_kv, batch) and, when params.num_splits > 1, the combine kernel. Returns 0 or the CUDA error code.
 template <int kHeadDim, typename Elem>
 int run_decode_(const DecodeParams& params, seer_stream_t stream);
