@@ -82,6 +82,16 @@ int min_split_keys() {
   return static_cast<int>(v);
 }
 
+// DecodeParams::heads_inner: SEER_ATTN_DECODE_GRID=heads (kv heads innermost in the grid) or splits (the
+// default); a benchmark knob like the one above.
+bool heads_inner() {
+  const char* env = std::getenv("SEER_ATTN_DECODE_GRID");
+  if (env == nullptr || *env == '\0') return false;
+  const std::string v(env);
+  SEER_DECODE_CHECK(v == "heads" || v == "splits", "SEER_ATTN_DECODE_GRID must be 'heads' or 'splits', got '", v, "'");
+  return v == "heads";
+}
+
 // SEER_ATTN_CHECK_INPUTS=1 only (copies to the host: a device sync): every block_indices entry is -1
 // or in [0, nb); every block_table entry of a page holding a valid slot is in [0, num_pages).
 // Mirrors checks.check_data_decode (strict).
@@ -304,6 +314,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, c
   }
 
   p.min_split_keys = min_split_keys();
+  p.heads_inner = heads_inner();
   p.num_splits = decode_num_splits(p, static_cast<int>(num_splits));
   at::Tensor o_partial, lse_partial;
   at::Tensor row_splits;

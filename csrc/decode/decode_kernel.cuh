@@ -7,20 +7,20 @@
 //      bytes (their addresses do not depend on the length) before anything waits. A split at or past
 //      the upper bound of splits the row can need (~min_split_keys keys per split over every valid
 //      block) exits at once; it writes nothing (the combine reads only the row's working splits).
-//   1. Issue the cp.async of the 16 q rows of the row chunk (rows past L * group are zero-filled).
-//   2. Build the row's selection bitmap in shared memory (aliasing the K/V stage ring): mask form,
+//   1. Build the row's selection bitmap in shared memory (aliasing the K/V stage ring): mask form,
 //      one ballot per 32 entries; index form, atomicOr of every in-range entry (duplicates collapse,
 //      entry order does not matter). Count it (block-wide scan), derive the row's split count ns_row
 //      and this split's share [r0, r1) of the selected blocks in ascending order, copy the bitmap
 //      words from rank r0 on into a kWinWords window (ranks below r0 cleared). A split >= ns_row exits.
 //      Rows of more valid blocks than the ring holds as bits are counted window by window, and the
 //      window is rebuilt from global memory when a share spans more than kWinWords * 32 blocks.
-//   3. Stream the keys of the share's blocks (a uniform cursor walks the window's set bits) in 16-key
+//   2. Issue the cp.async of the 16 q rows of the row chunk (rows past L * group are zero-filled),
+//      then stream the keys of the share's blocks (a uniform cursor walks the window's set bits) in 16-key
 //      tiles through a kStages-deep cp.async ring; a stage holds kNWarps tiles of K and V and warp w
 //      computes tile w of every stage with mma.sync (S = Q K^T: 16 rows x 16 keys; O += P V), keeping
 //      its own online-softmax state (base 2). Keys outside the valid slots are zero-filled (never
 //      read) and masked to -inf; keys after a row's own token slot (L > 1) are masked to -inf.
-//   4. Merge the warps' (m, l, O) through shared memory; write out / lse directly when the row has one
+//   3. Merge the warps' (m, l, O) through shared memory; write out / lse directly when the row has one
 //      split (ns_row == 1), else the split partials; split 0 of chunk 0 records ns_row for the combine.
 // Nothing here assumes finite sentinels: -inf maxima are replaced by 0 before exponentiation, so
 // empty rows give l = 0, out = 0, lse = -inf.
@@ -123,9 +123,11 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   const int L = p.n_tok;
   const int n_rows_all = L * p.group;                          // rows of (b, hk): token * group + g
   const int n_chunks = (n_rows_all + Tr::kRows - 1) / Tr::kRows;
-  const int split = blockIdx.x / n_chunks;
+  // Grid (decode_params.h, heads_inner): x = split * n_chunks + chunk, y = hk; or x = hk * n_chunks +
+  // chunk, y = split. z = sequence.
   const int chunk = blockIdx.x % n_chunks;
-  const int hk = blockIdx.y;
+  const int split = p.heads_inner ? (int)blockIdx.y : (int)blockIdx.x / n_chunks;
+  const int hk = p.heads_inner ? (int)blockIdx.x / n_chunks : (int)blockIdx.y;
   const int b = blockIdx.z;
   const int row0 = chunk * Tr::kRows;                          // first row of this CTA
   const int rows = min(Tr::kRows, n_rows_all - row0);          // valid rows (1..16)
@@ -189,23 +191,7 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     if (split >= ub_splits) return;
   }
 
-  // ---- 1. q tile -> shared (own cp.async group, older than every K/V stage) -----------------
-  {
-    const Elem* q_base = reinterpret_cast<const Elem*>(p.q) + (int64_t)b * p.q_batch_stride;
-#pragma unroll
-    for (int c = tid; c < Tr::kRows * kCPR; c += kThreads) {
-      const int r = c / kCPR, ch = c % kCPR;
-      const bool ok = r < rows;
-      const int rr = row0 + r;
-      const Elem* src = ok ? q_base + (int64_t)(rr / p.group) * p.q_tok_stride +
-                                 (int64_t)(hk * p.group + rr % p.group) * p.q_head_stride + ch * 8
-                           : reinterpret_cast<const Elem*>(p.q);
-      cp_async_16(s_q + r * D + ((ch ^ (r & 7)) * 8), src, ok);
-    }
-    cp_async_commit();
-  }
-
-  // ---- 2. the row's selection ---------------------------------------------------------------
+  // ---- 1. the row's selection ---------------------------------------------------------------
   const int W = (n_valid_blk + 31) / 32;     // bitmap words of the row
 
   // Words [w0, w0 + nw) of the row's selection bitmap into dst[0, nw): bit i of word w is block
@@ -313,10 +299,7 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
   }
   ns_row = min(ns_row, max(total_sel, 1));   // no split without a block (a row without any: one split)
-  if (split >= ns_row) {
-    cp_async_wait<0>();  // the q copies must land before the CTA's shared memory goes away
-    return;
-  }
+  if (split >= ns_row) return;
   if (split == 0 && chunk == 0 && p.row_splits != nullptr) p.row_splits[(int64_t)b * p.h_kv + hk] = ns_row;
   const int r0 = (int)((int64_t)total_sel * split / ns_row);
   const int r1 = (int)((int64_t)total_sel * (split + 1) / ns_row);
@@ -367,7 +350,25 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   }
   __syncthreads();  // s_win final; nobody reads the ring's bits any more
 
-  // ---- 3. K/V pipeline --------------------------------------------------------------------
+  // ---- 2. q tile -> shared (own cp.async group, older than every K/V stage) -----------------
+  // Issued only by working CTAs (an empty split leaves without a copy to wait for), right before the
+  // first K/V stages: it lands with them.
+  {
+    const Elem* q_base = reinterpret_cast<const Elem*>(p.q) + (int64_t)b * p.q_batch_stride;
+#pragma unroll
+    for (int c = tid; c < Tr::kRows * kCPR; c += kThreads) {
+      const int r = c / kCPR, ch = c % kCPR;
+      const bool ok = r < rows;
+      const int rr = row0 + r;
+      const Elem* src = ok ? q_base + (int64_t)(rr / p.group) * p.q_tok_stride +
+                                 (int64_t)(hk * p.group + rr % p.group) * p.q_head_stride + ch * 8
+                           : reinterpret_cast<const Elem*>(p.q);
+      cp_async_16(s_q + r * D + ((ch ^ (r & 7)) * 8), src, ok);
+    }
+    cp_async_commit();
+  }
+
+  // ---- 2. K/V pipeline --------------------------------------------------------------------
   const int tpb = Bk / Tr::kTileKeys;        // tiles per block
   const int T = n_sel * tpb;                 // tiles of this CTA
   const int n_stage_total = (T + kNWarps - 1) / kNWarps;
@@ -556,7 +557,7 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     }
   }
 
-  // ---- 4. merge the warps and write --------------------------------------------------------
+  // ---- 3. merge the warps and write --------------------------------------------------------
   row_l[0] = quad_sum(row_l[0]);
   row_l[1] = quad_sum(row_l[1]);
   if (t4 == 0) {
