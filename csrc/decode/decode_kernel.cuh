@@ -58,7 +58,8 @@ struct DecodeTraits {
   static constexpr int kChunksPerThread = kStageKeys * kChunksPerRow / kThreads;  // per K (and per V)
   static constexpr int kWinWords = 512;                 // bitmap words (32 blocks each) of the share window
   static constexpr int kMaskUnroll = 16;                // mask bytes per thread in flight per scan pass
-  static constexpr int kIdxUnroll = 4;                  // index entries per thread in flight per scan pass
+  // Index entries per thread in flight per scan pass (D 256: 4, its split kernel is at ~250 registers).
+  static constexpr int kIdxUnroll = kHeadDim <= 128 ? 8 : 4;
   static_assert(kHeadDim % 64 == 0, "swizzle needs >= 8 chunks per row");
   static_assert(kThreads % kChunksPerRow == 0 && kTileKeys % kRowsPerIter == 0,
                 "a load pass must cover whole rows, and a tile whole passes");
@@ -90,7 +91,10 @@ struct DecodeTraits {
 // Split kernel
 // ---------------------------------------------------------------------------------------------
 template <typename Tr>
-__global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const DecodeParams p) {
+// Minimum of one CTA per SM in the launch bounds: without it, ptxas (CUDA 13) capped the D 64 kernel at
+// 96 registers and spilled (the register file never binds here: 64 threads per CTA, shared memory
+// limits the CTAs per SM).
+__global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(const DecodeParams p) {
   using Elem = typename Tr::Elem;
   constexpr int D = Tr::kHeadDim;
   constexpr int kNWarps = Tr::kNWarps;
@@ -205,21 +209,26 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     const int e_hi = min(n_valid_blk, (w0 + nw) * 32);
     if (use_mask) {
       for (int pb = e_lo; pb < (w0 + nw) * 32; pb += kMaskPass) {
-        uint32_t keep;
+        uint32_t keep = 0;
         if (first && pre_mask_ok && pb == 0) {
           keep = pre_mask;
-        } else {
+        } else if (first) {
           uint8_t v[kMU];
 #pragma unroll
           for (int u = 0; u < kMU; ++u) {
             const int e = pb + u * kThreads + tid;
             v[u] = e < e_hi ? mask_row[(int64_t)(blk_lo + e) * p.mask_stride_n] : uint8_t(0);
           }
-          keep = 0;
 #pragma unroll
           for (int u = 0; u < kMU; ++u) keep |= (v[u] != 0 ? 1u : 0u) << u;
+        } else {  // the rare rebuilds: compact code (inlined inside the streaming loop)
+#pragma unroll 1
+          for (int u = 0; u < kMU; ++u) {
+            const int e = pb + u * kThreads + tid;
+            keep |= (e < e_hi && mask_row[(int64_t)(blk_lo + e) * p.mask_stride_n] != 0 ? 1u : 0u) << u;
+          }
         }
-#pragma unroll
+#pragma unroll 1
         for (int u = 0; u < kMU; ++u) {
           const int e = pb + u * kThreads + tid;
           const uint32_t bal = SEER_BALLOT(((keep >> u) & 1u) != 0 && e < e_hi);
@@ -238,16 +247,19 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
       if (first) {
 #pragma unroll
         for (int u = 0; u < kIU; ++u) set(pre_idx[u]);
-      }
-      for (int e0 = first ? kIU * kThreads : 0; e0 < K; e0 += kIU * kThreads) {
-        int n[kIU];
+        for (int e0 = kIU * kThreads; e0 < K; e0 += kIU * kThreads) {
+          int n[kIU];
 #pragma unroll
-        for (int u = 0; u < kIU; ++u) {
-          const int e = e0 + u * kThreads + tid;
-          n[u] = e < K ? idx_row[(int64_t)e * p.idx_stride_k] : -1;
+          for (int u = 0; u < kIU; ++u) {
+            const int e = e0 + u * kThreads + tid;
+            n[u] = e < K ? idx_row[(int64_t)e * p.idx_stride_k] : -1;
+          }
+#pragma unroll
+          for (int u = 0; u < kIU; ++u) set(n[u]);
         }
-#pragma unroll
-        for (int u = 0; u < kIU; ++u) set(n[u]);
+      } else {  // the rare rebuilds: compact code
+#pragma unroll 1
+        for (int e = tid; e < K; e += kThreads) set(idx_row[(int64_t)e * p.idx_stride_k]);
       }
       if (extra && w0 == 0 && tid == 0) atomicOr(&dst[0], 1u);
     }
