@@ -51,6 +51,7 @@
 #include <cstdint>
 
 #include "attention/attention_params.h"
+#include "attention/block_iter.h"
 #include "attention/seqlen.h"
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
@@ -88,31 +89,23 @@ SEER_DEVICE uint32_t chunk_flags(const uint8_t* tm, int64_t base, int64_t stride
   return flags;
 }
 
-// Stream compaction of one candidate per thread: appends, in thread order, (value, flags) of the
-// threads with `keep` to list/list_flags and returns the count (same in every thread). All threads
-// of the CTA call it; it starts with a barrier because the previous list may still be in use.
-template <int kNWarps>
-SEER_DEVICE int compact_list(bool keep, int value, uint32_t flags, int* list, uint32_t* list_flags,
-                             int* warp_cnt) {
-  __syncthreads();
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const unsigned ballot = SEER_BALLOT(keep);
-  if (lane == 0) warp_cnt[warp] = __popc(ballot);
-  __syncthreads();
-  int base = 0, total = 0;
-#pragma unroll
-  for (int w = 0; w < kNWarps; ++w) {
-    const int c = warp_cnt[w];
-    base += w < warp ? c : 0;
-    total += c;
-  }
+// Stream compaction of one candidate per thread (block_iter.h's step, shared with the forwards):
+// appends, in thread order, (value, flags) of the threads with `keep` to list/list_flags and returns
+// the count (same in every thread). The kThreads threads of the participant (tid: the thread's index
+// inside it, int or threadIdx.x, see block_list_slot; sync(): its barrier) all call it; it starts with a barrier because the previous list may
+// still be in use.
+template <int kThreads, typename Index, typename Sync>
+SEER_DEVICE int compact_list(bool keep, int value, uint32_t flags, int* list, uint32_t* list_flags, int* warp_cnt,
+                             Index tid, Sync sync) {
+  sync();
+  const ListSlot ls = block_list_slot<kThreads>(keep, tid, warp_cnt, sync);
   if (keep) {
-    const int pos = base + __popc(ballot & ((1u << lane) - 1u));
+    const int pos = ls.pos();
     list[pos] = value;
     list_flags[pos] = flags;
   }
-  __syncthreads();
-  return total;
+  sync();
+  return ls.total;
 }
 
 // cp.async of the Q and dO rows of row tile rt into sQ / sdO ([kBlockM][kLd]); rows that are not

@@ -188,7 +188,8 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
       flags = chunk_flags<Kt::kChunks>(p.tile_maskT, tmT_bh * p.n_row_tiles + rt, p.n_row_tiles, key0, seqlen_k,
                                        p.block_size_k, p.nb_k);
     }
-    const int cnt = compact_list<Kt::kNWarps>(flags != 0, rt, flags, sList, sFlags, sWarpCnt);
+    const int cnt = compact_list<Kt::kThreads>(flags != 0, rt, flags, sList, sFlags, sWarpCnt, threadIdx.x,
+                                                [] { __syncthreads(); });
     if (cnt == 0) continue;
 
     if constexpr (Kt::kStages == 2) {

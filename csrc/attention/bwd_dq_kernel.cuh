@@ -105,7 +105,8 @@ __global__ void __launch_bounds__(Qt::kThreads, 1) bwd_dq_kernel(const __grid_co
     uint32_t flags = 0;
     if (w_c < n_win)
       flags = chunk_flags<Qt::kChunks>(p.tile_mask, tm_row, 1, w_c * kBlockN, seqlen_k, p.block_size_k, p.nb_k);
-    const int cnt = compact_list<Qt::kNWarps>(flags != 0, w_c, flags, sList, sFlags, sWarpCnt);
+    const int cnt = compact_list<Qt::kThreads>(flags != 0, w_c, flags, sList, sFlags, sWarpCnt, threadIdx.x,
+                                                [] { __syncthreads(); });
     if (cnt == 0) continue;
 
     load_window(sList[0], 0);

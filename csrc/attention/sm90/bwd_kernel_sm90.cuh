@@ -180,24 +180,8 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         flags = attn_bwd::chunk_flags<T::kChunks>(p.tile_maskT, tmT_bh * p.n_row_tiles + rt, p.n_row_tiles, key0,
                                                   seqlen_k, p.block_size_k, p.nb_k);
       }
-      // Compaction of the kept candidates (increasing candidate order).
-      sync();  // every producer thread is done reading the previous list
-      const unsigned ballot = __ballot_sync(0xffffffffu, flags != 0);
-      if (lane == 0) sWarpCnt[warp] = __popc(ballot);
-      sync();
-      int base = 0, total = 0;
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const int cnt = sWarpCnt[w];
-        base += w < warp ? cnt : 0;
-        total += cnt;
-      }
-      if (flags != 0) {
-        const int pos = base + __popc(ballot & ((1u << lane) - 1u));
-        sList[pos] = rt;
-        sFlags[pos] = flags;
-      }
-      sync();
+      // Compaction of the kept candidates (increasing candidate order; block_iter.h via bwd_common.h).
+      const int total = attn_bwd::compact_list<128>(flags != 0, rt, flags, sList, sFlags, sWarpCnt, wtid, sync);
 #pragma unroll 1
       for (int i = 0; i < total; ++i, ++u) {
         const int st = u % kStages;
