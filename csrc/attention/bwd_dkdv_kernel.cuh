@@ -22,6 +22,7 @@
 // shared memory per block holds it, else single-buffered (kStages 1); see BwdConfig.
 #pragma once
 #include "attention/bwd_common.h"
+#include "attention/tile_scheduler.h"
 
 namespace seer {
 namespace attn_bwd {
@@ -100,11 +101,9 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
-  // Grid x = key tile * h_kv + kv head: the heads of key tile 0 (the most row tiles under a causal
-  // mask) start first.
-  const int hk = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.h_kv));
-  const int key_tile = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.h_kv));
-  const int b = blockIdx.y;
+  // The CTA's key tile, kv head, sequence (tile_scheduler.h: key tile 0's heads first).
+  const KeyTileItem item = key_tile_item(p);
+  const int hk = item.hk, key_tile = item.key_tile, b = item.b;
   const SeqBounds sb = seq_bounds(p, b);  // clamped lengths (seqlen.h)
   const int q_start = sb.q_start, seqlen_q = sb.seqlen_q;
   const int k_start = sb.k_start, seqlen_k = sb.seqlen_k;
