@@ -189,6 +189,15 @@ void fill_common(AttnParams& p, AttnInputs& in) {
 // Row tiling for a kernel that processes `tile_rows` rows per tile; allocates and builds the tile mask.
 // Packing the heads of a GQA group into one tile only pays when they share the mask rows (1D masks
 // given per kv head or broadcast); a 2D mask already shares rows across a query block.
+// The two sides of the tail fill (common/tail_fill.h): side 0 the queries, side 1 the keys.
+TailFillParams tail_fill_sides(const AttnParams& p) {
+  TailFillParams f{};
+  f.batch = p.batch;
+  f.side[0] = TailFillSide{p.cu_seqlens_q, p.max_seqlen_q, p.total_q};
+  f.side[1] = TailFillSide{p.cu_seqlens_k, p.max_seqlen_k, p.total_k};
+  return f;
+}
+
 std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, const at::Tensor& like,
                                               cudaStream_t stream, const char* op) {
   int pack = 1;
@@ -225,15 +234,12 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), in.q, stream, in.op);
   if (p.batch > 0 && p.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p, stream), " forward kernel");
   // Rows no sequence owns (past the last sequence, or past a length clamped to max_seqlen_q): out 0,
-  // lse -inf (common/tail_fill.h).
-  check_launch(in.op,
-               run_zero_unowned_rows(p.out, p.o_row_stride, p.o_head_stride, p.h_q, p.head_dim, 2, p.cu_seqlens_q,
-                                     p.batch, p.max_seqlen_q, p.total_q, stream),
-               " tail fill");
-  check_launch(in.op,
-               run_fill_unowned_lse(p.lse, p.h_q, p.cu_seqlens_q, p.batch, p.max_seqlen_q, p.total_q, -INFINITY,
-                                    stream),
-               " tail fill");
+  // lse -inf, in one launch (common/tail_fill.h).
+  seer::TailFillParams fill = tail_fill_sides(p);
+  fill.target[0] = seer::tail_fill_rows(p.out, p.o_row_stride, p.o_head_stride, p.h_q, p.head_dim, 2, 0);
+  fill.target[1] = seer::tail_fill_lse(p.lse, p.h_q, -INFINITY, 0);
+  fill.n_targets = 2;
+  check_launch(in.op, seer::run_tail_fill(fill, stream), " tail fill");
   return {out, lse};
 }
 
@@ -301,19 +307,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
     if (tq > 0 || in.k.size(0) > 0) check_launch(op, run_attention_bwd(p, stream), " backward kernel");
   }
   // Rows no sequence owns (past the last sequence, or past a length clamped to max_seqlen_*): zero
-  // gradients (common/tail_fill.h).
-  check_launch(op,
-               run_zero_unowned_rows(p.dq, p.dq_row_stride, p.dq_head_stride, p.h_q, p.head_dim, 2, p.cu_seqlens_q,
-                                     p.batch, p.max_seqlen_q, p.total_q, stream),
-               " tail fill");
-  check_launch(op,
-               run_zero_unowned_rows(p.dk, p.dk_row_stride, p.dk_head_stride, p.h_kv, p.head_dim, 2, p.cu_seqlens_k,
-                                     p.batch, p.max_seqlen_k, p.total_k, stream),
-               " tail fill");
-  check_launch(op,
-               run_zero_unowned_rows(p.dv, p.dv_row_stride, p.dv_head_stride, p.h_kv, p.head_dim, 2, p.cu_seqlens_k,
-                                     p.batch, p.max_seqlen_k, p.total_k, stream),
-               " tail fill");
+  // gradients, in one launch (common/tail_fill.h).
+  seer::TailFillParams fill = tail_fill_sides(p);
+  fill.target[0] = seer::tail_fill_rows(p.dq, p.dq_row_stride, p.dq_head_stride, p.h_q, p.head_dim, 2, 0);
+  fill.target[1] = seer::tail_fill_rows(p.dk, p.dk_row_stride, p.dk_head_stride, p.h_kv, p.head_dim, 2, 1);
+  fill.target[2] = seer::tail_fill_rows(p.dv, p.dv_row_stride, p.dv_head_stride, p.h_kv, p.head_dim, 2, 1);
+  fill.n_targets = 3;
+  check_launch(op, seer::run_tail_fill(fill, stream), " tail fill");
   return {dq, dk, dv};
 }
 

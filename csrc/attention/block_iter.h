@@ -10,6 +10,9 @@
 // limit (sequence end, causal diagonal of the last row) are dropped.
 // The participant (a group of kThreads threads with its own scratch) calls uniformly: the calls contain
 // its barrier.
+// The compaction step itself (block_list_slot: one candidate per thread, the kept ones in thread
+// order) is also the backward's: its candidates are the row tiles of a transposed tile-mask
+// row (dK/dV) or the key windows of a row (dQ), each with its 16-key chunk flags.
 #pragma once
 #include <cstdint>
 
@@ -45,35 +48,55 @@ struct BlockCursor {
   int scan = 0;     // next tile-mask column to scan
 };
 
+// One compaction step: every thread of the participant offers one candidate (`keep`); the kept ones
+// get the list slots 0, 1, ... in thread order. Returns the thread's slot (pos(), meaningful only where
+// keep) and the number kept (same in every thread). It writes the thread's count to warp_cnt (one int per
+// warp) and synchronises once: the caller's barrier must separate it from the previous step's reads of
+// warp_cnt, and the caller writes its entry at `pos` and synchronises again before the list is read.
+struct ListSlot {
+  unsigned ballot;  // the warp's kept lanes
+  int lane;         // this thread's lane
+  int offset;       // kept candidates of the warps before this thread's
+  int total;        // candidates kept by the participant
+  // This thread's list slot (if it keeps its candidate).
+  SEER_DEVICE int pos() const { return offset + __popc(ballot & ((1u << lane) - 1u)); }
+};
+// Index: the type of tid, int or unsigned (threadIdx.x itself); the lane / warp arithmetic is done in it.
+template <int kThreads, typename Index, typename Sync>
+SEER_DEVICE ListSlot block_list_slot(bool keep, Index tid, int* warp_cnt, Sync sync) {
+  constexpr int kWarps = kThreads / 32;
+  const int lane = tid & 31, warp = tid >> 5;
+  const unsigned ballot = SEER_BALLOT(keep);
+  if (lane == 0) warp_cnt[warp] = __popc(ballot);
+  sync();
+  int offset = 0, total = 0;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    const int c = warp_cnt[w];
+    offset += w < warp ? c : 0;
+    total += c;
+  }
+  return ListSlot{ballot, lane, offset, total};
+}
+
 // Refills the list from the next columns; returns its length (0 only when the row is exhausted).
 // `tid` is the thread's index inside the participant; `sync()` synchronises the participant.
 template <int kThreads, typename Sync>
 SEER_DEVICE int block_list_refill(const BlockStreamSrc& src, const BlockStreamSmem& sm, int& scan, int tid,
                                   Sync sync) {
-  constexpr int kWarps = kThreads / 32;
-  const int lane = tid & 31, warp = tid >> 5;
   sync();  // every thread is done reading the previous list
   int len = 0;
   while (len == 0 && scan < src.scan_end) {
     const int n = scan + tid;
     const int v = n < src.scan_end ? src.row[n] & 3 : 0;
-    const unsigned ballot = SEER_BALLOT(v != 0);
-    if (lane == 0) sm.warp_cnt[warp] = __popc(ballot);
-    sync();
-    int offset = 0, total = 0;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const int c = sm.warp_cnt[w];
-      offset += w < warp ? c : 0;
-      total += c;
-    }
+    const ListSlot ls = block_list_slot<kThreads>(v != 0, tid, sm.warp_cnt, sync);
     if (v != 0) {
-      const int pos = offset + __popc(ballot & ((1u << lane) - 1u));
+      const int pos = ls.pos();
       sm.blk[pos] = n;
       sm.val[pos] = static_cast<uint8_t>(v);
     }
     scan += kThreads;
-    len = total;
+    len = ls.total;
     sync();  // list visible; warp_cnt free for the next pass
   }
   return len;

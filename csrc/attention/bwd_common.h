@@ -51,6 +51,7 @@
 #include <cstdint>
 
 #include "attention/attention_params.h"
+#include "attention/block_iter.h"
 #include "attention/seqlen.h"
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
@@ -88,31 +89,45 @@ SEER_DEVICE uint32_t chunk_flags(const uint8_t* tm, int64_t base, int64_t stride
   return flags;
 }
 
-// Stream compaction of one candidate per thread: appends, in thread order, (value, flags) of the
-// threads with `keep` to list/list_flags and returns the count (same in every thread). All threads
-// of the CTA call it; it starts with a barrier because the previous list may still be in use.
-template <int kNWarps>
-SEER_DEVICE int compact_list(bool keep, int value, uint32_t flags, int* list, uint32_t* list_flags,
-                             int* warp_cnt) {
-  __syncthreads();
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const unsigned ballot = SEER_BALLOT(keep);
-  if (lane == 0) warp_cnt[warp] = __popc(ballot);
-  __syncthreads();
-  int base = 0, total = 0;
-#pragma unroll
-  for (int w = 0; w < kNWarps; ++w) {
-    const int c = warp_cnt[w];
-    base += w < warp ? c : 0;
-    total += c;
+// The candidate row tiles of a key tile (the dK/dV kernels' walk down a transposed tile-mask column):
+// the token tiles of every head slot that some key of the tile can be visible to. Candidate idx is token
+// tile tt_lo + idx % tt_range of head slot idx / tt_range.
+struct RowTileCandidates {
+  int tt_lo;     // first token tile (causal: the first whose last row can see key0), else 0
+  int tt_range;  // token tiles per head slot
+  int n_cand;    // candidates: head slots x tt_range
+  // Row tile of candidate idx < n_cand.
+  SEER_DEVICE int row_tile(int idx, int n_tok_tiles) const {
+    const int slot = idx / tt_range;
+    return slot * n_tok_tiles + tt_lo + (idx - slot * tt_range);
   }
+};
+template <bool Is_causal>
+SEER_DEVICE RowTileCandidates row_tile_candidates(const AttnParams& p, int seqlen_q, int key0, int causal_off) {
+  const int n_slots = p.group / p.pack;
+  const int tt_hi = min(p.n_tok_tiles, (seqlen_q + p.tile_tokens - 1) / p.tile_tokens);
+  const int tt_lo = Is_causal ? max(0, key0 - causal_off) / p.tile_tokens : 0;
+  const int tt_range = max(0, tt_hi - tt_lo);
+  return RowTileCandidates{tt_lo, tt_range, n_slots * tt_range};
+}
+
+// Stream compaction of one candidate per thread (block_iter.h's step, shared with the forwards):
+// appends, in thread order, (value, flags) of the threads with `keep` to list/list_flags and returns
+// the count (same in every thread). The kThreads threads of the participant all call it (tid: the
+// thread's index inside it, int or threadIdx.x, see block_list_slot; sync(): its barrier); it starts
+// with a barrier because the previous list may still be in use.
+template <int kThreads, typename Index, typename Sync>
+SEER_DEVICE int compact_list(bool keep, int value, uint32_t flags, int* list, uint32_t* list_flags, int* warp_cnt,
+                             Index tid, Sync sync) {
+  sync();
+  const ListSlot ls = block_list_slot<kThreads>(keep, tid, warp_cnt, sync);
   if (keep) {
-    const int pos = base + __popc(ballot & ((1u << lane) - 1u));
+    const int pos = ls.pos();
     list[pos] = value;
     list_flags[pos] = flags;
   }
-  __syncthreads();
-  return total;
+  sync();
+  return ls.total;
 }
 
 // cp.async of the Q and dO rows of row tile rt into sQ / sdO ([kBlockM][kLd]); rows that are not

@@ -22,6 +22,7 @@
 // shared memory per block holds it, else single-buffered (kStages 1); see BwdConfig.
 #pragma once
 #include "attention/bwd_common.h"
+#include "attention/tile_scheduler.h"
 
 namespace seer {
 namespace attn_bwd {
@@ -100,11 +101,9 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
-  // Grid x = key tile * h_kv + kv head: the heads of key tile 0 (the most row tiles under a causal
-  // mask) start first.
-  const int hk = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.h_kv));
-  const int key_tile = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.h_kv));
-  const int b = blockIdx.y;
+  // The CTA's key tile, kv head, sequence (tile_scheduler.h: key tile 0's heads first).
+  const KeyTileItem item = key_tile_item(p);
+  const int hk = item.hk, key_tile = item.key_tile, b = item.b;
   const SeqBounds sb = seq_bounds(p, b);  // clamped lengths (seqlen.h)
   const int q_start = sb.q_start, seqlen_q = sb.seqlen_q;
   const int k_start = sb.k_start, seqlen_k = sb.seqlen_k;
@@ -130,11 +129,7 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
   zero_acc(acc_dv);
   zero_acc(acc_dk);
 
-  const int n_slots = p.group / p.pack;
-  const int tt_hi = min(p.n_tok_tiles, (seqlen_q + p.tile_tokens - 1) / p.tile_tokens);
-  const int tt_lo = Is_causal ? max(0, key0 - causal_off) / p.tile_tokens : 0;
-  const int tt_range = max(0, tt_hi - tt_lo);
-  const int n_cand = n_slots * tt_range;
+  const RowTileCandidates cand = row_tile_candidates<Is_causal>(p, seqlen_q, key0, causal_off);
   const int64_t tmT_bh = (static_cast<int64_t>(b) * p.h_kv + hk) * p.nb_k;
 
   // Per-row data of row tile rt into stage st (thread tid < kBlockM: row tid). lse and softmax_d are
@@ -178,17 +173,17 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
   const int b3_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + wh * kDqDimW + (lane >> 4) * 8;
 
 #pragma unroll 1
-  for (int cbase = 0; cbase < n_cand; cbase += Kt::kThreads) {
+  for (int cbase = 0; cbase < cand.n_cand; cbase += Kt::kThreads) {
     const int idx = cbase + tid;
     int rt = 0;
     uint32_t flags = 0;
-    if (idx < n_cand) {
-      const int slot = idx / tt_range;
-      rt = slot * p.n_tok_tiles + tt_lo + (idx - slot * tt_range);
+    if (idx < cand.n_cand) {
+      rt = cand.row_tile(idx, p.n_tok_tiles);
       flags = chunk_flags<Kt::kChunks>(p.tile_maskT, tmT_bh * p.n_row_tiles + rt, p.n_row_tiles, key0, seqlen_k,
                                        p.block_size_k, p.nb_k);
     }
-    const int cnt = compact_list<Kt::kNWarps>(flags != 0, rt, flags, sList, sFlags, sWarpCnt);
+    const int cnt = compact_list<Kt::kThreads>(flags != 0, rt, flags, sList, sFlags, sWarpCnt, threadIdx.x,
+                                                [] { __syncthreads(); });
     if (cnt == 0) continue;
 
     if constexpr (Kt::kStages == 2) {

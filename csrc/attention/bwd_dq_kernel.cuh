@@ -4,6 +4,7 @@
 // atomics): bitwise reproducible. Algorithm, masking and helpers: bwd_common.h.
 #pragma once
 #include "attention/bwd_common.h"
+#include "attention/tile_scheduler.h"
 
 namespace seer {
 namespace attn_bwd {
@@ -49,13 +50,13 @@ __global__ void __launch_bounds__(Qt::kThreads, 1) bwd_dq_kernel(const __grid_co
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
-  // Reversed so that the last token tiles (the most keys under a causal mask) start first.
-  const int rt = p.n_row_tiles - 1 - static_cast<int>(blockIdx.x);
-  const int hk = blockIdx.y, b = blockIdx.z;
+  // Work item blockIdx.x, heaviest first (tile_scheduler.h).
+  const ItemTile item = item_tile(p, static_cast<int>(blockIdx.x));
+  const int rt = item.rt, hk = item.hk, b = item.b;
   const SeqBounds sb = seq_bounds(p, b);  // clamped lengths (seqlen.h)
   const int q_start = sb.q_start, seqlen_q = sb.seqlen_q;
   const int k_start = sb.k_start, seqlen_k = sb.seqlen_k;
-  const int tok0 = (rt % p.n_tok_tiles) * p.tile_tokens;  // first token of the row tile
+  const int tok0 = item.tt * p.tile_tokens;  // first token of the row tile
   if (tok0 >= seqlen_q) return;
   const int causal_off = sb.causal_off;
 
@@ -105,7 +106,8 @@ __global__ void __launch_bounds__(Qt::kThreads, 1) bwd_dq_kernel(const __grid_co
     uint32_t flags = 0;
     if (w_c < n_win)
       flags = chunk_flags<Qt::kChunks>(p.tile_mask, tm_row, 1, w_c * kBlockN, seqlen_k, p.block_size_k, p.nb_k);
-    const int cnt = compact_list<Qt::kNWarps>(flags != 0, w_c, flags, sList, sFlags, sWarpCnt);
+    const int cnt = compact_list<Qt::kThreads>(flags != 0, w_c, flags, sList, sFlags, sWarpCnt, threadIdx.x,
+                                                [] { __syncthreads(); });
     if (cnt == 0) continue;
 
     load_window(sList[0], 0);

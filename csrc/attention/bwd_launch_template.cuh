@@ -2,6 +2,8 @@
 // Included only by the generated instantiation files (instantiations/bwd_hdim*_*.cu), each of which
 // explicitly instantiates run_bwd_hdim<D, Elem>; bwd_launch.cu dispatches to them.
 #pragma once
+#include <climits>
+
 #include "attention/bwd_dkdv_kernel.cuh"
 #include "attention/bwd_dq_kernel.cuh"
 #include "attention/bwd_launch.cuh"
@@ -27,30 +29,30 @@ struct BwdConfig {
   using Dq = DqTraits<kHeadDim, kWide ? 64 : 32, Elem>;
 };
 
-// dK/dV kernel. Grid: (key tiles of the longest sequence x kv heads, sequences), the kv head fastest
-// (the heads of key tile 0, the most row tiles under a causal mask, start first); tiles past a
-// sequence's end exit. Is_atomic: also accumulate dQ into p.dq_accum.
+// dK/dV kernel. Grid: the key-tile items (tile_scheduler.h). Is_atomic: also accumulate dQ into
+// p.dq_accum.
 template <typename Kt, bool Is_causal, bool Is_atomic>
 int launch_dkdv(const AttnBwdParams& p, cudaStream_t stream) {
-  const int n_tiles = (p.max_seqlen_k + Kt::kBlockN - 1) / Kt::kBlockN;
-  if (n_tiles == 0 || p.h_kv == 0 || p.batch == 0) return 0;
+  const dim3 grid = key_tile_grid(p, Kt::kBlockN);
+  if (grid.x == 0) return 0;
   auto kernel = &bwd_dkdv_kernel<Kt, Is_causal, Is_atomic>;
   cudaError_t err = allow_smem(kernel, Kt::kSmemBytes);
   if (err != cudaSuccess) return static_cast<int>(err);
-  kernel<<<dim3(static_cast<unsigned>(n_tiles) * static_cast<unsigned>(p.h_kv), p.batch), Kt::kThreads,
-           Kt::kSmemBytes, stream>>>(p);
+  kernel<<<grid, Kt::kThreads, Kt::kSmemBytes, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 
-// dQ kernel (deterministic path). Grid: (row tiles, kv heads, sequences); row tiles past a sequence's
-// end exit.
+// dQ kernel (deterministic path). Grid: one row-tile item per CTA, heaviest first (tile_scheduler.h);
+// row tiles past a sequence's end exit.
 template <typename Qt, bool Is_causal>
 int launch_dq(const AttnBwdParams& p, cudaStream_t stream) {
-  if (p.n_row_tiles == 0 || p.h_kv == 0 || p.batch == 0) return 0;
+  const long long n_ctas = num_items(p);
+  if (n_ctas == 0) return 0;
+  if (n_ctas > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
   auto kernel = &bwd_dq_kernel<Qt, Is_causal>;
   cudaError_t err = allow_smem(kernel, Qt::kSmemBytes);
   if (err != cudaSuccess) return static_cast<int>(err);
-  kernel<<<dim3(p.n_row_tiles, p.h_kv, p.batch), Qt::kThreads, Qt::kSmemBytes, stream>>>(p);
+  kernel<<<static_cast<unsigned>(n_ctas), Qt::kThreads, Qt::kSmemBytes, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 

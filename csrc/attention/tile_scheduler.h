@@ -1,15 +1,22 @@
-// Tile scheduling of the attention forwards (one job: which work item a CTA computes, in which order).
-// ATen-free; used by the sm80 forward (one work item per CTA) and the sm90 forward (persistent).
+// Tile scheduling of the attention kernels (one job: which work item a CTA computes, in which order,
+// and the grid that covers them). ATen-free.
 //
-// A work item is one row tile rt of one (sequence b, kv head hk): rt = slot * n_tok_tiles + tt, token
-// tile tt of head slot `slot` (tile_tokens tokens x pack heads; attention_params.h). Items are numbered
-// heaviest first: the last token tiles (under a causal mask, the rows that see the most keys) come
-// first, then head slot, kv head, sequence. So a CTA that starts late gets a light item, and the grid's
-// tail is short:
-//   one item per CTA  (sm80 forward): item blockIdx.x, grid = num_items(p);
-//   persistent        (sm90 forward): items blockIdx.x, blockIdx.x + gridDim.x, ... (static stride),
-//                     grid = the resident CTAs.
+// Row-tile items (sm80 forward and the backward's dQ kernel: one item per CTA; sm90 forward:
+// persistent; attention pooling, whose query tiles are row tiles of one head): a work item is one
+// token tile tt of one head slot of one (sequence b, kv head hk). Items are numbered heaviest first:
+// the last token tiles (under a causal mask, the rows that see the most keys) come first, then
+// sequence, kv head, head slot (the fastest). So a CTA that starts late gets a light item, and the
+// grid's tail is short:
+//   one item per CTA  : item blockIdx.x, grid = num_items(.);
+//   persistent        : items blockIdx.x, blockIdx.x + gridDim.x, ... (static stride),
+//                       grid = the resident CTAs.
+// For attention, the row tile is rt = slot * n_tok_tiles + tt (tile_tokens tokens x pack heads;
+// attention_params.h); for pooling a slot is one q head of the kv head's group.
 // Items whose token tile starts past the sequence's clamped length have no rows (the kernels skip them).
+//
+// Key-tile items (the backward's dK/dV kernels, sm80 and sm90): one CTA per (key tile of kBlockN keys,
+// kv head, sequence); grid x = key tile * h_kv + kv head (the heads of key tile 0, under a causal mask
+// the one with the most row tiles, first), grid y = sequence. Key tiles past a sequence's end exit.
 #pragma once
 #include "attention/attention_params.h"
 #include "common/platform.h"
@@ -19,21 +26,43 @@ namespace seer {
 // Work item w as (sequence, kv head, row tile), with the row tile's token tile and head slot.
 struct ItemTile {
   int b, hk, rt;
-  int tt, slot;  // rt = slot * n_tok_tiles + tt
+  int tt, slot;  // rt = slot * n_tiles + tt
 };
-SEER_DEVICE ItemTile item_tile(const AttnParams& p, int w) {
-  const int n_slots = p.group / p.pack;
-  const int per_tt = p.batch * p.h_kv * n_slots;
+
+// An item space is a type with n_tiles(), batch(), h_kv() and n_slots() (n_tiles token tiles x batch
+// sequences x h_kv kv heads x n_slots head slots): AttnRowTiles below, pooling's PoolingItems. The
+// accessors read their params where the arithmetic uses them, so item_at compiles to what a decode
+// written against the params would (the forwards' SASS is unchanged by this indirection).
+// Item w of the space, heaviest first (rt: slot * n_tiles + tt).
+template <typename Space>
+SEER_DEVICE ItemTile item_at(const Space& s, int w) {
+  const int n_slots = s.n_slots();
+  const int per_tt = s.batch() * s.h_kv() * n_slots;
   ItemTile t;
-  t.tt = p.n_tok_tiles - 1 - w / per_tt;
+  t.tt = s.n_tiles() - 1 - w / per_tt;
   int rem = w % per_tt;
   t.slot = rem % n_slots;
   rem /= n_slots;
-  t.hk = rem % p.h_kv;
-  t.b = rem / p.h_kv;
-  t.rt = t.slot * p.n_tok_tiles + t.tt;
+  t.hk = rem % s.h_kv();
+  t.b = rem / s.h_kv();
+  t.rt = t.slot * s.n_tiles() + t.tt;
   return t;
 }
+// Number of items of the space (the one-item-per-CTA grid).
+template <typename Space>
+SEER_HOST_DEVICE long long count_items(const Space& s) {
+  return static_cast<long long>(s.n_tiles()) * s.n_slots() * s.h_kv() * s.batch();
+}
+
+// The row tiles of attention (forward, dQ): token tiles of tile_tokens tokens x head slots of pack heads.
+struct AttnRowTiles {
+  const AttnParams& p;
+  SEER_HOST_DEVICE int n_tiles() const { return p.n_tok_tiles; }
+  SEER_HOST_DEVICE int batch() const { return p.batch; }
+  SEER_HOST_DEVICE int h_kv() const { return p.h_kv; }
+  SEER_HOST_DEVICE int n_slots() const { return p.group / p.pack; }
+};
+SEER_DEVICE ItemTile item_tile(const AttnParams& p, int w) { return item_at(AttnRowTiles{p}, w); }
 // Number of work items (the one-item-per-CTA grid).
 SEER_HOST_DEVICE long long num_items(const AttnParams& p) {
   return static_cast<long long>(p.n_row_tiles) * p.h_kv * p.batch;
@@ -55,5 +84,24 @@ struct PersistentItems {
     return PersistentItems{static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x)};
   }
 };
+
+// Key-tile item of this CTA (dK/dV kernels).
+struct KeyTileItem {
+  int b, hk;     // sequence, kv head
+  int key_tile;  // keys [key_tile * kBlockN, +kBlockN) of the sequence
+};
+SEER_DEVICE KeyTileItem key_tile_item(const AttnParams& p) {
+  KeyTileItem t;
+  t.hk = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.h_kv));
+  t.key_tile = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.h_kv));
+  t.b = blockIdx.y;
+  return t;
+}
+// Grid of the key-tile items for kBlockN-key tiles: x = 0 when there is no item.
+inline dim3 key_tile_grid(const AttnParams& p, int block_n) {
+  const int n_tiles = (p.max_seqlen_k + block_n - 1) / block_n;
+  if (n_tiles == 0 || p.h_kv == 0 || p.batch == 0) return dim3(0, 0);
+  return dim3(static_cast<unsigned>(n_tiles) * static_cast<unsigned>(p.h_kv), p.batch);
+}
 
 }  // namespace seer

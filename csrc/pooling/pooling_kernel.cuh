@@ -31,6 +31,7 @@
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
 #include "common/softmax.h"
+#include "attention/tile_scheduler.h"
 #include "pooling/pooling_params.h"
 
 namespace seer {
@@ -71,6 +72,18 @@ struct PoolingTraits {
   static SEER_DEVICE int swz(int r, int c) { return r * kHeadDim + ((c ^ (r & 7)) << 3); }
 };
 
+// The work items of the main kernel (an item space of tile_scheduler.h, heaviest first): query tiles of
+// kBlockM rows of the longest sequence x sequences x kv heads x the q heads of a kv head's group (item
+// slot j: q head hk * group + j). One CTA per item.
+template <int kBlockM>
+struct PoolingItems {
+  const PoolingParams& p;
+  SEER_HOST_DEVICE int n_tiles() const { return (p.max_seqlen + kBlockM - 1) / kBlockM; }
+  SEER_HOST_DEVICE int batch() const { return p.batch; }
+  SEER_HOST_DEVICE int h_kv() const { return p.h_kv; }
+  SEER_HOST_DEVICE int n_slots() const { return p.group; }
+};
+
 // Asynchronously copies rows [0, kRows) of a [rows][kHeadDim] global tile into swizzled shared
 // memory; rows >= rows_valid are zero-filled (global memory is not read for them).
 template <typename Traits, int kRows>
@@ -103,14 +116,10 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   Elem* sK = reinterpret_cast<Elem*>(pooling_smem);  // 2 K buffers; Q before the first K load
   float* sStage = reinterpret_cast<float*>(pooling_smem + Traits::kSmemKBytes);
 
-  // ---- which tile: heaviest (last) query tiles of all sequences and heads are launched first --
-  // blockIdx.x = (m_rev * batch + b) * h_q + h, query tile m = n_m - 1 - m_rev.
-  const int n_m = (p.max_seqlen + kBlockM - 1) / kBlockM;
-  const int h = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.h_q));
-  const unsigned mb = blockIdx.x / static_cast<unsigned>(p.h_q);
-  const int b = static_cast<int>(mb % static_cast<unsigned>(p.batch));
-  const int m_block = n_m - 1 - static_cast<int>(mb / static_cast<unsigned>(p.batch));
-  const int hk = h / p.group;
+  // ---- which tile: work item blockIdx.x, heaviest (last) query tiles first (tile_scheduler.h) ----
+  const ItemTile item = item_at(PoolingItems<kBlockM>{p}, static_cast<int>(blockIdx.x));
+  const int b = item.b, hk = item.hk, m_block = item.tt;
+  const int h = hk * p.group + item.slot;
   const int h_out = p.gqa_reduce ? hk : h;
 
   // Sequence bounds, clamped so that bad cu_seqlens never lead out of [0, T) or past max_seqlen.

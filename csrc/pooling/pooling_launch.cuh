@@ -14,9 +14,9 @@
 namespace seer {
 namespace pooling {
 
-// One CTA per (query tile, sequence, q head): blockIdx.x = (m_rev * batch + b) * h_q + h with the
-// query tile m = n_m - 1 - m_rev, so the tiles with the most keys (the last ones of the longest
-// sequences, all heads) are scheduled first; tiles past the end of their sequence exit at once.
+// One CTA per (query tile, sequence, q head): the work items of PoolingItems (tile_scheduler.h), so
+// the tiles with the most keys (the last ones of the longest sequences, all heads) are scheduled first;
+// tiles past the end of their sequence exit at once.
 //
 // Staging capacity `cap` (key blocks per row held in shared memory): every block of the tile's row
 // range when it fits (one sweep), else as many as the shared memory budget allows: the device's
@@ -29,8 +29,8 @@ int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
     return static_cast<int>(cudaErrorInvalidValue);
   using Traits = PoolingTraits<kHeadDim, Elem>;
 #if SEER_HAS_MMA_SYNC
-  const long long n_m = (static_cast<long long>(p.max_seqlen) + Traits::kBlockM - 1) / Traits::kBlockM;
-  const long long n_x = n_m * p.batch * p.h_q;
+  if (p.max_seqlen > INT_MAX - Traits::kBlockM) return static_cast<int>(cudaErrorInvalidConfiguration);
+  const long long n_x = count_items(PoolingItems<Traits::kBlockM>{p});
   if (n_x == 0 || p.total == 0) return 0;  // no query row anywhere
   if (n_x > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
 

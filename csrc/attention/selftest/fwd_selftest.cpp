@@ -40,37 +40,54 @@ static int run_fwd_impl(const AttnParams& p, int impl) {
 #include "common/selftest/reference.h"
 #include "common/tail_fill.h"
 
-// The unowned-row fill (common/tail_fill.h) on NaN-filled buffers: out rows and lse columns that no
-// sequence owns (before the first, past a length clamped to max_seqlen, past the last) become 0 / -inf,
-// every owned one keeps its NaN. cu = {3, 50, 60, 200}, total 230, max_seqlen 40: owned [3, 43),
-// [50, 60), [60, 100). Returns 0 when right.
+// The unowned-row fill (common/tail_fill.h) on NaN-filled buffers, in its one launch: rows of out and
+// columns of lse (query side) and rows of dk (key side, its own cu_seqlens) that no sequence owns
+// (before the first, past a length clamped to max_seqlen, past the last) become 0 / -inf, every owned
+// one keeps its NaN. Queries: cu = {3, 50, 60, 200}, total 230, max_seqlen 40: owned [3, 43), [50, 60),
+// [60, 100). Keys: cu = {0, 20, 20, 90}, total 120, max_seqlen 50: owned [0, 20), [20, 70). Returns 0
+// when right.
 static int unowned_rows_check() {
-  const int total = 230, heads = 3, dim = 64, max_seqlen = 40, batch = 3;
-  const std::vector<int> cu = {3, 50, 60, 200};
-  auto owned = [&](int r) {
+  const int batch = 3, heads = 3, heads_k = 2, dim = 64;
+  const int total = 230, max_seqlen = 40, total_k = 120, max_seqlen_k = 50;
+  const std::vector<int> cu = {3, 50, 60, 200}, cu_k = {0, 20, 20, 90};
+  auto owned = [&](const std::vector<int>& c, int max_len, int r) {
     for (int b = 0; b < batch; ++b)
-      if (r >= cu[b] && r < cu[b] + std::min(cu[b + 1] - cu[b], max_seqlen)) return true;
+      if (r >= c[b] && r < c[b] + std::min(c[b + 1] - c[b], max_len)) return true;
     return false;
   };
   selftest::DeviceArena a;
   const int* d_cu = a.copy(cu);
+  const int* d_cu_k = a.copy(cu_k);
   const uint16_t kNaN16 = 0x7fff;  // a NaN in fp16 and bf16
   uint16_t* out = a.filled<uint16_t>(static_cast<size_t>(total) * heads * dim, kNaN16);
   float* lse = a.filled<float>(static_cast<size_t>(heads) * total, std::nanf(""));
-  CK(static_cast<cudaError_t>(run_zero_unowned_rows(out, heads * dim, dim, heads, dim, 2, d_cu, batch, max_seqlen,
-                                                    total, nullptr)));
-  CK(static_cast<cudaError_t>(run_fill_unowned_lse(lse, heads, d_cu, batch, max_seqlen, total, -INFINITY, nullptr)));
+  uint16_t* dk = a.filled<uint16_t>(static_cast<size_t>(total_k) * heads_k * dim, kNaN16);
+  TailFillParams fill{};
+  fill.batch = batch;
+  fill.side[0] = TailFillSide{d_cu, max_seqlen, total};
+  fill.side[1] = TailFillSide{d_cu_k, max_seqlen_k, total_k};
+  fill.target[0] = tail_fill_rows(out, heads * dim, dim, heads, dim, 2, 0);
+  fill.target[1] = tail_fill_lse(lse, heads, -INFINITY, 0);
+  fill.target[2] = tail_fill_rows(dk, heads_k * dim, dim, heads_k, dim, 2, 1);
+  fill.n_targets = 3;
+  CK(static_cast<cudaError_t>(run_tail_fill(fill, nullptr)));
   CK(cudaDeviceSynchronize());
   const std::vector<uint16_t> h_out = selftest::to_host(out, static_cast<size_t>(total) * heads * dim);
   const std::vector<float> h_lse = selftest::to_host(lse, static_cast<size_t>(heads) * total);
+  const std::vector<uint16_t> h_dk = selftest::to_host(dk, static_cast<size_t>(total_k) * heads_k * dim);
   int bad = 0;
   for (int r = 0; r < total; ++r) {
-    const bool own = owned(r);
+    const bool own = owned(cu, max_seqlen, r);
     for (int i = 0; i < heads * dim; ++i) bad += h_out[static_cast<size_t>(r) * heads * dim + i] != (own ? kNaN16 : 0);
     for (int h = 0; h < heads; ++h) {
       const float v = h_lse[static_cast<size_t>(h) * total + r];
       bad += own ? !std::isnan(v) : !(std::isinf(v) && v < 0);
     }
+  }
+  for (int r = 0; r < total_k; ++r) {
+    const bool own = owned(cu_k, max_seqlen_k, r);
+    for (int i = 0; i < heads_k * dim; ++i)
+      bad += h_dk[static_cast<size_t>(r) * heads_k * dim + i] != (own ? kNaN16 : 0);
   }
   std::printf("unowned-row fill: %d wrong values -> %s\n", bad, bad ? "FAIL" : "ok");
   return bad ? 1 : 0;

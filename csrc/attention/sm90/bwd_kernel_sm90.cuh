@@ -168,44 +168,23 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
     uint32_t* sFlags = reinterpret_cast<uint32_t*>(smem + T::kOffFlags);
     int* sWarpCnt = reinterpret_cast<int*>(smem + T::kOffWarpCnt);
     auto sync = []() { sm90::named_sync(1, 128); };
-    const int n_slots = p.group / p.pack;
-    const int tt_hi = min(p.n_tok_tiles, (seqlen_q + p.tile_tokens - 1) / p.tile_tokens);
-    const int tt_lo = Is_causal ? max(0, key0 - causal_off) / p.tile_tokens : 0;
-    const int tt_range = max(0, tt_hi - tt_lo);
-    const int n_cand = n_slots * tt_range;
+    const auto cand = attn_bwd::row_tile_candidates<Is_causal>(p, seqlen_q, key0, causal_off);  // bwd_common.h
     const int64_t tmT_bh = (static_cast<int64_t>(b) * p.h_kv + hk) * p.nb_k;
     const Elem* gq = static_cast<const Elem*>(p.q);
     const Elem* gdo = static_cast<const Elem*>(p.dout);
     int u = 0;
 #pragma unroll 1
-    for (int cbase = 0; cbase < n_cand; cbase += 128) {
+    for (int cbase = 0; cbase < cand.n_cand; cbase += 128) {
       const int idx = cbase + wtid;
       int rt = 0;
       uint32_t flags = 0;
-      if (idx < n_cand) {
-        const int slot = idx / tt_range;
-        rt = slot * p.n_tok_tiles + tt_lo + (idx - slot * tt_range);
+      if (idx < cand.n_cand) {
+        rt = cand.row_tile(idx, p.n_tok_tiles);
         flags = attn_bwd::chunk_flags<T::kChunks>(p.tile_maskT, tmT_bh * p.n_row_tiles + rt, p.n_row_tiles, key0,
                                                   seqlen_k, p.block_size_k, p.nb_k);
       }
-      // Compaction of the kept candidates (increasing candidate order).
-      sync();  // every producer thread is done reading the previous list
-      const unsigned ballot = __ballot_sync(0xffffffffu, flags != 0);
-      if (lane == 0) sWarpCnt[warp] = __popc(ballot);
-      sync();
-      int base = 0, total = 0;
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const int cnt = sWarpCnt[w];
-        base += w < warp ? cnt : 0;
-        total += cnt;
-      }
-      if (flags != 0) {
-        const int pos = base + __popc(ballot & ((1u << lane) - 1u));
-        sList[pos] = rt;
-        sFlags[pos] = flags;
-      }
-      sync();
+      // Compaction of the kept candidates (increasing candidate order; block_iter.h via bwd_common.h).
+      const int total = attn_bwd::compact_list<128>(flags != 0, rt, flags, sList, sFlags, sWarpCnt, wtid, sync);
 #pragma unroll 1
       for (int i = 0; i < total; ++i, ++u) {
         const int st = u % kStages;

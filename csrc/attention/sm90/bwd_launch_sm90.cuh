@@ -8,6 +8,7 @@
 #include "attention/attention_params.h"
 #include "attention/bwd_launch_template.cuh"
 #include "attention/sm90/bwd_kernel_sm90.cuh"
+#include "attention/tile_scheduler.h"
 #include "common/launch.h"
 
 namespace seer {
@@ -17,16 +18,15 @@ namespace bwd_sm90 {
 template <typename Elem, int D, int kNWG>
 int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   using T = Traits<D, kNWG, Elem>;
-  const int n_tiles = (p.max_seqlen_k + T::kBlockN - 1) / T::kBlockN;
-  if (n_tiles == 0 || p.h_kv == 0 || p.batch == 0) return 0;
+  const dim3 grid = key_tile_grid(p, T::kBlockN);  // tile_scheduler.h
+  if (grid.x == 0) return 0;
   const bool atomic = !p.deterministic && p.dq_accum != nullptr;
   return SEER_BOOL_SWITCH(p.causal, kCausal, [&] {
     return SEER_BOOL_SWITCH(atomic, kAtomic, [&] {
       auto kernel = &bwd_dkdv_sm90_kernel<T, kCausal, kAtomic>;
       cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
       if (e != cudaSuccess) return static_cast<int>(e);
-      kernel<<<dim3(static_cast<unsigned>(n_tiles) * static_cast<unsigned>(p.h_kv), p.batch), T::kThreads,
-               T::kSmemBytes, stream>>>(p);
+      kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
       return static_cast<int>(SEER_LAST_ERROR());
     });
   });
