@@ -313,6 +313,16 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
       // temporary) until the asynchronous wgmmas that read them have completed (else it serialises every
       // wgmma of the kernel, ptxas C7513).
       uint32_t pa[4][4], dsa[4][4];
+      // Releases the stage once every wgmma reading its Q / dO has completed (after a wgmma wait).
+      auto release_stage = [&]() {
+        if (myflags != 0) {
+          sm90::fence_operands(acc_dv);
+          sm90::fence_operands(acc_dk);
+          sm90::fence_operands(pa);
+          sm90::fence_operands(dsa);
+        }
+        sm90::mbar_arrive(&bar_empty[st]);
+      };
       if (myflags != 0) {  // uniform over the warpgroup
         float acc_s[32], acc_dp[32];
         sm90::fence_operands(acc_s);
@@ -432,15 +442,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
             sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, desc_add(da, i * 2048), desc_add(db, i * 2048), i != 0);
           sm90::wgmma_commit();
           sm90::wgmma_wait<0>();
-          if (first) {  // dV / dK wgmmas complete too: Q / dO of the stage are free
-            if (myflags != 0) {
-              sm90::fence_operands(acc_dv);
-              sm90::fence_operands(acc_dk);
-              sm90::fence_operands(pa);
-              sm90::fence_operands(dsa);
-            }
-            sm90::mbar_arrive(&bar_empty[st]);
-          }
+          if (first) release_stage();  // dV / dK wgmmas complete too: Q / dO of the stage are free
           sm90::fence_operands(acc_dq);
           // Lane pair (t4, t4 ^ 1): the even lane adds row g, dims 2 t4 .. 2 t4 + 3 of every n8 tile, the
           // odd lane row g + 8, dims 2 (t4 - 1) .. + 3 (bwd_dkdv_kernel.cuh phase 3).
@@ -470,13 +472,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         }
       } else {
         sm90::wgmma_wait<0>();
-        if (myflags != 0) {
-          sm90::fence_operands(acc_dv);
-          sm90::fence_operands(acc_dk);
-          sm90::fence_operands(pa);
-          sm90::fence_operands(dsa);
-        }
-        sm90::mbar_arrive(&bar_empty[st]);
+        release_stage();
       }
     }
 
