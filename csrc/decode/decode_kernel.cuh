@@ -127,10 +127,11 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(co
   const int L = p.n_tok;
   const int n_rows_all = L * p.group;                          // rows of (b, hk): token * group + g
   const int n_chunks = (n_rows_all + Tr::kRows - 1) / Tr::kRows;
-  // Grid (decode_params.h): x = split * n_chunks + chunk, y = hk, z = sequence.
+  // Grid (decode_params.h, heads_inner): x = split * n_chunks + chunk, y = hk; or x = hk * n_chunks +
+  // chunk, y = split. z = sequence.
   const int chunk = blockIdx.x % n_chunks;
-  const int split = (int)blockIdx.x / n_chunks;
-  const int hk = (int)blockIdx.y;
+  const int split = p.heads_inner ? (int)blockIdx.y : (int)blockIdx.x / n_chunks;
+  const int hk = p.heads_inner ? (int)blockIdx.x / n_chunks : (int)blockIdx.y;
   const int b = blockIdx.z;
   const int row0 = chunk * Tr::kRows;                          // first row of this CTA
   const int rows = min(Tr::kRows, n_rows_all - row0);          // valid rows (1..16)

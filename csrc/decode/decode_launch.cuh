@@ -61,7 +61,8 @@ int run_decode_(const DecodeParams& p, seer_stream_t stream) {
     return cfg;
   };
   const int n_chunks = (p.n_tok * p.group + Tr::kRows - 1) / Tr::kRows;
-  const dim3 grid(static_cast<unsigned>(p.num_splits) * n_chunks, p.h_kv, p.batch);
+  const dim3 grid = p.heads_inner ? dim3(static_cast<unsigned>(p.h_kv) * n_chunks, p.num_splits, p.batch)
+                                  : dim3(static_cast<unsigned>(p.num_splits) * n_chunks, p.h_kv, p.batch);
   cudaLaunchConfig_t cfg = config(grid, Tr::kThreads, kSmem);
   cfg.numAttrs = 0;
   err = cudaLaunchKernelEx(&cfg, kernel, p);

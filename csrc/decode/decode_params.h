@@ -19,7 +19,8 @@
 //     floor(count * s / ns_row), where ns_row <= num_splits follows the selected-block count
 //     (min_split_keys below), so working CTAs stream about the same number of keys whatever the
 //     density, and splits >= ns_row exit without writing anything.
-//   Grid: x = split * n_row_chunks + chunk, y = kv head, z = sequence.
+//   Grid: x = split * n_row_chunks + chunk, y = kv head, z = sequence (heads_inner: x = kv head *
+//   n_row_chunks + chunk, y = split, so that the CTAs of one split of all kv heads launch together).
 //
 // Block n covers logical slots [n*block_size, (n+1)*block_size). Valid slots of sequence b, with
 // len = clamp(cache_seqlens[b], 0, S_max) (clamped on device; values are never validated by a sync):
@@ -81,10 +82,11 @@ struct DecodeParams {
   int num_splits;        // >= 1 (resolved by decode_num_splits; never 0 here): splits per (b, hk), at most
   // Row-adaptive splitting (num_splits > 1 only): a (b, hk) row with `sel` listed blocks uses only
   // ns_row = min(num_splits, sel, max(1, ceil(sel * block_size / min_split_keys))) splits, so that every
-  // working CTA streams >= ~min_split_keys keys; CTAs of splits >= ns_row exit without writing. Lets
-  // num_splits be large enough for the longest rows without
+  // working CTA streams >= ~min_split_keys keys; CTAs of splits >= ns_row exit without writing. Lets num_splits be large enough for the longest rows without
   // fragmenting short or sparse ones (cache lengths vary 32x in D1). 0 = off: every row uses num_splits.
   int min_split_keys;
+  bool heads_inner;      // grid order: the kv heads of one (sequence, split) adjacent in launch order (their
+                         // K/V rows interleave in a dense cache); false: the splits of one (sequence, head)
   int* row_splits;       // int32 [B * H_kv]: ns_row of each (b, hk), written by its split 0 (chunk 0),
                          // read by the combine (only when num_splits > 1)
   float* o_partial;      // [num_splits, B * L * H_q, D] float32 workspace (only when num_splits > 1)
