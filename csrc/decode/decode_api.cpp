@@ -69,29 +69,6 @@ at::Tensor byte_mask(const at::Tensor& mask) {
 // 256 was 7-10% slower at 0.1.
 constexpr int kMinSplitKeys = 512;
 
-// DecodeParams::min_split_keys: kMinSplitKeys, or SEER_ATTN_DECODE_MIN_SPLIT_KEYS (an integer in [0, 2^20];
-// 0 = every row uses num_splits) when set: a tuning knob for benchmarks, read at every call (never
-// inside a replayed CUDA graph: the value is baked into the captured launch).
-int min_split_keys() {
-  const char* env = std::getenv("SEER_ATTN_DECODE_MIN_SPLIT_KEYS");
-  if (env == nullptr || *env == '\0') return kMinSplitKeys;
-  char* end = nullptr;
-  const long v = std::strtol(env, &end, 10);
-  SEER_DECODE_CHECK(end != env && *end == '\0' && v >= 0 && v <= (1L << 20),
-                    "SEER_ATTN_DECODE_MIN_SPLIT_KEYS must be an integer in [0, 1048576], got '", env, "'");
-  return static_cast<int>(v);
-}
-
-// DecodeParams::heads_inner: SEER_ATTN_DECODE_GRID=heads (kv heads innermost in the grid) or splits (the
-// default); a benchmark knob like the one above.
-bool heads_inner() {
-  const char* env = std::getenv("SEER_ATTN_DECODE_GRID");
-  if (env == nullptr || *env == '\0') return false;
-  const std::string v(env);
-  SEER_DECODE_CHECK(v == "heads" || v == "splits", "SEER_ATTN_DECODE_GRID must be 'heads' or 'splits', got '", v, "'");
-  return v == "heads";
-}
-
 // SEER_ATTN_CHECK_INPUTS=1 only (copies to the host: a device sync): every block_indices entry is -1
 // or in [0, nb); every block_table entry of a page holding a valid slot is in [0, num_pages).
 // Mirrors checks.check_data_decode (strict).
@@ -313,14 +290,17 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, c
     p.num_indices = static_cast<int>(idx.size(2));
   }
 
-  p.min_split_keys = min_split_keys();
-  p.heads_inner = heads_inner();
+  // Compacted selection workspace: [B * H_kv] counts, then [B * H_kv, sel_cap] block ids.
+  const int64_t cap = has_mask ? nb : std::min<int64_t>(nb, idx.size(2) + 1);
+  p.sel_cap = static_cast<int>(std::max<int64_t>(cap, 1));
+  at::Tensor sel = at::empty({batch * h_kv * (1 + p.sel_cap)}, q.options().dtype(at::kInt));
+  p.sel_count = sel.data_ptr<int>();
+  p.sel_list = p.sel_count + batch * h_kv;
+
+  p.min_split_keys = kMinSplitKeys;
   p.num_splits = decode_num_splits(p, static_cast<int>(num_splits));
   at::Tensor o_partial, lse_partial;
-  at::Tensor row_splits;
   if (p.num_splits > 1) {
-    row_splits = at::empty({batch * h_kv}, q.options().dtype(at::kInt));
-    p.row_splits = row_splits.data_ptr<int>();
     const auto f32 = q.options().dtype(at::kFloat);
     o_partial = at::empty({p.num_splits, batch * n_tok * h_q, d}, f32);
     lse_partial = at::empty({p.num_splits, batch * n_tok * h_q}, f32);

@@ -1,27 +1,20 @@
-// Block-sparse flash-decoding kernels: the split kernel (one CTA per sequence x kv head x row chunk x
-// split; it selects its own blocks) and the combine kernel (merges split partials). See decode_params.h
-// for the work split.
+// Block-sparse flash-decoding kernels: the select kernel (compacts each (sequence, kv head) row's
+// selection once), the split kernel (one CTA per sequence x kv head x row chunk x split) and the
+// combine kernel (merges split partials). See decode_params.h for the work split.
 //
 // Split kernel, per CTA (kNWarps = 2 warps):
-//   0. Issue the load of the sequence length and, for right-padded mask rows, the first pass of mask
-//      bytes (their addresses do not depend on the length) before anything waits. A split at or past
-//      the upper bound of splits the row can need (~min_split_keys keys per split over every valid
-//      block) exits at once; it writes nothing (the combine reads only the row's working splits).
-//   1. Build the row's selection bitmap in shared memory (aliasing the K/V stage ring): mask form,
-//      one ballot per 32 entries; index form, atomicOr of every in-range entry (duplicates collapse,
-//      entry order does not matter). Count it (block-wide scan), derive the row's split count ns_row
-//      and this split's share [r0, r1) of the selected blocks in ascending order, copy the bitmap
-//      words from rank r0 on into a kWinWords window (ranks below r0 cleared). A split >= ns_row exits.
-//      Rows of more valid blocks than the ring holds as bits are counted window by window, and the
-//      window is rebuilt from global memory when a share spans more than kWinWords * 32 blocks.
-//   2. Issue the cp.async of the 16 q rows of the row chunk (rows past L * group are zero-filled),
-//      then stream the keys of the share's blocks (a uniform cursor walks the window's set bits) in 16-key
-//      tiles through a kStages-deep cp.async ring; a stage holds kNWarps tiles of K and V and warp w
-//      computes tile w of every stage with mma.sync (S = Q K^T: 16 rows x 16 keys; O += P V), keeping
-//      its own online-softmax state (base 2). Keys outside the valid slots are zero-filled (never
-//      read) and masked to -inf; keys after a row's own token slot (L > 1) are masked to -inf.
-//   3. Merge the warps' (m, l, O) through shared memory; write out / lse directly when the row has one
-//      split (ns_row == 1), else the split partials; split 0 of chunk 0 records ns_row for the combine.
+//   0. Row-adaptive splits (params.min_split_keys > 0, num_splits > 1): a split beyond what its row
+//      needs (~min_split_keys keys per split) writes lse_partial = -inf and exits, first on the upper
+//      bound of valid blocks (before any load), then on the row's listed-block count.
+//   1. Issue the cp.async of the 16 q rows of the row chunk (rows past L * group are zero-filled).
+//   2. Read the row's listed-block count (select kernel), take the share [r0, r1) and copy its block
+//      ids into a shared window of kListCap entries (refilled if a share is longer).
+//   3. Stream the keys of the listed blocks in 16-key tiles through a kStages-deep cp.async ring; a
+//      stage holds kNWarps tiles of K and V and warp w computes tile w of every stage with mma.sync
+//      (S = Q K^T: 16 rows x 16 keys; O += P V), keeping its own online-softmax state (base 2).
+//      Keys outside the valid slots are zero-filled (never read) and masked to -inf; keys after a
+//      row's own token slot (L > 1) are masked to -inf.
+//   4. Merge the warps' (m, l, O) through shared memory; write out/lse or the split partials.
 // Nothing here assumes finite sentinels: -inf maxima are replaced by 0 before exponentiation, so
 // empty rows give l = 0, out = 0, lse = -inf.
 #pragma once
@@ -56,10 +49,7 @@ struct DecodeTraits {
   static constexpr int kChunksPerRow = kHeadDim / 8;    // 16-byte chunks in one key row
   static constexpr int kRowsPerIter = kThreads / kChunksPerRow;  // key rows covered by one load pass
   static constexpr int kChunksPerThread = kStageKeys * kChunksPerRow / kThreads;  // per K (and per V)
-  static constexpr int kWinWords = 512;                 // bitmap words (32 blocks each) of the share window
-  static constexpr int kMaskUnroll = 16;                // mask bytes per thread in flight per scan pass
-  // Index entries per thread in flight per scan pass (D 256: 4, its split kernel is at ~250 registers).
-  static constexpr int kIdxUnroll = kHeadDim <= 128 ? 8 : 4;
+  static constexpr int kListCap = 512;                  // block ids in the shared selection window
   static_assert(kHeadDim % 64 == 0, "swizzle needs >= 8 chunks per row");
   static_assert(kThreads % kChunksPerRow == 0 && kTileKeys % kRowsPerIter == 0,
                 "a load pass must cover whole rows, and a tile whole passes");
@@ -71,54 +61,133 @@ struct DecodeTraits {
   static constexpr int kStageBytes = 2 * kTileElems * 2;            // K then V
   static constexpr int kOffStages = 0;
   static constexpr int kOffQ = kOffStages + kStages * kStageBytes;  // [kRows][D] q tile
-  static constexpr int kOffWin = kOffQ + kRows * kHeadDim * 2;      // uint32 [kWinWords] share bitmap window
-  static constexpr int kOffSlot0 = kOffWin + kWinWords * 4;         // int [kStages][kNWarps] first slot
+  static constexpr int kOffList = kOffQ + kRows * kHeadDim * 2;     // int [kListCap] block ids
+  static constexpr int kOffSlot0 = kOffList + kListCap * 4;         // int [kStages][kNWarps] first slot
   static constexpr int kOffM = kOffSlot0 + kStages * kNWarps * 4;   // float [kNWarps][kRows] row max
   static constexpr int kOffL = kOffM + kNWarps * kRows * 4;         // float [kNWarps][kRows] row sum
-  static constexpr int kOffScan = kOffL + kNWarps * kRows * 4;      // int [kNWarps] warp totals of a scan
-  static constexpr int kOffPos = kOffScan + kNWarps * 4;            // int [2] word / bit of rank r0
-  static constexpr int kSmemBytes = kOffPos + 2 * 4;
-  // While the selection is built, the stage ring holds the row's bitmap: kRingWords words.
-  static constexpr int kRingWords = kStages * kStageBytes / 4;
+  static constexpr int kSmemBytes = kOffL + kNWarps * kRows * 4;
   // The epilogue reuses the stage ring for the warps' fp32 partial outputs [kNWarps][kRows][D].
   static constexpr int kMergeBytes = kNWarps * kRows * kHeadDim * 4;
   static_assert(kMergeBytes <= kStages * kStageBytes, "merge buffer must fit in the stage ring");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory of one sm_90 CTA");
-  static_assert(kThreads % 32 == 0 && kRingWords >= kWinWords, "ballot words / window copy");
 };
+
+// ---------------------------------------------------------------------------------------------
+// Select kernel: one CTA per (kv head, sequence) writes the row's list of attended blocks
+// (sel_list / sel_count, see decode_params.h). Mask form: one coalesced pass over the valid block
+// range. Index form: the valid entries are set in a shared bitmap over the valid block range
+// (duplicates collapse), then listed in ascending order like a mask, so the list does not depend on
+// the order of the entries or on thread timing (bitwise-reproducible outputs). Rows of more than
+// kSelectBitmapWords * 32 valid blocks fall back to a quadratic first-occurrence test.
+// ---------------------------------------------------------------------------------------------
+constexpr int kSelectThreads = 128;
+constexpr int kSelectBitmapWords = 2048;  // 8 KiB: index rows up to 65536 valid blocks use the bitmap
+
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads) decode_select_kernel(const DecodeParams p) {
+  constexpr int kWarps = kThreads / 32;
+  __shared__ uint32_t s_bits[kSelectBitmapWords];
+  __shared__ int s_warp[kWarps];
+  SEER_GRID_DEP_LAUNCH();  // the split kernel may launch now: it waits for this grid before reading its output
+  const int hk = blockIdx.x, b = blockIdx.y;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int64_t row_id = (int64_t)b * p.h_kv + hk;
+  int* list = p.sel_list + row_id * p.sel_cap;
+
+  const int S = p.seqlen_max;
+  const int Bk = p.block_size;
+  const int len = min(max(p.cache_seqlens[b], 0), S);
+  if (len == 0) {
+    if (tid == 0) p.sel_count[row_id] = 0;
+    return;
+  }
+  const int lo = p.left_pad ? S - len : 0;
+  const int hi = p.left_pad ? S : len;
+  const int blk_lo = lo / Bk;
+  const int n_blk = (hi + Bk - 1) / Bk - blk_lo;   // blocks holding a valid slot: [blk_lo, blk_lo + n_blk)
+  const bool extra = p.first_block_unmasked;       // block blk_lo listed first, excluded below
+  int count = 0;
+  if (extra) {
+    if (tid == 0) list[0] = blk_lo;
+    count = 1;
+  }
+
+  // Appends block `blk` of every thread with keep set, in thread order (collective, uniform count).
+  auto append = [&](bool keep, int blk) {
+    const unsigned bal = SEER_BALLOT(keep);
+    if (lane == 0) s_warp[warp] = __popc(bal);
+    __syncthreads();
+    int off = count, total = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const int v = s_warp[w];
+      off += w < warp ? v : 0;
+      total += v;
+    }
+    if (keep) list[off + __popc(bal & ((1u << lane) - 1u))] = blk;
+    count += total;
+    __syncthreads();  // s_warp is rewritten by the next call
+  };
+
+  if (p.block_mask != nullptr) {
+    const uint8_t* row = p.block_mask + (int64_t)b * p.mask_stride_b + (int64_t)hk * p.mask_stride_h;
+    for (int e0 = 0; e0 < n_blk; e0 += kThreads) {
+      const int e = e0 + tid;
+      const int n = blk_lo + e;
+      const bool keep = e < n_blk && row[(int64_t)n * p.mask_stride_n] != 0 && !(extra && e == 0);
+      append(keep, n);
+    }
+  } else {
+    const int* idx = p.block_indices + (int64_t)b * p.idx_stride_b + (int64_t)hk * p.idx_stride_h;
+    const int K = p.num_indices;
+    auto wanted = [&](int n) { return n >= blk_lo && n < blk_lo + n_blk && !(extra && n == blk_lo); };
+    const int words = (n_blk + 31) / 32;
+    if (words <= kSelectBitmapWords) {
+      for (int i = tid; i < words; i += kThreads) s_bits[i] = 0u;
+      __syncthreads();
+      for (int e = tid; e < K; e += kThreads) {
+        const int n = idx[(int64_t)e * p.idx_stride_k];
+        if (wanted(n)) atomicOr(&s_bits[(n - blk_lo) / 32], 1u << ((n - blk_lo) % 32));
+      }
+      __syncthreads();
+      for (int e0 = 0; e0 < n_blk; e0 += kThreads) {
+        const int e = e0 + tid;
+        const bool keep = e < n_blk && ((s_bits[e / 32] >> (e % 32)) & 1u);
+        append(keep, blk_lo + e);
+      }
+    } else {
+      for (int e0 = 0; e0 < K; e0 += kThreads) {
+        const int e = e0 + tid;
+        const int n = e < K ? idx[(int64_t)e * p.idx_stride_k] : -1;
+        bool keep = e < K && wanted(n);
+        for (int j = 0; keep && j < e; ++j) keep = idx[(int64_t)j * p.idx_stride_k] != n;
+        append(keep, n);
+      }
+    }
+  }
+  if (tid == 0) p.sel_count[row_id] = count;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Split kernel
 // ---------------------------------------------------------------------------------------------
 template <typename Tr>
-// Minimum of one CTA per SM in the launch bounds: without it, ptxas (CUDA 13) capped the D 64 kernel at
-// 96 registers and spilled (the register file never binds here: 64 threads per CTA, shared memory
-// limits the CTAs per SM).
-__global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(const DecodeParams p) {
+__global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const DecodeParams p) {
   using Elem = typename Tr::Elem;
   constexpr int D = Tr::kHeadDim;
   constexpr int kNWarps = Tr::kNWarps;
   constexpr int kThreads = Tr::kThreads;
   constexpr int kStages = Tr::kStages;
   constexpr int kCPR = Tr::kChunksPerRow;
-  constexpr int kWin = Tr::kWinWords;
-  constexpr int kMU = Tr::kMaskUnroll;
-  constexpr int kIU = Tr::kIdxUnroll;
-  constexpr int kMaskPass = kThreads * kMU;  // mask entries per scan pass
+  constexpr int kListCap = Tr::kListCap;
 
   extern __shared__ __align__(16) unsigned char smem[];
   Elem* s_stages = reinterpret_cast<Elem*>(smem + Tr::kOffStages);
   Elem* s_q = reinterpret_cast<Elem*>(smem + Tr::kOffQ);
-  uint32_t* s_ring = reinterpret_cast<uint32_t*>(smem + Tr::kOffStages);  // bitmap while selecting
-  uint32_t* s_win = reinterpret_cast<uint32_t*>(smem + Tr::kOffWin);
+  int* s_list = reinterpret_cast<int*>(smem + Tr::kOffList);
   int* s_slot0 = reinterpret_cast<int*>(smem + Tr::kOffSlot0);
   float* s_m = reinterpret_cast<float*>(smem + Tr::kOffM);
   float* s_l = reinterpret_cast<float*>(smem + Tr::kOffL);
-  int* s_scan = reinterpret_cast<int*>(smem + Tr::kOffScan);
-  int* s_pos = reinterpret_cast<int*>(smem + Tr::kOffPos);
-
-  // The combine kernel may launch now: it waits (griddepcontrol.wait) for this whole grid.
-  SEER_GRID_DEP_LAUNCH();
 
   const int tid = threadIdx.x;
   const int warp = tid / 32;
@@ -127,11 +196,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(co
   const int L = p.n_tok;
   const int n_rows_all = L * p.group;                          // rows of (b, hk): token * group + g
   const int n_chunks = (n_rows_all + Tr::kRows - 1) / Tr::kRows;
-  // Grid (decode_params.h, heads_inner): x = split * n_chunks + chunk, y = hk; or x = hk * n_chunks +
-  // chunk, y = split. z = sequence.
+  const int split = blockIdx.x / n_chunks;
   const int chunk = blockIdx.x % n_chunks;
-  const int split = p.heads_inner ? (int)blockIdx.y : (int)blockIdx.x / n_chunks;
-  const int hk = p.heads_inner ? (int)blockIdx.x / n_chunks : (int)blockIdx.y;
+  const int hk = blockIdx.y;
   const int b = blockIdx.z;
   const int row0 = chunk * Tr::kRows;                          // first row of this CTA
   const int rows = min(Tr::kRows, n_rows_all - row0);          // valid rows (1..16)
@@ -143,228 +210,33 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(co
   };
   const int64_t n_out_rows = (int64_t)p.batch * L * p.h_q;
 
-  // ---- 0. loads that need nothing: the length, the first mask / index pass ---------------------
-  const int len_raw = p.cache_seqlens[b];
-  const bool use_mask = p.block_mask != nullptr;
-  const uint8_t* mask_row = use_mask ? p.block_mask + (int64_t)b * p.mask_stride_b + (int64_t)hk * p.mask_stride_h
-                                     : nullptr;
-  const int* idx_row = use_mask ? nullptr
-                                : p.block_indices + (int64_t)b * p.idx_stride_b + (int64_t)hk * p.idx_stride_h;
-  const int K = use_mask ? 0 : p.num_indices;
-  // Right-padded mask rows start at block 0 whatever the length: entry e of the first pass is block e
-  // (< num_blocks, inside the mask). Bit u of pre_mask: entry u * kThreads + tid is nonzero.
-  const bool pre_mask_ok = use_mask && !p.left_pad;
-  uint32_t pre_mask = 0;
-  if (pre_mask_ok) {
-    uint8_t v[kMU];
-#pragma unroll
-    for (int u = 0; u < kMU; ++u) {
-      const int e = u * kThreads + tid;
-      v[u] = e < p.num_blocks ? mask_row[(int64_t)e * p.mask_stride_n] : uint8_t(0);
-    }
-#pragma unroll
-    for (int u = 0; u < kMU; ++u) pre_mask |= (v[u] != 0 ? 1u : 0u) << u;
-  }
-  // Index rows: the first kIU entries of this thread (entry u * kThreads + tid; -1 past K).
-  int pre_idx[kIU];
-#pragma unroll
-  for (int u = 0; u < kIU; ++u) {
-    const int e = u * kThreads + tid;
-    pre_idx[u] = e < K ? idx_row[(int64_t)e * p.idx_stride_k] : -1;
-  }
-
   // ---- valid slots and block range --------------------------------------------------------
   const int S = p.seqlen_max;
   const int Bk = p.block_size;
-  const int len = min(max(len_raw, 0), S);
+  const int len = min(max(p.cache_seqlens[b], 0), S);
   const int lo = p.left_pad ? S - len : 0;   // valid slots [lo, hi)
   const int hi = p.left_pad ? S : len;
   const int n_valid_blk = len > 0 ? (hi + Bk - 1) / Bk - lo / Bk : 0;
-  const int blk_lo = len > 0 ? lo / Bk : 0;  // entry e of the bitmap is block blk_lo + e
-  const bool extra = p.first_block_unmasked && len > 0;  // entry 0 always selected
 
-  // Row-adaptive splits (see DecodeParams::min_split_keys): a row selects at most n_valid_blk blocks,
+  // Row-adaptive splits (see DecodeParams::min_split_keys): a row lists at most n_valid_blk blocks,
   // so a split at or past ceil(n_valid_blk * Bk / min_split_keys) has nothing to do whatever the
-  // selection: leave before loading anything else. Nobody reads its partial (ns_row <= ub_splits).
+  // selection: leave before loading anything (the combine ignores lse = -inf splits).
   const bool adaptive = p.num_splits > 1 && p.min_split_keys > 0;
+  auto empty_split_exit = [&]() {
+    if (tid < rows) p.lse_partial[(int64_t)split * n_out_rows + out_row(tid)] = kNegInf;
+  };
   int ub_splits = p.num_splits;
   if (adaptive) {
     const int64_t ub_keys = (int64_t)n_valid_blk * Bk;
     const int64_t ub = (ub_keys + p.min_split_keys - 1) / p.min_split_keys;
     ub_splits = ub < 1 ? 1 : (ub < p.num_splits ? (int)ub : p.num_splits);
-    if (split >= ub_splits) return;
-  }
-
-  // ---- 1. the row's selection ---------------------------------------------------------------
-  const int W = (n_valid_blk + 31) / 32;     // bitmap words of the row
-
-  // Words [w0, w0 + nw) of the row's selection bitmap into dst[0, nw): bit i of word w is block
-  // blk_lo + 32 w + i, set when that block holds a valid slot and is selected. Collective; starts and
-  // ends with a barrier (dst may be in use before; it is complete and visible after). `first`: the call
-  // for window 0 before streaming, which may use the loads issued in step 0 (a literal at every call
-  // site, so that pre_mask / pre_idx die after the selection).
-  auto build_bits = [&](uint32_t* dst, int w0, int nw, bool first) {
-    __syncthreads();
-    const int e_lo = w0 * 32;
-    const int e_hi = min(n_valid_blk, (w0 + nw) * 32);
-    if (use_mask) {
-      for (int pb = e_lo; pb < (w0 + nw) * 32; pb += kMaskPass) {
-        uint32_t keep = 0;
-        if (first && pre_mask_ok && pb == 0) {
-          keep = pre_mask;
-        } else if (first) {
-          uint8_t v[kMU];
-#pragma unroll
-          for (int u = 0; u < kMU; ++u) {
-            const int e = pb + u * kThreads + tid;
-            v[u] = e < e_hi ? mask_row[(int64_t)(blk_lo + e) * p.mask_stride_n] : uint8_t(0);
-          }
-#pragma unroll
-          for (int u = 0; u < kMU; ++u) keep |= (v[u] != 0 ? 1u : 0u) << u;
-        } else {  // the rare rebuilds: compact code (inlined inside the streaming loop)
-#pragma unroll 1
-          for (int u = 0; u < kMU; ++u) {
-            const int e = pb + u * kThreads + tid;
-            keep |= (e < e_hi && mask_row[(int64_t)(blk_lo + e) * p.mask_stride_n] != 0 ? 1u : 0u) << u;
-          }
-        }
-#pragma unroll 1
-        for (int u = 0; u < kMU; ++u) {
-          const int e = pb + u * kThreads + tid;
-          const uint32_t bal = SEER_BALLOT(((keep >> u) & 1u) != 0 && e < e_hi);
-          const int w = (pb - e_lo) / 32 + u * (kThreads / 32) + warp;
-          if (lane == 0 && w < nw) dst[w] = bal;
-        }
-      }
-      if (extra && w0 == 0 && tid == 0) dst[0] |= 1u;  // same thread wrote word 0
-    } else {
-      for (int i = tid; i < nw; i += kThreads) dst[i] = 0u;
-      __syncthreads();
-      auto set = [&](int n) {
-        const int e = n - blk_lo;  // n < 0 (padding) or out of range: ignored
-        if (n >= 0 && e >= e_lo && e < e_hi) atomicOr(&dst[e / 32 - w0], 1u << (e % 32));
-      };
-      if (first) {
-#pragma unroll
-        for (int u = 0; u < kIU; ++u) set(pre_idx[u]);
-        for (int e0 = kIU * kThreads; e0 < K; e0 += kIU * kThreads) {
-          int n[kIU];
-#pragma unroll
-          for (int u = 0; u < kIU; ++u) {
-            const int e = e0 + u * kThreads + tid;
-            n[u] = e < K ? idx_row[(int64_t)e * p.idx_stride_k] : -1;
-          }
-#pragma unroll
-          for (int u = 0; u < kIU; ++u) set(n[u]);
-        }
-      } else {  // the rare rebuilds: compact code
-#pragma unroll 1
-        for (int e = tid; e < K; e += kThreads) set(idx_row[(int64_t)e * p.idx_stride_k]);
-      }
-      if (extra && w0 == 0 && tid == 0) atomicOr(&dst[0], 1u);
-    }
-    __syncthreads();
-  };
-
-  // Block-wide count of the set bits of s_ring[0, nw): every thread owns a contiguous run of words
-  // [*wa, *wb); returns the set bits before its run (exclusive prefix) and the window's total.
-  auto count_ring = [&](int nw, int& excl, int& total, int& wa, int& wb) {
-    const int wpt = (nw + kThreads - 1) / kThreads;
-    wa = min(nw, tid * wpt);
-    wb = min(nw, wa + wpt);
-    int cnt = 0;
-    for (int w = wa; w < wb; ++w) cnt += __popc(s_ring[w]);
-    int incl = cnt;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int v = SEER_SHFL(incl, lane >= o ? lane - o : 0);
-      if (lane >= o) incl += v;
-    }
-    if (lane == 31) s_scan[warp] = incl;
-    __syncthreads();
-    int off = 0;
-    total = 0;
-#pragma unroll
-    for (int w = 0; w < kNWarps; ++w) {
-      const int v = s_scan[w];
-      off += w < warp ? v : 0;
-      total += v;
-    }
-    excl = off + incl - cnt;
-    __syncthreads();  // s_scan is rewritten by the next count
-  };
-
-  constexpr int kRing = Tr::kRingWords;
-  const bool one_window = W <= kRing;        // the whole bitmap fits in the ring (D1: always)
-  int total_sel = 0;                         // selected blocks of the row (uniform)
-  int excl = 0, win_total = 0, wa = 0, wb = 0;
-  for (int w0 = 0; w0 < W; w0 += kRing) {
-    if (w0 == 0) build_bits(s_ring, w0, min(kRing, W - w0), true);
-    else build_bits(s_ring, w0, min(kRing, W - w0), false);
-    count_ring(min(kRing, W - w0), excl, win_total, wa, wb);
-    total_sel += win_total;
-  }
-
-  int ns_row = p.num_splits;  // splits of this row (uniform across the CTA)
-  if (adaptive) {
-    const int64_t want = ((int64_t)total_sel * Bk + p.min_split_keys - 1) / p.min_split_keys;
-    ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
-  }
-  ns_row = min(ns_row, max(total_sel, 1));   // no split without a block (a row without any: one split)
-  if (split >= ns_row) return;
-  if (split == 0 && chunk == 0 && p.row_splits != nullptr) p.row_splits[(int64_t)b * p.h_kv + hk] = ns_row;
-  const int r0 = (int)((int64_t)total_sel * split / ns_row);
-  const int r1 = (int)((int64_t)total_sel * (split + 1) / ns_row);
-  const int n_sel = r1 - r0;  // blocks of this CTA
-
-  // Locate rank r0 (word s_pos[0], bit s_pos[1]) and fill the window s_win with the bitmap words from
-  // that word on, the bits of ranks below r0 cleared. The ring is free for K/V afterwards.
-  int win0 = 0;  // first bitmap word in s_win
-  if (n_sel > 0) {
-    int before = 0;  // selected blocks before the ring window
-    for (int w0 = 0; w0 < W; w0 += kRing) {
-      const int nw = min(kRing, W - w0);
-      if (!one_window) {
-        build_bits(s_ring, w0, nw, false);
-        count_ring(nw, excl, win_total, wa, wb);
-      }
-      const int want = r0 - before;          // rank inside this window (uniform)
-      if (want < win_total) {
-        if (want >= excl) {  // only the thread whose run holds rank `want` finds it
-          int rank = excl;
-          for (int w = wa; w < wb; ++w) {
-            uint32_t x = s_ring[w];
-            const int c = __popc(x);
-            if (want < rank + c) {
-              for (int k = want - rank; k > 0; --k) x &= x - 1u;  // drop the lower ranks
-              s_pos[0] = w0 + w;
-              s_pos[1] = __ffs(x) - 1;
-              break;
-            }
-            rank += c;
-          }
-        }
-        __syncthreads();
-        win0 = s_pos[0];
-        const int bit = s_pos[1];
-        const int nwin = min(kWin, W - win0);
-        if (win0 + nwin <= w0 + nw) {        // the window is inside the ring's words: copy
-          for (int i = tid; i < nwin; i += kThreads) s_win[i] = s_ring[win0 - w0 + i];
-          __syncthreads();
-        } else {
-          build_bits(s_win, win0, nwin, false);
-        }
-        if (tid == 0) s_win[0] &= ~((1u << bit) - 1u);
-        break;
-      }
-      before += win_total;
+    if (split >= ub_splits) {
+      empty_split_exit();
+      return;
     }
   }
-  __syncthreads();  // s_win final; nobody reads the ring's bits any more
 
-  // ---- 2. q tile -> shared (own cp.async group, older than every K/V stage) -----------------
-  // Issued only by working CTAs (an empty split leaves without a copy to wait for), right before the
-  // first K/V stages: it lands with them.
+  // ---- 1. q tile -> shared (own cp.async group, older than every K/V stage) -----------------
   {
     const Elem* q_base = reinterpret_cast<const Elem*>(p.q) + (int64_t)b * p.q_batch_stride;
 #pragma unroll
@@ -380,38 +252,57 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(co
     cp_async_commit();
   }
 
-  // ---- 2. K/V pipeline --------------------------------------------------------------------
+  // ---- 2. this CTA's share of the row's block list ---------------------------------------------
+  // Everything above reads only the op's inputs (complete before the select kernel started); the
+  // list and counts below are the select kernel's output.
+  SEER_GRID_DEP_WAIT();
+  SEER_GRID_DEP_LAUNCH();  // the combine kernel may launch (it waits for this grid's partials)
+  const int64_t sel_row = (int64_t)b * p.h_kv + hk;
+  const int* list_row = p.sel_list + sel_row * p.sel_cap;
+  const int total_sel = p.sel_count[sel_row];
+  int ns_row = p.num_splits;  // splits of this row (uniform across the CTA)
+  if (adaptive) {
+    const int64_t want = ((int64_t)total_sel * Bk + p.min_split_keys - 1) / p.min_split_keys;
+    ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
+    if (split >= ns_row) {
+      cp_async_wait<0>();  // the q copies must land before the CTA's shared memory goes away
+      empty_split_exit();
+      return;
+    }
+  }
+  const int r0 = (int)((int64_t)total_sel * split / ns_row);
+  const int r1 = (int)((int64_t)total_sel * (split + 1) / ns_row);
+  const int n_sel = r1 - r0;  // blocks of this CTA
+
+  // Fill s_list[i] = list_row[r0 + wb + i], i < min(kListCap, n_sel - wb). Collective.
+  auto fill_list = [&](int wb) {
+    __syncthreads();  // nobody still reads the previous window
+    const int n = min(kListCap, n_sel - wb);
+    for (int i = tid; i < n; i += kThreads) s_list[i] = list_row[r0 + wb + i];
+    __syncthreads();
+  };
+
+  // ---- 3. K/V pipeline --------------------------------------------------------------------
   const int tpb = Bk / Tr::kTileKeys;        // tiles per block
   const int T = n_sel * tpb;                 // tiles of this CTA
   const int n_stage_total = (T + kNWarps - 1) / kNWarps;
-  // Cursor over the share's blocks in rank order (uniform across the CTA): the current bitmap word
-  // (absolute index cur_w, remaining bits cur_bits), the last block returned and its rank.
-  int cur_w = win0;
-  uint32_t cur_bits = n_sel > 0 ? s_win[0] : 0u;
-  int cur_j = -1, cur_blk = 0;
-  auto next_block = [&]() {
-    while (cur_bits == 0u && cur_w + 1 < W) {
-      ++cur_w;
-      if (cur_w - win0 >= kWin) {            // past the window: rebuild it from global memory
-        win0 = cur_w;
-        build_bits(s_win, win0, min(kWin, W - win0), false);
-      }
-      cur_bits = s_win[cur_w - win0];
-    }
-    cur_blk = blk_lo + cur_w * 32 + (__ffs(cur_bits) - 1);
-    cur_bits &= cur_bits - 1u;
-    ++cur_j;
-  };
+  int wb = 0;                                // first list rank (relative to r0) in s_list
+  fill_list(0);
 
   const Elem* k_head = reinterpret_cast<const Elem*>(p.k) + (int64_t)hk * p.k_head_stride;
   const Elem* v_head = reinterpret_cast<const Elem*>(p.v) + (int64_t)hk * p.v_head_stride;
   const int ld_row = tid / kCPR;             // first stage row this thread loads
   const int ld_ch = tid % kCPR;              // 16-byte chunk of the row this thread loads
 
-  // Issue the loads of stage g (no commit). Uniform across the CTA; stages are issued in order.
+  // Issue the loads of stage g (no commit). Uniform across the CTA (may refill the list).
   auto load_stage = [&](int g) {
     const int t_base = g * kNWarps;
     if (t_base >= T) return;
+    const int j_last = min(T - 1, t_base + kNWarps - 1) / tpb;
+    if (j_last >= wb + kListCap) {
+      wb = t_base / tpb;
+      fill_list(wb);
+    }
     const int buf = g % kStages;
     int slot0[kNWarps];       // first slot of each tile of the stage, -1 if the tile does not exist
     KvSlot at[kNWarps];       // where the tile's first row lives (its 16 rows are consecutive rows
@@ -419,12 +310,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(co
 #pragma unroll
     for (int w = 0; w < kNWarps; ++w) {
       const int t = t_base + w;
-      if (t < T) {
-        while (cur_j < t / tpb) next_block();
-        slot0[w] = cur_blk * Bk + (t % tpb) * Tr::kTileKeys;
-      } else {
-        slot0[w] = -1;
-      }
+      slot0[w] = t < T ? s_list[t / tpb - wb] * Bk + (t % tpb) * Tr::kTileKeys : -1;
       if (tid == w) s_slot0[buf * kNWarps + w] = slot0[w];
       // Address only tiles holding a valid slot (slot0 < hi <= S_max keeps a paged lookup inside
       // the sequence's block-table row); the others are zero-filled below.
@@ -569,7 +455,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(co
     }
   }
 
-  // ---- 3. merge the warps and write --------------------------------------------------------
+  // ---- 4. merge the warps and write --------------------------------------------------------
   row_l[0] = quad_sum(row_l[0]);
   row_l[1] = quad_sum(row_l[1]);
   if (t4 == 0) {
@@ -602,7 +488,7 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(co
   }
   __syncthreads();
 
-  const bool direct = ns_row == 1;  // the row's only split writes out / lse itself
+  const bool direct = p.num_splits == 1;
   for (int idx = tid; idx < Tr::kRows * (D / 4); idx += kThreads) {
     const int row = idx / (D / 4);
     const int c4 = idx % (D / 4);
@@ -643,11 +529,9 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) block_sparse_decode_kernel(co
 }
 
 // ---------------------------------------------------------------------------------------------
-// Combine kernel: one warp per (b, token, q head) row; merges the row's ns = row_splits[b, hk]
-// partials (the working splits 0 .. ns - 1; ns == 1: the split wrote out / lse itself, nothing to do).
+// Combine kernel: one warp per (b, token, q head) row; merges the num_splits partials.
 //   lse = log(sum_s exp(lse_s)), out = sum_s exp(lse_s - lse) * o_s.
-// Splits with lse_s = -inf (no key, e.g. a token row whose causal limit excludes the split's keys)
-// get weight 0; all splits empty -> out 0, lse -inf.
+// Splits with lse_s = -inf (no key) get weight 0; all splits empty -> out 0, lse -inf.
 // ---------------------------------------------------------------------------------------------
 constexpr int kCombineWarps = 4;
 
@@ -660,9 +544,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(cons
   const int64_t n_rows = (int64_t)p.batch * p.n_tok * p.h_q;  // rows of [B, L, H_q]
   const int64_t row = (int64_t)blockIdx.x * kCombineWarps + warp;
   if (row >= n_rows) return;
-  const int64_t bt = row / p.h_q, h = row % p.h_q;  // bt = b * L + token
-  const int S = min(p.row_splits[(bt / p.n_tok) * p.h_kv + h / p.group], p.num_splits);
-  if (S <= 1) return;
+  const int S = p.num_splits;
   const float* lp = p.lse_partial + row;             // split s at lp[s * n_rows]
 
   float mx = kNegInf;
@@ -696,6 +578,7 @@ __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel(cons
       }
     }
   }
+  const int64_t bt = row / p.h_q, h = row % p.h_q;  // bt = b * L + token
   Elem* dst = reinterpret_cast<Elem*>(p.out) + (bt / p.n_tok) * p.o_batch_stride + (bt % p.n_tok) * p.o_tok_stride +
               h * p.o_head_stride;
 #pragma unroll

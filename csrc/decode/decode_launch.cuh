@@ -1,4 +1,4 @@
-// Definition of the per-(head dim, dtype) decode launcher (split and combine kernels; see
+// Definition of the per-(head dim, dtype) decode launcher (select, split and combine kernels; see
 // decode_launch.h). Included only by the generated instantiation files, so every kernel is compiled
 // exactly once.
 #pragma once
@@ -29,12 +29,15 @@ int run_decode_(const DecodeParams& p, seer_stream_t stream) {
   // Per-function attribute of the current device; cheap, and legal during stream capture.
   cudaError_t err = allow_smem(kernel, kSmem);
   if (err != cudaSuccess) return static_cast<int>(err);
-  // The combine kernel launches as a programmatic dependent of the split kernel on compute capability
-  // >= 9.0 (p.grid_dep), when the code loaded for both has the grid-dependency instructions compiled in
+  // Select: compact every (sequence, kv head) row's selection once (sel_list / sel_count).
+  decode_select_kernel<kSelectThreads><<<dim3(p.h_kv, p.batch), kSelectThreads, 0, stream>>>(p);
+  SEER_RETURN_IF_LAUNCH_ERROR();
+
+  // The split and combine kernels launch as programmatic dependents of the kernel before them on
+  // compute capability >= 9.0 (p.grid_dep), when the code loaded for them has the wait compiled in
   // (their PTX is for sm_90+: a build whose only Hopper code is JIT-compiled compute_80 PTX has none):
-  // its launch overlaps the split kernel's last wave; it waits in the kernel (griddepcontrol.wait)
-  // before reading the partials. The split kernel itself launches plainly: it reads the op's inputs
-  // from its first instruction, so it must not overlap whatever kernel produced them.
+  // their launch and the split kernel's q loads overlap the previous kernel's tail; each waits in the
+  // kernel (griddepcontrol.wait) before reading the previous kernel's output.
   // Cached per device (0 unknown, 1 yes, 2 no; a benign race: every writer stores the same value).
   static std::atomic<int> wait_known[kMaxGridDepDevices];
   int dev = 0;
@@ -61,10 +64,7 @@ int run_decode_(const DecodeParams& p, seer_stream_t stream) {
     return cfg;
   };
   const int n_chunks = (p.n_tok * p.group + Tr::kRows - 1) / Tr::kRows;
-  const dim3 grid = p.heads_inner ? dim3(static_cast<unsigned>(p.h_kv) * n_chunks, p.num_splits, p.batch)
-                                  : dim3(static_cast<unsigned>(p.num_splits) * n_chunks, p.h_kv, p.batch);
-  cudaLaunchConfig_t cfg = config(grid, Tr::kThreads, kSmem);
-  cfg.numAttrs = 0;
+  cudaLaunchConfig_t cfg = config(dim3(static_cast<unsigned>(p.num_splits) * n_chunks, p.h_kv, p.batch), Tr::kThreads, kSmem);
   err = cudaLaunchKernelEx(&cfg, kernel, p);
   if (err != cudaSuccess) return static_cast<int>(err);
 

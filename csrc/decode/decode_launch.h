@@ -8,9 +8,8 @@
 namespace seer {
 namespace decode {
 
-// Launches the split kernel (grid: num_splits * row chunks, h_kv, batch, or h_kv * row chunks, num_splits,
-// batch with params.heads_inner) and, when params.num_splits > 1, the combine kernel. Returns 0 or the
-// CUDA error code.
+// Launches the select kernel (grid: h_kv, batch), the split kernel (grid: num_splits * row chunks,
+// h_kv, batch) and, when params.num_splits > 1, the combine kernel. Returns 0 or the CUDA error code.
 template <int kHeadDim, typename Elem>
 int run_decode_(const DecodeParams& params, seer_stream_t stream);
 

@@ -7,20 +7,20 @@
 // L tokens and the hk's GQA group of q heads: the rows of (b, hk) are (token, head) pairs, row
 // r = token * group + g (L * group rows).
 //
-// One split kernel (plus the combine), one CTA per (sequence b, kv head hk, row chunk c, split s):
-//   - row chunk c: rows 16c .. min(L * group, 16c + 16) - 1 (one mma m-tile of 16 rows; more than
-//     16 rows use several chunks that re-read the same K/V, mostly from L2 because the chunks of one
-//     split are adjacent in the grid);
-//   - the row's selection: the blocks holding a valid slot that are selected (mask != 0, or listed in
-//     the indices: duplicates once, -1 and out-of-range entries ignored; the block of the first valid
-//     slot too when first_block_unmasked), in ascending block order. Every CTA of the row derives it
-//     itself from the mask / index row (a bitmap in shared memory; no workspace list, no select kernel);
-//   - split s: a contiguous share [r0, r1) of the row's `count` selected blocks, r_s =
-//     floor(count * s / ns_row), where ns_row <= num_splits follows the selected-block count
-//     (min_split_keys below), so working CTAs stream about the same number of keys whatever the
-//     density, and splits >= ns_row exit without writing anything.
-//   Grid: x = split * n_row_chunks + chunk, y = kv head, z = sequence (heads_inner: x = kv head *
-//   n_row_chunks + chunk, y = split, so that the CTAs of one split of all kv heads launch together).
+// Two kernels (plus the combine):
+//   1. select (one CTA per (b, hk)): compacts the selection once into a workspace list of block ids
+//      sel_list[(b * h_kv + hk) * sel_cap + i], i < sel_count[b * h_kv + hk]: the blocks holding a
+//      valid slot that are selected (mask != 0, or listed in the indices: duplicates once, -1 and
+//      out-of-range entries ignored), the block of the first valid slot first when
+//      first_block_unmasked. Ascending block order otherwise.
+//   2. split kernel, one CTA per (sequence b, kv head hk, row chunk c, split s):
+//      - row chunk c: rows 16c .. min(L * group, 16c + 16) - 1 (one mma m-tile of 16 rows; more than
+//        16 rows use several chunks that re-read the same K/V, mostly from L2 because the chunks of one
+//        split are adjacent in the grid);
+//      - split s: a contiguous share [r0, r1) of the row's sel_count listed blocks, r_s =
+//        floor(count * s / ns_row), where ns_row <= num_splits follows the kept-block count
+//        (min_split_keys below). Reads its share of the list, no scan of the mask.
+//   Grid: x = split * n_row_chunks + chunk, y = kv head, z = sequence.
 //
 // Block n covers logical slots [n*block_size, (n+1)*block_size). Valid slots of sequence b, with
 // len = clamp(cache_seqlens[b], 0, S_max) (clamped on device; values are never validated by a sync):
@@ -32,10 +32,9 @@
 // [num_pages, page_size, H_kv, D] with block_table [B, max_pages] (S_max = max_pages * page_size,
 // page_size a multiple of 16, so a 16-key tile never straddles a page: one table read per tile).
 //
-// Split-KV. A row with ns_row > 1 has every working CTA write its normalised partial output and its
-// lse (natural log; -inf when the split saw no key) to o_partial / lse_partial at its split index, and
-// the combine kernel merges the row's ns_row partials (row_splits) with a NaN-safe log-sum-exp. A row
-// with ns_row == 1 (always when num_splits == 1) has its CTA write out / lse directly.
+// Split-KV. With num_splits > 1 every CTA writes its normalised partial output and its lse
+// (natural log; -inf when the split saw no key) to o_partial / lse_partial, and a combine kernel merges
+// them with a NaN-safe log-sum-exp. With num_splits == 1 the CTA writes out / lse directly.
 #pragma once
 #include <cstdint>
 
@@ -76,19 +75,21 @@ struct DecodeParams {
   int64_t idx_stride_b, idx_stride_h, idx_stride_k;      // in elements
   int num_indices;            // K (0 allowed)
 
+  // ---- compacted selection (written by the select kernel, read by the split kernel) -------
+  int* sel_list;              // int32 [B * H_kv, sel_cap] block ids
+  int* sel_count;             // int32 [B * H_kv] listed blocks per row
+  int sel_cap;                // >= the most blocks a row can list: nb (mask) or min(nb, K + 1) (indices)
+
   // ---- split-KV --------------------------------------------------------------------------
-  bool grid_dep;         // launch the combine kernel as a programmatic dependent of the split kernel
-                         // (compute capability >= 9.0; set by run_block_sparse_decode)
+  bool grid_dep;         // launch the split and combine kernels as programmatic dependents of the kernel
+                         // before them (compute capability >= 9.0; set by run_block_sparse_decode)
   int num_splits;        // >= 1 (resolved by decode_num_splits; never 0 here): splits per (b, hk), at most
   // Row-adaptive splitting (num_splits > 1 only): a (b, hk) row with `sel` listed blocks uses only
-  // ns_row = min(num_splits, sel, max(1, ceil(sel * block_size / min_split_keys))) splits, so that every
-  // working CTA streams >= ~min_split_keys keys; CTAs of splits >= ns_row exit without writing. Lets num_splits be large enough for the longest rows without
+  // ns_row = min(num_splits, max(1, ceil(sel * block_size / min_split_keys))) splits, so that every
+  // working CTA streams >= ~min_split_keys keys; CTAs of splits >= ns_row write lse_partial = -inf
+  // (ignored by the combine) and exit. Lets num_splits be large enough for the longest rows without
   // fragmenting short or sparse ones (cache lengths vary 32x in D1). 0 = off: every row uses num_splits.
   int min_split_keys;
-  bool heads_inner;      // grid order: the kv heads of one (sequence, split) adjacent in launch order (their
-                         // K/V rows interleave in a dense cache); false: the splits of one (sequence, head)
-  int* row_splits;       // int32 [B * H_kv]: ns_row of each (b, hk), written by its split 0 (chunk 0),
-                         // read by the combine (only when num_splits > 1)
   float* o_partial;      // [num_splits, B * L * H_q, D] float32 workspace (only when num_splits > 1)
   float* lse_partial;    // [num_splits, B * L * H_q] float32 workspace (only when num_splits > 1)
 };
@@ -98,7 +99,7 @@ struct DecodeParams {
 // batch * h_kv * head chunks and nb * block_size. Reads no tensor data. Call with the target device
 // current (the API layer holds a CUDAGuard).
 int decode_num_splits(const DecodeParams& params, int requested);
-// Launches the split kernel (and the combine kernel when num_splits > 1) on `stream`
+// Launches the select kernel, the split kernel (and the combine kernel when num_splits > 1) on `stream`
 // (a cudaStream_t). Returns 0 on success or the CUDA error code of the failed call.
 int run_block_sparse_decode(const DecodeParams& params, void* stream);
 // Text of an error code returned by run_block_sparse_decode.

@@ -142,7 +142,8 @@ struct DecodeData {
   std::vector<int> table;      // paged: [B, max_pages]
   size_t out_elems() const { return static_cast<size_t>(B) * c.n_tok * c.hq * D; }
   size_t lse_elems() const { return static_cast<size_t>(B) * c.n_tok * c.hq; }
-  size_t sel_elems() const { return static_cast<size_t>(B) * c.hkv; }  // row_splits [B * hkv]
+  int sel_cap() const { return std::max(1, c.use_indices ? std::min(nb, K + 1) : nb); }
+  size_t sel_elems() const { return static_cast<size_t>(B) * c.hkv * (1 + sel_cap()); }
   // physical K/V row (head 0 offset / (hkv * D)) of logical slot s of sequence b
   size_t kv_row(int b, int s) const {
     if (c.page_size == 0) return static_cast<size_t>(b) * c.S + s;
@@ -237,7 +238,9 @@ inline void fill_decode_params(DecodeParams& p, const DecodeData& d, const Decod
     p.mask_stride_h = d.nb;
     p.mask_stride_n = 1;
   }
-  p.row_splits = m.sel;
+  p.sel_cap = d.sel_cap();
+  p.sel_count = m.sel;
+  p.sel_list = m.sel ? m.sel + d.B * c.hkv : nullptr;
   p.num_splits = c.splits;
   p.min_split_keys = c.min_split_keys;
   p.o_partial = m.o_partial;
