@@ -570,3 +570,50 @@ def test_decode_paged_multi_token_opcheck_and_compile(device, form):
     a = dec(q, kp, vp, sl, table)
     b = torch.compile(dec, fullgraph=True, backend="aot_eager")(q, kp, vp, sl, table)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+# ---- long rows (tens / hundreds of thousands of blocks): CUDA only (the float64 reference of the CPU
+# path would take minutes); the second is checked against the same op on the compacted cache ----
+@pytest.mark.parametrize("form", ["mask", "indices"])
+@pytest.mark.parametrize("left_pad,fbu", [(False, False), (True, True)], ids=["right_pad", "left_pad_fbu"])
+@pytest.mark.parametrize("num_splits", [1, 0])
+def test_decode_long_rows_window_refill(device, form, left_pad, fbu, num_splits):
+    # 20000 blocks of 16 slots, 4% kept, two sequences (one 70001 slots shorter), left or right padded.
+    if device != "cuda":
+        pytest.skip("long rows: CUDA only")
+    bs, S = 16, 16 * 20000
+    lens = [S, S - 70001]
+    q, kc, vc, sl = _inputs(device, lens=lens, S=S, Hq=2, Hkv=1, D=64)
+    keep = _random_sel(len(lens), 1, S // bs, 0.04, seed=3)
+    kw = dict(block_mask=keep.to(device)) if form == "mask" else dict(block_indices=_indices_from_keep(keep, S // bs).to(device))
+    _check(device, q, kc, vc, sl, bs=bs, left_pad=left_pad, first_block_unmasked=fbu, num_splits=num_splits, **kw)
+
+
+@pytest.mark.parametrize("form", ["mask", "indices"])
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_decode_long_rows_ring_windows(device, form, num_splits):
+    # 270000 blocks of 16 slots, 3000 kept (one in the last block). Checked against the same op on the
+    # compacted cache (the kept blocks side by side, all kept).
+    if device != "cuda":
+        pytest.skip("long rows: CUDA only")
+    bs, nb = 16, 270000
+    S = bs * nb
+    g = torch.Generator(device=device).manual_seed(5)
+    q = torch.randn(1, 2, 64, generator=g, device=device, dtype=BF16)
+    kc = torch.randn(1, S, 1, 64, generator=g, device=device, dtype=BF16)
+    vc = torch.randn(1, S, 1, 64, generator=g, device=device, dtype=BF16)
+    sl = torch.tensor([S], dtype=torch.int32, device=device)
+    sel = torch.randperm(nb, generator=torch.Generator().manual_seed(6))[:3000].sort().values
+    sel[-1] = nb - 1  # a block in the last ring window
+    keep = torch.zeros(1, 1, nb, dtype=torch.bool)
+    keep[0, 0, sel] = True
+    kw = dict(block_mask=keep.to(device)) if form == "mask" else dict(block_indices=_indices_from_keep(keep, nb).to(device))
+    out, lse = seer_attn.block_sparse_decode(q, kc, vc, sl, block_size=bs, num_splits=num_splits, return_lse=True, **kw)
+    slots = (sel.to(device)[:, None] * bs + torch.arange(bs, device=device)[None]).reshape(-1)
+    kc2, vc2 = kc[:, slots].contiguous(), vc[:, slots].contiguous()
+    n2 = slots.numel()
+    out2, lse2 = seer_attn.block_sparse_decode(q, kc2, vc2, torch.tensor([n2], dtype=torch.int32, device=device),
+                                              block_mask=torch.ones(1, 1, n2 // bs, dtype=torch.bool, device=device),
+                                              block_size=bs, num_splits=num_splits, return_lse=True)
+    torch.testing.assert_close(out.float(), out2.float(), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(lse, lse2, atol=1e-3, rtol=1e-4)
