@@ -43,6 +43,7 @@
 #include "attention/attention_params.h"
 #include "attention/bwd_common.h"
 #include "attention/seqlen.h"
+#include "attention/tile_scheduler.h"
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
 #include "common/sm90_pipeline.h"
@@ -137,10 +138,10 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
   const int tid = threadIdx.x;
   const int wg = tid / 128, wtid = tid % 128;
   const int lane = wtid & 31, warp = wtid >> 5;
-  // Grid x = key tile * h_kv + kv head (key tile 0, the most row tiles under a causal mask, first).
-  const int hk = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.h_kv));
-  const int key_tile = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.h_kv));
-  const int b = blockIdx.y;
+  // Item (tile_scheduler.h): key tile, kv head, sequence (key tile 0, the most row tiles under a causal
+  // mask, first).
+  const KeyTileItem item = key_tile_item(p);
+  const int hk = item.hk, key_tile = item.key_tile, b = item.b;
   const SeqBounds sb = seq_bounds(p, b);
   const int q_start = sb.q_start, seqlen_q = sb.seqlen_q, k_start = sb.k_start, seqlen_k = sb.seqlen_k;
   const int causal_off = sb.causal_off;
