@@ -173,6 +173,18 @@ SEER_DEVICE void load_kv_tile(const AttnBwdParams& p, int hk, int64_t k_row0, in
   }
 }
 
+// The dK and dV rows of packed key `row` (k_start + sequence-local key) of kv head hk (the epilogues).
+template <typename Elem>
+struct DkDvRow {
+  Elem* dk;
+  Elem* dv;
+};
+template <typename Elem>
+SEER_DEVICE DkDvRow<Elem> dkdv_row(const AttnBwdParams& p, int64_t row, int hk) {
+  return {static_cast<Elem*>(p.dk) + row * p.dk_row_stride + static_cast<int64_t>(hk) * p.dk_head_stride,
+          static_cast<Elem*>(p.dv) + row * p.dv_row_stride + static_cast<int64_t>(hk) * p.dv_head_stride};
+}
+
 // Offset (bytes) of mask[b, hm(head), tok / mask_row_div, 0].
 SEER_DEVICE int64_t mask_row_offset(const AttnParams& p, int b, int head, int tok) {
   const int hm = head / (p.h_q / p.mask_heads);

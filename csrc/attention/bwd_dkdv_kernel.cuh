@@ -347,17 +347,15 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
   cp_async_wait<0>();  // nothing may be in flight at exit (e.g. K/V when no row tile was visited)
 
   // ---- epilogue: every key of the tile gets dk (times scale) and dv, zeros where nothing attends
-  Elem* dk = static_cast<Elem*>(p.dk);
-  Elem* dv = static_cast<Elem*>(p.dv);
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int kr = wn * 32 + mi * 16 + g + 8 * h;
       if (kr < n_keys) {
-        const int64_t row = static_cast<int64_t>(k_start) + key0 + kr;
-        Elem* gdk = dk + row * p.dk_row_stride + static_cast<int64_t>(hk) * p.dk_head_stride;
-        Elem* gdv = dv + row * p.dv_row_stride + static_cast<int64_t>(hk) * p.dv_head_stride;
+        const DkDvRow<Elem> o = dkdv_row<Elem>(p, static_cast<int64_t>(k_start) + key0 + kr, hk);
+        Elem* gdk = o.dk;
+        Elem* gdv = o.dv;
 #pragma unroll
         for (int j = 0; j < kDimW / 8; ++j) {
           const int d = wx * kDimW + j * 8 + 2 * t4;

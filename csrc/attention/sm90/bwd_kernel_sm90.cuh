@@ -478,15 +478,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
     }
 
     // ---- epilogue: dK * scale, dV for the consumer's keys (zeros where nothing attends)
-    Elem* dk = static_cast<Elem*>(p.dk);
-    Elem* dv = static_cast<Elem*>(p.dv);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int kr = 64 * c + 16 * warp + g + 8 * h;
       if (kr < n_keys) {
-        const int64_t row = static_cast<int64_t>(k_start) + key0 + kr;
-        Elem* gdk = dk + row * p.dk_row_stride + static_cast<int64_t>(hk) * p.dk_head_stride;
-        Elem* gdv = dv + row * p.dv_row_stride + static_cast<int64_t>(hk) * p.dv_head_stride;
+        const attn_bwd::DkDvRow<Elem> o = attn_bwd::dkdv_row<Elem>(p, static_cast<int64_t>(k_start) + key0 + kr, hk);
+        Elem* gdk = o.dk;
+        Elem* gdv = o.dv;
 #pragma unroll
         for (int j = 0; j < D / 8; ++j) {
           const int d = 8 * j + 2 * t4;
