@@ -23,6 +23,7 @@
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
 #include "decode/decode_params.h"
+#include "decode/decode_schedule.h"
 
 namespace seer {
 namespace decode {
@@ -89,7 +90,8 @@ __global__ void __launch_bounds__(kThreads) decode_select_kernel(const DecodePar
   __shared__ uint32_t s_bits[kSelectBitmapWords];
   __shared__ int s_warp[kWarps];
   SEER_GRID_DEP_LAUNCH();  // the split kernel may launch now: it waits for this grid before reading its output
-  const int hk = blockIdx.x, b = blockIdx.y;
+  const SelectItem item = select_item();
+  const int hk = item.hk, b = item.b;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int64_t row_id = (int64_t)b * p.h_kv + hk;
   int* list = p.sel_list + row_id * p.sel_cap;
@@ -195,11 +197,9 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
 
   const int L = p.n_tok;
   const int n_rows_all = L * p.group;                          // rows of (b, hk): token * group + g
-  const int n_chunks = (n_rows_all + Tr::kRows - 1) / Tr::kRows;
-  const int split = blockIdx.x / n_chunks;
-  const int chunk = blockIdx.x % n_chunks;
-  const int hk = blockIdx.y;
-  const int b = blockIdx.z;
+  const int n_chunks = row_chunks(p, Tr::kRows);
+  const SplitItem item = split_item(n_chunks);
+  const int split = item.split, chunk = item.chunk, hk = item.hk, b = item.b;
   const int row0 = chunk * Tr::kRows;                          // first row of this CTA
   const int rows = min(Tr::kRows, n_rows_all - row0);          // valid rows (1..16)
   // Row r of the CTA: token (row0 + r) / group, q head hk * group + (row0 + r) % group; its index in

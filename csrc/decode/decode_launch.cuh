@@ -30,7 +30,7 @@ int run_decode_(const DecodeParams& p, seer_stream_t stream) {
   cudaError_t err = allow_smem(kernel, kSmem);
   if (err != cudaSuccess) return static_cast<int>(err);
   // Select: compact every (sequence, kv head) row's selection once (sel_list / sel_count).
-  decode_select_kernel<kSelectThreads><<<dim3(p.h_kv, p.batch), kSelectThreads, 0, stream>>>(p);
+  decode_select_kernel<kSelectThreads><<<select_grid(p), kSelectThreads, 0, stream>>>(p);
   SEER_RETURN_IF_LAUNCH_ERROR();
 
   // The split and combine kernels launch as programmatic dependents of the kernel before them on
@@ -63,15 +63,12 @@ int run_decode_(const DecodeParams& p, seer_stream_t stream) {
     cfg.numAttrs = has_wait ? 1 : 0;
     return cfg;
   };
-  const int n_chunks = (p.n_tok * p.group + Tr::kRows - 1) / Tr::kRows;
-  cudaLaunchConfig_t cfg = config(dim3(static_cast<unsigned>(p.num_splits) * n_chunks, p.h_kv, p.batch), Tr::kThreads, kSmem);
+  cudaLaunchConfig_t cfg = config(split_grid(p, row_chunks(p, Tr::kRows)), Tr::kThreads, kSmem);
   err = cudaLaunchKernelEx(&cfg, kernel, p);
   if (err != cudaSuccess) return static_cast<int>(err);
 
   if (p.num_splits > 1) {
-    const int64_t n_rows = static_cast<int64_t>(p.batch) * p.n_tok * p.h_q;
-    const unsigned blocks = static_cast<unsigned>((n_rows + kCombineWarps - 1) / kCombineWarps);
-    cfg = config(dim3(blocks), kCombineWarps * 32, 0);
+    cfg = config(combine_grid(p, kCombineWarps), kCombineWarps * 32, 0);
     err = cudaLaunchKernelEx(&cfg, combine, p);
     if (err != cudaSuccess) return static_cast<int>(err);
   }
