@@ -18,7 +18,7 @@
 //
 //   nvcc -x cu -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -DSEER_ATTN_SM90A --use_fast_math \
 //     --expt-relaxed-constexpr -Icsrc csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu \
-//     csrc/attention/instantiations/bwd_*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest && /tmp/bwd_selftest --time
+//     csrc/common/device_facts.cu csrc/attention/instantiations/bwd_*.cu -o /tmp/bwd_selftest && /tmp/bwd_selftest && /tmp/bwd_selftest --time
 //
 // `--time`: P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D 64x64 and 1D GQA
 // (B_k 64) masks, densities 1 / 0.5 / 0.1 (mask drawn per block, not the workload's causal-row rule):

@@ -20,7 +20,7 @@ nvcc -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -Icsrc -x cu -DSEER_WG
 [ -x "$B/wgmma_selftest" ] && { timeout 120 "$B/wgmma_selftest" > "$OUT/wgmma_selftest.log" 2>&1 || rc=1; cat "$OUT/wgmma_selftest.log"; }
 
 # Objects in parallel (one nvcc per translation unit).
-ls csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu csrc/attention/instantiations/bwd_*.cu |
+ls csrc/attention/selftest/bwd_selftest.cpp csrc/attention/bwd_launch.cu csrc/common/device_facts.cu csrc/attention/instantiations/bwd_*.cu |
   xargs -P 16 -I{} sh -c 'nvcc -x cu $NVCC_FLAGS -Xptxas -v -c {} -o "$B/$(basename {}).o" > "$B/$(basename {}).log" 2>&1 || echo "build FAILED: {}"'
 cat "$B"/*.log > "$OUT/build_bwd.log"
 nvcc -gencode arch=compute_90a,code=sm_90a "$B"/*.o -o "$B/bwd_selftest" >> "$OUT/build_bwd.log" 2>&1 || { echo "bwd_selftest link FAILED"; rc=1; }
