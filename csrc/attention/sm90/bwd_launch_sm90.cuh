@@ -24,7 +24,7 @@ int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   return SEER_BOOL_SWITCH(p.causal, kCausal, [&] {
     return SEER_BOOL_SWITCH(atomic, kAtomic, [&] {
       auto kernel = &bwd_dkdv_sm90_kernel<T, kCausal, kAtomic>;
-      cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+      cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
       if (e != cudaSuccess) return static_cast<int>(e);
       kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
       return static_cast<int>(SEER_LAST_ERROR());

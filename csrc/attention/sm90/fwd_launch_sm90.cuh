@@ -29,7 +29,7 @@ int run_attention_fwd_sm90_(const AttnParams& p, void* stream) {
   if (n_ctas == 0) return 0;
   if (n_ctas > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
   auto kernel = attention_fwd_sm90_kernel<T>;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
   if (e != cudaSuccess) return static_cast<int>(e);
   // Persistent: T::kCtasPerSm CTAs per SM, each looping over the work items with a stride of the grid.
   const DeviceFacts dev = current_device_facts();
