@@ -70,7 +70,7 @@ constexpr uint16_t kNanBits = 0x7fff;  // NaN in both fp16 and bf16
 
 // err = max(err, diff), NaN sticky (an unwritten NaN-filled output fails every comparison).
 inline void upd(double& err, double diff) {
-  if (!(diff <= err)) err = diff;
+  if (!std::isnan(err) && !(diff <= err)) err = diff;
 }
 
 inline std::vector<uint16_t> random_elems(size_t n, bool bf16, std::mt19937& rng) {
