@@ -19,7 +19,8 @@ template <typename Elem, int D>
 static void run_decode(const selftest::DecodeCase& c, std::mt19937& rng) {
   const selftest::DecodeData d = selftest::make_decode_data(c, D, rng);
   std::vector<uint16_t> out(d.out_elems(), selftest::kNanBits);
-  std::vector<float> lse(d.lse_elems(), std::nanf("")), op(size_t(c.splits) * d.out_elems()),
+  // o_partial NaN-filled: a split that writes no partial (empty) must not reach the output.
+  std::vector<float> lse(d.lse_elems(), std::nanf("")), op(size_t(c.splits) * d.out_elems(), std::nanf("")),
       lp(size_t(c.splits) * d.lse_elems());
   DecodeParams p;
   selftest::fill_decode_params(p, d, {d.q.data(), d.k.data(), d.v.data(), out.data(), lse.data(), c.lens.data(),

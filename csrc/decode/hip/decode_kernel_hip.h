@@ -313,7 +313,9 @@ __global__ void __launch_bounds__(64) decode_combine_kernel_hip(const DecodePara
 #pragma unroll
   for (int i = 0; i < D / 64; ++i) acc[i] = 0.f;
   for (int s = 0; s < p.num_splits; ++s) {
-    const float w = hip::exp2f_fast((p.lse_partial[s * n_rows + row] - base) * 1.4426950408889634f);
+    const float ls = p.lse_partial[s * n_rows + row];
+    if (ls == -__builtin_inff()) continue;  // an empty split wrote no o_partial (0 * garbage could be NaN)
+    const float w = hip::exp2f_fast((ls - base) * 1.4426950408889634f);
     wsum += w;
 #pragma unroll
     for (int i = 0; i < D / 64; ++i) acc[i] += w * p.o_partial[(s * n_rows + row) * D + 64 * i + lane];
