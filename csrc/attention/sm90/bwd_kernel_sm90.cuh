@@ -10,8 +10,8 @@
 //   producer : walks the candidate row tiles of the transposed tile mask (every q head of the GQA group,
 //              so dK / dV come out reduced over the group without atomics), compacts the kept ones
 //              (2-bit tile-mask value per 16-key chunk of the CTA, "chunk flags"), and per kept row
-//              tile: waits for a free stage, writes the per-row record (lse * log2(e), softmax_d, token,
-//              user-mask row offset, dq_accum row offset) and gathers the 64 Q and dO rows with
+//              tile: waits for a free stage, writes the per-row record (lse, softmax_d, the row's key limit,
+//              its keep bit per 16-key chunk, dq_accum row offset) and gathers the 64 Q and dO rows with
 //              cp.async into the stage (128-byte swizzled slabs, common/sm90_primitives.h), arriving on
 //              the stage's `full` barrier (count 256: one plain arrival per thread after its record
 //              stores + one cp.async arrival). After the last row tile: an end record (rt = -1).
@@ -224,10 +224,9 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
           rec->qacc[wtid] = qacc;
         }
         if (wtid == 0) {
-          const int slot = rti / p.n_tok_tiles;
           rec->rt = rti;
           rec->flags = fl;
-          rec->tok0 = (rti - slot * p.n_tok_tiles) * p.tile_tokens;
+          rec->tok0 = row_tile(p, hk, rti).tok0;  // tile_scheduler.h
         }
         Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ + st * T::kQBytes);
         Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO + st * T::kQBytes);
@@ -304,6 +303,10 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
       const bool split = Is_atomic && T::kDqSplitD && (flags & 0xffu) != 0u && (flags >> 8) != 0u;
       if (myflags == 0u && !split) {
         sm90::mbar_arrive(&bar_empty[st]);
+        // Atomic path: the consumer's next worked row tile may reuse the dS^T buffer of its last one
+        // (u & 1, or the stage); this barrier orders every warp's dQ reads of that buffer before any
+        // warp's next dS^T stores (a worked row tile has its own barrier before its dQ).
+        if constexpr (Is_atomic) sm90::named_sync(2 + c, 128);
         continue;
       }
       sm90::fence_view_async_shared();  // cp.async (generic proxy) writes -> wgmma (async proxy) reads
