@@ -186,9 +186,6 @@ void fill_common(AttnParams& p, AttnInputs& in) {
   p.nb_k = cdiv(in.max_k, in.bk);
 }
 
-// Row tiling for a kernel that processes `tile_rows` rows per tile; allocates and builds the tile mask.
-// Packing the heads of a GQA group into one tile only pays when they share the mask rows (1D masks
-// given per kv head or broadcast); a 2D mask already shares rows across a query block.
 // The two sides of the tail fill (common/tail_fill.h): side 0 the queries, side 1 the keys.
 TailFillParams tail_fill_sides(const AttnParams& p) {
   TailFillParams f{};
@@ -198,6 +195,9 @@ TailFillParams tail_fill_sides(const AttnParams& p) {
   return f;
 }
 
+// Row tiling for a kernel that processes `tile_rows` rows per tile; allocates and builds the tile mask.
+// Packing the heads of a GQA group into one tile only pays when they share the mask rows (1D masks
+// given per kv head or broadcast); a 2D mask already shares rows across a query block.
 std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, const at::Tensor& like,
                                               cudaStream_t stream, const char* op) {
   int pack = 1;
