@@ -21,6 +21,14 @@ SEER_DEVICE void cp_async_16(void* smem_dst, const void* gmem_src, bool pred) {
   const int src_bytes = pred ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem_src), "r"(src_bytes));
 }
+// The same with the zero-fill as cp.async's ignore-src predicate (one predicated instruction, no
+// src-size arithmetic): when !pred, the 16 shared bytes are zero-filled and gmem_src is not read.
+SEER_DEVICE void cp_async_16_zfill(void* smem_dst, const void* gmem_src, bool pred) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  asm volatile(
+      "{\n.reg .pred ig;\nsetp.eq.u32 ig, %2, 0;\ncp.async.cg.shared.global [%0], [%1], 16, ig;\n}\n" ::"r"(s),
+      "l"(gmem_src), "r"(static_cast<uint32_t>(pred)));
+}
 // 4-byte asynchronous copy global -> shared (cp.async.ca: 4-byte copies must use .ca). Both addresses
 // 4-byte aligned; completes with the 16-byte copies of the same commit group.
 SEER_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) {

@@ -93,7 +93,9 @@ struct Traits {
   static constexpr int kOffList = kOffEmpty + 8 * kStages;           // int [128] kept row tiles
   static constexpr int kOffFlags = kOffList + 128 * 4;               // uint32 [128] their chunk flags
   static constexpr int kOffWarpCnt = kOffFlags + 128 * 4;            // int [4]
-  static constexpr int kSmemUsed = kOffWarpCnt + 4 * 4;
+  static constexpr int kOffColOff = kOffWarpCnt + 4 * 4;             // int64 [kChunks] user-mask column offsets
+  static constexpr int kOffRowOff = kOffColOff + kChunks * 8;        // RowOff [2][kBlockM] (producer only)
+  static constexpr int kSmemUsed = kOffRowOff + 2 * kBlockM * 16;
   static constexpr int kSmemBytes = kSmemUsed + 1024;  // + slack to align the base to 1024 bytes
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim");
   static_assert(kNWG == 1 || kNWG == 2, "consumers");
@@ -118,6 +120,13 @@ struct RowRec {
 };
 static_assert(sizeof(RowRec) <= 2048, "RowRec slot");
 
+// Global addresses of one row of the streamed row tile (producer-private, decoded once per stage by the
+// thread that writes the row's record, read by every pass of the Q / dO gather).
+struct RowOff {
+  const void* q;   // the row in q (q + token * q_row_stride + head * q_head_stride); nullptr: not valid
+  const void* dO;  // the row in dout
+};
+
 // Descriptor of the same tile `bytes` further (16-byte units in the low bits; shared addresses < 256 KB).
 SEER_DEVICE uint64_t desc_add(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
 
@@ -137,7 +146,6 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
 
   const int tid = threadIdx.x;
   const int wg = tid / 128, wtid = tid % 128;
-  const int lane = wtid & 31, warp = wtid >> 5;
   // Item (tile_scheduler.h): key tile, kv head, sequence (key tile 0, the most row tiles under a causal
   // mask, first).
   const KeyTileItem item = key_tile_item(p);
@@ -168,11 +176,23 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
     int* sList = reinterpret_cast<int*>(smem + T::kOffList);
     uint32_t* sFlags = reinterpret_cast<uint32_t*>(smem + T::kOffFlags);
     int* sWarpCnt = reinterpret_cast<int*>(smem + T::kOffWarpCnt);
+    int64_t* sColOff = reinterpret_cast<int64_t*>(smem + T::kOffColOff);
+    RowOff* sRowOff = reinterpret_cast<RowOff*>(smem + T::kOffRowOff);
     auto sync = []() { sm90::named_sync(1, 128); };
     const auto cand = attn_bwd::row_tile_candidates<Is_causal>(p, seqlen_q, key0, causal_off);  // bwd_common.h
     const int64_t tmT_bh = (static_cast<int64_t>(b) * p.h_kv + hk) * p.nb_k;
     const Elem* gq = static_cast<const Elem*>(p.q);
     const Elem* gdo = static_cast<const Elem*>(p.dout);
+    // Per-CTA decode (the divisions of tile_row / mask_row_offset that do not depend on the row tile):
+    // row wtid (< kBlockM) of every row tile is token tile_tokens * tt + wtid / pack, head h0 + wtid % pack; the
+    // user-mask byte of chunk ch is at column offset sColOff[ch] (visible after compact_list's barrier).
+    const int rec_dec = [&] {  // (wtid / pack) << 8 | wtid % pack: one register
+      const int t = wtid / p.pack;
+      return (t << 8) | (wtid - t * p.pack);
+    }();
+    if (wtid < T::kChunks)
+      sColOff[wtid] = static_cast<int64_t>((key0 + 16 * wtid) / p.block_size_k) * p.mask_stride_col;
+    const int hm_div = p.h_q / p.mask_heads;
     int u = 0;
 #pragma unroll 1
     for (int cbase = 0; cbase < cand.n_cand; cbase += 128) {
@@ -191,28 +211,40 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         const int st = u % kStages;
         const int rti = sList[i];
         const uint32_t fl = sFlags[i];
+        // Row tile rti: head slot, first token, first q head, valid tokens (tile_row's rule: row r is valid
+        // iff r / pack < n_tok).
+        const RowTile rtile = row_tile(p, hk, rti);  // tile_scheduler.h
+        const int tok0 = rtile.tok0, h0 = rtile.h0;
+        const int n_tok = min(p.tile_tokens, seqlen_q - tok0);
+        RowOff* rowoff = sRowOff + (u & 1) * kBlockM;  // double-buffered: one producer barrier per stage
         sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
         RowRec* rec = rec_at(st);
         if (wtid < kBlockM) {
-          const TileRow x = tile_row(p, hk, rti, wtid, seqlen_q);
+          const int rec_tok = rec_dec >> 8;
+          const int tok = tok0 + rec_tok, head = h0 + (rec_dec & 0xff);
           int kmax = 0;
           uint32_t keep = 0;
           int64_t qacc = -1;
-          if (x.valid) {
-            const int64_t li = static_cast<int64_t>(x.head) * p.total_q + q_start + x.tok;
+          RowOff ro{nullptr, nullptr};
+          if (rec_tok < n_tok) {
+            const int64_t li = static_cast<int64_t>(head) * p.total_q + q_start + tok;
             cp_async_4(&rec->lse[wtid], p.lse + li);
             cp_async_4(&rec->dd[wtid], p.softmax_d + li);
-            kmax = sb.key_limit(x.tok, Is_causal) - key0;
-            qacc = ((static_cast<int64_t>(q_start) + x.tok) * p.h_q + x.head) * static_cast<int64_t>(D);
+            kmax = sb.key_limit(tok, Is_causal) - key0;
+            const int64_t grow = static_cast<int64_t>(q_start) + tok;
+            qacc = (grow * p.h_q + head) * static_cast<int64_t>(D);
+            ro.q = gq + grow * p.q_row_stride + static_cast<int64_t>(head) * p.q_head_stride;
+            ro.dO = gdo + grow * p.do_row_stride + static_cast<int64_t>(head) * p.do_head_stride;
             // Keep bits: value-2 chunks, and value-1 chunks whose key block the row's mask keeps (the
             // reads are independent, so their latencies overlap; one block's bytes share a line).
-            const uint8_t* mrow = p.mask + attn_bwd::mask_row_offset(p, b, x.head, x.tok);
+            const uint8_t* mrow = p.mask + static_cast<int64_t>(b) * p.mask_stride_b +
+                                  static_cast<int64_t>(head / hm_div) * p.mask_stride_h +
+                                  static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row;
 #pragma unroll
             for (int ch = 0; ch < T::kChunks; ++ch) {
               const uint32_t v = (fl >> (2 * ch)) & 3u;
               uint32_t bit = v == 2u ? 1u : 0u;
-              if (v == 1u)
-                bit = mrow[static_cast<int64_t>((key0 + 16 * ch) / p.block_size_k) * p.mask_stride_col] != 0 ? 1u : 0u;
+              if (v == 1u) bit = mrow[sColOff[ch]] != 0 ? 1u : 0u;
               keep |= bit << ch;
             }
           } else {
@@ -222,24 +254,26 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
           rec->kmax[wtid] = kmax;
           rec->keep[wtid] = keep;
           rec->qacc[wtid] = qacc;
+          rowoff[wtid] = ro;
         }
         if (wtid == 0) {
           rec->rt = rti;
           rec->flags = fl;
-          rec->tok0 = row_tile(p, hk, rti).tok0;  // tile_scheduler.h
+          rec->tok0 = tok0;
         }
+        sync();  // rowoff of the stage written
         Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ + st * T::kQBytes);
         Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO + st * T::kQBytes);
-#pragma unroll 1
+        // Rows r = wtid / kRowChunks + kRowsPerPass * pass; a row that is not valid is zero-filled (its
+        // address is not read).
+#pragma unroll 2
         for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
           const int r = pass * kRowsPerPass + wtid / kRowChunks;
-          const TileRow x = tile_row(p, hk, rti, r, seqlen_q);
-          const int64_t tok = static_cast<int64_t>(q_start) + (x.valid ? x.tok : 0);
-          const int64_t hd = x.valid ? x.head : 0;
+          const RowOff ro = rowoff[r];
           const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockM) >> 1;
-          cp_async_16(sQ + off, x.valid ? gq + tok * p.q_row_stride + hd * p.q_head_stride + chunk * 8 : gq, x.valid);
-          cp_async_16(sdO + off, x.valid ? gdo + tok * p.do_row_stride + hd * p.do_head_stride + chunk * 8 : gdo,
-                      x.valid);
+          const bool ok = ro.q != nullptr;
+          cp_async_16_zfill(sQ + off, static_cast<const Elem*>(ro.q) + chunk * 8, ok);
+          cp_async_16_zfill(sdO + off, static_cast<const Elem*>(ro.dO) + chunk * 8, ok);
         }
         sm90::mbar_arrive(&bar_full[st]);  // release: this thread's record stores
         sm90::cp_async_mbar_arrive(&bar_full[st]);
@@ -254,6 +288,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
   } else {
     // =============================== consumers ===============================
     sm90::regs_inc<T::kConsumerRegs>();
+    const int lane = wtid & 31, warp = wtid >> 5;  // computed after the register increase (not carried over it)
     const int c = wg - 1;
     const int g = lane >> 2, t4 = lane & 3;
     const uint32_t sK_addr = smem_u32(smem + T::kOffK);
