@@ -2,12 +2,16 @@
 // (head dim, element type) in instantiations/bwd_hdim*_sm90.cu, compiled for sm_90a. Same contract as
 // run_bwd_hdim (bwd_launch.cuh): softmax_d must already hold D_i; atomic path (!deterministic and
 // dq_accum set, zero-initialised): the kernel also adds dQ into dq_accum and the caller converts it;
-// deterministic path: the mma.sync dQ kernel (bwd_dq_kernel.cuh) follows.
+// deterministic path: the q-major wgmma dQ kernel (sm90/bwd_dq_kernel_sm90.cuh) follows.
 #pragma once
+
+#include <climits>
 
 #include "attention/attention_params.h"
 #include "attention/bwd_launch_template.cuh"
+#include "attention/sm90/bwd_dq_kernel_sm90.cuh"
 #include "attention/sm90/bwd_kernel_sm90.cuh"
+#include "common/device_facts.h"
 #include "attention/tile_scheduler.h"
 #include "common/launch.h"
 
@@ -32,6 +36,24 @@ int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   });
 }
 
+// The deterministic dQ: persistent, T::kCtasPerSm CTAs per SM over the row tiles, heaviest first.
+template <typename Elem, int D>
+int launch_dq_sm90(const AttnBwdParams& p, cudaStream_t stream) {
+  using T = DqTraits<D, Elem>;
+  const long long n_items = num_items(p);  // tile_scheduler.h
+  if (n_items == 0) return 0;
+  if (n_items > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
+  auto kernel = bwd_dq_sm90_kernel<T>;
+  cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
+  if (e != cudaSuccess) return static_cast<int>(e);
+  const DeviceFacts dev = current_device_facts();
+  if (dev.error != 0) return dev.error;
+  const long long slots = static_cast<long long>(dev.sms) * T::kCtasPerSm;
+  const unsigned grid = static_cast<unsigned>(n_items < slots ? n_items : slots);
+  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p, static_cast<int>(n_items));
+  return static_cast<int>(SEER_LAST_ERROR());
+}
+
 template <typename Elem, int D>
 int run_bwd_sm90_(const AttnBwdParams& p, void* stream_ptr) {
 #ifndef SEER_ATTN_SM90A
@@ -46,10 +68,7 @@ int run_bwd_sm90_(const AttnBwdParams& p, void* stream_ptr) {
       p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
     return static_cast<int>(cudaErrorInvalidValue);
   int err = launch_dkdv_sm90<Elem, D, 2>(p, stream);
-  if (err == 0 && (p.deterministic || p.dq_accum == nullptr)) {
-    using Cfg = attn_bwd::BwdConfig<D, Elem>;
-    err = SEER_BOOL_SWITCH(p.causal, kCausal, [&] { return attn_bwd::launch_dq<typename Cfg::Dq, kCausal>(p, stream); });
-  }
+  if (err == 0 && (p.deterministic || p.dq_accum == nullptr)) err = launch_dq_sm90<Elem, D>(p, stream);
   return err;
 #endif
 }

@@ -39,9 +39,7 @@
 #include "common/sm90_pipeline.h"
 #include "common/sm90_wgmma.h"
 #include "attention/attention_params.h"
-#include "attention/block_iter.h"
-#include "attention/seqlen.h"
-#include "attention/tile_scheduler.h"
+#include "attention/sm90/row_tile_parts_sm90.cuh"
 
 namespace seer {
 namespace fwd_sm90 {
@@ -83,35 +81,9 @@ struct Traits {
   static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory per SM");
 };
 
-// What the producer tells the consumers about the tile in a stage.
-struct TileMeta {
-  int key[4];      // first key of each 16-key chunk (kNoKey: empty chunk; key[0] == kNoKey: end of stream)
-  int blk[4];      // key block of each chunk (user-mask column of value-1 chunks)
-  uint32_t vbits;  // tile-mask value of chunk c at bits 4c..4c+1
-};
-static_assert(sizeof(TileMeta) <= 64, "TileMeta slot");
-
-// Everything a role needs about one work item (uniform over the CTA).
-struct WorkItem {
-  ItemTile t;
-  SeqBounds sb;  // clamped sequence bounds (seqlen.h)
-  int q_start, k_start, seqlen_q, seqlen_k;  // copies of sb's
-  RowTile rows;
-  bool valid;  // the row tile has rows inside the sequence
-};
-SEER_DEVICE WorkItem work_item(const AttnParams& p, int w) {
-  WorkItem it;
-  it.t = item_tile(p, w);
-  const int b = it.t.b;
-  it.sb = seq_bounds(p, b);
-  it.q_start = it.sb.q_start;
-  it.k_start = it.sb.k_start;
-  it.seqlen_q = it.sb.seqlen_q;
-  it.seqlen_k = it.sb.seqlen_k;
-  it.rows = row_tile(p, it.t.hk, it.t.rt);
-  it.valid = it.rows.tok0 < it.seqlen_q;
-  return it;
-}
+using sm90_rows::TileMeta;
+using sm90_rows::WorkItem;
+using sm90_rows::work_item;
 
 template <typename T>
 __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90_kernel(const __grid_constant__ AttnParams p,
@@ -148,68 +120,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
   if (wg == 0) {
     // =============================== producer ===============================
     sm90::regs_dec<T::kProducerRegs>();
-    BlockStreamSmem sm;
-    sm.blk = reinterpret_cast<int*>(smem + T::kOffList);
-    sm.val = reinterpret_cast<uint8_t*>(smem + T::kOffListVal);
-    sm.warp_cnt = reinterpret_cast<int*>(smem + T::kOffWarpCnt);
-    auto sync = []() { sm90::named_sync(1, 128); };
-    constexpr int kRowChunks = D / 8;               // 16-byte chunks per row
-    constexpr int kRowsPerPass = 128 / kRowChunks;  // 8 (D 128) or 16 (D 64)
-    static_assert(16 % kRowsPerPass == 0, "a copy pass stays inside one 16-key chunk");
-    const int chunk = wtid % kRowChunks;
-    int u = 0;
-    for (int w = w0; w < n_work; w += w_step) {
-      const WorkItem it = work_item(p, w);
-      if (!it.valid) continue;  // uniform over the CTA
-      const int64_t tm_base = (static_cast<int64_t>(it.t.b) * p.h_kv + it.t.hk) * p.n_row_tiles * p.nb_k;
-      BlockStreamSrc src;
-      src.row = p.tile_mask + tm_base + static_cast<int64_t>(it.t.rt) * p.nb_k;
-      src.key_limit = it.sb.key_limit(min(it.rows.tok0 + p.tile_tokens, it.seqlen_q) - 1, p.causal);  // last row's
-      src.scan_end = src.key_limit > 0 ? min(p.nb_k, (src.key_limit + p.block_size_k - 1) / p.block_size_k) : 0;
-      src.block_k = p.block_size_k;
-      const Elem* gk = static_cast<const Elem*>(p.k) + static_cast<int64_t>(it.k_start) * p.k_row_stride +
-                       static_cast<int64_t>(it.t.hk) * p.k_head_stride;
-      const Elem* gv = static_cast<const Elem*>(p.v) + static_cast<int64_t>(it.k_start) * p.v_row_stride +
-                       static_cast<int64_t>(it.t.hk) * p.v_head_stride;
-      BlockCursor cur;
-      for (;; ++u) {
-        int ck[kChunks];
-        uint32_t vbits;
-        block_next_tile<128, kChunks>(cur, src, sm, wtid, sync, ck, vbits);
-        const int st = u % kStages;
-        sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
-        if (wtid == 0) {
-          TileMeta* m = meta_at(st);
-#pragma unroll
-          for (int c = 0; c < kChunks; ++c) {
-            m->key[c] = ck[c];
-            m->blk[c] = ck[c] == kNoKey ? 0 : ck[c] / p.block_size_k;
-          }
-          m->vbits = vbits;
-          sm90::mbar_arrive(&bar_full[st]);  // release: the record is visible after the wait
-        }
-        if (ck[0] != kNoKey) {
-          Elem* sK = reinterpret_cast<Elem*>(smem + T::kOffK + st * T::kTileBytes);
-          Elem* sV = reinterpret_cast<Elem*>(smem + T::kOffV + st * T::kTileBytes);
-#pragma unroll
-          for (int pass = 0; pass < kBlockN / kRowsPerPass; ++pass) {
-            const int r = pass * kRowsPerPass + wtid / kRowChunks;
-            const int c = (pass * kRowsPerPass) / 16;  // compile-time
-            const int key = ck[c] + (r & 15);
-            const bool ok = key < src.key_limit;  // also false for kNoKey
-            const int64_t row = ok ? key : 0;
-            const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockN) >> 1;
-            cp_async_16(sK + off, gk + row * p.k_row_stride + chunk * 8, ok);
-            cp_async_16(sV + off, gv + row * p.v_row_stride + chunk * 8, ok);
-          }
-        }
-        sm90::cp_async_mbar_arrive(&bar_full[st]);
-        if (ck[0] == kNoKey) {
-          ++u;
-          break;  // the end marker of this item is out
-        }
-      }
-    }
+    sm90_rows::kv_producer<T>(p, smem, wtid, w0, w_step, n_work);  // row_tile_parts_sm90.cuh
   } else {
     // =============================== consumers ===============================
     sm90::regs_inc<T::kConsumerRegs>();
@@ -224,23 +135,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
     const uint32_t opaque_zero = static_cast<uint32_t>(p.batch) >> 31;  // 0, unknown to the compiler
 
     // Gathers the Q rows of a row tile into sQ (cp.async, committed; zero-filled padding rows).
-    auto load_q = [&](const WorkItem& it, const RowTile& me) {
-      const Elem* gq = static_cast<const Elem*>(p.q);
-      constexpr int kRowChunks = D / 8;
-      constexpr int kRowsPerPass = 128 / kRowChunks;
-      const int chunk = wtid % kRowChunks;
-#pragma unroll
-      for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
-        const int r = pass * kRowsPerPass + wtid / kRowChunks;
-        const int tok = me.tok0 + r / p.pack;
-        const int h = me.h0 + r % p.pack;
-        const bool ok = r < rows_used && tok < it.seqlen_q;
-        const Elem* srcq = ok ? gq + static_cast<int64_t>(it.q_start + tok) * p.q_row_stride +
-                                    static_cast<int64_t>(h) * p.q_head_stride + chunk * 8
-                              : gq;
-        cp_async_16(sQ + (sm90::sw128_offset(r, chunk * 8, kBlockM) >> 1), srcq, ok);
-      }
-      cp_async_commit();
+    auto load_q = [&](const WorkItem& it) {
+      sm90_rows::gather_tile_rows<Elem, D, kBlockM>(sQ, static_cast<const Elem*>(p.q), p.q_row_stride, p.q_head_stride, p, it, wtid);
     };
     // Next valid work item of this CTA (n_work if none).
     auto next_work = [&](int w) {
@@ -254,37 +150,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
     if (w < n_work && !work_item(p, w).valid) w = next_work(w);
     if (w < n_work) {
       const WorkItem it0 = work_item(p, w);
-      load_q(it0, it0.rows);
+      load_q(it0);
     }
     int u = 0;
     for (; w < n_work;) {
       const WorkItem it = work_item(p, w);
       const RowTile me = it.rows;
-      // Per-row information of this thread's two rows (g and g + 8 of its warp's 16).
-      int kmax_r[2];
-      const uint8_t* mrow[2];
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const int r = warp_row0 + g + rr * 8;
-        const int tok = me.tok0 + r / p.pack;
-        const int h = me.h0 + r % p.pack;
-        const bool row_ok = r < rows_used && tok < it.seqlen_q;
-        kmax_r[rr] = row_ok ? it.sb.key_limit(tok, p.causal) : 0;  // keys >= kmax are invisible (0: padding row)
-        const int hm = h / (p.h_q / p.mask_heads);
-        mrow[rr] = row_ok ? p.mask + static_cast<int64_t>(it.t.b) * p.mask_stride_b +
-                                static_cast<int64_t>(hm) * p.mask_stride_h +
-                                static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row
-                          : nullptr;
-      }
-      // Smallest key bound over the warp's valid rows: a tile all of whose chunks are below it and
-      // kept (value 2) needs no masking for this warp. Padding rows are ignored.
-      int warp_kmin = 0x7fffffff;
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr)
-        if (mrow[rr] != nullptr) warp_kmin = min(warp_kmin, kmax_r[rr]);
-#pragma unroll
-      for (int o = 16; o >= 1; o >>= 1) warp_kmin = min(warp_kmin, SEER_SHFL_XOR(warp_kmin, o));
-      if (warp_kmin == 0x7fffffff) warp_kmin = 0;
+      const sm90_rows::RowMask rm(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
 
       cp_async_wait<0>();  // this item's Q (prefetched)
       sm90::fence_view_async_shared();
@@ -319,36 +191,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         for (int kk = 0; kk < kBlockN / 16; ++kk)
           sm90::wgmma_rs<D, Elem, 1>(acc_o, pa[kk], sm90::make_smem_desc_sw128(sV_addr + kk * 2048, kBlockN * 128, 1024), 1);
         sm90::wgmma_commit();
-      };
-      // Masks S in place: key visibility per row (sequence end / causal) and the chunk values of this
-      // row tile (0: not kept, 1: user mask per row, 2: kept). Interior tiles skip it.
-      auto mask_tile = [&](float (&sd)[kBlockN / 2], const TileMeta* m, uint32_t v) {
-        int ck[kChunks];
-#pragma unroll
-        for (int c = 0; c < kChunks; ++c) ck[c] = m->key[c];
-        bool full = true;
-#pragma unroll
-        for (int c = 0; c < kChunks; ++c) full &= ((v >> (4 * c)) & 3u) == 2u && ck[c] + 16 <= warp_kmin;
-        if (full) return;  // warp-uniform
-#pragma unroll
-        for (int c = 0; c < kChunks; ++c) {
-          const uint32_t val = (v >> (4 * c)) & 3u;
-          bool keep[2];
-#pragma unroll
-          for (int rr = 0; rr < 2; ++rr) {
-            keep[rr] = val == 2u;
-            if (val == 1u && mrow[rr] != nullptr) keep[rr] = mrow[rr][static_cast<int64_t>(m->blk[c]) * p.mask_stride_col] != 0;
-          }
-#pragma unroll
-          for (int f = 0; f < 2; ++f) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int rr = e >> 1;
-              const int key = ck[c] + f * 8 + 2 * t4 + (e & 1);
-              if (!(keep[rr] && key < kmax_r[rr])) sd[4 * (2 * c + f) + e] = -INFINITY;
-            }
-          }
-        }
       };
       // Online softmax of S (common/softmax.h): new row maxima, P = exp2(S * scale - base) packed as the
       // A fragments of P V, row sums; alpha = rescale factor of the O accumulated so far (exactly 1
@@ -392,7 +234,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
           issue_qk(sd, st);
           sm90::wgmma_wait<0>();
           sm90::fence_operands(sd);
-          mask_tile(sd, m, v);
+          rm.apply(sd, m, v, p.mask_stride_col, t4);
           softmax(sd, pa, alpha);
           rescale_o(alpha);
         } else {
@@ -400,7 +242,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
           issue_pv(pa, pend_st);
           sm90::wgmma_wait<1>();  // Q K^T of this tile done; P V of the pending one may still run
           sm90::fence_operands(sd);
-          mask_tile(sd, m, v);
+          rm.apply(sd, m, v, p.mask_stride_col, t4);
           uint32_t pa_nxt[kBlockN / 16][4];
           softmax(sd, pa_nxt, alpha);
           sm90::wgmma_wait<0>();
@@ -424,7 +266,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       const int w_next = next_work(w);
       if (w_next < n_work) {
         const WorkItem nx = work_item(p, w_next);
-        load_q(nx, nx.rows);
+        load_q(nx);
       }
       if (pending) {
         issue_pv(pa, pend_st);

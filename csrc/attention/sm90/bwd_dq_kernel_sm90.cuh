@@ -1,0 +1,293 @@
+// Hopper (sm_90a) dQ kernel of the backward, q-major and deterministic: dQ = scale * sum over the kept
+// keys of dS K, dS = P * (dP - D_i), P = exp2(S * scale_log2 - lse_i * log2 e), recomputed per K/V tile.
+//
+// The forward's structure (fwd_kernel_sm90.cuh) with the backward's math: two CTAs per SM, each = the
+// producer warpgroup of row_tile_parts_sm90.cuh (K/V of the row tile's kept blocks through a ring of
+// 64-key stages) and one consumer warpgroup (64 rows). Per K/V tile the consumer issues S = Q K^T and
+// dP = dO V^T (wgmma, all operands in shared memory), masks S on boundary tiles, forms dS in registers
+// and issues dQ += dS K (wgmma, dS from registers, K the MN-major B operand). The next tile's S / dP
+// are issued together with the current dQ GEMM so that it overlaps the next dS computation. A row tile
+// is one CTA's and its kept tiles come in a fixed order: no atomics, bitwise reproducible.
+// Rows with lse = -inf (no visible key) and padding rows get P = 0: their dQ is zero.
+#pragma once
+
+#include <cstdint>
+#include <cmath>
+
+#include "common/platform.h"
+#include "common/sm80_primitives.h"
+#include "common/softmax.h"
+#include "common/epilogue.h"
+#include "common/sm90_primitives.h"
+#include "common/sm90_pipeline.h"
+#include "common/sm90_wgmma.h"
+#include "attention/attention_params.h"
+#include "attention/sm90/row_tile_parts_sm90.cuh"
+
+namespace seer {
+namespace bwd_sm90 {
+
+template <int kHeadDim_, typename Elem_>
+struct DqTraits {
+  using Elem = Elem_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kCtasPerSm = 2;
+  static constexpr int kBlockM = 64;   // rows per row tile (the consumer warpgroup's wgmma M)
+  static constexpr int kBlockN = 64;   // keys per K/V tile
+  static constexpr int kChunks = kBlockN / 16;
+  static constexpr int kKSteps = kHeadDim / 16;  // k16 steps of Q K^T and dO V^T
+  static constexpr int kThreads = 256;           // producer + consumer warpgroup
+  // Register split (setmaxnreg) of the 65536 / kCtasPerSm registers of a CTA.
+  static constexpr int kProducerRegs = 48;
+  static constexpr int kConsumerRegs = 208;
+  static_assert(kCtasPerSm * 128 * (kProducerRegs + kConsumerRegs) <= 65536, "register file");
+  static constexpr int kTileBytes = kBlockN * kHeadDim * 2;  // one K (or V) stage
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;     // Q or dO
+  static constexpr int kStages = kHeadDim == 128 ? 2 : 5;
+  // Shared memory (1024-byte aligned base): Q, dO, K[kStages], V[kStages], then small regions.
+  static constexpr int kOffQ = 0;
+  static constexpr int kOffDO = kOffQ + kQBytes;
+  static constexpr int kOffK = kOffDO + kQBytes;
+  static constexpr int kOffV = kOffK + kStages * kTileBytes;
+  static constexpr int kOffFull = kOffV + kStages * kTileBytes;  // uint64 [kStages]
+  static constexpr int kOffEmpty = kOffFull + 8 * kStages;       // uint64 [kStages]
+  static constexpr int kOffMeta = kOffEmpty + 8 * kStages;       // TileMeta [kStages], 64-byte slots
+  static constexpr int kOffList = kOffMeta + 64 * kStages;       // producer block list: int[128]
+  static constexpr int kOffListVal = kOffList + 128 * 4;         // uint8[128]
+  static constexpr int kOffWarpCnt = kOffListVal + 128;          // int[4]
+  // As the forward: two CTAs per SM leave no room for alignment slack; the kernel traps if the dynamic
+  // shared memory does not start 1024-byte aligned (it does on sm_90: no static shared memory).
+  static constexpr int kSmemBytes = kOffWarpCnt + 4 * 4;
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "wgmma N = head dim in dS K");
+  static_assert(kOffDO % 1024 == 0 && kOffK % 1024 == 0 && kOffV % 1024 == 0 && kTileBytes % 1024 == 0,
+                "SW128 tiles 1024-aligned");
+  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory per SM");
+};
+
+template <typename T>
+__global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel(const __grid_constant__ AttnBwdParams p,
+                                                                               int n_work) {
+#if SEER_HAS_SM90A
+  using Elem = typename T::Elem;
+  using sm90_rows::TileMeta;
+  using sm90_rows::WorkItem;
+  using sm90_rows::work_item;
+  constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN;
+  constexpr int kStages = T::kStages;
+  constexpr float kLog2e = 1.4426950408889634f;
+
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const uint32_t pad = (1024u - (smem_u32(smem_raw) & 1023u)) & 1023u;
+  if (pad != 0) __trap();  // no room to align the SW128 tiles (see DqTraits::kSmemBytes)
+  unsigned char* smem = smem_raw + pad;
+  uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
+  uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
+  auto meta_at = [&](int st) { return reinterpret_cast<const TileMeta*>(smem + T::kOffMeta + 64 * st); };
+
+  const int tid = threadIdx.x;
+  const int wg = tid / 128;  // 0 producer, 1 consumer
+  const int wtid = tid % 128;
+  const PersistentItems sched = PersistentItems::of_this_cta();  // tile_scheduler.h
+  const int w0 = sched.first, w_step = sched.step;
+
+  if (tid == 0) {
+    for (int st = 0; st < kStages; ++st) {
+      sm90::mbar_init(&bar_full[st], 129);
+      sm90::mbar_init(&bar_empty[st], 128);
+    }
+    sm90::mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // =============================== producer ===============================
+    sm90::regs_dec<T::kProducerRegs>();
+    sm90_rows::kv_producer<T>(p, smem, wtid, w0, w_step, n_work);  // row_tile_parts_sm90.cuh
+  } else {
+    // =============================== consumer ===============================
+    sm90::regs_inc<T::kConsumerRegs>();
+    auto wg_sync = []() { sm90::named_sync(2, 128); };
+    Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ);
+    Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO);
+    const uint32_t sQ_addr = smem_u32(sQ), sdO_addr = smem_u32(sdO);
+    const int lane = wtid & 31, warp = wtid >> 5;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int warp_row0 = warp * 16;
+    const int rows_used = p.tile_tokens * p.pack;
+    const float scale_log2 = p.scale_log2;
+    const uint32_t opaque_zero = static_cast<uint32_t>(p.batch) >> 31;  // 0, unknown to the compiler
+
+    // Q and dO rows of a row tile into sQ / sdO (cp.async, committed).
+    auto load_rows = [&](const WorkItem& it) {
+      sm90_rows::gather_tile_rows<Elem, D, kBlockM>(sQ, static_cast<const Elem*>(p.q), p.q_row_stride, p.q_head_stride, p, it, wtid);
+      sm90_rows::gather_tile_rows<Elem, D, kBlockM>(sdO, static_cast<const Elem*>(p.dout), p.do_row_stride, p.do_head_stride, p, it,
+                                                    wtid);
+    };
+    auto next_work = [&](int w) {
+      for (w += w_step; w < n_work; w += w_step)
+        if (work_item(p, w).valid) break;
+      return w;
+    };
+
+    float acc_dq[D / 2];
+    int w = w0;
+    if (w < n_work && !work_item(p, w).valid) w = next_work(w);
+    if (w < n_work) load_rows(work_item(p, w));
+    int u = 0;
+    for (; w < n_work;) {
+      const WorkItem it = work_item(p, w);
+      const sm90_rows::RowMask rm(p, it, warp_row0, g);
+      // This thread's two rows: lse * log2(e) (+inf: P = 0 for a padding row or one with no visible key)
+      // and D_i.
+      float lse2[2], dd[2];
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const int r = warp_row0 + g + rr * 8;
+        const int tok = it.rows.tok0 + r / p.pack;
+        const int h = it.rows.h0 + r % p.pack;
+        lse2[rr] = INFINITY;
+        dd[rr] = 0.f;
+        if (r < rows_used && tok < it.seqlen_q) {
+          const int64_t li = static_cast<int64_t>(h) * p.total_q + it.q_start + tok;
+          const float l = p.lse[li];
+          lse2[rr] = l == -INFINITY ? INFINITY : l * kLog2e;
+          dd[rr] = p.softmax_d[li];
+        }
+      }
+
+      cp_async_wait<0>();  // this item's Q / dO (prefetched)
+      sm90::fence_view_async_shared();
+      wg_sync();
+
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) acc_dq[i] = 0.f;
+
+      // S = Q K^T and dP = dO V^T of stage `st` (issued and committed, not waited).
+      auto issue_s_dp = [&](float (&sd)[kBlockN / 2], float (&dp)[kBlockN / 2], int st) {
+        const uint32_t sK_addr = smem_u32(smem + T::kOffK + st * T::kTileBytes);
+        const uint32_t sV_addr = smem_u32(smem + T::kOffV + st * T::kTileBytes);
+        sm90::fence_operands(sd);
+        sm90::fence_operands(dp);
+        sm90::wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < T::kKSteps; ++kk) {
+          const uint32_t a_off = (kk / 4) * (kBlockM * 128) + (kk % 4) * 32;
+          const uint32_t b_off = (kk / 4) * (kBlockN * 128) + (kk % 4) * 32;
+          sm90::wgmma_ss<kBlockN, Elem, 0>(sd, sm90::make_smem_desc_sw128(sQ_addr + a_off, 16, 1024),
+                                           sm90::make_smem_desc_sw128(sK_addr + b_off, 16, 1024), kk != 0);
+        }
+#pragma unroll
+        for (int kk = 0; kk < T::kKSteps; ++kk) {
+          const uint32_t a_off = (kk / 4) * (kBlockM * 128) + (kk % 4) * 32;
+          const uint32_t b_off = (kk / 4) * (kBlockN * 128) + (kk % 4) * 32;
+          sm90::wgmma_ss<kBlockN, Elem, 0>(dp, sm90::make_smem_desc_sw128(sdO_addr + a_off, 16, 1024),
+                                           sm90::make_smem_desc_sw128(sV_addr + b_off, 16, 1024), kk != 0);
+        }
+        sm90::wgmma_commit();
+      };
+      // dQ += dS K of stage `st` (issued and committed, not waited); K is the MN-major B operand as V in
+      // the forward's P V.
+      auto issue_dq = [&](uint32_t (&dsa)[kBlockN / 16][4], int st) {
+        const uint32_t sK_addr = smem_u32(smem + T::kOffK + st * T::kTileBytes);
+        sm90::fence_operands(acc_dq);
+        sm90::fence_operands(dsa);
+        sm90::wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk)
+          sm90::wgmma_rs<D, Elem, 1>(acc_dq, dsa[kk], sm90::make_smem_desc_sw128(sK_addr + kk * 2048, kBlockN * 128, 1024), 1);
+        sm90::wgmma_commit();
+      };
+      // dS = P * (dP - D_i), P = exp2(S * scale_log2 - lse2), packed as the A fragments of dS K.
+      auto form_ds = [&](float (&sd)[kBlockN / 2], const float (&dp)[kBlockN / 2], uint32_t (&dsa)[kBlockN / 16][4]) {
+#pragma unroll
+        for (int i = 0; i < kBlockN / 2; ++i) {
+          const int rr = (i & 3) >> 1;
+          sd[i] = fast_exp2(fmaf(sd[i], scale_log2, -lse2[rr])) * (dp[i] - dd[rr]);
+        }
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) {
+          dsa[kk][0] = pack2<Elem>(sd[8 * kk + 0], sd[8 * kk + 1]);
+          dsa[kk][1] = pack2<Elem>(sd[8 * kk + 2], sd[8 * kk + 3]);
+          dsa[kk][2] = pack2<Elem>(sd[8 * kk + 4], sd[8 * kk + 5]);
+          dsa[kk][3] = pack2<Elem>(sd[8 * kk + 6], sd[8 * kk + 7]);
+        }
+      };
+      auto release = [&](int st) { sm90::mbar_arrive(&bar_empty[st]); };
+
+      // dS of the pending tile (its dQ GEMM not issued yet) lives in dsa; pend_st is its stage.
+      uint32_t dsa[kBlockN / 16][4];
+      bool pending = false;
+      int pend_st = 0;
+      for (;; ++u) {
+        const int st = u % kStages;
+        sm90::mbar_wait(&bar_full[st], (u / kStages) & 1);
+        const TileMeta* m = meta_at(st);
+        if (m->key[0] == kNoKey) {  // end of this item's stream
+          release(st);
+          ++u;
+          break;
+        }
+        const uint32_t v = m->vbits;
+        sm90::fence_view_async_shared();  // cp.async (generic proxy) writes -> wgmma (async proxy) reads
+        float sd[kBlockN / 2], dp[kBlockN / 2];
+        if (!pending) {
+          issue_s_dp(sd, dp, st);
+          sm90::wgmma_wait<0>();
+          sm90::fence_operands(sd);
+          sm90::fence_operands(dp);
+          rm.apply(sd, m, v, p.mask_stride_col, t4);
+          form_ds(sd, dp, dsa);
+        } else {
+          issue_s_dp(sd, dp, st);
+          issue_dq(dsa, pend_st);
+          sm90::wgmma_wait<1>();  // S / dP of this tile done; dQ of the pending one may still run
+          sm90::fence_operands(sd);
+          sm90::fence_operands(dp);
+          rm.apply(sd, m, v, p.mask_stride_col, t4);
+          uint32_t dsa_nxt[kBlockN / 16][4];
+          form_ds(sd, dp, dsa_nxt);
+          sm90::wgmma_wait<0>();
+          sm90::fence_operands(acc_dq);
+          release(pend_st);
+          // dsa = dsa_nxt, reading the old dsa after its GEMM completed (the forward's pa trick: keeps
+          // ptxas from giving the in-flight A operand's registers to the dS temporaries, ptxas C7513).
+#pragma unroll
+          for (int kk = 0; kk < kBlockN / 16; ++kk)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) dsa[kk][e] = dsa_nxt[kk][e] ^ (dsa[kk][e] & opaque_zero);
+        }
+        pending = true;
+        pend_st = st;
+      }
+      // Every S / dP GEMM of this item has completed (in every warp, after the barrier): prefetch the
+      // next item's Q / dO while the last dQ GEMM and the epilogue run.
+      wg_sync();
+      const int w_next = next_work(w);
+      if (w_next < n_work) load_rows(work_item(p, w_next));
+      if (pending) {
+        issue_dq(dsa, pend_st);
+        sm90::wgmma_wait<0>();
+        sm90::fence_operands(acc_dq);
+        release(pend_st);
+      }
+
+      // ---- epilogue: dQ * scale from registers (4-byte stores of column pairs) ----
+      Elem* gdq = static_cast<Elem*>(p.dq);
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const int r = warp_row0 + g + rr * 8;
+        const int tok = it.rows.tok0 + r / p.pack;
+        const int h = it.rows.h0 + r % p.pack;
+        if (r < rows_used && tok < it.seqlen_q) {
+          Elem* row = gdq + static_cast<int64_t>(it.q_start + tok) * p.dq_row_stride + static_cast<int64_t>(h) * p.dq_head_stride;
+          store_row_pairs(frags(acc_dq), rr, p.scale, row + 2 * t4);
+        }
+      }
+      w = w_next;
+    }
+  }
+#endif  // SEER_HAS_SM90A
+}
+
+}  // namespace bwd_sm90
+}  // namespace seer

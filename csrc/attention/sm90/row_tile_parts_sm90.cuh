@@ -1,0 +1,231 @@
+// Parts of the Hopper (sm_90a) q-major kernels - the forward (fwd_kernel_sm90.cuh) and the backward's dQ
+// kernel (bwd_dq_kernel_sm90.cuh): a CTA works on 64-row row tiles of one (sequence, kv head) and
+// streams the K / V of the row tile's kept key blocks through a shared-memory ring.
+//
+//   WorkItem    : what a role needs about one work item (uniform over the CTA).
+//   kv_producer : the producer warpgroup: per work item, walks the kept-block stream (block_iter.h); per
+//                 64-key K/V tile: wait stage empty, write the tile's metadata (TileMeta), gather its K
+//                 and V rows with cp.async (16-key chunks at any multiple of 16; rows past the key limit
+//                 zero-filled), cp.async.mbarrier.arrive on `full`. After the last tile of an item it
+//                 publishes an end marker (key[0] == kNoKey) and goes on with the next item.
+//   gather_tile_rows : Q (or dO) rows of a row tile into shared memory (cp.async).
+//   RowMask     : a consumer thread's two rows of the row tile: key limits and user-mask rows, and the
+//                 masking of an S tile (only boundary tiles pay for it).
+//
+// Stage layout (Traits): K[kStages], V[kStages] of kBlockN = 64 keys in the 128-byte-swizzled slab
+// layout wgmma reads (common/sm90_primitives.h); barriers full (count 129: one cp.async arrival per
+// producer thread + the metadata writer's) and empty (count 128: one per consumer thread); TileMeta
+// [kStages] in 64-byte slots; the producer's list scratch (block_iter.h). Tile u (counted over the whole
+// persistent loop) uses stage u % kStages, phase (u / kStages) & 1.
+#pragma once
+
+#include <cstdint>
+
+#include "common/platform.h"
+#include "common/sm80_primitives.h"
+#include "common/sm90_primitives.h"
+#include "common/sm90_pipeline.h"
+#include "attention/attention_params.h"
+#include "attention/block_iter.h"
+#include "attention/seqlen.h"
+#include "attention/tile_scheduler.h"
+
+namespace seer {
+namespace sm90_rows {
+
+// What the producer tells the consumers about the tile in a stage.
+struct TileMeta {
+  int key[4];      // first key of each 16-key chunk (kNoKey: empty chunk; key[0] == kNoKey: end of stream)
+  int blk[4];      // key block of each chunk (user-mask column of value-1 chunks)
+  uint32_t vbits;  // tile-mask value of chunk c at bits 4c..4c+1
+};
+static_assert(sizeof(TileMeta) <= 64, "TileMeta slot");
+
+// Everything a role needs about one work item (uniform over the CTA).
+struct WorkItem {
+  ItemTile t;
+  SeqBounds sb;  // clamped sequence bounds (seqlen.h)
+  int q_start, k_start, seqlen_q, seqlen_k;  // copies of sb's
+  RowTile rows;
+  bool valid;  // the row tile has rows inside the sequence
+};
+SEER_DEVICE WorkItem work_item(const AttnParams& p, int w) {
+  WorkItem it;
+  it.t = item_tile(p, w);
+  const int b = it.t.b;
+  it.sb = seq_bounds(p, b);
+  it.q_start = it.sb.q_start;
+  it.k_start = it.sb.k_start;
+  it.seqlen_q = it.sb.seqlen_q;
+  it.seqlen_k = it.sb.seqlen_k;
+  it.rows = row_tile(p, it.t.hk, it.t.rt);
+  it.valid = it.rows.tok0 < it.seqlen_q;
+  return it;
+}
+
+// Gathers the kBlockM rows of a row tile (row r = token tok0 + r / pack, head h0 + r % pack) of a
+// [T, H, D] tensor into a 128-byte-swizzled shared tile with cp.async (called by a whole warpgroup,
+// wtid 0..127; committed; padding rows zero-filled).
+template <typename Elem, int D, int kBlockM>
+SEER_DEVICE void gather_tile_rows(Elem* dst, const Elem* g, int64_t row_stride, int64_t head_stride,
+                                  const AttnParams& p, const WorkItem& it, int wtid) {
+  constexpr int kRowChunks = D / 8;
+  constexpr int kRowsPerPass = 128 / kRowChunks;
+  const int chunk = wtid % kRowChunks;
+  const int rows_used = p.tile_tokens * p.pack;
+  const RowTile& me = it.rows;
+#pragma unroll
+  for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
+    const int r = pass * kRowsPerPass + wtid / kRowChunks;
+    const int tok = me.tok0 + r / p.pack;
+    const int h = me.h0 + r % p.pack;
+    const bool ok = r < rows_used && tok < it.seqlen_q;
+    const Elem* src = ok ? g + static_cast<int64_t>(it.q_start + tok) * row_stride + static_cast<int64_t>(h) * head_stride + chunk * 8
+                         : g;
+    cp_async_16(dst + (sm90::sw128_offset(r, chunk * 8, kBlockM) >> 1), src, ok);
+  }
+  cp_async_commit();
+}
+
+// The producer warpgroup (wtid = its thread 0..127) over the CTA's work items w0, w0 + w_step, ...
+template <typename T>
+SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid, int w0, int w_step, int n_work) {
+  using Elem = typename T::Elem;
+  constexpr int D = T::kHeadDim, kBlockN = T::kBlockN, kChunks = T::kChunks, kStages = T::kStages;
+  static_assert(kChunks == 4, "TileMeta holds 4 chunks");
+  uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
+  uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
+  BlockStreamSmem sm;
+  sm.blk = reinterpret_cast<int*>(smem + T::kOffList);
+  sm.val = reinterpret_cast<uint8_t*>(smem + T::kOffListVal);
+  sm.warp_cnt = reinterpret_cast<int*>(smem + T::kOffWarpCnt);
+  auto sync = []() { sm90::named_sync(1, 128); };
+  constexpr int kRowChunks = D / 8;               // 16-byte chunks per row
+  constexpr int kRowsPerPass = 128 / kRowChunks;  // 8 (D 128) or 16 (D 64)
+  static_assert(16 % kRowsPerPass == 0, "a copy pass stays inside one 16-key chunk");
+  const int chunk = wtid % kRowChunks;
+  int u = 0;
+  for (int w = w0; w < n_work; w += w_step) {
+    const WorkItem it = work_item(p, w);
+    if (!it.valid) continue;  // uniform over the CTA
+    const int64_t tm_base = (static_cast<int64_t>(it.t.b) * p.h_kv + it.t.hk) * p.n_row_tiles * p.nb_k;
+    BlockStreamSrc src;
+    src.row = p.tile_mask + tm_base + static_cast<int64_t>(it.t.rt) * p.nb_k;
+    src.key_limit = it.sb.key_limit(min(it.rows.tok0 + p.tile_tokens, it.seqlen_q) - 1, p.causal);  // last row's
+    src.scan_end = src.key_limit > 0 ? min(p.nb_k, (src.key_limit + p.block_size_k - 1) / p.block_size_k) : 0;
+    src.block_k = p.block_size_k;
+    const Elem* gk = static_cast<const Elem*>(p.k) + static_cast<int64_t>(it.k_start) * p.k_row_stride +
+                     static_cast<int64_t>(it.t.hk) * p.k_head_stride;
+    const Elem* gv = static_cast<const Elem*>(p.v) + static_cast<int64_t>(it.k_start) * p.v_row_stride +
+                     static_cast<int64_t>(it.t.hk) * p.v_head_stride;
+    BlockCursor cur;
+    for (;; ++u) {
+      int ck[kChunks];
+      uint32_t vbits;
+      block_next_tile<128, kChunks>(cur, src, sm, wtid, sync, ck, vbits);
+      const int st = u % kStages;
+      sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
+      if (wtid == 0) {
+        TileMeta* m = reinterpret_cast<TileMeta*>(smem + T::kOffMeta + 64 * st);
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) {
+          m->key[c] = ck[c];
+          m->blk[c] = ck[c] == kNoKey ? 0 : ck[c] / p.block_size_k;
+        }
+        m->vbits = vbits;
+        sm90::mbar_arrive(&bar_full[st]);  // release: the record is visible after the wait
+      }
+      if (ck[0] != kNoKey) {
+        Elem* sK = reinterpret_cast<Elem*>(smem + T::kOffK + st * T::kTileBytes);
+        Elem* sV = reinterpret_cast<Elem*>(smem + T::kOffV + st * T::kTileBytes);
+#pragma unroll
+        for (int pass = 0; pass < kBlockN / kRowsPerPass; ++pass) {
+          const int r = pass * kRowsPerPass + wtid / kRowChunks;
+          const int c = (pass * kRowsPerPass) / 16;  // compile-time
+          const int key = ck[c] + (r & 15);
+          const bool ok = key < src.key_limit;  // also false for kNoKey
+          const int64_t row = ok ? key : 0;
+          const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockN) >> 1;
+          cp_async_16(sK + off, gk + row * p.k_row_stride + chunk * 8, ok);
+          cp_async_16(sV + off, gv + row * p.v_row_stride + chunk * 8, ok);
+        }
+      }
+      sm90::cp_async_mbar_arrive(&bar_full[st]);
+      if (ck[0] == kNoKey) {
+        ++u;
+        break;  // the end marker of this item is out
+      }
+    }
+  }
+}
+
+// A consumer thread's two rows (g and g + 8 of its warp's 16) of a row tile: visibility of keys and the
+// masking of S tiles (64 keys, the wgmma accumulator layout: element 4 f + e of the thread is row
+// 16 warp + g + 8 (e >> 1), key 8 f + 2 t4 + (e & 1) of the tile).
+struct RowMask {
+  int kmax[2];            // keys >= kmax are invisible (0: padding row)
+  const uint8_t* mrow[2]; // user-mask row (nullptr: padding row)
+  int warp_kmin;          // smallest kmax over the warp's valid rows (a tile below it needs no masking)
+
+  SEER_DEVICE RowMask(const AttnParams& p, const WorkItem& it, int warp_row0, int g) {
+    const int rows_used = p.tile_tokens * p.pack;
+    const RowTile& me = it.rows;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int r = warp_row0 + g + rr * 8;
+      const int tok = me.tok0 + r / p.pack;
+      const int h = me.h0 + r % p.pack;
+      const bool row_ok = r < rows_used && tok < it.seqlen_q;
+      kmax[rr] = row_ok ? it.sb.key_limit(tok, p.causal) : 0;
+      const int hm = h / (p.h_q / p.mask_heads);
+      mrow[rr] = row_ok ? p.mask + static_cast<int64_t>(it.t.b) * p.mask_stride_b +
+                              static_cast<int64_t>(hm) * p.mask_stride_h +
+                              static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row
+                        : nullptr;
+    }
+    int km = 0x7fffffff;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr)
+      if (mrow[rr] != nullptr) km = min(km, kmax[rr]);
+#pragma unroll
+    for (int o = 16; o >= 1; o >>= 1) km = min(km, SEER_SHFL_XOR(km, o));
+    warp_kmin = km == 0x7fffffff ? 0 : km;
+  }
+
+  // Masks S in place: key visibility per row (sequence end / causal) and the chunk values of this row
+  // tile (0: not kept, 1: user mask per row, 2: kept). A tile all of whose chunks are kept and below
+  // warp_kmin is left alone (warp-uniform).
+  template <int N>
+  SEER_DEVICE void apply(float (&sd)[N], const TileMeta* m, uint32_t v, int64_t mask_stride_col, int t4) const {
+    constexpr int kChunks = N / 8;
+    int ck[kChunks];
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) ck[c] = m->key[c];
+    bool full = true;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) full &= ((v >> (4 * c)) & 3u) == 2u && ck[c] + 16 <= warp_kmin;
+    if (full) return;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const uint32_t val = (v >> (4 * c)) & 3u;
+      bool keep[2];
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        keep[rr] = val == 2u;
+        if (val == 1u && mrow[rr] != nullptr) keep[rr] = mrow[rr][static_cast<int64_t>(m->blk[c]) * mask_stride_col] != 0;
+      }
+#pragma unroll
+      for (int f = 0; f < 2; ++f) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int rr = e >> 1;
+          const int key = ck[c] + f * 8 + 2 * t4 + (e & 1);
+          if (!(keep[rr] && key < kmax[rr])) sd[4 * (2 * c + f) + e] = -INFINITY;
+        }
+      }
+    }
+  }
+};
+
+}  // namespace sm90_rows
+}  // namespace seer
