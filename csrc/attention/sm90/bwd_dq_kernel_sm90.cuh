@@ -27,42 +27,9 @@
 namespace seer {
 namespace bwd_sm90 {
 
-template <int kHeadDim_, typename Elem_>
-struct DqTraits {
-  using Elem = Elem_;
-  static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kCtasPerSm = 2;
-  static constexpr int kBlockM = 64;   // rows per row tile (the consumer warpgroup's wgmma M)
-  static constexpr int kBlockN = 64;   // keys per K/V tile
-  static constexpr int kChunks = kBlockN / 16;
-  static constexpr int kKSteps = kHeadDim / 16;  // k16 steps of Q K^T and dO V^T
-  static constexpr int kThreads = 256;           // producer + consumer warpgroup
-  // Register split (setmaxnreg) of the 65536 / kCtasPerSm registers of a CTA.
-  static constexpr int kProducerRegs = 48;
-  static constexpr int kConsumerRegs = 208;
-  static_assert(kCtasPerSm * 128 * (kProducerRegs + kConsumerRegs) <= 65536, "register file");
-  static constexpr int kTileBytes = kBlockN * kHeadDim * 2;  // one K (or V) stage
-  static constexpr int kQBytes = kBlockM * kHeadDim * 2;     // Q or dO
-  static constexpr int kStages = kHeadDim == 128 ? 2 : 5;
-  // Shared memory (1024-byte aligned base): Q, dO, K[kStages], V[kStages], then small regions.
-  static constexpr int kOffQ = 0;
-  static constexpr int kOffDO = kOffQ + kQBytes;
-  static constexpr int kOffK = kOffDO + kQBytes;
-  static constexpr int kOffV = kOffK + kStages * kTileBytes;
-  static constexpr int kOffFull = kOffV + kStages * kTileBytes;  // uint64 [kStages]
-  static constexpr int kOffEmpty = kOffFull + 8 * kStages;       // uint64 [kStages]
-  static constexpr int kOffMeta = kOffEmpty + 8 * kStages;       // TileMeta [kStages], 64-byte slots
-  static constexpr int kOffList = kOffMeta + 64 * kStages;       // producer block list: int[128]
-  static constexpr int kOffListVal = kOffList + 128 * 4;         // uint8[128]
-  static constexpr int kOffWarpCnt = kOffListVal + 128;          // int[4]
-  // As the forward: two CTAs per SM leave no room for alignment slack; the kernel traps if the dynamic
-  // shared memory does not start 1024-byte aligned (it does on sm_90: no static shared memory).
-  static constexpr int kSmemBytes = kOffWarpCnt + 4 * 4;
-  static_assert(kHeadDim == 64 || kHeadDim == 128, "wgmma N = head dim in dS K");
-  static_assert(kOffDO % 1024 == 0 && kOffK % 1024 == 0 && kOffV % 1024 == 0 && kTileBytes % 1024 == 0,
-                "SW128 tiles 1024-aligned");
-  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory per SM");
-};
+// Q and dO, then kStages K/V stages (2 for D 128, 97 KB: two CTAs per SM).
+template <int kHeadDim, typename Elem>
+using DqTraits = sm90_rows::RowTileTraits<kHeadDim, Elem, kHeadDim == 128 ? 2 : 5, 2>;
 
 template <typename T>
 __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel(const __grid_constant__ AttnBwdParams p,
@@ -77,9 +44,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
   constexpr float kLog2e = 1.4426950408889634f;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  const uint32_t pad = (1024u - (smem_u32(smem_raw) & 1023u)) & 1023u;
-  if (pad != 0) __trap();  // no room to align the SW128 tiles (see DqTraits::kSmemBytes)
-  unsigned char* smem = smem_raw + pad;
+  unsigned char* smem = sm90_rows::ring_setup<T>(smem_raw);  // row_tile_parts_sm90.cuh
   uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
   uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
   auto meta_at = [&](int st) { return reinterpret_cast<const TileMeta*>(smem + T::kOffMeta + 64 * st); };
@@ -89,15 +54,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
   const int wtid = tid % 128;
   const PersistentItems sched = PersistentItems::of_this_cta();  // tile_scheduler.h
   const int w0 = sched.first, w_step = sched.step;
-
-  if (tid == 0) {
-    for (int st = 0; st < kStages; ++st) {
-      sm90::mbar_init(&bar_full[st], 129);
-      sm90::mbar_init(&bar_empty[st], 128);
-    }
-    sm90::mbar_init_fence();
-  }
-  __syncthreads();
 
   if (wg == 0) {
     // =============================== producer ===============================

@@ -5,13 +5,10 @@
 // deterministic path: the q-major wgmma dQ kernel (sm90/bwd_dq_kernel_sm90.cuh) follows.
 #pragma once
 
-#include <climits>
-
 #include "attention/attention_params.h"
 #include "attention/bwd_launch_template.cuh"
 #include "attention/sm90/bwd_dq_kernel_sm90.cuh"
 #include "attention/sm90/bwd_kernel_sm90.cuh"
-#include "common/device_facts.h"
 #include "attention/tile_scheduler.h"
 #include "common/launch.h"
 
@@ -40,18 +37,7 @@ int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
 template <typename Elem, int D>
 int launch_dq_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   using T = DqTraits<D, Elem>;
-  const long long n_items = num_items(p);  // tile_scheduler.h
-  if (n_items == 0) return 0;
-  if (n_items > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
-  auto kernel = bwd_dq_sm90_kernel<T>;
-  cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
-  if (e != cudaSuccess) return static_cast<int>(e);
-  const DeviceFacts dev = current_device_facts();
-  if (dev.error != 0) return dev.error;
-  const long long slots = static_cast<long long>(dev.sms) * T::kCtasPerSm;
-  const unsigned grid = static_cast<unsigned>(n_items < slots ? n_items : slots);
-  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p, static_cast<int>(n_items));
-  return static_cast<int>(SEER_LAST_ERROR());
+  return sm90_rows::launch_persistent<T>(bwd_dq_sm90_kernel<T>, p, num_items(p), stream);  // tile_scheduler.h
 }
 
 template <typename Elem, int D>

@@ -2,6 +2,7 @@
 // kernel (bwd_dq_kernel_sm90.cuh): a CTA works on 64-row row tiles of one (sequence, kv head) and
 // streams the K / V of the row tile's kept key blocks through a shared-memory ring.
 //
+//   RowTileTraits, ring_setup : the CTA's layout (two CTAs per SM) and its barriers.
 //   WorkItem    : what a role needs about one work item (uniform over the CTA).
 //   kv_producer : the producer warpgroup: per work item, walks the kept-block stream (block_iter.h); per
 //                 64-key K/V tile: wait stage empty, write the tile's metadata (TileMeta), gather its K
@@ -9,6 +10,7 @@
 //                 zero-filled), cp.async.mbarrier.arrive on `full`. After the last tile of an item it
 //                 publishes an end marker (key[0] == kNoKey) and goes on with the next item.
 //   gather_tile_rows : Q (or dO) rows of a row tile into shared memory (cp.async).
+//   launch_persistent : the host side: T::kCtasPerSm CTAs per SM looping over the work items.
 //   RowMask     : a consumer thread's two rows of the row tile: key limits and user-mask rows, and the
 //                 masking of an S tile (only boundary tiles pay for it).
 //
@@ -19,8 +21,11 @@
 // persistent loop) uses stage u % kStages, phase (u / kStages) & 1.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 
+#include "common/device_facts.h"
+#include "common/launch.h"
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
 #include "common/sm90_primitives.h"
@@ -32,6 +37,70 @@
 
 namespace seer {
 namespace sm90_rows {
+
+// Layout of a q-major kernel: two CTAs per SM, each = the producer warpgroup + one consumer warpgroup
+// (64 rows); kRowOps row operands (Q; Q and dO) of kBlockM x D, then the K/V ring of kStages 64-key
+// stages, then the barriers, TileMeta slots and the producer's list scratch.
+template <int kHeadDim_, typename Elem_, int kStages_, int kRowOps_>
+struct RowTileTraits {
+  using Elem = Elem_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kCtasPerSm = 2;
+  static constexpr int kBlockM = 64;   // rows per row tile (the consumer warpgroup's wgmma M)
+  static constexpr int kBlockN = 64;   // keys per K/V tile
+  static constexpr int kChunks = kBlockN / 16;
+  static constexpr int kNFrags = kBlockN / 8;    // n8 fragments of S
+  static constexpr int kKSteps = kHeadDim / 16;  // k16 steps of a GEMM over the head dim
+  static constexpr int kThreads = 256;           // producer + consumer warpgroup
+  // Register split (setmaxnreg) of the 65536 / kCtasPerSm registers of a CTA.
+  static constexpr int kProducerRegs = 48;
+  static constexpr int kConsumerRegs = 208;
+  static_assert(kCtasPerSm * 128 * (kProducerRegs + kConsumerRegs) <= 65536, "register file");
+  static constexpr int kTileBytes = kBlockN * kHeadDim * 2;  // one K (or V) stage
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;     // one row operand
+  static constexpr int kStages = kStages_;
+  static constexpr int kRowOps = kRowOps_;
+  // Shared memory (1024-byte aligned base): row operands, K[kStages], V[kStages], then small regions.
+  static constexpr int kOffQ = 0;
+  static constexpr int kOffDO = kOffQ + kQBytes;  // second row operand (kRowOps 2)
+  static constexpr int kOffK = kOffQ + kRowOps * kQBytes;
+  static constexpr int kOffV = kOffK + kStages * kTileBytes;
+  static constexpr int kOffFull = kOffV + kStages * kTileBytes;  // uint64 [kStages]
+  static constexpr int kOffEmpty = kOffFull + 8 * kStages;       // uint64 [kStages]
+  static constexpr int kOffMeta = kOffEmpty + 8 * kStages;       // TileMeta [kStages], 64-byte slots
+  static constexpr int kOffList = kOffMeta + 64 * kStages;       // producer block list: int[128]
+  static constexpr int kOffListVal = kOffList + 128 * 4;         // uint8[128]
+  static constexpr int kOffWarpCnt = kOffListVal + 128;          // int[4]
+  // Two CTAs per SM (e.g. 113 KB each for the D 128 forward) leave no room for alignment slack: the
+  // kernels rely on the dynamic shared memory starting 1024-byte aligned (it does on sm_90: there is no
+  // static shared memory) and trap otherwise (ring_setup).
+  static constexpr int kSmemBytes = kOffWarpCnt + 4 * 4;
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "wgmma N = head dim");
+  static_assert(kRowOps == 1 || kRowOps == 2, "row operands");
+  static_assert(kOffDO % 1024 == 0 && kOffK % 1024 == 0 && kOffV % 1024 == 0 && kTileBytes % 1024 == 0,
+                "SW128 tiles 1024-aligned");
+  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory per SM");
+};
+
+// The CTA's shared memory (checked 1024-byte aligned) with the ring's barriers initialised (full: 129 =
+// 128 cp.async arrivals + the metadata writer's; empty: 128 consumer threads). Called by every thread.
+template <typename T>
+SEER_DEVICE unsigned char* ring_setup(unsigned char* smem_raw) {
+  const uint32_t pad = (1024u - (smem_u32(smem_raw) & 1023u)) & 1023u;
+  if (pad != 0) __trap();  // no room to align the SW128 tiles (see RowTileTraits::kSmemBytes)
+  unsigned char* smem = smem_raw + pad;
+  if (threadIdx.x == 0) {
+    uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
+    uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
+    for (int st = 0; st < T::kStages; ++st) {
+      sm90::mbar_init(&bar_full[st], 129);
+      sm90::mbar_init(&bar_empty[st], 128);
+    }
+    sm90::mbar_init_fence();
+  }
+  __syncthreads();
+  return smem;
+}
 
 // What the producer tells the consumers about the tile in a stage.
 struct TileMeta {
@@ -226,6 +295,22 @@ struct RowMask {
     }
   }
 };
+
+// Host: launches `kernel(p, n_items)` persistently - T::kCtasPerSm CTAs per SM (at most one per item),
+// each looping over the work items (tile_scheduler.h, heaviest first) with a stride of the grid.
+template <typename T, typename Params>
+int launch_persistent(void (*kernel)(Params, int), const Params& p, long long n_items, cudaStream_t stream) {
+  if (n_items == 0) return 0;
+  if (n_items > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
+  cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
+  if (e != cudaSuccess) return static_cast<int>(e);
+  const DeviceFacts dev = current_device_facts();
+  if (dev.error != 0) return dev.error;
+  const long long slots = static_cast<long long>(dev.sms) * T::kCtasPerSm;
+  const unsigned grid = static_cast<unsigned>(n_items < slots ? n_items : slots);
+  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p, static_cast<int>(n_items));
+  return static_cast<int>(SEER_LAST_ERROR());
+}
 
 }  // namespace sm90_rows
 }  // namespace seer
