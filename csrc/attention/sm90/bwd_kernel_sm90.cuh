@@ -3,8 +3,8 @@
 // mma.sync dK/dV kernel (bwd_common.h, bwd_dkdv_kernel.cuh: read them first); FlashAttention-3's
 // backward structure.
 //
-// One CTA per (key tile of kBlockN = 64 * kNWG keys, kv head, sequence) = one producer warpgroup (0)
-// and kNWG consumer warpgroups, consumer c owning keys [64 c, 64 c + 64) of the tile (its K / V rows
+// One CTA per (key tile of kBlockN = 128 keys, kv head, sequence) = one producer warpgroup (0)
+// and kNWG = 2 consumer warpgroups, consumer c owning keys [64 c, 64 c + 64) of the tile (its K / V rows
 // stay in shared memory; warp w of it owns the 16-key chunk 4 c + w).
 //
 //   producer : walks the candidate row tiles of the transposed tile mask (every q head of the GQA group,
@@ -53,11 +53,11 @@
 namespace seer {
 namespace bwd_sm90 {
 
-template <int kHeadDim_, int kNWG_, typename Elem_>
+template <int kHeadDim_, typename Elem_>
 struct Traits {
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kNWG = kNWG_;                      // consumer warpgroups (64 keys each)
+  static constexpr int kNWG = 2;                          // consumer warpgroups (64 keys each)
   static constexpr int kBlockM = attn_bwd::kBwdTileRows;  // rows per streamed row tile (64)
   static constexpr int kBlockN = 64 * kNWG;               // keys per CTA
   static constexpr int kChunks = kBlockN / 16;            // 16-key chunks (one per consumer warp)
@@ -66,15 +66,15 @@ struct Traits {
   // allots under __launch_bounds__(kThreads, 1): 168 for 384 threads) and the warpgroups can only trade
   // those (a larger sum makes setmaxnreg.inc wait forever).
   static constexpr int kLaunchRegs = (65536 / kThreads < 255 ? 65536 / kThreads : 255) / 8 * 8;
-  static constexpr int kProducerRegs = kNWG == 2 ? 40 : 56;
-  static constexpr int kConsumerRegs = kNWG == 2 ? 232 : 240;
+  static constexpr int kProducerRegs = 40;
+  static constexpr int kConsumerRegs = 232;
   static_assert(kProducerRegs + kNWG * kConsumerRegs <= (1 + kNWG) * kLaunchRegs, "register file");
   static constexpr int kStages = kHeadDim == 128 ? 3 : 4;  // Q / dO stages of the ring
   // dQ (atomic path), D 128 with two consumers: a row tile both consumers keep chunks of is split by head
   // dim (consumer c: dims [64 c, +64) over all 128 keys, a barrier between the two); a row tile only one
   // consumer keeps is that consumer's alone (every dim over its own 64 keys, two 64-dim passes) and the
   // other skips it without waiting. Otherwise (D 64) each consumer covers every dim over its own keys.
-  static constexpr bool kDqSplitD = kHeadDim == 128 && kNWG == 2;
+  static constexpr bool kDqSplitD = kHeadDim == 128;
   // dS^T buffers: one per stage when a consumer may run ahead of the other (kDqSplitD: a split row tile
   // reads the other consumer's half), else two (each consumer reads only its own rows).
   static constexpr int kDSBufs = kDqSplitD ? kStages : 2;
@@ -98,7 +98,6 @@ struct Traits {
   static constexpr int kSmemUsed = kOffRowOff + 2 * kBlockM * 16;
   static constexpr int kSmemBytes = kSmemUsed + 1024;  // + slack to align the base to 1024 bytes
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim");
-  static_assert(kNWG == 1 || kNWG == 2, "consumers");
   static_assert(kChunks * 2 <= 32, "chunk flags fit 32 bits");
   static_assert(kOffQ % 1024 == 0 && kOffDO % 1024 == 0 && kOffDS % 1024 == 0 && kQBytes % 1024 == 0,
                 "SW128 tiles 1024-aligned");

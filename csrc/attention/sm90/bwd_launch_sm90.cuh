@@ -15,10 +15,10 @@
 namespace seer {
 namespace bwd_sm90 {
 
-// kNWG consumer warpgroups = 64 * kNWG keys per CTA.
-template <typename Elem, int D, int kNWG>
+// Two consumer warpgroups = 128 keys per CTA.
+template <typename Elem, int D>
 int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
-  using T = Traits<D, kNWG, Elem>;
+  using T = Traits<D, Elem>;
   const dim3 grid = key_tile_grid(p, T::kBlockN);  // tile_scheduler.h
   if (grid.x == 0) return 0;
   const bool atomic = !p.deterministic && p.dq_accum != nullptr;
@@ -53,7 +53,7 @@ int run_bwd_sm90_(const AttnBwdParams& p, void* stream_ptr) {
       p.mask_heads < 1 || p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 ||
       p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
     return static_cast<int>(cudaErrorInvalidValue);
-  int err = launch_dkdv_sm90<Elem, D, 2>(p, stream);
+  int err = launch_dkdv_sm90<Elem, D>(p, stream);
   if (err == 0 && (p.deterministic || p.dq_accum == nullptr)) err = launch_dq_sm90<Elem, D>(p, stream);
   return err;
 #endif
