@@ -9,6 +9,7 @@
 #include "attention/bwd_common.h"
 #include "attention/bwd_preprocess.h"
 #include "attention/bwd_launch.cuh"
+#include "common/device_facts.h"
 #include "common/launch.h"
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
@@ -92,7 +93,9 @@ template <typename Elem>
 int launch_dq_convert(const AttnBwdParams& p, cudaStream_t stream) {
   const int64_t n_vec = static_cast<int64_t>(p.total_q) * p.h_q * (p.head_dim / 8);
   if (n_vec == 0) return 0;
-  const int64_t blocks = std::min<int64_t>((n_vec + kConvThreads - 1) / kConvThreads, 132 * 16);
+  const DeviceFacts dev = current_device_facts();  // grid: up to 16 CTAs per SM, grid-stride beyond
+  if (dev.error != 0) return dev.error;
+  const int64_t blocks = std::min<int64_t>((n_vec + kConvThreads - 1) / kConvThreads, static_cast<int64_t>(dev.sms) * 16);
   bwd_dq_convert_kernel<Elem><<<static_cast<unsigned>(blocks), kConvThreads, 0, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }

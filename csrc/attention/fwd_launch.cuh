@@ -38,10 +38,7 @@ template <typename Elem, int D, int kBlockM>
 int run_attention_fwd_(const AttnParams& p, void* stream) {
   using T = typename FwdConfig<D, kBlockM, Elem>::Traits;
 #if SEER_HAS_MMA_SYNC
-  if (p.head_dim != D || p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 ||
-      p.tile_tokens * p.pack > T::kBlockM || p.block_size_k < 16 || p.block_size_k % 16 != 0 ||
-      p.mask_heads < 1 || p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 ||
-      p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
+  if (p.head_dim != D || !row_tiling_ok(p, T::kBlockM))  // tile_scheduler.h
     return static_cast<int>(cudaErrorInvalidValue);
   const long long n_ctas = num_items(p);  // one work item per CTA (tile_scheduler.h)
   if (n_ctas == 0) return 0;

@@ -68,6 +68,15 @@ SEER_HOST_DEVICE long long num_items(const AttnParams& p) {
   return static_cast<long long>(p.n_row_tiles) * p.h_kv * p.batch;
 }
 
+// The row tiling and mask fields a row-tile kernel of `tile_rows` rows (and K/V chunks of 16 keys) relies
+// on, as the API layer sets them (attention_params.h "Row tiles"); launchers return cudaErrorInvalidValue
+// otherwise.
+SEER_HOST_DEVICE bool row_tiling_ok(const AttnParams& p, int tile_rows) {
+  return p.pack >= 1 && p.group % p.pack == 0 && p.tile_tokens >= 1 && p.tile_tokens * p.pack <= tile_rows &&
+         p.block_size_k >= 16 && p.block_size_k % 16 == 0 && p.mask_heads >= 1 && p.h_q % p.mask_heads == 0 &&
+         p.mask_row_div >= 1 && p.n_row_tiles == (p.group / p.pack) * p.n_tok_tiles;
+}
+
 // First token of row tile rt, and its first q head.
 struct RowTile {
   int tok0, h0;

@@ -48,10 +48,7 @@ int run_bwd_sm90_(const AttnBwdParams& p, void* stream_ptr) {
   return static_cast<int>(cudaErrorNotSupported);  // no sm_90a code in this build
 #else
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  if (p.head_dim != D || p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 ||
-      p.tile_tokens * p.pack > attn_bwd::kBwdTileRows || p.block_size_k < 16 || p.block_size_k % 16 != 0 ||
-      p.mask_heads < 1 || p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 ||
-      p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
+  if (p.head_dim != D || !row_tiling_ok(p, attn_bwd::kBwdTileRows))  // tile_scheduler.h
     return static_cast<int>(cudaErrorInvalidValue);
   int err = launch_dkdv_sm90<Elem, D>(p, stream);
   if (err == 0 && (p.deterministic || p.dq_accum == nullptr)) err = launch_dq_sm90<Elem, D>(p, stream);

@@ -16,10 +16,7 @@ int run_attention_fwd_sm90_(const AttnParams& p, void* stream) {
   (void)stream;
   return static_cast<int>(cudaErrorNotSupported);  // no sm_90a code in this build
 #else
-  if (p.head_dim != D || p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 ||
-      p.tile_tokens * p.pack > T::kBlockM || p.block_size_k < 16 || p.block_size_k % 16 != 0 ||
-      p.mask_heads < 1 || p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 ||
-      p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
+  if (p.head_dim != D || !row_tiling_ok(p, T::kBlockM))  // tile_scheduler.h
     return static_cast<int>(cudaErrorInvalidValue);
   // Persistent: T::kCtasPerSm CTAs per SM, each looping over the work items with a stride of the grid.
   return sm90_rows::launch_persistent<T>(attention_fwd_sm90_kernel<T>, p, num_items(p), static_cast<cudaStream_t>(stream));
