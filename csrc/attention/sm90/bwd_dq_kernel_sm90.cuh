@@ -22,6 +22,7 @@
 #include "common/sm90_pipeline.h"
 #include "common/sm90_wgmma.h"
 #include "attention/attention_params.h"
+#include "attention/bwd_common.h"
 #include "attention/sm90/row_tile_parts_sm90.cuh"
 
 namespace seer {
@@ -41,7 +42,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
   using sm90_rows::work_item;
   constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN;
   constexpr int kStages = T::kStages;
-  constexpr float kLog2e = 1.4426950408889634f;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = sm90_rows::ring_setup<T>(smem_raw);  // row_tile_parts_sm90.cuh
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
         if (r < rows_used && tok < it.seqlen_q) {
           const int64_t li = static_cast<int64_t>(h) * p.total_q + it.q_start + tok;
           const float l = p.lse[li];
-          lse2[rr] = l == -INFINITY ? INFINITY : l * kLog2e;
+          lse2[rr] = l == -INFINITY ? INFINITY : l * attn_bwd::kLog2e;
           dd[rr] = p.softmax_d[li];
         }
       }
@@ -125,20 +125,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
         sm90::fence_operands(sd);
         sm90::fence_operands(dp);
         sm90::wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < T::kKSteps; ++kk) {
-          const uint32_t a_off = (kk / 4) * (kBlockM * 128) + (kk % 4) * 32;
-          const uint32_t b_off = (kk / 4) * (kBlockN * 128) + (kk % 4) * 32;
-          sm90::wgmma_ss<kBlockN, Elem, 0>(sd, sm90::make_smem_desc_sw128(sQ_addr + a_off, 16, 1024),
-                                           sm90::make_smem_desc_sw128(sK_addr + b_off, 16, 1024), kk != 0);
-        }
-#pragma unroll
-        for (int kk = 0; kk < T::kKSteps; ++kk) {
-          const uint32_t a_off = (kk / 4) * (kBlockM * 128) + (kk % 4) * 32;
-          const uint32_t b_off = (kk / 4) * (kBlockN * 128) + (kk % 4) * 32;
-          sm90::wgmma_ss<kBlockN, Elem, 0>(dp, sm90::make_smem_desc_sw128(sdO_addr + a_off, 16, 1024),
-                                           sm90::make_smem_desc_sw128(sV_addr + b_off, 16, 1024), kk != 0);
-        }
+        sm90_rows::wgmma_rows_keys<T>(sd, sQ_addr, sK_addr);  // row_tile_parts_sm90.cuh
+        sm90_rows::wgmma_rows_keys<T>(dp, sdO_addr, sV_addr);
         sm90::wgmma_commit();
       };
       // dQ += dS K of stage `st` (issued and committed, not waited); K is the MN-major B operand as V in

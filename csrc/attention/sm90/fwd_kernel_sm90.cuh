@@ -128,12 +128,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         const uint32_t sK_addr = smem_u32(smem + T::kOffK + st * T::kTileBytes);
         sm90::fence_operands(sd);
         sm90::wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < T::kKSteps; ++kk) {
-          const uint64_t da = sm90::make_smem_desc_sw128(sQ_addr + (kk / 4) * (kBlockM * 128) + (kk % 4) * 32, 16, 1024);
-          const uint64_t db = sm90::make_smem_desc_sw128(sK_addr + (kk / 4) * (kBlockN * 128) + (kk % 4) * 32, 16, 1024);
-          sm90::wgmma_ss<kBlockN, Elem, 0>(sd, da, db, kk != 0);
-        }
+        sm90_rows::wgmma_rows_keys<T>(sd, sQ_addr, sK_addr);  // row_tile_parts_sm90.cuh
         sm90::wgmma_commit();
       };
       // O += P V of stage `st` (issued and committed, not waited). V is the MN-major B operand: k16

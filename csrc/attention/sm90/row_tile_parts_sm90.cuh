@@ -11,6 +11,7 @@
 //                 publishes an end marker (key[0] == kNoKey) and goes on with the next item.
 //   gather_tile_rows : Q (or dO) rows of a row tile into shared memory (cp.async).
 //   launch_persistent : the host side: T::kCtasPerSm CTAs per SM looping over the work items.
+//   wgmma_rows_keys : S-shaped GEMM (row operand x K/V stage^T) from shared memory.
 //   RowMask     : a consumer thread's two rows of the row tile: key limits and user-mask rows, and the
 //                 masking of an S tile (only boundary tiles pay for it).
 //
@@ -29,6 +30,7 @@
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
 #include "common/sm90_primitives.h"
+#include "common/sm90_wgmma.h"
 #include "common/sm90_pipeline.h"
 #include "attention/attention_params.h"
 #include "attention/block_iter.h"
@@ -225,6 +227,19 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
         break;  // the end marker of this item is out
       }
     }
+  }
+}
+
+// acc (kBlockM rows x kBlockN keys) = A B^T over the head dim, both from shared memory in SW128 slabs: A a
+// row operand (Q or dO, kBlockM x D), B a K/V stage (kBlockN x D), both K-major. Issued, not committed:
+// the caller fences the accumulator before and commits after.
+template <typename T>
+SEER_DEVICE void wgmma_rows_keys(float (&acc)[T::kBlockN / 2], uint32_t a_addr, uint32_t b_addr) {
+#pragma unroll
+  for (int kk = 0; kk < T::kKSteps; ++kk) {
+    const uint64_t da = sm90::make_smem_desc_sw128(a_addr + (kk / 4) * (T::kBlockM * 128) + (kk % 4) * 32, 16, 1024);
+    const uint64_t db = sm90::make_smem_desc_sw128(b_addr + (kk / 4) * (T::kBlockN * 128) + (kk % 4) * 32, 16, 1024);
+    sm90::wgmma_ss<T::kBlockN, typename T::Elem, 0>(acc, da, db, kk != 0);
   }
 }
 
