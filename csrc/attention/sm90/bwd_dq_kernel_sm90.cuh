@@ -41,13 +41,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
   using sm90_rows::WorkItem;
   using sm90_rows::work_item;
   constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN;
-  constexpr int kStages = T::kStages;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = sm90_rows::ring_setup<T>(smem_raw);  // row_tile_parts_sm90.cuh
-  uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
   uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
-  auto meta_at = [&](int st) { return reinterpret_cast<const TileMeta*>(smem + T::kOffMeta + 64 * st); };
 
   const int tid = threadIdx.x;
   const int wg = tid / 128;  // 0 producer, 1 consumer
@@ -160,49 +157,38 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
 
       // dS of the pending tile (its dQ GEMM not issued yet) lives in dsa; pend_st is its stage.
       uint32_t dsa[kBlockN / 16][4];
-      bool pending = false;
       int pend_st = 0;
-      for (;; ++u) {
-        const int st = u % kStages;
-        sm90::mbar_wait(&bar_full[st], (u / kStages) & 1);
-        const TileMeta* m = meta_at(st);
-        if (m->key[0] == kNoKey) {  // end of this item's stream
-          release(st);
-          ++u;
-          break;
-        }
-        const uint32_t v = m->vbits;
-        sm90::fence_view_async_shared();  // cp.async (generic proxy) writes -> wgmma (async proxy) reads
-        float sd[kBlockN / 2], dp[kBlockN / 2];
-        if (!pending) {
-          issue_s_dp(sd, dp, st);
-          sm90::wgmma_wait<0>();
-          sm90::fence_operands(sd);
-          sm90::fence_operands(dp);
-          rm.apply(sd, m, v, p.mask_stride_col, t4);
-          form_ds(sd, dp, dsa);
-        } else {
-          issue_s_dp(sd, dp, st);
-          issue_dq(dsa, pend_st);
-          sm90::wgmma_wait<1>();  // S / dP of this tile done; dQ of the pending one may still run
-          sm90::fence_operands(sd);
-          sm90::fence_operands(dp);
-          rm.apply(sd, m, v, p.mask_stride_col, t4);
-          uint32_t dsa_nxt[kBlockN / 16][4];
-          form_ds(sd, dp, dsa_nxt);
-          sm90::wgmma_wait<0>();
-          sm90::fence_operands(acc_dq);
-          release(pend_st);
-          // dsa = dsa_nxt, reading the old dsa after its GEMM completed (the forward's pa trick: keeps
-          // ptxas from giving the in-flight A operand's registers to the dS temporaries, ptxas C7513).
+      const bool pending = sm90_rows::consume_stream<T>(
+          smem, u, pend_st,
+          [&](int st, const TileMeta* m, uint32_t v) {
+            float sd[kBlockN / 2], dp[kBlockN / 2];
+            issue_s_dp(sd, dp, st);
+            sm90::wgmma_wait<0>();
+            sm90::fence_operands(sd);
+            sm90::fence_operands(dp);
+            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            form_ds(sd, dp, dsa);
+          },
+          [&](int st, int pst, const TileMeta* m, uint32_t v) {
+            float sd[kBlockN / 2], dp[kBlockN / 2];
+            issue_s_dp(sd, dp, st);
+            issue_dq(dsa, pst);
+            sm90::wgmma_wait<1>();  // S / dP of this tile done; dQ of the pending one may still run
+            sm90::fence_operands(sd);
+            sm90::fence_operands(dp);
+            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            uint32_t dsa_nxt[kBlockN / 16][4];
+            form_ds(sd, dp, dsa_nxt);
+            sm90::wgmma_wait<0>();
+            sm90::fence_operands(acc_dq);
+            release(pst);
+            // dsa = dsa_nxt, reading the old dsa after its GEMM completed (the forward's pa trick: keeps
+            // ptxas from giving the in-flight A operand's registers to the dS temporaries, ptxas C7513).
 #pragma unroll
-          for (int kk = 0; kk < kBlockN / 16; ++kk)
+            for (int kk = 0; kk < kBlockN / 16; ++kk)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) dsa[kk][e] = dsa_nxt[kk][e] ^ (dsa[kk][e] & opaque_zero);
-        }
-        pending = true;
-        pend_st = st;
-      }
+              for (int e = 0; e < 4; ++e) dsa[kk][e] = dsa_nxt[kk][e] ^ (dsa[kk][e] & opaque_zero);
+          });
       // Every S / dP GEMM of this item has completed (in every warp, after the barrier): prefetch the
       // next item's Q / dO while the last dQ GEMM and the epilogue run.
       wg_sync();

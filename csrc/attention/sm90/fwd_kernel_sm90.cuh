@@ -58,14 +58,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
 #if SEER_HAS_SM90A
   using Elem = typename T::Elem;
   constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN, kChunks = T::kChunks;
-  constexpr int kStages = T::kStages;
   static_assert(kChunks == 4, "TileMeta holds 4 chunks");
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = sm90_rows::ring_setup<T>(smem_raw);  // row_tile_parts_sm90.cuh
-  uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
   uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
-  auto meta_at = [&](int st) { return reinterpret_cast<TileMeta*>(smem + T::kOffMeta + 64 * st); };
 
   const int tid = threadIdx.x;
   const int wg = tid / 128;  // 0 producer, 1 consumer
@@ -167,50 +164,39 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       // P of the pending tile (its P V not issued yet) lives in pa; pend_st is its stage.
       uint32_t pa[kBlockN / 16][4];
       float alpha[2];
-      bool pending = false;
       int pend_st = 0;
-      for (;; ++u) {
-        const int st = u % kStages;
-        sm90::mbar_wait(&bar_full[st], (u / kStages) & 1);
-        const TileMeta* m = meta_at(st);
-        if (m->key[0] == kNoKey) {  // end of this item's stream
-          release(st);
-          ++u;
-          break;
-        }
-        const uint32_t v = m->vbits;
-        sm90::fence_view_async_shared();  // cp.async (generic proxy) writes -> wgmma (async proxy) reads
-        float sd[kBlockN / 2];
-        if (!pending) {
-          issue_qk(sd, st);
-          sm90::wgmma_wait<0>();
-          sm90::fence_operands(sd);
-          rm.apply(sd, m, v, p.mask_stride_col, t4);
-          softmax(sd, pa, alpha);
-          rescale_o(alpha);
-        } else {
-          issue_qk(sd, st);
-          issue_pv(pa, pend_st);
-          sm90::wgmma_wait<1>();  // Q K^T of this tile done; P V of the pending one may still run
-          sm90::fence_operands(sd);
-          rm.apply(sd, m, v, p.mask_stride_col, t4);
-          uint32_t pa_nxt[kBlockN / 16][4];
-          softmax(sd, pa_nxt, alpha);
-          sm90::wgmma_wait<0>();
-          sm90::fence_operands(acc_o);
-          release(pend_st);
-          rescale_o(alpha);
-          // pa = pa_nxt, written so that the old pa is read here, after P V completed: ptxas then
-          // keeps its registers (the A operand of the asynchronous P V) away from the softmax
-          // temporaries above; reusing them would serialise every wgmma of the kernel (ptxas C7513).
+      const bool pending = sm90_rows::consume_stream<T>(
+          smem, u, pend_st,
+          [&](int st, const TileMeta* m, uint32_t v) {
+            float sd[kBlockN / 2];
+            issue_qk(sd, st);
+            sm90::wgmma_wait<0>();
+            sm90::fence_operands(sd);
+            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            softmax(sd, pa, alpha);
+            rescale_o(alpha);
+          },
+          [&](int st, int pst, const TileMeta* m, uint32_t v) {
+            float sd[kBlockN / 2];
+            issue_qk(sd, st);
+            issue_pv(pa, pst);
+            sm90::wgmma_wait<1>();  // Q K^T of this tile done; P V of the pending one may still run
+            sm90::fence_operands(sd);
+            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            uint32_t pa_nxt[kBlockN / 16][4];
+            softmax(sd, pa_nxt, alpha);
+            sm90::wgmma_wait<0>();
+            sm90::fence_operands(acc_o);
+            release(pst);
+            rescale_o(alpha);
+            // pa = pa_nxt, written so that the old pa is read here, after P V completed: ptxas then
+            // keeps its registers (the A operand of the asynchronous P V) away from the softmax
+            // temporaries above; reusing them would serialise every wgmma of the kernel (ptxas C7513).
 #pragma unroll
-          for (int kk = 0; kk < kBlockN / 16; ++kk)
+            for (int kk = 0; kk < kBlockN / 16; ++kk)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) pa[kk][e] = pa_nxt[kk][e] ^ (pa[kk][e] & opaque_zero);
-        }
-        pending = true;
-        pend_st = st;
-      }
+              for (int e = 0; e < 4; ++e) pa[kk][e] = pa_nxt[kk][e] ^ (pa[kk][e] & opaque_zero);
+          });
       // Every Q K^T of this item has completed (in every warp, after the barrier): prefetch the next
       // item's Q while P V and the epilogue run.
       wg_sync();

@@ -243,6 +243,37 @@ SEER_DEVICE void wgmma_rows_keys(float (&acc)[T::kBlockN / 2], uint32_t a_addr, 
   }
 }
 
+// The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
+// u % kStages): waits for each tile, calls first(st, m, v) for the item's first tile and
+// next(st, pend_st, m, v) for the others (m the tile's TileMeta, v its vbits) (pend_st: the previous tile's stage, which `next` releases once the GEMM left pending on
+// it is done), releases the end marker's stage and leaves u past it. Returns whether a tile is pending
+// (its stage in pend_st): the caller finishes it.
+template <typename T, typename First, typename Next>
+SEER_DEVICE bool consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next) {
+  uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
+  uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
+  bool pending = false;
+  for (;; ++u) {
+    const int st = u % T::kStages;
+    sm90::mbar_wait(&bar_full[st], (u / T::kStages) & 1);
+    const TileMeta* m = reinterpret_cast<const TileMeta*>(smem + T::kOffMeta + 64 * st);
+    if (m->key[0] == kNoKey) {  // end of this item's stream
+      sm90::mbar_arrive(&bar_empty[st]);
+      ++u;
+      break;
+    }
+    const uint32_t v = m->vbits;
+    sm90::fence_view_async_shared();  // cp.async (generic proxy) writes -> wgmma (async proxy) reads
+    if (!pending)
+      first(st, m, v);
+    else
+      next(st, pend_st, m, v);
+    pending = true;
+    pend_st = st;
+  }
+  return pending;
+}
+
 // A consumer thread's two rows (g and g + 8 of its warp's 16) of a row tile: visibility of keys and the
 // masking of S tiles (64 keys, the wgmma accumulator layout: element 4 f + e of the thread is row
 // 16 warp + g + 8 (e >> 1), key 8 f + 2 t4 + (e & 1) of the tile).
