@@ -334,14 +334,23 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
     CK(cudaEventDestroy(e1));
   }
   const int n_cfg = timing ? 0 : (impl == 1 ? 1 : 3);
+  // det 1: deterministic; 0: atomic; -1 (impl 1): atomic with tile counts of density 0 (AttnParams::tile_count
+  // = {0 kept, 1 visible}), so the dK/dV kernel leaves dQ to the q-major dQ kernel (bwd_common.h dq_fused).
+  unsigned long long* d_tcount = nullptr;
+  if (impl == 1 && n_cfg > 0) {
+    const unsigned long long counts[2] = {0ull, 1ull};
+    CK(cudaMalloc(&d_tcount, sizeof(counts)));
+    CK(cudaMemcpy(d_tcount, counts, sizeof(counts), cudaMemcpyHostToDevice));
+  }
   for (int cfg = 0; cfg < n_cfg; ++cfg)
-    for (int det = 1; det >= 0; --det) {
+    for (int det = 1; det >= (impl == 1 ? -1 : 0); --det) {
       if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
       if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
       if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
       if (nq) CK(cudaMemset(d_dqacc, 0, nq * sizeof(float)));
-      p.deterministic = det != 0;
-      p.dq_accum = det ? nullptr : d_dqacc;
+      p.deterministic = det == 1;
+      p.dq_accum = det == 1 ? nullptr : d_dqacc;
+      p.tile_count = det == -1 ? d_tcount : nullptr;
       const char* name = impl == 1 ? "sm90 wgmma" : cfg == 0 ? "run_attention_bwd" : (cfg == 1 ? "Dkdv" : "DkdvSmall");
       auto launch = [&](auto cfg_tag) {
         using Cfg = decltype(cfg_tag);
@@ -364,9 +373,9 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
                      : launch(seer::attn_bwd::BwdConfig<256, __half>{});
       CK(static_cast<cudaError_t>(err));
       CK(cudaDeviceSynchronize());
-      std::printf(" [%s %s]\n", name, det ? "deterministic" : "atomic");
+      std::printf(" [%s %s]\n", name, det == 1 ? "deterministic" : (det == 0 ? "atomic" : "atomic, q-major dQ"));
       std::vector<float> got_dq;
-      if (cfg != 0 && !det) {
+      if (cfg != 0 && det == 0) {
         std::vector<float> acc(nq);
         if (nq) CK(cudaMemcpy(acc.data(), d_dqacc, nq * sizeof(float), cudaMemcpyDeviceToHost));
         got_dq.resize(nq);
@@ -378,6 +387,8 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
       ok = check("dk", fetch(d_dk, nk), dk_ref, hkv, k_owned) && ok;
       ok = check("dv", fetch(d_dv, nk), dv_ref, hkv, k_owned) && ok;
     }
+  p.tile_count = nullptr;
+  if (d_tcount != nullptr) CK(cudaFree(d_tcount));
   return ok;
 }
 
