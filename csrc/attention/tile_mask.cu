@@ -126,7 +126,7 @@ __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int
       n_kept += SEER_SHFL_XOR(n_kept, o);
       n_visible += SEER_SHFL_XOR(n_visible, o);
     }
-    if (tx == 0 && n_visible > 0) {  // one lane per warp (blockDim.x = 32)
+    if (tx == 0 && n_visible > 0) {  // lane 0 of each 32-thread row (a HIP wavefront of 64 holds two)
       atomicAdd(p.tile_count, static_cast<unsigned long long>(n_kept));
       atomicAdd(p.tile_count + 1, static_cast<unsigned long long>(n_visible));
     }
