@@ -151,6 +151,32 @@ def test_density(device, kind, density):
     _run(device, kind, Hq=4, Hkv=2, D=64, density=density)
 
 
+def _visible_tile_density(mask, seqlens, block):
+    """Kept fraction of the causally visible (query block, key block) tiles of a 2D mask with
+    B_q = B_k = block and seqlen_q = seqlen_k: what the tile-mask builder counts for the backward's dQ
+    path choice (csrc/attention/bwd_common.h dq_fused)."""
+    kept = visible = 0
+    for b, n_tok in enumerate(seqlens):
+        nb = -(-n_tok // block)
+        vis = torch.ones(nb, nb, dtype=torch.bool).tril()
+        m = mask[b, :, :nb, :nb].bool().cpu()
+        kept += int((m & vis).sum())
+        visible += int(vis.sum()) * m.shape[0]
+    return kept / visible
+
+
+@pytest.mark.parametrize("density", [0.05, 0.9])
+def test_bwd_dq_paths(device, density):
+    # The default (atomic) sm90 backward adds dQ in the dK/dV kernel above a kept-tile density of 30% and
+    # leaves it to the q-major dQ kernel below (decided on the device): both paths against the reference,
+    # D 128, rows of several tiles. The density check documents which path each case takes there.
+    lens = [1100, 700, 300]
+    inp = build_attention_inputs(device, kind="2d", seqlens_q=lens, Hq=4, Hkv=2, D=128, density=density, seed=3)
+    tile_density = _visible_tile_density(inp["mask"], lens, 64)
+    assert (tile_density < 0.3) == (density < 0.3), tile_density
+    check_attention(inp, use_dlse=True)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_only_seqlen_one(device, kind):
     # every sequence has one token: out = v of that token (or 0 where the mask drops it)

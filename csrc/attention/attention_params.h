@@ -74,6 +74,10 @@ struct AttnParams {
   int n_row_tiles;    // (group / pack) * n_tok_tiles
   uint8_t* tile_mask;   // [batch][h_kv][n_row_tiles][nb_k]
   uint8_t* tile_maskT;  // [batch][h_kv][nb_k][n_row_tiles]
+  unsigned long long* tile_count;  // optional [2] zero-initialised device counters the tile-mask builder
+                                   // adds to: tiles with a nonzero value, tiles some row can see (sequence /
+                                   // causal bounds); nullptr: not counted. The sm90 backward reads them to
+                                   // pick its dQ path (bwd_common.h dq_fused).
 };
 
 struct AttnBwdParams : AttnParams {

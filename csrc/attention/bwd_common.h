@@ -63,6 +63,18 @@ constexpr float kLog2e = 1.4426950408889634f;
 // Rows per row tile of the backward kernels (== attention_bwd_tile_rows for every head dim).
 constexpr int kBwdTileRows = 64;
 
+// dQ path of the atomic (non-deterministic) sm90 backward, decided on the device from the tile counts of
+// the tile-mask builder (no host sync): at a kept-tile density above kDqFusedMinDensityPct percent the
+// dK/dV kernel adds dQ with fp32 atomics (it is 10% faster at density 1); below, the dK/dV kernel skips
+// dQ and the q-major dQ kernel computes it (14-25% faster at density 0.1-0.2: the fused dQ pays for the
+// union of two key blocks' row tiles). Measured on the H200, benchmarks/NOTES.md v7. Without counts
+// (tile_count == nullptr): fused.
+constexpr int kDqFusedMinDensityPct = 30;
+SEER_DEVICE bool dq_fused(const unsigned long long* tile_count) {
+  if (tile_count == nullptr) return true;
+  return tile_count[0] * 100ull > tile_count[1] * static_cast<unsigned long long>(kDqFusedMinDensityPct);
+}
+
 // Chunk flags of the kChunks 16-key chunks starting at sequence-local key `key0`: 2 bits per chunk,
 // the tile-mask value of the chunk's key block (0 for keys past the sequence). The tile-mask entry of
 // block n is tm[base + n * stride_n]. Consecutive chunks of one block read one byte.

@@ -69,6 +69,7 @@ constexpr int kConvThreads = 256;
 
 template <typename Elem>
 __global__ void __launch_bounds__(kConvThreads) bwd_dq_convert_kernel(const __grid_constant__ AttnBwdParams p) {
+  if (!dq_fused(p.tile_count)) return;  // the q-major dQ kernel wrote dq (bwd_common.h)
   const int vec_per_row = p.head_dim / 8;
   const int64_t n_vec = static_cast<int64_t>(p.total_q) * p.h_q * vec_per_row;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kConvThreads + threadIdx.x; i < n_vec;
@@ -137,8 +138,12 @@ int run_bwd_sm90(const AttnBwdParams& p, cudaStream_t stream) {
 
 int attention_bwd_tile_rows(int /*head_dim*/) { return attn_bwd::kBwdTileRows; }
 
-int run_attention_bwd(const AttnBwdParams& p, void* stream_ptr) {
+int run_attention_bwd(const AttnBwdParams& params, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  // Only the sm90 kernels can leave dQ to the q-major dQ kernel (bwd_common.h dq_fused): elsewhere the
+  // dK/dV kernel always adds dQ, so the convert kernel must not look at tile counts.
+  AttnBwdParams p = params;
+  if (!use_bwd_sm90(p)) p.tile_count = nullptr;
   if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) return static_cast<int>(cudaErrorInvalidValue);
   int err = p.is_bf16 ? attn_bwd::launch_preprocess<__nv_bfloat16>(p, stream)
                       : attn_bwd::launch_preprocess<__half>(p, stream);

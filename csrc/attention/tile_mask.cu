@@ -35,8 +35,10 @@ constexpr int kThreadsY = 8;      // threads along row tiles (each covers kPatch
 constexpr long long kMaxGrid = 1 << 20;
 
 // Value of tile_mask[b][hk][rt][n] (see the file comment); sb: the bounds of sequence b (seqlen.h).
+// `visible`: some row of the tile can see block n (before the user mask).
 __device__ __forceinline__ uint8_t tile_value(const AttnParams& p, int b, int hk, int rt, int n,
-                                              const SeqBounds& sb) {
+                                              const SeqBounds& sb, bool& visible) {
+  visible = false;
   const int seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
   const int slot = rt / p.n_tok_tiles;
   const int tok0 = (rt - slot * p.n_tok_tiles) * p.tile_tokens;
@@ -46,6 +48,7 @@ __device__ __forceinline__ uint8_t tile_value(const AttnParams& p, int b, int hk
   if (key0 >= seqlen_k) return 0;       // block outside the sequence's keys
   const int off = sb.causal_off;        // causal: key j visible to token t iff j <= t + off
   if (p.causal && key0 > tok_last + off) return 0;
+  visible = true;
 
   const int mrd = p.mask_row_div;
   const int heads_per_mask_head = p.h_q / p.mask_heads;
@@ -79,6 +82,7 @@ __device__ __forceinline__ uint8_t tile_value(const AttnParams& p, int b, int hk
 __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int n_n_patches, long long n_patches) {
   __shared__ uint8_t s_val[kPatch][kPatch + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
+  int n_kept = 0, n_visible = 0;  // this thread's tiles (p.tile_count)
   for (long long patch = blockIdx.x; patch < n_patches; patch += gridDim.x) {  // uniform per CTA
     long long rem = patch;
     const int np = static_cast<int>(rem % n_n_patches);
@@ -98,8 +102,11 @@ __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int
       const int rt = rp * kPatch + ty + i * kThreadsY;
       uint8_t v = 0;
       if (rt < p.n_row_tiles && n < p.nb_k) {
-        v = tile_value(p, b, hk, rt, n, sb);
+        bool visible;
+        v = tile_value(p, b, hk, rt, n, sb, visible);
         p.tile_mask[(bh * p.n_row_tiles + rt) * p.nb_k + n] = v;
+        n_kept += v != 0;
+        n_visible += visible;
       }
       s_val[ty + i * kThreadsY][tx] = v;
     }
@@ -112,6 +119,17 @@ __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int
       if (rt < p.n_row_tiles && n2 < p.nb_k) p.tile_maskT[(bh * p.nb_k + n2) * p.n_row_tiles + rt] = s_val[tx][ty + i * kThreadsY];
     }
     __syncthreads();  // s_val is rewritten by the next patch
+  }
+  if (p.tile_count != nullptr) {  // uniform
+#pragma unroll
+    for (int o = 16; o >= 1; o >>= 1) {
+      n_kept += SEER_SHFL_XOR(n_kept, o);
+      n_visible += SEER_SHFL_XOR(n_visible, o);
+    }
+    if (tx == 0 && n_visible > 0) {  // lane 0 of each 32-thread row (a HIP wavefront of 64 holds two)
+      atomicAdd(p.tile_count, static_cast<unsigned long long>(n_kept));
+      atomicAdd(p.tile_count + 1, static_cast<unsigned long long>(n_visible));
+    }
   }
 }
 

@@ -286,20 +286,29 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   const size_t nq = static_cast<size_t>(Tq) * hq * D, nk = k.size();
   p.bwd_wgmma = impl == 1;
   std::vector<float> timing_ref[3];  // impl 0's dq, dk, dv (timing with impl -1)
+  // Tile counts of density 0 (AttnParams::tile_count = {0 kept, 1 visible}) for the sm90 path "atomic,
+  // q-major dQ": the dK/dV kernel leaves dQ to the q-major dQ kernel (bwd_common.h dq_fused).
+  unsigned long long* d_tcount = nullptr;
+  if (impl != 0) {
+    const unsigned long long counts[2] = {0ull, 1ull};
+    CK(cudaMalloc(&d_tcount, sizeof(counts)));
+    CK(cudaMemcpy(d_tcount, counts, sizeof(counts), cudaMemcpyHostToDevice));
+  }
   if (timing) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
     // impl -1: both implementations on the same inputs.
     for (int im = impl < 0 ? 0 : impl; im <= (impl < 0 ? 1 : impl); ++im)
-      for (int det = 0; det <= 1; ++det) {
+      for (int det = 0; det <= (im == 1 ? 2 : 1); ++det) {  // 2: atomic, q-major dQ (sm90)
         p.bwd_wgmma = im == 1;
-        p.deterministic = det != 0;
-        p.dq_accum = det ? nullptr : d_dqacc;
+        p.deterministic = det == 1;
+        p.dq_accum = det == 1 ? nullptr : d_dqacc;
+        p.tile_count = det == 2 ? d_tcount : nullptr;
         std::vector<float> ms;
         for (int r = 0; r <= time_reps; ++r) {  // run 0: warm-up
           CK(cudaEventRecord(e0));
-          if (!det) CK(cudaMemsetAsync(d_dqacc, 0, nq * sizeof(float)));
+          if (det != 1) CK(cudaMemsetAsync(d_dqacc, 0, nq * sizeof(float)));
           CK(static_cast<cudaError_t>(seer::run_attention_bwd(p, nullptr)));
           CK(cudaEventRecord(e1));
           CK(cudaEventSynchronize(e1));
@@ -309,8 +318,8 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
         }
         std::sort(ms.begin(), ms.end());
         std::printf("  impl %d (%s) %s: median %.3f ms (min %.3f)\n", im, im ? "sm90 wgmma" : "mma.sync",
-                    det ? "deterministic" : "atomic", ms[ms.size() / 2], ms[0]);
-        if (!det && impl < 0) {  // the two implementations' atomic-path gradients against each other
+                    det == 1 ? "deterministic" : (det == 0 ? "atomic" : "atomic, q-major dQ"), ms[ms.size() / 2], ms[0]);
+        if (det != 1 && impl < 0) {  // the two implementations' atomic-path gradients against each other
           for (int o = 0; o < 3; ++o) {
             std::vector<float> g = fetch(o == 0 ? d_dq : (o == 1 ? d_dk : d_dv), o == 0 ? nq : nk);
             if (im == 0) {
@@ -332,16 +341,18 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
       }
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
+    p.tile_count = nullptr;
   }
   const int n_cfg = timing ? 0 : (impl == 1 ? 1 : 3);
   for (int cfg = 0; cfg < n_cfg; ++cfg)
-    for (int det = 1; det >= 0; --det) {
+    for (int det = 1; det >= (impl == 1 ? -1 : 0); --det) {
       if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
       if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
       if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
       if (nq) CK(cudaMemset(d_dqacc, 0, nq * sizeof(float)));
-      p.deterministic = det != 0;
-      p.dq_accum = det ? nullptr : d_dqacc;
+      p.deterministic = det == 1;
+      p.dq_accum = det == 1 ? nullptr : d_dqacc;
+      p.tile_count = det == -1 ? d_tcount : nullptr;
       const char* name = impl == 1 ? "sm90 wgmma" : cfg == 0 ? "run_attention_bwd" : (cfg == 1 ? "Dkdv" : "DkdvSmall");
       auto launch = [&](auto cfg_tag) {
         using Cfg = decltype(cfg_tag);
@@ -364,9 +375,9 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
                      : launch(seer::attn_bwd::BwdConfig<256, __half>{});
       CK(static_cast<cudaError_t>(err));
       CK(cudaDeviceSynchronize());
-      std::printf(" [%s %s]\n", name, det ? "deterministic" : "atomic");
+      std::printf(" [%s %s]\n", name, det == 1 ? "deterministic" : (det == 0 ? "atomic" : "atomic, q-major dQ"));
       std::vector<float> got_dq;
-      if (cfg != 0 && !det) {
+      if (cfg != 0 && det == 0) {
         std::vector<float> acc(nq);
         if (nq) CK(cudaMemcpy(acc.data(), d_dqacc, nq * sizeof(float), cudaMemcpyDeviceToHost));
         got_dq.resize(nq);
@@ -378,6 +389,8 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
       ok = check("dk", fetch(d_dk, nk), dk_ref, hkv, k_owned) && ok;
       ok = check("dv", fetch(d_dv, nk), dv_ref, hkv, k_owned) && ok;
     }
+  p.tile_count = nullptr;
+  if (d_tcount != nullptr) CK(cudaFree(d_tcount));
   return ok;
 }
 

@@ -7,7 +7,9 @@
 // dP = dO V^T (wgmma, all operands in shared memory), masks S on boundary tiles, forms dS in registers
 // and issues dQ += dS K (wgmma, dS from registers, K the MN-major B operand). The next tile's S / dP
 // are issued together with the current dQ GEMM so that it overlaps the next dS computation. A row tile
-// is one CTA's and its kept tiles come in a fixed order: no atomics, bitwise reproducible.
+// is one CTA's and its kept tiles come in a fixed order: no atomics, bitwise reproducible. Runs on the
+// deterministic path, and on the atomic path when the tile density is low (bwd_common.h dq_fused; it
+// then exits at once where the dK/dV kernel has added dQ).
 // Rows with lse = -inf (no visible key) and padding rows get P = 0: their dQ is zero.
 #pragma once
 
@@ -41,6 +43,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
   using sm90_rows::WorkItem;
   using sm90_rows::work_item;
   constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN;
+
+  // Atomic path at a high tile density: the dK/dV kernel has added dQ already (bwd_common.h dq_fused).
+  if (!p.deterministic && p.dq_accum != nullptr && attn_bwd::dq_fused(p.tile_count)) return;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = sm90_rows::ring_setup<T>(smem_raw);  // row_tile_parts_sm90.cuh

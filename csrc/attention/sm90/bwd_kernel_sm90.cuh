@@ -290,6 +290,9 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
     const int lane = wtid & 31, warp = wtid >> 5;  // computed after the register increase (not carried over it)
     const int c = wg - 1;
     const int g = lane >> 2, t4 = lane & 3;
+    // Atomic path: dQ is added here only at a high kept-tile density; else the q-major dQ kernel computes
+    // it after this kernel (bwd_common.h dq_fused; uniform over the grid).
+    const bool fuse_dq = Is_atomic && attn_bwd::dq_fused(p.tile_count);
     const uint32_t sK_addr = smem_u32(smem + T::kOffK);
     // K / V of the consumer's keys as the K-major A operand of S^T / dP^T.
     const uint64_t dk_base = sm90::make_smem_desc_sw128(sK_addr + c * (64 * 128), 16, 1024);
@@ -334,13 +337,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
       const uint32_t myflags = (flags >> (8 * c)) & 0xffu;  // this consumer's 4 chunks
       // Both consumers keep a chunk of the row tile: split dQ (kDqSplitD). Else a consumer that keeps
       // nothing releases the stage at once and runs ahead (up to kStages - 1 row tiles).
-      const bool split = Is_atomic && T::kDqSplitD && (flags & 0xffu) != 0u && (flags >> 8) != 0u;
+      const bool split = fuse_dq && T::kDqSplitD && (flags & 0xffu) != 0u && (flags >> 8) != 0u;
       if (myflags == 0u && !split) {
         sm90::mbar_arrive(&bar_empty[st]);
         // Atomic path: the consumer's next worked row tile may reuse the dS^T buffer of its last one
         // (u & 1, or the stage); this barrier orders every warp's dQ reads of that buffer before any
         // warp's next dS^T stores (a worked row tile has its own barrier before its dQ).
-        if constexpr (Is_atomic) sm90::named_sync(2 + c, 128);
+        if (fuse_dq) sm90::named_sync(2 + c, 128);
         continue;
       }
       sm90::fence_view_async_shared();  // cp.async (generic proxy) writes -> wgmma (async proxy) reads
@@ -438,7 +441,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dk, dsa[kk], desc_add(dq_t, kk * 2048), 1);
         sm90::wgmma_commit();
       }
-      if constexpr (Is_atomic) {
+      if (fuse_dq) {
         // dS^T -> shared memory [keys][rows] (SW128, one 64-row slab): buffer st (per stage) when split
         // row tiles exist, else u & 1.
         unsigned char* sdS = smem + T::kOffDS + (T::kDqSplitD ? st : (u & 1)) * T::kDSBytes;

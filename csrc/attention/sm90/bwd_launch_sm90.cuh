@@ -1,8 +1,10 @@
 // Launcher of the Hopper dK/dV kernel of the backward (sm90/bwd_kernel_sm90.cuh): one instantiation per
 // (head dim, element type) in instantiations/bwd_hdim*_sm90.cu, compiled for sm_90a. Same contract as
 // run_bwd_hdim (bwd_launch.cuh): softmax_d must already hold D_i; atomic path (!deterministic and
-// dq_accum set, zero-initialised): the kernel also adds dQ into dq_accum and the caller converts it;
-// deterministic path: the q-major wgmma dQ kernel (sm90/bwd_dq_kernel_sm90.cuh) follows.
+// dq_accum set, zero-initialised): the kernel also adds dQ into dq_accum and the caller converts it - or,
+// with tile counts (AttnParams::tile_count) at a low kept-tile density, the q-major dQ kernel writes dq
+// and the convert kernel does nothing (bwd_common.h dq_fused); deterministic path: the q-major wgmma dQ
+// kernel (sm90/bwd_dq_kernel_sm90.cuh) follows.
 #pragma once
 
 #include "attention/attention_params.h"
@@ -51,7 +53,10 @@ int run_bwd_sm90_(const AttnBwdParams& p, void* stream_ptr) {
   if (p.head_dim != D || !row_tiling_ok(p, attn_bwd::kBwdTileRows))  // tile_scheduler.h
     return static_cast<int>(cudaErrorInvalidValue);
   int err = launch_dkdv_sm90<Elem, D>(p, stream);
-  if (err == 0 && (p.deterministic || p.dq_accum == nullptr)) err = launch_dq_sm90<Elem, D>(p, stream);
+  // Deterministic path: dQ here. Atomic path with tile counts: the dK/dV kernel added dQ, or (low tile
+  // density, decided on the device) this kernel computes it (bwd_common.h dq_fused).
+  if (err == 0 && (p.deterministic || p.dq_accum == nullptr || p.tile_count != nullptr))
+    err = launch_dq_sm90<Elem, D>(p, stream);
   return err;
 #endif
 }
