@@ -176,6 +176,24 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
           },
           [&](int st, int pst, const TileMeta* m, uint32_t v) {
             float sd[kBlockN / 2], dp[kBlockN / 2];
+            if constexpr (T::kStages <= 2) {
+              // Two stages (D 128): the pending tile's dQ GEMM first, then this tile's S / dP, so the
+              // pending stage goes back to the producer as soon as its dQ GEMM completes (while S / dP
+              // still run) and the next tile's K / V load overlaps this tile's S / dP and dS. The dS math
+              // then overlaps no GEMM of this warpgroup (the SM's other CTA fills that).
+              issue_dq(dsa, pst);
+              issue_s_dp(sd, dp, st);
+              sm90::wgmma_wait<1>();  // dQ of the pending tile done (groups complete in order)
+              sm90::fence_operands(acc_dq);
+              release(pst);
+              sm90::wgmma_wait<0>();
+              sm90::fence_operands(sd);
+              sm90::fence_operands(dp);
+              rm.apply(sd, m, v, p.mask_stride_col, t4);
+              form_ds(sd, dp, dsa);
+              return;
+            }
+            // More stages (D 64): this tile's S / dP first, the pending dQ GEMM overlapping its dS math.
             issue_s_dp(sd, dp, st);
             issue_dq(dsa, pst);
             sm90::wgmma_wait<1>();  // S / dP of this tile done; dQ of the pending one may still run
