@@ -7,7 +7,14 @@
 // split counts (row-adaptive splitting on and off), head dims 64 / 128 / 256, fp16 and bf16.
 // Built and run with the other self-tests by `make selftest` (cmake target seer_decode_selftest);
 // exits non-zero if any case fails.
+// `seer_decode_selftest --time`: D1 of WORKLOADS.md (batch 32, cache lengths uniform in [1024, 32768] with
+// one at 32768, 32 q / 8 kv heads, D 128, bf16), block masks of density 0.1 / 0.5, blocks of 64 and 32
+// keys, contiguous and paged (page 16) caches: the time of one decode (select, split, combine kernels,
+// automatic splits) as a CUDA graph replayed 50 times, for several min_split_keys (the row-adaptive
+// split length; the op uses decode_api.cpp's kMinSplitKeys). K / V values do not matter for the time.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -55,7 +62,107 @@ static bool run_case(const DecodeCase& c, int D, std::mt19937& rng) {
                       label);
 }
 
+// --time (see the top of the file). Returns the exit code.
+static int time_d1() {
+  const int B = 32, S = 32768, hq = 32, hkv = 8, D = 128;
+  std::mt19937 rng(5);
+  std::vector<int> lens(B);
+  std::uniform_int_distribution<int> len_d(1024, S);
+  for (int b = 0; b < B; ++b) lens[b] = b == 0 ? S : len_d(rng);
+  DeviceArena dev;
+  const size_t kv_elems = static_cast<size_t>(B) * S * hkv * D;
+  uint16_t* k = dev.alloc<uint16_t>(kv_elems);
+  uint16_t* v = dev.alloc<uint16_t>(kv_elems);
+  CK(cudaMemset(k, 0x3c, kv_elems * 2));  // bf16 0x3c3c = 0.0115
+  CK(cudaMemset(v, 0x3c, kv_elems * 2));
+  cudaStream_t stream;
+  CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int page : {0, 16})
+    for (int bk : {64, 32})
+      for (double density : {0.1, 0.5}) {
+        DecodeCase c{"D1", true, false, false, false, lens, S, hq, hkv, bk, 0, 0, density, 1, page};
+        DecodeData d;
+        d.c = c;
+        d.D = D;
+        d.B = B;
+        d.nb = S / bk;
+        d.group = hq / hkv;
+        d.max_pages = page ? S / page : 0;
+        d.num_pages = page ? B * d.max_pages : 0;
+        d.K = 1;
+        std::uniform_real_distribution<double> U(0, 1);
+        d.mask.resize(static_cast<size_t>(B) * hkv * d.nb);
+        for (auto& m : d.mask) m = U(rng) < density;
+        if (page) {  // pages of the pool in a shuffled order
+          d.table.resize(static_cast<size_t>(B) * d.max_pages);
+          for (size_t i = 0; i < d.table.size(); ++i) d.table[i] = static_cast<int>(i);
+          std::shuffle(d.table.begin(), d.table.end(), rng);
+        }
+        std::vector<uint16_t> q(static_cast<size_t>(B) * hq * D, 0x3c3c);
+        DecodeBuffers m{};
+        m.q = dev.copy(q);
+        m.k = k;
+        m.v = v;
+        m.out = dev.alloc<uint16_t>(d.out_elems());
+        m.lse = dev.alloc<float>(d.lse_elems());
+        m.lens = dev.copy(lens);
+        m.mask = dev.copy(d.mask);
+        m.idx = nullptr;
+        m.table = page ? dev.copy(d.table) : nullptr;
+        m.sel = dev.alloc<int>(d.sel_elems());
+        std::printf("time: D1 bf16 D 128 %s block %d density %.1f:", page ? "paged16" : "contiguous", bk, density);
+        for (int msk : {256, 384, 512, 768, 1024}) {
+          c.min_split_keys = msk;
+          d.c = c;
+          DecodeParams p;
+          fill_decode_params(p, d, m);
+          p.num_splits = decode_num_splits(p, 0);
+          DeviceArena ws;
+          if (p.num_splits > 1) {
+            p.o_partial = ws.alloc<float>(static_cast<size_t>(p.num_splits) * d.out_elems());
+            p.lse_partial = ws.alloc<float>(static_cast<size_t>(p.num_splits) * d.lse_elems());
+          }
+          for (int i = 0; i < 3; ++i)
+            if (run_block_sparse_decode(p, stream) != 0) {
+              std::printf(" run_block_sparse_decode failed\n");
+              return 1;
+            }
+          cudaGraph_t graph;
+          cudaGraphExec_t exec;
+          CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+          const int rc = run_block_sparse_decode(p, stream);
+          CK(cudaStreamEndCapture(stream, &graph));
+          if (rc != 0) return 1;
+          CK(cudaGraphInstantiate(&exec, graph, 0));
+          cudaEvent_t e0, e1;
+          CK(cudaEventCreate(&e0));
+          CK(cudaEventCreate(&e1));
+          std::vector<float> ts;
+          for (int rep = 0; rep < 5; ++rep) {
+            CK(cudaEventRecord(e0, stream));
+            for (int i = 0; i < 50; ++i) CK(cudaGraphLaunch(exec, stream));
+            CK(cudaEventRecord(e1, stream));
+            CK(cudaEventSynchronize(e1));
+            float ms = 0;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            ts.push_back(ms * 1000.f / 50);
+          }
+          std::sort(ts.begin(), ts.end());
+          std::printf("  msk %d (%d splits) %.1f us", msk, p.num_splits, ts[2]);
+          CK(cudaEventDestroy(e0));
+          CK(cudaEventDestroy(e1));
+          CK(cudaGraphExecDestroy(exec));
+          CK(cudaGraphDestroy(graph));
+        }
+        std::printf("\n");
+        std::fflush(stdout);
+      }
+  CK(cudaStreamDestroy(stream));
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--time") == 0) return time_d1();
   std::mt19937 rng(argc > 1 ? std::atoi(argv[1]) : 11);
   // name, bf16, left_pad, first_unmasked, use_indices, lens, S, hq, hkv, bk, splits (0: auto), min_split_keys,
   // density, n_tok (L), page_size (0: dense)
