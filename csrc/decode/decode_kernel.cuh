@@ -11,7 +11,7 @@
 //      ids into a shared window of kListCap entries (refilled if a share is longer).
 //   3. Stream the keys of the listed blocks in 16-key tiles through a kStages-deep cp.async ring; a
 //      stage holds kNWarps tiles of K and V and warp w computes tile w of every stage with mma.sync
-//      (S = Q K^T: 16 rows x 16 keys; O += P V), keeping its own online-softmax state (base 2).
+//      (S = Q K^T: 16 rows x 16 keys; O += P V), keeping its own online-softmax state (common/softmax.h).
 //      Keys outside the valid slots are zero-filled (never read) and masked to -inf; keys after a
 //      row's own token slot (L > 1) are masked to -inf.
 //   4. Merge the warps' (m, l, O) through shared memory; write out/lse or the split partials.
@@ -22,6 +22,7 @@
 
 #include "common/platform.h"
 #include "common/sm80_primitives.h"
+#include "common/softmax.h"
 #include "decode/decode_params.h"
 #include "decode/decode_schedule.h"
 
@@ -364,7 +365,7 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   float acc_o[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) acc_o[i][0] = acc_o[i][1] = acc_o[i][2] = acc_o[i][3] = 0.f;
-  float row_m[2] = {kNegInf, kNegInf};  // running max (base-2 scaled logits) of rows g8, g8 + 8
+  float row_m[2] = {kNegInf, kNegInf};  // running max (raw logits) of rows g8, g8 + 8
   // Causal limit of rows g8 and g8 + 8 (L > 1): token i sees slots < hi - (L - 1 - i). For L = 1
   // both are hi, the valid-slot bound the loads use.
   int row_hi[2];
@@ -400,44 +401,21 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
         mma_16816<Elem>(s[1], qa, b1);
       }
 
-      // Mask invalid slots, scale to base 2, online softmax.
+      // Mask invalid slots (-inf), online softmax of the two rows (common/softmax.h).
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int slot = slot0 + nt * 8 + t4 * 2 + e;
           const bool ok = slot >= lo;
-          s[nt][e] = ok && slot < row_hi[0] ? s[nt][e] * p.scale_log2 : kNegInf;
-          s[nt][2 + e] = ok && slot < row_hi[1] ? s[nt][2 + e] * p.scale_log2 : kNegInf;
+          if (!(ok && slot < row_hi[0])) s[nt][e] = kNegInf;
+          if (!(ok && slot < row_hi[1])) s[nt][2 + e] = kNegInf;
         }
       }
-      float mx[2];
-      mx[0] = quad_max(fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1])));
-      mx[1] = quad_max(fmaxf(fmaxf(s[0][2], s[0][3]), fmaxf(s[1][2], s[1][3])));
-      float corr[2], mu[2];
+      float corr[2];
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const float m_new = fmaxf(row_m[r], mx[r]);
-        mu[r] = m_new == kNegInf ? 0.f : m_new;    // no key yet: exponents stay -inf -> 0
-        corr[r] = fast_exp2(row_m[r] - mu[r]);     // exp2(-inf) = 0 when nothing was seen before
-        row_m[r] = m_new;
-      }
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-        s[nt][0] = fast_exp2(s[nt][0] - mu[0]);
-        s[nt][1] = fast_exp2(s[nt][1] - mu[0]);
-        s[nt][2] = fast_exp2(s[nt][2] - mu[1]);
-        s[nt][3] = fast_exp2(s[nt][3] - mu[1]);
-      }
-      row_l[0] = row_l[0] * corr[0] + (s[0][0] + s[0][1] + s[1][0] + s[1][1]);
-      row_l[1] = row_l[1] * corr[1] + (s[0][2] + s[0][3] + s[1][2] + s[1][3]);
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) {
-        acc_o[i][0] *= corr[0];
-        acc_o[i][1] *= corr[0];
-        acc_o[i][2] *= corr[1];
-        acc_o[i][3] *= corr[1];
-      }
+      for (int r = 0; r < 2; ++r) corr[r] = online_softmax_row<false>(s, r, row_m[r], row_l[r], p.scale_log2);
+      rescale_rows(acc_o, corr);
 
       // O += P V. P (16 x 16 keys) as the A operand straight from the accumulators.
       const uint32_t pa[4] = {pack2<Elem>(s[0][0], s[0][1]), pack2<Elem>(s[0][2], s[0][3]),
@@ -456,6 +434,9 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   }
 
   // ---- 4. merge the warps and write --------------------------------------------------------
+  // From here on maxima are in base-2 units (m * scale_log2; -inf: no key seen).
+#pragma unroll
+  for (int r = 0; r < 2; ++r) row_m[r] = row_m[r] == kNegInf ? kNegInf : row_m[r] * p.scale_log2;
   row_l[0] = quad_sum(row_l[0]);
   row_l[1] = quad_sum(row_l[1]);
   if (t4 == 0) {
