@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   const int tok_tile = item.tt, slot = item.slot, hk = item.hk, b = item.b;
 
   const SeqBounds sb = seq_bounds(p, b);  // clamped lengths (seqlen.h)
-  const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
+  const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q;
   const int tok0 = tok_tile * p.tile_tokens;
   if (tok0 >= seqlen_q) return;  // whole tile past the end of the sequence (uniform)
 
