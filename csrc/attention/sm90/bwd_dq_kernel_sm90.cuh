@@ -47,23 +47,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
   // Atomic path at a high tile density: the dK/dV kernel has added dQ already (bwd_common.h dq_fused).
   if (!p.deterministic && p.dq_accum != nullptr && attn_bwd::dq_fused(p.tile_count)) return;
 
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  unsigned char* smem = sm90_rows::ring_setup<T>(smem_raw);  // row_tile_parts_sm90.cuh
-  uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
-
-  const int tid = threadIdx.x;
-  const int wg = tid / 128;  // 0 producer, 1 consumer
-  const int wtid = tid % 128;
-  const PersistentItems sched = PersistentItems::of_this_cta();  // tile_scheduler.h
-  const int w0 = sched.first, w_step = sched.step;
-
-  if (wg == 0) {
-    // =============================== producer ===============================
-    sm90::regs_dec<T::kProducerRegs>();
-    sm90_rows::kv_producer<T>(p, smem, wtid, w0, w_step, n_work);  // row_tile_parts_sm90.cuh
-  } else {
+  sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk) {
     // =============================== consumer ===============================
-    sm90::regs_inc<T::kConsumerRegs>();
+    uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
     auto wg_sync = []() { sm90::named_sync(2, 128); };
     Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ);
     Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO);
@@ -71,7 +57,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
     const int lane = wtid & 31, warp = wtid >> 5;
     const int g = lane >> 2, t4 = lane & 3;
     const int warp_row0 = warp * 16;
-    const int rows_used = p.tile_tokens * p.pack;
     const float scale_log2 = p.scale_log2;
     const uint32_t opaque_zero = static_cast<uint32_t>(p.batch) >> 31;  // 0, unknown to the compiler
 
@@ -81,32 +66,24 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
       sm90_rows::gather_tile_rows<Elem, D, kBlockM>(sdO, static_cast<const Elem*>(p.dout), p.do_row_stride, p.do_head_stride, p, it,
                                                     wtid);
     };
-    auto next_work = [&](int w) {
-      for (w += w_step; w < n_work; w += w_step)
-        if (work_item(p, w).valid) break;
-      return w;
-    };
 
     float acc_dq[D / 2];
-    int w = w0;
-    if (w < n_work && !work_item(p, w).valid) w = next_work(w);
+    int w = walk.first(p);
     if (w < n_work) load_rows(work_item(p, w));
     int u = 0;
     for (; w < n_work;) {
       const WorkItem it = work_item(p, w);
-      const sm90_rows::RowMask rm(p, it, warp_row0, g);
+      const sm90_rows::ThreadRows tr(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
+      const sm90_rows::RowMask rm(p, it, tr);
       // This thread's two rows: lse * log2(e) (+inf: P = 0 for a padding row or one with no visible key)
       // and D_i.
       float lse2[2], dd[2];
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
-        const int r = warp_row0 + g + rr * 8;
-        const int tok = it.rows.tok0 + r / p.pack;
-        const int h = it.rows.h0 + r % p.pack;
         lse2[rr] = INFINITY;
         dd[rr] = 0.f;
-        if (r < rows_used && tok < it.seqlen_q) {
-          const int64_t li = static_cast<int64_t>(h) * p.total_q + it.q_start + tok;
+        if (tr.ok[rr]) {
+          const int64_t li = tr.stat_index(p, it, rr);
           const float l = p.lse[li];
           lse2[rr] = l == -INFINITY ? INFINITY : l * attn_bwd::kLog2e;
           dd[rr] = p.softmax_d[li];
@@ -205,40 +182,24 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
             sm90::wgmma_wait<0>();
             sm90::fence_operands(acc_dq);
             release(pst);
-            // dsa = dsa_nxt, reading the old dsa after its GEMM completed (the forward's pa trick: keeps
-            // ptxas from giving the in-flight A operand's registers to the dS temporaries, ptxas C7513).
-#pragma unroll
-            for (int kk = 0; kk < kBlockN / 16; ++kk)
-#pragma unroll
-              for (int e = 0; e < 4; ++e) dsa[kk][e] = dsa_nxt[kk][e] ^ (dsa[kk][e] & opaque_zero);
+            sm90_rows::handoff_operand(dsa, dsa_nxt, opaque_zero);  // dsa = dsa_nxt, after the dQ GEMM read dsa
           });
-      // Every S / dP GEMM of this item has completed (in every warp, after the barrier): prefetch the
-      // next item's Q / dO while the last dQ GEMM and the epilogue run.
-      wg_sync();
-      const int w_next = next_work(w);
-      if (w_next < n_work) load_rows(work_item(p, w_next));
-      if (pending) {
+      // The next item's Q / dO load while the last dQ GEMM and the epilogue run.
+      const int w_next = sm90_rows::end_of_item(p, walk, w, pending, load_rows, [&]() {
         issue_dq(dsa, pend_st);
         sm90::wgmma_wait<0>();
         sm90::fence_operands(acc_dq);
         release(pend_st);
-      }
+      });
 
       // ---- epilogue: dQ * scale from registers (4-byte stores of column pairs) ----
       Elem* gdq = static_cast<Elem*>(p.dq);
 #pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const int r = warp_row0 + g + rr * 8;
-        const int tok = it.rows.tok0 + r / p.pack;
-        const int h = it.rows.h0 + r % p.pack;
-        if (r < rows_used && tok < it.seqlen_q) {
-          Elem* row = gdq + static_cast<int64_t>(it.q_start + tok) * p.dq_row_stride + static_cast<int64_t>(h) * p.dq_head_stride;
-          store_row_pairs(frags(acc_dq), rr, p.scale, row + 2 * t4);
-        }
-      }
+      for (int rr = 0; rr < 2; ++rr)
+        if (tr.ok[rr]) store_row_pairs(frags(acc_dq), rr, p.scale, gdq + tr.offset(it, rr, p.dq_row_stride, p.dq_head_stride) + 2 * t4);
       w = w_next;
     }
-  }
+  });
 #endif  // SEER_HAS_SM90A
 }
 

@@ -60,30 +60,15 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
   constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN, kChunks = T::kChunks;
   static_assert(kChunks == 4, "TileMeta holds 4 chunks");
 
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  unsigned char* smem = sm90_rows::ring_setup<T>(smem_raw);  // row_tile_parts_sm90.cuh
-  uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
-
-  const int tid = threadIdx.x;
-  const int wg = tid / 128;  // 0 producer, 1 consumer
-  const int wtid = tid % 128;
-  const PersistentItems sched = PersistentItems::of_this_cta();  // tile_scheduler.h
-  const int w0 = sched.first, w_step = sched.step;
-
-  if (wg == 0) {
-    // =============================== producer ===============================
-    sm90::regs_dec<T::kProducerRegs>();
-    sm90_rows::kv_producer<T>(p, smem, wtid, w0, w_step, n_work);  // row_tile_parts_sm90.cuh
-  } else {
-    // =============================== consumers ===============================
-    sm90::regs_inc<T::kConsumerRegs>();
+  sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk) {
+    // =============================== consumer ===============================
+    uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
     auto wg_sync = []() { sm90::named_sync(2, 128); };
     Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ);
     const uint32_t sQ_addr = smem_u32(sQ);
     const int lane = wtid & 31, warp = wtid >> 5;
     const int g = lane >> 2, t4 = lane & 3;
     const int warp_row0 = warp * 16;
-    const int rows_used = p.tile_tokens * p.pack;
     const float scale_log2 = p.scale_log2;
     const uint32_t opaque_zero = static_cast<uint32_t>(p.batch) >> 31;  // 0, unknown to the compiler
 
@@ -91,25 +76,15 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
     auto load_q = [&](const WorkItem& it) {
       sm90_rows::gather_tile_rows<Elem, D, kBlockM>(sQ, static_cast<const Elem*>(p.q), p.q_row_stride, p.q_head_stride, p, it, wtid);
     };
-    // Next valid work item of this CTA (n_work if none).
-    auto next_work = [&](int w) {
-      for (w += w_step; w < n_work; w += w_step)
-        if (work_item(p, w).valid) break;
-      return w;
-    };
 
     float acc_o[D / 2];
-    int w = w0;
-    if (w < n_work && !work_item(p, w).valid) w = next_work(w);
-    if (w < n_work) {
-      const WorkItem it0 = work_item(p, w);
-      load_q(it0);
-    }
+    int w = walk.first(p);
+    if (w < n_work) load_q(work_item(p, w));
     int u = 0;
     for (; w < n_work;) {
       const WorkItem it = work_item(p, w);
-      const RowTile me = it.rows;
-      const sm90_rows::RowMask rm(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
+      const sm90_rows::ThreadRows tr(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
+      const sm90_rows::RowMask rm(p, it, tr);
 
       cp_async_wait<0>();  // this item's Q (prefetched)
       sm90::fence_view_async_shared();
@@ -189,46 +164,29 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             sm90::fence_operands(acc_o);
             release(pst);
             rescale_o(alpha);
-            // pa = pa_nxt, written so that the old pa is read here, after P V completed: ptxas then
-            // keeps its registers (the A operand of the asynchronous P V) away from the softmax
-            // temporaries above; reusing them would serialise every wgmma of the kernel (ptxas C7513).
-#pragma unroll
-            for (int kk = 0; kk < kBlockN / 16; ++kk)
-#pragma unroll
-              for (int e = 0; e < 4; ++e) pa[kk][e] = pa_nxt[kk][e] ^ (pa[kk][e] & opaque_zero);
+            sm90_rows::handoff_operand(pa, pa_nxt, opaque_zero);  // pa = pa_nxt, after P V read pa
           });
-      // Every Q K^T of this item has completed (in every warp, after the barrier): prefetch the next
-      // item's Q while P V and the epilogue run.
-      wg_sync();
-      const int w_next = next_work(w);
-      if (w_next < n_work) {
-        const WorkItem nx = work_item(p, w_next);
-        load_q(nx);
-      }
-      if (pending) {
+      // The next item's Q loads while the last P V and the epilogue run.
+      const int w_next = sm90_rows::end_of_item(p, walk, w, pending, load_q, [&]() {
         issue_pv(pa, pend_st);
         sm90::wgmma_wait<0>();
         sm90::fence_operands(acc_o);
         release(pend_st);
-      }
+      });
 
       // ---- epilogue: O / l from registers (4-byte stores of column pairs), lse ----
       Elem* go = static_cast<Elem*>(p.out);
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
         const RowTotal tot = row_finish(row_sum[rr]);
-        const int r = warp_row0 + g + rr * 8;
-        const int tok = me.tok0 + r / p.pack;
-        const int h = me.h0 + r % p.pack;
-        if (r < rows_used && tok < it.seqlen_q) {
-          if (t4 == 0) p.lse[static_cast<int64_t>(h) * p.total_q + it.q_start + tok] = row_lse(row_max[rr], tot.l, scale_log2);
-          Elem* orow = go + static_cast<int64_t>(it.q_start + tok) * p.o_row_stride + static_cast<int64_t>(h) * p.o_head_stride;
-          store_row_pairs(frags(acc_o), rr, tot.inv, orow + 2 * t4);
+        if (tr.ok[rr]) {
+          if (t4 == 0) p.lse[tr.stat_index(p, it, rr)] = row_lse(row_max[rr], tot.l, scale_log2);
+          store_row_pairs(frags(acc_o), rr, tot.inv, go + tr.offset(it, rr, p.o_row_stride, p.o_head_stride) + 2 * t4);
         }
       }
       w = w_next;
     }
-  }
+  });
 #endif  // SEER_HAS_SM90A
 }
 

@@ -10,10 +10,14 @@
 //                 zero-filled), cp.async.mbarrier.arrive on `full`. After the last tile of an item it
 //                 publishes an end marker (key[0] == kNoKey) and goes on with the next item.
 //   gather_tile_rows : Q (or dO) rows of a row tile into shared memory (cp.async).
+//   ItemWalk, run_roles : the CTA's valid work items; the kernel body up to the role split (producer
+//                 warpgroup / consumer warpgroup).
 //   launch_persistent : the host side: T::kCtasPerSm CTAs per SM looping over the work items.
 //   wgmma_rows_keys : S-shaped GEMM (row operand x K/V stage^T) from shared memory.
-//   RowMask     : a consumer thread's two rows of the row tile: key limits and user-mask rows, and the
-//                 masking of an S tile (only boundary tiles pay for it).
+//   ThreadRows, RowMask : a consumer thread's two rows of the row tile: where they live; key limits and
+//                 user-mask rows, and the masking of an S tile (only boundary tiles pay for it).
+//   end_of_item, handoff_operand : the consumer's pipeline around its items (prefetch of the next item's
+//                 rows with the last pending GEMM; the in-flight A operand's register hand-off).
 //
 // Stage layout (Traits): K[kStages], V[kStages] of kBlockN = 64 keys in the 128-byte-swizzled slab
 // layout wgmma reads (common/sm90_primitives.h); barriers full (count 129: one cp.async arrival per
@@ -230,6 +234,37 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
   }
 }
 
+// The CTA's valid work items, in its persistent order (w0, w0 + step, ... below n; invalid items - row
+// tiles past their sequence's end - skipped, as the producer skips them). Uniform over the CTA.
+struct ItemWalk {
+  int w0, step, n;
+  // The first valid item at or after w (n if none).
+  SEER_DEVICE int from(const AttnParams& p, int w) const {
+    for (; w < n; w += step)
+      if (work_item(p, w).valid) break;
+    return w;
+  }
+  SEER_DEVICE int first(const AttnParams& p) const { return from(p, w0); }
+  SEER_DEVICE int next(const AttnParams& p, int w) const { return from(p, w + step); }
+};
+
+// Body of a q-major kernel: ring_setup, then the role split - warpgroup 0 runs kv_producer with
+// T::kProducerRegs registers, warpgroup 1 calls consumer(smem, wtid, walk) with T::kConsumerRegs.
+template <typename T, typename Consumer>
+SEER_DEVICE void run_roles(const AttnParams& p, int n_work, Consumer&& consumer) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem = ring_setup<T>(smem_raw);
+  const int wtid = threadIdx.x % 128;
+  const PersistentItems sched = PersistentItems::of_this_cta();  // tile_scheduler.h
+  if (threadIdx.x < 128) {
+    sm90::regs_dec<T::kProducerRegs>();
+    kv_producer<T>(p, smem, wtid, sched.first, sched.step, n_work);
+  } else {
+    sm90::regs_inc<T::kConsumerRegs>();
+    consumer(smem, wtid, ItemWalk{sched.first, sched.step, n_work});
+  }
+}
+
 // acc (kBlockM rows x kBlockN keys) = A B^T over the head dim, both from shared memory in SW128 slabs: A a
 // row operand (Q or dO, kBlockM x D), B a K/V stage (kBlockN x D), both K-major. Issued, not committed:
 // the caller fences the accumulator before and commits after.
@@ -274,29 +309,74 @@ SEER_DEVICE bool consume_stream(unsigned char* smem, int& u, int& pend_st, First
   return pending;
 }
 
-// A consumer thread's two rows (g and g + 8 of its warp's 16) of a row tile: visibility of keys and the
-// masking of S tiles (64 keys, the wgmma accumulator layout: element 4 f + e of the thread is row
-// 16 warp + g + 8 (e >> 1), key 8 f + 2 t4 + (e & 1) of the tile).
+// The two rows a consumer thread owns in the wgmma accumulator layout (rows g and g + 8 of its warp's 16
+// in the row tile): token, q head, whether the row lies inside the sequence, and where it lives.
+struct ThreadRows {
+  int tok[2], h[2];
+  bool ok[2];
+  SEER_DEVICE ThreadRows(const AttnParams& p, const WorkItem& it, int warp_row0, int g) {
+    const int rows_used = p.tile_tokens * p.pack;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int r = warp_row0 + g + rr * 8;
+      tok[rr] = it.rows.tok0 + r / p.pack;
+      h[rr] = it.rows.h0 + r % p.pack;
+      ok[rr] = r < rows_used && tok[rr] < it.seqlen_q;
+    }
+  }
+  // Index of row rr in the [H_q, T_q] row statistics (lse, softmax_d).
+  SEER_DEVICE int64_t stat_index(const AttnParams& p, const WorkItem& it, int rr) const {
+    return static_cast<int64_t>(h[rr]) * p.total_q + it.q_start + tok[rr];
+  }
+  // Element offset of row rr in a [T_q, H_q, D] tensor with these strides.
+  SEER_DEVICE int64_t offset(const WorkItem& it, int rr, int64_t row_stride, int64_t head_stride) const {
+    return static_cast<int64_t>(it.q_start + tok[rr]) * row_stride + static_cast<int64_t>(h[rr]) * head_stride;
+  }
+};
+
+// The end of an item's stream in a consumer warpgroup (after consume_stream): once every warp has passed
+// the barrier (every S-shaped GEMM of the item has completed) the next valid item's row operands are
+// prefetched - load(next item) - while flush() completes the GEMM left pending on the last tile, if any.
+// Returns the next item (walk.n if none).
+template <typename Load, typename Flush>
+SEER_DEVICE int end_of_item(const AttnParams& p, const ItemWalk& walk, int w, bool pending, Load&& load, Flush&& flush) {
+  sm90::named_sync(2, 128);
+  const int w_next = walk.next(p, w);
+  if (w_next < walk.n) load(work_item(p, w_next));
+  if (pending) flush();
+  return w_next;
+}
+
+// dst = next for the A operand (registers) of the pipelined GEMM, written so that the old dst is read
+// here, after the GEMM that used it completed: ptxas then keeps those registers (the operand of an
+// asynchronous wgmma) away from the temporaries that computed `next`; reusing them would serialise every
+// wgmma of the kernel (ptxas C7513). opaque_zero: 0, but unknown to the compiler.
+template <int N>
+SEER_DEVICE void handoff_operand(uint32_t (&dst)[N][4], const uint32_t (&next)[N][4], uint32_t opaque_zero) {
+#pragma unroll
+  for (int kk = 0; kk < N; ++kk)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dst[kk][e] = next[kk][e] ^ (dst[kk][e] & opaque_zero);
+}
+
+// A consumer thread's two rows (ThreadRows) of a row tile: visibility of keys and the masking of S tiles
+// (64 keys, the wgmma accumulator layout: element 4 f + e of the thread is row 16 warp + g + 8 (e >> 1),
+// key 8 f + 2 t4 + (e & 1) of the tile).
 struct RowMask {
   int kmax[2];            // keys >= kmax are invisible (0: padding row)
   const uint8_t* mrow[2]; // user-mask row (nullptr: padding row)
   int warp_kmin;          // smallest kmax over the warp's valid rows (a tile below it needs no masking)
 
-  SEER_DEVICE RowMask(const AttnParams& p, const WorkItem& it, int warp_row0, int g) {
-    const int rows_used = p.tile_tokens * p.pack;
-    const RowTile& me = it.rows;
+  SEER_DEVICE RowMask(const AttnParams& p, const WorkItem& it, const ThreadRows& tr) {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const int r = warp_row0 + g + rr * 8;
-      const int tok = me.tok0 + r / p.pack;
-      const int h = me.h0 + r % p.pack;
-      const bool row_ok = r < rows_used && tok < it.seqlen_q;
-      kmax[rr] = row_ok ? it.sb.key_limit(tok, p.causal) : 0;
-      const int hm = h / (p.h_q / p.mask_heads);
-      mrow[rr] = row_ok ? p.mask + static_cast<int64_t>(it.t.b) * p.mask_stride_b +
-                              static_cast<int64_t>(hm) * p.mask_stride_h +
-                              static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row
-                        : nullptr;
+      const int tok = tr.tok[rr];
+      kmax[rr] = tr.ok[rr] ? it.sb.key_limit(tok, p.causal) : 0;
+      const int hm = tr.h[rr] / (p.h_q / p.mask_heads);
+      mrow[rr] = tr.ok[rr] ? p.mask + static_cast<int64_t>(it.t.b) * p.mask_stride_b +
+                                 static_cast<int64_t>(hm) * p.mask_stride_h +
+                                 static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row
+                           : nullptr;
     }
     int km = 0x7fffffff;
 #pragma unroll
