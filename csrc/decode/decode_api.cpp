@@ -64,10 +64,11 @@ at::Tensor byte_mask(const at::Tensor& mask) {
   return mask.ne(0);
 }
 
-// Keys a working split streams at least (row-adaptive splitting, DecodeParams::min_split_keys): 512
-// matched uniform splits at density 0.1 and was 2-3% faster at 0.5 on D1 (H100, benchmarks/NOTES.md v1);
-// 256 was 7-10% slower at 0.1.
-constexpr int kMinSplitKeys = 512;
+// Keys a working split streams at least (row-adaptive splitting, DecodeParams::min_split_keys). H200,
+// `seer_decode_selftest --time` (D1, one run, benchmarks/NOTES.md v8): 384 the fastest of 256 / 384 / 512 /
+// 768 / 1024 on all 8 rows (contiguous / paged16, blocks 64 / 32, d = 0.1 / 0.5), 0.3-1.8% below 512;
+// 1024 and up cost 15-100% at d = 0.1 (too few CTAs to hide the per-CTA latency).
+constexpr int kMinSplitKeys = 384;
 
 // SEER_ATTN_CHECK_INPUTS=1 only (copies to the host: a device sync): every block_indices entry is -1
 // or in [0, nb); every block_table entry of a page holding a valid slot is in [0, num_pages).
