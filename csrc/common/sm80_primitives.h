@@ -14,6 +14,21 @@
 
 namespace seer {
 
+#if defined(SEER_CUDA_EMU)
+// tests/cuda_emu: the same instructions on host threads (cp.async queued until its wait; ldmatrix and
+// mma.sync as rendezvous of the warp).
+SEER_DEVICE void cp_async_16(void* smem_dst, const void* gmem_src, bool pred) { seer_emu::cp_issue(smem_dst, gmem_src, 16, !pred); }
+SEER_DEVICE void cp_async_16_zfill(void* smem_dst, const void* gmem_src, bool pred) { seer_emu::cp_issue(smem_dst, gmem_src, 16, !pred); }
+SEER_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) { seer_emu::cp_issue(smem_dst, gmem_src, 4, false); }
+SEER_DEVICE void cp_async_commit() { seer_emu::cp_commit(); }
+template <int N>
+SEER_DEVICE void cp_async_wait() { seer_emu::cp_wait(N); }
+SEER_DEVICE uint32_t smem_u32(const void* p) { return seer_emu::to_shared(p); }
+SEER_DEVICE void ldmatrix_x4_sa(uint32_t (&r)[4], uint32_t s) { seer_emu::ldmatrix<4, false>(r, s); }
+SEER_DEVICE void ldmatrix_x4_trans_sa(uint32_t (&r)[4], uint32_t s) { seer_emu::ldmatrix<4, true>(r, s); }
+SEER_DEVICE void ldmatrix_x2_sa(uint32_t (&r)[2], uint32_t s) { seer_emu::ldmatrix<2, false>(r, s); }
+SEER_DEVICE void ldmatrix_x2_trans_sa(uint32_t (&r)[2], uint32_t s) { seer_emu::ldmatrix<2, true>(r, s); }
+#else
 // 16-byte asynchronous copy global -> shared. When !pred, the 16 shared bytes are zero-filled and
 // global memory is not read (the address must still be a valid pointer value, not dereferenced).
 SEER_DEVICE void cp_async_16(void* smem_dst, const void* gmem_src, bool pred) {
@@ -62,6 +77,8 @@ SEER_DEVICE void ldmatrix_x2_sa(uint32_t (&r)[2], uint32_t s) {
 SEER_DEVICE void ldmatrix_x2_trans_sa(uint32_t (&r)[2], uint32_t s) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
 }
+#endif
+
 // The same from generic pointers into shared memory.
 SEER_DEVICE void ldmatrix_x4(uint32_t (&r)[4], const void* smem_src) { ldmatrix_x4_sa(r, smem_u32(smem_src)); }
 SEER_DEVICE void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_src) { ldmatrix_x4_trans_sa(r, smem_u32(smem_src)); }
@@ -80,8 +97,12 @@ constexpr bool kIsHalf = std::is_same<Elem, __half>::value;
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
 template <typename Elem>
 SEER_DEVICE void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(SEER_CUDA_EMU)
+  seer_emu::mma_16816<Elem>(d, a, b);
+#else
   if constexpr (kIsHalf<Elem>) SEER_MMA_16816("f16");
   else SEER_MMA_16816("bf16");
+#endif
 }
 #undef SEER_MMA_16816
 
@@ -123,9 +144,13 @@ SEER_DEVICE Elem from_float(float x) {
 
 // 2^x with the hardware approximation (what softmax mainloops use after folding log2(e) into the scale).
 SEER_DEVICE float fast_exp2(float x) {
+#if defined(SEER_CUDA_EMU)
+  return std::exp2(x);
+#else
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+#endif
 }
 
 // Reductions over the 4 lanes of a quad (the lanes that share one accumulator row).

@@ -17,6 +17,23 @@ namespace sm90 {
 
 SEER_DEVICE uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
+#if defined(SEER_CUDA_EMU)
+// tests/cuda_emu: the barriers in their shared-memory words (over-arrival and deadlock abort).
+SEER_DEVICE void mbar_init(uint64_t* bar, int count) { seer_emu::mbar_init(bar, count); }
+SEER_DEVICE void mbar_init_fence() {}
+SEER_DEVICE void mbar_arrive(uint64_t* bar) { seer_emu::mbar_arrive(bar, 1); }
+SEER_DEVICE void mbar_arrive_cnt(uint64_t* bar, int count) { seer_emu::mbar_arrive(bar, count); }
+SEER_DEVICE void mbar_wait(uint64_t* bar, int parity) { seer_emu::mbar_wait(bar, parity); }
+SEER_DEVICE void cp_async_mbar_arrive(uint64_t* bar) {
+  seer_emu::cp_land_all();
+  seer_emu::mbar_arrive(bar, 1);
+}
+SEER_DEVICE void named_sync(int id, int threads) { seer_emu::named_sync(id, threads); }
+template <int N>
+SEER_DEVICE void regs_inc() {}
+template <int N>
+SEER_DEVICE void regs_dec() {}
+#else
 SEER_DEVICE void mbar_init(uint64_t* bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 }
@@ -65,6 +82,7 @@ SEER_DEVICE void regs_dec() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
 #endif
 }
+#endif  // SEER_CUDA_EMU
 
 }  // namespace sm90
 }  // namespace seer

@@ -35,6 +35,16 @@ __host__ __device__ __forceinline__ uint32_t sw128_offset(int row, int col, int 
   return static_cast<uint32_t>(slab * rows * 128 + row * 128 + ((chunk ^ (row & 7)) << 4) + ((col & 7) << 1));
 }
 
+#if defined(SEER_CUDA_EMU)
+// tests/cuda_emu: wgmma groups are queued per thread and run at wgmma.wait_group; the fences are no-ops.
+template <typename R>
+SEER_DEVICE void fence_operands(R&) {}
+SEER_DEVICE void wgmma_fence() {}
+SEER_DEVICE void wgmma_commit() { seer_emu::wgmma_commit(); }
+template <int N>
+SEER_DEVICE void wgmma_wait() { seer_emu::wgmma_wait(N); }
+SEER_DEVICE void fence_view_async_shared() {}
+#else
 // Compiler-level fence on registers a wgmma reads or writes (no instruction): the empty asm "reads and
 // writes" every element, so the compiler can neither sink earlier writes (zeroing, rescaling, the
 // A-fragment packs) below the wgmma.fence that follows it, nor hoist later reads of the accumulators
@@ -74,6 +84,7 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() { SEER_TRAP(); }
 __device__ __forceinline__ void fence_view_async_shared() { SEER_TRAP(); }
 #endif
+#endif  // SEER_CUDA_EMU
 
 }  // namespace sm90
 }  // namespace seer

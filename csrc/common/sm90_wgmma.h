@@ -20,7 +20,21 @@ namespace sm90 {
 template <int N, typename Elem, int kTransB>
 struct Wgmma;
 
-#if SEER_HAS_SM90A
+#if defined(SEER_CUDA_EMU)
+// tests/cuda_emu: the same operations queued on host threads (run at wgmma.wait_group).
+template <int N, typename Elem, int kTransB>
+struct Wgmma {
+  static void ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    seer_emu::wgmma_issue<N, Elem, kTransB>(d, desc_a, desc_b, scale_d, false, nullptr);
+  }
+  static void ss_ta(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    seer_emu::wgmma_issue<N, Elem, kTransB>(d, desc_a, desc_b, scale_d, true, nullptr);
+  }
+  static void rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
+    seer_emu::wgmma_issue<N, Elem, kTransB>(d, 0, desc_b, scale_d, false, a);
+  }
+};
+#elif SEER_HAS_SM90A
 // One specialisation: N, element type, its PTX type name, then per N the accumulator operand list
 // (D_REGS), the asm outputs (D_OUTS) and the operand numbers that follow the accumulators (SS: desc_a,
 // desc_b, scale_d, kTransB; RS: a[0..3], desc_b, scale_d, kTransB).
@@ -71,7 +85,7 @@ SEER_WGMMA_SPECIALISATION(128, __half, "f16", SEER_WGMMA_D_REGS_128, SEER_WGMMA_
 // END GENERATED
 
 #undef SEER_WGMMA_SPECIALISATION
-#endif  // SEER_HAS_SM90A
+#endif  // SEER_CUDA_EMU / SEER_HAS_SM90A
 
 // Without sm_90a code (an sm_80 pass of the same file) the wrappers exist but trap: only sm_90a
 // kernels call them (common/platform.h, SEER_HAS_SM90A).

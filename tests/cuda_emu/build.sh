@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the CUDA kernels' source and the torch-free self-tests (csrc/*/selftest) for the host-thread
+# emulation (cuda_emu.h): clang++ -DSEER_CUDA_EMU, no GPU, no nvcc. Usage: build.sh [out_dir] (default
+# build/cuda_emu); the binaries are out_dir/seer_{fwd,bwd,decode,pooling}_selftest.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+out="${1:-$root/build/cuda_emu}"
+mkdir -p "$out/obj"
+CXX="${CXX:-clang++-19}"
+CUDA_INC="${CUDA_HOME:-/usr/local/cuda}/include"
+flags=(-std=c++20 -O1 -g0 -pthread -fno-strict-aliasing -Wno-unknown-pragmas -Wno-unused-result
+       -DSEER_CUDA_EMU -DSEER_ATTN_SM90A -I"$root/tests/cuda_emu" -I"$root/csrc" -I"$CUDA_INC")
+mapfile -t srcs < <(cd "$root" && find csrc -name '*.cu' -not -path '*/hip/*' | sort)
+srcs+=(tests/cuda_emu/cuda_emu_runtime.cpp)
+compile() {  # src -> obj (skipped when up to date)
+  local src="$1" obj="$out/obj/$(echo "$1" | tr '/' '_').o"
+  if [ ! -f "$obj" ] || [ "$root/$src" -nt "$obj" ] || [ -n "$(find "$root/csrc" "$root/tests/cuda_emu" -newer "$obj" -name '*.h' -o -newer "$obj" -name '*.cuh' | head -1)" ]; then
+    "$CXX" "${flags[@]}" -x c++ -c "$root/$src" -o "$obj"
+  fi
+  echo "$obj"
+}
+objs=()
+jobs_n="${JOBS:-2}"
+pids=()
+for s in "${srcs[@]}"; do
+  compile "$s" > /dev/null &
+  pids+=($!)
+  if [ "${#pids[@]}" -ge "$jobs_n" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+done
+for p in "${pids[@]}"; do wait "$p"; done
+for s in "${srcs[@]}"; do objs+=("$out/obj/$(echo "$s" | tr '/' '_').o"); done
+for t in attention/selftest/fwd_selftest attention/selftest/bwd_selftest decode/selftest/decode_selftest pooling/selftest/pooling_selftest; do
+  name="seer_$(basename "$t")"
+  "$CXX" "${flags[@]}" -x c++ "$root/csrc/$t.cpp" -x none "${objs[@]}" -o "$out/$name"
+done
+echo "built: $out/seer_{fwd,bwd,decode,pooling}_selftest"
