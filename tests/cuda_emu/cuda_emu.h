@@ -6,11 +6,12 @@
 // not speed or the hardware's rounding: MMAs accumulate in fp32 in a fixed order.
 //
 // Model:
-//   - A CTA runs as blockDim host threads; CTAs of a grid run one after the other. Threads that return
-//     leave every barrier they belong to.
+//   - A CTA's threads are fibers on one host thread, switched round-robin wherever a thread waits; CTAs
+//     of a grid run one after the other. Threads that return leave every barrier they belong to.
 //   - Warp-collective operations (shuffles, votes, ldmatrix, mma.sync) are a rendezvous of the warp's 32
 //     threads; wgmma of the warpgroup's 128 (its register A operand is gathered at issue). A collective
-//     reached by part of a warp deadlocks here (the watchdog aborts and names the waiting threads).
+//     reached by part of a warp, or a barrier that never completes, is a deadlock: the emulation aborts
+//     and names what each waiting thread waits for.
 //   - cp.async copies are queued per thread and land at cp.async.wait_group / cp.async.mbarrier.arrive
 //     (never earlier), so a read before the wait sees the shared memory's previous contents (dynamic
 //     shared memory starts as 0xFF bytes: NaN in fp32, bf16 and fp16).
@@ -27,17 +28,12 @@
 #include <cuda_bf16.h>
 
 #include <atomic>
-#include <barrier>
-#include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <tuple>
 #include <bit>
 #include <type_traits>
@@ -49,12 +45,17 @@
 #define __launch_bounds__(...)
 #endif
 
+// The built-in index variables (threadIdx is switched with the running thread).
+inline uint3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
 namespace seer_emu {
 
 constexpr int kWarp = 32;
 constexpr int kWarpGroup = 128;
 constexpr int kSlot = 64;  // bytes a thread deposits per rendezvous
 constexpr size_t kSmemBytes = 232448;  // sm_90 opt-in maximum per block
+constexpr size_t kStackBytes = 256 * 1024;  // per emulated thread
 
 [[noreturn]] inline void fail(const char* what) {
   std::fprintf(stderr, "cuda_emu: %s\n", what);
@@ -62,36 +63,11 @@ constexpr size_t kSmemBytes = 232448;  // sm_90 opt-in maximum per block
   std::abort();
 }
 
-// Progress counter for the deadlock watchdog: bumped by every completed rendezvous / barrier / arrival.
-inline std::atomic<uint64_t> g_progress{0};
-
-struct NamedBar {
-  std::mutex m;
-  std::condition_variable cv;
-  int arrived = 0;
-  uint64_t gen = 0;
-};
-
-struct Cta {
-  explicit Cta(int n, size_t smem_bytes)
-      : nthreads(n), sync(n), slots(static_cast<size_t>(n)), smem(static_cast<unsigned char*>(std::aligned_alloc(1024, kSmemBytes))) {
-    if (smem_bytes > kSmemBytes) fail("dynamic shared memory above the sm_90 maximum");
-    std::memset(smem, 0xFF, kSmemBytes);
-    for (int w = 0; w < (n + kWarp - 1) / kWarp; ++w) warp_bar.emplace_back(std::make_unique<std::barrier<>>(std::min(kWarp, n - w * kWarp)));
-    for (int g = 0; g < (n + kWarpGroup - 1) / kWarpGroup; ++g)
-      wg_bar.emplace_back(std::make_unique<std::barrier<>>(std::min(kWarpGroup, n - g * kWarpGroup)));
-  }
-  ~Cta() { std::free(smem); }
-  int nthreads;
-  std::barrier<> sync;  // __syncthreads
-  std::vector<std::unique_ptr<std::barrier<>>> warp_bar, wg_bar;
-  struct alignas(64) Slot {
-    unsigned char b[kSlot];
-  };
-  std::vector<Slot> slots;
-  NamedBar named[16];
-  unsigned char* smem;
-};
+// ------------------------------ threads as fibers ------------------------------
+// The threads of a CTA are fibers on one host thread, switched only where a thread waits (cooperative,
+// round-robin): no locks, and a collective costs a few context switches. seer_emu_switch (x86-64,
+// cuda_emu_runtime.cpp) saves the callee-saved registers and the stack pointer and resumes another.
+extern "C" void seer_emu_switch(void** save_sp, void* resume_sp);
 
 struct Copy {
   void* dst;
@@ -99,40 +75,93 @@ struct Copy {
   int bytes;
   bool zero;
 };
-
 struct WgOp;  // a queued wgmma (below)
 
-struct Thread {
-  Cta* cta = nullptr;
+struct Fiber {
   int linear = 0;
-  std::vector<std::vector<Copy>> cp_groups;  // committed, oldest first
+  uint3 tid{};
+  void* sp = nullptr;
+  unsigned char* stack = nullptr;
+  bool done = false, progressed = false;
+  const char* waiting = nullptr;  // what the thread waits for (deadlock report)
+  std::vector<std::vector<Copy>> cp_groups;  // committed cp.async groups, oldest first
   std::vector<Copy> cp_open;                 // issued since the last commit
   std::vector<std::vector<std::shared_ptr<WgOp>>> wg_groups;
   std::vector<std::shared_ptr<WgOp>> wg_open;
 };
-inline thread_local Thread t;
-}  // namespace seer_emu
 
-// The built-in index variables, per host thread.
-inline thread_local uint3 threadIdx, blockIdx;
-inline thread_local dim3 blockDim, gridDim;
+// Arrive-and-wait barrier over a fixed group whose members may leave (exited threads).
+struct GroupBar {
+  int size = 0, arrived = 0;
+  uint64_t gen = 0;
+};
 
-namespace seer_emu {
+struct Cta {
+  int nthreads = 0;
+  GroupBar sync;  // __syncthreads
+  std::vector<GroupBar> warp_bar, wg_bar;
+  struct alignas(64) Slot {
+    unsigned char b[kSlot];
+  };
+  std::vector<Slot> slots;
+  struct Named {
+    int arrived = 0;
+    uint64_t gen = 0;
+  } named[16];
+  unsigned char* smem = nullptr;
+  std::vector<Fiber> fibers;
+  void* sched_sp = nullptr;
+};
 
-inline int lane() { return t.linear % kWarp; }
+inline Cta* g_cta = nullptr;   // the running CTA
+inline Fiber* g_cur = nullptr;  // the running thread
 
-// Deposits `v`; returns read(slots of this group's threads, first thread index).
+inline void yield_waiting(const char* what) {
+  g_cur->waiting = what;
+  seer_emu_switch(&g_cur->sp, g_cta->sched_sp);
+}
+// Spins (by yielding) until cond() holds.
+template <typename C>
+void wait_until(const char* what, C&& cond) {
+  if (cond()) return;
+  do yield_waiting(what);
+  while (!cond());
+  g_cur->waiting = nullptr;
+  g_cur->progressed = true;
+}
+inline void bar_arrive_wait(GroupBar& b, const char* what) {
+  const uint64_t gen = b.gen;
+  if (++b.arrived >= b.size) {
+    b.arrived = 0;
+    ++b.gen;
+    g_cur->progressed = true;
+    return;
+  }
+  wait_until(what, [&] { return b.gen != gen; });
+}
+inline void bar_leave(GroupBar& b) {
+  --b.size;
+  if (b.size > 0 && b.arrived >= b.size) {
+    b.arrived = 0;
+    ++b.gen;
+  }
+}
+
+inline int linear() { return g_cur->linear; }
+inline int lane() { return g_cur->linear % kWarp; }
+
+// Deposits `v`; returns read(slots of this group's threads).
 template <int kGroup, typename T, typename R>
 auto rendezvous(const T& v, R&& read) {
   static_assert(sizeof(T) <= kSlot, "deposit too large");
-  Cta& c = *t.cta;
-  std::barrier<>& bar = kGroup == kWarp ? *c.warp_bar[t.linear / kWarp] : *c.wg_bar[t.linear / kWarpGroup];
-  const int first = t.linear / kGroup * kGroup;
-  std::memcpy(c.slots[t.linear].b, &v, sizeof(T));
-  bar.arrive_and_wait();
+  Cta& c = *g_cta;
+  GroupBar& bar = kGroup == kWarp ? c.warp_bar[linear() / kWarp] : c.wg_bar[linear() / kWarpGroup];
+  const char* what = kGroup == kWarp ? "a warp collective (shuffle / vote / ldmatrix / mma.sync)" : "a warpgroup wgmma";
+  const int first = linear() / kGroup * kGroup;
+  std::memcpy(c.slots[linear()].b, &v, sizeof(T));
+  bar_arrive_wait(bar, what);
   auto r = read(&c.slots[first]);
-  bar.arrive_and_wait();
-  g_progress.fetch_add(1, std::memory_order_relaxed);
+  bar_arrive_wait(bar, what);
   return r;
 }
 template <typename T>
@@ -143,15 +172,15 @@ T slot_as(const Cta::Slot* s, int i) {
 }
 
 // ------------------------------ shared memory addresses ------------------------------
-inline unsigned char* dynamic_smem() { return t.cta->smem; }
+inline unsigned char* dynamic_smem() { return g_cta->smem; }
 inline uint32_t to_shared(const void* p) {
   const auto* b = static_cast<const unsigned char*>(p);
-  if (b < t.cta->smem || b >= t.cta->smem + kSmemBytes) fail("__cvta_generic_to_shared of a pointer outside dynamic shared memory");
-  return static_cast<uint32_t>(b - t.cta->smem);
+  if (b < g_cta->smem || b >= g_cta->smem + kSmemBytes) fail("__cvta_generic_to_shared of a pointer outside dynamic shared memory");
+  return static_cast<uint32_t>(b - g_cta->smem);
 }
 inline unsigned char* from_shared(uint32_t a) {
   if (a >= kSmemBytes) fail("shared-memory address out of range");
-  return t.cta->smem + a;
+  return g_cta->smem + a;
 }
 
 // ------------------------------ cp.async ------------------------------
@@ -159,21 +188,21 @@ inline void land(const Copy& c) {
   if (c.zero) std::memset(c.dst, 0, static_cast<size_t>(c.bytes));
   else std::memcpy(c.dst, c.src, static_cast<size_t>(c.bytes));
 }
-inline void cp_issue(void* dst, const void* src, int bytes, bool zero) { t.cp_open.push_back({dst, src, bytes, zero}); }
+inline void cp_issue(void* dst, const void* src, int bytes, bool zero) { g_cur->cp_open.push_back({dst, src, bytes, zero}); }
 inline void cp_commit() {
-  t.cp_groups.push_back(std::move(t.cp_open));
-  t.cp_open.clear();
+  g_cur->cp_groups.push_back(std::move(g_cur->cp_open));
+  g_cur->cp_open.clear();
 }
 inline void cp_wait(int n) {
-  while (static_cast<int>(t.cp_groups.size()) > n) {
-    for (const Copy& c : t.cp_groups.front()) land(c);
-    t.cp_groups.erase(t.cp_groups.begin());
+  while (static_cast<int>(g_cur->cp_groups.size()) > n) {
+    for (const Copy& c : g_cur->cp_groups.front()) land(c);
+    g_cur->cp_groups.erase(g_cur->cp_groups.begin());
   }
 }
 inline void cp_land_all() {
   cp_wait(0);
-  for (const Copy& c : t.cp_open) land(c);
-  t.cp_open.clear();
+  for (const Copy& c : g_cur->cp_open) land(c);
+  g_cur->cp_open.clear();
 }
 
 // ------------------------------ mbarriers ------------------------------
@@ -198,27 +227,24 @@ inline void mbar_arrive(uint64_t* bar, int count) {
     else nv = (pending - count) | (expected << 20) | (phase << 63);
     if (w.compare_exchange_weak(v, nv)) break;
   }
-  g_progress.fetch_add(1, std::memory_order_relaxed);
 }
 inline void mbar_wait(uint64_t* bar, int parity) {
   auto w = mbar_word(bar);
-  while (static_cast<int>(w.load() >> 63) == (parity & 1)) std::this_thread::yield();
+  wait_until("an mbarrier phase", [&] { return static_cast<int>(w.load() >> 63) != (parity & 1); });
 }
 
 // ------------------------------ named barriers ------------------------------
 inline void named_sync(int id, int threads) {
   if (id < 0 || id >= 16 || threads <= 0 || threads % kWarp) fail("bar.sync: bad id or thread count");
-  NamedBar& b = t.cta->named[id];
-  std::unique_lock<std::mutex> lk(b.m);
+  Cta::Named& b = g_cta->named[id];
   const uint64_t gen = b.gen;
   if (++b.arrived == threads) {
     b.arrived = 0;
     ++b.gen;
-    g_progress.fetch_add(1, std::memory_order_relaxed);
-    b.cv.notify_all();
-  } else {
-    b.cv.wait(lk, [&] { return b.gen != gen; });
+    g_cur->progressed = true;
+    return;
   }
+  wait_until("a named barrier (bar.sync)", [&] { return b.gen != gen; });
 }
 
 // ------------------------------ 16-bit elements ------------------------------
@@ -357,57 +383,21 @@ void wgmma_issue(float* d, uint64_t da, uint64_t db, int scale_d, bool a_mn, con
     return v;
   });
   op->a = regs;
-  t.wg_open.push_back(op);
+  g_cur->wg_open.push_back(op);
 }
 inline void wgmma_commit() {
-  t.wg_groups.push_back(std::move(t.wg_open));
-  t.wg_open.clear();
+  g_cur->wg_groups.push_back(std::move(g_cur->wg_open));
+  g_cur->wg_open.clear();
 }
 inline void wgmma_wait(int n) {
-  if (!t.wg_open.empty()) fail("wgmma.wait_group with issued but uncommitted wgmma operations");
-  while (static_cast<int>(t.wg_groups.size()) > n) {
-    for (const auto& op : t.wg_groups.front()) op->run(t.linear % kWarpGroup);
-    t.wg_groups.erase(t.wg_groups.begin());
+  if (!g_cur->wg_open.empty()) fail("wgmma.wait_group with issued but uncommitted wgmma operations");
+  while (static_cast<int>(g_cur->wg_groups.size()) > n) {
+    for (const auto& op : g_cur->wg_groups.front()) op->run(linear() % kWarpGroup);
+    g_cur->wg_groups.erase(g_cur->wg_groups.begin());
   }
 }
 
 // ------------------------------ launch ------------------------------
-inline void thread_exit() {
-  cp_land_all();
-  if (!t.wg_open.empty() || !t.wg_groups.empty()) fail("a thread exited with wgmma operations not waited for");
-  Cta& c = *t.cta;
-  c.sync.arrive_and_drop();
-  c.warp_bar[t.linear / kWarp]->arrive_and_drop();
-  c.wg_bar[t.linear / kWarpGroup]->arrive_and_drop();
-}
-
-// Aborts the process when no thread made progress for `seconds` while a grid runs.
-struct Watchdog {
-  std::atomic<bool> stop{false};
-  std::thread th;
-  explicit Watchdog(int seconds) {
-    th = std::thread([this, seconds] {
-      uint64_t last = g_progress.load();
-      auto since = std::chrono::steady_clock::now();
-      while (!stop.load()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        const uint64_t now = g_progress.load();
-        if (now != last) {
-          last = now;
-          since = std::chrono::steady_clock::now();
-        } else if (std::chrono::steady_clock::now() - since > std::chrono::seconds(seconds)) {
-          fail("deadlock: no thread made progress for the watchdog's limit (a barrier count or a collective "
-               "reached by part of a warp)");
-        }
-      }
-    });
-  }
-  ~Watchdog() {
-    stop = true;
-    th.join();
-  }
-};
-
 inline int& sm_count() {
   static int n = [] {
     const char* e = std::getenv("SEER_EMU_SMS");
@@ -416,34 +406,112 @@ inline int& sm_count() {
   return n;
 }
 
+// Runs one CTA: its threads as fibers, round-robin, until all returned; aborts on a deadlock (a full
+// round in which no thread got past a wait, twice).
+inline void run_cta(Cta& cta, void (*entry)(void*), void* arg, std::vector<unsigned char*>& stacks) {
+  g_cta = &cta;
+  const int n = cta.nthreads;
+  struct Start {
+    void (*entry)(void*);
+    void* arg;
+  };
+  static thread_local Start start;
+  start = {entry, arg};
+  auto trampoline = +[]() {
+    start.entry(start.arg);
+    // thread exit: pending cp.async land, the thread leaves its barriers
+    Fiber& f = *g_cur;
+    for (auto& g : f.cp_groups)
+      for (const Copy& c : g) (c.zero ? (void)std::memset(c.dst, 0, c.bytes) : (void)std::memcpy(c.dst, c.src, c.bytes));
+    for (const Copy& c : f.cp_open) (c.zero ? (void)std::memset(c.dst, 0, c.bytes) : (void)std::memcpy(c.dst, c.src, c.bytes));
+    if (!f.wg_open.empty() || !f.wg_groups.empty()) fail("a thread exited with wgmma operations not waited for");
+    bar_leave(g_cta->sync);
+    bar_leave(g_cta->warp_bar[f.linear / kWarp]);
+    bar_leave(g_cta->wg_bar[f.linear / kWarpGroup]);
+    f.done = true;
+    void* dummy;
+    seer_emu_switch(&dummy, g_cta->sched_sp);
+    fail("a finished thread was resumed");
+  };
+  while (static_cast<int>(stacks.size()) < n) {
+    auto* st = static_cast<unsigned char*>(std::aligned_alloc(4096, kStackBytes));
+    if (!st) fail("out of memory for thread stacks");
+    stacks.push_back(st);
+  }
+  cta.fibers.resize(n);
+  for (int i = 0; i < n; ++i) {
+    Fiber& f = cta.fibers[i];
+    f.linear = i;
+    f.stack = stacks[i];
+    // Initial frame for seer_emu_switch: six callee-saved registers, then the return address.
+    auto* top = reinterpret_cast<uintptr_t*>(f.stack + kStackBytes - 64);
+    top = reinterpret_cast<uintptr_t*>(reinterpret_cast<uintptr_t>(top) & ~uintptr_t(15));
+    top[1] = 0;
+    top[0] = reinterpret_cast<uintptr_t>(static_cast<void (*)()>(trampoline));
+    f.sp = top - 6;
+    for (int r = 0; r < 6; ++r) top[-1 - r] = 0;
+  }
+  int live = n, idle = 0;
+  for (int i = 0; live > 0; i = (i + 1) % n) {
+    Fiber& f = cta.fibers[i];
+    if (f.done) continue;
+    g_cur = &f;
+    threadIdx = f.tid;
+    f.progressed = false;
+    seer_emu_switch(&cta.sched_sp, f.sp);
+    if (f.done) {
+      --live;
+      idle = 0;
+    } else if (f.progressed) {
+      idle = 0;
+    } else if (++idle > 2 * live + 2) {
+      std::fprintf(stderr, "cuda_emu: deadlock in CTA (%u, %u, %u); waiting threads:\n", blockIdx.x, blockIdx.y, blockIdx.z);
+      for (const Fiber& g : cta.fibers)
+        if (!g.done) std::fprintf(stderr, "  thread %d (warp %d): %s\n", g.linear, g.linear / kWarp, g.waiting ? g.waiting : "?");
+      fail("deadlock (a barrier count, or a collective reached by part of a warp)");
+    }
+  }
+  g_cur = nullptr;
+  g_cta = nullptr;
+}
+
 template <typename... P, typename... A>
 cudaError_t run_grid(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
   const int n = static_cast<int>(block.x * block.y * block.z);
   if (n <= 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) return cudaErrorInvalidConfiguration;
   if (smem > kSmemBytes) return cudaErrorInvalidValue;
-  std::tuple<std::decay_t<P>...> targs(std::forward<A>(args)...);
-  Watchdog dog(60);
+  struct Bound {
+    void (*kernel)(P...);
+    std::tuple<std::decay_t<P>...> args;
+  } bound{kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)};
+  auto entry = +[](void* b) {
+    auto* x = static_cast<Bound*>(b);
+    std::apply(x->kernel, x->args);
+  };
+  static std::vector<unsigned char*> stacks;  // reused across launches
+  unsigned char* shm = static_cast<unsigned char*>(std::aligned_alloc(1024, kSmemBytes));
+  gridDim = grid;
+  blockDim = block;
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {
-        Cta cta(n, smem);
-        std::vector<std::thread> threads;
-        threads.reserve(n);
+        Cta cta;
+        cta.nthreads = n;
+        cta.sync.size = n;
+        for (int w = 0; w < (n + kWarp - 1) / kWarp; ++w) cta.warp_bar.push_back(GroupBar{std::min(kWarp, n - w * kWarp)});
+        for (int g = 0; g < (n + kWarpGroup - 1) / kWarpGroup; ++g)
+          cta.wg_bar.push_back(GroupBar{std::min(kWarpGroup, n - g * kWarpGroup)});
+        cta.slots.resize(n);
+        std::memset(shm, 0xFF, kSmemBytes);  // NaN bytes: a read before a write shows
+        cta.smem = shm;
+        blockIdx = uint3{x, y, z};
+        cta.fibers.resize(n);
         for (int i = 0; i < n; ++i)
-          threads.emplace_back([&, i] {
-            t = Thread{};
-            t.cta = &cta;
-            t.linear = i;
-            threadIdx = uint3{static_cast<unsigned>(i % block.x), static_cast<unsigned>(i / block.x % block.y),
-                              static_cast<unsigned>(i / (block.x * block.y))};
-            blockIdx = uint3{x, y, z};
-            gridDim = grid;
-            blockDim = block;
-            std::apply(kernel, targs);
-            thread_exit();
-          });
-        for (auto& th : threads) th.join();
+          cta.fibers[i].tid = uint3{static_cast<unsigned>(i % block.x), static_cast<unsigned>(i / block.x % block.y),
+                                    static_cast<unsigned>(i / (block.x * block.y))};
+        run_cta(cta, entry, &bound, stacks);
       }
+  std::free(shm);
   return cudaSuccess;
 }
 
@@ -493,10 +561,7 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, void (*kernel)(P...)) {
 
 // ------------------------------ device built-ins ------------------------------
 
-inline void __syncthreads() {
-  seer_emu::t.cta->sync.arrive_and_wait();
-  seer_emu::g_progress.fetch_add(1, std::memory_order_relaxed);
-}
+inline void __syncthreads() { seer_emu::bar_arrive_wait(seer_emu::g_cta->sync, "__syncthreads"); }
 inline void __syncwarp(unsigned = 0xffffffffu) {
   seer_emu::rendezvous<seer_emu::kWarp>(0, [](const seer_emu::Cta::Slot*) { return 0; });
 }

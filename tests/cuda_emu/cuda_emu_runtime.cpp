@@ -7,6 +7,33 @@
 #include <cstdlib>
 #include <cstring>
 
+// seer_emu_switch(save_sp, resume_sp): saves the callee-saved registers on this stack and its stack
+// pointer in *save_sp, then resumes the context whose stack pointer is resume_sp (x86-64 System V).
+asm(R"(
+  .text
+  .globl seer_emu_switch
+  .type seer_emu_switch, @function
+seer_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size seer_emu_switch, .-seer_emu_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+
 namespace {
 struct EmuEvent {
   std::chrono::steady_clock::time_point t;
