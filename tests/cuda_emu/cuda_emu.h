@@ -19,6 +19,8 @@
 //     as the hardware may): a stage released or overwritten before the wait corrupts the result here too.
 //   - mbarriers live in their shared-memory word (pending count, expected count, phase); an arrival
 //     beyond the expected count aborts ("over-arrival"), which on the GPU would silently corrupt phases.
+//     Every arrival lets the other threads run, so a phase that completes before its last arrival (a
+//     count too low) lets its waiters read data that has not landed.
 //   - wgmma descriptors are decoded as documented in common/sm90_primitives.h (128-byte swizzle, K-major:
 //     SBO between 8-row groups; MN-major: LBO between 64-element slabs, SBO between 8-row groups);
 //     the swizzle XORs address bits [4:6] with [7:9], as on the hardware (tiles 1024-byte aligned).
@@ -118,6 +120,12 @@ inline Fiber* g_cur = nullptr;  // the running thread
 
 inline void yield_waiting(const char* what) {
   g_cur->waiting = what;
+  seer_emu_switch(&g_cur->sp, g_cta->sched_sp);
+}
+// Lets the other threads run (this one is not waiting).
+inline void yield_point() {
+  g_cur->progressed = true;
+  g_cur->waiting = nullptr;
   seer_emu_switch(&g_cur->sp, g_cta->sched_sp);
 }
 // Spins (by yielding) until cond() holds.
@@ -227,6 +235,9 @@ inline void mbar_arrive(uint64_t* bar, int count) {
     else nv = (pending - count) | (expected << 20) | (phase << 63);
     if (w.compare_exchange_weak(v, nv)) break;
   }
+  // Let the other threads run between arrivals: a phase that completes early (a count below the number
+  // of arrivals) is seen before the rest of the producer's data lands.
+  yield_point();
 }
 inline void mbar_wait(uint64_t* bar, int parity) {
   auto w = mbar_word(bar);
