@@ -6,8 +6,8 @@
 // not speed or the hardware's rounding: MMAs accumulate in fp32 in a fixed order.
 //
 // Model:
-//   - A CTA's threads are fibers on one host thread, switched round-robin wherever a thread waits; CTAs
-//     of a grid run one after the other. Threads that return leave every barrier they belong to.
+//   - A CTA's threads are fibers on one host thread, switched wherever a thread waits or arrives on an
+//     mbarrier, in rounds of a freshly drawn order (SEER_EMU_SEED); CTAs of a grid run one after the other. Threads that return leave every barrier they belong to.
 //   - Warp-collective operations (shuffles, votes, ldmatrix, mma.sync) are a rendezvous of the warp's 32
 //     threads; wgmma of the warpgroup's 128 (its register A operand is gathered at issue). A collective
 //     reached by part of a warp, or a barrier that never completes, is a deadlock: the emulation aborts
@@ -66,8 +66,8 @@ constexpr size_t kStackBytes = 256 * 1024;  // per emulated thread
 }
 
 // ------------------------------ threads as fibers ------------------------------
-// The threads of a CTA are fibers on one host thread, switched only where a thread waits (cooperative,
-// round-robin): no locks, and a collective costs a few context switches. seer_emu_switch (x86-64,
+// The threads of a CTA are fibers on one host thread, switched only where a thread waits or arrives (cooperative,
+// in rounds): no locks, and a collective costs a few context switches. seer_emu_switch (x86-64,
 // cuda_emu_runtime.cpp) saves the callee-saved registers and the stack pointer and resumes another.
 extern "C" void seer_emu_switch(void** save_sp, void* resume_sp);
 
@@ -417,8 +417,7 @@ inline int& sm_count() {
   return n;
 }
 
-// Runs one CTA: its threads as fibers, round-robin, until all returned; aborts on a deadlock (a full
-// round in which no thread got past a wait, twice).
+// Runs one CTA: its threads as fibers until all returned; aborts on a deadlock (see below).
 inline void run_cta(Cta& cta, void (*entry)(void*), void* arg, std::vector<unsigned char*>& stacks) {
   g_cta = &cta;
   const int n = cta.nthreads;
@@ -462,20 +461,34 @@ inline void run_cta(Cta& cta, void (*entry)(void*), void* arg, std::vector<unsig
     f.sp = top - 6;
     for (int r = 0; r < 6; ++r) top[-1 - r] = 0;
   }
-  int live = n, idle = 0;
-  for (int i = 0; live > 0; i = (i + 1) % n) {
-    Fiber& f = cta.fibers[i];
-    if (f.done) continue;
-    g_cur = &f;
-    threadIdx = f.tid;
-    f.progressed = false;
-    seer_emu_switch(&cta.sched_sp, f.sp);
-    if (f.done) {
-      --live;
-      idle = 0;
-    } else if (f.progressed) {
-      idle = 0;
-    } else if (++idle > 2 * live + 2) {
+  // Rounds: every live thread runs once per round, in an order drawn afresh each round (seeded by
+  // SEER_EMU_SEED), so that no fixed interleaving hides a race; two rounds in which no thread got past a
+  // wait are a deadlock.
+  static uint64_t rng = [] {
+    const char* e = std::getenv("SEER_EMU_SEED");
+    return e ? std::strtoull(e, nullptr, 10) * 0x9E3779B97F4A7C15ull + 1 : 0x853C49E6748FEA9Bull;
+  }();
+  std::vector<int> order(n);
+  int live = n, idle_rounds = 0;
+  while (live > 0) {
+    for (int i = 0; i < n; ++i) order[i] = i;
+    for (int i = n - 1; i > 0; --i) {
+      rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+      std::swap(order[i], order[static_cast<int>(rng % static_cast<uint64_t>(i + 1))]);
+    }
+    bool progress = false;
+    for (int i : order) {
+      Fiber& f = cta.fibers[i];
+      if (f.done) continue;
+      g_cur = &f;
+      threadIdx = f.tid;
+      f.progressed = false;
+      seer_emu_switch(&cta.sched_sp, f.sp);
+      if (f.done) --live;
+      progress |= f.done || f.progressed;
+    }
+    idle_rounds = progress ? 0 : idle_rounds + 1;
+    if (idle_rounds >= 2) {
       std::fprintf(stderr, "cuda_emu: deadlock in CTA (%u, %u, %u); waiting threads:\n", blockIdx.x, blockIdx.y, blockIdx.z);
       for (const Fiber& g : cta.fibers)
         if (!g.done) std::fprintf(stderr, "  thread %d (warp %d): %s\n", g.linear, g.linear / kWarp, g.waiting ? g.waiting : "?");
