@@ -15,8 +15,9 @@
 //   - cp.async copies are queued per thread and land at cp.async.wait_group / cp.async.mbarrier.arrive
 //     (never earlier), so a read before the wait sees the shared memory's previous contents (dynamic
 //     shared memory starts as 0xFF bytes: NaN in fp32, bf16 and fp16).
-//   - wgmma groups are queued per thread and execute at wgmma.wait_group (reading shared memory then,
-//     as the hardware may): a stage released or overwritten before the wait corrupts the result here too.
+//   - wgmma groups are queued per thread and execute at wgmma.wait_group; their shared-memory operands
+//     are read at issue and again at the wait, and must not differ (the hardware reads them at some time
+//     in between): a stage read before its data landed, or overwritten before the wait, aborts.
 //   - mbarriers live in their shared-memory word (pending count, expected count, phase); an arrival
 //     beyond the expected count aborts ("over-arrival"), which on the GPU would silently corrupt phases.
 //     Every arrival lets the other threads run, so a phase that completes before its last arrival (a
@@ -338,8 +339,9 @@ struct WgOp {
   uint64_t da = 0, db = 0;
   int scale_d = 0;
   std::shared_ptr<std::vector<uint32_t>> a;  // register A: 4 per thread of the warpgroup
-  // This thread's part: d[4j + e] = row 16 w + g (+ 8 for e >= 2), column 8 j + 2 t + (e & 1).
-  void run(int wtid) const {
+  std::vector<float> at_issue;  // this thread's products, computed when the operation was issued
+  // This thread's part of A B: r[4j + e] = row 16 w + g (+ 8 for e >= 2), column 8 j + 2 t + (e & 1).
+  void products(int wtid, float* r) const {
     const int w = wtid / 32, l = wtid % 32, g = l / 4, tq = l % 4;
     for (int j = 0; j < n / 8; ++j)
       for (int e = 0; e < 4; ++e) {
@@ -359,9 +361,19 @@ struct WgOp {
           const float bv = bf16 ? elem_to_float<__nv_bfloat16>(bb) : elem_to_float<__half>(bb);
           acc += av * bv;
         }
-        float& out = d[4 * j + e];
-        out = scale_d ? out + acc : acc;
+        r[4 * j + e] = acc;
       }
+  }
+  // At wgmma.wait_group: the products again from shared memory as it is now. They must equal those at
+  // issue: the hardware reads the operands at some time in between, so a difference is a race (an
+  // operand read before its data landed, or overwritten while the operation was in flight).
+  void run(int wtid) const {
+    std::vector<float> r(n / 2);
+    products(wtid, r.data());
+    if (std::memcmp(r.data(), at_issue.data(), r.size() * sizeof(float)) != 0)
+      fail("a wgmma's shared-memory operand changed between its issue and its wait_group (read before the data "
+           "landed, or overwritten while in flight)");
+    for (int i = 0; i < n / 2; ++i) d[i] = scale_d ? d[i] + r[i] : r[i];
   }
 };
 
@@ -394,6 +406,8 @@ void wgmma_issue(float* d, uint64_t da, uint64_t db, int scale_d, bool a_mn, con
     return v;
   });
   op->a = regs;
+  op->at_issue.resize(N / 2);
+  op->products(linear() % kWarpGroup, op->at_issue.data());
   g_cur->wg_open.push_back(op);
 }
 inline void wgmma_commit() {
