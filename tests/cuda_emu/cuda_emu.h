@@ -20,6 +20,7 @@
 //     in between): a stage read before its data landed, or overwritten before the wait, aborts.
 //   - mbarriers live in their shared-memory word (pending count, expected count, phase); an arrival
 //     beyond the expected count aborts ("over-arrival"), which on the GPU would silently corrupt phases.
+//     Every barrier must end its CTA between phases (a count below the arrivals leaves a partial phase).
 //     Every arrival lets the other threads run, so a phase that completes before its last arrival (a
 //     count too low) lets its waiters read data that has not landed.
 //   - wgmma descriptors are decoded as documented in common/sm90_primitives.h (128-byte swizzle, K-major:
@@ -112,6 +113,7 @@ struct Cta {
     uint64_t gen = 0;
   } named[16];
   unsigned char* smem = nullptr;
+  std::vector<uint64_t*> mbarriers;  // initialised in this CTA
   std::vector<Fiber> fibers;
   void* sched_sp = nullptr;
 };
@@ -222,6 +224,7 @@ inline std::atomic_ref<uint64_t> mbar_word(uint64_t* bar) {
 }
 inline void mbar_init(uint64_t* bar, int count) {
   if (count <= 0 || count >= (1 << 20)) fail("mbarrier.init: bad count");
+  g_cta->mbarriers.push_back(bar);
   mbar_word(bar).store(static_cast<uint64_t>(count) | (static_cast<uint64_t>(count) << 20));
 }
 inline void mbar_arrive(uint64_t* bar, int count) {
@@ -507,6 +510,17 @@ inline void run_cta(Cta& cta, void (*entry)(void*), void* arg, std::vector<unsig
       for (const Fiber& g : cta.fibers)
         if (!g.done) std::fprintf(stderr, "  thread %d (warp %d): %s\n", g.linear, g.linear / kWarp, g.waiting ? g.waiting : "?");
       fail("deadlock (a barrier count, or a collective reached by part of a warp)");
+    }
+  }
+  // Every mbarrier ends between phases: a phase with some but not all of its arrivals means the count
+  // and the number of arrivals disagree (a count too low shifts every later phase earlier).
+  for (uint64_t* bar : cta.mbarriers) {
+    const uint64_t v = *bar, pending = v & 0xFFFFF, expected = (v >> 20) & 0xFFFFF;
+    if (pending != expected) {
+      std::fprintf(stderr, "cuda_emu: mbarrier at shared offset %u ends with %llu of %llu arrivals in its last phase\n",
+                   static_cast<unsigned>(reinterpret_cast<unsigned char*>(bar) - cta.smem),
+                   static_cast<unsigned long long>(expected - pending), static_cast<unsigned long long>(expected));
+      fail("an mbarrier's count does not match its arrivals");
     }
   }
   g_cur = nullptr;
