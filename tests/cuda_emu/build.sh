@@ -8,7 +8,7 @@ out="${1:-$root/build/cuda_emu}"
 mkdir -p "$out/obj"
 CXX="${CXX:-clang++-19}"
 CUDA_INC="${CUDA_HOME:-/usr/local/cuda}/include"
-flags=(-std=c++20 -O1 -g0 -pthread -fno-strict-aliasing -Wno-unknown-pragmas -Wno-unused-result
+flags=(-std=c++20 -O2 -g0 -pthread -fno-strict-aliasing -Wno-unknown-pragmas -Wno-unused-result
        -DSEER_CUDA_EMU -DSEER_ATTN_SM90A -I"$root/tests/cuda_emu" -I"$root/csrc" -I"$CUDA_INC")
 mapfile -t srcs < <(cd "$root" && find csrc -name '*.cu' -not -path '*/hip/*' | sort)
 srcs+=(tests/cuda_emu/cuda_emu_runtime.cpp)

@@ -263,15 +263,24 @@ inline void named_sync(int id, int threads) {
 }
 
 // ------------------------------ 16-bit elements ------------------------------
+// fp16 -> fp32 through a table (the host conversion of cuda_fp16.h is a software routine).
+inline const float* half_table() {
+  static const std::vector<float> t = [] {
+    std::vector<float> v(65536);
+    for (uint32_t i = 0; i < 65536; ++i) {
+      const uint16_t b = static_cast<uint16_t>(i);
+      __half h;
+      std::memcpy(&h, &b, 2);
+      v[i] = __half2float(h);
+    }
+    return v;
+  }();
+  return t.data();
+}
 template <typename Elem>
 float elem_to_float(uint16_t bits) {
-  if constexpr (std::is_same_v<Elem, __half>) {
-    __half h;
-    std::memcpy(&h, &bits, 2);
-    return __half2float(h);
-  } else {
-    return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
-  }
+  if constexpr (std::is_same_v<Elem, __half>) return half_table()[bits];
+  else return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
 }
 inline uint16_t half_of(uint32_t r, int hi) { return static_cast<uint16_t>(hi ? r >> 16 : r & 0xFFFF); }
 inline uint16_t smem_u16(uint32_t addr) {
@@ -305,16 +314,18 @@ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   } mine{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}};
   const int l = lane(), g = l / 4, tq = l % 4;
   rendezvous<kWarp>(mine, [&](const Cta::Slot* s) {
+    auto regs = [&](int i) { return reinterpret_cast<const Regs*>(s[i].b); };
+    float arow[2][16], bcol[2][16];  // this lane's rows g, g + 8 of A and columns 2 t, 2 t + 1 of B
+    for (int k = 0; k < 16; ++k) {
+      const Regs* ra = regs(4 * g + (k % 8) / 2);
+      arow[0][k] = elem_to_float<Elem>(half_of(ra->a[k >= 8 ? 2 : 0], k % 2));
+      arow[1][k] = elem_to_float<Elem>(half_of(ra->a[k >= 8 ? 3 : 1], k % 2));
+      for (int c = 0; c < 2; ++c)
+        bcol[c][k] = elem_to_float<Elem>(half_of(regs(4 * (2 * tq + c) + (k % 8) / 2)->b[k >= 8 ? 1 : 0], k % 2));
+    }
     for (int e = 0; e < 4; ++e) {
-      const int row = g + (e >= 2 ? 8 : 0), col = 2 * tq + (e & 1);
       float acc = 0.f;
-      for (int k = 0; k < 16; ++k) {
-        const Regs ra = slot_as<Regs>(s, 4 * (row % 8) + (k % 8) / 2);
-        const Regs rb = slot_as<Regs>(s, 4 * col + (k % 8) / 2);
-        const float av = elem_to_float<Elem>(half_of(ra.a[(row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)], k % 2));
-        const float bv = elem_to_float<Elem>(half_of(rb.b[k >= 8 ? 1 : 0], k % 2));
-        acc += av * bv;
-      }
+      for (int k = 0; k < 16; ++k) acc += arow[e >> 1][k] * bcol[e & 1][k];
       d[e] += acc;
     }
     return 0;
@@ -346,25 +357,29 @@ struct WgOp {
   // This thread's part of A B: r[4j + e] = row 16 w + g (+ 8 for e >= 2), column 8 j + 2 t + (e & 1).
   void products(int wtid, float* r) const {
     const int w = wtid / 32, l = wtid % 32, g = l / 4, tq = l % 4;
-    for (int j = 0; j < n / 8; ++j)
-      for (int e = 0; e < 4; ++e) {
-        const int row = 16 * w + g + (e >= 2 ? 8 : 0), col = 8 * j + 2 * tq + (e & 1);
-        float acc = 0.f;
-        for (int k = 0; k < 16; ++k) {
-          uint16_t ab;
-          if (a_regs) {
-            const int owner = 32 * (row / 16) + 4 * (row % 8) + (k % 8) / 2;
-            const int reg = (row % 16 >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0);
-            ab = half_of((*a)[4 * owner + reg], k % 2);
-          } else {
-            ab = smem_u16(sw128_addr(da, row, k, a_mn));
-          }
-          const uint16_t bb = smem_u16(sw128_addr(db, col, k, b_mn));
-          const float av = bf16 ? elem_to_float<__nv_bfloat16>(ab) : elem_to_float<__half>(ab);
-          const float bv = bf16 ? elem_to_float<__nv_bfloat16>(bb) : elem_to_float<__half>(bb);
-          acc += av * bv;
+    auto cvt = [&](uint16_t x) { return bf16 ? elem_to_float<__nv_bfloat16>(x) : elem_to_float<__half>(x); };
+    float arow[2][16];
+    for (int h = 0; h < 2; ++h) {
+      const int row = 16 * w + g + 8 * h;
+      for (int k = 0; k < 16; ++k) {
+        if (a_regs) {
+          const int owner = 32 * (row / 16) + 4 * (row % 8) + (k % 8) / 2;
+          arow[h][k] = cvt(half_of((*a)[4 * owner + h + (k >= 8 ? 2 : 0)], k % 2));
+        } else {
+          arow[h][k] = cvt(smem_u16(sw128_addr(da, row, k, a_mn)));
         }
-        r[4 * j + e] = acc;
+      }
+    }
+    for (int j = 0; j < n / 8; ++j)
+      for (int c = 0; c < 2; ++c) {
+        const int col = 8 * j + 2 * tq + c;
+        float bcol[16];
+        for (int k = 0; k < 16; ++k) bcol[k] = cvt(smem_u16(sw128_addr(db, col, k, b_mn)));
+        for (int h = 0; h < 2; ++h) {
+          float acc = 0.f;
+          for (int k = 0; k < 16; ++k) acc += arow[h][k] * bcol[k];
+          r[4 * j + 2 * h + c] = acc;
+        }
       }
   }
   // At wgmma.wait_group: the products again from shared memory as it is now. They must equal those at
