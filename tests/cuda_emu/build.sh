@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the CUDA kernels' source and the torch-free self-tests (csrc/*/selftest) for the host-thread
-# emulation (cuda_emu.h): clang++ -DSEER_CUDA_EMU, no GPU, no nvcc. Usage: build.sh [out_dir] (default
-# build/cuda_emu); the binaries are out_dir/seer_{fwd,bwd,decode,pooling}_selftest.
+# emulation (cuda_emu.h): clang++ -DSEER_CUDA_EMU, no GPU, no nvcc. Usage: [SANITIZE=address] build.sh
+# [out_dir] (default build/cuda_emu); the binaries are out_dir/seer_{fwd,bwd,decode,pooling}_selftest.
+# SANITIZE=address: an AddressSanitizer build (every global-memory access of the kernels checked against
+# the exact cudaMalloc sizes; the compute-sanitizer memcheck of the GPU, for the CUDA source).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${1:-$root/build/cuda_emu}"
@@ -10,6 +12,7 @@ CXX="${CXX:-clang++-19}"
 CUDA_INC="${CUDA_HOME:-/usr/local/cuda}/include"
 flags=(-std=c++20 -O2 -g0 -pthread -fno-strict-aliasing -Wno-unknown-pragmas -Wno-unused-result
        -DSEER_CUDA_EMU -DSEER_ATTN_SM90A -I"$root/tests/cuda_emu" -I"$root/csrc" -I"$CUDA_INC")
+if [ -n "${SANITIZE:-}" ]; then flags+=(-fsanitize="$SANITIZE" -fno-omit-frame-pointer); fi
 mapfile -t srcs < <(cd "$root" && find csrc -name '*.cu' -not -path '*/hip/*' | sort)
 srcs+=(tests/cuda_emu/cuda_emu_runtime.cpp)
 compile() {  # src -> obj (skipped when up to date)

@@ -73,6 +73,19 @@ constexpr size_t kStackBytes = 256 * 1024;  // per emulated thread
 // cuda_emu_runtime.cpp) saves the callee-saved registers and the stack pointer and resumes another.
 extern "C" void seer_emu_switch(void** save_sp, void* resume_sp);
 
+// AddressSanitizer builds (build.sh SANITIZE=address) are told about every stack switch.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SEER_EMU_ASAN 1
+#endif
+#endif
+#ifdef SEER_EMU_ASAN
+extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, size_t* size_old);
+#endif
+inline const void* g_sched_stack = nullptr;  // the scheduler's stack (ASan builds)
+inline size_t g_sched_stack_size = 0;
+
 struct Copy {
   void* dst;
   const void* src;
@@ -88,6 +101,7 @@ struct Fiber {
   unsigned char* stack = nullptr;
   bool done = false, progressed = false;
   const char* waiting = nullptr;  // what the thread waits for (deadlock report)
+  void* fake_stack = nullptr;     // ASan's fake stack while switched out
   std::vector<std::vector<Copy>> cp_groups;  // committed cp.async groups, oldest first
   std::vector<Copy> cp_open;                 // issued since the last commit
   std::vector<std::vector<std::shared_ptr<WgOp>>> wg_groups;
@@ -121,15 +135,27 @@ struct Cta {
 inline Cta* g_cta = nullptr;   // the running CTA
 inline Fiber* g_cur = nullptr;  // the running thread
 
+// This thread -> the scheduler (dying: the thread has returned and is never resumed).
+inline void to_scheduler(bool dying = false) {
+  Fiber* f = g_cur;
+#ifdef SEER_EMU_ASAN
+  __sanitizer_start_switch_fiber(dying ? nullptr : &f->fake_stack, g_sched_stack, g_sched_stack_size);
+#endif
+  static void* dead_sp;  // not on this stack: ASan releases a dying fiber's fake stack at the switch
+  seer_emu_switch(dying ? &dead_sp : &f->sp, g_cta->sched_sp);
+#ifdef SEER_EMU_ASAN
+  __sanitizer_finish_switch_fiber(f->fake_stack, nullptr, nullptr);
+#endif
+}
 inline void yield_waiting(const char* what) {
   g_cur->waiting = what;
-  seer_emu_switch(&g_cur->sp, g_cta->sched_sp);
+  to_scheduler();
 }
 // Lets the other threads run (this one is not waiting).
 inline void yield_point() {
   g_cur->progressed = true;
   g_cur->waiting = nullptr;
-  seer_emu_switch(&g_cur->sp, g_cta->sched_sp);
+  to_scheduler();
 }
 // Spins (by yielding) until cond() holds.
 template <typename C>
@@ -460,6 +486,9 @@ inline void run_cta(Cta& cta, void (*entry)(void*), void* arg, std::vector<unsig
   static thread_local Start start;
   start = {entry, arg};
   auto trampoline = +[]() {
+#ifdef SEER_EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &g_sched_stack, &g_sched_stack_size);
+#endif
     start.entry(start.arg);
     // thread exit: pending cp.async land, the thread leaves its barriers
     Fiber& f = *g_cur;
@@ -471,8 +500,7 @@ inline void run_cta(Cta& cta, void (*entry)(void*), void* arg, std::vector<unsig
     bar_leave(g_cta->warp_bar[f.linear / kWarp]);
     bar_leave(g_cta->wg_bar[f.linear / kWarpGroup]);
     f.done = true;
-    void* dummy;
-    seer_emu_switch(&dummy, g_cta->sched_sp);
+    to_scheduler(true);
     fail("a finished thread was resumed");
   };
   while (static_cast<int>(stacks.size()) < n) {
@@ -515,7 +543,14 @@ inline void run_cta(Cta& cta, void (*entry)(void*), void* arg, std::vector<unsig
       g_cur = &f;
       threadIdx = f.tid;
       f.progressed = false;
+#ifdef SEER_EMU_ASAN
+      void* sched_fake = nullptr;
+      __sanitizer_start_switch_fiber(&sched_fake, f.stack, kStackBytes);
+#endif
       seer_emu_switch(&cta.sched_sp, f.sp);
+#ifdef SEER_EMU_ASAN
+      __sanitizer_finish_switch_fiber(sched_fake, nullptr, nullptr);
+#endif
       if (f.done) --live;
       progress |= f.done || f.progressed;
     }
