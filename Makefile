@@ -11,7 +11,7 @@ export MAX_JOBS ?= 2
 VPY := $(VENV)/bin/python
 SOURCES := setup.py $(shell find csrc seer_attn -type f \( -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.cpp' \))
 
-.PHONY: demo test bench build clean hip-check selftest
+.PHONY: demo test bench build clean hip-check selftest emu-selftest
 
 $(VENV)/.deps:
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,14 @@ selftest:
 	cmake -S cmake -B build/selftest-$(SELFTEST_ARCH) -DCMAKE_CUDA_ARCHITECTURES=$(SELFTEST_ARCH) \
 	  -DCMAKE_CUDA_COMPILER=$(SELFTEST_NVCC)
 	cmake --build build/selftest-$(SELFTEST_ARCH) --target selftest -j $(SELFTEST_JOBS)
+
+# The CUDA kernels' source on the CPU (no GPU, no nvcc, no venv): tests/cuda_emu/run.sh builds the four
+# self-tests above against a host-thread emulation of the GPU features they use (tests/cuda_emu/cuda_emu.h;
+# clang++-19 or g++, the CUDA toolkit's headers) and runs them: forward, backward (two shards), decode and
+# pooling, the mma.sync and the sm_90a wgmma paths, float64 references; fails if any fails. About 15 min on
+# two cores. SANITIZE=address: the AddressSanitizer build (the kernels' global-memory accesses checked).
+emu-selftest:
+	bash tests/cuda_emu/run.sh
 
 clean:
 	rm -rf build dist *.egg-info seer_attn/_C*.so $(VENV)

@@ -8,7 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${1:-$root/build/cuda_emu}"
 mkdir -p "$out/obj"
-CXX="${CXX:-clang++-19}"
+CXX="${CXX:-$(command -v clang++-19 || command -v g++)}"  # either compiles it
 CUDA_INC="${CUDA_HOME:-/usr/local/cuda}/include"
 flags=(-std=c++20 -O2 -g0 -pthread -fno-strict-aliasing -Wno-unknown-pragmas -Wno-unused-result
        -DSEER_CUDA_EMU -DSEER_ATTN_SM90A -I"$root/tests/cuda_emu" -I"$root/csrc" -I"$CUDA_INC")

@@ -74,7 +74,9 @@ constexpr size_t kStackBytes = 256 * 1024;  // per emulated thread
 extern "C" void seer_emu_switch(void** save_sp, void* resume_sp);
 
 // AddressSanitizer builds (build.sh SANITIZE=address) are told about every stack switch.
-#if defined(__has_feature)
+#if defined(__SANITIZE_ADDRESS__)
+#define SEER_EMU_ASAN 1
+#elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define SEER_EMU_ASAN 1
 #endif

@@ -25,6 +25,7 @@
 // median ms of 10 runs of run_attention_bwd (preprocess + dK/dV (+ dQ) + convert, dq_accum memset
 // included) for impl 0 and 1, both paths; no float64 reference: the sm90 atomic-path gradients are
 // compared with the mma.sync ones.
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -417,12 +418,34 @@ int main(int argc, char** argv) {
       }
     return fails == 0 ? 0 : 1;
   }
-  std::mt19937 rng(argc > 1 ? std::atoi(argv[1]) : 1234);
+  // Arguments: [seed] [--shard i/n] (every n-th case from the i-th: n processes share the sweep, as the
+  // CPU emulation of tests/cuda_emu does). Each case draws its inputs from (seed, its index).
+  int seed = 1234, shard_i = 0, shard_n = 1;
+  for (int a = 1; a < argc; ++a) {
+    if (std::strcmp(argv[a], "--shard") == 0 && a + 1 < argc &&
+        std::sscanf(argv[a + 1], "%d/%d", &shard_i, &shard_n) == 2 && shard_n > 0 && shard_i >= 0 && shard_i < shard_n) {
+      ++a;
+    } else if (std::isdigit(static_cast<unsigned char>(argv[a][0]))) {
+      seed = std::atoi(argv[a]);
+    } else {
+      std::fprintf(stderr, "usage: %s [seed] [--shard i/n] | --time\n", argv[0]);
+      return 2;
+    }
+  }
+  std::mt19937 rng;
+  int case_index = 0;
+  // Whether the next case is this process's; if so, rng holds its inputs' generator.
+  auto mine = [&]() {
+    const int i = case_index++;
+    rng.seed(static_cast<uint32_t>(seed) * 1000003u + static_cast<uint32_t>(i));
+    return i % shard_n == shard_i;
+  };
   const std::vector<std::pair<int, int>> seqs = {{130, 130}, {61, 200}, {0, 40}, {257, 97}};
   int fails = 0, total = 0;
   // Every case on the mma.sync kernels and, in an sm_90a build (D 64 / 128), on the same inputs on the
   // sm90 kernel.
   auto run_both = [&](const Case& c) {
+    if (!mine()) return;
     std::mt19937 r1 = rng;
     ++total;
     fails += !run_case(c, rng);
@@ -499,6 +522,7 @@ int main(int argc, char** argv) {
             c.bk = kind == 1 ? 128 : 64;
             c.seqs = vseqs;
             c.density = density;
+            if (!mine()) continue;
             ++total;
             fails += !run_case(c, rng, 1);
           }
