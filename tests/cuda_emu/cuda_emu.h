@@ -94,7 +94,8 @@ struct Copy {
   int bytes;
   bool zero;
 };
-struct WgOp;  // a queued wgmma (below)
+struct WgOp;      // a thread's share of a queued wgmma (below)
+struct WgShared;  // the warpgroup's wgmma
 
 struct Fiber {
   int linear = 0;
@@ -130,6 +131,8 @@ struct Cta {
   } named[16];
   unsigned char* smem = nullptr;
   std::vector<uint64_t*> mbarriers;  // initialised in this CTA
+  std::shared_ptr<WgShared> wg_op[8];  // the warpgroup's wgmma being issued
+  uint64_t wg_op_gen[8] = {};
   std::vector<Fiber> fibers;
   void* sched_sp = nullptr;
 };
@@ -374,87 +377,101 @@ inline uint32_t sw128_addr(uint64_t desc, int i, int k, bool mn_major) {
   return a ^ (((a >> 7) & 7) << 4);
 }
 
-struct WgOp {
+// One wgmma of a warpgroup (shared by its 128 threads): D[64 x n] (+)= A[64 x 16] B[16 x n].
+struct WgShared {
   int n = 0;
   bool bf16 = true, a_regs = false, a_mn = false, b_mn = false;
-  float* d = nullptr;
   uint64_t da = 0, db = 0;
-  int scale_d = 0;
-  std::shared_ptr<std::vector<uint32_t>> a;  // register A: 4 per thread of the warpgroup
-  std::vector<float> at_issue;  // this thread's products, computed when the operation was issued
-  // This thread's part of A B: r[4j + e] = row 16 w + g (+ 8 for e >= 2), column 8 j + 2 t + (e & 1).
-  void products(int wtid, float* r) const {
-    const int w = wtid / 32, l = wtid % 32, g = l / 4, tq = l % 4;
+  std::vector<uint32_t> a;             // register A: 4 per thread of the warpgroup
+  std::vector<float> at_issue, at_wait;  // A B [64 x n] at the issue and at the first wait
+  // A B from the operands as they are now.
+  std::vector<float> products() const {
     auto cvt = [&](uint16_t x) { return bf16 ? elem_to_float<__nv_bfloat16>(x) : elem_to_float<__half>(x); };
-    float arow[2][16];
-    for (int h = 0; h < 2; ++h) {
-      const int row = 16 * w + g + 8 * h;
+    std::vector<float> am(64 * 16), bm(static_cast<size_t>(n) * 16), r(static_cast<size_t>(64) * n);
+    for (int row = 0; row < 64; ++row)
       for (int k = 0; k < 16; ++k) {
-        if (a_regs) {
+        if (a_regs) {  // mma.sync's A fragment of the warp holding the row
           const int owner = 32 * (row / 16) + 4 * (row % 8) + (k % 8) / 2;
-          arow[h][k] = cvt(half_of((*a)[4 * owner + h + (k >= 8 ? 2 : 0)], k % 2));
+          const int reg = (row % 16 >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0);
+          am[row * 16 + k] = cvt(half_of(a[4 * owner + reg], k % 2));
         } else {
-          arow[h][k] = cvt(smem_u16(sw128_addr(da, row, k, a_mn)));
+          am[row * 16 + k] = cvt(smem_u16(sw128_addr(da, row, k, a_mn)));
         }
       }
-    }
-    for (int j = 0; j < n / 8; ++j)
-      for (int c = 0; c < 2; ++c) {
-        const int col = 8 * j + 2 * tq + c;
-        float bcol[16];
-        for (int k = 0; k < 16; ++k) bcol[k] = cvt(smem_u16(sw128_addr(db, col, k, b_mn)));
-        for (int h = 0; h < 2; ++h) {
-          float acc = 0.f;
-          for (int k = 0; k < 16; ++k) acc += arow[h][k] * bcol[k];
-          r[4 * j + 2 * h + c] = acc;
-        }
+    for (int col = 0; col < n; ++col)
+      for (int k = 0; k < 16; ++k) bm[col * 16 + k] = cvt(smem_u16(sw128_addr(db, col, k, b_mn)));
+    for (int row = 0; row < 64; ++row)
+      for (int col = 0; col < n; ++col) {
+        float acc = 0.f;
+        for (int k = 0; k < 16; ++k) acc += am[row * 16 + k] * bm[col * 16 + k];
+        r[static_cast<size_t>(row) * n + col] = acc;
       }
+    return r;
   }
-  // At wgmma.wait_group: the products again from shared memory as it is now. They must equal those at
-  // issue: the hardware reads the operands at some time in between, so a difference is a race (an
-  // operand read before its data landed, or overwritten while the operation was in flight).
+};
+
+// A thread's share of a queued wgmma: its accumulator registers d[4j + e] = row 16 w + g (+ 8 for
+// e >= 2), column 8 j + 2 t + (e & 1).
+struct WgOp {
+  std::shared_ptr<WgShared> op;
+  float* d = nullptr;
+  int scale_d = 0;
+  // At wgmma.wait_group: the products again from the operands as they are at the warpgroup's first
+  // wait. They must equal those at issue: the hardware reads the operands at some time in between, so a
+  // difference is a race (an operand read before its data landed, or overwritten in flight).
   void run(int wtid) const {
-    std::vector<float> r(n / 2);
-    products(wtid, r.data());
-    if (std::memcmp(r.data(), at_issue.data(), r.size() * sizeof(float)) != 0)
-      fail("a wgmma's shared-memory operand changed between its issue and its wait_group (read before the data "
-           "landed, or overwritten while in flight)");
-    for (int i = 0; i < n / 2; ++i) d[i] = scale_d ? d[i] + r[i] : r[i];
+    WgShared& o = *op;
+    if (o.at_wait.empty()) {
+      o.at_wait = o.products();
+      if (std::memcmp(o.at_wait.data(), o.at_issue.data(), o.at_wait.size() * sizeof(float)) != 0)
+        fail("a wgmma's shared-memory operand changed between its issue and its wait_group (read before the data "
+             "landed, or overwritten while in flight)");
+    }
+    const int w = wtid / 32, l = wtid % 32, g = l / 4, tq = l % 4;
+    for (int j = 0; j < o.n / 8; ++j)
+      for (int e = 0; e < 4; ++e) {
+        const float r = o.at_wait[static_cast<size_t>(16 * w + g + (e >= 2 ? 8 : 0)) * o.n + 8 * j + 2 * tq + (e & 1)];
+        float& out = d[4 * j + e];
+        out = scale_d ? out + r : r;
+      }
   }
 };
 
 template <int N, typename Elem, int kTransB>
 void wgmma_issue(float* d, uint64_t da, uint64_t db, int scale_d, bool a_mn, const uint32_t* a) {
-  auto op = std::make_shared<WgOp>();
-  op->n = N;
-  op->bf16 = std::is_same_v<Elem, __nv_bfloat16>;
-  op->d = d;
-  op->da = da;
-  op->db = db;
-  op->scale_d = scale_d;
-  op->a_mn = a_mn;
-  op->b_mn = kTransB != 0;
   struct A4 {
     uint32_t r[4];
   } mine{};
   if (a) std::memcpy(mine.r, a, sizeof(mine.r));
-  // .sync.aligned: every thread of the warpgroup issues it together (gathers the register A operand).
-  op->a_regs = a != nullptr;
-  auto regs = rendezvous<kWarpGroup>(mine, [&](const Cta::Slot* s) {
-    std::shared_ptr<std::vector<uint32_t>> v;
-    if (a) {
-      v = std::make_shared<std::vector<uint32_t>>(4 * kWarpGroup);
-      for (int i = 0; i < kWarpGroup; ++i) {
-        const A4 x = slot_as<A4>(s, i);
-        std::memcpy(v->data() + 4 * i, x.r, sizeof(x.r));
+  // .sync.aligned: every thread of the warpgroup issues it together. The first thread past the rendezvous
+  // builds the shared operation (the register A operand gathered, the products at issue).
+  const int wg = linear() / kWarpGroup;
+  auto shared = rendezvous<kWarpGroup>(mine, [&](const Cta::Slot* s) {
+    Cta& c = *g_cta;
+    if (c.wg_op_gen[wg] != c.wg_bar[wg].gen || !c.wg_op[wg]) {
+      auto o = std::make_shared<WgShared>();
+      o->n = N;
+      o->bf16 = std::is_same_v<Elem, __nv_bfloat16>;
+      o->da = da;
+      o->db = db;
+      o->a_mn = a_mn;
+      o->b_mn = kTransB != 0;
+      o->a_regs = a != nullptr;
+      if (a) {
+        o->a.resize(4 * kWarpGroup);
+        for (int i = 0; i < kWarpGroup; ++i) std::memcpy(o->a.data() + 4 * i, s[i].b, 16);
       }
+      o->at_issue = o->products();
+      c.wg_op[wg] = o;
+      c.wg_op_gen[wg] = c.wg_bar[wg].gen;
     }
-    return v;
+    return c.wg_op[wg];
   });
-  op->a = regs;
-  op->at_issue.resize(N / 2);
-  op->products(linear() % kWarpGroup, op->at_issue.data());
-  g_cur->wg_open.push_back(op);
+  WgOp mine_op;
+  mine_op.op = shared;
+  mine_op.d = d;
+  mine_op.scale_d = scale_d;
+  g_cur->wg_open.push_back(std::make_shared<WgOp>(mine_op));
 }
 inline void wgmma_commit() {
   g_cur->wg_groups.push_back(std::move(g_cur->wg_open));
