@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
   using Elem = typename Kt::Elem;
   constexpr int kBlockM = Kt::kBlockM, kBlockN = Kt::kBlockN, kLd = Kt::kLd, kLdP = Kt::kLdP;
   constexpr int kRowsW = Kt::kRowsW, kDimW = Kt::kDimW, kDqDimW = Kt::kDqDimW, kDqChunk = Kt::kDqChunk;
-  SEER_DYNAMIC_SMEM(smem, 16);
+  extern __shared__ __align__(16) unsigned char smem[];
   Elem* sK = reinterpret_cast<Elem*>(smem + Kt::kOffK);
   Elem* sV = reinterpret_cast<Elem*>(smem + Kt::kOffV);
   Elem* sQ = reinterpret_cast<Elem*>(smem + Kt::kOffQ);

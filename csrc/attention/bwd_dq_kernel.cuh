@@ -39,7 +39,7 @@ template <typename Qt, bool Is_causal>
 __global__ void __launch_bounds__(Qt::kThreads, 1) bwd_dq_kernel(const __grid_constant__ AttnBwdParams p) {
   using Elem = typename Qt::Elem;
   constexpr int kBlockN = Qt::kBlockN, kLd = Qt::kLd, kHeadDim = Qt::kHeadDim;
-  SEER_DYNAMIC_SMEM(smem, 16);
+  extern __shared__ __align__(16) unsigned char smem[];
   Elem* sQ = reinterpret_cast<Elem*>(smem + Qt::kOffQ);
   Elem* sdO = reinterpret_cast<Elem*>(smem + Qt::kOffDO);
   Elem* sK = reinterpret_cast<Elem*>(smem + Qt::kOffK);

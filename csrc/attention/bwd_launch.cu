@@ -97,7 +97,7 @@ int launch_dq_convert(const AttnBwdParams& p, cudaStream_t stream) {
   const DeviceFacts dev = current_device_facts();  // grid: up to 16 CTAs per SM, grid-stride beyond
   if (dev.error != 0) return dev.error;
   const int64_t blocks = std::min<int64_t>((n_vec + kConvThreads - 1) / kConvThreads, static_cast<int64_t>(dev.sms) * 16);
-  SEER_LAUNCH(bwd_dq_convert_kernel<Elem>, static_cast<unsigned>(blocks), kConvThreads, 0, stream)(p);
+  bwd_dq_convert_kernel<Elem><<<static_cast<unsigned>(blocks), kConvThreads, 0, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -106,7 +106,7 @@ int launch_preprocess(const AttnBwdParams& p, cudaStream_t stream) {
   const int64_t n_rows = static_cast<int64_t>(p.total_q) * p.h_q;
   if (n_rows == 0) return 0;
   const int64_t blocks = (n_rows * kPreLanes + kPreThreads - 1) / kPreThreads;
-  SEER_LAUNCH(bwd_preprocess_kernel<Elem>, static_cast<unsigned>(blocks), kPreThreads, 0, stream)(p);
+  bwd_preprocess_kernel<Elem><<<static_cast<unsigned>(blocks), kPreThreads, 0, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -38,7 +38,7 @@ int launch_dkdv(const AttnBwdParams& p, cudaStream_t stream) {
   auto kernel = &bwd_dkdv_kernel<Kt, Is_causal, Is_atomic>;
   cudaError_t err = allow_smem(kernel, Kt::kSmemBytes);
   if (err != cudaSuccess) return static_cast<int>(err);
-  SEER_LAUNCH(kernel, grid, Kt::kThreads, Kt::kSmemBytes, stream)(p);
+  kernel<<<grid, Kt::kThreads, Kt::kSmemBytes, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -52,7 +52,7 @@ int launch_dq(const AttnBwdParams& p, cudaStream_t stream) {
   auto kernel = &bwd_dq_kernel<Qt, Is_causal>;
   cudaError_t err = allow_smem(kernel, Qt::kSmemBytes);
   if (err != cudaSuccess) return static_cast<int>(err);
-  SEER_LAUNCH(kernel, static_cast<unsigned>(n_ctas), Qt::kThreads, Qt::kSmemBytes, stream)(p);
+  kernel<<<static_cast<unsigned>(n_ctas), Qt::kThreads, Qt::kSmemBytes, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 

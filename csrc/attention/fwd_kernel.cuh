@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN, kChunks = T::kChunks;
   constexpr int kNThreads = T::kNThreads, kMT = T::kMTiles, kWarpRows = T::kWarpRows;
 
-  SEER_DYNAMIC_SMEM(smem_raw, 128);
+  extern __shared__ __align__(128) unsigned char smem_raw[];
   // wgmma's swizzled tiles need a 1024-byte-aligned base (the slack is in kSmemBytes).
   unsigned char* smem = smem_raw;
   Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ);

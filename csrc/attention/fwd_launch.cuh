@@ -46,7 +46,7 @@ int run_attention_fwd_(const AttnParams& p, void* stream) {
   auto kernel = attention_fwd_kernel<T>;
   const int smem = T::kSmemBytes;
   if (const cudaError_t e = allow_smem(kernel, smem); e != cudaSuccess) return static_cast<int>(e);
-  SEER_LAUNCH(kernel, static_cast<unsigned>(n_ctas), T::kNThreads, smem, static_cast<cudaStream_t>(stream))(p);
+  kernel<<<static_cast<unsigned>(n_ctas), T::kNThreads, smem, static_cast<cudaStream_t>(stream)>>>(p);
   return static_cast<int>(SEER_LAST_ERROR());
 #else  // no mma.sync mainloop on this platform (ROCm runs csrc/*/hip/)
   (void)p, (void)stream;

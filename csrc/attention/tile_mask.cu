@@ -145,7 +145,7 @@ int run_build_tile_mask(const AttnParams& p, void* stream) {
   const int n_n_patches = (p.nb_k + kPatch - 1) / kPatch;
   const long long n_patches = static_cast<long long>(p.batch) * p.h_kv * n_rt_patches * n_n_patches;
   const unsigned grid = static_cast<unsigned>(n_patches < kMaxGrid ? n_patches : kMaxGrid);
-  SEER_LAUNCH(build_tile_mask_kernel, grid, dim3(kPatch, kThreadsY), 0, static_cast<seer_stream_t>(stream))(
+  build_tile_mask_kernel<<<grid, dim3(kPatch, kThreadsY), 0, static_cast<seer_stream_t>(stream)>>>(
       p, n_rt_patches, n_n_patches, n_patches);
   return static_cast<int>(SEER_LAST_ERROR());
 }

@@ -15,8 +15,6 @@
 //   SEER_GRID_DEP_WAIT()   programmatic dependent launch (sm_90+): wait until the preceding grid of the
 //                          stream has finished and its memory is visible (no-op elsewhere)
 //   SEER_GRID_DEP_LAUNCH() let the next grid of the stream (launched as programmatic) start now
-//   SEER_DYNAMIC_SMEM(name, align)  declares `name`, the CTA's dynamic shared memory (CUDA kernels)
-//   SEER_LAUNCH(kernel, grid, block, smem, stream)(args...)  launches a kernel (CUDA files)
 // Host side (launchers): seer_error_t, SEER_SUCCESS, SEER_LAST_ERROR(), SEER_ERROR_STRING(e),
 //   SEER_INVALID_VALUE, SEER_SET_MAX_DYNAMIC_SMEM(kernel, bytes) (opt a kernel in to more than 48 KB)
 #pragma once
@@ -138,16 +136,6 @@ using seer_error_t = cudaError_t;
 #else
 #define SEER_HAS_SM90A 0
 #endif
-#endif
-
-// SEER_DYNAMIC_SMEM(name, align): `unsigned char* name`-like view of the CTA's dynamic shared memory.
-// SEER_LAUNCH(kernel, grid, block, smem, stream)(args...): a kernel launch.
-#if defined(SEER_CUDA_EMU)
-#define SEER_DYNAMIC_SMEM(name, align) unsigned char* const name = seer_emu::dynamic_smem()
-#define SEER_LAUNCH(kernel, grid, block, smem, stream) seer_emu::launch((kernel), (grid), (block), (smem), (stream))
-#else
-#define SEER_DYNAMIC_SMEM(name, align) extern __shared__ __align__(align) unsigned char name[]
-#define SEER_LAUNCH(kernel, grid, block, smem, stream) kernel<<<(grid), (block), (smem), (stream)>>>
 #endif
 
 #define SEER_DEVICE __device__ __forceinline__

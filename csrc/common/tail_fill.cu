@@ -86,7 +86,7 @@ int run_tail_fill(const TailFillParams& params, void* stream) {
   if (p.n_targets == 0) return 0;
   const int segments = p.batch + 2;
   const dim3 grid(segments < kMaxSegmentBlocks ? segments : kMaxSegmentBlocks, kRowBlocks, p.n_targets);
-  SEER_LAUNCH(tail_fill_kernel, grid, kThreads, 0, static_cast<seer_stream_t>(stream))(p);
+  tail_fill_kernel<<<grid, kThreads, 0, static_cast<seer_stream_t>(stream)>>>(p);
   return static_cast<int>(SEER_LAST_ERROR());
 }
 

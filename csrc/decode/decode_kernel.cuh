@@ -184,7 +184,7 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   constexpr int kCPR = Tr::kChunksPerRow;
   constexpr int kListCap = Tr::kListCap;
 
-  SEER_DYNAMIC_SMEM(smem, 16);
+  extern __shared__ __align__(16) unsigned char smem[];
   Elem* s_stages = reinterpret_cast<Elem*>(smem + Tr::kOffStages);
   Elem* s_q = reinterpret_cast<Elem*>(smem + Tr::kOffQ);
   int* s_list = reinterpret_cast<int*>(smem + Tr::kOffList);

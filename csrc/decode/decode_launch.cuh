@@ -30,7 +30,7 @@ int run_decode_(const DecodeParams& p, seer_stream_t stream) {
   cudaError_t err = allow_smem(kernel, kSmem);
   if (err != cudaSuccess) return static_cast<int>(err);
   // Select: compact every (sequence, kv head) row's selection once (sel_list / sel_count).
-  SEER_LAUNCH(decode_select_kernel<kSelectThreads>, select_grid(p), kSelectThreads, 0, stream)(p);
+  decode_select_kernel<kSelectThreads><<<select_grid(p), kSelectThreads, 0, stream>>>(p);
   SEER_RETURN_IF_LAUNCH_ERROR();
 
   // The split and combine kernels launch as programmatic dependents of the kernel before them on

@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN;
   constexpr int kNFrag = Traits::kNFrag, kKSteps = Traits::kKSteps, kCh = Traits::kChunksPerTile;
 
-  SEER_DYNAMIC_SMEM(pooling_smem, 128);
+  extern __shared__ __align__(128) unsigned char pooling_smem[];
   Elem* sK = reinterpret_cast<Elem*>(pooling_smem);  // 2 K buffers; Q before the first K load
   float* sStage = reinterpret_cast<float*>(pooling_smem + Traits::kSmemKBytes);
 

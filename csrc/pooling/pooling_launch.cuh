@@ -49,7 +49,7 @@ int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
   const cudaError_t e = allow_smem(kernel, smem);
   if (e != cudaSuccess) return static_cast<int>(e);
   const dim3 grid(static_cast<unsigned>(n_x));
-  SEER_LAUNCH(kernel, grid, Traits::kNThreads, smem, static_cast<seer_stream_t>(stream))(p, static_cast<int>(cap), stride);
+  kernel<<<grid, Traits::kNThreads, smem, static_cast<seer_stream_t>(stream)>>>(p, static_cast<int>(cap), stride);
   return static_cast<int>(SEER_LAST_ERROR());
 #else  // no mma.sync mainloop on this platform (ROCm runs csrc/*/hip/)
   (void)p, (void)stream;

@@ -104,13 +104,13 @@ int run_followup_(const PoolingParams& p, seer_stream_t stream) {
   if (rows_1d > 0) {
     if (p.gqa_reduce) {
       if ((err = aux_grid(rows_1d, &grid)) != 0) return err;
-      SEER_LAUNCH(finalize_1d_kernel<Elem>, grid, kAuxWarps * 32, 0, stream)(
+      finalize_1d_kernel<Elem><<<grid, kAuxWarps * 32, 0, stream>>>(
           p.pooled_1d_accum, reinterpret_cast<Elem*>(p.pooled_1d), rows_1d, static_cast<int>(nb));
     } else {
       if (p.h_out > 65535) return static_cast<int>(cudaErrorInvalidConfiguration);
-      const dim3 zero_grid(kZeroBlocksPerHead, static_cast<unsigned>(p.h_out));
-      SEER_LAUNCH(zero_uncovered_rows_kernel<Elem>, zero_grid, kZeroThreads, 0, stream)(
-          reinterpret_cast<Elem*>(p.pooled_1d), p.cu_seqlens, p.batch, p.total, static_cast<int>(nb));
+      zero_uncovered_rows_kernel<Elem><<<dim3(kZeroBlocksPerHead, static_cast<unsigned>(p.h_out)), kZeroThreads, 0,
+                                         stream>>>(reinterpret_cast<Elem*>(p.pooled_1d), p.cu_seqlens, p.batch,
+                                                   p.total, static_cast<int>(nb));
     }
     if ((err = static_cast<int>(SEER_LAST_ERROR())) != 0) return err;
   }
@@ -118,7 +118,7 @@ int run_followup_(const PoolingParams& p, seer_stream_t stream) {
   const int64_t rows_2d = static_cast<int64_t>(p.batch) * p.h_out * nb;
   if (rows_2d > 0) {
     if ((err = aux_grid(rows_2d, &grid)) != 0) return err;
-    SEER_LAUNCH(normalise_rows_kernel, grid, kAuxWarps * 32, 0, stream)(p.pooled_2d, rows_2d, static_cast<int>(nb));
+    normalise_rows_kernel<<<grid, kAuxWarps * 32, 0, stream>>>(p.pooled_2d, rows_2d, static_cast<int>(nb));
     if ((err = static_cast<int>(SEER_LAST_ERROR())) != 0) return err;
   }
   return 0;

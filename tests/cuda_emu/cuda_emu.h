@@ -641,7 +641,7 @@ inline cudaError_t& last_error() {
   return e;
 }
 
-// SEER_LAUNCH(kernel, grid, block, smem, stream)(args...) under the emulation (common/platform.h).
+// seer_emu::launch(kernel, grid, block, smem, stream)(args...): what emu_source.py makes of a launch.
 template <typename K>
 struct Launch {
   K kernel;

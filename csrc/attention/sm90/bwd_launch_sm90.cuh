@@ -29,7 +29,7 @@ int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
       auto kernel = &bwd_dkdv_sm90_kernel<T, kCausal, kAtomic>;
       cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
       if (e != cudaSuccess) return static_cast<int>(e);
-      SEER_LAUNCH(kernel, grid, T::kThreads, T::kSmemBytes, stream)(p);
+      kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
       return static_cast<int>(SEER_LAST_ERROR());
     });
   });

@@ -252,7 +252,7 @@ struct ItemWalk {
 // T::kProducerRegs registers, warpgroup 1 calls consumer(smem, wtid, walk) with T::kConsumerRegs.
 template <typename T, typename Consumer>
 SEER_DEVICE void run_roles(const AttnParams& p, int n_work, Consumer&& consumer) {
-  SEER_DYNAMIC_SMEM(smem_raw, 128);
+  extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = ring_setup<T>(smem_raw);
   const int wtid = threadIdx.x % 128;
   const PersistentItems sched = PersistentItems::of_this_cta();  // tile_scheduler.h
@@ -434,7 +434,7 @@ int launch_persistent(void (*kernel)(Params, int), const Params& p, long long n_
   if (dev.error != 0) return dev.error;
   const long long slots = static_cast<long long>(dev.sms) * T::kCtasPerSm;
   const unsigned grid = static_cast<unsigned>(n_items < slots ? n_items : slots);
-  SEER_LAUNCH(kernel, grid, T::kThreads, T::kSmemBytes, stream)(p, static_cast<int>(n_items));
+  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p, static_cast<int>(n_items));
   return static_cast<int>(SEER_LAST_ERROR());
 }
 
