@@ -511,9 +511,7 @@ inline void run_cta(Cta& cta, void (*entry)(void*), void* arg, std::vector<unsig
     start.entry(start.arg);
     // thread exit: pending cp.async land, the thread leaves its barriers
     Fiber& f = *g_cur;
-    for (auto& g : f.cp_groups)
-      for (const Copy& c : g) (c.zero ? (void)std::memset(c.dst, 0, c.bytes) : (void)std::memcpy(c.dst, c.src, c.bytes));
-    for (const Copy& c : f.cp_open) (c.zero ? (void)std::memset(c.dst, 0, c.bytes) : (void)std::memcpy(c.dst, c.src, c.bytes));
+    cp_land_all();
     if (!f.wg_open.empty() || !f.wg_groups.empty()) fail("a thread exited with wgmma operations not waited for");
     bar_leave(g_cta->sync);
     bar_leave(g_cta->warp_bar[f.linear / kWarp]);
