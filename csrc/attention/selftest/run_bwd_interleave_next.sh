@@ -1,9 +1,10 @@
 #!/bin/bash
-# GPU check of branch wip/bwd-interleave (written without a GPU) + the profiles NOTES v8 asks for. On an H200,
-# from the repository root (run tool: carry [".dev"]; the dev machine first does
-#   mkdir -p .dev/main_tree && git archive main csrc cmake | tar -x -C .dev/main_tree):
+# GPU check of branch wip/bwd-interleave (written without a GPU) + the profiles NOTES v8 asks for + main's
+# `make selftest` (never run as one command on a GPU). On an H200, from the repository root (run tool: carry
+# [".dev"]; the dev machine first does  mkdir -p .dev/main_tree && git archive main | tar -x -C .dev/main_tree):
 #   OUT=/path bash csrc/attention/selftest/run_bwd_interleave_next.sh
-# 1. cmake harness of this tree and of main in parallel (bwd + fwd self-tests);
+# 1. cmake harness of this tree (bwd + fwd self-tests) and main's `make selftest` (builds and runs every
+#    self-test through ctest: forward, backward, decode, pooling, wgmma) in parallel;
 # 2. bwd_selftest sweep of this tree (float64 reference; every path);
 # 3. bwd_selftest --time of both trees: prediction (NOTES v8 / the branch commit): dK/dV-bound rows - the
 #    deterministic and "atomic, q-major dQ" rows at d <= 0.5 - 3-8% faster, d = 1 unchanged;
@@ -22,9 +23,10 @@ build() {  # src builddir log
   echo "$3 build rc=$?"
 }
 build "$PWD" "$PWD/build/ilv_branch" branch &
-[ -d .dev/main_tree/csrc ] && build "$PWD/.dev/main_tree" "$PWD/build/ilv_main" main &
+[ -f .dev/main_tree/Makefile ] && ( cd .dev/main_tree && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=$J \
+  > "$L/main_make_selftest.log" 2>&1; echo "main make selftest rc=$?"; grep -E "tests passed|Failed|Passed|\*\*\*" "$L/main_make_selftest.log" | tail -8 ) &
 wait; el built
-B=build/ilv_branch; M=build/ilv_main
+B=build/ilv_branch; M=.dev/main_tree/build/selftest-90a
 timeout 150 stdbuf -oL $B/seer_bwd_selftest > "$L/bwd_sweep.log" 2>&1; echo "bwd sweep exit $? | $(tail -1 "$L/bwd_sweep.log") | FAIL lines $(grep -c FAIL "$L/bwd_sweep.log")"
 el sweep
 timeout 150 stdbuf -oL $B/seer_bwd_selftest --time > "$L/bwd_time_branch.log" 2>&1; echo "time branch exit $?"
