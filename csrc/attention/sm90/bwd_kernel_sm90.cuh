@@ -95,7 +95,10 @@ struct Traits {
   static constexpr int kOffWarpCnt = kOffFlags + 128 * 4;            // int [4]
   static constexpr int kOffColOff = kOffWarpCnt + 4 * 4;             // int64 [kChunks] user-mask column offsets
   static constexpr int kOffRowOff = kOffColOff + kChunks * 8;        // RowOff [2][kBlockM] (producer only)
-  static constexpr int kSmemUsed = kOffRowOff + 2 * kBlockM * 16;
+  static constexpr int kOffOwnCnt = kOffRowOff + 2 * kBlockM * 16;   // int [3][4] (producer only)
+  static constexpr int kOffList2 = kOffOwnCnt + 3 * 4 * 4;            // int [128] the batch in consumer order
+  static constexpr int kOffFlags2 = kOffList2 + 128 * 4;              // uint32 [128] their chunk flags
+  static constexpr int kSmemUsed = kOffFlags2 + 128 * 4;
   static constexpr int kSmemBytes = kSmemUsed + 1024;  // + slack to align the base to 1024 bytes
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim");
   static_assert(kChunks * 2 <= 32, "chunk flags fit 32 bits");
@@ -128,6 +131,54 @@ struct RowOff {
 
 // Descriptor of the same tile `bytes` further (16-byte units in the low bits; shared addresses < 256 KB).
 SEER_DEVICE uint64_t desc_add(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
+
+// Producer (128 threads, tid 0..127): reorders one batch of compacted row tiles (list / flags [0, total),
+// total <= 128) so that the two consumers' work alternates - row tiles both consumers keep chunks of first,
+// then the tiles only one of them keeps, consumer 0's and consumer 1's in turn, then the rest of the
+// longer of the two. Each class keeps its candidate order (a consumer sees its shared tiles first, then its
+// own); the order is a function of the tile mask only, so dK / dV sums stay in one fixed order
+// (deterministic, though not bitwise equal to candidate order). In candidate order, a run of more than kStages - 1 tiles of one consumer left
+// the other idle (it may skip at most kStages - 1 stages ahead), which at low density - where most kept
+// row tiles are one consumer's - is the common case. cnt: int [3][4] scratch.
+template <int kChunksPerConsumer, typename Sync>
+SEER_DEVICE void alternate_consumers(const int* list, const uint32_t* flags, int* out_list, uint32_t* out_flags,
+                                     int* cnt, int total, int tid, Sync sync) {
+  const bool in = tid < total;
+  const uint32_t f = in ? flags[tid] : 0u;
+  constexpr uint32_t kMask0 = (1u << (2 * kChunksPerConsumer)) - 1u;
+  const bool k0 = (f & kMask0) != 0u, k1 = (f >> (2 * kChunksPerConsumer)) != 0u;
+  const int cls = !in ? 3 : (k0 && k1) ? 0 : (k0 ? 1 : 2);  // 0 both, 1 consumer 0 only, 2 consumer 1 only
+  const int lane = tid & 31, warp = tid >> 5;
+  unsigned mine = 0;  // this thread's class ballot (no runtime-indexed array: it would go to local memory)
+#pragma unroll
+  for (int c = 0; c < 3; ++c) {
+    const unsigned bal = SEER_BALLOT(cls == c);
+    if (lane == 0) cnt[c * 4 + warp] = __popc(bal);
+    if (c == cls) mine = bal;
+  }
+  sync();
+  int before = 0, tot[3] = {0, 0, 0};
+#pragma unroll
+  for (int w = 0; w < 4; ++w)
+#pragma unroll
+    for (int c = 0; c < 3; ++c) {
+      const int x = cnt[c * 4 + w];
+      tot[c] += x;
+      if (c == cls && w < warp) before += x;
+    }
+  if (in) {
+    const unsigned lt = (1u << lane) - 1u;
+    const int rank = before + __popc(mine & lt);
+    int pos = rank;
+    if (cls != 0) {
+      const int m = min(tot[1], tot[2]);
+      pos = tot[0] + (rank < m ? 2 * rank + (cls - 1) : m + rank);
+    }
+    out_list[pos] = list[tid];
+    out_flags[pos] = flags[tid];
+  }
+  sync();  // the reordered batch is visible; cnt is rewritten only after the next compact_list's barriers
+}
 
 template <typename T, bool Is_causal, bool Is_atomic>
 __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __grid_constant__ AttnBwdParams p) {
@@ -205,11 +256,16 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
       }
       // Compaction of the kept candidates (increasing candidate order; block_iter.h via bwd_common.h).
       const int total = attn_bwd::compact_list<128>(flags != 0, rt, flags, sList, sFlags, sWarpCnt, wtid, sync);
+      static_assert(kNWG == 2 && T::kChunks == 8, "two consumers of 4 chunks each");
+      int* sList2 = reinterpret_cast<int*>(smem + T::kOffList2);
+      uint32_t* sFlags2 = reinterpret_cast<uint32_t*>(smem + T::kOffFlags2);
+      alternate_consumers<T::kChunks / kNWG>(sList, sFlags, sList2, sFlags2, reinterpret_cast<int*>(smem + T::kOffOwnCnt),
+                                             total, wtid, sync);
 #pragma unroll 1
       for (int i = 0; i < total; ++i, ++u) {
         const int st = u % kStages;
-        const int rti = sList[i];
-        const uint32_t fl = sFlags[i];
+        const int rti = sList2[i];
+        const uint32_t fl = sFlags2[i];
         // Row tile rti: head slot, first token, first q head, valid tokens (tile_row's rule: row r is valid
         // iff r / pack < n_tok).
         const RowTile rtile = row_tile(p, hk, rti);  // tile_scheduler.h
