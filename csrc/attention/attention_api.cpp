@@ -292,11 +292,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
   seer::bind_rows(dq, p.dq, p.dq_row_stride, p.dq_head_stride);
   seer::bind_rows(dk, p.dk, p.dk_row_stride, p.dk_head_stride);
   seer::bind_rows(dv, p.dv, p.dv_row_stride, p.dv_head_stride);
-  // Non-deterministic (default) path: the dK/dV kernel also accumulates dQ with fp32 atomics into this
-  // zero-initialised workspace (contiguous [T_q, H_q, D]); a convert kernel writes dq from it.
+  // Non-deterministic (default) path: the dK/dV kernel may accumulate dQ with fp32 atomics into this
+  // workspace (contiguous [T_q, H_q, D]); a convert kernel writes dq from it. Uninitialised here: the
+  // backward's preprocess kernel zeroes it when (and only when) the dK/dV kernel adds into it.
   at::Tensor dq_accum;
   if (!deterministic && p.batch > 0 && tq > 0)
-    dq_accum = at::zeros({tq, hq, static_cast<int64_t>(p.head_dim)}, in.q.options().dtype(at::kFloat));
+    dq_accum = at::empty({tq, hq, static_cast<int64_t>(p.head_dim)}, in.q.options().dtype(at::kFloat));
   p.dq_accum = dq_accum.defined() ? dq_accum.data_ptr<float>() : nullptr;
   p.deterministic = deterministic;
   // sm90 atomic path: the tile-mask builder counts kept / visible tiles, from which the kernels pick where

@@ -87,7 +87,7 @@ struct AttnBwdParams : AttnParams {
   void* dq;  int64_t dq_row_stride, dq_head_stride;  // [T_q, H_q, D] outputs (contiguous)
   void* dk;  int64_t dk_row_stride, dk_head_stride;  // [T_k, H_kv, D], reduced over the GQA group
   void* dv;  int64_t dv_row_stride, dv_head_stride;
-  float* dq_accum;    // optional fp32 workspace [T_q, H_q, D] (atomic path), nullptr if unused
+  float* dq_accum;    // optional fp32 workspace [T_q, H_q, D] (atomic path; run_attention_bwd zeroes it where the dK/dV kernel adds into it), nullptr if unused
   bool deterministic; // no atomics whose order changes results
   bool bwd_wgmma;     // run the sm_90a wgmma dK/dV kernel (sm90/bwd_kernel_sm90.cuh; D 64 / 128); set only for
                       // an sm_90a build on a compute-capability-9.0 device (as fwd_wgmma)

@@ -442,7 +442,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
   }
 }
 
-// softmax_d[h, t] = sum_d dout * out - dlse (one wavefront per 4 rows: 16 lanes x 8 dims per row and step).
+// softmax_d[h, t] = sum_d dout * out - dlse (one wavefront per 4 rows: 16 lanes x 8 dims per row and step);
+// atomic path: also zeroes the row's dq_accum (the op allocates it uninitialised).
 template <typename Elem>
 __global__ void __launch_bounds__(256) attention_bwd_preprocess_kernel_hip(const AttnBwdParams p) {
   const int64_t row = static_cast<int64_t>(hip::bid_x()) * 16 + hip::tid() / 16;
@@ -451,6 +452,7 @@ __global__ void __launch_bounds__(256) attention_bwd_preprocess_kernel_hip(const
   float acc = 0.f;
   PreRow x{};
   if (active) {
+    if (!p.deterministic && p.dq_accum != nullptr) zero_dq_accum_row(p, row, sub, 16);  // the atomic dQ workspace
     x = pre_row(p, row);
     const uint16_t* o = static_cast<const uint16_t*>(p.out) + x.o_off;
     const uint16_t* g = static_cast<const uint16_t*>(p.dout) + x.do_off;

@@ -308,7 +308,6 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
         std::vector<float> ms;
         for (int r = 0; r <= time_reps; ++r) {  // run 0: warm-up
           CK(cudaEventRecord(e0));
-          if (det != 1) CK(cudaMemsetAsync(d_dqacc, 0, nq * sizeof(float)));
           CK(static_cast<cudaError_t>(seer::run_attention_bwd(p, nullptr)));
           CK(cudaEventRecord(e1));
           CK(cudaEventSynchronize(e1));
@@ -349,7 +348,9 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
       if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
       if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
       if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
-      if (nq) CK(cudaMemset(d_dqacc, 0, nq * sizeof(float)));
+      // run_attention_bwd zeroes dq_accum itself where the dK/dV kernel adds into it (its preprocess kernel):
+      // NaN before it proves that; the kernels launched directly (cfg 1 / 2) need it zeroed here.
+      if (nq) CK(cudaMemset(d_dqacc, cfg == 0 ? 0xff : 0, nq * sizeof(float)));
       p.deterministic = det == 1;
       p.dq_accum = det == 1 ? nullptr : d_dqacc;
       p.tile_count = det == -1 ? d_tcount : nullptr;
