@@ -3,11 +3,13 @@
 // which keys a row sees. Torch-free; host and device.
 //
 // Sequence b owns query rows [q_start, q_start + seqlen_q) and key rows [k_start, k_start + seqlen_k)
-// with q_start = cu_seqlens_q[b] and the length read from cu_seqlens CLAMPED to [0, max_seqlen_*]:
-// inconsistent input (a length above max_seqlen, or a decreasing cu_seqlens) then never reads or
-// writes outside the rows and tiles the launch was sized for (grids, tile masks and workspaces are
-// sized from max_seqlen_*). Rows past the clamped length belong to no sequence (out 0, lse -inf, zero
-// gradients); with a decreasing cu_seqlens the sequences overlap and the outputs are unspecified.
+// with q_start = cu_seqlens_q[b] clamped to [0, total_q], its end cu_seqlens_q[b + 1] clamped to
+// [q_start, total_q], and the length between them clamped to max_seqlen_* (the same for keys):
+// inconsistent input (a length above max_seqlen, a decreasing cu_seqlens, offsets outside [0, T]) then
+// never reads or writes outside the tensors and the rows and tiles the launch was sized for (grids,
+// tile masks and workspaces are sized from max_seqlen_*). For consistent input the clamps change
+// nothing. Rows past the clamped length belong to no sequence (out 0, lse -inf, zero gradients); with a
+// decreasing or out-of-range cu_seqlens the outputs are unspecified (still in bounds).
 // The checked path (SEER_ATTN_CHECK_INPUTS=1, and the CPU reference always) rejects
 // such input instead.
 //
@@ -20,10 +22,10 @@
 namespace seer {
 
 struct SeqBounds {
-  int q_start;     // first global query row of the sequence (cu_seqlens_q[b])
-  int k_start;     // first global key row (cu_seqlens_k[b])
-  int seqlen_q;    // clamped query count: max(0, min(cu_q[b+1] - cu_q[b], max_seqlen_q))
-  int seqlen_k;    // clamped key count
+  int q_start;     // first global query row of the sequence (cu_seqlens_q[b], clamped to [0, total_q])
+  int k_start;     // first global key row (cu_seqlens_k[b], clamped to [0, total_k])
+  int seqlen_q;    // clamped query count: min(clamp(cu_q[b+1], q_start, total_q) - q_start, max_seqlen_q)
+  int seqlen_k;    // clamped key count (the same with k)
   int causal_off;  // seqlen_k - seqlen_q: key j visible to query i iff j <= i + causal_off
 
   // Keys [0, key_limit(tok)) are visible to query token tok (before the block mask): all seqlen_k
@@ -33,15 +35,19 @@ struct SeqBounds {
   }
 };
 
-SEER_HOST_DEVICE int clamp_seqlen(int len, int max_seqlen) { return max(0, min(len, max_seqlen)); }
+// One side's clamped [start, start + len) from cu[b], cu[b + 1]: start in [0, total], end in [start, total],
+// len <= max_seqlen.
+SEER_HOST_DEVICE void clamp_rows(int cu_b, int cu_b1, int total, int max_seqlen, int& start, int& len) {
+  start = max(0, min(cu_b, total));
+  const int end = max(start, min(cu_b1, total));
+  len = min(end - start, max_seqlen);
+}
 
 // Bounds of sequence b (reads cu_seqlens_q[b], [b+1], cu_seqlens_k[b], [b+1]).
 SEER_HOST_DEVICE SeqBounds seq_bounds(const AttnParams& p, int b) {
   SeqBounds s;
-  s.q_start = p.cu_seqlens_q[b];
-  s.k_start = p.cu_seqlens_k[b];
-  s.seqlen_q = clamp_seqlen(p.cu_seqlens_q[b + 1] - s.q_start, p.max_seqlen_q);
-  s.seqlen_k = clamp_seqlen(p.cu_seqlens_k[b + 1] - s.k_start, p.max_seqlen_k);
+  clamp_rows(p.cu_seqlens_q[b], p.cu_seqlens_q[b + 1], p.total_q, p.max_seqlen_q, s.q_start, s.seqlen_q);
+  clamp_rows(p.cu_seqlens_k[b], p.cu_seqlens_k[b + 1], p.total_k, p.max_seqlen_k, s.k_start, s.seqlen_k);
   s.causal_off = s.seqlen_k - s.seqlen_q;
   return s;
 }

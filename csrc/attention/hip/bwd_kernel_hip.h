@@ -257,9 +257,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
   __shared__ __attribute__((aligned(16))) Smem sm;
   const int tid = hip::tid(), lane = tid % 64, wave = tid / 64, h = lane / 32;
   const int hk = hip::bid_y(), b = hip::bid_z();
-  const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
-  const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
-  const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+  const SeqBounds sb = seq_bounds(p, b);  // clamped bounds: the rule of every attention kernel (seqlen.h)
+  const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
   const int k0 = (hip::bid_x() / kSplit) * kBwdKeys;
   const int d0 = (hip::bid_x() % kSplit) * kDh;  // this workgroup's dK / dV / dQ dims [d0, d0 + kDh)
   if (k0 >= seqlen_k) return;  // uniform: no key of this sequence here (keys with no row still get dK = dV = 0)
@@ -376,9 +375,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
   const int tid = hip::tid(), lane = tid % 64, wave = tid / 64;
   const int rt = hip::bid_x() / kSplit, hk = hip::bid_y(), b = hip::bid_z();
   const int d0 = (hip::bid_x() % kSplit) * kDh;  // this workgroup's dQ dims [d0, d0 + kDh)
-  const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
-  const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
-  const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+  const SeqBounds sb = seq_bounds(p, b);  // clamped bounds: the rule of every attention kernel (seqlen.h)
+  const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
   const int slot = rt / p.n_tok_tiles;
   const int tok0 = (rt - slot * p.n_tok_tiles) * p.tile_tokens;
   if (tok0 >= seqlen_q) return;  // uniform: the tile has no row

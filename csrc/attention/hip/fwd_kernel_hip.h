@@ -25,6 +25,7 @@
 #include "common/platform.h"
 #include "common/hip_mfma.h"
 #include "attention/attention_params.h"
+#include "attention/seqlen.h"
 #include "attention/hip/fwd_layout_hip.h"
 #include "attention/hip/block_iter_hip.h"
 #include "attention/hip/softmax_hip.h"
@@ -280,9 +281,8 @@ __global__ void __launch_bounds__(kThreads, FwdTile<D>::kWavesPerSimd) attention
   const int hk = rem % p.h_kv;
   const int b = rem / p.h_kv;
 
-  const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
-  const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
-  const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+  const SeqBounds sb = seq_bounds(p, b);  // clamped bounds: the rule of every attention kernel (seqlen.h)
+  const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
   const int tok0 = tok_tile * p.tile_tokens;
   if (tok0 >= seqlen_q) return;  // uniform
   const int rt = slot * p.n_tok_tiles + tok_tile;
