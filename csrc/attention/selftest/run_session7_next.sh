@@ -1,0 +1,83 @@
+#!/bin/bash
+# One device call for branch wip/session7 = main + wip/bwd-interleave + wip/dq-accum-zero + wip/cu-clamp
+# (all written without a GPU; benchmarks/NOTES.md v8 "next steps"). On an H200, from the repository root
+# (run tool: carry [".dev"], timeout 600; the dev machine first does
+#   mkdir -p .dev/main_tree && git archive main | tar -x -C .dev/main_tree):
+#   OUT=$OUT bash csrc/attention/selftest/run_session7_next.sh
+# ~8-9 minutes. Logs in $OUT/l, tarred to $OUT/logs.tgz (the run tool returns at most 8 files).
+#  1. builds in parallel: this tree's extension and cmake self-tests; main's extension and `make selftest`
+#     (every self-test through ctest: never yet run as one command on a GPU);
+#  2. this tree: fwd / bwd / decode self-test sweeps (bwd: dq_accum NaN-prefilled before run_attention_bwd),
+#     CUDA pytest (all files but test_distributed / HIP emulation), compute-sanitizer memcheck of the new
+#     out-of-range cu_seqlens tests;
+#  3. bwd_selftest --time, this tree vs main (deterministic rows: the interleave, predicted -3 to -5% of the
+#     whole backward at d <= 0.5; atomic rows also lose the memset the old harness timed);
+#  4. fwd+bwd through the op, both trees (P1 / P2, d = 1 / 0.2 / 0.1, default and deterministic):
+#     predicted default -0.15 ms (P1) / -0.4 ms (P2) at d <= 0.2 plus the dK/dV interleave gain;
+#  5. ncu (--set full) of main's dK/dV kernel at P1 d = 0.1 (deterministic) and of the forward (S 16384, d 1).
+set -o pipefail
+cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || (cd "$(dirname "$0")/../../.." && pwd))"
+export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0a
+OUT=${OUT:-/tmp/s7_out}; L=$OUT/l; mkdir -p "$L"
+T0=$(date +%s); el() { echo "[$(($(date +%s) - T0))s] $*"; }
+M=.dev/main_tree
+( MAX_JOBS=5 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_branch.log" 2>&1; echo "branch ext rc=$?" ) &
+( cmake -S cmake -B build/s7 -DCMAKE_CUDA_ARCHITECTURES=90a > "$L/cmake.log" 2>&1 &&
+  timeout 400 cmake --build build/s7 --target seer_fwd_selftest seer_bwd_selftest seer_decode_selftest -j 4 > "$L/st_build.log" 2>&1
+  echo "branch selftests build rc=$?" ) &
+( cd $M && MAX_JOBS=3 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_main.log" 2>&1; echo "main ext rc=$?" ) &
+( cd $M && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=4 > "$L/main_make_selftest.log" 2>&1
+  echo "main make selftest rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed" "$L/main_make_selftest.log" | tail -6 ) &
+wait; el built
+B=build/s7; MB=$M/build/selftest-90a
+for s in fwd bwd decode; do ( timeout 150 stdbuf -oL $B/seer_${s}_selftest > "$L/sweep_$s.log" 2>&1
+  echo "sweep $s rc=$? | $(tail -1 "$L/sweep_$s.log") | FAIL lines $(grep -c FAIL "$L/sweep_$s.log")" ) & done
+wait; el sweeps
+SEER_ATTN_TEST_DEVICES=cuda timeout 200 python3 -m pytest -q -p no:cacheprovider -k "not hip" tests/test_decode.py \
+  tests/test_seqlen_clamp.py tests/test_attention.py tests/test_pooling.py tests/test_autograd.py tests/test_opcheck.py \
+  tests/test_compile.py tests/test_errors.py tests/test_compat.py tests/test_cuda_runtime.py tests/test_masks.py \
+  tests/test_build.py tests/test_naive.py > "$L/pytest.log" 2>&1
+echo "pytest rc=$? $(tail -1 "$L/pytest.log")"; grep -E "^FAILED|^ERROR" "$L/pytest.log" | head -8
+SEER_ATTN_TEST_DEVICES=cuda timeout 150 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -p no:cacheprovider \
+  tests/test_seqlen_clamp.py -k "outside or rows_past" > "$L/memcheck.log" 2>&1
+echo "memcheck rc=$? $(grep -E "ERROR SUMMARY" "$L/memcheck.log" | sort | uniq -c | tr '\n' ' ') $(tail -1 "$L/memcheck.log")"
+el tested
+timeout 150 stdbuf -oL $B/seer_bwd_selftest --time > "$L/bwd_time_branch.log" 2>&1; echo "time branch rc=$?"
+timeout 150 stdbuf -oL $MB/seer_bwd_selftest --time > "$L/bwd_time_main.log" 2>&1; echo "time main rc=$?"
+paste <(grep -E "^time|impl 1" "$L/bwd_time_main.log" | sed 's/(min.*//') <(grep -E "^time|impl 1" "$L/bwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
+el timed
+cat > /tmp/fb_time.py <<'PY'
+import sys, torch
+sys.path.insert(0, "benchmarks"); sys.path.insert(0, ".")
+import common as C, seer_attn as sa
+for w in ("P1", "P2"):
+    inp = C.make_prefill_inputs(C.FULL_WORKLOADS[w].seqlens, "cuda")
+    for d in (1.0, 0.2, 0.1):
+        mask, _ = C.prefill_mask("2d", inp["seqlens"], d, "cuda")
+        for det in (False, True):
+            _, fb = C.attn_fns(sa, "2d", inp, mask, deterministic=det)
+            for _ in range(2): fb()
+            torch.cuda.synchronize()
+            ts = []
+            for _ in range(5):
+                e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                e0.record(); fb(); e1.record(); torch.cuda.synchronize(); ts.append(e0.elapsed_time(e1))
+            ts.sort()
+            print(f"{w} d={d} {'det' if det else 'default'}: fwd+bwd median {ts[2]:.3f} ms", flush=True)
+PY
+for t in . $M; do echo "== $t"; (cd $t && timeout 100 python3 /tmp/fb_time.py 2>&1 | grep fwd+bwd | tee -a "$L/fb_time.log"); done
+el op-timed
+# ncu: --time runs, per case, 11 sm90 dK/dV launches for each of atomic / deterministic / atomic q-major;
+# cases 2D d = 1, 0.5, 0.1, ...: skip 2 cases + the atomic runs + the deterministic warm-up = 78.
+timeout 120 ncu --kernel-name regex:bwd_dkdv_sm90 --launch-skip 78 --launch-count 1 --kill yes --set full -o "$L/dkdv_d01" -f \
+  $MB/seer_bwd_selftest --time > "$L/ncu_dkdv_run.log" 2>&1; echo "ncu dkdv rc=$?"
+timeout 90 ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 --launch-count 1 --kill yes --set full -o "$L/fwd_d1" -f \
+  $MB/seer_fwd_selftest --time > "$L/ncu_fwd_run.log" 2>&1; echo "ncu fwd rc=$?"
+for r in dkdv_d01 fwd_d1; do
+  [ -f "$L/$r.ncu-rep" ] || continue
+  ncu --import "$L/$r.ncu-rep" --page details > "$L/${r}_details.txt" 2>&1
+  ncu --import "$L/$r.ncu-rep" --page source --csv --print-source sass > "$L/${r}_sass.csv" 2>&1
+  grep -E "Stall|Warp Cycles|Issue Slots|Tensor|L2 Cache Throughput" "$L/${r}_details.txt" | head -12
+done
+el done
+cd "$OUT" && tar czf logs.tgz l && rm -rf l
