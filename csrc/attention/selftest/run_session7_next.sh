@@ -4,7 +4,8 @@
 # (run tool: carry [".dev"], timeout 600; the dev machine first does
 #   mkdir -p .dev/main_tree && git archive main | tar -x -C .dev/main_tree):
 #   OUT=$OUT bash csrc/attention/selftest/run_session7_next.sh
-# ~8-9 minutes. Logs in $OUT/l, tarred to $OUT/logs.tgz (the run tool returns at most 8 files).
+# With the prebuilt archives / self-tests (.dev/pkg, see below) ~9-10 minutes (over one call's 600 s: cut
+# the ncu part or run it in a second call); building everything on the device adds ~4. Logs in $OUT/l, tarred to $OUT/logs.tgz (the run tool returns at most 8 files).
 #  1. builds in parallel: this tree's extension and cmake self-tests; main's extension and `make selftest`
 #     (every self-test through ctest: never yet run as one command on a GPU);
 #  2. this tree: fwd / bwd / decode self-test sweeps (bwd: dq_accum NaN-prefilled before run_attention_bwd),
@@ -21,12 +22,24 @@ export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.
 OUT=${OUT:-/tmp/s7_out}; L=$OUT/l; mkdir -p "$L"
 T0=$(date +%s); el() { echo "[$(($(date +%s) - T0))s] $*"; }
 M=.dev/main_tree
-( MAX_JOBS=5 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_branch.log" 2>&1; echo "branch ext rc=$?" ) &
-( cmake -S cmake -B build/s7 -DCMAKE_CUDA_ARCHITECTURES=90a > "$L/cmake.log" 2>&1 &&
+if [ -f .dev/pkg/s7_lib.a.xz ]; then
+  # Prebuilt on the dev machine (saves ~4 minutes of device time; a cmake build there takes ~1.5 min per tree):
+  #   for t in s7:/work/wt/s7 main:/work/main; do n=${t%%:*}; d=${t#*:}; (cd $d && cmake -S cmake -B build/st7 \
+  #     -DCMAKE_CUDA_ARCHITECTURES=90a && cmake --build build/st7 -j 2 --target seer_attn_kernels seer_fwd_selftest \
+  #     seer_bwd_selftest seer_decode_selftest); for f in libseer_attn_kernels.a:lib.a seer_fwd_selftest:fwd \
+  #     seer_bwd_selftest:bwd seer_decode_selftest:decode; do xz -T2 -c $d/build/st7/${f%%:*} > .dev/pkg/${n}_${f#*:}.xz; \
+  #     done; done      (the `make selftest` of main then still builds its own copy)
+  mkdir -p /tmp/b; for f in .dev/pkg/*.xz; do n=$(basename $f .xz); xz -dc $f > /tmp/b/$n; chmod +x /tmp/b/$n; done
+  mkdir -p build/s7 $M/build/selftest-90a
+  for x in fwd bwd decode; do cp /tmp/b/s7_$x build/s7/seer_${x}_selftest; done
+  LIB_S7="SEER_ATTN_KERNELS_LIB=/tmp/b/s7_lib.a"; LIB_MAIN="SEER_ATTN_KERNELS_LIB=/tmp/b/main_lib.a"; PREBUILT=1
+fi
+( env $LIB_S7 MAX_JOBS=6 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_branch.log" 2>&1; echo "branch ext rc=$?" ) &
+[ -n "$PREBUILT" ] || ( cmake -S cmake -B build/s7 -DCMAKE_CUDA_ARCHITECTURES=90a > "$L/cmake.log" 2>&1 &&
   timeout 400 cmake --build build/s7 --target seer_fwd_selftest seer_bwd_selftest seer_decode_selftest -j 4 > "$L/st_build.log" 2>&1
   echo "branch selftests build rc=$?" ) &
-( cd $M && MAX_JOBS=3 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_main.log" 2>&1; echo "main ext rc=$?" ) &
-( cd $M && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=4 > "$L/main_make_selftest.log" 2>&1
+( cd $M && env $LIB_MAIN MAX_JOBS=4 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_main.log" 2>&1; echo "main ext rc=$?" ) &
+( cd $M && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=6 > "$L/main_make_selftest.log" 2>&1
   echo "main make selftest rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed" "$L/main_make_selftest.log" | tail -6 ) &
 wait; el built
 B=build/s7; MB=$M/build/selftest-90a
