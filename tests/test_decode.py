@@ -351,6 +351,19 @@ def test_decode_paged(device, form, page, bs):
 
 
 @pytest.mark.parametrize("form", ["mask", "indices"])
+@pytest.mark.parametrize("page,bs", [(48, 32), (48, 64), (80, 48), (80, 128), (48, 256)])
+def test_decode_paged_page_not_power_of_two(device, form, page, bs):
+    # SPEC: page_size any multiple of 16, independent of block_size: blocks straddle pages at offsets that
+    # are not powers of two (a 16-key tile never straddles one)
+    lens = [300, 1, 0, 129, 64]
+    kp, vp, table = _paged(device, lens, page=page, seed=page + bs)
+    S = table.shape[1] * page
+    q = torch.randn(len(lens), 8, 64, dtype=BF16, device=device)
+    sel = _sel(form, len(lens), 2, cdiv(S, bs), 0.5, bs, device)
+    _check_multi(device, q, kp, vp, lens, block_table=table, S=S, block_size=bs, num_splits=3, **sel)
+
+
+@pytest.mark.parametrize("form", ["mask", "indices"])
 def test_decode_paged_shared_pages(device, form):
     # sequence 1 shares sequence 0's first pages (prefix caching); a block spans two pages (page 16,
     # block 64) and a page holds several blocks (page 64, block 16)
