@@ -1,5 +1,6 @@
 #!/bin/bash
 # One device call for branch wip/session7 = main + wip/bwd-interleave + wip/dq-accum-zero + wip/cu-clamp
+# + wip/tests-audit (new contract tests, CPU-checked only)
 # (all written without a GPU; benchmarks/NOTES.md v8 "next steps"). On an H200, from the repository root
 # (run tool: carry [".dev"], timeout 600; the dev machine first does
 #   mkdir -p .dev/main_tree && git archive main | tar -x -C .dev/main_tree):
