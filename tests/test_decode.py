@@ -233,6 +233,7 @@ def test_decode_mask_vs_indices_agree(device):
         l, _ = naive.decode(q, kc, vc, sl, block_mask=keep, block_size=32, left_pad=left_pad, dtype=q.dtype)
         check_accuracy("out(mask)", o1, r, l)
         check_accuracy("out(indices)", o2, r, l)
+        torch.testing.assert_close(o1, o2, rtol=2 ** -7, atol=2 ** -10)  # the two forms against each other
 
 
 # ---------------------------------------------------------------------------------------------
