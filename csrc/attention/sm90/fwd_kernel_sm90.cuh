@@ -136,10 +136,33 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       };
       auto release = [&](int st) { sm90::mbar_arrive(&bar_empty[st]); };
 
-      // P of the pending tile (its P V not issued yet) lives in pa; pend_st is its stage.
-      uint32_t pa[kBlockN / 16][4];
+      // pn: P of the newest tile (the softmax's output; its P V not issued yet, pend_st its stage); pa: the
+      // A operand of the P V issued last (possibly in flight, pv_st its stage).
+      //
+      // The wait for an in-flight P V, the stage release, O's rescale and the hand-off pa <- pn happen at
+      // the start of the next tile (settle), not after the softmax in the same tile: there ptxas hoisted
+      // the wait above the softmax (SASS: WARPGROUP.DEPBAR before the first MUFU.EX2), so the softmax never
+      // overlapped the in-flight P V. Across the consumer's wait for the next tile (a separate block) the
+      // wait stays behind the softmax. The operations on O and their order are those of the previous
+      // schedule (bitwise the same output).
+      uint32_t pa[kBlockN / 16][4], pn[kBlockN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) pa[kk][e] = 0u;
       float alpha[2];
-      int pend_st = 0;
+      int pend_st = 0, pv_st = -1;  // pv_st < 0: no P V in flight
+      // A stage is released one tile later than it is read (settle): with two stages the consumer would wait
+      // for a tile whose stage it still holds.
+      static_assert(T::kStages >= 3, "settle releases a stage at the next tile");
+      auto settle = [&]() {
+        sm90::wgmma_wait<0>();  // the in-flight P V (if any) completes
+        sm90::fence_operands(acc_o);
+        if (pv_st >= 0) release(pv_st);
+        pv_st = -1;
+        rescale_o(alpha);  // O holds every tile before the newest: scale it to the newest tile's max
+        sm90_rows::handoff_operand(pa, pn, opaque_zero);  // pa = pn, after the P V that read pa
+      };
       const bool pending = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
           [&](int st, const TileMeta* m, uint32_t v) {
@@ -148,26 +171,22 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
             rm.apply(sd, m, v, p.mask_stride_col, t4);
-            softmax(sd, pa, alpha);
-            rescale_o(alpha);
+            softmax(sd, pn, alpha);
           },
           [&](int st, int pst, const TileMeta* m, uint32_t v) {
+            settle();
             float sd[kBlockN / 2];
             issue_qk(sd, st);
-            issue_pv(pa, pst);
-            sm90::wgmma_wait<1>();  // Q K^T of this tile done; P V of the pending one may still run
+            issue_pv(pa, pst);  // P V of the previous tile
+            pv_st = pst;
+            sm90::wgmma_wait<1>();  // Q K^T of this tile done; the P V may still run (during the softmax)
             sm90::fence_operands(sd);
             rm.apply(sd, m, v, p.mask_stride_col, t4);
-            uint32_t pa_nxt[kBlockN / 16][4];
-            softmax(sd, pa_nxt, alpha);
-            sm90::wgmma_wait<0>();
-            sm90::fence_operands(acc_o);
-            release(pst);
-            rescale_o(alpha);
-            sm90_rows::handoff_operand(pa, pa_nxt, opaque_zero);  // pa = pa_nxt, after P V read pa
+            softmax(sd, pn, alpha);
           });
       // The next item's Q loads while the last P V and the epilogue run.
       const int w_next = sm90_rows::end_of_item(p, walk, w, pending, load_q, [&]() {
+        settle();
         issue_pv(pa, pend_st);
         sm90::wgmma_wait<0>();
         sm90::fence_operands(acc_o);
