@@ -1,6 +1,7 @@
 #!/bin/bash
 # One device call for branch wip/session7 = main + wip/bwd-interleave + wip/dq-accum-zero + wip/cu-clamp
-# + wip/tests-audit (new contract tests, CPU-checked only)
+# + wip/tests-audit (new contract tests, CPU-checked only) + wip/fwd-settle (the forward's softmax overlapping
+# the in-flight P V: predicted +5-15% forward at d = 1, bitwise the same output)
 # (all written without a GPU; benchmarks/NOTES.md v8 "next steps"). On an H200, from the repository root
 # (run tool: carry [".dev"], timeout 600; the dev machine first does
 #   mkdir -p .dev/main_tree && git archive main | tar -x -C .dev/main_tree):
@@ -59,6 +60,9 @@ el tested
 timeout 150 stdbuf -oL $B/seer_bwd_selftest --time > "$L/bwd_time_branch.log" 2>&1; echo "time branch rc=$?"
 timeout 150 stdbuf -oL $MB/seer_bwd_selftest --time > "$L/bwd_time_main.log" 2>&1; echo "time main rc=$?"
 paste <(grep -E "^time|impl 1" "$L/bwd_time_main.log" | sed 's/(min.*//') <(grep -E "^time|impl 1" "$L/bwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
+timeout 60 stdbuf -oL $B/seer_fwd_selftest --time > "$L/fwd_time_branch.log" 2>&1; echo "fwd time branch rc=$?"
+timeout 60 stdbuf -oL $MB/seer_fwd_selftest --time > "$L/fwd_time_main.log" 2>&1; echo "fwd time main rc=$?"
+paste <(grep -E "^time|impl" "$L/fwd_time_main.log" | sed 's/(min.*//' | cut -c1-60) <(grep -E "^time|impl" "$L/fwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
 el timed
 cat > /tmp/fb_time.py <<'PY'
 import sys, torch
