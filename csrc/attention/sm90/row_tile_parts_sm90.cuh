@@ -280,8 +280,8 @@ SEER_DEVICE void wgmma_rows_keys(float (&acc)[T::kBlockN / 2], uint32_t a_addr, 
 
 // The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
 // u % kStages): waits for each tile, calls first(st, m, v) for the item's first tile and
-// next(st, pend_st, m, v) for the others (m the tile's TileMeta, v its vbits) (pend_st: the previous tile's stage, which `next` releases once the GEMM left pending on
-// it is done), releases the end marker's stage and leaves u past it. Returns whether a tile is pending
+// next(st, pend_st, m, v) for the others (m the tile's TileMeta, v its vbits) (pend_st: the previous tile's stage, which the caller releases once the GEMM left pending
+// on it is done - in `next`, or a tile later), releases the end marker's stage and leaves u past it. Returns whether a tile is pending
 // (its stage in pend_st): the caller finishes it.
 template <typename T, typename First, typename Next>
 SEER_DEVICE bool consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next) {
