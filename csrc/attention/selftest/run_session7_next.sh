@@ -6,8 +6,9 @@
 # (run tool: carry [".dev"], timeout 600; the dev machine first does
 #   mkdir -p .dev/main_tree && git archive main | tar -x -C .dev/main_tree):
 #   OUT=$OUT bash csrc/attention/selftest/run_session7_next.sh
-# With the prebuilt archives / self-tests (.dev/pkg, see below) ~9-10 minutes (over one call's 600 s: cut
-# the ncu part or run it in a second call); building everything on the device adds ~4. Logs in $OUT/l, tarred to $OUT/logs.tgz (the run tool returns at most 8 files).
+# Two calls (one call's limit is 600 s): PART=1 (default) = items 1-3, PART=2 = items 4-5 (extensions only,
+# then op timing and ncu; main's self-tests from .dev/pkg). With the prebuilt pieces (.dev/pkg, below)
+# about 6 and 4 minutes; building everything on the device adds ~4 to part 1. Logs in $OUT/l, tarred to $OUT/logs.tgz (the run tool returns at most 8 files).
 #  1. builds in parallel: this tree's extension and cmake self-tests; main's extension and `make selftest`
 #     (every self-test through ctest: never yet run as one command on a GPU);
 #  2. this tree: fwd / bwd / decode self-test sweeps (bwd: dq_accum NaN-prefilled before run_attention_bwd),
@@ -41,10 +42,15 @@ fi
   timeout 400 cmake --build build/s7 --target seer_fwd_selftest seer_bwd_selftest seer_decode_selftest -j 4 > "$L/st_build.log" 2>&1
   echo "branch selftests build rc=$?" ) &
 ( cd $M && env $LIB_MAIN MAX_JOBS=4 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_main.log" 2>&1; echo "main ext rc=$?" ) &
-( cd $M && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=6 > "$L/main_make_selftest.log" 2>&1
+PART=${PART:-1}
+[ "$PART" = 1 ] && ( cd $M && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=6 > "$L/main_make_selftest.log" 2>&1
   echo "main make selftest rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed" "$L/main_make_selftest.log" | tail -6 ) &
 wait; el built
 B=build/s7; MB=$M/build/selftest-90a
+if [ "$PART" = 2 ]; then
+  mkdir -p $MB; for x in fwd bwd; do [ -x /tmp/b/main_$x ] && cp /tmp/b/main_$x $MB/seer_${x}_selftest; done
+fi
+if [ "$PART" = 1 ]; then
 for s in fwd bwd decode; do ( timeout 150 stdbuf -oL $B/seer_${s}_selftest > "$L/sweep_$s.log" 2>&1
   echo "sweep $s rc=$? | $(tail -1 "$L/sweep_$s.log") | FAIL lines $(grep -c FAIL "$L/sweep_$s.log")" ) & done
 wait; el sweeps
@@ -64,6 +70,8 @@ timeout 60 stdbuf -oL $B/seer_fwd_selftest --time > "$L/fwd_time_branch.log" 2>&
 timeout 60 stdbuf -oL $MB/seer_fwd_selftest --time > "$L/fwd_time_main.log" 2>&1; echo "fwd time main rc=$?"
 paste <(grep -E "^time|impl" "$L/fwd_time_main.log" | sed 's/(min.*//' | cut -c1-60) <(grep -E "^time|impl" "$L/fwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
 el timed
+fi  # PART 1
+if [ "$PART" = 2 ]; then
 cat > /tmp/fb_time.py <<'PY'
 import sys, torch
 sys.path.insert(0, "benchmarks"); sys.path.insert(0, ".")
@@ -97,5 +105,6 @@ for r in dkdv_d01 fwd_d1; do
   ncu --import "$L/$r.ncu-rep" --page source --csv --print-source sass > "$L/${r}_sass.csv" 2>&1
   grep -E "Stall|Warp Cycles|Issue Slots|Tensor|L2 Cache Throughput" "$L/${r}_details.txt" | head -12
 done
+fi  # PART 2
 el done
 cd "$OUT" && tar czf logs.tgz l && rm -rf l
