@@ -197,12 +197,6 @@ SEER_DEVICE DkDvRow<Elem> dkdv_row(const AttnBwdParams& p, int64_t row, int hk) 
           static_cast<Elem*>(p.dv) + row * p.dv_row_stride + static_cast<int64_t>(hk) * p.dv_head_stride};
 }
 
-// Offset (bytes) of mask[b, hm(head), tok / mask_row_div, 0].
-SEER_DEVICE int64_t mask_row_offset(const AttnParams& p, int b, int head, int tok) {
-  const int hm = head / (p.h_q / p.mask_heads);
-  return static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(hm) * p.mask_stride_h +
-         static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row;
-}
 
 // Zeroes mma accumulator fragments (float [N][4] or [M][N][4]).
 template <int N>

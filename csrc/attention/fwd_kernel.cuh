@@ -192,11 +192,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
     const int h = h0 + r % p.pack;
     const bool row_ok = r < rows_used && tok < seqlen_q;
     s_row_kmax[r] = row_ok ? sb.key_limit(tok, p.causal) : 0;  // keys >= kmax are invisible to row r (0: padding row)
-    const int hm = h / (p.h_q / p.mask_heads);
-    s_row_mask[r] = row_ok ? p.mask + static_cast<int64_t>(b) * p.mask_stride_b +
-                                 static_cast<int64_t>(hm) * p.mask_stride_h +
-                                 static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row
-                           : nullptr;
+    const int64_t moff = mask_row_offset(p, b, h, tok);  // seqlen.h
+    s_row_mask[r] = row_ok ? p.mask + moff : nullptr;
   }
 
   // ---- key-block stream -----------------------------------------------------------------------

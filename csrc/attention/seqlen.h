@@ -16,6 +16,8 @@
 // Causal masking is bottom-right aligned: key j is visible to query i (both sequence-local) iff
 // j <= i + causal_off with causal_off = seqlen_k - seqlen_q.
 #pragma once
+#include <cstdint>
+
 #include "attention/attention_params.h"
 #include "common/platform.h"
 
@@ -50,6 +52,17 @@ SEER_HOST_DEVICE SeqBounds seq_bounds(const AttnParams& p, int b) {
   clamp_rows(p.cu_seqlens_k[b], p.cu_seqlens_k[b + 1], p.total_k, p.max_seqlen_k, s.k_start, s.seqlen_k);
   s.causal_off = s.seqlen_k - s.seqlen_q;
   return s;
+}
+
+// Byte offset of the user-mask row of query (head, tok) of sequence b (tok sequence-local):
+// mask[b, head / heads_per_mask_head, tok / mask_row_div, 0], heads_per_mask_head = h_q / mask_heads (a caller
+// that decodes many rows may pass it precomputed).
+SEER_HOST_DEVICE int64_t mask_row_offset(const AttnParams& p, int b, int head, int tok, int heads_per_mask_head) {
+  return static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(head / heads_per_mask_head) * p.mask_stride_h +
+         static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row;
+}
+SEER_HOST_DEVICE int64_t mask_row_offset(const AttnParams& p, int b, int head, int tok) {
+  return mask_row_offset(p, b, head, tok, p.h_q / p.mask_heads);
 }
 
 // Row r of row tile rt of kv head hk (attention_params.h, "Row tiles").

@@ -292,9 +292,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
             ro.dO = gdo + grow * p.do_row_stride + static_cast<int64_t>(head) * p.do_head_stride;
             // Keep bits: value-2 chunks, and value-1 chunks whose key block the row's mask keeps (the
             // reads are independent, so their latencies overlap; one block's bytes share a line).
-            const uint8_t* mrow = p.mask + static_cast<int64_t>(b) * p.mask_stride_b +
-                                  static_cast<int64_t>(head / hm_div) * p.mask_stride_h +
-                                  static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row;
+            const uint8_t* mrow = p.mask + mask_row_offset(p, b, head, tok, hm_div);  // seqlen.h
 #pragma unroll
             for (int ch = 0; ch < T::kChunks; ++ch) {
               const uint32_t v = (fl >> (2 * ch)) & 3u;

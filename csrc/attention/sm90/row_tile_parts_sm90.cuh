@@ -372,11 +372,8 @@ struct RowMask {
     for (int rr = 0; rr < 2; ++rr) {
       const int tok = tr.tok[rr];
       kmax[rr] = tr.ok[rr] ? it.sb.key_limit(tok, p.causal) : 0;
-      const int hm = tr.h[rr] / (p.h_q / p.mask_heads);
-      mrow[rr] = tr.ok[rr] ? p.mask + static_cast<int64_t>(it.t.b) * p.mask_stride_b +
-                                 static_cast<int64_t>(hm) * p.mask_stride_h +
-                                 static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row
-                           : nullptr;
+      const int64_t moff = mask_row_offset(p, it.t.b, tr.h[rr], tok);  // seqlen.h
+      mrow[rr] = tr.ok[rr] ? p.mask + moff : nullptr;
     }
     int km = 0x7fffffff;
 #pragma unroll
