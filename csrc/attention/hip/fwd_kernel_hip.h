@@ -61,10 +61,8 @@ SEER_DEVICE void row_visibility(const AttnParams& p, int b, int token, int head,
   int km = seqlen_k;
   if (p.causal) km = imax(0, imin(km, token + seqlen_k - seqlen_q + 1));
   kmax = valid ? km : 0;
-  const int hm = head / (p.h_q / p.mask_heads);
-  mask = valid ? p.mask + static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(hm) * p.mask_stride_h +
-                     static_cast<int64_t>(token / p.mask_row_div) * p.mask_stride_row
-               : nullptr;
+  const int64_t moff = mask_row_offset(p, b, head, token);  // seqlen.h
+  mask = valid ? p.mask + moff : nullptr;
 }
 
 template <int D>
