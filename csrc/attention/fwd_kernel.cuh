@@ -217,15 +217,15 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   // whether the tile holds any chunk. Uniform (may refill the block list: contains barriers).
   auto issue_tile = [&](int stage, BlockCursor& cur, const CtaState& s) -> bool {
     const BlockStreamSrc ks = make_stream(s);
-    int ck[kChunks];
+    int ck[kChunks], cb[kChunks];
     uint32_t vbits;
-    block_next_tile<kNThreads, kChunks>(cur, ks, sm, tid, cta_sync, ck, vbits);
+    block_next_tile<kNThreads, kChunks>(cur, ks, sm, tid, cta_sync, ck, cb, vbits);
     if (tid == 0) {
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
         s_chunk_key[stage * kChunks + c] = ck[c];
         // block index of a chunk whose rows check the user mask (tile-mask value 1), else -1
-        s_chunk_chk[stage * kChunks + c] = ((vbits >> (4 * c)) & 3u) == 1u ? ck[c] / p.block_size_k : -1;
+        s_chunk_chk[stage * kChunks + c] = ((vbits >> (4 * c)) & 3u) == 1u ? cb[c] : -1;
       }
     }
     if (ck[0] == kNoKey) return false;  // empty tile: nothing to copy

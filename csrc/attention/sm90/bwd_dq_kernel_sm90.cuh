@@ -115,9 +115,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
         sm90::fence_operands(acc_dq);
         sm90::fence_operands(dsa);
         sm90::wgmma_fence();
+        const uint64_t db = sm90::make_smem_desc_sw128(sK_addr, kBlockN * 128, 1024);
 #pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk)
-          sm90::wgmma_rs<D, Elem, 1>(acc_dq, dsa[kk], sm90::make_smem_desc_sw128(sK_addr + kk * 2048, kBlockN * 128, 1024), 1);
+        for (int kk = 0; kk < kBlockN / 16; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dq, dsa[kk], sm90::desc_add(db, kk * 2048), 1);
         sm90::wgmma_commit();
       };
       // dS = P * (dP - D_i), P = exp2(S * scale_log2 - lse2), packed as the A fragments of dS K.

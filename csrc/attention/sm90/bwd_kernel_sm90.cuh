@@ -129,9 +129,6 @@ struct RowOff {
   const void* dO;  // the row in dout
 };
 
-// Descriptor of the same tile `bytes` further (16-byte units in the low bits; shared addresses < 256 KB).
-SEER_DEVICE uint64_t desc_add(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
-
 // Producer (128 threads, tid 0..127): reorders one batch of compacted row tiles (list / flags [0, total),
 // total <= 128) so that the two consumers' work alternates - row tiles both consumers keep chunks of first,
 // then the tiles only one of them keeps, consumer 0's and consumer 1's in turn, then the rest of the
@@ -427,13 +424,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         const uint64_t ddo_base = sm90::make_smem_desc_sw128(sdO_addr, 16, 1024);
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk)
-          sm90::wgmma_ss<64, Elem, 0>(acc_s, desc_add(dk_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
-                                      desc_add(dq_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
+          sm90::wgmma_ss<64, Elem, 0>(acc_s, sm90::desc_add(dk_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
+                                      sm90::desc_add(dq_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
         sm90::wgmma_commit();
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk)
-          sm90::wgmma_ss<64, Elem, 0>(acc_dp, desc_add(dv_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
-                                      desc_add(ddo_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
+          sm90::wgmma_ss<64, Elem, 0>(acc_dp, sm90::desc_add(dv_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
+                                      sm90::desc_add(ddo_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
         sm90::wgmma_commit();
         // acc[4 j + e]: key wkey + g + 8 (e >> 1), row 8 j + 2 t4 + (e & 1) of the row tile.
         sm90::wgmma_wait<1>();  // S^T done; dP^T may still run
@@ -490,9 +487,9 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         const uint64_t ddo_t = sm90::make_smem_desc_sw128(sdO_addr, kBlockM * 128, 1024);
         const uint64_t dq_t = sm90::make_smem_desc_sw128(sQ_addr, kBlockM * 128, 1024);
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dv, pa[kk], desc_add(ddo_t, kk * 2048), 1);
+        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dv, pa[kk], sm90::desc_add(ddo_t, kk * 2048), 1);
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dk, dsa[kk], desc_add(dq_t, kk * 2048), 1);
+        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dk, dsa[kk], sm90::desc_add(dq_t, kk * 2048), 1);
         sm90::wgmma_commit();
       }
       if (fuse_dq) {
@@ -534,7 +531,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
               sm90::make_smem_desc_sw128(sK_addr + slab * (kBlockN * 128) + kc0 * 2048, kBlockN * 128, 1024);
 #pragma unroll
           for (int i = 0; i < kSteps; ++i)
-            sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, desc_add(da, i * 2048), desc_add(db, i * 2048), i != 0);
+            sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, sm90::desc_add(da, i * 2048), sm90::desc_add(db, i * 2048), i != 0);
           sm90::wgmma_commit();
           sm90::wgmma_wait<0>();
           if (first) release_stage();  // dV / dK wgmmas complete too: Q / dO of the stage are free

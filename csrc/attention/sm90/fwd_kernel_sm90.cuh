@@ -110,9 +110,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         sm90::fence_operands(acc_o);
         sm90::fence_operands(pa);
         sm90::wgmma_fence();
+        const uint64_t db = sm90::make_smem_desc_sw128(sV_addr, kBlockN * 128, 1024);
 #pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk)
-          sm90::wgmma_rs<D, Elem, 1>(acc_o, pa[kk], sm90::make_smem_desc_sw128(sV_addr + kk * 2048, kBlockN * 128, 1024), 1);
+        for (int kk = 0; kk < kBlockN / 16; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_o, pa[kk], sm90::desc_add(db, kk * 2048), 1);
         sm90::wgmma_commit();
       };
       // Online softmax of S (common/softmax.h): new row maxima, P = exp2(S * scale - base) packed as the

@@ -195,9 +195,9 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
                      static_cast<int64_t>(it.t.hk) * p.v_head_stride;
     BlockCursor cur;
     for (;; ++u) {
-      int ck[kChunks];
+      int ck[kChunks], cb[kChunks];
       uint32_t vbits;
-      block_next_tile<128, kChunks>(cur, src, sm, wtid, sync, ck, vbits);
+      block_next_tile<128, kChunks>(cur, src, sm, wtid, sync, ck, cb, vbits);
       const int st = u % kStages;
       sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
       if (wtid == 0) {
@@ -205,7 +205,7 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
           m->key[c] = ck[c];
-          m->blk[c] = ck[c] == kNoKey ? 0 : ck[c] / p.block_size_k;
+          m->blk[c] = cb[c];
         }
         m->vbits = vbits;
         sm90::mbar_arrive(&bar_full[st]);  // release: the record is visible after the wait
@@ -213,16 +213,25 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
       if (ck[0] != kNoKey) {
         Elem* sK = reinterpret_cast<Elem*>(smem + T::kOffK + st * T::kTileBytes);
         Elem* sV = reinterpret_cast<Elem*>(smem + T::kOffV + st * T::kTileBytes);
+        constexpr int kPasses = 16 / kRowsPerPass;  // copy passes per 16-key chunk
+        const int rsub = wtid / kRowChunks;          // the thread's row within a pass
 #pragma unroll
-        for (int pass = 0; pass < kBlockN / kRowsPerPass; ++pass) {
-          const int r = pass * kRowsPerPass + wtid / kRowChunks;
-          const int c = (pass * kRowsPerPass) / 16;  // compile-time
-          const int key = ck[c] + (r & 15);
-          const bool ok = key < src.key_limit;  // also false for kNoKey
-          const int64_t row = ok ? key : 0;
-          const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockN) >> 1;
-          cp_async_16(sK + off, gk + row * p.k_row_stride + chunk * 8, ok);
-          cp_async_16(sV + off, gv + row * p.v_row_stride + chunk * 8, ok);
+        for (int c = 0; c < kChunks; ++c) {
+          // One 64-bit row offset per chunk and tensor, stepped by kRowsPerPass rows for the chunk's
+          // later passes. A key past the limit (kNoKey included) is zero-filled and its address not read
+          // (cp.async with no source bytes); the chunk's first address stays inside the tensor (row 0).
+          const int key0 = ck[c] + rsub;  // kNoKey + 15 + 8 does not overflow
+          const uint32_t row0 = key0 < src.key_limit ? static_cast<uint32_t>(key0) : 0u;
+          const Elem* pk = gk + static_cast<int64_t>(row0) * p.k_row_stride + chunk * 8;
+          const Elem* pv = gv + static_cast<int64_t>(row0) * p.v_row_stride + chunk * 8;
+#pragma unroll
+          for (int j = 0; j < kPasses; ++j) {
+            const int r = 16 * c + j * kRowsPerPass + rsub;
+            const bool ok = key0 + j * kRowsPerPass < src.key_limit;
+            const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockN) >> 1;
+            cp_async_16(sK + off, pk + static_cast<int64_t>(j * kRowsPerPass) * p.k_row_stride, ok);
+            cp_async_16(sV + off, pv + static_cast<int64_t>(j * kRowsPerPass) * p.v_row_stride, ok);
+          }
         }
       }
       sm90::cp_async_mbar_arrive(&bar_full[st]);
@@ -270,12 +279,12 @@ SEER_DEVICE void run_roles(const AttnParams& p, int n_work, Consumer&& consumer)
 // the caller fences the accumulator before and commits after.
 template <typename T>
 SEER_DEVICE void wgmma_rows_keys(float (&acc)[T::kBlockN / 2], uint32_t a_addr, uint32_t b_addr) {
+  const uint64_t da = sm90::make_smem_desc_sw128(a_addr, 16, 1024);
+  const uint64_t db = sm90::make_smem_desc_sw128(b_addr, 16, 1024);
 #pragma unroll
-  for (int kk = 0; kk < T::kKSteps; ++kk) {
-    const uint64_t da = sm90::make_smem_desc_sw128(a_addr + (kk / 4) * (T::kBlockM * 128) + (kk % 4) * 32, 16, 1024);
-    const uint64_t db = sm90::make_smem_desc_sw128(b_addr + (kk / 4) * (T::kBlockN * 128) + (kk % 4) * 32, 16, 1024);
-    sm90::wgmma_ss<T::kBlockN, typename T::Elem, 0>(acc, da, db, kk != 0);
-  }
+  for (int kk = 0; kk < T::kKSteps; ++kk)
+    sm90::wgmma_ss<T::kBlockN, typename T::Elem, 0>(acc, sm90::desc_add(da, (kk / 4) * (T::kBlockM * 128) + (kk % 4) * 32),
+                                                    sm90::desc_add(db, (kk / 4) * (T::kBlockN * 128) + (kk % 4) * 32), kk != 0);
 }
 
 // The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
@@ -390,13 +399,16 @@ struct RowMask {
   template <int N>
   SEER_DEVICE void apply(float (&sd)[N], const TileMeta* m, uint32_t v, int64_t mask_stride_col, int t4) const {
     constexpr int kChunks = N / 8;
+    // Every chunk kept by every row (value 2: none empty) and below warp_kmin. The stream's keys increase
+    // (block_iter.h: kept blocks in column order, a block's chunks in key order), so the last chunk is the
+    // highest: one shared load and a compare instead of one per chunk.
+    uint32_t all2 = 0;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) all2 |= 2u << (4 * c);
+    if ((v & (all2 | (all2 >> 1))) == all2 && m->key[kChunks - 1] + 16 <= warp_kmin) return;
     int ck[kChunks];
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) ck[c] = m->key[c];
-    bool full = true;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) full &= ((v >> (4 * c)) & 3u) == 2u && ck[c] + 16 <= warp_kmin;
-    if (full) return;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const uint32_t val = (v >> (4 * c)) & 3u;
