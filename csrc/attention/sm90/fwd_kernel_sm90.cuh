@@ -115,12 +115,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         for (int kk = 0; kk < kBlockN / 16; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_o, pa[kk], sm90::desc_add(db, kk * 2048), 1);
         sm90::wgmma_commit();
       };
-      // Online softmax of S (common/softmax.h): new row maxima, P = exp2(S * scale - base) packed as the
-      // A fragments of P V, row sums; alpha = rescale factor of the O accumulated so far (exactly 1
-      // when the maximum did not move).
+      // Online softmax of S (common/softmax.h, the lazy form): row bases, P = exp2(S * scale - base) packed
+      // as the A fragments of P V, row sums; alpha = rescale factor of the O accumulated so far (exactly 1
+      // unless a row's max grew by more than 2^8 since its base was set).
       auto softmax = [&](float (&sd)[kBlockN / 2], uint32_t (&pa)[kBlockN / 16][4], float (&alpha)[2]) {
 #pragma unroll
-        for (int rr = 0; rr < 2; ++rr) alpha[rr] = online_softmax_row<true>(frags(sd), rr, row_max[rr], row_sum[rr], scale_log2);
+        for (int rr = 0; rr < 2; ++rr) alpha[rr] = online_softmax_row_lazy(frags(sd), rr, row_max[rr], row_sum[rr], scale_log2);
 #pragma unroll
         for (int kk = 0; kk < kBlockN / 16; ++kk) {
           pa[kk][0] = pack2<Elem>(sd[8 * kk + 0], sd[8 * kk + 1]);
