@@ -218,8 +218,9 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
           // One 64-bit row offset per chunk and tensor, stepped by kRowsPerPass rows for the chunk's
-          // later passes. A key past the limit (kNoKey included) is zero-filled and its address not read
-          // (cp.async with no source bytes); the chunk's first address stays inside the tensor (row 0).
+          // later passes. A key past the limit (kNoKey included) is zero-filled and its address is not
+          // read (cp.async with no source bytes): a first pass then points at row 0, a later pass may
+          // point past the tensor's end (never dereferenced).
           const int key0 = ck[c] + rsub;  // kNoKey + 15 + 8 does not overflow
           const uint32_t row0 = key0 < src.key_limit ? static_cast<uint32_t>(key0) : 0u;
           const Elem* pk = gk + static_cast<int64_t>(row0) * p.k_row_stride + chunk * 8;

@@ -1,0 +1,110 @@
+#!/bin/bash
+# Device check of branch wip/fwd-lean = wip/session7 (main + wip/bwd-interleave + wip/dq-accum-zero +
+# wip/cu-clamp + wip/tests-audit + wip/fwd-settle + wip/mask-row-offset) + the forward's instruction diet
+# and conditional rescale (benchmarks/NOTES.md v9). All written without a GPU. On an H200, from the
+# repository root (run tool: carry [".dev"], timeout 600), two calls (one call's limit is 600 s):
+#   OUT=$OUT PART=1 bash csrc/attention/selftest/run_session8_next.sh
+#   OUT=$OUT PART=2 bash csrc/attention/selftest/run_session8_next.sh
+# Prebuilt on the dev machine (.dev/pkg: s8_* = this branch, s7_fwd = wip/session7's forward self-test,
+# main_* = main; recipe below); .dev/main_tree = `git archive main`. Logs in $OUT/l, tarred to $OUT/logs.tgz
+# (the run tool returns at most 8 files).
+#  PART 1: builds (this tree's extension, main's extension and main's `make selftest` - every self-test
+#    through ctest, never yet run as one command on a GPU); this tree's fwd / bwd / decode self-test sweeps
+#    (float64 references; bwd: dq_accum NaN-prefilled), CUDA pytest (all files but test_distributed / HIP
+#    emulation), compute-sanitizer memcheck of the out-of-range cu_seqlens tests; bwd_selftest --time this
+#    tree vs main; fwd_selftest --time main vs wip/session7 (settle only) vs this tree (settle + diet + lazy
+#    rescale): predicted +5-15% (settle) and a further +3-10% (diet) on the sm90 forward at d = 1.
+#  PART 2: fwd+bwd through the op, this tree vs main (P1 / P2, d = 1 / 0.2 / 0.1, default and
+#    deterministic); ncu (--set full, source-level SASS csv) of this tree's forward (S 16384, d 1) and of
+#    main's dK/dV kernel at P1 d = 0.1.
+set -o pipefail
+cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || (cd "$(dirname "$0")/../../.." && pwd))"
+export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0a
+OUT=${OUT:-/tmp/s8_out}; L=$OUT/l; mkdir -p "$L"
+T0=$(date +%s); el() { echo "[$(($(date +%s) - T0))s] $*"; }
+M=.dev/main_tree
+if [ -f .dev/pkg/s8_lib.a.xz ]; then
+  # Prebuilt on the dev machine (saves ~4 minutes of device time; a cmake build there takes ~1.5 min per tree):
+  #   for t in s8:/work/wt/lean main:/work/main; do n=${t%%:*}; d=${t#*:}; (cd $d && cmake -S cmake -B build/st7 \
+  #     -DCMAKE_CUDA_ARCHITECTURES=90a && cmake --build build/st7 -j 2 --target seer_attn_kernels seer_fwd_selftest \
+  #     seer_bwd_selftest seer_decode_selftest); for f in libseer_attn_kernels.a:lib.a seer_fwd_selftest:fwd \
+  #     seer_bwd_selftest:bwd seer_decode_selftest:decode; do xz -T2 -c $d/build/st7/${f%%:*} > .dev/pkg/${n}_${f#*:}.xz; \
+  #     done; done      (the `make selftest` of main then still builds its own copy)
+  mkdir -p /tmp/b; for f in .dev/pkg/*.xz; do n=$(basename $f .xz); xz -dc $f > /tmp/b/$n; chmod +x /tmp/b/$n; done
+  mkdir -p build/s8 $M/build/selftest-90a
+  for x in fwd bwd decode; do cp /tmp/b/s8_$x build/s8/seer_${x}_selftest; done
+  LIB_S8="SEER_ATTN_KERNELS_LIB=/tmp/b/s8_lib.a"; LIB_MAIN="SEER_ATTN_KERNELS_LIB=/tmp/b/main_lib.a"; PREBUILT=1
+fi
+( env $LIB_S8 MAX_JOBS=6 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_branch.log" 2>&1; echo "branch ext rc=$?" ) &
+[ -n "$PREBUILT" ] || ( cmake -S cmake -B build/s8 -DCMAKE_CUDA_ARCHITECTURES=90a > "$L/cmake.log" 2>&1 &&
+  timeout 400 cmake --build build/s8 --target seer_fwd_selftest seer_bwd_selftest seer_decode_selftest -j 4 > "$L/st_build.log" 2>&1
+  echo "branch selftests build rc=$?" ) &
+( cd $M && env $LIB_MAIN MAX_JOBS=4 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_main.log" 2>&1; echo "main ext rc=$?" ) &
+PART=${PART:-1}
+[ "$PART" = 1 ] && ( cd $M && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=6 > "$L/main_make_selftest.log" 2>&1
+  echo "main make selftest rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed" "$L/main_make_selftest.log" | tail -6 ) &
+wait; el built
+B=build/s8; MB=$M/build/selftest-90a
+if [ "$PART" = 2 ]; then
+  mkdir -p $MB; for x in fwd bwd; do [ -x /tmp/b/main_$x ] && cp /tmp/b/main_$x $MB/seer_${x}_selftest; done
+fi
+if [ "$PART" = 1 ]; then
+for s in fwd bwd decode; do ( timeout 150 stdbuf -oL $B/seer_${s}_selftest > "$L/sweep_$s.log" 2>&1
+  echo "sweep $s rc=$? | $(tail -1 "$L/sweep_$s.log") | FAIL lines $(grep -c FAIL "$L/sweep_$s.log")" ) & done
+wait; el sweeps
+SEER_ATTN_TEST_DEVICES=cuda timeout 200 python3 -m pytest -q -p no:cacheprovider -k "not hip" tests/test_decode.py \
+  tests/test_seqlen_clamp.py tests/test_attention.py tests/test_pooling.py tests/test_autograd.py tests/test_opcheck.py \
+  tests/test_compile.py tests/test_errors.py tests/test_compat.py tests/test_cuda_runtime.py tests/test_masks.py \
+  tests/test_build.py tests/test_naive.py > "$L/pytest.log" 2>&1
+echo "pytest rc=$? $(tail -1 "$L/pytest.log")"; grep -E "^FAILED|^ERROR" "$L/pytest.log" | head -8
+SEER_ATTN_TEST_DEVICES=cuda timeout 150 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -p no:cacheprovider \
+  tests/test_seqlen_clamp.py -k "outside or rows_past" > "$L/memcheck.log" 2>&1
+echo "memcheck rc=$? $(grep -E "ERROR SUMMARY" "$L/memcheck.log" | sort | uniq -c | tr '\n' ' ') $(tail -1 "$L/memcheck.log")"
+el tested
+timeout 150 stdbuf -oL $B/seer_bwd_selftest --time > "$L/bwd_time_branch.log" 2>&1; echo "time branch rc=$?"
+timeout 150 stdbuf -oL $MB/seer_bwd_selftest --time > "$L/bwd_time_main.log" 2>&1; echo "time main rc=$?"
+paste <(grep -E "^time|impl 1" "$L/bwd_time_main.log" | sed 's/(min.*//') <(grep -E "^time|impl 1" "$L/bwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
+timeout 60 stdbuf -oL $B/seer_fwd_selftest --time > "$L/fwd_time_branch.log" 2>&1; echo "fwd time branch rc=$?"
+timeout 60 stdbuf -oL $MB/seer_fwd_selftest --time > "$L/fwd_time_main.log" 2>&1; echo "fwd time main rc=$?"
+[ -x /tmp/b/s7_fwd ] && { timeout 60 stdbuf -oL /tmp/b/s7_fwd --time > "$L/fwd_time_s7.log" 2>&1; echo "fwd time s7 rc=$?"; }
+echo "fwd --time: main | wip/session7 | this tree"
+paste <(grep -E "^time|impl" "$L/fwd_time_main.log" | sed 's/(min.*//' | cut -c1-60) <(grep -E "^time|impl" "$L/fwd_time_s7.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/') <(grep -E "^time|impl" "$L/fwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
+el timed
+fi  # PART 1
+if [ "$PART" = 2 ]; then
+cat > /tmp/fb_time.py <<'PY'
+import sys, torch
+sys.path.insert(0, "benchmarks"); sys.path.insert(0, ".")
+import common as C, seer_attn as sa
+for w in ("P1", "P2"):
+    inp = C.make_prefill_inputs(C.FULL_WORKLOADS[w].seqlens, "cuda")
+    for d in (1.0, 0.2, 0.1):
+        mask, _ = C.prefill_mask("2d", inp["seqlens"], d, "cuda")
+        for det in (False, True):
+            _, fb = C.attn_fns(sa, "2d", inp, mask, deterministic=det)
+            for _ in range(2): fb()
+            torch.cuda.synchronize()
+            ts = []
+            for _ in range(5):
+                e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                e0.record(); fb(); e1.record(); torch.cuda.synchronize(); ts.append(e0.elapsed_time(e1))
+            ts.sort()
+            print(f"{w} d={d} {'det' if det else 'default'}: fwd+bwd median {ts[2]:.3f} ms", flush=True)
+PY
+for t in . $M; do echo "== $t"; (cd $t && timeout 100 python3 /tmp/fb_time.py 2>&1 | grep fwd+bwd | tee -a "$L/fb_time.log"); done
+el op-timed
+# ncu: --time runs, per case, 11 sm90 dK/dV launches for each of atomic / deterministic / atomic q-major;
+# cases 2D d = 1, 0.5, 0.1, ...: skip 2 cases + the atomic runs + the deterministic warm-up = 78.
+timeout 120 ncu --kernel-name regex:bwd_dkdv_sm90 --launch-skip 78 --launch-count 1 --kill yes --set full -o "$L/dkdv_d01" -f \
+  $MB/seer_bwd_selftest --time > "$L/ncu_dkdv_run.log" 2>&1; echo "ncu dkdv rc=$?"
+timeout 90 ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 --launch-count 1 --kill yes --set full \
+  --import-source yes -o "$L/fwd_d1" -f $B/seer_fwd_selftest --time > "$L/ncu_fwd_run.log" 2>&1; echo "ncu fwd rc=$?"
+for r in dkdv_d01 fwd_d1; do
+  [ -f "$L/$r.ncu-rep" ] || continue
+  ncu --import "$L/$r.ncu-rep" --page details > "$L/${r}_details.txt" 2>&1
+  ncu --import "$L/$r.ncu-rep" --page source --csv --print-source sass > "$L/${r}_sass.csv" 2>&1
+  grep -E "Stall|Warp Cycles|Issue Slots|Tensor|L2 Cache Throughput" "$L/${r}_details.txt" | head -12
+done
+fi  # PART 2
+el done
+cd "$OUT" && tar czf logs.tgz l && rm -rf l
