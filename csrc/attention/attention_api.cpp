@@ -195,11 +195,12 @@ TailFillParams tail_fill_sides(const AttnParams& p) {
   return f;
 }
 
-// Row tiling for a kernel that processes `tile_rows` rows per tile; allocates and builds the tile mask.
+// Row tiling for a kernel that processes `tile_rows` rows per tile; allocates and builds the tile mask, and
+// its transpose when `transposed` (the backward reads it; the forward does not).
 // Packing the heads of a GQA group into one tile only pays when they share the mask rows (1D masks
 // given per kv head or broadcast); a 2D mask already shares rows across a query block.
-std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, const at::Tensor& like,
-                                              cudaStream_t stream, const char* op) {
+std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, bool transposed,
+                                              const at::Tensor& like, cudaStream_t stream, const char* op) {
   int pack = 1;
   if (kind == MaskKind::k1D && p.mask_heads != p.h_q && p.group > 1) {
     for (int c = 1; c <= 16 && c <= p.group && c <= tile_rows; ++c)
@@ -212,9 +213,9 @@ std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int 
   const int64_t n = static_cast<int64_t>(p.batch) * p.h_kv * p.n_row_tiles * p.nb_k;
   auto opts = like.options().dtype(at::kByte);
   at::Tensor tm = at::empty({n}, opts);
-  at::Tensor tmT = at::empty({n}, opts);
+  at::Tensor tmT = transposed ? at::empty({n}, opts) : at::Tensor();
   p.tile_mask = tm.data_ptr<uint8_t>();
-  p.tile_maskT = tmT.data_ptr<uint8_t>();
+  p.tile_maskT = transposed ? tmT.data_ptr<uint8_t>() : nullptr;
   if (n > 0) check_launch(op, run_build_tile_mask(p, stream), " tile mask");
   return {tm, tmT};
 }
@@ -231,7 +232,7 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   if (tq == 0) return {out, lse};
   seer::bind_rows(out, p.out, p.o_row_stride, p.o_head_stride);
   p.lse = lse.data_ptr<float>();
-  auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), in.q, stream, in.op);
+  auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), /*transposed=*/false, in.q, stream, in.op);
   if (p.batch > 0 && p.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p, stream), " forward kernel");
   // Rows no sequence owns (past the last sequence, or past a length clamped to max_seqlen_q): out 0,
   // lse -inf, in one launch (common/tail_fill.h).
@@ -309,7 +310,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
   }
   at::Tensor tm, tmT;
   if (p.batch > 0) {
-    auto tiles = build_tiles(p, in.kind, attention_bwd_tile_rows(p.head_dim), in.q, stream, op);
+    auto tiles = build_tiles(p, in.kind, attention_bwd_tile_rows(p.head_dim), /*transposed=*/true, in.q, stream, op);
     tm = tiles.first;
     tmT = tiles.second;
     if (tq > 0 || in.k.size(0) > 0) check_launch(op, run_attention_bwd(p, stream), " backward kernel");

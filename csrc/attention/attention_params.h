@@ -15,7 +15,8 @@
 //
 // Tile mask (built by run_build_tile_mask, read by forward and backward):
 //   tile_mask  [batch][h_kv][n_row_tiles][nb_k]  uint8
-//   tile_maskT [batch][h_kv][nb_k][n_row_tiles]  uint8 (same values, transposed, for the backward)
+//   tile_maskT [batch][h_kv][nb_k][n_row_tiles]  uint8 (same values, transposed, for the backward;
+//              nullptr in the forward, which does not read it: the builder then skips it)
 //   value 0: no row of the tile attends to key block n (mask off, block outside the sequence's key
 //            range, or entirely above the causal diagonal for every row of the tile);
 //         1: some rows do: the kernel must check mask[b, hm, t / mask_row_div, n] per row;
@@ -73,7 +74,7 @@ struct AttnParams {
   int n_tok_tiles;    // ceil(max_seqlen_q / tile_tokens)
   int n_row_tiles;    // (group / pack) * n_tok_tiles
   uint8_t* tile_mask;   // [batch][h_kv][n_row_tiles][nb_k]
-  uint8_t* tile_maskT;  // [batch][h_kv][nb_k][n_row_tiles]
+  uint8_t* tile_maskT;  // [batch][h_kv][nb_k][n_row_tiles]; nullptr: not built (the forward)
   unsigned long long* tile_count;  // optional [2] zero-initialised device counters the tile-mask builder
                                    // adds to: tiles with a nonzero value, tiles some row can see (sequence /
                                    // causal bounds); nullptr: not counted. The sm90 backward reads them to
