@@ -301,10 +301,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
     dq_accum = at::empty({tq, hq, static_cast<int64_t>(p.head_dim)}, in.q.options().dtype(at::kFloat));
   p.dq_accum = dq_accum.defined() ? dq_accum.data_ptr<float>() : nullptr;
   p.deterministic = deterministic;
-  // sm90 atomic path: the tile-mask builder counts kept / visible tiles, from which the kernels pick where
-  // dQ is computed (bwd_common.h dq_fused; run_attention_bwd drops the counts on other paths).
+  // sm90: the tile-mask builder counts kept / visible tiles, from which the kernels pick the dK/dV CTA size
+  // (both paths, bwd_common.h dkdv_split) and, on the atomic path, where dQ is computed (dq_fused);
+  // run_attention_bwd drops the counts on other paths.
   at::Tensor tile_count;
-  if (p.dq_accum != nullptr && p.bwd_wgmma) {
+  if (p.bwd_wgmma) {
     tile_count = at::zeros({2}, in.q.options().dtype(at::kLong));
     p.tile_count = reinterpret_cast<unsigned long long*>(tile_count.data_ptr<int64_t>());
   }

@@ -75,6 +75,14 @@ SEER_DEVICE bool dq_fused(const unsigned long long* tile_count) {
   return tile_count[0] * 100ull > tile_count[1] * static_cast<unsigned long long>(kDqFusedMinDensityPct);
 }
 
+// CTA size of the sm90 dK/dV kernel, from the same counts (both paths): at a low kept-tile density (where
+// dQ is not fused) 64 keys per CTA, two CTAs per SM each streaming its own row tiles; otherwise 128 keys
+// per CTA whose two consumers share the row tiles both keep (sm90/bwd_kernel_sm90.cuh Traits). Without
+// counts: 128.
+SEER_DEVICE bool dkdv_split(const unsigned long long* tile_count) {
+  return tile_count != nullptr && !dq_fused(tile_count);
+}
+
 // Chunk flags of the kChunks 16-key chunks starting at sequence-local key `key0`: 2 bits per chunk,
 // the tile-mask value of the chunk's key block (0 for keys past the sequence). The tile-mask entry of
 // block n is tm[base + n * stride_n]. Consecutive chunks of one block read one byte.

@@ -144,8 +144,8 @@ int attention_bwd_tile_rows(int /*head_dim*/) { return attn_bwd::kBwdTileRows; }
 
 int run_attention_bwd(const AttnBwdParams& params, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  // Only the sm90 kernels can leave dQ to the q-major dQ kernel (bwd_common.h dq_fused): elsewhere the
-  // dK/dV kernel always adds dQ, so the convert kernel must not look at tile counts.
+  // Only the sm90 kernels read tile counts (bwd_common.h dq_fused, dkdv_split): elsewhere the dK/dV kernel
+  // always adds dQ, so the convert kernel must not look at them.
   AttnBwdParams p = params;
   if (!use_bwd_sm90(p)) p.tile_count = nullptr;
   if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) return static_cast<int>(cudaErrorInvalidValue);

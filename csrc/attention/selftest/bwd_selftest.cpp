@@ -286,8 +286,9 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   const size_t nq = static_cast<size_t>(Tq) * hq * D, nk = k.size();
   p.bwd_wgmma = impl == 1;
   std::vector<float> timing_ref[3];  // impl 0's dq, dk, dv (timing with impl -1)
-  // Tile counts of density 0 (AttnParams::tile_count = {0 kept, 1 visible}) for the sm90 path "atomic,
-  // q-major dQ": the dK/dV kernel leaves dQ to the q-major dQ kernel (bwd_common.h dq_fused).
+  // Tile counts of density 0 (AttnParams::tile_count = {0 kept, 1 visible}) for the sm90 paths "atomic,
+  // q-major dQ" (the dK/dV kernel leaves dQ to the q-major dQ kernel, bwd_common.h dq_fused) and
+  // "deterministic, 64-key": both then run the 64-key dK/dV CTA (bwd_common.h dkdv_split).
   unsigned long long* d_tcount = nullptr;
   if (impl != 0) {
     const unsigned long long counts[2] = {0ull, 1ull};
@@ -300,11 +301,11 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
     CK(cudaEventCreate(&e1));
     // impl -1: both implementations on the same inputs.
     for (int im = impl < 0 ? 0 : impl; im <= (impl < 0 ? 1 : impl); ++im)
-      for (int det = 0; det <= (im == 1 ? 2 : 1); ++det) {  // 2: atomic, q-major dQ (sm90)
+      for (int det = 0; det <= (im == 1 ? 3 : 1); ++det) {  // sm90: 2 atomic, q-major dQ; 3 deterministic, 64-key
         p.bwd_wgmma = im == 1;
-        p.deterministic = det == 1;
-        p.dq_accum = det == 1 ? nullptr : d_dqacc;
-        p.tile_count = det == 2 ? d_tcount : nullptr;
+        p.deterministic = det == 1 || det == 3;
+        p.dq_accum = p.deterministic ? nullptr : d_dqacc;
+        p.tile_count = det >= 2 ? d_tcount : nullptr;
         std::vector<float> ms;
         for (int r = 0; r <= time_reps; ++r) {  // run 0: warm-up
           CK(cudaEventRecord(e0));
@@ -317,8 +318,9 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
         }
         std::sort(ms.begin(), ms.end());
         std::printf("  impl %d (%s) %s: median %.3f ms (min %.3f)\n", im, im ? "sm90 wgmma" : "mma.sync",
-                    det == 1 ? "deterministic" : (det == 0 ? "atomic" : "atomic, q-major dQ"), ms[ms.size() / 2], ms[0]);
-        if (det != 1 && impl < 0) {  // the two implementations' atomic-path gradients against each other
+                    det == 1 ? "deterministic" : det == 0 ? "atomic" : det == 2 ? "atomic, q-major dQ, 64-key dK/dV" : "deterministic, 64-key dK/dV",
+                    ms[ms.size() / 2], ms[0]);
+        if ((det == 0 || det == 2) && impl < 0) {  // the two implementations' atomic-path gradients against each other
           for (int o = 0; o < 3; ++o) {
             std::vector<float> g = fetch(o == 0 ? d_dq : (o == 1 ? d_dk : d_dv), o == 0 ? nq : nk);
             if (im == 0) {
@@ -344,16 +346,16 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   }
   const int n_cfg = timing ? 0 : (impl == 1 ? 1 : 3);
   for (int cfg = 0; cfg < n_cfg; ++cfg)
-    for (int det = 1; det >= (impl == 1 ? -1 : 0); --det) {
+    for (int det = impl == 1 ? 2 : 1; det >= (impl == 1 ? -1 : 0); --det) {  // sm90: 2 deterministic 64-key, -1 atomic q-major
       if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
       if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
       if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
       // run_attention_bwd zeroes dq_accum itself where the dK/dV kernel adds into it (its preprocess kernel):
       // NaN before it proves that; the kernels launched directly (cfg 1 / 2) need it zeroed here.
       if (nq) CK(cudaMemset(d_dqacc, cfg == 0 ? 0xff : 0, nq * sizeof(float)));
-      p.deterministic = det == 1;
-      p.dq_accum = det == 1 ? nullptr : d_dqacc;
-      p.tile_count = det == -1 ? d_tcount : nullptr;
+      p.deterministic = det >= 1;
+      p.dq_accum = det >= 1 ? nullptr : d_dqacc;
+      p.tile_count = det == -1 || det == 2 ? d_tcount : nullptr;
       const char* name = impl == 1 ? "sm90 wgmma" : cfg == 0 ? "run_attention_bwd" : (cfg == 1 ? "Dkdv" : "DkdvSmall");
       auto launch = [&](auto cfg_tag) {
         using Cfg = decltype(cfg_tag);
@@ -376,7 +378,8 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
                      : launch(seer::attn_bwd::BwdConfig<256, __half>{});
       CK(static_cast<cudaError_t>(err));
       CK(cudaDeviceSynchronize());
-      std::printf(" [%s %s]\n", name, det == 1 ? "deterministic" : (det == 0 ? "atomic" : "atomic, q-major dQ"));
+      std::printf(" [%s %s]\n", name,
+                  det == 1 ? "deterministic" : det == 0 ? "atomic" : det == 2 ? "deterministic, 64-key dK/dV" : "atomic, q-major dQ, 64-key dK/dV");
       std::vector<float> got_dq;
       if (cfg != 0 && det == 0) {
         std::vector<float> acc(nq);

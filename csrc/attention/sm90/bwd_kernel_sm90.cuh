@@ -5,7 +5,9 @@
 //
 // One CTA per (key tile of kBlockN = 128 keys, kv head, sequence) = one producer warpgroup (0)
 // and kNWG = 2 consumer warpgroups, consumer c owning keys [64 c, 64 c + 64) of the tile (its K / V rows
-// stay in shared memory; warp w of it owns the 16-key chunk 4 c + w).
+// stay in shared memory; warp w of it owns the 16-key chunk 4 c + w). At a low kept-tile density
+// (bwd_common.h dkdv_split) the same kernel runs with kNWG = 1: 64-key CTAs, two per SM, each streaming
+// its own row tiles (Traits).
 //
 //   producer : walks the candidate row tiles of the transposed tile mask (every q head of the GQA group,
 //              so dK / dV come out reduced over the group without atomics), compacts the kept ones
@@ -53,31 +55,38 @@
 namespace seer {
 namespace bwd_sm90 {
 
-template <int kHeadDim_, typename Elem_>
+// kNWG_ = 2: the 128-key CTA of a high kept-tile density (one per SM; the two consumers share the row
+// tiles both keep). kNWG_ = 1: the 64-key CTA of a low density (two per SM, each streaming its own row
+// tiles; no fused dQ) - at a low density most row tiles are kept by one 64-key block only, so the 128-key
+// CTA mostly ran one of its consumers (benchmarks/NOTES.md v8 finding 7). bwd_common.h dkdv_split picks.
+template <int kHeadDim_, typename Elem_, int kNWG_ = 2>
 struct Traits {
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kNWG = 2;                          // consumer warpgroups (64 keys each)
+  static constexpr int kNWG = kNWG_;                      // consumer warpgroups (64 keys each)
+  static constexpr int kCtasPerSm = kNWG == 1 ? 2 : 1;
   static constexpr int kBlockM = attn_bwd::kBwdTileRows;  // rows per streamed row tile (64)
   static constexpr int kBlockN = 64 * kNWG;               // keys per CTA
   static constexpr int kChunks = kBlockN / 16;            // 16-key chunks (one per consumer warp)
   static constexpr int kThreads = 128 * (1 + kNWG);
   // setmaxnreg split of the CTA's registers: a CTA is launched with kLaunchRegs per thread (what ptxas
-  // allots under __launch_bounds__(kThreads, 1): 168 for 384 threads) and the warpgroups can only trade
-  // those (a larger sum makes setmaxnreg.inc wait forever).
-  static constexpr int kLaunchRegs = (65536 / kThreads < 255 ? 65536 / kThreads : 255) / 8 * 8;
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = 232;
+  // allots under __launch_bounds__(kThreads, kCtasPerSm): 168 for 384 threads, 128 for 2 x 256) and the
+  // warpgroups can only trade those (a larger sum makes setmaxnreg.inc wait forever).
+  static constexpr int kLaunchRegs = (65536 / (kThreads * kCtasPerSm) < 255 ? 65536 / (kThreads * kCtasPerSm) : 255) / 8 * 8;
+  static constexpr int kProducerRegs = kNWG == 2 ? 40 : 32;
+  static constexpr int kConsumerRegs = kNWG == 2 ? 232 : 224;
   static_assert(kProducerRegs + kNWG * kConsumerRegs <= (1 + kNWG) * kLaunchRegs, "register file");
-  static constexpr int kStages = kHeadDim == 128 ? 3 : 4;  // Q / dO stages of the ring
+  // Q / dO stages of the ring (the 64-key CTA: two per SM in 228 KB).
+  static constexpr int kStages = kNWG == 2 ? (kHeadDim == 128 ? 3 : 4) : (kHeadDim == 128 ? 2 : 4);
   // dQ (atomic path), D 128 with two consumers: a row tile both consumers keep chunks of is split by head
   // dim (consumer c: dims [64 c, +64) over all 128 keys, a barrier between the two); a row tile only one
   // consumer keeps is that consumer's alone (every dim over its own 64 keys, two 64-dim passes) and the
   // other skips it without waiting. Otherwise (D 64) each consumer covers every dim over its own keys.
-  static constexpr bool kDqSplitD = kHeadDim == 128;
+  static constexpr bool kDqSplitD = kHeadDim == 128 && kNWG == 2;
   // dS^T buffers: one per stage when a consumer may run ahead of the other (kDqSplitD: a split row tile
-  // reads the other consumer's half), else two (each consumer reads only its own rows).
-  static constexpr int kDSBufs = kDqSplitD ? kStages : 2;
+  // reads the other consumer's half), else two (each consumer reads only its own rows); none in the
+  // 64-key CTA (it never adds dQ).
+  static constexpr int kDSBufs = kNWG == 1 ? 0 : kDqSplitD ? kStages : 2;
   static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // K (or V) of the CTA
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q (or dO) of one stage
   static constexpr int kDSBytes = kBlockN * kBlockM * 2;   // dS^T [keys][rows], one buffer
@@ -105,6 +114,7 @@ struct Traits {
   static_assert(kOffQ % 1024 == 0 && kOffDO % 1024 == 0 && kOffDS % 1024 == 0 && kQBytes % 1024 == 0,
                 "SW128 tiles 1024-aligned");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
+  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory per SM");
 };
 
 // Per-stage record of the streamed row tile (written by the producer, read by the consumers).
@@ -178,12 +188,16 @@ SEER_DEVICE void alternate_consumers(const int* list, const uint32_t* flags, int
 }
 
 template <typename T, bool Is_causal, bool Is_atomic>
-__global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __grid_constant__ AttnBwdParams p) {
+__global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kernel(const __grid_constant__ AttnBwdParams p) {
 #if SEER_HAS_SM90A
   using Elem = typename T::Elem;
   constexpr int D = T::kHeadDim;
   constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kStages = T::kStages, kNWG = T::kNWG;
   constexpr float kLog2e = attn_bwd::kLog2e;
+  static_assert(kNWG == 2 || !Is_atomic, "the 64-key CTA never adds dQ (it runs at a low density only)");
+  // Both CTA sizes are launched where tile counts exist; the one the kept-tile density does not pick
+  // exits at once (uniform over the grid, before any barrier; bwd_common.h dkdv_split).
+  if (attn_bwd::dkdv_split(p.tile_count) != (kNWG == 1)) return;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
@@ -253,11 +267,17 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
       }
       // Compaction of the kept candidates (increasing candidate order; block_iter.h via bwd_common.h).
       const int total = attn_bwd::compact_list<128>(flags != 0, rt, flags, sList, sFlags, sWarpCnt, wtid, sync);
-      static_assert(kNWG == 2 && T::kChunks == 8, "two consumers of 4 chunks each");
-      int* sList2 = reinterpret_cast<int*>(smem + T::kOffList2);
-      uint32_t* sFlags2 = reinterpret_cast<uint32_t*>(smem + T::kOffFlags2);
-      alternate_consumers<T::kChunks / kNWG>(sList, sFlags, sList2, sFlags2, reinterpret_cast<int*>(smem + T::kOffOwnCnt),
-                                             total, wtid, sync);
+      static_assert(T::kChunks == 4 * kNWG, "4 chunks per consumer");
+      const int* sList2 = sList;
+      const uint32_t* sFlags2 = sFlags;
+      if constexpr (kNWG == 2) {  // the two consumers' row tiles alternate (one consumer: candidate order)
+        int* l2 = reinterpret_cast<int*>(smem + T::kOffList2);
+        uint32_t* f2 = reinterpret_cast<uint32_t*>(smem + T::kOffFlags2);
+        alternate_consumers<T::kChunks / kNWG>(sList, sFlags, l2, f2, reinterpret_cast<int*>(smem + T::kOffOwnCnt),
+                                               total, wtid, sync);
+        sList2 = l2;
+        sFlags2 = f2;
+      }
 #pragma unroll 1
       for (int i = 0; i < total; ++i, ++u) {
         const int st = u % kStages;
