@@ -1,7 +1,8 @@
 #!/bin/bash
-# Device check of branch wip/fwd-lean = wip/session7 (main + wip/bwd-interleave + wip/dq-accum-zero +
-# wip/cu-clamp + wip/tests-audit + wip/fwd-settle + wip/mask-row-offset) + the forward's instruction diet
-# and conditional rescale (benchmarks/NOTES.md v9). All written without a GPU. On an H200, from the
+# Device check of branch wip/bwd-split-keys = wip/fwd-lean + the 64-key dK/dV CTA at a low density;
+# wip/fwd-lean = wip/session7 (main + wip/bwd-interleave + wip/dq-accum-zero + wip/cu-clamp +
+# wip/tests-audit + wip/fwd-settle + wip/mask-row-offset) + the forward's instruction diet, conditional
+# rescale and no transposed tile mask in the forward (benchmarks/NOTES.md v9). All written without a GPU. On an H200, from the
 # repository root (run tool: carry [".dev"], timeout 600), two calls (one call's limit is 600 s):
 #   OUT=$OUT PART=1 bash csrc/attention/selftest/run_session8_next.sh
 #   OUT=$OUT PART=2 bash csrc/attention/selftest/run_session8_next.sh
@@ -13,10 +14,13 @@
 #    (float64 references; bwd: dq_accum NaN-prefilled), CUDA pytest (all files but test_distributed / HIP
 #    emulation), compute-sanitizer memcheck of the out-of-range cu_seqlens tests; bwd_selftest --time this
 #    tree vs main; fwd_selftest --time main vs wip/session7 (settle only) vs this tree (settle + diet + lazy
-#    rescale): predicted +5-15% (settle) and a further +3-10% (diet) on the sm90 forward at d = 1.
+#    rescale): predicted +5-15% (settle) and a further +3-10% (diet) on the sm90 forward at d = 1. In
+#    bwd --time the rows "atomic, q-major dQ, 64-key dK/dV" and "deterministic, 64-key dK/dV" force the
+#    64-key CTA at every density (counts of density 0): against "deterministic" (128-key) they show where
+#    the CTA size should switch (now: at 30% kept tiles, bwd_common.h).
 #  PART 2: fwd+bwd through the op, this tree vs main (P1 / P2, d = 1 / 0.2 / 0.1, default and
 #    deterministic); ncu (--set full, source-level SASS csv) of this tree's forward (S 16384, d 1) and of
-#    main's dK/dV kernel at P1 d = 0.1.
+#    its 64-key dK/dV kernel at P1 2D d = 0.1 (deterministic).
 set -o pipefail
 cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || (cd "$(dirname "$0")/../../.." && pwd))"
 export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0a
@@ -25,7 +29,7 @@ T0=$(date +%s); el() { echo "[$(($(date +%s) - T0))s] $*"; }
 M=.dev/main_tree
 if [ -f .dev/pkg/s8_lib.a.xz ]; then
   # Prebuilt on the dev machine (saves ~4 minutes of device time; a cmake build there takes ~1.5 min per tree):
-  #   for t in s8:/work/wt/lean main:/work/main; do n=${t%%:*}; d=${t#*:}; (cd $d && cmake -S cmake -B build/st7 \
+  #   for t in s8:/work/wt/split main:/work/main; do n=${t%%:*}; d=${t#*:}; (cd $d && cmake -S cmake -B build/st7 \
   #     -DCMAKE_CUDA_ARCHITECTURES=90a && cmake --build build/st7 -j 2 --target seer_attn_kernels seer_fwd_selftest \
   #     seer_bwd_selftest seer_decode_selftest); for f in libseer_attn_kernels.a:lib.a seer_fwd_selftest:fwd \
   #     seer_bwd_selftest:bwd seer_decode_selftest:decode; do xz -T2 -c $d/build/st7/${f%%:*} > .dev/pkg/${n}_${f#*:}.xz; \
@@ -93,10 +97,12 @@ for w in ("P1", "P2"):
 PY
 for t in . $M; do echo "== $t"; (cd $t && timeout 100 python3 /tmp/fb_time.py 2>&1 | grep fwd+bwd | tee -a "$L/fb_time.log"); done
 el op-timed
-# ncu: --time runs, per case, 11 sm90 dK/dV launches for each of atomic / deterministic / atomic q-major;
-# cases 2D d = 1, 0.5, 0.1, ...: skip 2 cases + the atomic runs + the deterministic warm-up = 78.
-timeout 120 ncu --kernel-name regex:bwd_dkdv_sm90 --launch-skip 78 --launch-count 1 --kill yes --set full -o "$L/dkdv_d01" -f \
-  $MB/seer_bwd_selftest --time > "$L/ncu_dkdv_run.log" 2>&1; echo "ncu dkdv rc=$?"
+# ncu. bwd --time: cases 2D d = 1, 0.5, 0.1, then 1D; the 64-key dK/dV kernel (mangled name: Traits<.., 1>)
+# runs 11 times in each of the sm90 rows "atomic, q-major dQ, 64-key" and "deterministic, 64-key" of a
+# case: skip 2 cases (44) + the atomic row (11) + the deterministic row's warm-up (1) = 56.
+timeout 120 ncu --kernel-name-base mangled --kernel-name regex:'bwd_dkdv_sm90_kernel.*Li1EEELb' --launch-skip 56 \
+  --launch-count 1 --kill yes --set full --import-source yes -o "$L/dkdv_d01" -f $B/seer_bwd_selftest --time \
+  > "$L/ncu_dkdv_run.log" 2>&1; echo "ncu dkdv rc=$?"
 timeout 90 ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 --launch-count 1 --kill yes --set full \
   --import-source yes -o "$L/fwd_d1" -f $B/seer_fwd_selftest --time > "$L/ncu_fwd_run.log" 2>&1; echo "ncu fwd rc=$?"
 for r in dkdv_d01 fwd_d1; do
@@ -104,6 +110,7 @@ for r in dkdv_d01 fwd_d1; do
   ncu --import "$L/$r.ncu-rep" --page details > "$L/${r}_details.txt" 2>&1
   ncu --import "$L/$r.ncu-rep" --page source --csv --print-source sass > "$L/${r}_sass.csv" 2>&1
   grep -E "Stall|Warp Cycles|Issue Slots|Tensor|L2 Cache Throughput" "$L/${r}_details.txt" | head -12
+  xz -T4 "$L/${r}_sass.csv"; rm -f "$L/$r.ncu-rep"  # keep the tarball small: the csv holds the per-instruction samples
 done
 fi  # PART 2
 el done
