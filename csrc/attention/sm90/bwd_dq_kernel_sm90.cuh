@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
     for (; w < n_work;) {
       const WorkItem it = work_item(p, w);
       const sm90_rows::ThreadRows tr(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
-      const sm90_rows::RowMask rm(p, it, tr);
+      const sm90_rows::RowMask rm(p, it, tr, warp_row0 + g);
       // This thread's two rows: lse * log2(e) (+inf: P = 0 for a padding row or one with no visible key)
       // and D_i.
       float lse2[2], dd[2];
@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
             sm90::fence_operands(dp);
-            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            rm.apply(sd, m, v, t4);
             form_ds(sd, dp, dsa);
           },
           [&](int st, int pst, const TileMeta* m, uint32_t v) {
@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
               sm90::wgmma_wait<0>();
               sm90::fence_operands(sd);
               sm90::fence_operands(dp);
-              rm.apply(sd, m, v, p.mask_stride_col, t4);
+              rm.apply(sd, m, v, t4);
               form_ds(sd, dp, dsa);
               return;
             }
@@ -176,7 +176,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
             sm90::wgmma_wait<1>();  // S / dP of this tile done; dQ of the pending one may still run
             sm90::fence_operands(sd);
             sm90::fence_operands(dp);
-            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            rm.apply(sd, m, v, t4);
             uint32_t dsa_nxt[kBlockN / 16][4];
             form_ds(sd, dp, dsa_nxt);
             sm90::wgmma_wait<0>();

@@ -6,10 +6,11 @@
 // list, which is ordered by causal work); a work item is one 64-row row tile of one (sequence, kv head)
 // (attention_params.h "Row tiles").
 //
-//   producer : walks the row tile's kept-block stream (block_iter.h); per K/V tile: wait stage empty,
-//              write the tile's metadata (chunk keys, block indices, tile-mask values), gather its K
+//   producer : walks the row tile's kept-block stream (block_iter.h); per K/V tile: reads the user-mask
+//              bytes of its value-1 chunks for the tile's rows, waits for the stage to be empty, writes
+//              the tile's metadata (chunk keys, tile-mask values, per-row keep bits), gathers its K
 //              and V rows with cp.async (16-key chunks at any multiple of 16; rows
-//              past the key limit zero-filled), cp.async.mbarrier.arrive on `full`. After the last tile
+//              past the key limit zero-filled), arrives on `full`. After the last tile
 //              of a work item it publishes an end marker and goes on with the next item, so the next
 //              item's first tiles load while the consumer finishes this one.
 //   consumer : per tile: wait `full`, S = Q K^T (wgmma, both operands in shared memory),
@@ -20,8 +21,8 @@
 //   epilogue : O / l written from registers with the rows' strides; lse.
 //
 // Stages: kStages K/V tiles of kBlockN = 64 keys in the 128-byte-swizzled slab layout wgmma reads
-// (common/sm90_primitives.h) plus a metadata record. Barriers per stage: full (count 129: one cp.async
-// arrival per producer thread + the metadata writer's) and empty (count 128: one per consumer thread).
+// (common/sm90_primitives.h) plus a metadata record. Barriers per stage: full (count 256: a plain and a
+// cp.async arrival per producer thread) and empty (count 128: one per consumer thread).
 // Tile u (counted over the whole persistent loop) uses stage u % kStages, phase (u / kStages) & 1.
 //
 // Measured alternatives (benchmarks/NOTES.md, v4): one CTA per SM with two consumers sharing the union
@@ -84,7 +85,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
     for (; w < n_work;) {
       const WorkItem it = work_item(p, w);
       const sm90_rows::ThreadRows tr(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
-      const sm90_rows::RowMask rm(p, it, tr);
+      const sm90_rows::RowMask rm(p, it, tr, warp_row0 + g);
 
       cp_async_wait<0>();  // this item's Q (prefetched)
       sm90::fence_view_async_shared();
@@ -170,7 +171,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             issue_qk(sd, st);
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
-            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            rm.apply(sd, m, v, t4);
             softmax(sd, pn, alpha);
           },
           [&](int st, int pst, const TileMeta* m, uint32_t v) {
@@ -181,7 +182,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             pv_st = pst;
             sm90::wgmma_wait<1>();  // Q K^T of this tile done; the P V may still run (during the softmax)
             sm90::fence_operands(sd);
-            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            rm.apply(sd, m, v, t4);
             softmax(sd, pn, alpha);
           });
       // The next item's Q loads while the last P V and the epilogue run.
