@@ -289,11 +289,16 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   // Tile counts of density 0 (AttnParams::tile_count = {0 kept, 1 visible}) for the sm90 paths "atomic,
   // q-major dQ" (the dK/dV kernel leaves dQ to the q-major dQ kernel, bwd_common.h dq_fused) and
   // "deterministic, 64-key": both then run the 64-key dK/dV CTA (bwd_common.h dkdv_split).
+  // Counts of density 1 ({1, 1}): the production path of a dense mask (the 64-key grid exits, the 128-key
+  // kernel fuses dQ; preprocess zeroing and convert with counts present).
   unsigned long long* d_tcount = nullptr;
+  unsigned long long* d_tcount_hi = nullptr;
   if (impl != 0) {
-    const unsigned long long counts[2] = {0ull, 1ull};
+    const unsigned long long counts[2] = {0ull, 1ull}, counts_hi[2] = {1ull, 1ull};
     CK(cudaMalloc(&d_tcount, sizeof(counts)));
     CK(cudaMemcpy(d_tcount, counts, sizeof(counts), cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&d_tcount_hi, sizeof(counts_hi)));
+    CK(cudaMemcpy(d_tcount_hi, counts_hi, sizeof(counts_hi), cudaMemcpyHostToDevice));
   }
   if (timing) {
     cudaEvent_t e0, e1;
@@ -346,16 +351,17 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   }
   const int n_cfg = timing ? 0 : (impl == 1 ? 1 : 3);
   for (int cfg = 0; cfg < n_cfg; ++cfg)
-    for (int det = impl == 1 ? 2 : 1; det >= (impl == 1 ? -1 : 0); --det) {  // sm90: 2 deterministic 64-key, -1 atomic q-major
+    // sm90: 3 atomic with dense counts, 2 deterministic 64-key, -1 atomic q-major 64-key
+    for (int det = impl == 1 ? 3 : 1; det >= (impl == 1 ? -1 : 0); --det) {
       if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
       if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
       if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
       // run_attention_bwd zeroes dq_accum itself where the dK/dV kernel adds into it (its preprocess kernel):
       // NaN before it proves that; the kernels launched directly (cfg 1 / 2) need it zeroed here.
       if (nq) CK(cudaMemset(d_dqacc, cfg == 0 ? 0xff : 0, nq * sizeof(float)));
-      p.deterministic = det >= 1;
-      p.dq_accum = det >= 1 ? nullptr : d_dqacc;
-      p.tile_count = det == -1 || det == 2 ? d_tcount : nullptr;
+      p.deterministic = det == 1 || det == 2;
+      p.dq_accum = p.deterministic ? nullptr : d_dqacc;
+      p.tile_count = det == -1 || det == 2 ? d_tcount : det == 3 ? d_tcount_hi : nullptr;
       const char* name = impl == 1 ? "sm90 wgmma" : cfg == 0 ? "run_attention_bwd" : (cfg == 1 ? "Dkdv" : "DkdvSmall");
       auto launch = [&](auto cfg_tag) {
         using Cfg = decltype(cfg_tag);
@@ -379,7 +385,8 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
       CK(static_cast<cudaError_t>(err));
       CK(cudaDeviceSynchronize());
       std::printf(" [%s %s]\n", name,
-                  det == 1 ? "deterministic" : det == 0 ? "atomic" : det == 2 ? "deterministic, 64-key dK/dV" : "atomic, q-major dQ, 64-key dK/dV");
+                  det == 1 ? "deterministic" : det == 0 ? "atomic" : det == 2 ? "deterministic, 64-key dK/dV"
+                  : det == 3 ? "atomic, dense counts" : "atomic, q-major dQ, 64-key dK/dV");
       std::vector<float> got_dq;
       if (cfg != 0 && det == 0) {
         std::vector<float> acc(nq);
@@ -395,6 +402,7 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
     }
   p.tile_count = nullptr;
   if (d_tcount != nullptr) CK(cudaFree(d_tcount));
+  if (d_tcount_hi != nullptr) CK(cudaFree(d_tcount_hi));
   return ok;
 }
 
