@@ -1,82 +1,88 @@
 #!/bin/bash
-# Device check of branch wip/bwd-split-keys = wip/fwd-lean + the 64-key dK/dV CTA at a low density;
-# wip/fwd-lean = wip/session7 (main + wip/bwd-interleave + wip/dq-accum-zero + wip/cu-clamp +
-# wip/tests-audit + wip/fwd-settle + wip/mask-row-offset) + the forward's instruction diet, conditional
-# rescale and no transposed tile mask in the forward (benchmarks/NOTES.md v9). All written without a GPU. On an H200, from the
-# repository root (run tool: carry [".dev"], timeout 600), two calls (one call's limit is 600 s):
-#   OUT=$OUT PART=1 bash csrc/attention/selftest/run_session8_next.sh
-#   OUT=$OUT PART=2 bash csrc/attention/selftest/run_session8_next.sh
-# Prebuilt on the dev machine (.dev/pkg: s8_* = this branch, s7_fwd = wip/session7's forward self-test,
-# main_* = main; recipe below); .dev/main_tree = `git archive main`. Logs in $OUT/l, tarred to $OUT/logs.tgz
-# (the run tool returns at most 8 files).
-#  PART 1: builds (this tree's extension, main's extension and main's `make selftest` - every self-test
-#    through ctest, never yet run as one command on a GPU); this tree's fwd / bwd / decode self-test sweeps
-#    (float64 references; bwd: dq_accum NaN-prefilled), CUDA pytest (all files but test_distributed / HIP
-#    emulation), compute-sanitizer memcheck of the out-of-range cu_seqlens tests; bwd_selftest --time this
-#    tree vs main; fwd_selftest --time main vs wip/session7 (settle only) vs this tree (settle + diet + lazy
-#    rescale): predicted +5-15% (settle) and a further +3-10% (diet) on the sm90 forward at d = 1. In
-#    bwd --time the rows "atomic, q-major dQ, 64-key dK/dV" and "deterministic, 64-key dK/dV" force the
-#    64-key CTA at every density (counts of density 0): against "deterministic" (128-key) they show where
-#    the CTA size should switch (now: at 30% kept tiles, bwd_common.h).
-#  PART 2: fwd+bwd through the op, this tree vs main (P1 / P2, d = 1 / 0.2 / 0.1, default and
-#    deterministic); ncu (--set full, source-level SASS csv) of this tree's forward (S 16384, d 1) and of
-#    its 64-key dK/dV kernel at P1 2D d = 0.1 (deterministic).
+# Device check of branch wip/session8 (= wip/row-keep) - everything written without a GPU since main:
+#   wip/session7  : wip/bwd-interleave, wip/dq-accum-zero, wip/cu-clamp, wip/tests-audit, wip/fwd-settle,
+#                   wip/mask-row-offset (benchmarks/NOTES.md v8 "next steps");
+#   wip/fwd-lean  : the forward / dQ instruction diet, conditional rescale, no transposed tile mask in the
+#                   forward (NOTES v9);
+#   wip/bwd-split-keys : the 64-key dK/dV CTA at a low kept-tile density (NOTES v9);
+#   wip/row-keep  : per-row keep bits of value-1 chunks resolved by the producer (NOTES v9).
+# On an H200, from the repository root (run tool: carry [".dev"], timeout 600), three calls in a row (the
+# machine stays warm between them; PART 3 rebuilds the extensions if a cold machine lost them):
+#   OUT=$OUT PART=1 bash csrc/attention/selftest/run_session8_next.sh   (~6 min)
+#   OUT=$OUT PART=2 bash csrc/attention/selftest/run_session8_next.sh   (~6 min)
+#   OUT=$OUT PART=3 bash csrc/attention/selftest/run_session8_next.sh   (~5 min)
+# Prebuilt on the dev machine (.dev/pkg: s8_* = this tree, s7_fwd = wip/session7's forward self-test,
+# main_* = main; recipe below); .dev/main_tree = `git archive main`. Logs in $OUT/l, tarred to
+# $OUT/logs.tgz (the run tool returns at most 8 files).
+#  PART 1 (correctness): this tree's extension, main's extension and main's `make selftest` (every
+#    self-test through ctest: #10's one-command harness, never yet run on a GPU); this tree's fwd / bwd /
+#    decode self-test sweeps (float64 references, NaN-prefilled outputs; bwd: every sm90 path incl. the
+#    64-key CTA and dense counts), CUDA pytest (all files but test_distributed / HIP emulation),
+#    compute-sanitizer memcheck of the out-of-range cu_seqlens tests.
+#  PART 2 (kernel timing, self-tests): bwd --time this tree vs main (rows "..., 64-key dK/dV" force the
+#    64-key CTA at every density: against "deterministic" they show where the CTA size should switch, now
+#    30% kept tiles); fwd --time main | wip/session7 | this tree (settle, then diet + lazy rescale; the 1D
+#    per-token rows exist in this tree only).
+#  PART 3 (op timing, profiles): fwd+bwd through the op, this tree vs main (P1 / P2, d = 1 / 0.2 / 0.1,
+#    default and deterministic); ncu --set full (source-level SASS csv) of this tree's forward (S 16384,
+#    d 1) and of its 64-key dK/dV kernel (P1 2D d = 0.1, deterministic).
 set -o pipefail
 cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || (cd "$(dirname "$0")/../../.." && pwd))"
 export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0a
 OUT=${OUT:-/tmp/s8_out}; L=$OUT/l; mkdir -p "$L"
-T0=$(date +%s); el() { echo "[$(($(date +%s) - T0))s] $*"; }
-M=.dev/main_tree
-if [ -f .dev/pkg/s8_lib.a.xz ]; then
-  # Prebuilt on the dev machine (saves ~4 minutes of device time; a cmake build there takes ~1.5 min per tree):
-  #   for t in s8:/work/wt/split main:/work/main; do n=${t%%:*}; d=${t#*:}; (cd $d && cmake -S cmake -B build/st7 \
-  #     -DCMAKE_CUDA_ARCHITECTURES=90a && cmake --build build/st7 -j 2 --target seer_attn_kernels seer_fwd_selftest \
-  #     seer_bwd_selftest seer_decode_selftest); for f in libseer_attn_kernels.a:lib.a seer_fwd_selftest:fwd \
-  #     seer_bwd_selftest:bwd seer_decode_selftest:decode; do xz -T2 -c $d/build/st7/${f%%:*} > .dev/pkg/${n}_${f#*:}.xz; \
-  #     done; done      (the `make selftest` of main then still builds its own copy)
-  mkdir -p /tmp/b; for f in .dev/pkg/*.xz; do n=$(basename $f .xz); xz -dc $f > /tmp/b/$n; chmod +x /tmp/b/$n; done
-  mkdir -p build/s8 $M/build/selftest-90a
-  for x in fwd bwd decode; do cp /tmp/b/s8_$x build/s8/seer_${x}_selftest; done
-  LIB_S8="SEER_ATTN_KERNELS_LIB=/tmp/b/s8_lib.a"; LIB_MAIN="SEER_ATTN_KERNELS_LIB=/tmp/b/main_lib.a"; PREBUILT=1
-fi
-( env $LIB_S8 MAX_JOBS=6 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_branch.log" 2>&1; echo "branch ext rc=$?" ) &
-[ -n "$PREBUILT" ] || ( cmake -S cmake -B build/s8 -DCMAKE_CUDA_ARCHITECTURES=90a > "$L/cmake.log" 2>&1 &&
-  timeout 400 cmake --build build/s8 --target seer_fwd_selftest seer_bwd_selftest seer_decode_selftest -j 4 > "$L/st_build.log" 2>&1
-  echo "branch selftests build rc=$?" ) &
-( cd $M && env $LIB_MAIN MAX_JOBS=4 timeout 400 python3 setup.py build_ext --inplace > "$L/ext_main.log" 2>&1; echo "main ext rc=$?" ) &
 PART=${PART:-1}
-[ "$PART" = 1 ] && ( cd $M && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=6 > "$L/main_make_selftest.log" 2>&1
-  echo "main make selftest rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed" "$L/main_make_selftest.log" | tail -6 ) &
-wait; el built
-B=build/s8; MB=$M/build/selftest-90a
-if [ "$PART" = 2 ]; then
-  mkdir -p $MB; for x in fwd bwd; do [ -x /tmp/b/main_$x ] && cp /tmp/b/main_$x $MB/seer_${x}_selftest; done
-fi
+T0=$(date +%s); el() { echo "[$(($(date +%s) - T0))s] $*"; }
+M=.dev/main_tree; B=build/s8; MB=$M/build/selftest-90a
+# Prebuilt pieces (saves ~4 minutes of device time; a cmake build on the dev machine takes ~2 min per tree):
+#   for t in s8:/work/wt/rk main:/work/main; do n=${t%%:*}; d=${t#*:}; (cd $d && cmake -S cmake -B build/st \
+#     -DCMAKE_CUDA_ARCHITECTURES=90a && cmake --build build/st -j 2 --target seer_attn_kernels seer_fwd_selftest \
+#     seer_bwd_selftest seer_decode_selftest); for f in libseer_attn_kernels.a:lib.a seer_fwd_selftest:fwd \
+#     seer_bwd_selftest:bwd seer_decode_selftest:decode; do xz -T2 -c $d/build/st/${f%%:*} > .dev/pkg/${n}_${f#*:}.xz; \
+#     done; done
+[ -f .dev/pkg/s8_lib.a.xz ] || { echo "missing .dev/pkg (prebuilt pieces)"; exit 2; }
+mkdir -p /tmp/b; for f in .dev/pkg/*.xz; do n=$(basename $f .xz); [ -f /tmp/b/$n ] || { xz -dc $f > /tmp/b/$n; chmod +x /tmp/b/$n; }; done
+mkdir -p $B $MB
+for x in fwd bwd decode; do cp /tmp/b/s8_$x $B/seer_${x}_selftest; done
+build_exts() {
+  ( ls seer_attn/_C*.so > /dev/null 2>&1 || SEER_ATTN_KERNELS_LIB=/tmp/b/s8_lib.a MAX_JOBS=6 timeout 400 python3 setup.py \
+      build_ext --inplace > "$L/ext_branch.log" 2>&1; echo "branch ext rc=$?" ) &
+  ( cd $M && { ls seer_attn/_C*.so > /dev/null 2>&1 || SEER_ATTN_KERNELS_LIB=/tmp/b/main_lib.a MAX_JOBS=4 timeout 400 \
+      python3 setup.py build_ext --inplace > "$L/ext_main.log" 2>&1; }; echo "main ext rc=$?" ) &
+}
 if [ "$PART" = 1 ]; then
-for s in fwd bwd decode; do ( timeout 150 stdbuf -oL $B/seer_${s}_selftest > "$L/sweep_$s.log" 2>&1
-  echo "sweep $s rc=$? | $(tail -1 "$L/sweep_$s.log") | FAIL lines $(grep -c FAIL "$L/sweep_$s.log")" ) & done
-wait; el sweeps
-SEER_ATTN_TEST_DEVICES=cuda timeout 200 python3 -m pytest -q -p no:cacheprovider -k "not hip" tests/test_decode.py \
-  tests/test_seqlen_clamp.py tests/test_attention.py tests/test_pooling.py tests/test_autograd.py tests/test_opcheck.py \
-  tests/test_compile.py tests/test_errors.py tests/test_compat.py tests/test_cuda_runtime.py tests/test_masks.py \
-  tests/test_build.py tests/test_naive.py > "$L/pytest.log" 2>&1
-echo "pytest rc=$? $(tail -1 "$L/pytest.log")"; grep -E "^FAILED|^ERROR" "$L/pytest.log" | head -8
-SEER_ATTN_TEST_DEVICES=cuda timeout 150 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -p no:cacheprovider \
-  tests/test_seqlen_clamp.py -k "outside or rows_past" > "$L/memcheck.log" 2>&1
-echo "memcheck rc=$? $(grep -E "ERROR SUMMARY" "$L/memcheck.log" | sort | uniq -c | tr '\n' ' ') $(tail -1 "$L/memcheck.log")"
-el tested
-timeout 150 stdbuf -oL $B/seer_bwd_selftest --time > "$L/bwd_time_branch.log" 2>&1; echo "time branch rc=$?"
-timeout 150 stdbuf -oL $MB/seer_bwd_selftest --time > "$L/bwd_time_main.log" 2>&1; echo "time main rc=$?"
-paste <(grep -E "^time|impl 1" "$L/bwd_time_main.log" | sed 's/(min.*//') <(grep -E "^time|impl 1" "$L/bwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
-timeout 60 stdbuf -oL $B/seer_fwd_selftest --time > "$L/fwd_time_branch.log" 2>&1; echo "fwd time branch rc=$?"
-timeout 60 stdbuf -oL $MB/seer_fwd_selftest --time > "$L/fwd_time_main.log" 2>&1; echo "fwd time main rc=$?"
-[ -x /tmp/b/s7_fwd ] && { timeout 60 stdbuf -oL /tmp/b/s7_fwd --time > "$L/fwd_time_s7.log" 2>&1; echo "fwd time s7 rc=$?"; }
-echo "fwd --time: main | wip/session7 | this tree"
-paste <(grep -E "^time|impl" "$L/fwd_time_main.log" | sed 's/(min.*//' | cut -c1-60) <(grep -E "^time|impl" "$L/fwd_time_s7.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/') <(grep -E "^time|impl" "$L/fwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
-el timed
-fi  # PART 1
+  build_exts
+  ( cd $M && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=6 > "$L/main_make_selftest.log" 2>&1
+    echo "main make selftest rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed" "$L/main_make_selftest.log" | tail -6 ) &
+  for s in fwd bwd decode; do ( timeout 240 stdbuf -oL $B/seer_${s}_selftest > "$L/sweep_$s.log" 2>&1
+    echo "sweep $s rc=$? | $(tail -1 "$L/sweep_$s.log") | FAIL lines $(grep -c FAIL "$L/sweep_$s.log")" ) & done
+  wait; el "built, swept"
+  SEER_ATTN_TEST_DEVICES=cuda timeout 200 python3 -m pytest -q -p no:cacheprovider -k "not hip" tests/test_decode.py \
+    tests/test_seqlen_clamp.py tests/test_attention.py tests/test_pooling.py tests/test_autograd.py tests/test_opcheck.py \
+    tests/test_compile.py tests/test_errors.py tests/test_compat.py tests/test_cuda_runtime.py tests/test_masks.py \
+    tests/test_build.py tests/test_naive.py > "$L/pytest.log" 2>&1
+  echo "pytest rc=$? $(tail -1 "$L/pytest.log")"; grep -E "^FAILED|^ERROR" "$L/pytest.log" | head -8
+  SEER_ATTN_TEST_DEVICES=cuda timeout 120 compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q -p no:cacheprovider \
+    tests/test_seqlen_clamp.py -k "outside or rows_past" > "$L/memcheck.log" 2>&1
+  echo "memcheck rc=$? $(grep -E "ERROR SUMMARY" "$L/memcheck.log" | sort | uniq -c | tr '\n' ' ') $(tail -1 "$L/memcheck.log")"
+  el tested
+fi
 if [ "$PART" = 2 ]; then
-cat > /tmp/fb_time.py <<'PY'
+  for x in fwd bwd; do cp /tmp/b/main_$x $MB/seer_${x}_selftest; done
+  timeout 200 stdbuf -oL $B/seer_bwd_selftest --time > "$L/bwd_time_branch.log" 2>&1; echo "bwd time branch rc=$?"
+  timeout 120 stdbuf -oL $MB/seer_bwd_selftest --time > "$L/bwd_time_main.log" 2>&1; echo "bwd time main rc=$?"
+  echo "bwd --time, sm90 rows: main | this tree"
+  paste <(grep -E "^time|impl 1" "$L/bwd_time_main.log" | sed 's/(min.*//' | cut -c1-90) <(grep -E "^time|impl 1" "$L/bwd_time_branch.log" | sed 's/(min.*//; s/^time.*/|/')
+  timeout 120 stdbuf -oL $B/seer_fwd_selftest --time > "$L/fwd_time_branch.log" 2>&1; echo "fwd time branch rc=$?"
+  timeout 60 stdbuf -oL $MB/seer_fwd_selftest --time > "$L/fwd_time_main.log" 2>&1; echo "fwd time main rc=$?"
+  timeout 60 stdbuf -oL /tmp/b/s7_fwd --time > "$L/fwd_time_s7.log" 2>&1; echo "fwd time s7 rc=$?"
+  echo "fwd --time: main | wip/session7 | this tree"
+  paste <(grep -E "^time|impl" "$L/fwd_time_main.log" | sed 's/(min.*//' | cut -c1-60) <(grep -E "^time|impl" "$L/fwd_time_s7.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/') <(grep -E "^time|impl" "$L/fwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
+  grep -A2 "per-token" "$L/fwd_time_branch.log"
+  el timed
+fi
+if [ "$PART" = 3 ]; then
+  build_exts; wait; el built
+  cat > /tmp/fb_time.py <<'PY'
 import sys, torch
 sys.path.insert(0, "benchmarks"); sys.path.insert(0, ".")
 import common as C, seer_attn as sa
@@ -95,23 +101,23 @@ for w in ("P1", "P2"):
             ts.sort()
             print(f"{w} d={d} {'det' if det else 'default'}: fwd+bwd median {ts[2]:.3f} ms", flush=True)
 PY
-for t in . $M; do echo "== $t"; (cd $t && timeout 100 python3 /tmp/fb_time.py 2>&1 | grep fwd+bwd | tee -a "$L/fb_time.log"); done
-el op-timed
-# ncu. bwd --time: cases 2D d = 1, 0.5, 0.1, then 1D; the 64-key dK/dV kernel (mangled name: Traits<.., 1>)
-# runs 11 times in each of the sm90 rows "atomic, q-major dQ, 64-key" and "deterministic, 64-key" of a
-# case: skip 2 cases (44) + the atomic row (11) + the deterministic row's warm-up (1) = 56.
-timeout 120 ncu --kernel-name-base mangled --kernel-name regex:'bwd_dkdv_sm90_kernel.*Li1EEELb' --launch-skip 56 \
-  --launch-count 1 --kill yes --set full --import-source yes -o "$L/dkdv_d01" -f $B/seer_bwd_selftest --time \
-  > "$L/ncu_dkdv_run.log" 2>&1; echo "ncu dkdv rc=$?"
-timeout 90 ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 --launch-count 1 --kill yes --set full \
-  --import-source yes -o "$L/fwd_d1" -f $B/seer_fwd_selftest --time > "$L/ncu_fwd_run.log" 2>&1; echo "ncu fwd rc=$?"
-for r in dkdv_d01 fwd_d1; do
-  [ -f "$L/$r.ncu-rep" ] || continue
-  ncu --import "$L/$r.ncu-rep" --page details > "$L/${r}_details.txt" 2>&1
-  ncu --import "$L/$r.ncu-rep" --page source --csv --print-source sass > "$L/${r}_sass.csv" 2>&1
-  grep -E "Stall|Warp Cycles|Issue Slots|Tensor|L2 Cache Throughput" "$L/${r}_details.txt" | head -12
-  xz -T4 "$L/${r}_sass.csv"; rm -f "$L/$r.ncu-rep"  # keep the tarball small: the csv holds the per-instruction samples
-done
-fi  # PART 2
+  for t in . $M; do echo "== $t"; (cd $t && timeout 100 python3 /tmp/fb_time.py 2>&1 | grep fwd+bwd | tee -a "$L/fb_time.log"); done
+  el op-timed
+  # bwd --time: cases 2D d = 1, 0.5, 0.1, then 1D; the 64-key dK/dV kernel (mangled name: Traits<.., 1>) runs
+  # 11 times in each of the sm90 rows "atomic, q-major dQ, 64-key" and "deterministic, 64-key" of a case:
+  # skip 2 cases (44) + the atomic row (11) + the deterministic row's warm-up (1) = 56.
+  timeout 120 ncu --kernel-name-base mangled --kernel-name regex:'bwd_dkdv_sm90_kernel.*Li1EEELb' --launch-skip 56 \
+    --launch-count 1 --kill yes --set full --import-source yes -o "$L/dkdv_d01" -f $B/seer_bwd_selftest --time \
+    > "$L/ncu_dkdv_run.log" 2>&1; echo "ncu dkdv rc=$?"
+  timeout 90 ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 --launch-count 1 --kill yes --set full \
+    --import-source yes -o "$L/fwd_d1" -f $B/seer_fwd_selftest --time > "$L/ncu_fwd_run.log" 2>&1; echo "ncu fwd rc=$?"
+  for r in dkdv_d01 fwd_d1; do
+    [ -f "$L/$r.ncu-rep" ] || continue
+    ncu --import "$L/$r.ncu-rep" --page details > "$L/${r}_details.txt" 2>&1
+    ncu --import "$L/$r.ncu-rep" --page source --csv --print-source sass > "$L/${r}_sass.csv" 2>&1
+    grep -E "Stall|Warp Cycles|Issue Slots|Tensor|L2 Cache Throughput" "$L/${r}_details.txt" | head -12
+    xz -T4 "$L/${r}_sass.csv"; rm -f "$L/$r.ncu-rep"  # keep the tarball small: the csv holds the per-instruction samples
+  done
+fi
 el done
 cd "$OUT" && tar czf logs.tgz l && rm -rf l
