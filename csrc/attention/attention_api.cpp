@@ -26,23 +26,6 @@ enum class MaskKind { k2D, k1D };
 
 int cdiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
-// The Hopper warp-specialised forward (sm90/fwd_kernel_sm90.cuh) and backward dK/dV kernel
-// (sm90/bwd_kernel_sm90.cuh) run when this build has sm_90a device code (setup.py defines SEER_ATTN_SM90A
-// for a "9.0a" entry of TORCH_CUDA_ARCH_LIST) and the device has compute capability 9.0, for head dims
-// 64 / 128. Cached attribute queries (device_facts.h): no device sync.
-bool use_sm90_kernels(int64_t head_dim, int device) {
-#ifdef SEER_ATTN_SM90A
-  // the device code may come from a prebuilt archive built without sm_90a: ask it
-  if (!attention_fwd_has_wgmma() || (head_dim != 64 && head_dim != 128)) return false;
-  const DeviceFacts f = device_facts(device);
-  return f.error == 0 && f.major == 9 && f.minor == 0;
-#else
-  (void)head_dim;
-  (void)device;
-  return false;
-#endif
-}
-
 void check_launch(const char* op, int err, const char* what) {
   SEER_CHECK(err == 0, op, what, " launch failed with CUDA error ", err, " (",
              cudaGetErrorString(static_cast<cudaError_t>(err)), ")");

@@ -105,9 +105,6 @@ int run_attention_bwd(const AttnBwdParams& params, void* stream);
 // mask_row_div, mask_heads, h_q, group, max_seqlen_*): 64 rows, or 128 for a 2D mask with
 // B_q % 128 == 0 (D 64 / 128). run_attention_fwd runs the kernel whose tile has tile_tokens * pack rows.
 int attention_fwd_tile_rows(const AttnParams& params);
-// Whether the forward kernels were compiled with the sm_90a wgmma variant (SEER_ATTN_SM90A in the
-// device-code build, which may be a prebuilt archive, see cmake/CMakeLists.txt).
-bool attention_fwd_has_wgmma();
 int attention_bwd_tile_rows(int head_dim);
 
 }  // namespace seer

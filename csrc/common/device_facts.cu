@@ -43,6 +43,18 @@ DeviceFacts query(int device) {
 
 }  // namespace
 
+bool use_sm90_kernels(int head_dim, int device) {
+#ifdef SEER_ATTN_SM90A
+  if (head_dim != 64 && head_dim != 128) return false;
+  const DeviceFacts f = device_facts(device);
+  return f.error == 0 && f.major == 9 && f.minor == 0;
+#else
+  (void)head_dim;
+  (void)device;
+  return false;
+#endif
+}
+
 DeviceFacts device_facts(int device) {
   if (device < 0 || device >= kMaxCachedDevices) return query(device);
   CachedFacts& c = g_cache[device];

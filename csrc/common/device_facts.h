@@ -20,4 +20,10 @@ DeviceFacts device_facts(int device);
 // Attributes of the current device.
 DeviceFacts current_device_facts();
 
+// Whether the Hopper (sm_90a) kernels run for this head dim on `device`: the device code was built with
+// sm_90a (SEER_ATTN_SM90A in the build of this file, which may be a prebuilt kernel archive), the device
+// has compute capability 9.0, and D is 64 or 128. Used by the op layer for the attention forward /
+// backward and pooling. Cached attributes: no device sync.
+bool use_sm90_kernels(int head_dim, int device);
+
 }  // namespace seer

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <tuple>
 
+#include "common/device_facts.h"
 #include "common/torch_utils.h"
 #include "pooling/pooling_params.h"
 
@@ -106,6 +107,7 @@ std::tuple<at::Tensor, at::Tensor> attn_pooling_cuda(const at::Tensor& q_in, con
   p.causal = causal;
   p.gqa_reduce = gqa_reduce;
   p.is_bf16 = q.scalar_type() == at::kBFloat16;
+  p.wgmma = use_sm90_kernels(static_cast<int>(d), q.device().index());
   seer::bind_rows(q, p.q, p.q_row_stride, p.q_head_stride);
   seer::bind_rows(k, p.k, p.k_row_stride, p.k_head_stride);
   p.cu_seqlens = cu_seqlens.data_ptr<int>();
