@@ -17,7 +17,8 @@
 //   launch_persistent : the host side: T::kCtasPerSm CTAs per SM looping over the work items.
 //   wgmma_rows_keys : S-shaped GEMM (row operand x K/V stage^T) from shared memory.
 //   ThreadRows, RowMask : a consumer thread's two rows of the row tile: where they live; key limits and
-//                 user-mask rows, and the masking of an S tile (only boundary tiles pay for it).
+//                 where their keep bits sit in TileMeta::rowkeep, and the masking of an S tile (only
+//                 boundary tiles pay for it).
 //   end_of_item, handoff_operand : the consumer's pipeline around its items (prefetch of the next item's
 //                 rows with the last pending GEMM; the in-flight A operand's register hand-off).
 //
