@@ -116,16 +116,15 @@ SEER_DEVICE void for_each_flagged(int n, Flags&& flags, F&& f) {
 }
 
 // Row stats of row tile rt (threads 0..31).
-SEER_DEVICE void load_row_stats(const AttnBwdParams& p, int b, int hk, int rt, int q_start, int seqlen_q, int seqlen_k,
-                                RowStats& st) {
+SEER_DEVICE void load_row_stats(const AttnBwdParams& p, int b, int hk, int rt, const SeqBounds& sb, RowStats& st) {
   const int tid = hip::tid();
   if (tid >= kBwdRows) return;
-  const RowPos rp = row_pos(p, hk, rt, tid, seqlen_q);
-  const int64_t li = static_cast<int64_t>(rp.head) * p.total_q + q_start + rp.token;
+  const RowPos rp = row_pos(p, hk, rt, tid, sb.seqlen_q);
+  const int64_t li = static_cast<int64_t>(rp.head) * p.total_q + sb.q_start + rp.token;
   const float lse = rp.valid ? p.lse[li] : -__builtin_inff();
   st.lse2[tid] = lse * kLog2e;
   st.dsum[tid] = rp.valid ? p.softmax_d[li] : 0.f;
-  row_visibility(p, b, rp.token, rp.head, rp.valid, seqlen_q, seqlen_k, st.kmax[tid], st.mask[tid]);
+  row_visibility(p, b, rp.token, rp.head, rp.valid, sb, st.kmax[tid], st.mask[tid]);
 }
 
 // Q and dO rows of row tile rt -> LDS: a lane takes rows (2j, 2j + 1) x 8 dims: two 16-byte chunks
@@ -283,7 +282,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
   // ---- one row tile ----
   auto process = [&](int rt, uint32_t flags) {
     hip::barrier();  // the previous row tile's LDS readers are done
-    load_row_stats(p, b, hk, rt, q_start, seqlen_q, seqlen_k, sm.st);
+    load_row_stats(p, b, hk, rt, sb, sm.st);
     if constexpr (kAtomicDq && !Smem::kDqInQ)
       for (int e = tid; e < kBwdRows * kDh; e += kThreads) sm.dq()[e] = 0.f;
     load_row_tile<D, true>(p, hk, rt, q_start, seqlen_q, d0, sm);
@@ -381,10 +380,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
   const int tok0 = (rt - slot * p.n_tok_tiles) * p.tile_tokens;
   if (tok0 >= seqlen_q) return;  // uniform: the tile has no row
   const int tok_last = imin(tok0 + p.tile_tokens, seqlen_q) - 1;
-  int key_limit = seqlen_k;  // keys >= key_limit are invisible to every row of the tile
-  if (p.causal) key_limit = imax(0, imin(key_limit, tok_last + seqlen_k - seqlen_q + 1));
+  const int key_limit = sb.key_limit(tok_last, p.causal);  // keys >= key_limit are invisible to every row of the tile
 
-  load_row_stats(p, b, hk, rt, q_start, seqlen_q, seqlen_k, sm.st);
+  load_row_stats(p, b, hk, rt, sb, sm.st);
   load_row_tile<D, false>(p, hk, rt, q_start, seqlen_q, d0, sm);
   hip::barrier();
 
