@@ -5,7 +5,8 @@
 #   wip/fwd-lean  : the forward / dQ instruction diet, conditional rescale, no transposed tile mask in the
 #                   forward (NOTES v9);
 #   wip/bwd-split-keys : the 64-key dK/dV CTA at a low kept-tile density (NOTES v9);
-#   wip/row-keep  : per-row keep bits of value-1 chunks resolved by the producer (NOTES v9).
+#   wip/row-keep  : per-row keep bits of value-1 chunks resolved by the producer, pooling's S tiles by
+#                   wgmma, the HIP kernels' key limits from SeqBounds (NOTES v9).
 # On an H200, from the repository root (run tool: carry [".dev"], timeout 600), three calls in a row (the
 # machine stays warm between them; PART 3 rebuilds the extensions if a cold machine lost them):
 #   OUT=$OUT PART=1 bash csrc/attention/selftest/run_session8_next.sh   (~6 min)
@@ -16,13 +17,14 @@
 # $OUT/logs.tgz (the run tool returns at most 8 files).
 #  PART 1 (correctness): this tree's extension, main's extension and main's `make selftest` (every
 #    self-test through ctest: #10's one-command harness, never yet run on a GPU); this tree's fwd / bwd /
-#    decode self-test sweeps (float64 references, NaN-prefilled outputs; bwd: every sm90 path incl. the
-#    64-key CTA and dense counts), CUDA pytest (all files but test_distributed / HIP emulation),
+#    decode / pooling self-test sweeps (float64 references, NaN-prefilled outputs; bwd: every sm90 path
+#    incl. the 64-key CTA and dense counts; pooling: mma.sync and wgmma S tiles), CUDA pytest (all files
+#    but test_distributed / HIP emulation),
 #    compute-sanitizer memcheck of the out-of-range cu_seqlens tests.
 #  PART 2 (kernel timing, self-tests): bwd --time this tree vs main (rows "..., 64-key dK/dV" force the
 #    64-key CTA at every density: against "deterministic" they show where the CTA size should switch, now
 #    30% kept tiles); fwd --time main | wip/session7 | this tree (settle, then diet + lazy rescale; the 1D
-#    per-token rows exist in this tree only).
+#    per-token rows exist in this tree only); pooling --time (P1, mma.sync vs wgmma S tiles, one binary).
 #  PART 3 (op timing, profiles): fwd+bwd through the op, this tree vs main (P1 / P2, d = 1 / 0.2 / 0.1,
 #    default and deterministic); ncu --set full (source-level SASS csv) of this tree's forward (S 16384,
 #    d 1) and of its 64-key dK/dV kernel (P1 2D d = 0.1, deterministic).
@@ -36,13 +38,13 @@ M=.dev/main_tree; B=build/s8; MB=$M/build/selftest-90a
 # Prebuilt pieces (saves ~4 minutes of device time; a cmake build on the dev machine takes ~2 min per tree):
 #   for t in s8:/work/wt/rk main:/work/main; do n=${t%%:*}; d=${t#*:}; (cd $d && cmake -S cmake -B build/st \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && cmake --build build/st -j 2 --target seer_attn_kernels seer_fwd_selftest \
-#     seer_bwd_selftest seer_decode_selftest); for f in libseer_attn_kernels.a:lib.a seer_fwd_selftest:fwd \
-#     seer_bwd_selftest:bwd seer_decode_selftest:decode; do xz -T2 -c $d/build/st/${f%%:*} > .dev/pkg/${n}_${f#*:}.xz; \
-#     done; done
+#     seer_bwd_selftest seer_decode_selftest seer_pooling_selftest); for f in libseer_attn_kernels.a:lib.a \
+#     seer_fwd_selftest:fwd seer_bwd_selftest:bwd seer_decode_selftest:decode seer_pooling_selftest:pooling; do \
+#     xz -T2 -c $d/build/st/${f%%:*} > .dev/pkg/${n}_${f#*:}.xz; done; done   (main: fwd, bwd and lib suffice)
 [ -f .dev/pkg/s8_lib.a.xz ] || { echo "missing .dev/pkg (prebuilt pieces)"; exit 2; }
 mkdir -p /tmp/b; for f in .dev/pkg/*.xz; do n=$(basename $f .xz); [ -f /tmp/b/$n ] || { xz -dc $f > /tmp/b/$n; chmod +x /tmp/b/$n; }; done
 mkdir -p $B $MB
-for x in fwd bwd decode; do cp /tmp/b/s8_$x $B/seer_${x}_selftest; done
+for x in fwd bwd decode pooling; do cp /tmp/b/s8_$x $B/seer_${x}_selftest; done
 build_exts() {
   ( ls seer_attn/_C*.so > /dev/null 2>&1 || SEER_ATTN_KERNELS_LIB=/tmp/b/s8_lib.a MAX_JOBS=6 timeout 400 python3 setup.py \
       build_ext --inplace > "$L/ext_branch.log" 2>&1; echo "branch ext rc=$?" ) &
@@ -53,7 +55,7 @@ if [ "$PART" = 1 ]; then
   build_exts
   ( cd $M && timeout 500 make selftest SELFTEST_ARCH=90a SELFTEST_JOBS=6 > "$L/main_make_selftest.log" 2>&1
     echo "main make selftest rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed" "$L/main_make_selftest.log" | tail -6 ) &
-  for s in fwd bwd decode; do ( timeout 240 stdbuf -oL $B/seer_${s}_selftest > "$L/sweep_$s.log" 2>&1
+  for s in fwd bwd decode pooling; do ( timeout 240 stdbuf -oL $B/seer_${s}_selftest > "$L/sweep_$s.log" 2>&1
     echo "sweep $s rc=$? | $(tail -1 "$L/sweep_$s.log") | FAIL lines $(grep -c FAIL "$L/sweep_$s.log")" ) & done
   wait; el "built, swept"
   SEER_ATTN_TEST_DEVICES=cuda timeout 200 python3 -m pytest -q -p no:cacheprovider -k "not hip" tests/test_decode.py \
@@ -78,6 +80,7 @@ if [ "$PART" = 2 ]; then
   echo "fwd --time: main | wip/session7 | this tree"
   paste <(grep -E "^time|impl" "$L/fwd_time_main.log" | sed 's/(min.*//' | cut -c1-60) <(grep -E "^time|impl" "$L/fwd_time_s7.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/') <(grep -E "^time|impl" "$L/fwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
   grep -A2 "per-token" "$L/fwd_time_branch.log"
+  timeout 90 stdbuf -oL $B/seer_pooling_selftest --time > "$L/pool_time.log" 2>&1; echo "pooling time rc=$?"; cat "$L/pool_time.log"
   el timed
 fi
 if [ "$PART" = 3 ]; then
