@@ -111,14 +111,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
       // dQ += dS K of stage `st` (issued and committed, not waited); K is the MN-major B operand as V in
       // the forward's P V.
       auto issue_dq = [&](uint32_t (&dsa)[kBlockN / 16][4], int st) {
-        const uint32_t sK_addr = smem_u32(smem + T::kOffK + st * T::kTileBytes);
-        sm90::fence_operands(acc_dq);
-        sm90::fence_operands(dsa);
-        sm90::wgmma_fence();
-        const uint64_t db = sm90::make_smem_desc_sw128(sK_addr, kBlockN * 128, 1024);
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dq, dsa[kk], sm90::desc_add(db, kk * 2048), 1);
-        sm90::wgmma_commit();
+        sm90_rows::issue_rows_stage<T>(acc_dq, dsa, smem_u32(smem + T::kOffK + st * T::kTileBytes));
       };
       // dS = P * (dP - D_i), P = exp2(S * scale_log2 - lse2), packed as the A fragments of dS K.
       auto form_ds = [&](float (&sd)[kBlockN / 2], const float (&dp)[kBlockN / 2], uint32_t (&dsa)[kBlockN / 16][4]) {

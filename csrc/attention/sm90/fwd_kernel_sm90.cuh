@@ -104,17 +104,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         sm90_rows::wgmma_rows_keys<T>(sd, sQ_addr, sK_addr);  // row_tile_parts_sm90.cuh
         sm90::wgmma_commit();
       };
-      // O += P V of stage `st` (issued and committed, not waited). V is the MN-major B operand: k16
-      // step kk starts 16 rows = 2048 bytes further; LBO = the stride of its 64-column slabs.
+      // O += P V of stage `st` (issued and committed, not waited).
       auto issue_pv = [&](uint32_t (&pa)[kBlockN / 16][4], int st) {
-        const uint32_t sV_addr = smem_u32(smem + T::kOffV + st * T::kTileBytes);
-        sm90::fence_operands(acc_o);
-        sm90::fence_operands(pa);
-        sm90::wgmma_fence();
-        const uint64_t db = sm90::make_smem_desc_sw128(sV_addr, kBlockN * 128, 1024);
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_o, pa[kk], sm90::desc_add(db, kk * 2048), 1);
-        sm90::wgmma_commit();
+        sm90_rows::issue_rows_stage<T>(acc_o, pa, smem_u32(smem + T::kOffV + st * T::kTileBytes));
       };
       // Online softmax of S (common/softmax.h, the lazy form): row bases, P = exp2(S * scale - base) packed
       // as the A fragments of P V, row sums; alpha = rescale factor of the O accumulated so far (exactly 1

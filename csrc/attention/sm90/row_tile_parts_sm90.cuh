@@ -16,6 +16,7 @@
 //                 warpgroup / consumer warpgroup).
 //   launch_persistent : the host side: T::kCtasPerSm CTAs per SM looping over the work items.
 //   wgmma_rows_keys : S-shaped GEMM (row operand x K/V stage^T) from shared memory.
+//   issue_rows_stage : O-shaped GEMM (a register tile x K/V stage), issued and committed.
 //   ThreadRows, RowMask : a consumer thread's two rows of the row tile: where they live; key limits and
 //                 where their keep bits sit in TileMeta::rowkeep, and the masking of an S tile (only
 //                 boundary tiles pay for it).
@@ -311,6 +312,22 @@ SEER_DEVICE void wgmma_rows_keys(float (&acc)[T::kBlockN / 2], uint32_t a_addr, 
   for (int kk = 0; kk < T::kKSteps; ++kk)
     sm90::wgmma_ss<T::kBlockN, typename T::Elem, 0>(acc, sm90::desc_add(da, (kk / 4) * (T::kBlockM * 128) + (kk % 4) * 32),
                                                     sm90::desc_add(db, (kk / 4) * (T::kBlockN * 128) + (kk % 4) * 32), kk != 0);
+}
+
+// acc (kBlockM rows x D) += A B, issued and committed (not waited): A the kBlockM x kBlockN tile packed in
+// registers (P in the forward's P V, dS in the dQ kernel's dS K; k16 step kk = keys 16 kk ..), B a K/V
+// stage read MN-major (k16 step kk starts 16 rows = 2048 bytes further; LBO = the stride of its
+// 64-column slabs).
+template <typename T>
+SEER_DEVICE void issue_rows_stage(float (&acc)[T::kHeadDim / 2], uint32_t (&a)[T::kBlockN / 16][4], uint32_t b_addr) {
+  sm90::fence_operands(acc);
+  sm90::fence_operands(a);
+  sm90::wgmma_fence();
+  const uint64_t db = sm90::make_smem_desc_sw128(b_addr, T::kBlockN * 128, 1024);
+#pragma unroll
+  for (int kk = 0; kk < T::kBlockN / 16; ++kk)
+    sm90::wgmma_rs<T::kHeadDim, typename T::Elem, 1>(acc, a[kk], sm90::desc_add(db, kk * 2048), 1);
+  sm90::wgmma_commit();
 }
 
 // The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
