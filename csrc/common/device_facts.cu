@@ -43,14 +43,10 @@ DeviceFacts query(int device) {
 
 }  // namespace
 
-bool use_sm90_kernels(int head_dim, int device) {
+bool device_code_has_sm90a() {
 #ifdef SEER_ATTN_SM90A
-  if (head_dim != 64 && head_dim != 128) return false;
-  const DeviceFacts f = device_facts(device);
-  return f.error == 0 && f.major == 9 && f.minor == 0;
+  return true;
 #else
-  (void)head_dim;
-  (void)device;
   return false;
 #endif
 }

@@ -20,10 +20,20 @@ DeviceFacts device_facts(int device);
 // Attributes of the current device.
 DeviceFacts current_device_facts();
 
-// Whether the Hopper (sm_90a) kernels run for this head dim on `device`: the device code was built with
-// sm_90a (SEER_ATTN_SM90A in the build of this file, which may be a prebuilt kernel archive), the device
-// has compute capability 9.0, and D is 64 or 128. Used by the op layer for the attention forward /
-// backward and pooling. Cached attributes: no device sync.
-bool use_sm90_kernels(int head_dim, int device);
+// Whether the Hopper (sm_90a) kernels run for this head dim on `device`: this build asks for them
+// (SEER_ATTN_SM90A), the device code has them (it may come from a prebuilt kernel archive built
+// without: device_code_has_sm90a answers from its build), the device has compute capability 9.0, and
+// D is 64 or 128. Used by the op layer for the attention forward / backward and pooling. Cached
+// attributes: no device sync. Other builds (ROCm, no 9.0a) reference no device-code symbol.
+#ifdef SEER_ATTN_SM90A
+bool device_code_has_sm90a();
+inline bool use_sm90_kernels(int head_dim, int device) {
+  if (!device_code_has_sm90a() || (head_dim != 64 && head_dim != 128)) return false;
+  const DeviceFacts f = device_facts(device);
+  return f.error == 0 && f.major == 9 && f.minor == 0;
+}
+#else
+inline bool use_sm90_kernels(int, int) { return false; }
+#endif
 
 }  // namespace seer

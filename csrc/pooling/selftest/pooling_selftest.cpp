@@ -3,7 +3,7 @@
 // csrc/common/selftest/reference.h (pooled_1d is pre-filled with NaN: every row must be written, rows
 // after the last sequence as zeros). Covers causal and non-causal, gqa_reduce, several sequences of
 // lengths around the 128-row tile (and a length-1 one), pooling blocks 16 .. 256, long rows whose
-// visible blocks exceed one staging pass, head dims 64 / 128 / 256, fp16 and bf16; on a compute
+// visible blocks exceed the shared-memory staging (the second sweep), head dims 64 / 128 / 256, fp16 and bf16; on a compute
 // capability 9.0 device of an sm_90a build every D 64 / 128 run is repeated with the wgmma S tiles
 // (PoolingParams::wgmma).
 // Built and run with the other self-tests by `make selftest` (cmake target seer_pooling_selftest);
@@ -96,6 +96,8 @@ int main(int argc, char** argv) {
       {"causal B256, 3 sequences", true, true, false, {513, 256, 17}, 2, 2, 256},
       {"causal B16, 69 key blocks", false, true, false, {1100}, 1, 1, 16},
       {"non-causal GQA reduce B16, 44 key blocks", true, false, true, {700, 64}, 4, 1, 16},
+      // More visible blocks than the shared-memory staging holds (~160-330 by D): the second sweep.
+      {"causal B16, 400 key blocks (second sweep)", false, true, false, {6400}, 1, 1, 16},
   };
   return sweep("pooling", cases, [&](const auto& c, int D) { return run_case(c, D, rng); });
 }
