@@ -46,20 +46,6 @@ void check_cu_seqlens(const char* op, const char* name, const at::Tensor& cu, co
   SEER_CHECK(cu.device() == q.device(), op, name, " must be on ", q.device(), ", got ", cu.device());
 }
 
-// Optional (env SEER_ATTN_CHECK_INPUTS=1): data checks that need the values on the host.
-void check_cu_seqlens_values(const char* op, const char* name, const at::Tensor& cu, int64_t total,
-                             int64_t max_seqlen) {
-  auto h = cu.to(at::kCPU);
-  const int* p = h.data_ptr<int>();
-  SEER_CHECK(p[0] == 0, op, name, " must start at 0, got ", p[0]);
-  for (int64_t i = 0; i + 1 < h.size(0); ++i) {
-    SEER_CHECK(p[i + 1] >= p[i], op, name, " must be non-decreasing, got ", h);
-    SEER_CHECK(p[i + 1] - p[i] <= max_seqlen, op, name, " has a sequence longer than max_seqlen=", max_seqlen,
-               ", got ", h);
-  }
-  SEER_CHECK(p[h.size(0) - 1] <= total, op, name, " ends past the ", total, " rows of the input, got ", h);
-}
-
 void check_block_size(const char* op, const char* name, int64_t bs) {
   SEER_CHECK(bs >= 16 && bs <= 256 && bs % 16 == 0, op, name, " must be a multiple of 16 in [16, 256], got ",
              bs);
@@ -134,9 +120,9 @@ void fill_common(AttnParams& p, AttnInputs& in) {
   in.q = aligned_for_16b_rows(q);
   in.k = aligned_for_16b_rows(k);
   in.v = aligned_for_16b_rows(v);
-  if (seer::check_inputs_enabled()) {
-    check_cu_seqlens_values(op, "cu_seqlens_q", in.cu_q, q.size(0), in.max_q);
-    check_cu_seqlens_values(op, "cu_seqlens_k", in.cu_k, k.size(0), in.max_k);
+  if (seer::check_inputs_enabled()) {  // data checks (copies cu_seqlens to the host), as the CPU reference's
+    seer::check_cu_seqlens_data(op, "cu_seqlens_q", in.cu_q, q.size(0), "q", "max_seqlen_q", in.max_q);
+    seer::check_cu_seqlens_data(op, "cu_seqlens_k", in.cu_k, k.size(0), "k", "max_seqlen_k", in.max_k);
   }
 
   p.batch = static_cast<int>(batch);

@@ -75,6 +75,9 @@ std::tuple<at::Tensor, at::Tensor> attn_pooling_cuda(const at::Tensor& q_in, con
   SEER_POOL_CHECK(h_q <= 65535, "q must have at most 65535 heads, got ", h_q);
   const int64_t batch = cu_seqlens_in.size(0) - 1;
   SEER_POOL_CHECK(batch <= INT_MAX, "cu_seqlens has too many entries, got ", cu_seqlens_in.size(0));
+  // SEER_ATTN_CHECK_INPUTS=1: the values too, as the CPU reference checks them (copies cu_seqlens to the host).
+  if (seer::check_inputs_enabled())
+    seer::check_cu_seqlens_data(kOp, "cu_seqlens", cu_seqlens_in, total, "q", "max_seqlen", max_seqlen);
 
   const c10::cuda::CUDAGuard device_guard(q_in.device());
   const at::Tensor q = aligned_for_16b_rows(q_in);
