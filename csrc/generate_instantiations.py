@@ -15,7 +15,8 @@ Families (directory, file name, launcher header, explicit instantiations):
   attention/fwd_hdim{D}_m128_{dtype}_sm80.cu  forward, 128-row tile (2D masks with B_q % 128 == 0; D 64, 128)
   attention/fwd_hdim{D}_{dtype}_sm90.cu       forward, sm_90a warp-specialised kernel (D 64, 128)
   attention/bwd_hdim{D}_{dtype}_sm80.cu       backward dK/dV kernel (both configurations of BwdConfig) + dQ kernel
-  attention/bwd_hdim{D}_{dtype}_sm90.cu       backward, sm_90a warp-specialised dK/dV kernel (D 64, 128)
+  attention/bwd_hdim{D}_{dtype}_sm90.cu       backward, sm_90a: warp-specialised dK/dV kernel (128- and 64-key CTAs)
+                                              + q-major dQ kernel (D 64, 128)
   decode/decode_hdim{D}_{dtype}_sm80.cu       decode split + combine kernels
   pooling/pooling_hdim{D}_{dtype}_sm80.cu     pooling main kernel
   pooling/pooling_hdim{D}_{dtype}_sm90.cu     pooling main kernel, wgmma S tiles (D 64, 128)

@@ -1,7 +1,9 @@
-"""Inconsistent input: cu_seqlens whose lengths exceed max_seqlen_q / max_seqlen_k.
+"""Inconsistent input: cu_seqlens whose lengths exceed max_seqlen_q / max_seqlen_k, and offsets outside
+[0, T].
 
 One rule (csrc/attention/seqlen.h): the CUDA and HIP kernels (forward, tile mask, backward) clamp every
-sequence length to [0, max_seqlen_*], so sequence b owns rows [cu[b], cu[b] + min(len_b, max_seqlen))
+sequence's start and end to [0, T] and its length to max_seqlen_*, so sequence b owns rows
+[cu[b], cu[b] + min(len_b, max_seqlen)) (for offsets inside [0, T])
 and nothing outside the rows and tiles the launch was sized for is read or written (run this file
 under compute-sanitizer on a GPU). The checked path rejects such input: the CPU reference always,
 CUDA with SEER_ATTN_CHECK_INPUTS=1.

@@ -25,8 +25,8 @@
 //            of individual elements is always applied by the kernels, so rows that cannot see the
 //            block are masked there anyway.
 //   Rows/tiles past the end of a sequence are "not valid" and ignored when building. Kernels clamp
-//   sequence lengths read from cu_seqlens to [0, max_seqlen_*] so inconsistent input never reads or
-//   writes out of bounds.
+//   the starts and ends read from cu_seqlens to [0, T] and the lengths to max_seqlen_* (seqlen.h), so
+//   inconsistent input never reads or writes out of bounds.
 #pragma once
 #include <cstdint>
 
@@ -78,7 +78,8 @@ struct AttnParams {
   unsigned long long* tile_count;  // optional [2] zero-initialised device counters the tile-mask builder
                                    // adds to: tiles with a nonzero value, tiles some row can see (sequence /
                                    // causal bounds); nullptr: not counted. The sm90 backward reads them to
-                                   // pick its dQ path (bwd_common.h dq_fused).
+                                   // pick its dQ path and its dK/dV CTA size (bwd_common.h dq_fused,
+                                   // dkdv_split).
 };
 
 struct AttnBwdParams : AttnParams {

@@ -430,7 +430,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr)
-        rescale_row(acc_o[mt], rr, online_softmax_row<false>(s[mt], rr, row_max[mt][rr], row_sum[mt][rr], scale_log2));
+        rescale_row(acc_o[mt], rr, online_softmax_row(s[mt], rr, row_max[mt][rr], row_sum[mt][rr], scale_log2));
 
     // O += P V. The A fragment of keys [16kk, 16kk+16) is made of S fragments 2kk (a0: row g,
     // a1: row g+8; keys 2t4..) and 2kk+1 (a2, a3; keys 8+2t4..), lower key in the low half. Each V

@@ -1,6 +1,7 @@
 // Device attributes the launchers size their work by (one job: query each device once, cache it).
 // ATen-free, host-only. Used by the attention forward / backward and pooling launchers, decode's work
-// split and the op layer's choice of the Hopper forward.
+// split, and (use_sm90_kernels) the op layer's choice of the Hopper kernels for the attention forward /
+// backward and pooling.
 #pragma once
 
 namespace seer {

@@ -36,11 +36,6 @@ SEER_DEVICE float row_base(float m, float scale_log2) { return m == -INFINITY ? 
 // (0 when m_old = -inf: nothing was accumulated).
 SEER_DEVICE float row_alpha(float m_old, float scale_log2, float base) { return fast_exp2(m_old * scale_log2 - base); }
 
-// One online-softmax step of row rr of a 16-row accumulator tile s[NF][4] (raw logits, -inf where
-// masked): m / l = the row's running max and this lane's running sum. Updates m, replaces the row's
-// scores by P = exp2(s * scale_log2 - base), adds them to l (after rescaling it) and returns alpha,
-// the factor the row's output accumulator must be multiplied by. kOneIfSame: alpha is exactly 1 when
-// the max did not move (lets a caller skip the rescale; the sm90 forward does).
 // The row's max over its scores and the running max m (quad-reduced).
 template <int NF>
 SEER_DEVICE float row_max_with(const float (&s)[NF][4], int rr, float m) {
@@ -63,11 +58,15 @@ SEER_DEVICE float row_exp_sum(float (&s)[NF][4], int rr, float base, float scale
   return sum;
 }
 
-template <bool kOneIfSame, int NF>
+// One online-softmax step of row rr of a 16-row accumulator tile s[NF][4] (raw logits, -inf where
+// masked): m / l = the row's running max and this lane's running sum. Updates m, replaces the row's
+// scores by P = exp2(s * scale_log2 - base), adds them to l (after rescaling it) and returns alpha,
+// the factor the row's output accumulator must be multiplied by (the sm80 forward, decode).
+template <int NF>
 SEER_DEVICE float online_softmax_row(float (&s)[NF][4], int rr, float& m, float& l, float scale_log2) {
   const float mx = row_max_with(s, rr, m);
   const float base = row_base(mx, scale_log2);
-  const float alpha = (kOneIfSame && mx == m) ? 1.f : row_alpha(m, scale_log2, base);
+  const float alpha = row_alpha(m, scale_log2, base);
   m = mx;
   l = l * alpha + row_exp_sum(s, rr, base, scale_log2);
   return alpha;
@@ -76,7 +75,7 @@ SEER_DEVICE float online_softmax_row(float (&s)[NF][4], int rr, float& m, float&
 // How far (log2 units) a row's max may grow before online_softmax_row_lazy moves its exponent base.
 constexpr float kLazySlackLog2 = 8.f;
 
-// online_softmax_row<true> with FlashAttention-4's conditional rescale: the row keeps its exponent base
+// online_softmax_row with FlashAttention-4's conditional rescale (the sm90 forward): the row keeps its exponent base
 // (m stays the max it was set at) until its max grows by more than kLazySlackLog2, so alpha is exactly 1
 // - the caller skips the output rescale - on all but a few tiles of a row. P then reaches at most
 // 2^kLazySlackLog2: fp32 sums and the 16-bit P operands (bf16, and fp16 up to 65504) hold it with the

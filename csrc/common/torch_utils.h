@@ -44,8 +44,9 @@ inline at::Tensor aligned_for_16b_rows(const at::Tensor& t) {
 // stream facets of that copy are never initialised) formatting a number that way segfaults. So the
 // checks below build the whole message with to_string / snprintf and hand TORCH_CHECK one std::string,
 // which c10 passes through without a stream.
-// SEER_ATTN_CHECK_INPUTS=1: the op layers also validate index tensors by value (cu_seqlens, decode
-// block indices / tables), which copies them to the host (a device sync). The only switch read by the
+// SEER_ATTN_CHECK_INPUTS=1: the op layers also validate index tensors by value (attention and pooling
+// cu_seqlens, decode cache_seqlens / block indices / tables), which copies them to the host (a device
+// sync). The only switch read by the
 // C++ layer; read at every call.
 inline bool check_inputs_enabled() {
   const char* v = std::getenv("SEER_ATTN_CHECK_INPUTS");

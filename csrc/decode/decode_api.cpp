@@ -2,9 +2,9 @@
 // the op, the argument and the bad value, mirroring check_decode in seer_attn/checks.py), fills
 // DecodeParams, allocates out / lse and the split-KV workspace with torch, and launches the kernels on
 // the current stream. Never synchronises the device (unless SEER_ATTN_CHECK_INPUTS=1 asks for the
-// value checks of block_indices / block_table), so the op can be captured in a CUDA graph:
-// cache_seqlens values are not validated here; the kernel clamps them to [0, S_max], ignores
-// out-of-range indices and clamps out-of-range block-table entries.
+// value checks of cache_seqlens / block_indices / block_table), so the op can be captured in a CUDA
+// graph: otherwise the kernel clamps cache_seqlens values to [0, S_max], ignores out-of-range indices
+// and clamps out-of-range block-table entries.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/all.h>

@@ -1,8 +1,9 @@
 // Torch-facing layer of seer_attn::attn_pooling (SPEC section 3): checks every input (messages name the
 // op, the argument and the bad value, mirroring seer_attn/checks.py), allocates the outputs (and, for
 // gqa_reduce, the fp32 1D staging) with torch, fills PoolingParams and calls run_attn_pooling on the
-// current stream. Never synchronises the device: cu_seqlens values are not validated here, the
-// kernels clamp them so that bad values never read or write out of bounds.
+// current stream. Never synchronises the device unless SEER_ATTN_CHECK_INPUTS=1 asks for the value
+// checks of cu_seqlens (copied to the host, the CPU reference's checks); otherwise the kernels clamp
+// its values so that bad ones never read or write out of bounds.
 //
 // Memory: outputs only (pooled_2d float32 [B, H_out, nb, nb], pooled_1d q.dtype [H_out, T, nb]);
 // gqa_reduce adds a float32 staging of the 1D map, [H_kv, T, nb] (freed on return). No T x T buffer,

@@ -5,12 +5,14 @@
 // max_P(block) = exp2(max_S(block) - lse): only the raw per-(row, key block) maximum of S must be
 // kept until the LSE is known. Each CTA owns kBlockM = 128 query rows of one q head of one sequence
 // and sweeps the visible keys tile by tile (K double-buffered in shared memory by cp.async,
-// S = Q K^T with mma.sync m16n8k16, Q fragments held in registers):
+// S = Q K^T with mma.sync m16n8k16 - or, with Traits::kWgmma, one wgmma chain per warpgroup
+// (pooling_mainloop_sm90.cuh) - Q fragments held in registers):
 //   pass 1 (every tile): online max / sum of exp2 over S -> LSE (registers), and the max of S over
 //     every key block is staged (fp32, unscaled) in shared memory, one slot per (row, block) for
-//     blocks [0, cap). When the tile's visible blocks all fit (n_blk <= cap: P1's 16384-token
-//     sequence at block 64 needs 256 slots = 128 KiB), that is the only sweep: the staged maxima
-//     become exp2(max * scale - lse) at write-out.
+//     blocks [0, cap). When the tile's visible blocks all fit (n_blk <= cap), that is the only sweep:
+//     the staged maxima become exp2(max * scale - lse) at write-out. (P1's 16384-token sequence at
+//     block 64 needs up to 256 slots = 128 KiB per CTA; the two-CTA budget at D 128 holds ~160, so its
+//     later tiles take pass 2.)
 //   pass 2 (only tiles with more than cap visible blocks, e.g. 65536 tokens at block 64): blocks
 //     [0, cap) are written out after pass 1; the keys from cap * B on are swept again (S recomputed
 //     bit-identically, only a max per element) and staged in windows of cap blocks, each window

@@ -1,5 +1,5 @@
-// Launcher template of the attention-pooling main kernel (one instantiation per head dim and element
-// type, see instantiations/ and csrc/generate_instantiations.py). The follow-up passes and the dispatch
+// Launcher template of the attention-pooling main kernel (one instantiation per head dim, element type
+// and S-tile path - kWgmma: instantiations/*_sm90.cu - see csrc/generate_instantiations.py). The follow-up passes and the dispatch
 // on (head dim, dtype) live in pooling_run.cu.
 #pragma once
 

@@ -12,7 +12,9 @@
 //
 // Hopper dK/dV kernel (sm90/bwd_kernel_sm90.cuh): build for sm_90a with -DSEER_ATTN_SM90A and the sm90
 // instantiations, then every D 64 / 128 case also runs impl 1 (AttnBwdParams::bwd_wgmma through
-// run_attention_bwd, both paths) and a sweep covers the sm90 kernel (D 64 / 128, fp16 / bf16, 2D
+// run_attention_bwd: deterministic and atomic without tile counts (the 128-key CTA), deterministic and
+// atomic q-major with counts of density 0 (the 64-key CTA), atomic with dense counts (the 128-key CTA
+// fusing dQ, preprocess zeroing and convert with counts present)) and a sweep covers the sm90 kernel (D 64 / 128, fp16 / bf16, 2D
 // 64x64 and 128x128 blocks, 1D GQA group 4, causal or not, densities 0.1 / 0.5 / 1, varlen lengths that
 // are not multiples of 64, seqlen_q < seqlen_k and >, an empty sequence):
 //
@@ -22,9 +24,10 @@
 //
 // `--time`: P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D 64x64 and 1D GQA
 // (B_k 64) masks, densities 1 / 0.5 / 0.1 (mask drawn per block, not the workload's causal-row rule):
-// median ms of 10 runs of run_attention_bwd (preprocess + dK/dV (+ dQ) + convert, dq_accum memset
-// included) for impl 0 and 1, both paths; no float64 reference: the sm90 atomic-path gradients are
-// compared with the mma.sync ones.
+// median ms of 10 runs of run_attention_bwd (preprocess, which zeroes dq_accum where it is added into,
+// + dK/dV (+ dQ) + convert) for impl 0 (both paths) and impl 1 (four rows: deterministic, atomic, and
+// with forced counts of density 0 "atomic, q-major dQ, 64-key dK/dV" and "deterministic, 64-key dK/dV");
+// no float64 reference: the atomic-path gradients of the two implementations are compared.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>

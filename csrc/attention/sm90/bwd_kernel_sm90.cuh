@@ -11,8 +11,9 @@
 //
 //   producer : walks the candidate row tiles of the transposed tile mask (every q head of the GQA group,
 //              so dK / dV come out reduced over the group without atomics), compacts the kept ones
-//              (2-bit tile-mask value per 16-key chunk of the CTA, "chunk flags"), and per kept row
-//              tile: waits for a free stage, writes the per-row record (lse, softmax_d, the row's key limit,
+//              (2-bit tile-mask value per 16-key chunk of the CTA, "chunk flags"), reorders each batch
+//              so that the two consumers' row tiles alternate (kNWG 2, alternate_consumers), and per kept
+//              row tile: waits for a free stage, writes the per-row record (lse, softmax_d, the row's key limit,
 //              its keep bit per 16-key chunk, dq_accum row offset) and gathers the 64 Q and dO rows with
 //              cp.async into the stage (128-byte swizzled slabs, common/sm90_primitives.h), arriving on
 //              the stage's `full` barrier (count 256: one plain arrival per thread after its record
@@ -21,8 +22,9 @@
 //              M = the consumer's 64 keys, N = 64 rows), P^T = exp2(S^T * scale_log2 - lse log2(e)) (masking
 //              only on boundary chunks: tile-mask value 1 per-row bits, sequence end, causal),
 //              dS^T = P^T (dP^T - softmax_d), then dV += P^T dO and dK += dS^T Q (wgmma, P^T / dS^T
-//              from registers, dO / Q read MN-major from the same stage). Atomic path: dS^T is
-//              stored to shared memory and dQ_tile = dS K (wgmma, dS^T read MN-major, K MN-major) is
+//              from registers, dO / Q read MN-major from the same stage). Atomic path at a high
+//              kept-tile density (bwd_common.h dq_fused; the 128-key CTA only - the 64-key CTA never adds
+//              dQ, the q-major dQ kernel computes it): dS^T is stored to shared memory and dQ_tile = dS K (wgmma, dS^T read MN-major, K MN-major) is
 //              added into the fp32 dq_accum workspace with 16-byte red.global.add.v4.f32. D 128, a row tile both
 //              consumers keep chunks of: consumer c computes dims [64 c, +64) over all 128 keys (a
 //              barrier between the consumers); otherwise each consumer computes all dims over its own 64

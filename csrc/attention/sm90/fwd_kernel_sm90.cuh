@@ -13,11 +13,15 @@
 //              past the key limit zero-filled), arrives on `full`. After the last tile
 //              of a work item it publishes an end marker and goes on with the next item, so the next
 //              item's first tiles load while the consumer finishes this one.
-//   consumer : per tile: wait `full`, S = Q K^T (wgmma, both operands in shared memory),
-//              masking only on boundary tiles, online softmax, O += P V (wgmma, P from registers),
-//              release. The next tile's Q K^T is issued together with the current P V, so that P V
-//              overlaps the next softmax (FlashAttention-3's intra-warpgroup overlap). After its last
-//              Q K^T of an item the consumer prefetches the next item's Q.
+//   consumer : per tile t: wait `full`; settle the previous tile (wait for the P V in flight, release
+//              its stage - one tile late, so kStages >= 3 - rescale O, hand the new P over); issue
+//              S = Q K^T of t (wgmma, both operands in shared memory) together with P V of t - 1 (wgmma,
+//              P from registers); wait for S only; masking only on boundary tiles; online softmax in
+//              the lazy form (a row's base moves only when its max grows by more than 2^8, so O is
+//              rarely rescaled). The softmax of t thus overlaps the P V of t - 1 (FlashAttention-3's
+//              intra-warpgroup overlap; the settle placement keeps ptxas from hoisting the P V wait
+//              above it, benchmarks/NOTES.md v8 finding 8). After its last Q K^T of an item the
+//              consumer prefetches the next item's Q.
 //   epilogue : O / l written from registers with the rows' strides; lse.
 //
 // Stages: kStages K/V tiles of kBlockN = 64 keys in the 128-byte-swizzled slab layout wgmma reads
@@ -153,7 +157,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         sm90::fence_operands(acc_o);
         if (pv_st >= 0) release(pv_st);
         pv_st = -1;
-        rescale_o(alpha);  // O holds every tile before the newest: scale it to the newest tile's max
+        rescale_o(alpha);  // O holds every tile before the newest: scale it to the row's current base
         sm90_rows::handoff_operand(pa, pn, opaque_zero);  // pa = pn, after the P V that read pa
       };
       const bool pending = sm90_rows::consume_stream<T>(

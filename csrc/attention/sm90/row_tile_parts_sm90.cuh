@@ -17,6 +17,8 @@
 //   launch_persistent : the host side: T::kCtasPerSm CTAs per SM looping over the work items.
 //   wgmma_rows_keys : S-shaped GEMM (row operand x K/V stage^T) from shared memory.
 //   issue_rows_stage : O-shaped GEMM (a register tile x K/V stage), issued and committed.
+//   consume_stream : the consumer's walk over one item's K/V tiles (waits for each, calls the kernel's
+//                 per-tile step, releases the end marker's stage).
 //   ThreadRows, RowMask : a consumer thread's two rows of the row tile: where they live; key limits and
 //                 where their keep bits sit in TileMeta::rowkeep, and the masking of an S tile (only
 //                 boundary tiles pay for it).
