@@ -24,7 +24,8 @@
 #  PART 2 (kernel timing, self-tests): bwd --time this tree vs main (rows "..., 64-key dK/dV" force the
 #    64-key CTA at every density: against "deterministic" they show where the CTA size should switch, now
 #    30% kept tiles); fwd --time main | wip/session7 | this tree (settle, then diet + lazy rescale; the 1D
-#    per-token rows exist in this tree only); pooling --time (P1, mma.sync vs wgmma S tiles, one binary).
+#    per-token rows exist in this tree only); pooling --time (P1, mma.sync vs wgmma S tiles, one binary);
+#    the decode self-test of wip/decode-page-prefetch (sweep, and --time against this tree's).
 #  PART 3 (op timing, profiles): fwd+bwd through the op, this tree vs main (P1 / P2, d = 1 / 0.2 / 0.1,
 #    default and deterministic); ncu --set full (source-level SASS csv) of this tree's forward (S 16384,
 #    d 1) and of its 64-key dK/dV kernel (P1 2D d = 0.1, deterministic).
@@ -81,6 +82,14 @@ if [ "$PART" = 2 ]; then
   paste <(grep -E "^time|impl" "$L/fwd_time_main.log" | sed 's/(min.*//' | cut -c1-60) <(grep -E "^time|impl" "$L/fwd_time_s7.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/') <(grep -E "^time|impl" "$L/fwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
   grep -A2 "per-token" "$L/fwd_time_branch.log"
   timeout 90 stdbuf -oL $B/seer_pooling_selftest --time > "$L/pool_time.log" 2>&1; echo "pooling time rc=$?"; cat "$L/pool_time.log"
+  # Decode: this tree vs wip/decode-page-prefetch (s8pf_decode: the paged block-table reads one stage
+  # ahead; not on this branch): its sweep, then D1 timing of both (paged16 vs contiguous rows).
+  if [ -x /tmp/b/s8pf_decode ]; then
+    timeout 120 stdbuf -oL /tmp/b/s8pf_decode > "$L/sweep_decode_pf.log" 2>&1
+    echo "sweep decode (page prefetch) rc=$? | $(tail -1 "$L/sweep_decode_pf.log") | FAIL lines $(grep -c FAIL "$L/sweep_decode_pf.log")"
+    for x in $B/seer_decode_selftest /tmp/b/s8pf_decode; do timeout 60 stdbuf -oL $x --time > "$L/decode_time_$(basename $x).log" 2>&1; done
+    paste <(grep -E "^time|us" "$L/decode_time_seer_decode_selftest.log" | cut -c1-90) <(grep -E "^time|us" "$L/decode_time_s8pf_decode.log" | sed 's/^time.*/|/' | cut -c1-60)
+  fi
   el timed
 fi
 if [ "$PART" = 3 ]; then
