@@ -88,7 +88,8 @@ if [ "$PART" = 2 ]; then
     timeout 120 stdbuf -oL /tmp/b/s8pf_decode > "$L/sweep_decode_pf.log" 2>&1
     echo "sweep decode (page prefetch) rc=$? | $(tail -1 "$L/sweep_decode_pf.log") | FAIL lines $(grep -c FAIL "$L/sweep_decode_pf.log")"
     for x in $B/seer_decode_selftest /tmp/b/s8pf_decode; do timeout 60 stdbuf -oL $x --time > "$L/decode_time_$(basename $x).log" 2>&1; done
-    paste <(grep -E "^time|us" "$L/decode_time_seer_decode_selftest.log" | cut -c1-90) <(grep -E "^time|us" "$L/decode_time_s8pf_decode.log" | sed 's/^time.*/|/' | cut -c1-60)
+    echo "decode --time, this tree:"; grep "^time" "$L/decode_time_seer_decode_selftest.log"
+    echo "decode --time, page prefetch:"; grep "^time" "$L/decode_time_s8pf_decode.log"
   fi
   el timed
 fi
