@@ -14,7 +14,7 @@
 #   OUT=$OUT PART=3 bash csrc/attention/selftest/run_session8_next.sh   (~5 min)
 # Prebuilt on the dev machine (.dev/pkg: s8_* = this tree, s7_fwd = wip/session7's forward self-test,
 # main_* = main; recipe below); .dev/main_tree = `git archive main`. Logs in $OUT/l, tarred to
-# $OUT/logs.tgz (the run tool returns at most 8 files).
+# $OUT/logs.tgz at every checkpoint (the run tool returns at most 8 files).
 #  PART 1 (correctness): this tree's extension, main's extension and main's `make selftest` (every
 #    self-test through ctest: #10's one-command harness, never yet run on a GPU); this tree's fwd / bwd /
 #    decode / pooling self-test sweeps (float64 references, NaN-prefilled outputs; bwd: every sm90 path
@@ -32,9 +32,12 @@
 set -o pipefail
 cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || (cd "$(dirname "$0")/../../.." && pwd))"
 export PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0a
-OUT=${OUT:-/tmp/s8_out}; L=$OUT/l; mkdir -p "$L"
+OUT=${OUT:-/tmp/s8_out}; mkdir -p "$OUT"
 PART=${PART:-1}
-T0=$(date +%s); el() { echo "[$(($(date +%s) - T0))s] $*"; }
+# Logs outside $OUT, tarred into $OUT/logs.tgz at every checkpoint: if the call is cut at its time limit,
+# the last checkpoint's logs still come back (one file; the run tool returns at most 8).
+L=/tmp/s8_logs/part$PART; mkdir -p "$L"
+T0=$(date +%s); el() { echo "[$(($(date +%s) - T0))s] $*"; tar czf "$OUT/logs.tgz" -C /tmp s8_logs; }
 M=.dev/main_tree; B=build/s8; MB=$M/build/selftest-90a
 # Prebuilt pieces (saves ~4 minutes of device time; a cmake build on the dev machine takes ~2 min per tree):
 #   for t in s8:/work/wt/rk main:/work/main; do n=${t%%:*}; d=${t#*:}; (cd $d && cmake -S cmake -B build/st \
@@ -75,12 +78,14 @@ if [ "$PART" = 2 ]; then
   timeout 120 stdbuf -oL $MB/seer_bwd_selftest --time > "$L/bwd_time_main.log" 2>&1; echo "bwd time main rc=$?"
   echo "bwd --time, sm90 rows: main | this tree"
   paste <(grep -E "^time|impl 1" "$L/bwd_time_main.log" | sed 's/(min.*//' | cut -c1-90) <(grep -E "^time|impl 1" "$L/bwd_time_branch.log" | sed 's/(min.*//; s/^time.*/|/')
+  el "bwd timed"
   timeout 120 stdbuf -oL $B/seer_fwd_selftest --time > "$L/fwd_time_branch.log" 2>&1; echo "fwd time branch rc=$?"
   timeout 60 stdbuf -oL $MB/seer_fwd_selftest --time > "$L/fwd_time_main.log" 2>&1; echo "fwd time main rc=$?"
   timeout 60 stdbuf -oL /tmp/b/s7_fwd --time > "$L/fwd_time_s7.log" 2>&1; echo "fwd time s7 rc=$?"
   echo "fwd --time: main | wip/session7 | this tree"
   paste <(grep -E "^time|impl" "$L/fwd_time_main.log" | sed 's/(min.*//' | cut -c1-60) <(grep -E "^time|impl" "$L/fwd_time_s7.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/') <(grep -E "^time|impl" "$L/fwd_time_branch.log" | sed 's/.*median/median/; s/(min.*//; s/^time.*/|/')
   grep -A2 "per-token" "$L/fwd_time_branch.log"
+  el "fwd timed"
   timeout 90 stdbuf -oL $B/seer_pooling_selftest --time > "$L/pool_time.log" 2>&1; echo "pooling time rc=$?"; cat "$L/pool_time.log"
   # Decode: this tree vs wip/decode-page-prefetch (s8pf_decode: the paged block-table reads one stage
   # ahead; not on this branch): its sweep, then D1 timing of both (paged16 vs contiguous rows).
@@ -122,6 +127,7 @@ PY
   timeout 120 ncu --kernel-name-base mangled --kernel-name regex:'bwd_dkdv_sm90_kernel.*Li1EEELb' --launch-skip 56 \
     --launch-count 1 --kill yes --set full --import-source yes -o "$L/dkdv_d01" -f $B/seer_bwd_selftest --time \
     > "$L/ncu_dkdv_run.log" 2>&1; echo "ncu dkdv rc=$?"
+  el "ncu dkdv"
   timeout 90 ncu --kernel-name regex:attention_fwd_sm90 --launch-skip 3 --launch-count 1 --kill yes --set full \
     --import-source yes -o "$L/fwd_d1" -f $B/seer_fwd_selftest --time > "$L/ncu_fwd_run.log" 2>&1; echo "ncu fwd rc=$?"
   for r in dkdv_d01 fwd_d1; do
@@ -133,4 +139,3 @@ PY
   done
 fi
 el done
-cd "$OUT" && tar czf logs.tgz l && rm -rf l
