@@ -2,7 +2,8 @@
 
 - With a CUDA build of torch and a CUDA toolkit (CUDA_HOME / nvcc): a CUDAExtension with every kernel in
   csrc/ (architectures from TORCH_CUDA_ARCH_LIST, default "8.0;9.0a" for a wheel; a "9.0a" entry adds
-  the Hopper wgmma forward, used on compute-capability-9.0 GPUs). Kernel files carry their arch in
+  the Hopper wgmma kernels - attention forward / backward, pooling - used on compute-capability-9.0
+  GPUs). Kernel files carry their arch in
   their name and are compiled for it only: *_sm80.cu for every listed arch >= 8.0, *_sm90.cu for
   sm_90a alone.
 - With a ROCm build of torch (and SEER_ATTN_CPU_ONLY unset): a HIP extension with the MFMA kernels of
@@ -135,10 +136,10 @@ if IS_ROCM and not CPU_ONLY:
                             "nvcc": [f"-std={STD}", "-DUSE_ROCM=1"] + (["-O0", "-g"] if DEBUG else ["-O3"])},
     )
 elif HAS_CUDA:
-    # 9.0a (not 9.0): H100 / H200 code with the Hopper-only wgmma forward; 8.0 covers Ampere and Ada.
+    # 9.0a (not 9.0): H100 / H200 code with the Hopper-only wgmma kernels; 8.0 covers Ampere and Ada.
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0a")
-    # SEER_ATTN_SM90A: the build holds sm_90a device code, so the API layer may pick the wgmma forward
-    # on compute-capability-9.0 devices (csrc/attention/attention_api.cpp, use_fwd_wgmma).
+    # SEER_ATTN_SM90A: the build holds sm_90a device code, so the API layer may pick the wgmma kernels
+    # on compute-capability-9.0 devices (csrc/common/device_facts.h, use_sm90_kernels).
     archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(",", ";").replace(" ", ";").split(";")
     SM90A = any(a.strip().startswith("9.0a") for a in archs)
     sm90a = ["-DSEER_ATTN_SM90A"] if SM90A else []

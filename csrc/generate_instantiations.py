@@ -15,9 +15,11 @@ Families (directory, file name, launcher header, explicit instantiations):
   attention/fwd_hdim{D}_m128_{dtype}_sm80.cu  forward, 128-row tile (2D masks with B_q % 128 == 0; D 64, 128)
   attention/fwd_hdim{D}_{dtype}_sm90.cu       forward, sm_90a warp-specialised kernel (D 64, 128)
   attention/bwd_hdim{D}_{dtype}_sm80.cu       backward dK/dV kernel (both configurations of BwdConfig) + dQ kernel
-  attention/bwd_hdim{D}_{dtype}_sm90.cu       backward, sm_90a warp-specialised dK/dV kernel (D 64, 128)
+  attention/bwd_hdim{D}_{dtype}_sm90.cu       backward, sm_90a: warp-specialised dK/dV kernel (128- and 64-key CTAs)
+                                              + q-major dQ kernel (D 64, 128)
   decode/decode_hdim{D}_{dtype}_sm80.cu       decode split + combine kernels
   pooling/pooling_hdim{D}_{dtype}_sm80.cu     pooling main kernel
+  pooling/pooling_hdim{D}_{dtype}_sm90.cu     pooling main kernel, wgmma S tiles (D 64, 128)
 """
 import os
 
@@ -60,7 +62,10 @@ def units():
             yield (f"decode/instantiations/decode_hdim{d}_{name}_sm80.cu", "decode/decode_launch.cuh",
                    in_ns("decode", [f"template int run_decode_<{d}, {elem}>(const DecodeParams& params, seer_stream_t stream);\n"]))
             yield (f"pooling/instantiations/pooling_hdim{d}_{name}_sm80.cu", "pooling/pooling_launch.cuh",
-                   in_ns("pooling", [f"template int run_attn_pooling_main_<{d}, {elem}>(const PoolingParams&, void*);\n"]))
+                   in_ns("pooling", [f"template int run_attn_pooling_main_<{d}, {elem}, false>(const PoolingParams&, void*);\n"]))
+            if d in (64, 128):  # S tiles by wgmma (sm_90a)
+                yield (f"pooling/instantiations/pooling_hdim{d}_{name}_sm90.cu", "pooling/pooling_launch.cuh",
+                       in_ns("pooling", [f"template int run_attn_pooling_main_<{d}, {elem}, true>(const PoolingParams&, void*);\n"]))
 
 
 def main():

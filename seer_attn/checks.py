@@ -472,7 +472,8 @@ def check_decode(op, q, k_cache, v_cache, cache_seqlens, block_mask, block_indic
 
 def check_inputs_enabled():
     """SEER_ATTN_CHECK_INPUTS=1: also run the value checks that the CUDA ops only do on request
-    (decode: block_indices and block_table entries), read per call."""
+    (attention / pooling cu_seqlens, decode cache_seqlens; here, where the CPU reference checks the
+    rest always: decode block_indices and block_table entries), read per call."""
     return os.environ.get("SEER_ATTN_CHECK_INPUTS") == "1"
 
 

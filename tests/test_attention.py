@@ -33,8 +33,46 @@ def test_gqa_groups_and_dtypes(device, kind, dtype, hq, hkv):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("D", [128, 256])
-def test_head_dims(device, kind, D):
-    _run(device, kind, Hq=4, Hkv=2, D=D)
+@pytest.mark.parametrize("dtype", [BF16, FP16], ids=["bf16", "fp16"])
+def test_head_dims(device, kind, D, dtype):
+    # fp16 at D 128 / 256 too: other kernel instantiations than bf16's (sm90 D 128, sm80 D 256)
+    _run(device, kind, Hq=4, Hkv=2, D=D, dtype=dtype, use_dlse=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("hq,hkv,mask_heads", [(32, 1, "kv"), (32, 2, "one"), (14, 2, "kv"), (24, 2, "kv")],
+                         ids=["g32", "g16-bcast", "g7", "g12"])
+def test_large_and_odd_gqa_groups(device, kind, hq, hkv, mask_heads):
+    # SPEC: any group size. 1D masks per kv head pack the group's heads into the 64-row tiles: groups
+    # above 16 take several packs per tile row (g32, g16), groups 7 / 12 packs that do not divide 64
+    _run(device, kind, Hq=hq, Hkv=hkv, D=64, mask_heads=mask_heads, use_dlse=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_query_rows(device, kind):
+    # T_q = 0 (every sequence has keys but no query): empty out / lse, and dk = dv = 0 (written, not left
+    # to the allocator: poison it first)
+    junk = [torch.full((300, 4, 64), float("nan"), dtype=BF16, device=device) for _ in range(4)]
+    del junk
+    inp = build_attention_inputs(device, kind=kind, seqlens_q=[0, 0, 0], seqlens_k=[40, 0, 17], Hq=4, Hkv=2, D=64)
+    got = run_package_attention(inp, use_dlse=True)
+    assert got["out"].shape == (0, 4, 64) and got["lse"].shape == (4, 0)
+    assert got["dq"].shape == (0, 4, 64)
+    for name in ("dk", "dv"):
+        assert got[name].shape == (57, 2, 64) and torch.equal(got[name], torch.zeros_like(got[name])), name
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sm_scale", [None, 40.0], ids=["scale-default", "scale-40"])
+def test_very_negative_logits(device, kind, sm_scale):
+    # SPEC: no finite sentinels. Every logit of a row shares a large negative offset (about -3.3e4, or
+    # -1e7 with sm_scale 40): softmax is unchanged, lse moves with it; a kernel masking with -1e4 or -1e6
+    # would let masked keys win (check_lse_strict's float32 yardstick catches an lse that far off)
+    inp = build_attention_inputs(device, kind=kind, seqlens_q=[130, 1, 257, 64], Hq=4, Hkv=2, D=64)
+    with torch.no_grad():
+        inp["q"][..., 0] = 512.0
+        inp["k"][..., 0] = -512.0
+    check_attention(inp, sm_scale=sm_scale, use_dlse=True, require_lp_error=False)
 
 
 @pytest.mark.parametrize("kind", KINDS)

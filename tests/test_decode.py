@@ -233,6 +233,7 @@ def test_decode_mask_vs_indices_agree(device):
         l, _ = naive.decode(q, kc, vc, sl, block_mask=keep, block_size=32, left_pad=left_pad, dtype=q.dtype)
         check_accuracy("out(mask)", o1, r, l)
         check_accuracy("out(indices)", o2, r, l)
+        torch.testing.assert_close(o1, o2, rtol=2 ** -7, atol=2 ** -10)  # the two forms against each other
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +349,19 @@ def test_decode_paged(device, form, page, bs):
     _check_multi(device, q, kp, vp, lens, block_table=table, S=S, block_size=bs, **sel)
     _check_multi(device, q, kp, vp, lens, block_table=table, S=S, block_size=bs, first_block_unmasked=True,
                  num_splits=3, **sel)
+
+
+@pytest.mark.parametrize("form", ["mask", "indices"])
+@pytest.mark.parametrize("page,bs", [(48, 32), (48, 64), (80, 48), (80, 128), (48, 256)])
+def test_decode_paged_page_not_power_of_two(device, form, page, bs):
+    # SPEC: page_size any multiple of 16, independent of block_size: blocks straddle pages at offsets that
+    # are not powers of two (a 16-key tile never straddles one)
+    lens = [300, 1, 0, 129, 64]
+    kp, vp, table = _paged(device, lens, page=page, seed=page + bs)
+    S = table.shape[1] * page
+    q = torch.randn(len(lens), 8, 64, dtype=BF16, device=device)
+    sel = _sel(form, len(lens), 2, cdiv(S, bs), 0.5, bs, device)
+    _check_multi(device, q, kp, vp, lens, block_table=table, S=S, block_size=bs, num_splits=3, **sel)
 
 
 @pytest.mark.parametrize("form", ["mask", "indices"])

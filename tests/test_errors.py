@@ -103,7 +103,8 @@ ATTN_CASES_2D = {
     "block_size_q_24": (lambda a, d: dict(a, block_size_q=24), "block_size_q", _word(24)),
     "block_size_q_512": (lambda a, d: dict(a, block_size_q=512), "block_size_q", _word(512)),
 }
-# data checks: the CPU reference reads cu_seqlens; on CUDA the op never syncs to look at data
+# data checks: the CPU reference reads cu_seqlens; on CUDA the op reads them only on the checked path
+# (SEER_ATTN_CHECK_INPUTS=1, a device sync), with the same messages
 ATTN_DATA_CASES = {
     "cu_q_not_monotone": (lambda a, d: dict(a, cu_seqlens_q=torch.tensor([0, 20, 10, 21, 58], dtype=torch.int32)),
                           "cu_seqlens_q", [_word(10), _word(20)]),
@@ -123,11 +124,12 @@ def _resolve(value_res, a):
 
 @pytest.mark.parametrize("kind", ["2d", "1d"])
 @pytest.mark.parametrize("case", list(ATTN_CASES) + list(ATTN_CASES_2D) + list(ATTN_DATA_CASES))
-def test_attention_fwd_errors(device, kind, case):
+def test_attention_fwd_errors(device, kind, case, monkeypatch):
     if case in ATTN_CASES_2D and kind == "1d":
         pytest.skip("2D-only argument")
     if case in ATTN_DATA_CASES and device != "cpu":
-        pytest.skip("data checks are CPU-only (no device sync on CUDA)")
+        # CUDA reads cu_seqlens values only on request (a device sync): the checked path, same messages
+        monkeypatch.setenv("SEER_ATTN_CHECK_INPUTS", "1")
     mut, arg, val = {**ATTN_CASES, **ATTN_CASES_2D, **ATTN_DATA_CASES}[case]
     a = _attn(device, kind)
     if kind == "1d" and case == "mask_too_few_rows":
@@ -226,25 +228,27 @@ POOL_CASES = {
 }
 
 
-# Cases on values of tensor data, which only the CPU reference checks (no device sync on CUDA).
+# Cases on values of tensor data: the CPU reference always checks them, CUDA on the checked path
+# (SEER_ATTN_CHECK_INPUTS=1; no device sync otherwise).
 POOL_DATA_CASES = {
     "cu_not_monotone": (lambda p: dict(p, cu_seqlens=torch.tensor([0, 20, 10, 21, 58], dtype=torch.int32)),
                         "cu_seqlens", [_word(10), _word(20)]),
 }
 
 
-def _error_case(device, case, cases, data_cases):
-    """(mutation, argument, value pattern) of an error case; data cases are skipped off the CPU."""
+def _error_case(device, case, cases, data_cases, monkeypatch):
+    """(mutation, argument, value pattern) of an error case; data cases run off the CPU on the checked
+    path (SEER_ATTN_CHECK_INPUTS=1: the CUDA ops read index values only on request)."""
     if case in data_cases:
         if device != "cpu":
-            pytest.skip("data checks are CPU-only")
+            monkeypatch.setenv("SEER_ATTN_CHECK_INPUTS", "1")
         return data_cases[case]
     return cases[case]
 
 
 @pytest.mark.parametrize("case", list(POOL_CASES) + list(POOL_DATA_CASES))
-def test_pooling_errors(device, case):
-    mut, arg, val = _error_case(device, case, POOL_CASES, POOL_DATA_CASES)
+def test_pooling_errors(device, case, monkeypatch):
+    mut, arg, val = _error_case(device, case, POOL_CASES, POOL_DATA_CASES, monkeypatch)
     bad = mut(_pool(device))
     expect_error(lambda: ops.attn_pooling(**bad), "attn_pooling", arg, val)
 
@@ -302,8 +306,8 @@ DEC_DATA_CASES = {
 
 
 @pytest.mark.parametrize("case", list(DEC_CASES) + list(DEC_DATA_CASES))
-def test_decode_errors(device, case):
-    mut, arg, val = _error_case(device, case, DEC_CASES, DEC_DATA_CASES)
+def test_decode_errors(device, case, monkeypatch):
+    mut, arg, val = _error_case(device, case, DEC_CASES, DEC_DATA_CASES, monkeypatch)
     bad = mut(_dec(device), device)
     expect_error(lambda: ops.block_sparse_decode(**bad), "block_sparse_decode", arg, val)
 

@@ -1,7 +1,9 @@
-"""Inconsistent input: cu_seqlens whose lengths exceed max_seqlen_q / max_seqlen_k.
+"""Inconsistent input: cu_seqlens whose lengths exceed max_seqlen_q / max_seqlen_k, and offsets outside
+[0, T].
 
-One rule (csrc/attention/seqlen.h): the CUDA kernels (forward, tile mask, backward) clamp every
-sequence length to [0, max_seqlen_*], so sequence b owns rows [cu[b], cu[b] + min(len_b, max_seqlen))
+One rule (csrc/attention/seqlen.h): the CUDA and HIP kernels (forward, tile mask, backward) clamp every
+sequence's start and end to [0, T] and its length to max_seqlen_*, so sequence b owns rows
+[cu[b], cu[b] + min(len_b, max_seqlen)) (for offsets inside [0, T])
 and nothing outside the rows and tiles the launch was sized for is read or written (run this file
 under compute-sanitizer on a GPU). The checked path rejects such input: the CPU reference always,
 CUDA with SEER_ATTN_CHECK_INPUTS=1.
@@ -85,7 +87,8 @@ def test_checked_path_rejects(device, monkeypatch):
     # SEER_ATTN_CHECK_INPUTS=1 makes CUDA read cu_seqlens and reject like the CPU reference
     monkeypatch.setenv("SEER_ATTN_CHECK_INPUTS", "1")
     inp = _inconsistent(device, "2d", 64)
-    with pytest.raises(RuntimeError, match=r"max_seqlen"):
+    # the same message on both devices (seer_attn/checks.py; csrc/common/torch_utils.h check_cu_seqlens_data)
+    with pytest.raises(RuntimeError, match=r"max_seqlen_q must be >= the longest sequence in cu_seqlens_q \(\d+\), got \d+"):
         run_package_attention(inp, backward=False)
 
 
@@ -117,3 +120,46 @@ def test_rows_past_clamped_length_defined(device, kind, deterministic, monkeypat
     assert torch.equal(got["dq"][uq], torch.zeros_like(got["dq"][uq]))
     for name in ("dk", "dv"):
         assert torch.equal(got[name][uk], torch.zeros_like(got[name][uk])), name
+
+
+# cu_seqlens offsets outside [0, T] (unchecked path) and the consistent cu_seqlens the kernels must treat
+# them as (seqlen.h: start clamped to [0, T], end to [start, T], then the length to max_seqlen).
+_OUT_OF_RANGE = {
+    "end past T": ([0, 40, 70 + 4000], [0, 40, 70]),
+    "negative start": ([-4000, 40, 70], [0, 40, 70]),
+    "middle past T, decreasing": ([0, 70 + 4000, 70], [0, 70, 70]),
+}
+
+
+@pytest.mark.parametrize("kind", ["2d", "1d"])
+@pytest.mark.parametrize("case", list(_OUT_OF_RANGE), ids=lambda c: c.replace(" ", "_").replace(",", ""))
+def test_cu_seqlens_outside_rows_stay_in_bounds(device, kind, case, monkeypatch):
+    """Offsets past T, negative or decreasing: nothing outside q / k / v / out / grads is read or written
+    (before the clamp of the starts and ends, "end past T" made the last sequence 4,030 rows long on 70
+    rows of input: run this file under compute-sanitizer), and the ops compute exactly what the equivalent
+    consistent cu_seqlens give (bitwise, deterministic backward); the default backward runs without error."""
+    if device == "cpu":
+        pytest.skip("the CPU reference rejects inconsistent cu_seqlens (checked path)")
+    monkeypatch.delenv("SEER_ATTN_CHECK_INPUTS", raising=False)
+    bad, good = _OUT_OF_RANGE[case]
+    # max_seqlen above 4,030: the max_seqlen clamp alone would not keep the sequences inside the input
+    inp = build_attention_inputs(device, kind=kind, seqlens_q=[40, 30], Hq=4, Hkv=2, D=64, density=0.6,
+                                 pad_max=4096)
+    ref_inp = dict(inp)
+    for side in ("cu_q", "cu_k"):
+        inp[side] = torch.tensor(bad, dtype=torch.int32, device=device)
+        ref_inp[side] = torch.tensor(good, dtype=torch.int32, device=device)
+    got = run_package_attention(inp, causal=True, deterministic=True, use_dlse=True)
+    want = run_package_attention(ref_inp, causal=True, deterministic=True, use_dlse=True)
+    for name in ("out", "lse", "dq", "dk", "dv"):
+        assert torch.equal(got[name], want[name]), name
+    run_package_attention(inp, causal=True, use_dlse=True)  # atomic path
+    torch.cuda.synchronize()
+
+
+def test_checked_path_rejects_out_of_range_cu_seqlens(device, monkeypatch):
+    monkeypatch.setenv("SEER_ATTN_CHECK_INPUTS", "1")
+    inp = build_attention_inputs(device, kind="2d", seqlens_q=[40, 30], Hq=4, Hkv=2, D=64, pad_max=4096)
+    inp["cu_q"] = torch.tensor([0, 40, 70 + 4000], dtype=torch.int32, device=device)
+    with pytest.raises(RuntimeError, match=r"cu_seqlens_q"):
+        run_package_attention(inp, backward=False)

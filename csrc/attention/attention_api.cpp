@@ -26,23 +26,6 @@ enum class MaskKind { k2D, k1D };
 
 int cdiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
-// The Hopper warp-specialised forward (sm90/fwd_kernel_sm90.cuh) and backward dK/dV kernel
-// (sm90/bwd_kernel_sm90.cuh) run when this build has sm_90a device code (setup.py defines SEER_ATTN_SM90A
-// for a "9.0a" entry of TORCH_CUDA_ARCH_LIST) and the device has compute capability 9.0, for head dims
-// 64 / 128. Cached attribute queries (device_facts.h): no device sync.
-bool use_sm90_kernels(int64_t head_dim, int device) {
-#ifdef SEER_ATTN_SM90A
-  // the device code may come from a prebuilt archive built without sm_90a: ask it
-  if (!attention_fwd_has_wgmma() || (head_dim != 64 && head_dim != 128)) return false;
-  const DeviceFacts f = device_facts(device);
-  return f.error == 0 && f.major == 9 && f.minor == 0;
-#else
-  (void)head_dim;
-  (void)device;
-  return false;
-#endif
-}
-
 void check_launch(const char* op, int err, const char* what) {
   SEER_CHECK(err == 0, op, what, " launch failed with CUDA error ", err, " (",
              cudaGetErrorString(static_cast<cudaError_t>(err)), ")");
@@ -61,20 +44,6 @@ void check_cu_seqlens(const char* op, const char* name, const at::Tensor& cu, co
   SEER_CHECK(cu.dim() == 1 && cu.size(0) >= 1, op, name, " must be 1-D with batch+1 entries, got shape ",
              cu.sizes());
   SEER_CHECK(cu.device() == q.device(), op, name, " must be on ", q.device(), ", got ", cu.device());
-}
-
-// Optional (env SEER_ATTN_CHECK_INPUTS=1): data checks that need the values on the host.
-void check_cu_seqlens_values(const char* op, const char* name, const at::Tensor& cu, int64_t total,
-                             int64_t max_seqlen) {
-  auto h = cu.to(at::kCPU);
-  const int* p = h.data_ptr<int>();
-  SEER_CHECK(p[0] == 0, op, name, " must start at 0, got ", p[0]);
-  for (int64_t i = 0; i + 1 < h.size(0); ++i) {
-    SEER_CHECK(p[i + 1] >= p[i], op, name, " must be non-decreasing, got ", h);
-    SEER_CHECK(p[i + 1] - p[i] <= max_seqlen, op, name, " has a sequence longer than max_seqlen=", max_seqlen,
-               ", got ", h);
-  }
-  SEER_CHECK(p[h.size(0) - 1] <= total, op, name, " ends past the ", total, " rows of the input, got ", h);
 }
 
 void check_block_size(const char* op, const char* name, int64_t bs) {
@@ -151,9 +120,9 @@ void fill_common(AttnParams& p, AttnInputs& in) {
   in.q = aligned_for_16b_rows(q);
   in.k = aligned_for_16b_rows(k);
   in.v = aligned_for_16b_rows(v);
-  if (seer::check_inputs_enabled()) {
-    check_cu_seqlens_values(op, "cu_seqlens_q", in.cu_q, q.size(0), in.max_q);
-    check_cu_seqlens_values(op, "cu_seqlens_k", in.cu_k, k.size(0), in.max_k);
+  if (seer::check_inputs_enabled()) {  // data checks (copies cu_seqlens to the host), as the CPU reference's
+    seer::check_cu_seqlens_data(op, "cu_seqlens_q", in.cu_q, q.size(0), "q", "max_seqlen_q", in.max_q);
+    seer::check_cu_seqlens_data(op, "cu_seqlens_k", in.cu_k, k.size(0), "k", "max_seqlen_k", in.max_k);
   }
 
   p.batch = static_cast<int>(batch);
@@ -195,11 +164,12 @@ TailFillParams tail_fill_sides(const AttnParams& p) {
   return f;
 }
 
-// Row tiling for a kernel that processes `tile_rows` rows per tile; allocates and builds the tile mask.
+// Row tiling for a kernel that processes `tile_rows` rows per tile; allocates and builds the tile mask, and
+// its transpose when `transposed` (the backward reads it; the forward does not).
 // Packing the heads of a GQA group into one tile only pays when they share the mask rows (1D masks
 // given per kv head or broadcast); a 2D mask already shares rows across a query block.
-std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, const at::Tensor& like,
-                                              cudaStream_t stream, const char* op) {
+std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, bool transposed,
+                                              const at::Tensor& like, cudaStream_t stream, const char* op) {
   int pack = 1;
   if (kind == MaskKind::k1D && p.mask_heads != p.h_q && p.group > 1) {
     for (int c = 1; c <= 16 && c <= p.group && c <= tile_rows; ++c)
@@ -212,9 +182,9 @@ std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int 
   const int64_t n = static_cast<int64_t>(p.batch) * p.h_kv * p.n_row_tiles * p.nb_k;
   auto opts = like.options().dtype(at::kByte);
   at::Tensor tm = at::empty({n}, opts);
-  at::Tensor tmT = at::empty({n}, opts);
+  at::Tensor tmT = transposed ? at::empty({n}, opts) : at::Tensor();
   p.tile_mask = tm.data_ptr<uint8_t>();
-  p.tile_maskT = tmT.data_ptr<uint8_t>();
+  p.tile_maskT = transposed ? tmT.data_ptr<uint8_t>() : nullptr;
   if (n > 0) check_launch(op, run_build_tile_mask(p, stream), " tile mask");
   return {tm, tmT};
 }
@@ -231,7 +201,7 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   if (tq == 0) return {out, lse};
   seer::bind_rows(out, p.out, p.o_row_stride, p.o_head_stride);
   p.lse = lse.data_ptr<float>();
-  auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), in.q, stream, in.op);
+  auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), /*transposed=*/false, in.q, stream, in.op);
   if (p.batch > 0 && p.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p, stream), " forward kernel");
   // Rows no sequence owns (past the last sequence, or past a length clamped to max_seqlen_q): out 0,
   // lse -inf, in one launch (common/tail_fill.h).
@@ -292,23 +262,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
   seer::bind_rows(dq, p.dq, p.dq_row_stride, p.dq_head_stride);
   seer::bind_rows(dk, p.dk, p.dk_row_stride, p.dk_head_stride);
   seer::bind_rows(dv, p.dv, p.dv_row_stride, p.dv_head_stride);
-  // Non-deterministic (default) path: the dK/dV kernel also accumulates dQ with fp32 atomics into this
-  // zero-initialised workspace (contiguous [T_q, H_q, D]); a convert kernel writes dq from it.
+  // Non-deterministic (default) path: the dK/dV kernel may accumulate dQ with fp32 atomics into this
+  // workspace (contiguous [T_q, H_q, D]); a convert kernel writes dq from it. Uninitialised here: the
+  // backward's preprocess kernel zeroes it when (and only when) the dK/dV kernel adds into it.
   at::Tensor dq_accum;
   if (!deterministic && p.batch > 0 && tq > 0)
-    dq_accum = at::zeros({tq, hq, static_cast<int64_t>(p.head_dim)}, in.q.options().dtype(at::kFloat));
+    dq_accum = at::empty({tq, hq, static_cast<int64_t>(p.head_dim)}, in.q.options().dtype(at::kFloat));
   p.dq_accum = dq_accum.defined() ? dq_accum.data_ptr<float>() : nullptr;
   p.deterministic = deterministic;
-  // sm90 atomic path: the tile-mask builder counts kept / visible tiles, from which the kernels pick where
-  // dQ is computed (bwd_common.h dq_fused; run_attention_bwd drops the counts on other paths).
+  // sm90: the tile-mask builder counts kept / visible tiles, from which the kernels pick the dK/dV CTA size
+  // (both paths, bwd_common.h dkdv_split) and, on the atomic path, where dQ is computed (dq_fused);
+  // run_attention_bwd drops the counts on other paths.
   at::Tensor tile_count;
-  if (p.dq_accum != nullptr && p.bwd_wgmma) {
+  if (p.bwd_wgmma) {
     tile_count = at::zeros({2}, in.q.options().dtype(at::kLong));
     p.tile_count = reinterpret_cast<unsigned long long*>(tile_count.data_ptr<int64_t>());
   }
   at::Tensor tm, tmT;
   if (p.batch > 0) {
-    auto tiles = build_tiles(p, in.kind, attention_bwd_tile_rows(p.head_dim), in.q, stream, op);
+    auto tiles = build_tiles(p, in.kind, attention_bwd_tile_rows(p.head_dim), /*transposed=*/true, in.q, stream, op);
     tm = tiles.first;
     tmT = tiles.second;
     if (tq > 0 || in.k.size(0) > 0) check_launch(op, run_attention_bwd(p, stream), " backward kernel");

@@ -15,7 +15,8 @@
 //
 // Tile mask (built by run_build_tile_mask, read by forward and backward):
 //   tile_mask  [batch][h_kv][n_row_tiles][nb_k]  uint8
-//   tile_maskT [batch][h_kv][nb_k][n_row_tiles]  uint8 (same values, transposed, for the backward)
+//   tile_maskT [batch][h_kv][nb_k][n_row_tiles]  uint8 (same values, transposed, for the backward;
+//              nullptr in the forward, which does not read it: the builder then skips it)
 //   value 0: no row of the tile attends to key block n (mask off, block outside the sequence's key
 //            range, or entirely above the causal diagonal for every row of the tile);
 //         1: some rows do: the kernel must check mask[b, hm, t / mask_row_div, n] per row;
@@ -24,8 +25,8 @@
 //            of individual elements is always applied by the kernels, so rows that cannot see the
 //            block are masked there anyway.
 //   Rows/tiles past the end of a sequence are "not valid" and ignored when building. Kernels clamp
-//   sequence lengths read from cu_seqlens to [0, max_seqlen_*] so inconsistent input never reads or
-//   writes out of bounds.
+//   the starts and ends read from cu_seqlens to [0, T] and the lengths to max_seqlen_* (seqlen.h), so
+//   inconsistent input never reads or writes out of bounds.
 #pragma once
 #include <cstdint>
 
@@ -73,11 +74,12 @@ struct AttnParams {
   int n_tok_tiles;    // ceil(max_seqlen_q / tile_tokens)
   int n_row_tiles;    // (group / pack) * n_tok_tiles
   uint8_t* tile_mask;   // [batch][h_kv][n_row_tiles][nb_k]
-  uint8_t* tile_maskT;  // [batch][h_kv][nb_k][n_row_tiles]
+  uint8_t* tile_maskT;  // [batch][h_kv][nb_k][n_row_tiles]; nullptr: not built (the forward)
   unsigned long long* tile_count;  // optional [2] zero-initialised device counters the tile-mask builder
                                    // adds to: tiles with a nonzero value, tiles some row can see (sequence /
                                    // causal bounds); nullptr: not counted. The sm90 backward reads them to
-                                   // pick its dQ path (bwd_common.h dq_fused).
+                                   // pick its dQ path and its dK/dV CTA size (bwd_common.h dq_fused,
+                                   // dkdv_split).
 };
 
 struct AttnBwdParams : AttnParams {
@@ -87,7 +89,7 @@ struct AttnBwdParams : AttnParams {
   void* dq;  int64_t dq_row_stride, dq_head_stride;  // [T_q, H_q, D] outputs (contiguous)
   void* dk;  int64_t dk_row_stride, dk_head_stride;  // [T_k, H_kv, D], reduced over the GQA group
   void* dv;  int64_t dv_row_stride, dv_head_stride;
-  float* dq_accum;    // optional fp32 workspace [T_q, H_q, D] (atomic path), nullptr if unused
+  float* dq_accum;    // optional fp32 workspace [T_q, H_q, D] (atomic path; run_attention_bwd zeroes it where the dK/dV kernel adds into it), nullptr if unused
   bool deterministic; // no atomics whose order changes results
   bool bwd_wgmma;     // run the sm_90a wgmma dK/dV kernel (sm90/bwd_kernel_sm90.cuh; D 64 / 128); set only for
                       // an sm_90a build on a compute-capability-9.0 device (as fwd_wgmma)
@@ -104,9 +106,6 @@ int run_attention_bwd(const AttnBwdParams& params, void* stream);
 // mask_row_div, mask_heads, h_q, group, max_seqlen_*): 64 rows, or 128 for a 2D mask with
 // B_q % 128 == 0 (D 64 / 128). run_attention_fwd runs the kernel whose tile has tile_tokens * pack rows.
 int attention_fwd_tile_rows(const AttnParams& params);
-// Whether the forward kernels were compiled with the sm_90a wgmma variant (SEER_ATTN_SM90A in the
-// device-code build, which may be a prebuilt archive, see cmake/CMakeLists.txt).
-bool attention_fwd_has_wgmma();
 int attention_bwd_tile_rows(int head_dim);
 
 }  // namespace seer

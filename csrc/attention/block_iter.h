@@ -45,6 +45,7 @@ struct BlockCursor {
   int key = 0;      // next key (sequence-local) of the current block
   int key_end = 0;  // end of the current block, clipped to the key limit
   int val = 0;      // tile-mask value of the current block
+  int blk = 0;      // index of the current block (its user-mask column)
   int scan = 0;     // next tile-mask column to scan
 };
 
@@ -110,6 +111,7 @@ SEER_DEVICE void block_advance(BlockCursor& cur, const BlockStreamSrc& src, cons
     if (cur.li < cur.len) {
       const int n = sm.blk[cur.li];
       cur.val = sm.val[cur.li];
+      cur.blk = n;
       ++cur.li;
       cur.key = n * src.block_k;
       cur.key_end = min(cur.key + src.block_k, src.key_limit);
@@ -124,28 +126,49 @@ SEER_DEVICE void block_advance(BlockCursor& cur, const BlockStreamSrc& src, cons
   }
 }
 
-// The next K/V tile: ck[c] = first key of chunk c (kNoKey past the end of the stream), and in `vbits`
-// the tile-mask value of chunk c at bits 4c..4c+1 (0 for empty chunks).
+// The next K/V tile: ck[c] = first key of chunk c (kNoKey past the end of the stream), cb[c] = its key
+// block (0 for empty chunks), and in `vbits` the tile-mask value of chunk c at bits 4c..4c+1 (0 for
+// empty chunks).
 // The chunks are shifted in from the top so that the loop is not unrolled while the arrays are only
 // indexed with compile-time indices (they stay in registers).
 template <int kThreads, int kChunks, typename Sync>
 SEER_DEVICE void block_next_tile(BlockCursor& cur, const BlockStreamSrc& src, const BlockStreamSmem& sm, int tid,
-                                 Sync sync, int (&ck)[kChunks], uint32_t& vbits) {
+                                 Sync sync, int (&ck)[kChunks], int (&cb)[kChunks], uint32_t& vbits) {
   static_assert(kChunks <= 8, "4 value bits per chunk in 32 bits");
+  // Fast path (uniform): the current block - after the advance the chunk loop's first step would make -
+  // still holds the whole tile (every tile when B_k is a multiple of the tile): the same chunks as the
+  // loop, without its per-chunk steps.
+  if (cur.key >= cur.key_end) block_advance<kThreads>(cur, src, sm, tid, sync);
+  if (cur.key + 16 * kChunks <= cur.key_end) {
+    vbits = 0;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      ck[c] = cur.key + 16 * c;
+      cb[c] = cur.blk;
+      vbits |= static_cast<uint32_t>(cur.val) << (4 * c);
+    }
+    cur.key += 16 * kChunks;
+    return;
+  }
   vbits = 0;
 #pragma unroll 1
   for (int c = 0; c < kChunks; ++c) {
     if (cur.key >= cur.key_end) block_advance<kThreads>(cur, src, sm, tid, sync);
-    int key = kNoKey;
+    int key = kNoKey, blk = 0;
     uint32_t v = 0;
     if (cur.key < cur.key_end) {
       key = cur.key;
+      blk = cur.blk;
       v = static_cast<uint32_t>(cur.val);
       cur.key += 16;
     }
 #pragma unroll
-    for (int i = 0; i + 1 < kChunks; ++i) ck[i] = ck[i + 1];
+    for (int i = 0; i + 1 < kChunks; ++i) {
+      ck[i] = ck[i + 1];
+      cb[i] = cb[i + 1];
+    }
     ck[kChunks - 1] = key;
+    cb[kChunks - 1] = blk;
     vbits = (vbits >> 4) | (v << (4 * (kChunks - 1)));
   }
 }

@@ -75,6 +75,14 @@ SEER_DEVICE bool dq_fused(const unsigned long long* tile_count) {
   return tile_count[0] * 100ull > tile_count[1] * static_cast<unsigned long long>(kDqFusedMinDensityPct);
 }
 
+// CTA size of the sm90 dK/dV kernel, from the same counts (both paths): at a low kept-tile density (where
+// dQ is not fused) 64 keys per CTA, two CTAs per SM each streaming its own row tiles; otherwise 128 keys
+// per CTA whose two consumers share the row tiles both keep (sm90/bwd_kernel_sm90.cuh Traits). Without
+// counts: 128.
+SEER_DEVICE bool dkdv_split(const unsigned long long* tile_count) {
+  return tile_count != nullptr && !dq_fused(tile_count);
+}
+
 // Chunk flags of the kChunks 16-key chunks starting at sequence-local key `key0`: 2 bits per chunk,
 // the tile-mask value of the chunk's key block (0 for keys past the sequence). The tile-mask entry of
 // block n is tm[base + n * stride_n]. Consecutive chunks of one block read one byte.
@@ -197,12 +205,6 @@ SEER_DEVICE DkDvRow<Elem> dkdv_row(const AttnBwdParams& p, int64_t row, int hk) 
           static_cast<Elem*>(p.dv) + row * p.dv_row_stride + static_cast<int64_t>(hk) * p.dv_head_stride};
 }
 
-// Offset (bytes) of mask[b, hm(head), tok / mask_row_div, 0].
-SEER_DEVICE int64_t mask_row_offset(const AttnParams& p, int b, int head, int tok) {
-  const int hm = head / (p.h_q / p.mask_heads);
-  return static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(hm) * p.mask_stride_h +
-         static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row;
-}
 
 // Zeroes mma accumulator fragments (float [N][4] or [M][N][4]).
 template <int N>

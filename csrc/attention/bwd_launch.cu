@@ -31,7 +31,9 @@ SEER_BWD_SM90_EXTERN(__nv_bfloat16, 128)
 namespace attn_bwd {
 
 // softmax_d[h * total_q + t] = sum_d dout[t, h, d] * out[t, h, d] - (dlse ? dlse[h * total_q + t] : 0).
-// 8 lanes per (token, head) row, 16-byte loads (8 elements) per lane and step; fp32 sum.
+// 8 lanes per (token, head) row, 16-byte loads (8 elements) per lane and step; fp32 sum. On the atomic path
+// with dQ fused into the dK/dV kernel it also zeroes the row's dq_accum (every row t < total_q, tail rows
+// included: the convert kernel reads them all).
 constexpr int kPreThreads = 256;
 constexpr int kPreLanes = 8;
 
@@ -44,6 +46,8 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const __gri
   PreRow x{};
   float acc = 0.f;
   if (active) {
+    // Atomic path with dQ fused into the dK/dV kernel (bwd_common.h dq_fused): its workspace starts at 0.
+    if (!p.deterministic && p.dq_accum != nullptr && dq_fused(p.tile_count)) zero_dq_accum_row(p, row, sub, kPreLanes);
     x = pre_row(p, row);
     const Elem* o = static_cast<const Elem*>(p.out) + x.o_off;
     const Elem* dout = static_cast<const Elem*>(p.dout) + x.do_off;
@@ -63,7 +67,7 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const __gri
 }
 
 // Atomic path: dq[t, h, :] = dq_accum[t, h, :] * scale for every row t < total_q (rows nothing
-// attends, and tail rows past cu_seqlens_q[batch], hold zeros in the zero-initialised workspace).
+// attends, and tail rows past cu_seqlens_q[batch], hold the zeros the preprocess kernel wrote).
 // One thread per 8 elements: two 16-byte loads, one 16-byte store.
 constexpr int kConvThreads = 256;
 
@@ -140,8 +144,8 @@ int attention_bwd_tile_rows(int /*head_dim*/) { return attn_bwd::kBwdTileRows; }
 
 int run_attention_bwd(const AttnBwdParams& params, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  // Only the sm90 kernels can leave dQ to the q-major dQ kernel (bwd_common.h dq_fused): elsewhere the
-  // dK/dV kernel always adds dQ, so the convert kernel must not look at tile counts.
+  // Only the sm90 kernels read tile counts (bwd_common.h dq_fused, dkdv_split): elsewhere the dK/dV kernel
+  // always adds dQ, so the convert kernel must not look at them.
   AttnBwdParams p = params;
   if (!use_bwd_sm90(p)) p.tile_count = nullptr;
   if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) return static_cast<int>(cudaErrorInvalidValue);

@@ -31,4 +31,15 @@ SEER_DEVICE void store_softmax_d(const AttnBwdParams& p, const PreRow& x, float 
   p.softmax_d[i] = dot - (p.dlse != nullptr ? p.dlse[i] : 0.f);
 }
 
+// Atomic path: zeroes the row's slice of dq_accum (contiguous [T_q, H_q, D]: the fp32 workspace the dK/dV
+// kernel adds dQ into; the op allocates it uninitialised), lane `sub` of the row's `lanes` lanes, 16-byte
+// stores. Called by the preprocess kernels for every row t < total_q when the dK/dV kernel adds dQ.
+struct alignas(16) Float4Zero {
+  float v[4];
+};
+SEER_DEVICE void zero_dq_accum_row(const AttnBwdParams& p, int64_t row, int sub, int lanes) {
+  float* a = p.dq_accum + row * p.head_dim;
+  for (int d = 4 * sub; d < p.head_dim; d += 4 * lanes) *reinterpret_cast<Float4Zero*>(a + d) = Float4Zero{};
+}
+
 }  // namespace seer

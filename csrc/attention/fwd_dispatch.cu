@@ -68,14 +68,6 @@ int run_attention_fwd(const AttnParams& p, void* stream) {
   return p.is_bf16 ? fwd::run_dtype<__nv_bfloat16>(p, stream) : fwd::run_dtype<__half>(p, stream);
 }
 
-bool attention_fwd_has_wgmma() {
-#ifdef SEER_ATTN_SM90A
-  return true;
-#else
-  return false;
-#endif
-}
-
 // Hopper kernel: always 64-row tiles. Otherwise 64-row tiles, unless a 2D mask row is shared by a whole
 // 128-row tile (B_q % 128 == 0: then the 128-row tile halves the K/V traffic per row and its tile mask
 // has no value-1 entries from mixing mask rows). A 1D mask (mask_row_div 1) always gets 64 rows; heads

@@ -192,11 +192,8 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
     const int h = h0 + r % p.pack;
     const bool row_ok = r < rows_used && tok < seqlen_q;
     s_row_kmax[r] = row_ok ? sb.key_limit(tok, p.causal) : 0;  // keys >= kmax are invisible to row r (0: padding row)
-    const int hm = h / (p.h_q / p.mask_heads);
-    s_row_mask[r] = row_ok ? p.mask + static_cast<int64_t>(b) * p.mask_stride_b +
-                                 static_cast<int64_t>(hm) * p.mask_stride_h +
-                                 static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row
-                           : nullptr;
+    const int64_t moff = mask_row_offset(p, b, h, tok);  // seqlen.h
+    s_row_mask[r] = row_ok ? p.mask + moff : nullptr;
   }
 
   // ---- key-block stream -----------------------------------------------------------------------
@@ -220,15 +217,15 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   // whether the tile holds any chunk. Uniform (may refill the block list: contains barriers).
   auto issue_tile = [&](int stage, BlockCursor& cur, const CtaState& s) -> bool {
     const BlockStreamSrc ks = make_stream(s);
-    int ck[kChunks];
+    int ck[kChunks], cb[kChunks];
     uint32_t vbits;
-    block_next_tile<kNThreads, kChunks>(cur, ks, sm, tid, cta_sync, ck, vbits);
+    block_next_tile<kNThreads, kChunks>(cur, ks, sm, tid, cta_sync, ck, cb, vbits);
     if (tid == 0) {
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
         s_chunk_key[stage * kChunks + c] = ck[c];
         // block index of a chunk whose rows check the user mask (tile-mask value 1), else -1
-        s_chunk_chk[stage * kChunks + c] = ((vbits >> (4 * c)) & 3u) == 1u ? ck[c] / p.block_size_k : -1;
+        s_chunk_chk[stage * kChunks + c] = ((vbits >> (4 * c)) & 3u) == 1u ? cb[c] : -1;
       }
     }
     if (ck[0] == kNoKey) return false;  // empty tile: nothing to copy
@@ -433,7 +430,7 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr)
-        rescale_row(acc_o[mt], rr, online_softmax_row<false>(s[mt], rr, row_max[mt][rr], row_sum[mt][rr], scale_log2));
+        rescale_row(acc_o[mt], rr, online_softmax_row(s[mt], rr, row_max[mt][rr], row_sum[mt][rr], scale_log2));
 
     // O += P V. The A fragment of keys [16kk, 16kk+16) is made of S fragments 2kk (a0: row g,
     // a1: row g+8; keys 2t4..) and 2kk+1 (a2, a3; keys 8+2t4..), lower key in the low half. Each V

@@ -1,29 +1,34 @@
 // Sequence bounds of one sequence of the varlen attention kernels: the ONE rule every attention
-// kernel (forward, backward, tile-mask builder) uses for where a sequence's rows and keys are and
-// which keys a row sees. Torch-free; host and device.
+// kernel (forward, backward, tile-mask builder; CUDA and HIP) uses for where a sequence's rows and keys
+// are and which keys a row sees (SeqBounds::key_limit), and where a query row's user-mask row is
+// (mask_row_offset). Torch-free; host and device.
 //
 // Sequence b owns query rows [q_start, q_start + seqlen_q) and key rows [k_start, k_start + seqlen_k)
-// with q_start = cu_seqlens_q[b] and the length read from cu_seqlens CLAMPED to [0, max_seqlen_*]:
-// inconsistent input (a length above max_seqlen, or a decreasing cu_seqlens) then never reads or
-// writes outside the rows and tiles the launch was sized for (grids, tile masks and workspaces are
-// sized from max_seqlen_*). Rows past the clamped length belong to no sequence (out 0, lse -inf, zero
-// gradients); with a decreasing cu_seqlens the sequences overlap and the outputs are unspecified.
+// with q_start = cu_seqlens_q[b] clamped to [0, total_q], its end cu_seqlens_q[b + 1] clamped to
+// [q_start, total_q], and the length between them clamped to max_seqlen_* (the same for keys):
+// inconsistent input (a length above max_seqlen, a decreasing cu_seqlens, offsets outside [0, T]) then
+// never reads or writes outside the tensors and the rows and tiles the launch was sized for (grids,
+// tile masks and workspaces are sized from max_seqlen_*). For consistent input the clamps change
+// nothing. Rows past the clamped length belong to no sequence (out 0, lse -inf, zero gradients); with a
+// decreasing or out-of-range cu_seqlens the outputs are unspecified (still in bounds).
 // The checked path (SEER_ATTN_CHECK_INPUTS=1, and the CPU reference always) rejects
 // such input instead.
 //
 // Causal masking is bottom-right aligned: key j is visible to query i (both sequence-local) iff
 // j <= i + causal_off with causal_off = seqlen_k - seqlen_q.
 #pragma once
+#include <cstdint>
+
 #include "attention/attention_params.h"
 #include "common/platform.h"
 
 namespace seer {
 
 struct SeqBounds {
-  int q_start;     // first global query row of the sequence (cu_seqlens_q[b])
-  int k_start;     // first global key row (cu_seqlens_k[b])
-  int seqlen_q;    // clamped query count: max(0, min(cu_q[b+1] - cu_q[b], max_seqlen_q))
-  int seqlen_k;    // clamped key count
+  int q_start;     // first global query row of the sequence (cu_seqlens_q[b], clamped to [0, total_q])
+  int k_start;     // first global key row (cu_seqlens_k[b], clamped to [0, total_k])
+  int seqlen_q;    // clamped query count: min(clamp(cu_q[b+1], q_start, total_q) - q_start, max_seqlen_q)
+  int seqlen_k;    // clamped key count (the same with k)
   int causal_off;  // seqlen_k - seqlen_q: key j visible to query i iff j <= i + causal_off
 
   // Keys [0, key_limit(tok)) are visible to query token tok (before the block mask): all seqlen_k
@@ -33,17 +38,32 @@ struct SeqBounds {
   }
 };
 
-SEER_HOST_DEVICE int clamp_seqlen(int len, int max_seqlen) { return max(0, min(len, max_seqlen)); }
+// One side's clamped [start, start + len) from cu[b], cu[b + 1]: start in [0, total], end in [start, total],
+// len <= max_seqlen.
+SEER_HOST_DEVICE void clamp_rows(int cu_b, int cu_b1, int total, int max_seqlen, int& start, int& len) {
+  start = max(0, min(cu_b, total));
+  const int end = max(start, min(cu_b1, total));
+  len = min(end - start, max_seqlen);
+}
 
 // Bounds of sequence b (reads cu_seqlens_q[b], [b+1], cu_seqlens_k[b], [b+1]).
 SEER_HOST_DEVICE SeqBounds seq_bounds(const AttnParams& p, int b) {
   SeqBounds s;
-  s.q_start = p.cu_seqlens_q[b];
-  s.k_start = p.cu_seqlens_k[b];
-  s.seqlen_q = clamp_seqlen(p.cu_seqlens_q[b + 1] - s.q_start, p.max_seqlen_q);
-  s.seqlen_k = clamp_seqlen(p.cu_seqlens_k[b + 1] - s.k_start, p.max_seqlen_k);
+  clamp_rows(p.cu_seqlens_q[b], p.cu_seqlens_q[b + 1], p.total_q, p.max_seqlen_q, s.q_start, s.seqlen_q);
+  clamp_rows(p.cu_seqlens_k[b], p.cu_seqlens_k[b + 1], p.total_k, p.max_seqlen_k, s.k_start, s.seqlen_k);
   s.causal_off = s.seqlen_k - s.seqlen_q;
   return s;
+}
+
+// Byte offset of the user-mask row of query (head, tok) of sequence b (tok sequence-local):
+// mask[b, head / heads_per_mask_head, tok / mask_row_div, 0], heads_per_mask_head = h_q / mask_heads (a caller
+// that decodes many rows may pass it precomputed).
+SEER_HOST_DEVICE int64_t mask_row_offset(const AttnParams& p, int b, int head, int tok, int heads_per_mask_head) {
+  return static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(head / heads_per_mask_head) * p.mask_stride_h +
+         static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row;
+}
+SEER_HOST_DEVICE int64_t mask_row_offset(const AttnParams& p, int b, int head, int tok) {
+  return mask_row_offset(p, b, head, tok, p.h_q / p.mask_heads);
 }
 
 // Row r of row tile rt of kv head hk (attention_params.h, "Row tiles").

@@ -111,12 +111,14 @@ __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int
       s_val[ty + i * kThreadsY][tx] = v;
     }
     __syncthreads();
-    // tile_maskT: threads along rt.
-    const int rt = rp * kPatch + tx;
+    // tile_maskT (if asked for: the backward): threads along rt.
+    if (p.tile_maskT != nullptr) {  // uniform
+      const int rt = rp * kPatch + tx;
 #pragma unroll
-    for (int i = 0; i < kPatch / kThreadsY; ++i) {
-      const int n2 = np * kPatch + ty + i * kThreadsY;
-      if (rt < p.n_row_tiles && n2 < p.nb_k) p.tile_maskT[(bh * p.nb_k + n2) * p.n_row_tiles + rt] = s_val[tx][ty + i * kThreadsY];
+      for (int i = 0; i < kPatch / kThreadsY; ++i) {
+        const int n2 = np * kPatch + ty + i * kThreadsY;
+        if (rt < p.n_row_tiles && n2 < p.nb_k) p.tile_maskT[(bh * p.nb_k + n2) * p.n_row_tiles + rt] = s_val[tx][ty + i * kThreadsY];
+      }
     }
     __syncthreads();  // s_val is rewritten by the next patch
   }

@@ -1,4 +1,5 @@
-// See device_facts.h. Plain host code (a .cu file so that every build's source list picks it up).
+// See device_facts.h. Plain host code (a .cu file so that the CUDA builds' source lists pick it up with
+// the kernels; the ROCm build does not compile it, and its op layer references none of it).
 #include "common/device_facts.h"
 
 #include <atomic>
@@ -42,6 +43,14 @@ DeviceFacts query(int device) {
 }
 
 }  // namespace
+
+bool device_code_has_sm90a() {
+#ifdef SEER_ATTN_SM90A
+  return true;
+#else
+  return false;
+#endif
+}
 
 DeviceFacts device_facts(int device) {
   if (device < 0 || device >= kMaxCachedDevices) return query(device);

@@ -1,6 +1,7 @@
 // Device attributes the launchers size their work by (one job: query each device once, cache it).
 // ATen-free, host-only. Used by the attention forward / backward and pooling launchers, decode's work
-// split and the op layer's choice of the Hopper forward.
+// split, and (use_sm90_kernels) the op layer's choice of the Hopper kernels for the attention forward /
+// backward and pooling.
 #pragma once
 
 namespace seer {
@@ -19,5 +20,21 @@ struct DeviceFacts {
 DeviceFacts device_facts(int device);
 // Attributes of the current device.
 DeviceFacts current_device_facts();
+
+// Whether the Hopper (sm_90a) kernels run for this head dim on `device`: this build asks for them
+// (SEER_ATTN_SM90A), the device code has them (it may come from a prebuilt kernel archive built
+// without: device_code_has_sm90a answers from its build), the device has compute capability 9.0, and
+// D is 64 or 128. Used by the op layer for the attention forward / backward and pooling. Cached
+// attributes: no device sync. Other builds (ROCm, no 9.0a) reference no device-code symbol.
+#ifdef SEER_ATTN_SM90A
+bool device_code_has_sm90a();
+inline bool use_sm90_kernels(int head_dim, int device) {
+  if (!device_code_has_sm90a() || (head_dim != 64 && head_dim != 128)) return false;
+  const DeviceFacts f = device_facts(device);
+  return f.error == 0 && f.major == 9 && f.minor == 0;
+}
+#else
+inline bool use_sm90_kernels(int, int) { return false; }
+#endif
 
 }  // namespace seer

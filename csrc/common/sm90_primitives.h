@@ -29,6 +29,15 @@ __device__ __forceinline__ uint64_t make_smem_desc_sw128(uint32_t smem_addr, uin
   return d;
 }
 
+// The descriptor of the same tile layout `bytes` further (a multiple of 16): only the start-address
+// field (bits 0..13, address / 16) changes, and shared-memory addresses stay below 2^18 bytes, so the
+// add never carries out of it. Build a tile's descriptor once and step it with this: ptxas then
+// emits one 32-bit add per wgmma instead of re-masking and re-packing the address (NOTES v9).
+__device__ __forceinline__ uint64_t desc_add(uint64_t desc, uint32_t bytes) {
+  const uint32_t lo = static_cast<uint32_t>(desc) + (bytes >> 4);
+  return (desc & 0xFFFFFFFF00000000ull) | lo;
+}
+
 // Byte offset of element (row, col) in an SW128 tile of `rows` rows split into 64-element slabs.
 __host__ __device__ __forceinline__ uint32_t sw128_offset(int row, int col, int rows) {
   const int slab = col >> 6, chunk = (col & 63) >> 3;

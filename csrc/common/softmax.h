@@ -36,20 +36,16 @@ SEER_DEVICE float row_base(float m, float scale_log2) { return m == -INFINITY ? 
 // (0 when m_old = -inf: nothing was accumulated).
 SEER_DEVICE float row_alpha(float m_old, float scale_log2, float base) { return fast_exp2(m_old * scale_log2 - base); }
 
-// One online-softmax step of row rr of a 16-row accumulator tile s[NF][4] (raw logits, -inf where
-// masked): m / l = the row's running max and this lane's running sum. Updates m, replaces the row's
-// scores by P = exp2(s * scale_log2 - base), adds them to l (after rescaling it) and returns alpha,
-// the factor the row's output accumulator must be multiplied by. kOneIfSame: alpha is exactly 1 when
-// the max did not move (lets a caller skip the rescale; the sm90 forward does).
-template <bool kOneIfSame, int NF>
-SEER_DEVICE float online_softmax_row(float (&s)[NF][4], int rr, float& m, float& l, float scale_log2) {
-  float mx = m;
+// The row's max over its scores and the running max m (quad-reduced).
+template <int NF>
+SEER_DEVICE float row_max_with(const float (&s)[NF][4], int rr, float m) {
 #pragma unroll
-  for (int nf = 0; nf < NF; ++nf) mx = fmaxf(mx, fmaxf(s[nf][2 * rr], s[nf][2 * rr + 1]));
-  mx = quad_max(mx);
-  const float base = row_base(mx, scale_log2);
-  const float alpha = (kOneIfSame && mx == m) ? 1.f : row_alpha(m, scale_log2, base);
-  m = mx;
+  for (int nf = 0; nf < NF; ++nf) m = fmaxf(m, fmaxf(s[nf][2 * rr], s[nf][2 * rr + 1]));
+  return quad_max(m);
+}
+// Replaces row rr's scores by P = exp2(s * scale_log2 - base) and returns this lane's sum of them.
+template <int NF>
+SEER_DEVICE float row_exp_sum(float (&s)[NF][4], int rr, float base, float scale_log2) {
   float sum = 0.f;
 #pragma unroll
   for (int nf = 0; nf < NF; ++nf) {
@@ -59,7 +55,42 @@ SEER_DEVICE float online_softmax_row(float (&s)[NF][4], int rr, float& m, float&
       sum += s[nf][e];
     }
   }
-  l = l * alpha + sum;
+  return sum;
+}
+
+// One online-softmax step of row rr of a 16-row accumulator tile s[NF][4] (raw logits, -inf where
+// masked): m / l = the row's running max and this lane's running sum. Updates m, replaces the row's
+// scores by P = exp2(s * scale_log2 - base), adds them to l (after rescaling it) and returns alpha,
+// the factor the row's output accumulator must be multiplied by (the sm80 forward, decode).
+template <int NF>
+SEER_DEVICE float online_softmax_row(float (&s)[NF][4], int rr, float& m, float& l, float scale_log2) {
+  const float mx = row_max_with(s, rr, m);
+  const float base = row_base(mx, scale_log2);
+  const float alpha = row_alpha(m, scale_log2, base);
+  m = mx;
+  l = l * alpha + row_exp_sum(s, rr, base, scale_log2);
+  return alpha;
+}
+
+// How far (log2 units) a row's max may grow before online_softmax_row_lazy moves its exponent base.
+constexpr float kLazySlackLog2 = 8.f;
+
+// online_softmax_row with FlashAttention-4's conditional rescale (the sm90 forward): the row keeps its exponent base
+// (m stays the max it was set at) until its max grows by more than kLazySlackLog2, so alpha is exactly 1
+// - the caller skips the output rescale - on all but a few tiles of a row. P then reaches at most
+// 2^kLazySlackLog2: fp32 sums and the 16-bit P operands (bf16, and fp16 up to 65504) hold it with the
+// same relative precision, and the base cancels in O / l and enters lse = m * scale + log2(l) the way l
+// was summed, so the outputs are those of the exact-max form up to rounding. m = -inf (nothing seen)
+// moves at the first finite score; while the max stays -inf, (mx - m) is NaN and nothing moves.
+template <int NF>
+SEER_DEVICE float online_softmax_row_lazy(float (&s)[NF][4], int rr, float& m, float& l, float scale_log2) {
+  const float mx = row_max_with(s, rr, m);
+  float alpha = 1.f;
+  if ((mx - m) * scale_log2 > kLazySlackLog2) {  // uniform over the row's quad
+    alpha = row_alpha(m, scale_log2, row_base(mx, scale_log2));
+    m = mx;
+  }
+  l = l * alpha + row_exp_sum(s, rr, row_base(m, scale_log2), scale_log2);
   return alpha;
 }
 

@@ -44,8 +44,9 @@ inline at::Tensor aligned_for_16b_rows(const at::Tensor& t) {
 // stream facets of that copy are never initialised) formatting a number that way segfaults. So the
 // checks below build the whole message with to_string / snprintf and hand TORCH_CHECK one std::string,
 // which c10 passes through without a stream.
-// SEER_ATTN_CHECK_INPUTS=1: the op layers also validate index tensors by value (cu_seqlens, decode
-// block indices / tables), which copies them to the host (a device sync). The only switch read by the
+// SEER_ATTN_CHECK_INPUTS=1: the op layers also validate index tensors by value (attention and pooling
+// cu_seqlens, decode cache_seqlens / block indices / tables), which copies them to the host (a device
+// sync). The only switch read by the
 // C++ layer; read at every call.
 inline bool check_inputs_enabled() {
   const char* v = std::getenv("SEER_ATTN_CHECK_INPUTS");
@@ -120,3 +121,31 @@ std::string message(const Args&... args) {
       TORCH_CHECK(false, ::seer::message(__VA_ARGS__));    \
     }                                                      \
   } while (0)
+
+namespace seer {
+
+// Value checks of a cu_seqlens tensor (SEER_ATTN_CHECK_INPUTS=1: copies it to the host), in the order and
+// with the messages of seer_attn/checks.py _check_data_cu_seqlens (the CPU reference's): starts at 0,
+// non-decreasing, last entry <= total rows of `total_name`, every length <= max_seqlen (`max_name`).
+// Throws (TORCH_CHECK) naming op, the argument and the bad value.
+inline void check_cu_seqlens_data(const char* op, const char* name, const at::Tensor& cu, int64_t total,
+                                  const char* total_name, const char* max_name, int64_t max_seqlen) {
+  const at::Tensor h = cu.to(at::kCPU).to(at::kLong).contiguous();
+  const int64_t* v = h.data_ptr<int64_t>();
+  const int64_t n = h.numel();
+  if (n == 0) return;
+  SEER_TORCH_CHECK(v[0] == 0, "seer_attn::", op, ": ", name, "[0] must be 0, got ", v[0]);
+  int64_t longest = 0;
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    const int64_t len = v[i + 1] - v[i];
+    SEER_TORCH_CHECK(len >= 0, "seer_attn::", op, ": ", name, " must be non-decreasing, got ", name, "[", i + 1,
+                     "] = ", v[i + 1], " < ", name, "[", i, "] = ", v[i]);
+    longest = len > longest ? len : longest;
+  }
+  SEER_TORCH_CHECK(v[n - 1] <= total, "seer_attn::", op, ": ", name, "[-1] must be <= ", total_name, ".size(0) (",
+                   total, "), got ", v[n - 1]);
+  SEER_TORCH_CHECK(longest <= max_seqlen, "seer_attn::", op, ": ", max_name, " must be >= the longest sequence in ",
+                   name, " (", longest, "), got ", max_seqlen);
+}
+
+}  // namespace seer

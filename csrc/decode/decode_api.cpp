@@ -2,9 +2,9 @@
 // the op, the argument and the bad value, mirroring check_decode in seer_attn/checks.py), fills
 // DecodeParams, allocates out / lse and the split-KV workspace with torch, and launches the kernels on
 // the current stream. Never synchronises the device (unless SEER_ATTN_CHECK_INPUTS=1 asks for the
-// value checks of block_indices / block_table), so the op can be captured in a CUDA graph:
-// cache_seqlens values are not validated here; the kernel clamps them to [0, S_max], ignores
-// out-of-range indices and clamps out-of-range block-table entries.
+// value checks of cache_seqlens / block_indices / block_table), so the op can be captured in a CUDA
+// graph: otherwise the kernel clamps cache_seqlens values to [0, S_max], ignores out-of-range indices
+// and clamps out-of-range block-table entries.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/all.h>
@@ -70,11 +70,19 @@ at::Tensor byte_mask(const at::Tensor& mask) {
 // 1024 and up cost 15-100% at d = 0.1 (too few CTAs to hide the per-CTA latency).
 constexpr int kMinSplitKeys = 384;
 
-// SEER_ATTN_CHECK_INPUTS=1 only (copies to the host: a device sync): every block_indices entry is -1
-// or in [0, nb); every block_table entry of a page holding a valid slot is in [0, num_pages).
+// SEER_ATTN_CHECK_INPUTS=1 only (copies to the host: a device sync): every cache_seqlens entry is in
+// [0, S_max]; every block_indices entry is -1 or in [0, nb); every block_table entry of a page holding a
+// valid slot is in [0, num_pages).
 // Mirrors checks.check_data_decode (strict).
-void check_values(const at::Tensor& cache_seqlens, const at::Tensor& idx, int64_t nb, const at::Tensor& table,
-                  int64_t page_size, int64_t num_pages) {
+void check_values(const at::Tensor& cache_seqlens, int64_t s_max, const at::Tensor& idx, int64_t nb,
+                  const at::Tensor& table, int64_t page_size, int64_t num_pages) {
+  {  // as seer_attn/checks.py check_data_decode (the CPU reference's), first
+    const at::Tensor lens = cache_seqlens.to(at::kCPU).contiguous();
+    const int* l = lens.data_ptr<int>();
+    for (int64_t b = 0; b < lens.numel(); ++b)
+      SEER_DECODE_CHECK(l[b] >= 0 && l[b] <= s_max, "cache_seqlens entries must be in [0, S_max] ([0, ", s_max,
+                        "]), got ", l[b]);
+  }
   if (idx.defined() && idx.numel() > 0) {
     const at::Tensor h = idx.to(at::kCPU).contiguous();
     const int* v = h.data_ptr<int>();
@@ -220,7 +228,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, c
   at::Tensor lse = at::empty(lse_shape, q_in.options().dtype(at::kFloat));
   if (batch == 0 || h_q == 0) return {out, lse};
   if (seer::check_inputs_enabled()) {
-    check_values(cache_seqlens, idx, nb, table, k_in.size(1), k_in.size(0));
+    check_values(cache_seqlens, s_max, idx, nb, table, k_in.size(1), k_in.size(0));
   }
   if (s_max == 0 || (paged && k_in.size(0) == 0)) {  // no cache slot at all: every row attends nothing
     out.zero_();

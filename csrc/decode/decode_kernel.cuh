@@ -414,7 +414,7 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
       }
       float corr[2];
 #pragma unroll
-      for (int r = 0; r < 2; ++r) corr[r] = online_softmax_row<false>(s, r, row_m[r], row_l[r], p.scale_log2);
+      for (int r = 0; r < 2; ++r) corr[r] = online_softmax_row(s, r, row_m[r], row_l[r], p.scale_log2);
       rescale_rows(acc_o, corr);
 
       // O += P V. P (16 x 16 keys) as the A operand straight from the accumulators.

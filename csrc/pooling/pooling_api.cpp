@@ -1,8 +1,9 @@
 // Torch-facing layer of seer_attn::attn_pooling (SPEC section 3): checks every input (messages name the
 // op, the argument and the bad value, mirroring seer_attn/checks.py), allocates the outputs (and, for
 // gqa_reduce, the fp32 1D staging) with torch, fills PoolingParams and calls run_attn_pooling on the
-// current stream. Never synchronises the device: cu_seqlens values are not validated here, the
-// kernels clamp them so that bad values never read or write out of bounds.
+// current stream. Never synchronises the device unless SEER_ATTN_CHECK_INPUTS=1 asks for the value
+// checks of cu_seqlens (copied to the host, the CPU reference's checks); otherwise the kernels clamp
+// its values so that bad ones never read or write out of bounds.
 //
 // Memory: outputs only (pooled_2d float32 [B, H_out, nb, nb], pooled_1d q.dtype [H_out, T, nb]);
 // gqa_reduce adds a float32 staging of the 1D map, [H_kv, T, nb] (freed on return). No T x T buffer,
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <tuple>
 
+#include "common/device_facts.h"
 #include "common/torch_utils.h"
 #include "pooling/pooling_params.h"
 
@@ -74,6 +76,9 @@ std::tuple<at::Tensor, at::Tensor> attn_pooling_cuda(const at::Tensor& q_in, con
   SEER_POOL_CHECK(h_q <= 65535, "q must have at most 65535 heads, got ", h_q);
   const int64_t batch = cu_seqlens_in.size(0) - 1;
   SEER_POOL_CHECK(batch <= INT_MAX, "cu_seqlens has too many entries, got ", cu_seqlens_in.size(0));
+  // SEER_ATTN_CHECK_INPUTS=1: the values too, as the CPU reference checks them (copies cu_seqlens to the host).
+  if (seer::check_inputs_enabled())
+    seer::check_cu_seqlens_data(kOp, "cu_seqlens", cu_seqlens_in, total, "q", "max_seqlen", max_seqlen);
 
   const c10::cuda::CUDAGuard device_guard(q_in.device());
   const at::Tensor q = aligned_for_16b_rows(q_in);
@@ -106,6 +111,7 @@ std::tuple<at::Tensor, at::Tensor> attn_pooling_cuda(const at::Tensor& q_in, con
   p.causal = causal;
   p.gqa_reduce = gqa_reduce;
   p.is_bf16 = q.scalar_type() == at::kBFloat16;
+  p.wgmma = use_sm90_kernels(static_cast<int>(d), q.device().index());
   seer::bind_rows(q, p.q, p.q_row_stride, p.q_head_stride);
   seer::bind_rows(k, p.k, p.k_row_stride, p.k_head_stride);
   p.cu_seqlens = cu_seqlens.data_ptr<int>();

@@ -5,12 +5,14 @@
 // max_P(block) = exp2(max_S(block) - lse): only the raw per-(row, key block) maximum of S must be
 // kept until the LSE is known. Each CTA owns kBlockM = 128 query rows of one q head of one sequence
 // and sweeps the visible keys tile by tile (K double-buffered in shared memory by cp.async,
-// S = Q K^T with mma.sync m16n8k16, Q fragments held in registers):
+// S = Q K^T with mma.sync m16n8k16 - or, with Traits::kWgmma, one wgmma chain per warpgroup
+// (pooling_mainloop_sm90.cuh) - Q fragments held in registers):
 //   pass 1 (every tile): online max / sum of exp2 over S -> LSE (registers), and the max of S over
 //     every key block is staged (fp32, unscaled) in shared memory, one slot per (row, block) for
-//     blocks [0, cap). When the tile's visible blocks all fit (n_blk <= cap: P1's 16384-token
-//     sequence at block 64 needs 256 slots = 128 KiB), that is the only sweep: the staged maxima
-//     become exp2(max * scale - lse) at write-out.
+//     blocks [0, cap). When the tile's visible blocks all fit (n_blk <= cap), that is the only sweep:
+//     the staged maxima become exp2(max * scale - lse) at write-out. (P1's 16384-token sequence at
+//     block 64 needs up to 256 slots = 128 KiB per CTA; the two-CTA budget at D 128 holds ~160, so its
+//     later tiles take pass 2.)
 //   pass 2 (only tiles with more than cap visible blocks, e.g. 65536 tokens at block 64): blocks
 //     [0, cap) are written out after pass 1; the keys from cap * B on are swept again (S recomputed
 //     bit-identically, only a max per element) and staged in windows of cap blocks, each window
@@ -32,6 +34,7 @@
 #include "common/sm80_primitives.h"
 #include "common/softmax.h"
 #include "attention/tile_scheduler.h"
+#include "pooling/pooling_mainloop_sm90.cuh"
 #include "pooling/pooling_params.h"
 
 namespace seer {
@@ -40,11 +43,13 @@ namespace pooling {
 // Compile-time configuration of the main kernel: K tiles of 64 keys, <= 128 registers and staging capped
 // so that 2 CTAs fit on an SM for D <= 128 (rows with more visible blocks than the cap take the partial
 // second sweep). A 128-key / 1-CTA-per-SM shape measured slower (H100: P1 9.15 vs 6.93 ms,
-// benchmarks/NOTES.md v1) and was removed.
-template <int kHeadDim_, typename Elem_>
+// benchmarks/NOTES.md v1) and was removed. kWgmma: S tiles by wgmma (pooling_mainloop_sm90.cuh, sm_90a
+// builds, D 64 / 128; K tiles then in the 128-byte-swizzled slab layout wgmma reads), else mma.sync.
+template <int kHeadDim_, typename Elem_, bool kWgmma_ = false>
 struct PoolingTraits {
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
+  static constexpr bool kWgmma = kWgmma_;
   static constexpr int kNWarps = 8;                 // warps per CTA, 16 query rows each
   static constexpr int kNThreads = kNWarps * 32;
   static constexpr int kBlockM = 16 * kNWarps;      // query rows per CTA (128)
@@ -61,6 +66,7 @@ struct PoolingTraits {
   static constexpr int kMinBlocks = kHeadDim <= 128 ? 2 : 1;
 
   static_assert(kHeadDim % 16 == 0 && kHeadDim >= 64, "head dim");
+  static_assert(!kWgmma || kHeadDim == 64 || kHeadDim == 128, "wgmma S tiles: D 64 / 128");
   static_assert(kBlockM * kHeadDim <= 2 * kTileElems, "Q staging must fit in the K double buffer");
 
   // Dynamic shared memory of a launch with `stage_stride` floats per staged row.
@@ -85,8 +91,9 @@ struct PoolingItems {
 };
 
 // Asynchronously copies rows [0, kRows) of a [rows][kHeadDim] global tile into swizzled shared
-// memory; rows >= rows_valid are zero-filled (global memory is not read for them).
-template <typename Traits, int kRows>
+// memory (Traits::swz, or kSw128: the wgmma slab layout of common/sm90_primitives.h); rows >= rows_valid
+// are zero-filled (global memory is not read for them).
+template <typename Traits, int kRows, bool kSw128 = false>
 SEER_DEVICE void load_tile_async(typename Traits::Elem* smem, const typename Traits::Elem* gmem,
                                  int64_t row_stride, int rows_valid, int tid) {
   constexpr int kTotal = kRows * Traits::kChunks;
@@ -98,7 +105,7 @@ SEER_DEVICE void load_tile_async(typename Traits::Elem* smem, const typename Tra
     const int c = idx % Traits::kChunks;
     const bool pred = r < rows_valid;
     const typename Traits::Elem* src = pred ? gmem + r * row_stride + c * 8 : gmem;
-    cp_async_16(smem + Traits::swz(r, c), src, pred);
+    cp_async_16(smem + (kSw128 ? static_cast<int>(sm90::sw128_offset(r, c * 8, kRows) >> 1) : Traits::swz(r, c)), src, pred);
   }
 }
 
@@ -114,6 +121,9 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
 
   extern __shared__ __align__(128) unsigned char pooling_smem[];
   Elem* sK = reinterpret_cast<Elem*>(pooling_smem);  // 2 K buffers; Q before the first K load
+  // wgmma reads the K tiles through 128-byte-swizzle descriptors: they must start 1024-byte aligned (the
+  // dynamic shared memory does on sm_90, without static shared memory).
+  if (Traits::kWgmma && (smem_u32(pooling_smem) & 1023u) != 0) __trap();
   float* sStage = reinterpret_cast<float*>(pooling_smem + Traits::kSmemKBytes);
 
   // ---- which tile: work item blockIdx.x, heaviest (last) query tiles first (tile_scheduler.h) ----
@@ -247,34 +257,49 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   // blocks (the zero-filled fp32 staging needs no zeros).
   const int zend_final = p.gqa_reduce ? n_blk : nb;
 
+  // wgmma: a warpgroup (4 warps, 64 rows) computes its S tile together - when any of its rows is inside
+  // the sequence and the tile is not entirely above all its rows' causal diagonals (uniform per warpgroup).
+  const int wg_row0 = m0 + (warp / 4) * 64;
+  const bool wg_active = wg_row0 < L;
+  const int wg_key_end = p.causal ? min(wg_row0 + 64, L) : L;
+
   // ---- the sweep(s) over the K tiles, as one double-buffered loop ----------------------------
-  load_tile_async<Traits, kBlockN>(sK, k_base, p.k_row_stride, n_end, tid);
+  load_tile_async<Traits, kBlockN, Traits::kWgmma>(sK, k_base, p.k_row_stride, n_end, tid);
   cp_async_commit();
 
   for (int it = 0; it < n_iters; ++it) {
     const bool pass2 = it >= n_tiles;
     const int n0 = (pass2 ? p2_tile0 + (it - n_tiles) : it) * kBlockN;
     cp_async_wait<0>();
+    if constexpr (Traits::kWgmma) sm90::fence_view_async_shared();  // this thread's cp.async writes -> wgmma reads
     __syncthreads();  // tile `it` visible to all; every warp is done with tile it - 1's buffer
     if (it + 1 < n_iters) {
       const int nx = it + 1;
       const int n_next = (nx >= n_tiles ? p2_tile0 + (nx - n_tiles) : nx) * kBlockN;
-      load_tile_async<Traits, kBlockN>(sK + (nx & 1) * Traits::kTileElems,
-                                       k_base + static_cast<int64_t>(n_next) * p.k_row_stride, p.k_row_stride,
-                                       n_end - n_next, tid);
+      load_tile_async<Traits, kBlockN, Traits::kWgmma>(sK + (nx & 1) * Traits::kTileElems,
+                                                       k_base + static_cast<int64_t>(n_next) * p.k_row_stride,
+                                                       p.k_row_stride, n_end - n_next, tid);
     }
     cp_async_commit();
-    if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
 
     // ---- S = Q K^T for the warp's 16 rows x kBlockN keys (raw logits), masked -----------------
     float acc[kNFrag][4];
-    if (n0 >= warp_key_end) {
+    bool computed = true;  // wgmma: the warpgroup computed this tile
+    if constexpr (Traits::kWgmma) {
+      if (!wg_active) continue;  // warpgroup-uniform; the warps of an active warpgroup all take part
+      computed = n0 < wg_key_end;
+      if (computed)
+        pool_s_tile_sm90<Traits>(acc, qf, sK_addr + (it & 1) * (Traits::kTileElems * (int)sizeof(Elem)));
+    }
+    if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
+    if (n0 >= warp_key_end || !computed) {
       // Entirely above this warp's causal diagonal: every logit is masked.
 #pragma unroll
       for (int nf = 0; nf < kNFrag; ++nf)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[nf][e] = -INFINITY;
     } else {
+      if constexpr (!Traits::kWgmma) {
 #pragma unroll
       for (int nf = 0; nf < kNFrag; ++nf)
 #pragma unroll
@@ -295,6 +320,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
           mma_16816<Elem>(acc[2 * np + 1], qf[kk], b_hi);
         }
       }
+      }  // mma.sync
       // Accumulator (nf, e): row g + 8 * (e / 2), key n0 + nf * 8 + 2t + e % 2. Only tiles crossing
       // the warp's diagonal (or the sequence end) need the per-element mask.
       if (n0 + kBlockN > warp_mask_from) {

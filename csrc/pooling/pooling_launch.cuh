@@ -1,5 +1,5 @@
-// Launcher template of the attention-pooling main kernel (one instantiation per head dim and element
-// type, see instantiations/ and csrc/generate_instantiations.py). The follow-up passes and the dispatch
+// Launcher template of the attention-pooling main kernel (one instantiation per head dim, element type
+// and S-tile path - kWgmma: instantiations/*_sm90.cu - see csrc/generate_instantiations.py). The follow-up passes and the dispatch
 // on (head dim, dtype) live in pooling_run.cu.
 #pragma once
 
@@ -22,12 +22,13 @@ namespace pooling {
 // range when it fits (one sweep), else as many as the shared memory budget allows: the device's
 // opt-in maximum per block, or half an SM less the per-block reservation (two CTAs per SM, D <= 128).
 // Rows with more visible blocks than that take the partial second sweep (tested with long sequences).
-template <int kHeadDim, typename Elem>
+// kWgmma: the sm_90a variant (instantiations/*_sm90.cu, compiled for sm_90a only).
+template <int kHeadDim, typename Elem, bool kWgmma>
 int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
   if (p.head_dim != kHeadDim || p.batch < 0 || p.h_kv < 1 || p.group < 1 || p.h_q != p.h_kv * p.group ||
       p.block_size < 16 || p.block_size % 16 != 0 || p.max_seqlen < 0 || p.h_q > 65535 || p.nb < 0)
     return static_cast<int>(cudaErrorInvalidValue);
-  using Traits = PoolingTraits<kHeadDim, Elem>;
+  using Traits = PoolingTraits<kHeadDim, Elem, kWgmma>;
 #if SEER_HAS_MMA_SYNC
   if (p.max_seqlen > INT_MAX - Traits::kBlockM) return static_cast<int>(cudaErrorInvalidConfiguration);
   const long long n_x = count_items(PoolingItems<Traits::kBlockM>{p});

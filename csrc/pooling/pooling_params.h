@@ -37,6 +37,8 @@ struct PoolingParams {
   bool causal;      // causal masking (key j <= query i), else every key of the sequence is visible
   bool gqa_reduce;  // reduce over each GQA group's q heads (h_out = h_kv) and row-normalise both maps
   bool is_bf16;     // element type of q / k / pooled_1d (else fp16)
+  bool wgmma;       // S tiles by wgmma (pooling_mainloop_sm90.cuh: D 64 / 128, sm_90a device code and a
+                    // compute capability 9.0 device, common/device_facts.h use_sm90_kernels), else mma.sync
 
   // ---- inputs (element strides; the last dim is contiguous, rows 16-byte aligned) ----------
   const void* q;  int64_t q_row_stride, q_head_stride;  // [T, H_q, D]

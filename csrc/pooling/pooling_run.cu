@@ -8,10 +8,8 @@
 //     [cu_seqlens[0], cu_seqlens[B]) (the main kernel writes every other row in full); a small
 //     grid-stride kernel, since those rows are normally none.
 // The row kernels use one warp per row; rows are independent, no atomics, deterministic sums.
-//
-// Test knob read from the environment at each call (unset = default):
-//   SEER_POOL_STAGE_COLS=n   cap on the key blocks staged per row (n > 0 forces the second sweep on
-//                            rows with more visible blocks; default: as many as shared memory allows).
+// The main kernel's S tiles come from wgmma where PoolingParams::wgmma (sm_90a builds, D 64 / 128), else
+// from mma.sync.
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
@@ -24,8 +22,17 @@
 namespace seer {
 namespace pooling {
 
-template <int kHeadDim, typename Elem>
+template <int kHeadDim, typename Elem, bool kWgmma>
 int run_attn_pooling_main_(const PoolingParams& p, void* stream);  // instantiations/*.cu
+
+template <int kHeadDim, typename Elem>
+int run_main_(const PoolingParams& p, void* stream) {
+#ifdef SEER_ATTN_SM90A  // the *_sm90.cu instantiations are built only then (setup.py, cmake/CMakeLists.txt)
+  if constexpr (kHeadDim == 64 || kHeadDim == 128)
+    if (p.wgmma) return run_attn_pooling_main_<kHeadDim, Elem, true>(p, stream);
+#endif
+  return run_attn_pooling_main_<kHeadDim, Elem, false>(p, stream);
+}
 
 constexpr int kAuxWarps = 8;  // rows (warps) per CTA of the follow-up kernels
 constexpr float kNormEps = 1e-6f;
@@ -128,9 +135,9 @@ template <typename Elem>
 int run_all_(const PoolingParams& p, void* stream) {
   int err = 0;
   switch (p.head_dim) {
-    case 64: err = run_attn_pooling_main_<64, Elem>(p, stream); break;
-    case 128: err = run_attn_pooling_main_<128, Elem>(p, stream); break;
-    case 256: err = run_attn_pooling_main_<256, Elem>(p, stream); break;
+    case 64: err = run_main_<64, Elem>(p, stream); break;
+    case 128: err = run_main_<128, Elem>(p, stream); break;
+    case 256: err = run_main_<256, Elem>(p, stream); break;
     default: return static_cast<int>(cudaErrorInvalidValue);
   }
   if (err != 0) return err;

@@ -132,7 +132,8 @@ static void run(const Case& c, std::mt19937& rng) {
   std::fill(dq.begin(), dq.end(), 0x7fff);
   std::fill(dk.begin(), dk.end(), 0x7fff);
   std::fill(dv.begin(), dv.end(), 0x7fff);
-  std::vector<float> softmax_d(lse.size()), dq_accum(out.size(), 0.f);
+  // dq_accum starts as NaN: the preprocess kernel must zero it (the op allocates it uninitialised).
+  std::vector<float> softmax_d(lse.size()), dq_accum(out.size(), std::nanf(""));
   p.out = out.data();
   p.dout = pr.dout.data();
   p.do_row_stride = int64_t(c.hq) * D;

@@ -185,6 +185,9 @@ inline unsigned long long __ballot(int pred) {
   });
 }
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+// HIP's integer min / max device functions (global namespace; used by the shared headers, e.g. seqlen.h).
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
 inline unsigned __float_as_uint(float f) { return __builtin_bit_cast(unsigned, f); }
 inline float __uint_as_float(unsigned u) { return __builtin_bit_cast(float, u); }
 inline float atomicAdd(float* addr, float v) { return std::atomic_ref<float>(*addr).fetch_add(v); }

@@ -116,16 +116,15 @@ SEER_DEVICE void for_each_flagged(int n, Flags&& flags, F&& f) {
 }
 
 // Row stats of row tile rt (threads 0..31).
-SEER_DEVICE void load_row_stats(const AttnBwdParams& p, int b, int hk, int rt, int q_start, int seqlen_q, int seqlen_k,
-                                RowStats& st) {
+SEER_DEVICE void load_row_stats(const AttnBwdParams& p, int b, int hk, int rt, const SeqBounds& sb, RowStats& st) {
   const int tid = hip::tid();
   if (tid >= kBwdRows) return;
-  const RowPos rp = row_pos(p, hk, rt, tid, seqlen_q);
-  const int64_t li = static_cast<int64_t>(rp.head) * p.total_q + q_start + rp.token;
+  const RowPos rp = row_pos(p, hk, rt, tid, sb.seqlen_q);
+  const int64_t li = static_cast<int64_t>(rp.head) * p.total_q + sb.q_start + rp.token;
   const float lse = rp.valid ? p.lse[li] : -__builtin_inff();
   st.lse2[tid] = lse * kLog2e;
   st.dsum[tid] = rp.valid ? p.softmax_d[li] : 0.f;
-  row_visibility(p, b, rp.token, rp.head, rp.valid, seqlen_q, seqlen_k, st.kmax[tid], st.mask[tid]);
+  row_visibility(p, b, rp.token, rp.head, rp.valid, sb, st.kmax[tid], st.mask[tid]);
 }
 
 // Q and dO rows of row tile rt -> LDS: a lane takes rows (2j, 2j + 1) x 8 dims: two 16-byte chunks
@@ -257,9 +256,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
   __shared__ __attribute__((aligned(16))) Smem sm;
   const int tid = hip::tid(), lane = tid % 64, wave = tid / 64, h = lane / 32;
   const int hk = hip::bid_y(), b = hip::bid_z();
-  const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
-  const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
-  const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+  const SeqBounds sb = seq_bounds(p, b);  // clamped bounds: the rule of every attention kernel (seqlen.h)
+  const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
   const int k0 = (hip::bid_x() / kSplit) * kBwdKeys;
   const int d0 = (hip::bid_x() % kSplit) * kDh;  // this workgroup's dK / dV / dQ dims [d0, d0 + kDh)
   if (k0 >= seqlen_k) return;  // uniform: no key of this sequence here (keys with no row still get dK = dV = 0)
@@ -284,7 +282,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
   // ---- one row tile ----
   auto process = [&](int rt, uint32_t flags) {
     hip::barrier();  // the previous row tile's LDS readers are done
-    load_row_stats(p, b, hk, rt, q_start, seqlen_q, seqlen_k, sm.st);
+    load_row_stats(p, b, hk, rt, sb, sm.st);
     if constexpr (kAtomicDq && !Smem::kDqInQ)
       for (int e = tid; e < kBwdRows * kDh; e += kThreads) sm.dq()[e] = 0.f;
     load_row_tile<D, true>(p, hk, rt, q_start, seqlen_q, d0, sm);
@@ -376,17 +374,15 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
   const int tid = hip::tid(), lane = tid % 64, wave = tid / 64;
   const int rt = hip::bid_x() / kSplit, hk = hip::bid_y(), b = hip::bid_z();
   const int d0 = (hip::bid_x() % kSplit) * kDh;  // this workgroup's dQ dims [d0, d0 + kDh)
-  const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
-  const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
-  const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+  const SeqBounds sb = seq_bounds(p, b);  // clamped bounds: the rule of every attention kernel (seqlen.h)
+  const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
   const int slot = rt / p.n_tok_tiles;
   const int tok0 = (rt - slot * p.n_tok_tiles) * p.tile_tokens;
   if (tok0 >= seqlen_q) return;  // uniform: the tile has no row
   const int tok_last = imin(tok0 + p.tile_tokens, seqlen_q) - 1;
-  int key_limit = seqlen_k;  // keys >= key_limit are invisible to every row of the tile
-  if (p.causal) key_limit = imax(0, imin(key_limit, tok_last + seqlen_k - seqlen_q + 1));
+  const int key_limit = sb.key_limit(tok_last, p.causal);  // keys >= key_limit are invisible to every row of the tile
 
-  load_row_stats(p, b, hk, rt, q_start, seqlen_q, seqlen_k, sm.st);
+  load_row_stats(p, b, hk, rt, sb, sm.st);
   load_row_tile<D, false>(p, hk, rt, q_start, seqlen_q, d0, sm);
   hip::barrier();
 
@@ -442,7 +438,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
   }
 }
 
-// softmax_d[h, t] = sum_d dout * out - dlse (one wavefront per 4 rows: 16 lanes x 8 dims per row and step).
+// softmax_d[h, t] = sum_d dout * out - dlse (one wavefront per 4 rows: 16 lanes x 8 dims per row and step);
+// atomic path: also zeroes the row's dq_accum (the op allocates it uninitialised).
 template <typename Elem>
 __global__ void __launch_bounds__(256) attention_bwd_preprocess_kernel_hip(const AttnBwdParams p) {
   const int64_t row = static_cast<int64_t>(hip::bid_x()) * 16 + hip::tid() / 16;
@@ -451,6 +448,7 @@ __global__ void __launch_bounds__(256) attention_bwd_preprocess_kernel_hip(const
   float acc = 0.f;
   PreRow x{};
   if (active) {
+    if (!p.deterministic && p.dq_accum != nullptr) zero_dq_accum_row(p, row, sub, 16);  // the atomic dQ workspace
     x = pre_row(p, row);
     const uint16_t* o = static_cast<const uint16_t*>(p.out) + x.o_off;
     const uint16_t* g = static_cast<const uint16_t*>(p.dout) + x.do_off;

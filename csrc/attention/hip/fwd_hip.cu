@@ -7,7 +7,6 @@
 namespace seer {
 
 int attention_fwd_tile_rows(const AttnParams&) { return hipattn::kBlockM; }
-bool attention_fwd_has_wgmma() { return false; }
 
 namespace {
 template <typename Elem, int D>

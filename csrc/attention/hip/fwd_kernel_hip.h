@@ -25,6 +25,7 @@
 #include "common/platform.h"
 #include "common/hip_mfma.h"
 #include "attention/attention_params.h"
+#include "attention/seqlen.h"
 #include "attention/hip/fwd_layout_hip.h"
 #include "attention/hip/block_iter_hip.h"
 #include "attention/hip/softmax_hip.h"
@@ -51,19 +52,15 @@ struct RowInfo {
 // Tile shape per head dim: 64 keys per K/V tile for D 64; 32 for D 128, which keeps the wavefront
 // within 256 VGPRs (O^T 64 + Q 32 + S^T 16 + P 8 + the tile in flight 16 + addresses) for two
 // wavefronts per SIMD; 32 for D 256 (O^T 128 + Q 64 + ...: one wavefront per SIMD, VGPRs + AGPRs).
-// The one rule for what a query row sees (forward, backward, pooling use it): keys [0, kmax) minus the
-// user mask. Sequence-local token; kmax = seqlen_k, cut at the causal diagonal (bottom-right aligned:
-// key j visible to token t iff j <= t + seqlen_k - seqlen_q); mask = the row mask[b, hm, t / mask_row_div, .].
-// Invalid rows (padding, past the sequence) see nothing: kmax 0, mask nullptr.
-SEER_DEVICE void row_visibility(const AttnParams& p, int b, int token, int head, bool valid, int seqlen_q, int seqlen_k,
+// What a query row sees (forward and backward use it): keys [0, kmax) minus the user mask, kmax =
+// SeqBounds::key_limit (seqlen.h: the sequence's keys, cut at the bottom-right-aligned causal diagonal);
+// mask = the row mask[b, hm, t / mask_row_div, .]. Sequence-local token. Invalid rows (padding, past the
+// sequence) see nothing: kmax 0, mask nullptr.
+SEER_DEVICE void row_visibility(const AttnParams& p, int b, int token, int head, bool valid, const SeqBounds& sb,
                                 int& kmax, const uint8_t*& mask) {
-  int km = seqlen_k;
-  if (p.causal) km = imax(0, imin(km, token + seqlen_k - seqlen_q + 1));
-  kmax = valid ? km : 0;
-  const int hm = head / (p.h_q / p.mask_heads);
-  mask = valid ? p.mask + static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(hm) * p.mask_stride_h +
-                     static_cast<int64_t>(token / p.mask_row_div) * p.mask_stride_row
-               : nullptr;
+  kmax = valid ? sb.key_limit(token, p.causal) : 0;
+  const int64_t moff = mask_row_offset(p, b, head, token);  // seqlen.h
+  mask = valid ? p.mask + moff : nullptr;
 }
 
 template <int D>
@@ -280,14 +277,12 @@ __global__ void __launch_bounds__(kThreads, FwdTile<D>::kWavesPerSimd) attention
   const int hk = rem % p.h_kv;
   const int b = rem / p.h_kv;
 
-  const int q_start = p.cu_seqlens_q[b], k_start = p.cu_seqlens_k[b];
-  const int seqlen_q = imax(0, imin(p.cu_seqlens_q[b + 1] - q_start, p.max_seqlen_q));
-  const int seqlen_k = imax(0, imin(p.cu_seqlens_k[b + 1] - k_start, p.max_seqlen_k));
+  const SeqBounds sb = seq_bounds(p, b);  // clamped bounds: the rule of every attention kernel (seqlen.h)
+  const int q_start = sb.q_start, k_start = sb.k_start, seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
   const int tok0 = tok_tile * p.tile_tokens;
   if (tok0 >= seqlen_q) return;  // uniform
   const int rt = slot * p.n_tok_tiles + tok_tile;
   const int h0 = hk * p.group + slot * p.pack;
-  const int causal_off = seqlen_k - seqlen_q;
 
   // ---- the lane's query row ----
   RowInfo ri;
@@ -296,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, FwdTile<D>::kWavesPerSimd) attention
     ri.token = tok0 + r / p.pack;
     ri.head = h0 + r % p.pack;
     ri.valid = r < p.tile_tokens * p.pack && ri.token < seqlen_q;
-    row_visibility(p, b, ri.token, ri.head, ri.valid, seqlen_q, seqlen_k, ri.kmax, ri.mask);
+    row_visibility(p, b, ri.token, ri.head, ri.valid, sb, ri.kmax, ri.mask);
   }
   // Smallest kmax over the wavefront's rows: tiles whose keys all lie below it need no masking
   // unless a chunk carries a per-row check.
@@ -309,8 +304,7 @@ __global__ void __launch_bounds__(kThreads, FwdTile<D>::kWavesPerSimd) attention
 
   // ---- kept-block stream of the row tile ----
   const int tok_last = imin(tok0 + p.tile_tokens, seqlen_q) - 1;
-  int key_limit = seqlen_k;
-  if (p.causal) key_limit = imax(0, imin(key_limit, tok_last + causal_off + 1));
+  const int key_limit = sb.key_limit(tok_last, p.causal);  // the tile's last row's
   BlockIter it;
   it.init(p.tile_mask + (static_cast<int64_t>(b) * p.h_kv + hk) * p.n_row_tiles * p.nb_k + static_cast<int64_t>(rt) * p.nb_k,
           key_limit > 0 ? imin(p.nb_k, (key_limit + p.block_size_k - 1) / p.block_size_k) : 0, key_limit,

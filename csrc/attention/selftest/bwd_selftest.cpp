@@ -12,7 +12,9 @@
 //
 // Hopper dK/dV kernel (sm90/bwd_kernel_sm90.cuh): build for sm_90a with -DSEER_ATTN_SM90A and the sm90
 // instantiations, then every D 64 / 128 case also runs impl 1 (AttnBwdParams::bwd_wgmma through
-// run_attention_bwd, both paths) and a sweep covers the sm90 kernel (D 64 / 128, fp16 / bf16, 2D
+// run_attention_bwd: deterministic and atomic without tile counts (the 128-key CTA), deterministic and
+// atomic q-major with counts of density 0 (the 64-key CTA), atomic with dense counts (the 128-key CTA
+// fusing dQ, preprocess zeroing and convert with counts present)) and a sweep covers the sm90 kernel (D 64 / 128, fp16 / bf16, 2D
 // 64x64 and 128x128 blocks, 1D GQA group 4, causal or not, densities 0.1 / 0.5 / 1, varlen lengths that
 // are not multiples of 64, seqlen_q < seqlen_k and >, an empty sequence):
 //
@@ -22,9 +24,10 @@
 //
 // `--time`: P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D 64x64 and 1D GQA
 // (B_k 64) masks, densities 1 / 0.5 / 0.1 (mask drawn per block, not the workload's causal-row rule):
-// median ms of 10 runs of run_attention_bwd (preprocess + dK/dV (+ dQ) + convert, dq_accum memset
-// included) for impl 0 and 1, both paths; no float64 reference: the sm90 atomic-path gradients are
-// compared with the mma.sync ones.
+// median ms of 10 runs of run_attention_bwd (preprocess, which zeroes dq_accum where it is added into,
+// + dK/dV (+ dQ) + convert) for impl 0 (both paths) and impl 1 (four rows: deterministic, atomic, and
+// with forced counts of density 0 "atomic, q-major dQ, 64-key dK/dV" and "deterministic, 64-key dK/dV");
+// no float64 reference: the atomic-path gradients of the two implementations are compared.
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -287,13 +290,19 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   const size_t nq = static_cast<size_t>(Tq) * hq * D, nk = k.size();
   p.bwd_wgmma = impl == 1;
   std::vector<float> timing_ref[3];  // impl 0's dq, dk, dv (timing with impl -1)
-  // Tile counts of density 0 (AttnParams::tile_count = {0 kept, 1 visible}) for the sm90 path "atomic,
-  // q-major dQ": the dK/dV kernel leaves dQ to the q-major dQ kernel (bwd_common.h dq_fused).
+  // Tile counts of density 0 (AttnParams::tile_count = {0 kept, 1 visible}) for the sm90 paths "atomic,
+  // q-major dQ" (the dK/dV kernel leaves dQ to the q-major dQ kernel, bwd_common.h dq_fused) and
+  // "deterministic, 64-key": both then run the 64-key dK/dV CTA (bwd_common.h dkdv_split).
+  // Counts of density 1 ({1, 1}): the production path of a dense mask (the 64-key grid exits, the 128-key
+  // kernel fuses dQ; preprocess zeroing and convert with counts present).
   unsigned long long* d_tcount = nullptr;
+  unsigned long long* d_tcount_hi = nullptr;
   if (impl != 0) {
-    const unsigned long long counts[2] = {0ull, 1ull};
+    const unsigned long long counts[2] = {0ull, 1ull}, counts_hi[2] = {1ull, 1ull};
     CK(cudaMalloc(&d_tcount, sizeof(counts)));
     CK(cudaMemcpy(d_tcount, counts, sizeof(counts), cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&d_tcount_hi, sizeof(counts_hi)));
+    CK(cudaMemcpy(d_tcount_hi, counts_hi, sizeof(counts_hi), cudaMemcpyHostToDevice));
   }
   if (timing) {
     cudaEvent_t e0, e1;
@@ -301,15 +310,14 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
     CK(cudaEventCreate(&e1));
     // impl -1: both implementations on the same inputs.
     for (int im = impl < 0 ? 0 : impl; im <= (impl < 0 ? 1 : impl); ++im)
-      for (int det = 0; det <= (im == 1 ? 2 : 1); ++det) {  // 2: atomic, q-major dQ (sm90)
+      for (int det = 0; det <= (im == 1 ? 3 : 1); ++det) {  // sm90: 2 atomic, q-major dQ; 3 deterministic, 64-key
         p.bwd_wgmma = im == 1;
-        p.deterministic = det == 1;
-        p.dq_accum = det == 1 ? nullptr : d_dqacc;
-        p.tile_count = det == 2 ? d_tcount : nullptr;
+        p.deterministic = det == 1 || det == 3;
+        p.dq_accum = p.deterministic ? nullptr : d_dqacc;
+        p.tile_count = det >= 2 ? d_tcount : nullptr;
         std::vector<float> ms;
         for (int r = 0; r <= time_reps; ++r) {  // run 0: warm-up
           CK(cudaEventRecord(e0));
-          if (det != 1) CK(cudaMemsetAsync(d_dqacc, 0, nq * sizeof(float)));
           CK(static_cast<cudaError_t>(seer::run_attention_bwd(p, nullptr)));
           CK(cudaEventRecord(e1));
           CK(cudaEventSynchronize(e1));
@@ -319,8 +327,9 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
         }
         std::sort(ms.begin(), ms.end());
         std::printf("  impl %d (%s) %s: median %.3f ms (min %.3f)\n", im, im ? "sm90 wgmma" : "mma.sync",
-                    det == 1 ? "deterministic" : (det == 0 ? "atomic" : "atomic, q-major dQ"), ms[ms.size() / 2], ms[0]);
-        if (det != 1 && impl < 0) {  // the two implementations' atomic-path gradients against each other
+                    det == 1 ? "deterministic" : det == 0 ? "atomic" : det == 2 ? "atomic, q-major dQ, 64-key dK/dV" : "deterministic, 64-key dK/dV",
+                    ms[ms.size() / 2], ms[0]);
+        if ((det == 0 || det == 2) && impl < 0) {  // the two implementations' atomic-path gradients against each other
           for (int o = 0; o < 3; ++o) {
             std::vector<float> g = fetch(o == 0 ? d_dq : (o == 1 ? d_dk : d_dv), o == 0 ? nq : nk);
             if (im == 0) {
@@ -346,14 +355,17 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   }
   const int n_cfg = timing ? 0 : (impl == 1 ? 1 : 3);
   for (int cfg = 0; cfg < n_cfg; ++cfg)
-    for (int det = 1; det >= (impl == 1 ? -1 : 0); --det) {
+    // sm90: 3 atomic with dense counts, 2 deterministic 64-key, -1 atomic q-major 64-key
+    for (int det = impl == 1 ? 3 : 1; det >= (impl == 1 ? -1 : 0); --det) {
       if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
       if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
       if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
-      if (nq) CK(cudaMemset(d_dqacc, 0, nq * sizeof(float)));
-      p.deterministic = det == 1;
-      p.dq_accum = det == 1 ? nullptr : d_dqacc;
-      p.tile_count = det == -1 ? d_tcount : nullptr;
+      // run_attention_bwd zeroes dq_accum itself where the dK/dV kernel adds into it (its preprocess kernel):
+      // NaN before it proves that; the kernels launched directly (cfg 1 / 2) need it zeroed here.
+      if (nq) CK(cudaMemset(d_dqacc, cfg == 0 ? 0xff : 0, nq * sizeof(float)));
+      p.deterministic = det == 1 || det == 2;
+      p.dq_accum = p.deterministic ? nullptr : d_dqacc;
+      p.tile_count = det == -1 || det == 2 ? d_tcount : det == 3 ? d_tcount_hi : nullptr;
       const char* name = impl == 1 ? "sm90 wgmma" : cfg == 0 ? "run_attention_bwd" : (cfg == 1 ? "Dkdv" : "DkdvSmall");
       auto launch = [&](auto cfg_tag) {
         using Cfg = decltype(cfg_tag);
@@ -376,7 +388,9 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
                      : launch(seer::attn_bwd::BwdConfig<256, __half>{});
       CK(static_cast<cudaError_t>(err));
       CK(cudaDeviceSynchronize());
-      std::printf(" [%s %s]\n", name, det == 1 ? "deterministic" : (det == 0 ? "atomic" : "atomic, q-major dQ"));
+      std::printf(" [%s %s]\n", name,
+                  det == 1 ? "deterministic" : det == 0 ? "atomic" : det == 2 ? "deterministic, 64-key dK/dV"
+                  : det == 3 ? "atomic, dense counts" : "atomic, q-major dQ, 64-key dK/dV");
       std::vector<float> got_dq;
       if (cfg != 0 && det == 0) {
         std::vector<float> acc(nq);
@@ -392,6 +406,7 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
     }
   p.tile_count = nullptr;
   if (d_tcount != nullptr) CK(cudaFree(d_tcount));
+  if (d_tcount_hi != nullptr) CK(cudaFree(d_tcount_hi));
   return ok;
 }
 

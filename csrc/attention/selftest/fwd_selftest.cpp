@@ -4,7 +4,7 @@
 // (sm90/, AttnParams::fwd_wgmma). `seer_fwd_selftest --time` times the mma.sync and sm90 kernels on a
 // causal 16k-token sequence and on the P1 lengths of WORKLOADS.md (32 q / 8 kv heads, D 128, bf16,
 // 64x64 blocks) at densities 1.0, 0.5, 0.1 (the mask is drawn over all blocks; no reference check;
-// CUDA events, median of 10).
+// CUDA events, median of 10), then on P1 with 1D per-token-independent masks (per kv head, B_k 64).
 //
 // For each case it (1) builds the tile mask on the GPU and compares it with a CPU re-derivation of the
 // values documented in attention_params.h, (2) runs the forward kernel and compares out / lse with a
@@ -324,6 +324,16 @@ int main(int argc, char** argv) {
         rc |= run_case(*c, 7, 1, 10);
 #endif
       }
+    }
+    // 1D per-token-independent masks (every token row drawn on its own; per kv head, GQA group 4 packed):
+    // nearly every (row tile, block) pair is value 1 below density 1 (WORKLOADS.md's hard case for tiling).
+    for (float d : {1.0f, 0.5f, 0.1f}) {
+      const Case t{128, true, p1, p1, 32, 8, false, 8, 1, 64, true, d, 0};
+      std::printf("time: P1 lengths h_q=32 h_kv=8 D=128 bf16 1D per-token (per kv head) B_k 64 causal density %.2f\n", d);
+      rc |= run_case(t, 7, 0, 10);
+#ifdef SEER_ATTN_SM90A
+      rc |= run_case(t, 7, 1, 10);
+#endif
     }
     return rc ? 1 : 0;
   }

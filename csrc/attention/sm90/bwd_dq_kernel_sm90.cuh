@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
     for (; w < n_work;) {
       const WorkItem it = work_item(p, w);
       const sm90_rows::ThreadRows tr(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
-      const sm90_rows::RowMask rm(p, it, tr);
+      const sm90_rows::RowMask rm(p, it, tr, warp_row0 + g);
       // This thread's two rows: lse * log2(e) (+inf: P = 0 for a padding row or one with no visible key)
       // and D_i.
       float lse2[2], dd[2];
@@ -111,14 +111,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
       // dQ += dS K of stage `st` (issued and committed, not waited); K is the MN-major B operand as V in
       // the forward's P V.
       auto issue_dq = [&](uint32_t (&dsa)[kBlockN / 16][4], int st) {
-        const uint32_t sK_addr = smem_u32(smem + T::kOffK + st * T::kTileBytes);
-        sm90::fence_operands(acc_dq);
-        sm90::fence_operands(dsa);
-        sm90::wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk)
-          sm90::wgmma_rs<D, Elem, 1>(acc_dq, dsa[kk], sm90::make_smem_desc_sw128(sK_addr + kk * 2048, kBlockN * 128, 1024), 1);
-        sm90::wgmma_commit();
+        sm90_rows::issue_rows_stage<T>(acc_dq, dsa, smem_u32(smem + T::kOffK + st * T::kTileBytes));
       };
       // dS = P * (dP - D_i), P = exp2(S * scale_log2 - lse2), packed as the A fragments of dS K.
       auto form_ds = [&](float (&sd)[kBlockN / 2], const float (&dp)[kBlockN / 2], uint32_t (&dsa)[kBlockN / 16][4]) {
@@ -148,7 +141,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
             sm90::fence_operands(dp);
-            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            rm.apply(sd, m, v, t4);
             form_ds(sd, dp, dsa);
           },
           [&](int st, int pst, const TileMeta* m, uint32_t v) {
@@ -166,7 +159,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
               sm90::wgmma_wait<0>();
               sm90::fence_operands(sd);
               sm90::fence_operands(dp);
-              rm.apply(sd, m, v, p.mask_stride_col, t4);
+              rm.apply(sd, m, v, t4);
               form_ds(sd, dp, dsa);
               return;
             }
@@ -176,7 +169,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
             sm90::wgmma_wait<1>();  // S / dP of this tile done; dQ of the pending one may still run
             sm90::fence_operands(sd);
             sm90::fence_operands(dp);
-            rm.apply(sd, m, v, p.mask_stride_col, t4);
+            rm.apply(sd, m, v, t4);
             uint32_t dsa_nxt[kBlockN / 16][4];
             form_ds(sd, dp, dsa_nxt);
             sm90::wgmma_wait<0>();

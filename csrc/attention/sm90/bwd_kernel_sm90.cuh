@@ -5,12 +5,15 @@
 //
 // One CTA per (key tile of kBlockN = 128 keys, kv head, sequence) = one producer warpgroup (0)
 // and kNWG = 2 consumer warpgroups, consumer c owning keys [64 c, 64 c + 64) of the tile (its K / V rows
-// stay in shared memory; warp w of it owns the 16-key chunk 4 c + w).
+// stay in shared memory; warp w of it owns the 16-key chunk 4 c + w). At a low kept-tile density
+// (bwd_common.h dkdv_split) the same kernel runs with kNWG = 1: 64-key CTAs, two per SM, each streaming
+// its own row tiles (Traits).
 //
 //   producer : walks the candidate row tiles of the transposed tile mask (every q head of the GQA group,
 //              so dK / dV come out reduced over the group without atomics), compacts the kept ones
-//              (2-bit tile-mask value per 16-key chunk of the CTA, "chunk flags"), and per kept row
-//              tile: waits for a free stage, writes the per-row record (lse, softmax_d, the row's key limit,
+//              (2-bit tile-mask value per 16-key chunk of the CTA, "chunk flags"), reorders each batch
+//              so that the two consumers' row tiles alternate (kNWG 2, alternate_consumers), and per kept
+//              row tile: waits for a free stage, writes the per-row record (lse, softmax_d, the row's key limit,
 //              its keep bit per 16-key chunk, dq_accum row offset) and gathers the 64 Q and dO rows with
 //              cp.async into the stage (128-byte swizzled slabs, common/sm90_primitives.h), arriving on
 //              the stage's `full` barrier (count 256: one plain arrival per thread after its record
@@ -19,8 +22,9 @@
 //              M = the consumer's 64 keys, N = 64 rows), P^T = exp2(S^T * scale_log2 - lse log2(e)) (masking
 //              only on boundary chunks: tile-mask value 1 per-row bits, sequence end, causal),
 //              dS^T = P^T (dP^T - softmax_d), then dV += P^T dO and dK += dS^T Q (wgmma, P^T / dS^T
-//              from registers, dO / Q read MN-major from the same stage). Atomic path: dS^T is
-//              stored to shared memory and dQ_tile = dS K (wgmma, dS^T read MN-major, K MN-major) is
+//              from registers, dO / Q read MN-major from the same stage). Atomic path at a high
+//              kept-tile density (bwd_common.h dq_fused; the 128-key CTA only - the 64-key CTA never adds
+//              dQ, the q-major dQ kernel computes it): dS^T is stored to shared memory and dQ_tile = dS K (wgmma, dS^T read MN-major, K MN-major) is
 //              added into the fp32 dq_accum workspace with 16-byte red.global.add.v4.f32. D 128, a row tile both
 //              consumers keep chunks of: consumer c computes dims [64 c, +64) over all 128 keys (a
 //              barrier between the consumers); otherwise each consumer computes all dims over its own 64
@@ -53,31 +57,38 @@
 namespace seer {
 namespace bwd_sm90 {
 
-template <int kHeadDim_, typename Elem_>
+// kNWG_ = 2: the 128-key CTA of a high kept-tile density (one per SM; the two consumers share the row
+// tiles both keep). kNWG_ = 1: the 64-key CTA of a low density (two per SM, each streaming its own row
+// tiles; no fused dQ) - at a low density most row tiles are kept by one 64-key block only, so the 128-key
+// CTA mostly ran one of its consumers (benchmarks/NOTES.md v8 finding 7). bwd_common.h dkdv_split picks.
+template <int kHeadDim_, typename Elem_, int kNWG_ = 2>
 struct Traits {
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kNWG = 2;                          // consumer warpgroups (64 keys each)
+  static constexpr int kNWG = kNWG_;                      // consumer warpgroups (64 keys each)
+  static constexpr int kCtasPerSm = kNWG == 1 ? 2 : 1;
   static constexpr int kBlockM = attn_bwd::kBwdTileRows;  // rows per streamed row tile (64)
   static constexpr int kBlockN = 64 * kNWG;               // keys per CTA
   static constexpr int kChunks = kBlockN / 16;            // 16-key chunks (one per consumer warp)
   static constexpr int kThreads = 128 * (1 + kNWG);
   // setmaxnreg split of the CTA's registers: a CTA is launched with kLaunchRegs per thread (what ptxas
-  // allots under __launch_bounds__(kThreads, 1): 168 for 384 threads) and the warpgroups can only trade
-  // those (a larger sum makes setmaxnreg.inc wait forever).
-  static constexpr int kLaunchRegs = (65536 / kThreads < 255 ? 65536 / kThreads : 255) / 8 * 8;
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = 232;
+  // allots under __launch_bounds__(kThreads, kCtasPerSm): 168 for 384 threads, 128 for 2 x 256) and the
+  // warpgroups can only trade those (a larger sum makes setmaxnreg.inc wait forever).
+  static constexpr int kLaunchRegs = (65536 / (kThreads * kCtasPerSm) < 255 ? 65536 / (kThreads * kCtasPerSm) : 255) / 8 * 8;
+  static constexpr int kProducerRegs = kNWG == 2 ? 40 : 32;
+  static constexpr int kConsumerRegs = kNWG == 2 ? 232 : 224;
   static_assert(kProducerRegs + kNWG * kConsumerRegs <= (1 + kNWG) * kLaunchRegs, "register file");
-  static constexpr int kStages = kHeadDim == 128 ? 3 : 4;  // Q / dO stages of the ring
+  // Q / dO stages of the ring (the 64-key CTA: two per SM in 228 KB).
+  static constexpr int kStages = kNWG == 2 ? (kHeadDim == 128 ? 3 : 4) : (kHeadDim == 128 ? 2 : 4);
   // dQ (atomic path), D 128 with two consumers: a row tile both consumers keep chunks of is split by head
   // dim (consumer c: dims [64 c, +64) over all 128 keys, a barrier between the two); a row tile only one
   // consumer keeps is that consumer's alone (every dim over its own 64 keys, two 64-dim passes) and the
   // other skips it without waiting. Otherwise (D 64) each consumer covers every dim over its own keys.
-  static constexpr bool kDqSplitD = kHeadDim == 128;
+  static constexpr bool kDqSplitD = kHeadDim == 128 && kNWG == 2;
   // dS^T buffers: one per stage when a consumer may run ahead of the other (kDqSplitD: a split row tile
-  // reads the other consumer's half), else two (each consumer reads only its own rows).
-  static constexpr int kDSBufs = kDqSplitD ? kStages : 2;
+  // reads the other consumer's half), else two (each consumer reads only its own rows); none in the
+  // 64-key CTA (it never adds dQ).
+  static constexpr int kDSBufs = kNWG == 1 ? 0 : kDqSplitD ? kStages : 2;
   static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // K (or V) of the CTA
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q (or dO) of one stage
   static constexpr int kDSBytes = kBlockN * kBlockM * 2;   // dS^T [keys][rows], one buffer
@@ -95,13 +106,17 @@ struct Traits {
   static constexpr int kOffWarpCnt = kOffFlags + 128 * 4;            // int [4]
   static constexpr int kOffColOff = kOffWarpCnt + 4 * 4;             // int64 [kChunks] user-mask column offsets
   static constexpr int kOffRowOff = kOffColOff + kChunks * 8;        // RowOff [2][kBlockM] (producer only)
-  static constexpr int kSmemUsed = kOffRowOff + 2 * kBlockM * 16;
+  static constexpr int kOffOwnCnt = kOffRowOff + 2 * kBlockM * 16;   // int [3][4] (producer only)
+  static constexpr int kOffList2 = kOffOwnCnt + 3 * 4 * 4;            // int [128] the batch in consumer order
+  static constexpr int kOffFlags2 = kOffList2 + 128 * 4;              // uint32 [128] their chunk flags
+  static constexpr int kSmemUsed = kOffFlags2 + 128 * 4;
   static constexpr int kSmemBytes = kSmemUsed + 1024;  // + slack to align the base to 1024 bytes
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dim");
   static_assert(kChunks * 2 <= 32, "chunk flags fit 32 bits");
   static_assert(kOffQ % 1024 == 0 && kOffDO % 1024 == 0 && kOffDS % 1024 == 0 && kQBytes % 1024 == 0,
                 "SW128 tiles 1024-aligned");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
+  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory per SM");
 };
 
 // Per-stage record of the streamed row tile (written by the producer, read by the consumers).
@@ -126,16 +141,65 @@ struct RowOff {
   const void* dO;  // the row in dout
 };
 
-// Descriptor of the same tile `bytes` further (16-byte units in the low bits; shared addresses < 256 KB).
-SEER_DEVICE uint64_t desc_add(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
+// Producer (128 threads, tid 0..127): reorders one batch of compacted row tiles (list / flags [0, total),
+// total <= 128) so that the two consumers' work alternates - row tiles both consumers keep chunks of first,
+// then the tiles only one of them keeps, consumer 0's and consumer 1's in turn, then the rest of the
+// longer of the two. Each class keeps its candidate order (a consumer sees its shared tiles first, then its
+// own); the order is a function of the tile mask only, so dK / dV sums stay in one fixed order
+// (deterministic, though not bitwise equal to candidate order). In candidate order, a run of more than kStages - 1 tiles of one consumer left
+// the other idle (it may skip at most kStages - 1 stages ahead), which at low density - where most kept
+// row tiles are one consumer's - is the common case. cnt: int [3][4] scratch.
+template <int kChunksPerConsumer, typename Sync>
+SEER_DEVICE void alternate_consumers(const int* list, const uint32_t* flags, int* out_list, uint32_t* out_flags,
+                                     int* cnt, int total, int tid, Sync sync) {
+  const bool in = tid < total;
+  const uint32_t f = in ? flags[tid] : 0u;
+  constexpr uint32_t kMask0 = (1u << (2 * kChunksPerConsumer)) - 1u;
+  const bool k0 = (f & kMask0) != 0u, k1 = (f >> (2 * kChunksPerConsumer)) != 0u;
+  const int cls = !in ? 3 : (k0 && k1) ? 0 : (k0 ? 1 : 2);  // 0 both, 1 consumer 0 only, 2 consumer 1 only
+  const int lane = tid & 31, warp = tid >> 5;
+  unsigned mine = 0;  // this thread's class ballot (no runtime-indexed array: it would go to local memory)
+#pragma unroll
+  for (int c = 0; c < 3; ++c) {
+    const unsigned bal = SEER_BALLOT(cls == c);
+    if (lane == 0) cnt[c * 4 + warp] = __popc(bal);
+    if (c == cls) mine = bal;
+  }
+  sync();
+  int before = 0, tot[3] = {0, 0, 0};
+#pragma unroll
+  for (int w = 0; w < 4; ++w)
+#pragma unroll
+    for (int c = 0; c < 3; ++c) {
+      const int x = cnt[c * 4 + w];
+      tot[c] += x;
+      if (c == cls && w < warp) before += x;
+    }
+  if (in) {
+    const unsigned lt = (1u << lane) - 1u;
+    const int rank = before + __popc(mine & lt);
+    int pos = rank;
+    if (cls != 0) {
+      const int m = min(tot[1], tot[2]);
+      pos = tot[0] + (rank < m ? 2 * rank + (cls - 1) : m + rank);
+    }
+    out_list[pos] = list[tid];
+    out_flags[pos] = flags[tid];
+  }
+  sync();  // the reordered batch is visible; cnt is rewritten only after the next compact_list's barriers
+}
 
 template <typename T, bool Is_causal, bool Is_atomic>
-__global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __grid_constant__ AttnBwdParams p) {
+__global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kernel(const __grid_constant__ AttnBwdParams p) {
 #if SEER_HAS_SM90A
   using Elem = typename T::Elem;
   constexpr int D = T::kHeadDim;
   constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kStages = T::kStages, kNWG = T::kNWG;
   constexpr float kLog2e = attn_bwd::kLog2e;
+  static_assert(kNWG == 2 || !Is_atomic, "the 64-key CTA never adds dQ (it runs at a low density only)");
+  // Both CTA sizes are launched where tile counts exist; the one the kept-tile density does not pick
+  // exits at once (uniform over the grid, before any barrier; bwd_common.h dkdv_split).
+  if (attn_bwd::dkdv_split(p.tile_count) != (kNWG == 1)) return;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
@@ -205,11 +269,22 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
       }
       // Compaction of the kept candidates (increasing candidate order; block_iter.h via bwd_common.h).
       const int total = attn_bwd::compact_list<128>(flags != 0, rt, flags, sList, sFlags, sWarpCnt, wtid, sync);
+      static_assert(T::kChunks == 4 * kNWG, "4 chunks per consumer");
+      const int* sList2 = sList;
+      const uint32_t* sFlags2 = sFlags;
+      if constexpr (kNWG == 2) {  // the two consumers' row tiles alternate (one consumer: candidate order)
+        int* l2 = reinterpret_cast<int*>(smem + T::kOffList2);
+        uint32_t* f2 = reinterpret_cast<uint32_t*>(smem + T::kOffFlags2);
+        alternate_consumers<T::kChunks / kNWG>(sList, sFlags, l2, f2, reinterpret_cast<int*>(smem + T::kOffOwnCnt),
+                                               total, wtid, sync);
+        sList2 = l2;
+        sFlags2 = f2;
+      }
 #pragma unroll 1
       for (int i = 0; i < total; ++i, ++u) {
         const int st = u % kStages;
-        const int rti = sList[i];
-        const uint32_t fl = sFlags[i];
+        const int rti = sList2[i];
+        const uint32_t fl = sFlags2[i];
         // Row tile rti: head slot, first token, first q head, valid tokens (tile_row's rule: row r is valid
         // iff r / pack < n_tok).
         const RowTile rtile = row_tile(p, hk, rti);  // tile_scheduler.h
@@ -236,9 +311,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
             ro.dO = gdo + grow * p.do_row_stride + static_cast<int64_t>(head) * p.do_head_stride;
             // Keep bits: value-2 chunks, and value-1 chunks whose key block the row's mask keeps (the
             // reads are independent, so their latencies overlap; one block's bytes share a line).
-            const uint8_t* mrow = p.mask + static_cast<int64_t>(b) * p.mask_stride_b +
-                                  static_cast<int64_t>(head / hm_div) * p.mask_stride_h +
-                                  static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row;
+            const uint8_t* mrow = p.mask + mask_row_offset(p, b, head, tok, hm_div);  // seqlen.h
 #pragma unroll
             for (int ch = 0; ch < T::kChunks; ++ch) {
               const uint32_t v = (fl >> (2 * ch)) & 3u;
@@ -373,13 +446,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         const uint64_t ddo_base = sm90::make_smem_desc_sw128(sdO_addr, 16, 1024);
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk)
-          sm90::wgmma_ss<64, Elem, 0>(acc_s, desc_add(dk_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
-                                      desc_add(dq_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
+          sm90::wgmma_ss<64, Elem, 0>(acc_s, sm90::desc_add(dk_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
+                                      sm90::desc_add(dq_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
         sm90::wgmma_commit();
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk)
-          sm90::wgmma_ss<64, Elem, 0>(acc_dp, desc_add(dv_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
-                                      desc_add(ddo_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
+          sm90::wgmma_ss<64, Elem, 0>(acc_dp, sm90::desc_add(dv_base, (kk / 4) * (kBlockN * 128) + (kk % 4) * 32),
+                                      sm90::desc_add(ddo_base, (kk / 4) * (kBlockM * 128) + (kk % 4) * 32), kk != 0);
         sm90::wgmma_commit();
         // acc[4 j + e]: key wkey + g + 8 (e >> 1), row 8 j + 2 t4 + (e & 1) of the row tile.
         sm90::wgmma_wait<1>();  // S^T done; dP^T may still run
@@ -436,9 +509,9 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
         const uint64_t ddo_t = sm90::make_smem_desc_sw128(sdO_addr, kBlockM * 128, 1024);
         const uint64_t dq_t = sm90::make_smem_desc_sw128(sQ_addr, kBlockM * 128, 1024);
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dv, pa[kk], desc_add(ddo_t, kk * 2048), 1);
+        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dv, pa[kk], sm90::desc_add(ddo_t, kk * 2048), 1);
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dk, dsa[kk], desc_add(dq_t, kk * 2048), 1);
+        for (int kk = 0; kk < 4; ++kk) sm90::wgmma_rs<D, Elem, 1>(acc_dk, dsa[kk], sm90::desc_add(dq_t, kk * 2048), 1);
         sm90::wgmma_commit();
       }
       if (fuse_dq) {
@@ -480,7 +553,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) bwd_dkdv_sm90_kernel(const __g
               sm90::make_smem_desc_sw128(sK_addr + slab * (kBlockN * 128) + kc0 * 2048, kBlockN * 128, 1024);
 #pragma unroll
           for (int i = 0; i < kSteps; ++i)
-            sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, desc_add(da, i * 2048), desc_add(db, i * 2048), i != 0);
+            sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, sm90::desc_add(da, i * 2048), sm90::desc_add(db, i * 2048), i != 0);
           sm90::wgmma_commit();
           sm90::wgmma_wait<0>();
           if (first) release_stage();  // dV / dK wgmmas complete too: Q / dO of the stage are free

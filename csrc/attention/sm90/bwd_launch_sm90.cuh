@@ -2,9 +2,10 @@
 // (head dim, element type) in instantiations/bwd_hdim*_sm90.cu, compiled for sm_90a. Same contract as
 // run_bwd_hdim (bwd_launch.cuh): softmax_d must already hold D_i; atomic path (!deterministic and
 // dq_accum set, zero-initialised): the kernel also adds dQ into dq_accum and the caller converts it - or,
-// with tile counts (AttnParams::tile_count) at a low kept-tile density, the q-major dQ kernel writes dq
-// and the convert kernel does nothing (bwd_common.h dq_fused); deterministic path: the q-major wgmma dQ
-// kernel (sm90/bwd_dq_kernel_sm90.cuh) follows.
+// with tile counts (AttnParams::tile_count) at a low kept-tile density, the 64-key dK/dV CTA runs, the
+// q-major dQ kernel writes dq and the convert kernel does nothing (bwd_common.h dq_fused, dkdv_split);
+// deterministic path: the q-major wgmma dQ kernel (sm90/bwd_dq_kernel_sm90.cuh) follows (the dK/dV CTA
+// size again chosen from the counts).
 #pragma once
 
 #include "attention/attention_params.h"
@@ -17,21 +18,30 @@
 namespace seer {
 namespace bwd_sm90 {
 
-// Two consumer warpgroups = 128 keys per CTA.
+// The 128-key CTA (two consumer warpgroups) and, where tile counts exist, the 64-key CTA (one consumer
+// warpgroup, two CTAs per SM, never fusing dQ): the kept-tile density picks one on the device
+// (bwd_common.h dkdv_split) and the other kernel's CTAs exit at once.
 template <typename Elem, int D>
 int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
-  using T = Traits<D, Elem>;
+  using T = Traits<D, Elem, 2>;
+  using T1 = Traits<D, Elem, 1>;
   const dim3 grid = key_tile_grid(p, T::kBlockN);  // tile_scheduler.h
   if (grid.x == 0) return 0;
   const bool atomic = !p.deterministic && p.dq_accum != nullptr;
   return SEER_BOOL_SWITCH(p.causal, kCausal, [&] {
-    return SEER_BOOL_SWITCH(atomic, kAtomic, [&] {
+    int err = SEER_BOOL_SWITCH(atomic, kAtomic, [&] {
       auto kernel = &bwd_dkdv_sm90_kernel<T, kCausal, kAtomic>;
       cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
       if (e != cudaSuccess) return static_cast<int>(e);
       kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
       return static_cast<int>(SEER_LAST_ERROR());
     });
+    if (err != 0 || p.tile_count == nullptr) return err;
+    auto kernel1 = &bwd_dkdv_sm90_kernel<T1, kCausal, false>;
+    cudaError_t e = allow_smem(kernel1, T1::kSmemBytes);
+    if (e != cudaSuccess) return static_cast<int>(e);
+    kernel1<<<key_tile_grid(p, T1::kBlockN), T1::kThreads, T1::kSmemBytes, stream>>>(p);
+    return static_cast<int>(SEER_LAST_ERROR());
   });
 }
 

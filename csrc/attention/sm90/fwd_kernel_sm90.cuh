@@ -6,22 +6,27 @@
 // list, which is ordered by causal work); a work item is one 64-row row tile of one (sequence, kv head)
 // (attention_params.h "Row tiles").
 //
-//   producer : walks the row tile's kept-block stream (block_iter.h); per K/V tile: wait stage empty,
-//              write the tile's metadata (chunk keys, block indices, tile-mask values), gather its K
+//   producer : walks the row tile's kept-block stream (block_iter.h); per K/V tile: reads the user-mask
+//              bytes of its value-1 chunks for the tile's rows, waits for the stage to be empty, writes
+//              the tile's metadata (chunk keys, tile-mask values, per-row keep bits), gathers its K
 //              and V rows with cp.async (16-key chunks at any multiple of 16; rows
-//              past the key limit zero-filled), cp.async.mbarrier.arrive on `full`. After the last tile
+//              past the key limit zero-filled), arrives on `full`. After the last tile
 //              of a work item it publishes an end marker and goes on with the next item, so the next
 //              item's first tiles load while the consumer finishes this one.
-//   consumer : per tile: wait `full`, S = Q K^T (wgmma, both operands in shared memory),
-//              masking only on boundary tiles, online softmax, O += P V (wgmma, P from registers),
-//              release. The next tile's Q K^T is issued together with the current P V, so that P V
-//              overlaps the next softmax (FlashAttention-3's intra-warpgroup overlap). After its last
-//              Q K^T of an item the consumer prefetches the next item's Q.
+//   consumer : per tile t: wait `full`; settle the previous tile (wait for the P V in flight, release
+//              its stage - one tile late, so kStages >= 3 - rescale O, hand the new P over); issue
+//              S = Q K^T of t (wgmma, both operands in shared memory) together with P V of t - 1 (wgmma,
+//              P from registers); wait for S only; masking only on boundary tiles; online softmax in
+//              the lazy form (a row's base moves only when its max grows by more than 2^8, so O is
+//              rarely rescaled). The softmax of t thus overlaps the P V of t - 1 (FlashAttention-3's
+//              intra-warpgroup overlap; the settle placement keeps ptxas from hoisting the P V wait
+//              above it, benchmarks/NOTES.md v8 finding 8). After its last Q K^T of an item the
+//              consumer prefetches the next item's Q.
 //   epilogue : O / l written from registers with the rows' strides; lse.
 //
 // Stages: kStages K/V tiles of kBlockN = 64 keys in the 128-byte-swizzled slab layout wgmma reads
-// (common/sm90_primitives.h) plus a metadata record. Barriers per stage: full (count 129: one cp.async
-// arrival per producer thread + the metadata writer's) and empty (count 128: one per consumer thread).
+// (common/sm90_primitives.h) plus a metadata record. Barriers per stage: full (count 256: a plain and a
+// cp.async arrival per producer thread) and empty (count 128: one per consumer thread).
 // Tile u (counted over the whole persistent loop) uses stage u % kStages, phase (u / kStages) & 1.
 //
 // Measured alternatives (benchmarks/NOTES.md, v4): one CTA per SM with two consumers sharing the union
@@ -84,7 +89,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
     for (; w < n_work;) {
       const WorkItem it = work_item(p, w);
       const sm90_rows::ThreadRows tr(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
-      const sm90_rows::RowMask rm(p, it, tr);
+      const sm90_rows::RowMask rm(p, it, tr, warp_row0 + g);
 
       cp_async_wait<0>();  // this item's Q (prefetched)
       sm90::fence_view_async_shared();
@@ -103,24 +108,16 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         sm90_rows::wgmma_rows_keys<T>(sd, sQ_addr, sK_addr);  // row_tile_parts_sm90.cuh
         sm90::wgmma_commit();
       };
-      // O += P V of stage `st` (issued and committed, not waited). V is the MN-major B operand: k16
-      // step kk starts 16 rows = 2048 bytes further; LBO = the stride of its 64-column slabs.
+      // O += P V of stage `st` (issued and committed, not waited).
       auto issue_pv = [&](uint32_t (&pa)[kBlockN / 16][4], int st) {
-        const uint32_t sV_addr = smem_u32(smem + T::kOffV + st * T::kTileBytes);
-        sm90::fence_operands(acc_o);
-        sm90::fence_operands(pa);
-        sm90::wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk)
-          sm90::wgmma_rs<D, Elem, 1>(acc_o, pa[kk], sm90::make_smem_desc_sw128(sV_addr + kk * 2048, kBlockN * 128, 1024), 1);
-        sm90::wgmma_commit();
+        sm90_rows::issue_rows_stage<T>(acc_o, pa, smem_u32(smem + T::kOffV + st * T::kTileBytes));
       };
-      // Online softmax of S (common/softmax.h): new row maxima, P = exp2(S * scale - base) packed as the
-      // A fragments of P V, row sums; alpha = rescale factor of the O accumulated so far (exactly 1
-      // when the maximum did not move).
+      // Online softmax of S (common/softmax.h, the lazy form): row bases, P = exp2(S * scale - base) packed
+      // as the A fragments of P V, row sums; alpha = rescale factor of the O accumulated so far (exactly 1
+      // unless a row's max grew by more than 2^8 since its base was set).
       auto softmax = [&](float (&sd)[kBlockN / 2], uint32_t (&pa)[kBlockN / 16][4], float (&alpha)[2]) {
 #pragma unroll
-        for (int rr = 0; rr < 2; ++rr) alpha[rr] = online_softmax_row<true>(frags(sd), rr, row_max[rr], row_sum[rr], scale_log2);
+        for (int rr = 0; rr < 2; ++rr) alpha[rr] = online_softmax_row_lazy(frags(sd), rr, row_max[rr], row_sum[rr], scale_log2);
 #pragma unroll
         for (int kk = 0; kk < kBlockN / 16; ++kk) {
           pa[kk][0] = pack2<Elem>(sd[8 * kk + 0], sd[8 * kk + 1]);
@@ -136,10 +133,33 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       };
       auto release = [&](int st) { sm90::mbar_arrive(&bar_empty[st]); };
 
-      // P of the pending tile (its P V not issued yet) lives in pa; pend_st is its stage.
-      uint32_t pa[kBlockN / 16][4];
+      // pn: P of the newest tile (the softmax's output; its P V not issued yet, pend_st its stage); pa: the
+      // A operand of the P V issued last (possibly in flight, pv_st its stage).
+      //
+      // The wait for an in-flight P V, the stage release, O's rescale and the hand-off pa <- pn happen at
+      // the start of the next tile (settle), not after the softmax in the same tile: there ptxas hoisted
+      // the wait above the softmax (SASS: WARPGROUP.DEPBAR before the first MUFU.EX2), so the softmax never
+      // overlapped the in-flight P V. Across the consumer's wait for the next tile (a separate block) the
+      // wait stays behind the softmax. The operations on O and their order are those of the previous
+      // schedule (bitwise the same output).
+      uint32_t pa[kBlockN / 16][4], pn[kBlockN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) pa[kk][e] = 0u;
       float alpha[2];
-      int pend_st = 0;
+      int pend_st = 0, pv_st = -1;  // pv_st < 0: no P V in flight
+      // A stage is released one tile later than it is read (settle): with two stages the consumer would wait
+      // for a tile whose stage it still holds.
+      static_assert(T::kStages >= 3, "settle releases a stage at the next tile");
+      auto settle = [&]() {
+        sm90::wgmma_wait<0>();  // the in-flight P V (if any) completes
+        sm90::fence_operands(acc_o);
+        if (pv_st >= 0) release(pv_st);
+        pv_st = -1;
+        rescale_o(alpha);  // O holds every tile before the newest: scale it to the row's current base
+        sm90_rows::handoff_operand(pa, pn, opaque_zero);  // pa = pn, after the P V that read pa
+      };
       const bool pending = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
           [&](int st, const TileMeta* m, uint32_t v) {
@@ -147,27 +167,23 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             issue_qk(sd, st);
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
-            rm.apply(sd, m, v, p.mask_stride_col, t4);
-            softmax(sd, pa, alpha);
-            rescale_o(alpha);
+            rm.apply(sd, m, v, t4);
+            softmax(sd, pn, alpha);
           },
           [&](int st, int pst, const TileMeta* m, uint32_t v) {
+            settle();
             float sd[kBlockN / 2];
             issue_qk(sd, st);
-            issue_pv(pa, pst);
-            sm90::wgmma_wait<1>();  // Q K^T of this tile done; P V of the pending one may still run
+            issue_pv(pa, pst);  // P V of the previous tile
+            pv_st = pst;
+            sm90::wgmma_wait<1>();  // Q K^T of this tile done; the P V may still run (during the softmax)
             sm90::fence_operands(sd);
-            rm.apply(sd, m, v, p.mask_stride_col, t4);
-            uint32_t pa_nxt[kBlockN / 16][4];
-            softmax(sd, pa_nxt, alpha);
-            sm90::wgmma_wait<0>();
-            sm90::fence_operands(acc_o);
-            release(pst);
-            rescale_o(alpha);
-            sm90_rows::handoff_operand(pa, pa_nxt, opaque_zero);  // pa = pa_nxt, after P V read pa
+            rm.apply(sd, m, v, t4);
+            softmax(sd, pn, alpha);
           });
       // The next item's Q loads while the last P V and the epilogue run.
       const int w_next = sm90_rows::end_of_item(p, walk, w, pending, load_q, [&]() {
+        settle();
         issue_pv(pa, pend_st);
         sm90::wgmma_wait<0>();
         sm90::fence_operands(acc_o);

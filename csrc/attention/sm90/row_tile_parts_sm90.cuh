@@ -5,23 +5,30 @@
 //   RowTileTraits, ring_setup : the CTA's layout (two CTAs per SM) and its barriers.
 //   WorkItem    : what a role needs about one work item (uniform over the CTA).
 //   kv_producer : the producer warpgroup: per work item, walks the kept-block stream (block_iter.h); per
-//                 64-key K/V tile: wait stage empty, write the tile's metadata (TileMeta), gather its K
-//                 and V rows with cp.async (16-key chunks at any multiple of 16; rows past the key limit
-//                 zero-filled), cp.async.mbarrier.arrive on `full`. After the last tile of an item it
-//                 publishes an end marker (key[0] == kNoKey) and goes on with the next item.
+//                 64-key K/V tile: reads the user-mask bytes of the tile's value-1 chunks for the row
+//                 tile's rows, waits for the stage to be empty, writes the tile's metadata (TileMeta: chunk
+//                 keys, values, per-row keep bits), gathers its K and V rows with cp.async (16-key chunks
+//                 at any multiple of 16; rows past the key limit zero-filled), arrives on `full` (plain and
+//                 cp.async). After the last tile of an item it publishes an end marker (key[0] == kNoKey)
+//                 and goes on with the next item.
 //   gather_tile_rows : Q (or dO) rows of a row tile into shared memory (cp.async).
 //   ItemWalk, run_roles : the CTA's valid work items; the kernel body up to the role split (producer
 //                 warpgroup / consumer warpgroup).
 //   launch_persistent : the host side: T::kCtasPerSm CTAs per SM looping over the work items.
 //   wgmma_rows_keys : S-shaped GEMM (row operand x K/V stage^T) from shared memory.
+//   issue_rows_stage : O-shaped GEMM (a register tile x K/V stage), issued and committed.
+//   consume_stream : the consumer's walk over one item's K/V tiles (waits for each, calls the kernel's
+//                 per-tile step, releases the end marker's stage).
 //   ThreadRows, RowMask : a consumer thread's two rows of the row tile: where they live; key limits and
-//                 user-mask rows, and the masking of an S tile (only boundary tiles pay for it).
+//                 where their keep bits sit in TileMeta::rowkeep, and the masking of an S tile (only
+//                 boundary tiles pay for it).
 //   end_of_item, handoff_operand : the consumer's pipeline around its items (prefetch of the next item's
 //                 rows with the last pending GEMM; the in-flight A operand's register hand-off).
 //
 // Stage layout (Traits): K[kStages], V[kStages] of kBlockN = 64 keys in the 128-byte-swizzled slab
-// layout wgmma reads (common/sm90_primitives.h); barriers full (count 129: one cp.async arrival per
-// producer thread + the metadata writer's) and empty (count 128: one per consumer thread); TileMeta
+// layout wgmma reads (common/sm90_primitives.h); barriers full (count 256: one plain arrival after its
+// metadata stores and one cp.async arrival per producer thread) and empty (count 128: one per consumer
+// thread); TileMeta
 // [kStages] in 64-byte slots; the producer's list scratch (block_iter.h). Tile u (counted over the whole
 // persistent loop) uses stage u % kStages, phase (u / kStages) & 1.
 #pragma once
@@ -88,8 +95,9 @@ struct RowTileTraits {
   static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory per SM");
 };
 
-// The CTA's shared memory (checked 1024-byte aligned) with the ring's barriers initialised (full: 129 =
-// 128 cp.async arrivals + the metadata writer's; empty: 128 consumer threads). Called by every thread.
+// The CTA's shared memory (checked 1024-byte aligned) with the ring's barriers initialised (full: 256 =
+// 128 plain + 128 cp.async arrivals of the producer threads; empty: 128 consumer threads). Called by every
+// thread.
 template <typename T>
 SEER_DEVICE unsigned char* ring_setup(unsigned char* smem_raw) {
   const uint32_t pad = (1024u - (smem_u32(smem_raw) & 1023u)) & 1023u;
@@ -99,7 +107,7 @@ SEER_DEVICE unsigned char* ring_setup(unsigned char* smem_raw) {
     uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
     uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
     for (int st = 0; st < T::kStages; ++st) {
-      sm90::mbar_init(&bar_full[st], 129);
+      sm90::mbar_init(&bar_full[st], 256);
       sm90::mbar_init(&bar_empty[st], 128);
     }
     sm90::mbar_init_fence();
@@ -111,8 +119,11 @@ SEER_DEVICE unsigned char* ring_setup(unsigned char* smem_raw) {
 // What the producer tells the consumers about the tile in a stage.
 struct TileMeta {
   int key[4];      // first key of each 16-key chunk (kNoKey: empty chunk; key[0] == kNoKey: end of stream)
-  int blk[4];      // key block of each chunk (user-mask column of value-1 chunks)
   uint32_t vbits;  // tile-mask value of chunk c at bits 4c..4c+1
+  // Row r of the row tile (kBlockM = 64 rows): nibble r & 1 of byte r / 2, bit c = the row's user mask
+  // keeps chunk c. Written (by the producer, which reads the mask bytes ahead of the consumer) only for
+  // tiles with a value-1 chunk, and read only for value-1 chunks; 0 for padding rows.
+  uint8_t rowkeep[32];
 };
 static_assert(sizeof(TileMeta) <= 64, "TileMeta slot");
 
@@ -179,10 +190,17 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
   constexpr int kRowsPerPass = 128 / kRowChunks;  // 8 (D 128) or 16 (D 64)
   static_assert(16 % kRowsPerPass == 0, "a copy pass stays inside one 16-key chunk");
   const int chunk = wtid % kRowChunks;
+  static_assert(T::kBlockM == 64, "TileMeta::rowkeep holds 64 rows");
   int u = 0;
   for (int w = w0; w < n_work; w += w_step) {
     const WorkItem it = work_item(p, w);
     if (!it.valid) continue;  // uniform over the CTA
+    // User-mask row of row tile row wtid (threads 0..kBlockM-1; ThreadRows' rule), nullptr for padding rows.
+    const uint8_t* mrow = nullptr;
+    if (wtid < T::kBlockM) {
+      const int tok = it.rows.tok0 + wtid / p.pack, h = it.rows.h0 + wtid % p.pack;
+      if (wtid < p.tile_tokens * p.pack && tok < it.seqlen_q) mrow = p.mask + mask_row_offset(p, it.t.b, h, tok);
+    }
     const int64_t tm_base = (static_cast<int64_t>(it.t.b) * p.h_kv + it.t.hk) * p.n_row_tiles * p.nb_k;
     BlockStreamSrc src;
     src.row = p.tile_mask + tm_base + static_cast<int64_t>(it.t.rt) * p.nb_k;
@@ -195,34 +213,54 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
                      static_cast<int64_t>(it.t.hk) * p.v_head_stride;
     BlockCursor cur;
     for (;; ++u) {
-      int ck[kChunks];
+      int ck[kChunks], cb[kChunks];
       uint32_t vbits;
-      block_next_tile<128, kChunks>(cur, src, sm, wtid, sync, ck, vbits);
+      block_next_tile<128, kChunks>(cur, src, sm, wtid, sync, ck, cb, vbits);
+      // Keep bits of row wtid for the tile's value-1 chunks (the mask reads issued before the stage wait).
+      bool has_v1 = false;
+      uint32_t rk = 0;
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        const bool v1 = ((vbits >> (4 * c)) & 3u) == 1u;  // uniform
+        has_v1 |= v1;
+        if (v1 && mrow != nullptr && mrow[static_cast<int64_t>(cb[c]) * p.mask_stride_col] != 0) rk |= 1u << c;
+      }
       const int st = u % kStages;
       sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
+      TileMeta* m = reinterpret_cast<TileMeta*>(smem + T::kOffMeta + 64 * st);
       if (wtid == 0) {
-        TileMeta* m = reinterpret_cast<TileMeta*>(smem + T::kOffMeta + 64 * st);
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c) {
-          m->key[c] = ck[c];
-          m->blk[c] = ck[c] == kNoKey ? 0 : ck[c] / p.block_size_k;
-        }
+        for (int c = 0; c < kChunks; ++c) m->key[c] = ck[c];
         m->vbits = vbits;
-        sm90::mbar_arrive(&bar_full[st]);  // release: the record is visible after the wait
       }
+      if (has_v1) {  // uniform
+        const uint32_t rk_odd = SEER_SHFL_XOR(rk, 1);  // the pair's odd row
+        if (wtid < T::kBlockM && (wtid & 1) == 0) m->rowkeep[wtid >> 1] = static_cast<uint8_t>(rk | (rk_odd << 4));
+      }
+      sm90::mbar_arrive(&bar_full[st]);  // release: this thread's metadata stores are visible after the wait
       if (ck[0] != kNoKey) {
         Elem* sK = reinterpret_cast<Elem*>(smem + T::kOffK + st * T::kTileBytes);
         Elem* sV = reinterpret_cast<Elem*>(smem + T::kOffV + st * T::kTileBytes);
+        constexpr int kPasses = 16 / kRowsPerPass;  // copy passes per 16-key chunk
+        const int rsub = wtid / kRowChunks;          // the thread's row within a pass
 #pragma unroll
-        for (int pass = 0; pass < kBlockN / kRowsPerPass; ++pass) {
-          const int r = pass * kRowsPerPass + wtid / kRowChunks;
-          const int c = (pass * kRowsPerPass) / 16;  // compile-time
-          const int key = ck[c] + (r & 15);
-          const bool ok = key < src.key_limit;  // also false for kNoKey
-          const int64_t row = ok ? key : 0;
-          const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockN) >> 1;
-          cp_async_16(sK + off, gk + row * p.k_row_stride + chunk * 8, ok);
-          cp_async_16(sV + off, gv + row * p.v_row_stride + chunk * 8, ok);
+        for (int c = 0; c < kChunks; ++c) {
+          // One 64-bit row offset per chunk and tensor, stepped by kRowsPerPass rows for the chunk's
+          // later passes. A key past the limit (kNoKey included) is zero-filled and its address is not
+          // read (cp.async with no source bytes): a first pass then points at row 0, a later pass may
+          // point past the tensor's end (never dereferenced).
+          const int key0 = ck[c] + rsub;  // kNoKey + 15 + 8 does not overflow
+          const uint32_t row0 = key0 < src.key_limit ? static_cast<uint32_t>(key0) : 0u;
+          const Elem* pk = gk + static_cast<int64_t>(row0) * p.k_row_stride + chunk * 8;
+          const Elem* pv = gv + static_cast<int64_t>(row0) * p.v_row_stride + chunk * 8;
+#pragma unroll
+          for (int j = 0; j < kPasses; ++j) {
+            const int r = 16 * c + j * kRowsPerPass + rsub;
+            const bool ok = key0 + j * kRowsPerPass < src.key_limit;
+            const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockN) >> 1;
+            cp_async_16(sK + off, pk + static_cast<int64_t>(j * kRowsPerPass) * p.k_row_stride, ok);
+            cp_async_16(sV + off, pv + static_cast<int64_t>(j * kRowsPerPass) * p.v_row_stride, ok);
+          }
         }
       }
       sm90::cp_async_mbar_arrive(&bar_full[st]);
@@ -270,18 +308,34 @@ SEER_DEVICE void run_roles(const AttnParams& p, int n_work, Consumer&& consumer)
 // the caller fences the accumulator before and commits after.
 template <typename T>
 SEER_DEVICE void wgmma_rows_keys(float (&acc)[T::kBlockN / 2], uint32_t a_addr, uint32_t b_addr) {
+  const uint64_t da = sm90::make_smem_desc_sw128(a_addr, 16, 1024);
+  const uint64_t db = sm90::make_smem_desc_sw128(b_addr, 16, 1024);
 #pragma unroll
-  for (int kk = 0; kk < T::kKSteps; ++kk) {
-    const uint64_t da = sm90::make_smem_desc_sw128(a_addr + (kk / 4) * (T::kBlockM * 128) + (kk % 4) * 32, 16, 1024);
-    const uint64_t db = sm90::make_smem_desc_sw128(b_addr + (kk / 4) * (T::kBlockN * 128) + (kk % 4) * 32, 16, 1024);
-    sm90::wgmma_ss<T::kBlockN, typename T::Elem, 0>(acc, da, db, kk != 0);
-  }
+  for (int kk = 0; kk < T::kKSteps; ++kk)
+    sm90::wgmma_ss<T::kBlockN, typename T::Elem, 0>(acc, sm90::desc_add(da, (kk / 4) * (T::kBlockM * 128) + (kk % 4) * 32),
+                                                    sm90::desc_add(db, (kk / 4) * (T::kBlockN * 128) + (kk % 4) * 32), kk != 0);
+}
+
+// acc (kBlockM rows x D) += A B, issued and committed (not waited): A the kBlockM x kBlockN tile packed in
+// registers (P in the forward's P V, dS in the dQ kernel's dS K; k16 step kk = keys 16 kk ..), B a K/V
+// stage read MN-major (k16 step kk starts 16 rows = 2048 bytes further; LBO = the stride of its
+// 64-column slabs).
+template <typename T>
+SEER_DEVICE void issue_rows_stage(float (&acc)[T::kHeadDim / 2], uint32_t (&a)[T::kBlockN / 16][4], uint32_t b_addr) {
+  sm90::fence_operands(acc);
+  sm90::fence_operands(a);
+  sm90::wgmma_fence();
+  const uint64_t db = sm90::make_smem_desc_sw128(b_addr, T::kBlockN * 128, 1024);
+#pragma unroll
+  for (int kk = 0; kk < T::kBlockN / 16; ++kk)
+    sm90::wgmma_rs<T::kHeadDim, typename T::Elem, 1>(acc, a[kk], sm90::desc_add(db, kk * 2048), 1);
+  sm90::wgmma_commit();
 }
 
 // The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
 // u % kStages): waits for each tile, calls first(st, m, v) for the item's first tile and
-// next(st, pend_st, m, v) for the others (m the tile's TileMeta, v its vbits) (pend_st: the previous tile's stage, which `next` releases once the GEMM left pending on
-// it is done), releases the end marker's stage and leaves u past it. Returns whether a tile is pending
+// next(st, pend_st, m, v) for the others (m the tile's TileMeta, v its vbits) (pend_st: the previous tile's stage, which the caller releases once the GEMM left pending
+// on it is done - in `next`, or a tile later), releases the end marker's stage and leaves u past it. Returns whether a tile is pending
 // (its stage in pend_st): the caller finishes it.
 template <typename T, typename First, typename Next>
 SEER_DEVICE bool consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next) {
@@ -364,51 +418,48 @@ SEER_DEVICE void handoff_operand(uint32_t (&dst)[N][4], const uint32_t (&next)[N
 // key 8 f + 2 t4 + (e & 1) of the tile).
 struct RowMask {
   int kmax[2];            // keys >= kmax are invisible (0: padding row)
-  const uint8_t* mrow[2]; // user-mask row (nullptr: padding row)
+  int rk_byte;            // TileMeta::rowkeep byte of row 0 (row 1: + 4, 8 rows further)
+  int rk_shift;           // its nibble (rows g and g + 8 share the parity)
   int warp_kmin;          // smallest kmax over the warp's valid rows (a tile below it needs no masking)
 
-  SEER_DEVICE RowMask(const AttnParams& p, const WorkItem& it, const ThreadRows& tr) {
+  SEER_DEVICE RowMask(const AttnParams& p, const WorkItem& it, const ThreadRows& tr, int row0) {
 #pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      const int tok = tr.tok[rr];
-      kmax[rr] = tr.ok[rr] ? it.sb.key_limit(tok, p.causal) : 0;
-      const int hm = tr.h[rr] / (p.h_q / p.mask_heads);
-      mrow[rr] = tr.ok[rr] ? p.mask + static_cast<int64_t>(it.t.b) * p.mask_stride_b +
-                                 static_cast<int64_t>(hm) * p.mask_stride_h +
-                                 static_cast<int64_t>(tok / p.mask_row_div) * p.mask_stride_row
-                           : nullptr;
-    }
+    for (int rr = 0; rr < 2; ++rr) kmax[rr] = tr.ok[rr] ? it.sb.key_limit(tr.tok[rr], p.causal) : 0;
+    rk_byte = row0 >> 1;
+    rk_shift = 4 * (row0 & 1);
     int km = 0x7fffffff;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr)
-      if (mrow[rr] != nullptr) km = min(km, kmax[rr]);
+      if (tr.ok[rr]) km = min(km, kmax[rr]);
 #pragma unroll
     for (int o = 16; o >= 1; o >>= 1) km = min(km, SEER_SHFL_XOR(km, o));
     warp_kmin = km == 0x7fffffff ? 0 : km;
   }
 
   // Masks S in place: key visibility per row (sequence end / causal) and the chunk values of this row
-  // tile (0: not kept, 1: user mask per row, 2: kept). A tile all of whose chunks are kept and below
-  // warp_kmin is left alone (warp-uniform).
+  // tile (0: not kept, 1: the row's keep bit from TileMeta::rowkeep, 2: kept). A tile all of whose chunks
+  // are kept and below warp_kmin is left alone (warp-uniform).
   template <int N>
-  SEER_DEVICE void apply(float (&sd)[N], const TileMeta* m, uint32_t v, int64_t mask_stride_col, int t4) const {
+  SEER_DEVICE void apply(float (&sd)[N], const TileMeta* m, uint32_t v, int t4) const {
     constexpr int kChunks = N / 8;
+    // Every chunk kept by every row (value 2: none empty) and below warp_kmin. The stream's keys increase
+    // (block_iter.h: kept blocks in column order, a block's chunks in key order), so the last chunk is the
+    // highest: one shared load and a compare instead of one per chunk.
+    uint32_t all2 = 0;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) all2 |= 2u << (4 * c);
+    if ((v & (all2 | (all2 >> 1))) == all2 && m->key[kChunks - 1] + 16 <= warp_kmin) return;
     int ck[kChunks];
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) ck[c] = m->key[c];
-    bool full = true;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) full &= ((v >> (4 * c)) & 3u) == 2u && ck[c] + 16 <= warp_kmin;
-    if (full) return;
+    const uint32_t rk[2] = {static_cast<uint32_t>(m->rowkeep[rk_byte]) >> rk_shift,
+                            static_cast<uint32_t>(m->rowkeep[rk_byte + 4]) >> rk_shift};
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const uint32_t val = (v >> (4 * c)) & 3u;
       bool keep[2];
 #pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        keep[rr] = val == 2u;
-        if (val == 1u && mrow[rr] != nullptr) keep[rr] = mrow[rr][static_cast<int64_t>(m->blk[c]) * mask_stride_col] != 0;
-      }
+      for (int rr = 0; rr < 2; ++rr) keep[rr] = val == 2u || (val == 1u && ((rk[rr] >> c) & 1u) != 0u);
 #pragma unroll
       for (int f = 0; f < 2; ++f) {
 #pragma unroll

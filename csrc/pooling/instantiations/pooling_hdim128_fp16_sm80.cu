@@ -3,6 +3,6 @@
 
 namespace seer {
 namespace pooling {
-template int run_attn_pooling_main_<128, __half>(const PoolingParams&, void*);
+template int run_attn_pooling_main_<128, __half, false>(const PoolingParams&, void*);
 }  // namespace pooling
 }  // namespace seer

@@ -3,6 +3,6 @@
 
 namespace seer {
 namespace pooling {
-template int run_attn_pooling_main_<64, __nv_bfloat16>(const PoolingParams&, void*);
+template int run_attn_pooling_main_<64, __nv_bfloat16, false>(const PoolingParams&, void*);
 }  // namespace pooling
 }  // namespace seer
