@@ -231,7 +231,8 @@ POOL_CASES = {
 # Cases on values of tensor data: the CPU reference always checks them, CUDA on the checked path
 # (SEER_ATTN_CHECK_INPUTS=1; no device sync otherwise).
 POOL_DATA_CASES = {
-    "cu_not_monotone": (lambda p: dict(p, cu_seqlens=torch.tensor([0, 20, 10, 21, 58], dtype=torch.int32)),
+    "cu_not_monotone": (lambda p: dict(p, cu_seqlens=torch.tensor([0, 20, 10, 21, 58], dtype=torch.int32,
+                                                                  device=p["q"].device)),
                         "cu_seqlens", [_word(10), _word(20)]),
 }
 
@@ -300,7 +301,8 @@ DEC_CASES = {
 
 
 DEC_DATA_CASES = {
-    "cache_seqlens_too_long": (lambda d, dev: dict(d, cache_seqlens=torch.tensor([71, 0, 3], dtype=torch.int32)),
+    "cache_seqlens_too_long": (lambda d, dev: dict(d, cache_seqlens=torch.tensor([71, 0, 3], dtype=torch.int32,
+                                                                                 device=dev)),
                                "cache_seqlens", _word(71)),
 }
 

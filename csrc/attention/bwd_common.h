@@ -65,22 +65,25 @@ constexpr int kBwdTileRows = 64;
 
 // dQ path of the atomic (non-deterministic) sm90 backward, decided on the device from the tile counts of
 // the tile-mask builder (no host sync): at a kept-tile density above kDqFusedMinDensityPct percent the
-// dK/dV kernel adds dQ with fp32 atomics (it is 10% faster at density 1); below, the dK/dV kernel skips
-// dQ and the q-major dQ kernel computes it (14-25% faster at density 0.1-0.2: the fused dQ pays for the
-// union of two key blocks' row tiles). Measured on the H200, benchmarks/NOTES.md v7. Without counts
-// (tile_count == nullptr): fused.
-constexpr int kDqFusedMinDensityPct = 30;
+// dK/dV kernel adds dQ with fp32 atomics; below, the dK/dV kernel skips dQ and the q-major dQ kernel
+// computes it. H200, P1 lengths (benchmarks/NOTES.md v11): fused 1.7% faster at density 1, 15% slower
+// at density 0.5 (14.19 vs 11.98-12.02 ms). Without counts (tile_count == nullptr): fused.
+constexpr int kDqFusedMinDensityPct = 75;
 SEER_DEVICE bool dq_fused(const unsigned long long* tile_count) {
   if (tile_count == nullptr) return true;
   return tile_count[0] * 100ull > tile_count[1] * static_cast<unsigned long long>(kDqFusedMinDensityPct);
 }
 
-// CTA size of the sm90 dK/dV kernel, from the same counts (both paths): at a low kept-tile density (where
-// dQ is not fused) 64 keys per CTA, two CTAs per SM each streaming its own row tiles; otherwise 128 keys
-// per CTA whose two consumers share the row tiles both keep (sm90/bwd_kernel_sm90.cuh Traits). Without
-// counts: 128.
+// CTA size of the sm90 dK/dV kernel, from the same counts (both paths): at a kept-tile density of at most
+// kDkdvSplitMaxDensityPct percent 64 keys per CTA, two CTAs per SM each streaming its own row tiles (it
+// never adds dQ: the threshold lies below dq_fused's); otherwise 128 keys per CTA whose two consumers
+// share the row tiles both keep (sm90/bwd_kernel_sm90.cuh Traits). H200, P1 lengths (NOTES v11): 64 keys
+// 8% faster at density 0.1, equal at 0.5, 5% slower at 1. Without counts: 128.
+constexpr int kDkdvSplitMaxDensityPct = 30;
+static_assert(kDkdvSplitMaxDensityPct <= kDqFusedMinDensityPct, "the 64-key CTA never adds dQ");
 SEER_DEVICE bool dkdv_split(const unsigned long long* tile_count) {
-  return tile_count != nullptr && !dq_fused(tile_count);
+  if (tile_count == nullptr) return false;
+  return tile_count[0] * 100ull <= tile_count[1] * static_cast<unsigned long long>(kDkdvSplitMaxDensityPct);
 }
 
 // Chunk flags of the kChunks 16-key chunks starting at sequence-local key `key0`: 2 bits per chunk,

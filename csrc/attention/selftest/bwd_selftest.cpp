@@ -25,8 +25,9 @@
 // `--time`: P1 lengths of WORKLOADS.md, 32 q / 8 kv heads, D 128, bf16, causal, 2D 64x64 and 1D GQA
 // (B_k 64) masks, densities 1 / 0.5 / 0.1 (mask drawn per block, not the workload's causal-row rule):
 // median ms of 10 runs of run_attention_bwd (preprocess, which zeroes dq_accum where it is added into,
-// + dK/dV (+ dQ) + convert) for impl 0 (both paths) and impl 1 (four rows: deterministic, atomic, and
-// with forced counts of density 0 "atomic, q-major dQ, 64-key dK/dV" and "deterministic, 64-key dK/dV");
+// + dK/dV (+ dQ) + convert) for impl 0 (both paths) and impl 1 (five rows: deterministic, atomic, with
+// forced counts of density 0 "atomic, q-major dQ, 64-key dK/dV" and "deterministic, 64-key dK/dV", and of
+// density 0.5 "atomic, q-major dQ, 128-key dK/dV");
 // no float64 reference: the atomic-path gradients of the two implementations are compared.
 #include <cctype>
 #include <cmath>
@@ -294,15 +295,20 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   // q-major dQ" (the dK/dV kernel leaves dQ to the q-major dQ kernel, bwd_common.h dq_fused) and
   // "deterministic, 64-key": both then run the 64-key dK/dV CTA (bwd_common.h dkdv_split).
   // Counts of density 1 ({1, 1}): the production path of a dense mask (the 64-key grid exits, the 128-key
-  // kernel fuses dQ; preprocess zeroing and convert with counts present).
+  // kernel fuses dQ; preprocess zeroing and convert with counts present). Counts of density 0.5 ({1, 2}):
+  // "atomic, q-major dQ, 128-key" (neither fused nor split: the 128-key kernel on the atomic path leaves
+  // dQ to the q-major dQ kernel).
   unsigned long long* d_tcount = nullptr;
   unsigned long long* d_tcount_hi = nullptr;
+  unsigned long long* d_tcount_mid = nullptr;
   if (impl != 0) {
-    const unsigned long long counts[2] = {0ull, 1ull}, counts_hi[2] = {1ull, 1ull};
+    const unsigned long long counts[2] = {0ull, 1ull}, counts_hi[2] = {1ull, 1ull}, counts_mid[2] = {1ull, 2ull};
     CK(cudaMalloc(&d_tcount, sizeof(counts)));
     CK(cudaMemcpy(d_tcount, counts, sizeof(counts), cudaMemcpyHostToDevice));
     CK(cudaMalloc(&d_tcount_hi, sizeof(counts_hi)));
     CK(cudaMemcpy(d_tcount_hi, counts_hi, sizeof(counts_hi), cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&d_tcount_mid, sizeof(counts_mid)));
+    CK(cudaMemcpy(d_tcount_mid, counts_mid, sizeof(counts_mid), cudaMemcpyHostToDevice));
   }
   if (timing) {
     cudaEvent_t e0, e1;
@@ -310,11 +316,12 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
     CK(cudaEventCreate(&e1));
     // impl -1: both implementations on the same inputs.
     for (int im = impl < 0 ? 0 : impl; im <= (impl < 0 ? 1 : impl); ++im)
-      for (int det = 0; det <= (im == 1 ? 3 : 1); ++det) {  // sm90: 2 atomic, q-major dQ; 3 deterministic, 64-key
+      // sm90: 2 atomic, q-major dQ, 64-key; 3 deterministic, 64-key; 4 atomic, q-major dQ, 128-key
+      for (int det = 0; det <= (im == 1 ? 4 : 1); ++det) {
         p.bwd_wgmma = im == 1;
         p.deterministic = det == 1 || det == 3;
         p.dq_accum = p.deterministic ? nullptr : d_dqacc;
-        p.tile_count = det >= 2 ? d_tcount : nullptr;
+        p.tile_count = det == 4 ? d_tcount_mid : det >= 2 ? d_tcount : nullptr;
         std::vector<float> ms;
         for (int r = 0; r <= time_reps; ++r) {  // run 0: warm-up
           CK(cudaEventRecord(e0));
@@ -327,9 +334,10 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
         }
         std::sort(ms.begin(), ms.end());
         std::printf("  impl %d (%s) %s: median %.3f ms (min %.3f)\n", im, im ? "sm90 wgmma" : "mma.sync",
-                    det == 1 ? "deterministic" : det == 0 ? "atomic" : det == 2 ? "atomic, q-major dQ, 64-key dK/dV" : "deterministic, 64-key dK/dV",
+                    det == 1 ? "deterministic" : det == 0 ? "atomic" : det == 2 ? "atomic, q-major dQ, 64-key dK/dV"
+                    : det == 3 ? "deterministic, 64-key dK/dV" : "atomic, q-major dQ, 128-key dK/dV",
                     ms[ms.size() / 2], ms[0]);
-        if ((det == 0 || det == 2) && impl < 0) {  // the two implementations' atomic-path gradients against each other
+        if ((det == 0 || det == 2 || det == 4) && impl < 0) {  // the two implementations' atomic-path gradients against each other
           for (int o = 0; o < 3; ++o) {
             std::vector<float> g = fetch(o == 0 ? d_dq : (o == 1 ? d_dk : d_dv), o == 0 ? nq : nk);
             if (im == 0) {
@@ -355,8 +363,9 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   }
   const int n_cfg = timing ? 0 : (impl == 1 ? 1 : 3);
   for (int cfg = 0; cfg < n_cfg; ++cfg)
-    // sm90: 3 atomic with dense counts, 2 deterministic 64-key, -1 atomic q-major 64-key
-    for (int det = impl == 1 ? 3 : 1; det >= (impl == 1 ? -1 : 0); --det) {
+    // sm90: 3 atomic with dense counts, 2 deterministic 64-key, -1 atomic q-major 64-key, -2 atomic q-major
+    // 128-key (counts of density 0.5)
+    for (int det = impl == 1 ? 3 : 1; det >= (impl == 1 ? -2 : 0); --det) {
       if (nq) CK(cudaMemset(d_dq, 0xff, nq * 2));  // 0xffff: NaN in fp16 and bf16
       if (nk) CK(cudaMemset(d_dk, 0xff, nk * 2));
       if (nk) CK(cudaMemset(d_dv, 0xff, nk * 2));
@@ -365,7 +374,7 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
       if (nq) CK(cudaMemset(d_dqacc, cfg == 0 ? 0xff : 0, nq * sizeof(float)));
       p.deterministic = det == 1 || det == 2;
       p.dq_accum = p.deterministic ? nullptr : d_dqacc;
-      p.tile_count = det == -1 || det == 2 ? d_tcount : det == 3 ? d_tcount_hi : nullptr;
+      p.tile_count = det == -1 || det == 2 ? d_tcount : det == 3 ? d_tcount_hi : det == -2 ? d_tcount_mid : nullptr;
       const char* name = impl == 1 ? "sm90 wgmma" : cfg == 0 ? "run_attention_bwd" : (cfg == 1 ? "Dkdv" : "DkdvSmall");
       auto launch = [&](auto cfg_tag) {
         using Cfg = decltype(cfg_tag);
@@ -390,7 +399,8 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
       CK(cudaDeviceSynchronize());
       std::printf(" [%s %s]\n", name,
                   det == 1 ? "deterministic" : det == 0 ? "atomic" : det == 2 ? "deterministic, 64-key dK/dV"
-                  : det == 3 ? "atomic, dense counts" : "atomic, q-major dQ, 64-key dK/dV");
+                  : det == 3 ? "atomic, dense counts" : det == -1 ? "atomic, q-major dQ, 64-key dK/dV"
+                  : "atomic, q-major dQ, 128-key dK/dV");
       std::vector<float> got_dq;
       if (cfg != 0 && det == 0) {
         std::vector<float> acc(nq);
@@ -407,6 +417,7 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   p.tile_count = nullptr;
   if (d_tcount != nullptr) CK(cudaFree(d_tcount));
   if (d_tcount_hi != nullptr) CK(cudaFree(d_tcount_hi));
+  if (d_tcount_mid != nullptr) CK(cudaFree(d_tcount_mid));
   return ok;
 }
 
