@@ -8,8 +8,8 @@
 namespace seer {
 
 // Runs the dK/dV kernel, then (deterministic path) the dQ kernel; softmax_d must already hold D_i.
-// Atomic path (!params.deterministic and params.dq_accum set, zero-initialised): the dK/dV kernel
-// also accumulates dQ into params.dq_accum and the caller (run_attention_bwd) converts it into dq.
+// Atomic path (!params.deterministic and params.dq_accum set, zeroed by the preprocess kernel): the dK/dV
+// kernel also accumulates dQ into params.dq_accum and the caller (run_attention_bwd) converts it into dq.
 // Returns 0 or a CUDA error.
 template <int kHeadDim, typename Elem>
 int run_bwd_hdim(const AttnBwdParams& params, cudaStream_t stream);

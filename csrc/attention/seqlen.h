@@ -1,7 +1,7 @@
 // Sequence bounds of one sequence of the varlen attention kernels: the ONE rule every attention
 // kernel (forward, backward, tile-mask builder; CUDA and HIP) uses for where a sequence's rows and keys
-// are and which keys a row sees (SeqBounds::key_limit), and where a query row's user-mask row is
-// (mask_row_offset). Torch-free; host and device.
+// are and which keys a row sees (SeqBounds::key_limit), and where a kernel's query row finds its user-mask
+// row (mask_row_offset; the tile-mask builder addresses mask columns itself). Torch-free; host and device.
 //
 // Sequence b owns query rows [q_start, q_start + seqlen_q) and key rows [k_start, k_start + seqlen_k)
 // with q_start = cu_seqlens_q[b] clamped to [0, total_q], its end cu_seqlens_q[b + 1] clamped to

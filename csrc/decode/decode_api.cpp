@@ -76,13 +76,12 @@ constexpr int kMinSplitKeys = 384;
 // Mirrors checks.check_data_decode (strict).
 void check_values(const at::Tensor& cache_seqlens, int64_t s_max, const at::Tensor& idx, int64_t nb,
                   const at::Tensor& table, int64_t page_size, int64_t num_pages) {
-  {  // as seer_attn/checks.py check_data_decode (the CPU reference's), first
-    const at::Tensor lens = cache_seqlens.to(at::kCPU).contiguous();
-    const int* l = lens.data_ptr<int>();
-    for (int64_t b = 0; b < lens.numel(); ++b)
-      SEER_DECODE_CHECK(l[b] >= 0 && l[b] <= s_max, "cache_seqlens entries must be in [0, S_max] ([0, ", s_max,
-                        "]), got ", l[b]);
-  }
+  // as seer_attn/checks.py check_data_decode (the CPU reference's), first; the table check below reuses it
+  const at::Tensor lens = cache_seqlens.to(at::kCPU).contiguous();
+  const int* l = lens.data_ptr<int>();
+  for (int64_t b = 0; b < lens.numel(); ++b)
+    SEER_DECODE_CHECK(l[b] >= 0 && l[b] <= s_max, "cache_seqlens entries must be in [0, S_max] ([0, ", s_max,
+                      "]), got ", l[b]);
   if (idx.defined() && idx.numel() > 0) {
     const at::Tensor h = idx.to(at::kCPU).contiguous();
     const int* v = h.data_ptr<int>();
@@ -92,14 +91,12 @@ void check_values(const at::Tensor& cache_seqlens, int64_t s_max, const at::Tens
     }
   }
   if (table.defined()) {
-    const at::Tensor lens = cache_seqlens.to(at::kCPU).contiguous();
     const at::Tensor t = table.to(at::kCPU).contiguous();
-    const int* l = lens.data_ptr<int>();
     const int* e = t.data_ptr<int>();
     const int64_t max_pages = t.size(1);
     for (int64_t b = 0; b < t.size(0); ++b) {
-      const int64_t len = std::min<int64_t>(std::max<int64_t>(l[b], 0), max_pages * page_size);
-      for (int64_t pg = 0; pg < (len + page_size - 1) / page_size; ++pg) {
+      // l[b] in [0, S_max] (checked above), S_max = max_pages * page_size with a table
+      for (int64_t pg = 0; pg < (l[b] + page_size - 1) / page_size; ++pg) {
         const int x = e[b * max_pages + pg];
         SEER_DECODE_CHECK(x >= 0 && x < num_pages, "block_table entries of used pages must be in [0, num_pages) ([0, ",
                           num_pages, ")), got block_table[", b, ", ", pg, "] = ", x);

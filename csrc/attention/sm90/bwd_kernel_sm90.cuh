@@ -57,8 +57,8 @@
 namespace seer {
 namespace bwd_sm90 {
 
-// kNWG_ = 2: the 128-key CTA of a high kept-tile density (one per SM; the two consumers share the row
-// tiles both keep). kNWG_ = 1: the 64-key CTA of a low density (two per SM, each streaming its own row
+// kNWG_ = 2: the 128-key CTA above 30% kept tiles (one per SM; the two consumers share the row tiles
+// both keep). kNWG_ = 1: the 64-key CTA at most 30% (two per SM, each streaming its own row
 // tiles; no fused dQ) - at a low density most row tiles are kept by one 64-key block only, so the 128-key
 // CTA mostly ran one of its consumers (benchmarks/NOTES.md v8 finding 7). bwd_common.h dkdv_split picks.
 template <int kHeadDim_, typename Elem_, int kNWG_ = 2>

@@ -1,11 +1,11 @@
 // Launcher of the Hopper dK/dV kernel of the backward (sm90/bwd_kernel_sm90.cuh): one instantiation per
 // (head dim, element type) in instantiations/bwd_hdim*_sm90.cu, compiled for sm_90a. Same contract as
 // run_bwd_hdim (bwd_launch.cuh): softmax_d must already hold D_i; atomic path (!deterministic and
-// dq_accum set, zero-initialised): the kernel also adds dQ into dq_accum and the caller converts it - or,
-// with tile counts (AttnParams::tile_count) at a low kept-tile density, the 64-key dK/dV CTA runs, the
-// q-major dQ kernel writes dq and the convert kernel does nothing (bwd_common.h dq_fused, dkdv_split);
-// deterministic path: the q-major wgmma dQ kernel (sm90/bwd_dq_kernel_sm90.cuh) follows (the dK/dV CTA
-// size again chosen from the counts).
+// dq_accum set, zeroed by the preprocess kernel where dQ is fused): the kernel also adds dQ into dq_accum
+// and the caller converts it - or, with tile counts (AttnParams::tile_count) at a kept-tile density of at
+// most 75%, the q-major dQ kernel writes dq and the convert kernel does nothing (bwd_common.h dq_fused);
+// at most 30% the 64-key dK/dV CTA runs instead of the 128-key one (dkdv_split, both paths);
+// deterministic path: the q-major wgmma dQ kernel (sm90/bwd_dq_kernel_sm90.cuh) follows.
 #pragma once
 
 #include "attention/attention_params.h"
