@@ -5,11 +5,8 @@ the ideal (the busier consumer's tile count) for candidate order and for the alt
 import random
 def run(owners, stages=3):
     # owners: list of 0,1,2(both). each consumer processes tiles in order; tile i available when tile i-stages released by both.
-    n=len(owners); rel=[[None]*n for _ in range(2)]; t=[0.0,0.0]; pos=[0,0]
-    # event simulation: iterate until both done
-    done=[False,False]
-    import heapq
-    # simple: process in order of index; each consumer's release times computed greedily
+    n=len(owners); rel=[[None]*n for _ in range(2)]; t=[0.0,0.0]
+    # process in order of index; each consumer's release times computed greedily
     avail=[0.0]*n
     for i in range(n):
         if i>=stages: avail[i]=max(rel[0][i-stages],rel[1][i-stages])
@@ -29,16 +26,11 @@ def gen(d, ncand):
         elif a: o.append(0)
         elif b: o.append(1)
     return o
-def interleave(o, batch_cands_kept):
-    out=[]
-    for s in range(0,len(o),batch_cands_kept):
-        bt=o[s:s+batch_cands_kept]
-        S=[x for x in bt if x==2]; A=[x for x in bt if x==0]; B=[x for x in bt if x==1]
-        m=min(len(A),len(B)); res=S[:]
-        for k in range(m): res+= [0,1]
-        res+= A[m:]+B[m:]
-        out+=res
-    return out
+def interleave(bt):
+    # one batch: tiles both keep first, then the two consumers' own tiles alternating
+    S=[x for x in bt if x==2]; A=[x for x in bt if x==0]; B=[x for x in bt if x==1]
+    m=min(len(A),len(B))
+    return S+[0,1]*m+A[m:]+B[m:]
 random.seed(1)
 for d in (1.0,0.5,0.2,0.1):
     r1=r2=ideal=0
@@ -47,7 +39,7 @@ for d in (1.0,0.5,0.2,0.1):
         # batches of 128 candidates
         o=[]; oi=[]
         for s in range(0,cands,128):
-            b=gen(d,128); o+=b; oi+=interleave(b,10**9)
+            b=gen(d,128); o+=b; oi+=interleave(b)
         r1+=run(o); r2+=run(oi)
         na=sum(1 for x in o if x in (0,2)); nb=sum(1 for x in o if x in (1,2)); ideal+=max(na,nb)
     print(f"d={d}: candidate order {r1/ideal:.3f}x ideal, interleaved {r2/ideal:.3f}x ideal")

@@ -383,12 +383,13 @@ struct WgShared {
   bool bf16 = true, a_regs = false, a_mn = false, b_mn = false;
   uint64_t da = 0, db = 0;
   std::vector<uint32_t> a;             // register A: 4 per thread of the warpgroup
-  std::vector<float> at_issue, at_wait;  // A B [64 x n] at the issue and at the first wait
-  // A B from the operands as they are now.
-  std::vector<float> products() const {
+  std::vector<float> at_issue;   // A B [64 x n] at the issue
+  std::vector<float> at_wait[4];  // rows [16 w, 16 w + 16) of A B at warp w's first wait
+  // Rows [row0, row0 + rows) of A B from the operands as they are now.
+  std::vector<float> products(int row0 = 0, int rows = 64) const {
     auto cvt = [&](uint16_t x) { return bf16 ? elem_to_float<__nv_bfloat16>(x) : elem_to_float<__half>(x); };
-    std::vector<float> am(64 * 16), bm(static_cast<size_t>(n) * 16), r(static_cast<size_t>(64) * n);
-    for (int row = 0; row < 64; ++row)
+    std::vector<float> am(64 * 16), bm(static_cast<size_t>(n) * 16), r(static_cast<size_t>(rows) * n);
+    for (int row = row0; row < row0 + rows; ++row)
       for (int k = 0; k < 16; ++k) {
         if (a_regs) {  // mma.sync's A fragment of the warp holding the row
           const int owner = 32 * (row / 16) + 4 * (row % 8) + (k % 8) / 2;
@@ -400,11 +401,11 @@ struct WgShared {
       }
     for (int col = 0; col < n; ++col)
       for (int k = 0; k < 16; ++k) bm[col * 16 + k] = cvt(smem_u16(sw128_addr(db, col, k, b_mn)));
-    for (int row = 0; row < 64; ++row)
+    for (int row = row0; row < row0 + rows; ++row)
       for (int col = 0; col < n; ++col) {
         float acc = 0.f;
         for (int k = 0; k < 16; ++k) acc += am[row * 16 + k] * bm[col * 16 + k];
-        r[static_cast<size_t>(row) * n + col] = acc;
+        r[static_cast<size_t>(row - row0) * n + col] = acc;
       }
     return r;
   }
@@ -416,21 +417,24 @@ struct WgOp {
   std::shared_ptr<WgShared> op;
   float* d = nullptr;
   int scale_d = 0;
-  // At wgmma.wait_group: the products again from the operands as they are at the warpgroup's first
-  // wait. They must equal those at issue: the hardware reads the operands at some time in between, so a
+  // At wgmma.wait_group: the warp's 16 rows of the products again from the operands as they are at the
+  // warp's first wait (wait_group is per warp: one warp may pass it while another's share still reads).
+  // They must equal those at issue: the hardware reads the operands at some time in between, so a
   // difference is a race (an operand read before its data landed, or overwritten in flight).
   void run(int wtid) const {
     WgShared& o = *op;
-    if (o.at_wait.empty()) {
-      o.at_wait = o.products();
-      if (std::memcmp(o.at_wait.data(), o.at_issue.data(), o.at_wait.size() * sizeof(float)) != 0)
+    const int w = wtid / 32, l = wtid % 32, g = l / 4, tq = l % 4;
+    std::vector<float>& mine = o.at_wait[w];
+    if (mine.empty()) {
+      mine = o.products(16 * w, 16);
+      if (std::memcmp(mine.data(), o.at_issue.data() + static_cast<size_t>(16 * w) * o.n,
+                      mine.size() * sizeof(float)) != 0)
         fail("a wgmma's shared-memory operand changed between its issue and its wait_group (read before the data "
              "landed, or overwritten while in flight)");
     }
-    const int w = wtid / 32, l = wtid % 32, g = l / 4, tq = l % 4;
     for (int j = 0; j < o.n / 8; ++j)
       for (int e = 0; e < 4; ++e) {
-        const float r = o.at_wait[static_cast<size_t>(16 * w + g + (e >= 2 ? 8 : 0)) * o.n + 8 * j + 2 * tq + (e & 1)];
+        const float r = mine[static_cast<size_t>(g + (e >= 2 ? 8 : 0)) * o.n + 8 * j + 2 * tq + (e & 1)];
         float& out = d[4 * j + e];
         out = scale_d ? out + r : r;
       }
