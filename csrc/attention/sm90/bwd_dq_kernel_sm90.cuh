@@ -120,13 +120,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
           const int rr = (i & 3) >> 1;
           sd[i] = fast_exp2(fmaf(sd[i], scale_log2, -lse2[rr])) * (dp[i] - dd[rr]);
         }
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) {
-          dsa[kk][0] = pack2<Elem>(sd[8 * kk + 0], sd[8 * kk + 1]);
-          dsa[kk][1] = pack2<Elem>(sd[8 * kk + 2], sd[8 * kk + 3]);
-          dsa[kk][2] = pack2<Elem>(sd[8 * kk + 4], sd[8 * kk + 5]);
-          dsa[kk][3] = pack2<Elem>(sd[8 * kk + 6], sd[8 * kk + 7]);
-        }
+        sm90_rows::pack_rows_operand<Elem>(sd, dsa);
       };
       auto release = [&](int st) { sm90::mbar_arrive(&bar_empty[st]); };
 

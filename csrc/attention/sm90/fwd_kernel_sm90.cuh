@@ -118,13 +118,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       auto softmax = [&](float (&sd)[kBlockN / 2], uint32_t (&pa)[kBlockN / 16][4], float (&alpha)[2]) {
 #pragma unroll
         for (int rr = 0; rr < 2; ++rr) alpha[rr] = online_softmax_row_lazy(frags(sd), rr, row_max[rr], row_sum[rr], scale_log2);
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) {
-          pa[kk][0] = pack2<Elem>(sd[8 * kk + 0], sd[8 * kk + 1]);
-          pa[kk][1] = pack2<Elem>(sd[8 * kk + 2], sd[8 * kk + 3]);
-          pa[kk][2] = pack2<Elem>(sd[8 * kk + 4], sd[8 * kk + 5]);
-          pa[kk][3] = pack2<Elem>(sd[8 * kk + 6], sd[8 * kk + 7]);
-        }
+        sm90_rows::pack_rows_operand<Elem>(sd, pa);
       };
       // O *= alpha, skipped when no row of the warp changed its maximum (warp-uniform).
       auto rescale_o = [&](const float (&alpha)[2]) {

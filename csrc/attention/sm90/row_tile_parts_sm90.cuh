@@ -17,6 +17,7 @@
 //   launch_persistent : the host side: T::kCtasPerSm CTAs per SM looping over the work items.
 //   wgmma_rows_keys : S-shaped GEMM (row operand x K/V stage^T) from shared memory.
 //   issue_rows_stage : O-shaped GEMM (a register tile x K/V stage), issued and committed.
+//   pack_rows_operand : the S-shaped accumulator packed as the A operand of the O-shaped GEMM.
 //   consume_stream : the consumer's walk over one item's K/V tiles (waits for each, calls the kernel's
 //                 per-tile step, releases the end marker's stage).
 //   ThreadRows, RowMask : a consumer thread's two rows of the row tile: where they live; key limits and
@@ -50,6 +51,21 @@
 
 namespace seer {
 namespace sm90_rows {
+
+// A row tile's S-shaped accumulator (N = kBlockN / 2 floats per thread: the n8 fragments of its keys, in
+// order) packed as the A operand of the GEMM that follows it (P V, dS K): 16 keys per fragment kk, four
+// registers of two elements each.
+template <typename Elem, int N>
+SEER_DEVICE void pack_rows_operand(const float (&s)[N], uint32_t (&a)[N / 8][4]) {
+  static_assert(N % 8 == 0, "whole 16-key fragments");
+#pragma unroll
+  for (int kk = 0; kk < N / 8; ++kk) {
+    a[kk][0] = pack2<Elem>(s[8 * kk + 0], s[8 * kk + 1]);
+    a[kk][1] = pack2<Elem>(s[8 * kk + 2], s[8 * kk + 3]);
+    a[kk][2] = pack2<Elem>(s[8 * kk + 4], s[8 * kk + 5]);
+    a[kk][3] = pack2<Elem>(s[8 * kk + 6], s[8 * kk + 7]);
+  }
+}
 
 // Layout of a q-major kernel: two CTAs per SM, each = the producer warpgroup + one consumer warpgroup
 // (64 rows); kRowOps row operands (Q; Q and dO) of kBlockM x D, then the K/V ring of kStages 64-key
