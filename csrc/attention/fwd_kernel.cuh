@@ -188,12 +188,10 @@ __global__ void __launch_bounds__(T::kNThreads, T::kMinBlocksPerSm) attention_fw
   // ---- per-row information (token bounds, user-mask row), one entry per tile row -----------------
 #pragma unroll
   for (int r = tid; r < kBlockM; r += kNThreads) {
-    const int tok = tok0 + r / p.pack;
-    const int h = h0 + r % p.pack;
-    const bool row_ok = r < rows_used && tok < seqlen_q;
-    s_row_kmax[r] = row_ok ? sb.key_limit(tok, p.causal) : 0;  // keys >= kmax are invisible to row r (0: padding row)
-    const int64_t moff = mask_row_offset(p, b, h, tok);  // seqlen.h
-    s_row_mask[r] = row_ok ? p.mask + moff : nullptr;
+    const TileRow x = tile_row_at(p, tok0, h0, rows_used, seqlen_q, r);  // seqlen.h
+    s_row_kmax[r] = x.valid ? sb.key_limit(x.tok, p.causal) : 0;  // keys >= kmax are invisible to row r (0: padding row)
+    const int64_t moff = mask_row_offset(p, b, x.head, x.tok);
+    s_row_mask[r] = x.valid ? p.mask + moff : nullptr;
   }
 
   // ---- key-block stream -----------------------------------------------------------------------
