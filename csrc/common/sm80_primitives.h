@@ -79,6 +79,11 @@ SEER_DEVICE void ldmatrix_x2_trans_sa(uint32_t (&r)[2], uint32_t s) {
 }
 #endif
 
+// Bytes from `p` (shared memory) to the next 1024-byte boundary: the 128-byte-swizzle tiles that wgmma and
+// TMA read start there (the sm_90 kernels either trap when the dynamic window is not aligned or reserve
+// the slack and skip it).
+SEER_DEVICE uint32_t smem_pad_1024(const void* p) { return (1024u - (smem_u32(p) & 1023u)) & 1023u; }
+
 // The same from generic pointers into shared memory.
 SEER_DEVICE void ldmatrix_x4(uint32_t (&r)[4], const void* smem_src) { ldmatrix_x4_sa(r, smem_u32(smem_src)); }
 SEER_DEVICE void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_src) { ldmatrix_x4_trans_sa(r, smem_u32(smem_src)); }

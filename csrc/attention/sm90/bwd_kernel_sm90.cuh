@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
   if (attn_bwd::dkdv_split(p.tile_count) != (kNWG == 1)) return;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
+  unsigned char* smem = smem_raw + smem_pad_1024(smem_raw);
   uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
   uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
   auto rec_at = [&](int st) { return reinterpret_cast<RowRec*>(smem + T::kOffRec + st * T::kRecBytes); };

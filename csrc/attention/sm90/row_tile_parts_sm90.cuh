@@ -116,7 +116,7 @@ struct RowTileTraits {
 // thread.
 template <typename T>
 SEER_DEVICE unsigned char* ring_setup(unsigned char* smem_raw) {
-  const uint32_t pad = (1024u - (smem_u32(smem_raw) & 1023u)) & 1023u;
+  const uint32_t pad = smem_pad_1024(smem_raw);
   if (pad != 0) __trap();  // no room to align the SW128 tiles (see RowTileTraits::kSmemBytes)
   unsigned char* smem = smem_raw + pad;
   if (threadIdx.x == 0) {
