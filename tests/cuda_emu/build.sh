@@ -12,7 +12,7 @@ CXX="${CXX:-$(command -v clang++-19 || command -v g++)}"  # either compiles it
 CUDA_INC="${CUDA_HOME:-/usr/local/cuda}/include"
 # The sources, with kernel launches and dynamic shared memory in their host form (emu_source.py).
 python3 "$root/tests/cuda_emu/emu_source.py" "$root" "$out/src"
-flags=(-std=c++20 -O2 -g0 -pthread -fno-strict-aliasing -Wno-unknown-pragmas -Wno-unused-result
+flags=(-std=c++20 -O2 -g0 -pthread -fno-strict-aliasing -Wno-unknown-pragmas -Wno-unused-result -Wno-pass-failed
        -DSEER_CUDA_EMU -DSEER_ATTN_SM90A -I"$root/tests/cuda_emu" -I"$out/src/csrc" -I"$CUDA_INC")
 if [ -n "${SANITIZE:-}" ]; then flags+=(-fsanitize="$SANITIZE" -fno-omit-frame-pointer); fi
 mapfile -t srcs < <(cd "$out/src" && find csrc -name '*.cu' | sort | sed "s|^|$out/src/|")

@@ -65,21 +65,6 @@ struct BwdSmem {
   SEER_DEVICE float* dq() { return kDqInQ ? reinterpret_cast<float*>(q) : dq_own; }
 };
 
-// (token, head) of row r of row tile rt, and whether it is a real row.
-struct RowPos {
-  int token, head;
-  bool valid;
-};
-SEER_DEVICE RowPos row_pos(const AttnParams& p, int hk, int rt, int r, int seqlen_q) {
-  const int slot = rt / p.n_tok_tiles;
-  const int tok0 = (rt - slot * p.n_tok_tiles) * p.tile_tokens;
-  RowPos rp;
-  rp.token = tok0 + r / p.pack;
-  rp.head = hk * p.group + slot * p.pack + r % p.pack;
-  rp.valid = r < p.tile_tokens * p.pack && rp.token < seqlen_q;
-  return rp;
-}
-
 // The 8 chunk flags (2 bits each) of the 128 keys [k0, k0 + 128) for one row tile; `col` returns the
 // tile-mask byte of key block n (transposed or row-major tile mask). Keys >= key_end: flag 0.
 template <typename Col>
@@ -119,12 +104,12 @@ SEER_DEVICE void for_each_flagged(int n, Flags&& flags, F&& f) {
 SEER_DEVICE void load_row_stats(const AttnBwdParams& p, int b, int hk, int rt, const SeqBounds& sb, RowStats& st) {
   const int tid = hip::tid();
   if (tid >= kBwdRows) return;
-  const RowPos rp = row_pos(p, hk, rt, tid, sb.seqlen_q);
-  const int64_t li = static_cast<int64_t>(rp.head) * p.total_q + sb.q_start + rp.token;
+  const TileRow rp = tile_row(p, hk, rt, tid, sb.seqlen_q);
+  const int64_t li = static_cast<int64_t>(rp.head) * p.total_q + sb.q_start + rp.tok;
   const float lse = rp.valid ? p.lse[li] : -__builtin_inff();
   st.lse2[tid] = lse * kLog2e;
   st.dsum[tid] = rp.valid ? p.softmax_d[li] : 0.f;
-  row_visibility(p, b, rp.token, rp.head, rp.valid, sb, st.kmax[tid], st.mask[tid]);
+  row_visibility(p, b, rp.tok, rp.head, rp.valid, sb, st.kmax[tid], st.mask[tid]);
 }
 
 // Q and dO rows of row tile rt -> LDS: a lane takes rows (2j, 2j + 1) x 8 dims: two 16-byte chunks
@@ -138,8 +123,8 @@ SEER_DEVICE void load_row_tile(const AttnBwdParams& p, int hk, int rt, int q_sta
     u32x4 qv[2], dov[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const RowPos rp = row_pos(p, hk, rt, 2 * j + i, seqlen_q);
-      const int64_t t = q_start + rp.token;
+      const TileRow rp = tile_row(p, hk, rt, 2 * j + i, seqlen_q);
+      const int64_t t = q_start + rp.tok;
       qv[i] = dov[i] = u32x4{0u, 0u, 0u, 0u};
       if (rp.valid) {
         qv[i] = *reinterpret_cast<const u32x4*>(static_cast<const uint16_t*>(p.q) + t * p.q_row_stride +
@@ -330,9 +315,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_kernel_hip(const At
       for (int e = tid; e < kBwdRows * kDh; e += kThreads) {
         const float v = sdq[e];
         if (v == 0.f) continue;
-        const RowPos rp = row_pos(p, hk, rt, e / kDh, seqlen_q);
+        const TileRow rp = tile_row(p, hk, rt, e / kDh, seqlen_q);
         if (!rp.valid) continue;
-        unsafeAtomicAdd(p.dq_accum + ((static_cast<int64_t>(q_start) + rp.token) * p.h_q + rp.head) * D + d0 + e % kDh, v);
+        unsafeAtomicAdd(p.dq_accum + ((static_cast<int64_t>(q_start) + rp.tok) * p.h_q + rp.head) * D + d0 + e % kDh, v);
       }
     }
   };
@@ -430,9 +415,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_bwd_dq_kernel_hip(const
     hip::barrier();
   }
   for (int e = tid; e < kBwdRows * kDh; e += kThreads) {
-    const RowPos rp = row_pos(p, hk, rt, e / kDh, seqlen_q);
+    const TileRow rp = tile_row(p, hk, rt, e / kDh, seqlen_q);
     if (!rp.valid) continue;
-    static_cast<uint16_t*>(p.dq)[(static_cast<int64_t>(q_start) + rp.token) * p.dq_row_stride +
+    static_cast<uint16_t*>(p.dq)[(static_cast<int64_t>(q_start) + rp.tok) * p.dq_row_stride +
                                  static_cast<int64_t>(rp.head) * p.dq_head_stride + d0 + e % kDh] =
         hip16::from_float<Elem>(sdq[e] * p.scale);
   }
