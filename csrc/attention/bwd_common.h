@@ -69,9 +69,12 @@ constexpr int kBwdTileRows = 64;
 // computes it. H200, P1 lengths (benchmarks/NOTES.md v11): fused 1.7% faster at density 1, 15% slower
 // at density 0.5 (14.19 vs 11.98-12.02 ms). Without counts (tile_count == nullptr): fused.
 constexpr int kDqFusedMinDensityPct = 75;
+// Kept tiles (tile_count[0]) above `pct` percent of the visible ones (tile_count[1]); exact integers.
+SEER_DEVICE bool kept_above_pct(const unsigned long long* tile_count, int pct) {
+  return tile_count[0] * 100ull > tile_count[1] * static_cast<unsigned long long>(pct);
+}
 SEER_DEVICE bool dq_fused(const unsigned long long* tile_count) {
-  if (tile_count == nullptr) return true;
-  return tile_count[0] * 100ull > tile_count[1] * static_cast<unsigned long long>(kDqFusedMinDensityPct);
+  return tile_count == nullptr || kept_above_pct(tile_count, kDqFusedMinDensityPct);
 }
 
 // CTA size of the sm90 dK/dV kernel, from the same counts (both paths): at a kept-tile density of at most
@@ -82,8 +85,7 @@ SEER_DEVICE bool dq_fused(const unsigned long long* tile_count) {
 constexpr int kDkdvSplitMaxDensityPct = 30;
 static_assert(kDkdvSplitMaxDensityPct <= kDqFusedMinDensityPct, "the 64-key CTA never adds dQ");
 SEER_DEVICE bool dkdv_split(const unsigned long long* tile_count) {
-  if (tile_count == nullptr) return false;
-  return tile_count[0] * 100ull <= tile_count[1] * static_cast<unsigned long long>(kDkdvSplitMaxDensityPct);
+  return tile_count != nullptr && !kept_above_pct(tile_count, kDkdvSplitMaxDensityPct);
 }
 
 // Chunk flags of the kChunks 16-key chunks starting at sequence-local key `key0`: 2 bits per chunk,
