@@ -49,16 +49,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
 
   sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk) {
     // =============================== consumer ===============================
-    uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
-    auto wg_sync = []() { sm90::named_sync(2, 128); };
+    const sm90_rows::ConsumerThread<T> ct(p, smem, wtid);  // row_tile_parts_sm90.cuh
+    const int t4 = ct.t4;
     Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ);
     Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO);
     const uint32_t sQ_addr = smem_u32(sQ), sdO_addr = smem_u32(sdO);
-    const int lane = wtid & 31, warp = wtid >> 5;
-    const int g = lane >> 2, t4 = lane & 3;
-    const int warp_row0 = warp * 16;
     const float scale_log2 = p.scale_log2;
-    const uint32_t opaque_zero = static_cast<uint32_t>(p.batch) >> 31;  // 0, unknown to the compiler
 
     // Q and dO rows of a row tile into sQ / sdO (cp.async, committed).
     auto load_rows = [&](const WorkItem& it) {
@@ -68,13 +64,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
     };
 
     float acc_dq[D / 2];
-    int w = walk.first(p);
-    if (w < n_work) load_rows(work_item(p, w));
     int u = 0;
-    for (; w < n_work;) {
-      const WorkItem it = work_item(p, w);
-      const sm90_rows::ThreadRows tr(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
-      const sm90_rows::RowMask rm(p, it, tr, warp_row0 + g);
+    // Per item: this thread's two rows (tr) and their masking (rm) (row_tile_parts_sm90.cuh).
+    sm90_rows::consume_items(p, walk, ct, load_rows, [&](int w, const WorkItem& it, const sm90_rows::ThreadRows& tr,
+                                                 const sm90_rows::RowMask& rm) {
       // This thread's two rows: lse * log2(e) (+inf: P = 0 for a padding row or one with no visible key)
       // and D_i.
       float lse2[2], dd[2];
@@ -92,7 +85,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
 
       cp_async_wait<0>();  // this item's Q / dO (prefetched)
       sm90::fence_view_async_shared();
-      wg_sync();
+      ct.sync();
 
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) acc_dq[i] = 0.f;
@@ -122,7 +115,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
         }
         sm90_rows::pack_rows_operand<Elem>(sd, dsa);
       };
-      auto release = [&](int st) { sm90::mbar_arrive(&bar_empty[st]); };
 
       // dS of the pending tile (its dQ GEMM not issued yet) lives in dsa; pend_st is its stage.
       uint32_t dsa[kBlockN / 16][4];
@@ -149,7 +141,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
               issue_s_dp(sd, dp, st);
               sm90::wgmma_wait<1>();  // dQ of the pending tile done (groups complete in order)
               sm90::fence_operands(acc_dq);
-              release(pst);
+              ct.release(pst);
               sm90::wgmma_wait<0>();
               sm90::fence_operands(sd);
               sm90::fence_operands(dp);
@@ -166,17 +158,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
             rm.apply(sd, m, v, t4);
             uint32_t dsa_nxt[kBlockN / 16][4];
             form_ds(sd, dp, dsa_nxt);
-            sm90::wgmma_wait<0>();
-            sm90::fence_operands(acc_dq);
-            release(pst);
-            sm90_rows::handoff_operand(dsa, dsa_nxt, opaque_zero);  // dsa = dsa_nxt, after the dQ GEMM read dsa
+            ct.drain(acc_dq, pst);
+            sm90_rows::handoff_operand(dsa, dsa_nxt, ct.opaque_zero);  // dsa = dsa_nxt, after the dQ GEMM read dsa
           });
       // The next item's Q / dO load while the last dQ GEMM and the epilogue run.
       const int w_next = sm90_rows::end_of_item(p, walk, w, pending, load_rows, [&]() {
         issue_dq(dsa, pend_st);
-        sm90::wgmma_wait<0>();
-        sm90::fence_operands(acc_dq);
-        release(pend_st);
+        ct.drain(acc_dq, pend_st);
       });
 
       // ---- epilogue: dQ * scale from registers (4-byte stores of column pairs) ----
@@ -184,8 +172,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr)
         if (tr.ok[rr]) store_row_pairs(frags(acc_dq), rr, p.scale, gdq + tr.offset(it, rr, p.dq_row_stride, p.dq_head_stride) + 2 * t4);
-      w = w_next;
-    }
+      return w_next;
+    });
   });
 #endif  // SEER_HAS_SM90A
 }

@@ -67,15 +67,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
 
   sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk) {
     // =============================== consumer ===============================
-    uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
-    auto wg_sync = []() { sm90::named_sync(2, 128); };
+    const sm90_rows::ConsumerThread<T> ct(p, smem, wtid);  // row_tile_parts_sm90.cuh
+    const int t4 = ct.t4;
     Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ);
     const uint32_t sQ_addr = smem_u32(sQ);
-    const int lane = wtid & 31, warp = wtid >> 5;
-    const int g = lane >> 2, t4 = lane & 3;
-    const int warp_row0 = warp * 16;
     const float scale_log2 = p.scale_log2;
-    const uint32_t opaque_zero = static_cast<uint32_t>(p.batch) >> 31;  // 0, unknown to the compiler
 
     // Gathers the Q rows of a row tile into sQ (cp.async, committed; zero-filled padding rows).
     auto load_q = [&](const WorkItem& it) {
@@ -83,17 +79,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
     };
 
     float acc_o[D / 2];
-    int w = walk.first(p);
-    if (w < n_work) load_q(work_item(p, w));
     int u = 0;
-    for (; w < n_work;) {
-      const WorkItem it = work_item(p, w);
-      const sm90_rows::ThreadRows tr(p, it, warp_row0, g);  // this thread's two rows (row_tile_parts_sm90.cuh)
-      const sm90_rows::RowMask rm(p, it, tr, warp_row0 + g);
-
+    // Per item: this thread's two rows (tr) and their masking (rm) (row_tile_parts_sm90.cuh).
+    sm90_rows::consume_items(p, walk, ct, load_q, [&](int w, const WorkItem& it, const sm90_rows::ThreadRows& tr,
+                                                 const sm90_rows::RowMask& rm) {
       cp_async_wait<0>();  // this item's Q (prefetched)
       sm90::fence_view_async_shared();
-      wg_sync();
+      ct.sync();
 
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) acc_o[i] = 0.f;
@@ -125,7 +117,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         if (SEER_ALL(alpha[0] == 1.f && alpha[1] == 1.f)) return;
         rescale_rows(frags(acc_o), alpha);
       };
-      auto release = [&](int st) { sm90::mbar_arrive(&bar_empty[st]); };
 
       // pn: P of the newest tile (the softmax's output; its P V not issued yet, pend_st its stage); pa: the
       // A operand of the P V issued last (possibly in flight, pv_st its stage).
@@ -149,10 +140,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       auto settle = [&]() {
         sm90::wgmma_wait<0>();  // the in-flight P V (if any) completes
         sm90::fence_operands(acc_o);
-        if (pv_st >= 0) release(pv_st);
+        if (pv_st >= 0) ct.release(pv_st);
         pv_st = -1;
         rescale_o(alpha);  // O holds every tile before the newest: scale it to the row's current base
-        sm90_rows::handoff_operand(pa, pn, opaque_zero);  // pa = pn, after the P V that read pa
+        sm90_rows::handoff_operand(pa, pn, ct.opaque_zero);  // pa = pn, after the P V that read pa
       };
       const bool pending = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
@@ -179,9 +170,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       const int w_next = sm90_rows::end_of_item(p, walk, w, pending, load_q, [&]() {
         settle();
         issue_pv(pa, pend_st);
-        sm90::wgmma_wait<0>();
-        sm90::fence_operands(acc_o);
-        release(pend_st);
+        ct.drain(acc_o, pend_st);
       });
 
       // ---- epilogue: O / l from registers (4-byte stores of column pairs), lse ----
@@ -194,8 +183,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
           store_row_pairs(frags(acc_o), rr, tot.inv, go + tr.offset(it, rr, p.o_row_stride, p.o_head_stride) + 2 * t4);
         }
       }
-      w = w_next;
-    }
+      return w_next;
+    });
   });
 #endif  // SEER_HAS_SM90A
 }

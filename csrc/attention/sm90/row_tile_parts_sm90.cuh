@@ -489,6 +489,48 @@ struct RowMask {
   }
 };
 
+// A consumer thread of a q-major kernel: its place in the warpgroup's wgmma accumulator layout (warp w
+// holds rows 16 w .. 16 w + 15 of the row tile; the thread rows g and g + 8 of them and columns 2 t4,
+// 2 t4 + 1 of each n8 fragment), the ring's `empty` barriers, and a zero the compiler cannot see
+// (handoff_operand).
+template <typename T>
+struct ConsumerThread {
+  uint64_t* bar_empty;
+  int g, t4, warp_row0;
+  uint32_t opaque_zero;
+  SEER_DEVICE ConsumerThread(const AttnParams& p, unsigned char* smem, int wtid)
+      : bar_empty(reinterpret_cast<uint64_t*>(smem + T::kOffEmpty)),
+        g((wtid & 31) >> 2),
+        t4(wtid & 3),
+        warp_row0((wtid >> 5) * 16),
+        opaque_zero(static_cast<uint32_t>(p.batch) >> 31) {}
+  SEER_DEVICE void release(int st) const { sm90::mbar_arrive(&bar_empty[st]); }  // stage st back to the producer
+  // Waits for every GEMM this warpgroup has issued (acc: the accumulator they write), then releases stage st.
+  template <int N>
+  SEER_DEVICE void drain(float (&acc)[N], int st) const {
+    sm90::wgmma_wait<0>();
+    sm90::fence_operands(acc);
+    release(st);
+  }
+  SEER_DEVICE static void sync() { sm90::named_sync(2, 128); }                     // the consumer warpgroup
+};
+
+// The consumer's loop over its work items: loads the first item's row operands, then per item calls
+// body(w, it, tr, rm) - the item, this thread's two rows and their masking - which returns the next item
+// (from end_of_item, which also prefetches that item's row operands).
+template <typename T, typename Load, typename Body>
+SEER_DEVICE void consume_items(const AttnParams& p, const ItemWalk& walk, const ConsumerThread<T>& ct, Load&& load,
+                               Body&& body) {
+  int w = walk.first(p);
+  if (w < walk.n) load(work_item(p, w));
+  while (w < walk.n) {
+    const WorkItem it = work_item(p, w);
+    const ThreadRows tr(p, it, ct.warp_row0, ct.g);
+    const RowMask rm(p, it, tr, ct.warp_row0 + ct.g);
+    w = body(w, it, tr, rm);
+  }
+}
+
 // Host: launches `kernel(p, n_items)` persistently - T::kCtasPerSm CTAs per SM (at most one per item),
 // each looping over the work items (tile_scheduler.h, heaviest first) with a stride of the grid.
 template <typename T, typename Params>
