@@ -33,7 +33,8 @@ PROTO = "@@"  # prefix of the worker's protocol lines on its stdout
 
 
 # ---- the case list ---------------------------------------------------------------------------------
-def cases(device, quick=False):
+def cases(device, quick=False, ops=("2d", "1d", "pool", "decode")):
+    """The compare rows of the ops in `ops` (bench.py --ops), in the order 2d, 1d, pool, decode."""
     wl = C.get_workloads(tiny=device == "cpu")
     dens = [1.0, 0.1] if quick else list(C.PREFILL_DENSITIES)
     out = []
@@ -51,7 +52,7 @@ def cases(device, quick=False):
             for form in ("mask", "indices"):
                 out.append(dict(op="decode", kind=form, workload="D1", density=d, mode="fwd", block=bs,
                                 batch=d1.batch, s_max=d1.s_max, len_lo=d1.len_lo))
-    return out
+    return [c for c in out if c["op"] in ops]
 
 
 def label(c):
@@ -232,7 +233,7 @@ def run(a):
             res["env"]["device"] = w.info.get("device")
         print(f"[{time.time() - t0:6.1f}s] workers up: A = {builds['A']['seer_attn']}, B = {builds['B']['seer_attn']}",
               flush=True)
-        for i, c in enumerate(cases(a.device, a.quick)):
+        for i, c in enumerate(cases(a.device, a.quick, a.ops)):
             row = {k: v for k, v in c.items() if k not in ("seqlens",)}
             row.update(case=label(c), A=[], B=[], fp={}, first={}, errors=[])
             if time.time() > deadline:

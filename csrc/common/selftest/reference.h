@@ -175,6 +175,9 @@ inline DecodeData make_decode_data(const DecodeCase& c, int D, std::mt19937& rng
     for (int i = 0; i < d.nb; ++i) perm[i] = i;
     std::shuffle(perm.begin(), perm.end(), rng);
     for (int i = 0; i < d.K; ++i) d.idx[static_cast<size_t>(bh) * d.K + i] = U(rng) < 0.8 ? perm[i] : -1;
+    // some duplicates (outside SPEC's contract; the kernels count a listed block once, as the reference)
+    for (int i = 1; i < d.K; ++i)
+      if (U(rng) < 0.1) d.idx[static_cast<size_t>(bh) * d.K + i] = d.idx[static_cast<size_t>(bh) * d.K + rng() % i];
   }
   if (c.page_size) {
     std::vector<int> pages(d.num_pages);

@@ -179,6 +179,9 @@ int main(int argc, char** argv) {
       {"mask L 16, group 2 (2 row chunks)", false, false, false, false, {100, 40}, 128, 4, 2, 16, 1, 0, 0.7, 16},
       {"left-pad indices L 2, 4 splits", true, true, false, true, {120, 7}, 160, 6, 3, 32, 4, 0, 0.5, 2},
       {"empty mask: every row 0 / -inf", false, false, false, false, {64, 10}, 64, 2, 1, 16, 2, 0, 0.0},
+      // 2560 blocks: long select passes, list windows of the split CTAs refilled (shares > 512 blocks)
+      {"long mask row, 1 split, first block", true, false, true, false, {40955, 3000}, 40960, 4, 1, 16, 1, 0, 0.4},
+      {"long indices row, 2 splits", false, false, false, true, {40960, 30000}, 40960, 4, 1, 16, 2, 0, 0.5},
   };
   return sweep("decode", cases, [&](const auto& c, int D) { return run_case(c, D, rng); });
 }
