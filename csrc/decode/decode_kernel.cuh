@@ -294,6 +294,11 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   const Elem* v_head = reinterpret_cast<const Elem*>(p.v) + (int64_t)hk * p.v_head_stride;
   const int ld_row = tid / kCPR;             // first stage row this thread loads
   const int ld_ch = tid % kCPR;              // 16-byte chunk of the row this thread loads
+  // This thread's element offset inside a tile (row ld_row, chunk ld_ch); the rows of a 16-key tile are
+  // consecutive rows of one sequence or page, row_stride apart, so a load's address is the tile's base
+  // plus this plus a compile-time number of rows (pass i covers rows ld_row + kRowsPerIter * i).
+  const int64_t k_thr = (int64_t)ld_row * p.k_addr.row_stride + ld_ch * 8;
+  const int64_t v_thr = (int64_t)ld_row * p.v_addr.row_stride + ld_ch * 8;
 
   // Issue the loads of stage g (no commit). Uniform across the CTA (may refill the list).
   auto load_stage = [&](int g) {
@@ -306,8 +311,9 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     }
     const int buf = g % kStages;
     int slot0[kNWarps];       // first slot of each tile of the stage, -1 if the tile does not exist
-    KvSlot at[kNWarps];       // where the tile's first row lives (its 16 rows are consecutive rows
-                              // of one sequence or page: a 16-aligned tile never straddles a page)
+    const Elem* kt[kNWarps];  // this thread's K / V source in the tile's first pass (its 16 rows are
+    const Elem* vt[kNWarps];  // consecutive rows of one sequence or page: a 16-aligned tile never
+                              // straddles a page)
 #pragma unroll
     for (int w = 0; w < kNWarps; ++w) {
       const int t = t_base + w;
@@ -316,22 +322,24 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
       // Address only tiles holding a valid slot (slot0 < hi <= S_max keeps a paged lookup inside
       // the sequence's block-table row); the others are zero-filled below.
       const bool live = slot0[w] >= 0 && slot0[w] < hi && slot0[w] + Tr::kTileKeys > lo;
-      at[w] = live ? p.k_addr.locate(b, slot0[w]) : KvSlot{0, 0};
+      const KvSlot at = live ? p.k_addr.locate(b, slot0[w]) : KvSlot{0, 0};
+      kt[w] = k_head + p.k_addr.offset(at) + k_thr;
+      vt[w] = v_head + p.v_addr.offset(at) + v_thr;
     }
     Elem* sk = s_stages + (int64_t)buf * (2 * Tr::kTileElems);
     Elem* sv = sk + Tr::kTileElems;
 #pragma unroll
     for (int i = 0; i < Tr::kChunksPerThread; ++i) {
-      const int row = ld_row + i * Tr::kRowsPerIter;     // stage row (0 .. kStageKeys-1)
-      const int w = (i * Tr::kRowsPerIter) / Tr::kTileKeys;  // compile-time tile of this pass
+      constexpr int kPassesPerTile = Tr::kTileKeys / Tr::kRowsPerIter;
+      const int w = i / kPassesPerTile;                      // compile-time tile of this pass
+      const int dr = (i % kPassesPerTile) * Tr::kRowsPerIter;  // compile-time rows after ld_row
       if (slot0[w] < 0) continue;
-      const int r = row % Tr::kTileKeys;
-      const int slot = slot0[w] + r;
+      const int row = w * Tr::kTileKeys + ld_row + dr;       // stage row (0 .. kStageKeys-1)
+      const int slot = slot0[w] + ld_row + dr;
       const bool ok = slot >= lo && slot < hi;
       const int soff = row * D + ((ld_ch ^ (row & 7)) * 8);
-      const KvSlot rs{at[w].unit, at[w].row + r};
-      const Elem* ksrc = ok ? k_head + p.k_addr.offset(rs) + ld_ch * 8 : k_head;
-      const Elem* vsrc = ok ? v_head + p.v_addr.offset(rs) + ld_ch * 8 : v_head;
+      const Elem* ksrc = ok ? kt[w] + dr * p.k_addr.row_stride : k_head;
+      const Elem* vsrc = ok ? vt[w] + dr * p.v_addr.row_stride : v_head;
       cp_async_16(sk + soff, ksrc, ok);
       cp_async_16(sv + soff, vsrc, ok);
     }
