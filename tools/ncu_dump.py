@@ -238,13 +238,9 @@ def uleb(b, i):
     return varint(b, i)
 
 def sleb(b, i):
-    r = s = 0
-    while True:
-        c = b[i]; i += 1
-        r |= (c & 0x7f) << s; s += 7
-        if c < 0x80:
-            if c & 0x40: r -= 1 << s
-            return r, i
+    r, j = varint(b, i)
+    bits = 7 * (j - i)
+    return (r - (1 << bits) if b[j - 1] & 0x40 else r), j
 
 def cstr(b, i):
     j = b.index(b'\0', i); return b[i:j].decode('utf-8', 'replace'), j + 1
@@ -439,28 +435,20 @@ def sass_report(info, metrics, sources, subs, opts):
         a = sum(perpc[n].values()); b = sum(perpc.get(n + '_not_issued', {}).values())
         if a or b:
             print('    %-28s %7d  %5.1f%%   not_issued %7d' % (n[len(STALL_PREFIX):], a, 100.0 * a / tot_samples, b))
-    # per-opcode sample summary
-    byop = defaultdict(lambda: [0, 0, defaultdict(int)])
-    for off in set(samples) | set(inst):
-        o = base_op(opname(off)); byop[o][0] += samples.get(off, 0); byop[o][1] += inst.get(off, 0)
-        for n in stalls:
-            byop[o][2][n] += perpc[n].get(off, 0)
-    print('  samples per opcode (top 25):')
-    for o, (s_, ie, st) in sorted(byop.items(), key=lambda x: -x[1][0])[:25]:
-        top = sorted(((v, n[len(STALL_PREFIX):]) for n, v in st.items() if v), reverse=True)[:4]
-        print('    %-12s samples %6d (%5.1f%%)  inst_executed %10d   %s' % (
-            o, s_, 100.0 * s_ / tot_samples, ie, ' '.join('%s:%d' % (n, v) for v, n in top)))
-    if opts.get('lines') and lines:
-        byline = defaultdict(lambda: [0, 0, defaultdict(int)])
+    def summary(key, title, limit, width):  # samples / executions / stall reasons grouped by key(offset)
+        agg = defaultdict(lambda: [0, 0, defaultdict(int)])
         for off in set(samples) | set(inst):
-            L = srcline(off); byline[L][0] += samples.get(off, 0); byline[L][1] += inst.get(off, 0)
+            k = key(off); agg[k][0] += samples.get(off, 0); agg[k][1] += inst.get(off, 0)
             for n in stalls:
-                byline[L][2][n] += perpc[n].get(off, 0)
-        print('  samples per source line (top 40):')
-        for L, (s_, ie, st) in sorted(byline.items(), key=lambda x: -x[1][0])[:40]:
+                agg[k][2][n] += perpc[n].get(off, 0)
+        print('  samples per %s (top %d):' % (title, limit))
+        for k, (s_, ie, st) in sorted(agg.items(), key=lambda x: -x[1][0])[:limit]:
             top = sorted(((v, n[len(STALL_PREFIX):]) for n, v in st.items() if v), reverse=True)[:4]
-            print('    %-36s samples %6d (%5.1f%%)  inst_executed %10d   %s' % (
-                L, s_, 100.0 * s_ / tot_samples, ie, ' '.join('%s:%d' % (n, v) for v, n in top)))
+            print('    %-*s samples %6d (%5.1f%%)  inst_executed %10d   %s' % (
+                width, k, s_, 100.0 * s_ / tot_samples, ie, ' '.join('%s:%d' % (n, v) for v, n in top)))
+    summary(lambda off: base_op(opname(off)), 'opcode', 25, 12)
+    if opts.get('lines') and lines:
+        summary(srcline, 'source line', 40, 36)
     # per-instruction rows
     HIDE = ('inst_executed', 'smsp__pcsamp_sample_count', 'memory_type', 'memory_access_type',
             'memory_access_size_type', 'derived__avg_thread_executed_true')
