@@ -200,6 +200,19 @@ def test_decode_noncontiguous(device):
            left_pad=True)
 
 
+def test_decode_k_and_v_with_different_strides(device):
+    # K contiguous, V a view with every other head of a wider cache (slot, head and batch strides all
+    # differ from K's): the kernels address K and V each with its own strides
+    q, kc, _, sl = _inputs(device, Hq=8, Hkv=2, D=128)
+    B = len(LENS)
+    vc = torch.randn(B, S_MAX + 5, 4, 128, dtype=q.dtype, device=device)[:, :S_MAX, ::2]
+    assert vc.stride() != kc.stride() and vc.shape == kc.shape
+    keep = _random_sel(B, 2, cdiv(S_MAX, 16), 0.6)
+    _check(device, q, kc, vc, sl, block_mask=keep.to(device), bs=16)
+    _check(device, q, kc, vc, sl, block_indices=_indices_from_keep(keep, cdiv(S_MAX, 16)).to(device), bs=16,
+           left_pad=True, num_splits=3)
+
+
 def test_decode_indices_out_of_range_ignored(device, monkeypatch):
     # indices >= nb are ignored (the naive ignores them too), unless SEER_ATTN_CHECK_INPUTS=1
     monkeypatch.delenv("SEER_ATTN_CHECK_INPUTS", raising=False)
