@@ -286,6 +286,11 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   // ---- 3. K/V pipeline --------------------------------------------------------------------
   const int tpb = Bk / Tr::kTileKeys;        // tiles per block
   const int T = n_sel * tpb;                 // tiles of this CTA
+  // t / tpb (0 <= t < T) as a multiply-high: M = ceil(2^31 / tpb) fits 32 bits for every tpb >= 1, and
+  // floor(t * M / 2^31) is exact while t * (M * tpb - 2^31) < 2^31, true for t < 2^27 (T < 2^27: slots are
+  // int, 16 per tile; M * tpb - 2^31 < tpb <= 16).
+  const uint32_t tpb_magic = static_cast<uint32_t>(((1ull << 31) + tpb - 1) / tpb);
+  auto tile_block = [&](int t) { return static_cast<int>(__umulhi(2u * static_cast<uint32_t>(t), tpb_magic)); };
   const int n_stage_total = (T + kNWarps - 1) / kNWarps;
   int wb = 0;                                // first list rank (relative to r0) in s_list
   fill_list(0);
@@ -304,9 +309,9 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   auto load_stage = [&](int g) {
     const int t_base = g * kNWarps;
     if (t_base >= T) return;
-    const int j_last = min(T - 1, t_base + kNWarps - 1) / tpb;
+    const int j_last = tile_block(min(T - 1, t_base + kNWarps - 1));
     if (j_last >= wb + kListCap) {
-      wb = t_base / tpb;
+      wb = tile_block(t_base);
       fill_list(wb);
     }
     const int buf = g % kStages;
@@ -317,7 +322,8 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
 #pragma unroll
     for (int w = 0; w < kNWarps; ++w) {
       const int t = t_base + w;
-      slot0[w] = t < T ? s_list[t / tpb - wb] * Bk + (t % tpb) * Tr::kTileKeys : -1;
+      const int j = tile_block(t);
+      slot0[w] = t < T ? s_list[j - wb] * Bk + (t - j * tpb) * Tr::kTileKeys : -1;
       if (tid == w) s_slot0[buf * kNWarps + w] = slot0[w];
       // Address only tiles holding a valid slot (slot0 < hi <= S_max keeps a paged lookup inside
       // the sequence's block-table row); the others are zero-filled below.
