@@ -6,9 +6,10 @@
 //   0. Row-adaptive splits (params.min_split_keys > 0, num_splits > 1): a split beyond what its row
 //      needs (~min_split_keys keys per split) writes lse_partial = -inf and exits, first on the upper
 //      bound of valid blocks (before any load), then on the row's listed-block count.
-//   1. Issue the cp.async of the 16 q rows of the row chunk (rows past L * group are zero-filled).
-//   2. Read the row's listed-block count (select kernel), take the share [r0, r1) and copy its block
-//      ids into a shared window of kListCap entries (refilled if a share is longer).
+//   1. Read the row's listed-block count (select kernel) and take the share [r0, r1).
+//   2. Issue the cp.async of the 16 q rows of the row chunk (rows past L * group are zero-filled), and
+//      copy the share's block ids into a shared window of kListCap entries (refilled if a share is
+//      longer).
 //   3. Stream the keys of the listed blocks in 16-key tiles through a kStages-deep cp.async ring; a
 //      stage holds kNWarps tiles of K and V and warp w computes tile w of every stage with mma.sync
 //      (S = Q K^T: 16 rows x 16 keys; O += P V), keeping its own online-softmax state (common/softmax.h).
@@ -237,7 +238,27 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     }
   }
 
-  // ---- 1. q tile -> shared (own cp.async group, older than every K/V stage) -----------------
+  // ---- 1. this CTA's share of the row's block list ---------------------------------------------
+  // Everything above reads only the op's inputs (complete before the select kernel started); the
+  // counts and lists below are the select kernel's output.
+  SEER_GRID_DEP_WAIT();
+  SEER_GRID_DEP_LAUNCH();  // the combine kernel may launch (it waits for this grid's partials)
+  const int64_t sel_row = (int64_t)b * p.h_kv + hk;
+  const int* list_row = p.sel_list + sel_row * p.sel_cap;
+  const int total_sel = p.sel_count[sel_row];
+  int ns_row = p.num_splits;  // splits of this row (uniform across the CTA)
+  if (adaptive) {
+    const int64_t want = ((int64_t)total_sel * Bk + p.min_split_keys - 1) / p.min_split_keys;
+    ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
+    if (split >= ns_row) {
+      empty_split_exit();
+      return;
+    }
+  }
+
+  // ---- 2. q tile -> shared (own cp.async group, older than every K/V stage). Issued only now that the
+  // CTA knows it has work: it lands while the list below is read (the first stage waits for it), and a
+  // CTA that exits above neither loads q nor waits for it.
   {
     const Elem* q_base = reinterpret_cast<const Elem*>(p.q) + (int64_t)b * p.q_batch_stride;
 #pragma unroll
@@ -253,24 +274,6 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
     cp_async_commit();
   }
 
-  // ---- 2. this CTA's share of the row's block list ---------------------------------------------
-  // Everything above reads only the op's inputs (complete before the select kernel started); the
-  // list and counts below are the select kernel's output.
-  SEER_GRID_DEP_WAIT();
-  SEER_GRID_DEP_LAUNCH();  // the combine kernel may launch (it waits for this grid's partials)
-  const int64_t sel_row = (int64_t)b * p.h_kv + hk;
-  const int* list_row = p.sel_list + sel_row * p.sel_cap;
-  const int total_sel = p.sel_count[sel_row];
-  int ns_row = p.num_splits;  // splits of this row (uniform across the CTA)
-  if (adaptive) {
-    const int64_t want = ((int64_t)total_sel * Bk + p.min_split_keys - 1) / p.min_split_keys;
-    ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
-    if (split >= ns_row) {
-      cp_async_wait<0>();  // the q copies must land before the CTA's shared memory goes away
-      empty_split_exit();
-      return;
-    }
-  }
   const int r0 = (int)((int64_t)total_sel * split / ns_row);
   const int r1 = (int)((int64_t)total_sel * (split + 1) / ns_row);
   const int n_sel = r1 - r0;  // blocks of this CTA

@@ -8,10 +8,10 @@
 // Built and run with the other self-tests by `make selftest` (cmake target seer_decode_selftest);
 // exits non-zero if any case fails.
 // `seer_decode_selftest --time`: D1 of WORKLOADS.md (batch 32, cache lengths uniform in [1024, 32768] with
-// one at 32768, 32 q / 8 kv heads, D 128, bf16), block masks of density 0.1 / 0.5, blocks of 64 and 32
+// one at 32768, 32 q / 8 kv heads, D 128, bf16), block masks of density 0.1 / 0.5 / 1, blocks of 64 and 32
 // keys, contiguous and paged (page 16) caches: the time of one decode (select, split, combine kernels,
-// automatic splits) for several min_split_keys (the row-adaptive split length; the op uses
-// decode_api.cpp's kMinSplitKeys), two ways: "hot", a CUDA graph replayed 50 times back to
+// min_split_keys 384 as the op) for the automatic split count and for 16 / 12 / 8 splits (the most a row
+// may use; rows listing fewer blocks use fewer), two ways: "hot", a CUDA graph replayed 50 times back to
 // back (masks, lists and the q tile stay in L2); "cold", the median of 30 replays each after a 256 MiB
 // write that flushes L2, as benchmarks/ time every op. K / V values do not matter for the time.
 #include <algorithm>
@@ -83,7 +83,7 @@ static int time_d1() {
   void* flush = dev.alloc<uint8_t>(flush_bytes);
   for (int page : {0, 16})
     for (int bk : {64, 32})
-      for (double density : {0.1, 0.5}) {
+      for (double density : {0.1, 0.5, 1.0}) {
         DecodeCase c{"D1", true, false, false, false, lens, S, hq, hkv, bk, 0, 0, density, 1, page};
         DecodeData d;
         d.c = c;
@@ -115,12 +115,12 @@ static int time_d1() {
         m.table = page ? dev.copy(d.table) : nullptr;
         m.sel = dev.alloc<int>(d.sel_elems());
         std::printf("time: D1 bf16 D 128 %s block %d density %.1f:", page ? "paged16" : "contiguous", bk, density);
-        for (int msk : {256, 384, 512, 768, 1024}) {
-          c.min_split_keys = msk;
+        for (int splits : {0, 16, 12, 8}) {  // 0: automatic (the op's choice); else requested splits per row
+          c.min_split_keys = 384;              // decode_api.cpp kMinSplitKeys
           d.c = c;
           DecodeParams p;
           fill_decode_params(p, d, m);
-          p.num_splits = decode_num_splits(p, 0);
+          p.num_splits = decode_num_splits(p, splits);
           DeviceArena ws;
           if (p.num_splits > 1) {
             p.o_partial = ws.alloc<float>(static_cast<size_t>(p.num_splits) * d.out_elems());
@@ -171,7 +171,7 @@ static int time_d1() {
           }
           for (auto& e : ev) CK(cudaEventDestroy(e));
           std::sort(ts.begin(), ts.end());
-          std::printf("  msk %d (%d splits) hot %.1f cold %.1f us", msk, p.num_splits, hot, ts[kCold / 2]);
+          std::printf("  %s%d splits hot %.1f cold %.1f us", splits ? "" : "auto ", p.num_splits, hot, ts[kCold / 2]);
           CK(cudaEventDestroy(e0));
           CK(cudaEventDestroy(e1));
           CK(cudaGraphExecDestroy(exec));
