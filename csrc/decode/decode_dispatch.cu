@@ -23,7 +23,10 @@ namespace {
 // waves target counts the CTAs of the longest rows; short rows (D1: lengths 1K..32K) and low densities
 // cost little more than the exiting CTAs. v0 (4 waves, no adaptation) gave D1 5 splits, and CTAs whose
 // work differed ~30x between rows: a long tail at low density (d = 0.1: 62% of the copy bandwidth).
-constexpr int kTargetWaves = 12;        // with row-adaptive splits
+// 8 waves (D1 on 132 SMs: 17 splits) rather than v8's 12 (25): `seer_decode_selftest --time` on the H100
+// (benchmarks/NOTES.md v16) had 16 splits 2.2-2.7% faster than 25 at d = 0.1 (fewer exiting CTAs), 0.4-0.8%
+// at d = 0.5, equal at d = 1; 12 splits cost up to 1.1% on paged caches at d = 1, 8 splits 2-5% at d >= 0.5.
+constexpr int kTargetWaves = 8;         // with row-adaptive splits
 constexpr int kTargetWavesUniform = 4;  // min_split_keys == 0 (every row uses all splits): v0's value
 constexpr int kMinKeysPerSplit = 256;
 constexpr int kMaxAutoSplits = 64;
