@@ -36,8 +36,8 @@ int run_decode_(const DecodeParams& p, seer_stream_t stream) {
   // The split and combine kernels launch as programmatic dependents of the kernel before them on
   // compute capability >= 9.0 (p.grid_dep), when the code loaded for them has the wait compiled in
   // (their PTX is for sm_90+: a build whose only Hopper code is JIT-compiled compute_80 PTX has none):
-  // their launch and the split kernel's q loads overlap the previous kernel's tail; each waits in the
-  // kernel (griddepcontrol.wait) before reading the previous kernel's output.
+  // their launch and the split kernel's length reads and upper-bound exits overlap the previous kernel's
+  // tail; each waits in the kernel (griddepcontrol.wait) before reading the previous kernel's output.
   // Cached per device (0 unknown, 1 yes, 2 no; a benign race: every writer stores the same value).
   static std::atomic<int> wait_known[kMaxGridDepDevices];
   int dev = 0;
