@@ -8,12 +8,13 @@
 // Built and run with the other self-tests by `make selftest` (cmake target seer_decode_selftest);
 // exits non-zero if any case fails.
 // `seer_decode_selftest --time`: D1 of WORKLOADS.md (batch 32, cache lengths uniform in [1024, 32768] with
-// one at 32768, 32 q / 8 kv heads, D 128, bf16), block masks of density 0.1 / 0.5 / 1, blocks of 64 and 32
-// keys, contiguous and paged (page 16) caches: the time of one decode (select, split, combine kernels,
-// min_split_keys 384 as the op) for the automatic split count and for 16 / 12 / 8 splits (the most a row
-// may use; rows listing fewer blocks use fewer), two ways: "hot", a CUDA graph replayed 50 times back to
-// back (masks, lists and the q tile stay in L2); "cold", the median of 30 replays each after a 256 MiB
-// write that flushes L2, as benchmarks/ time every op. K / V values do not matter for the time.
+// one at 32768, 32 q / 8 kv heads, D 128, bf16), block masks of density 0 (nothing kept: the fixed cost of
+// the three kernels) / 0.1 / 0.5 / 1, blocks of 64 and 32 keys, contiguous and paged (page 16) caches: the
+// time of one decode (select, split, combine kernels, min_split_keys 384 as the op) for the automatic split
+// count and for 16 / 12 / 8 splits (the most a row may use; rows listing fewer blocks use fewer), two ways:
+// "hot", a CUDA graph replayed 50 times back to back (masks, lists and the q tile stay in L2); "cold", the
+// median of 30 replays each after a 256 MiB write that flushes L2, as benchmarks/ time every op. K / V
+// values do not matter for the time.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -83,7 +84,7 @@ static int time_d1() {
   void* flush = dev.alloc<uint8_t>(flush_bytes);
   for (int page : {0, 16})
     for (int bk : {64, 32})
-      for (double density : {0.1, 0.5, 1.0}) {
+      for (double density : {0.0, 0.1, 0.5, 1.0}) {
         DecodeCase c{"D1", true, false, false, false, lens, S, hq, hkv, bk, 0, 0, density, 1, page};
         DecodeData d;
         d.c = c;
