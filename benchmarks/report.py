@@ -334,7 +334,51 @@ def decode_table(res):
                      f"{_secs(o.get('first_s'))} | {_f(s_us)} | {_f(_ratio(s_us, us))} | "
                      f"{_f(_ratio(dm.get('us'), us))} |")
     lines.append("")
+    lines += decode_cost_model(cases)
     return "\n".join(lines)
+
+
+def decode_cost_model(cases):
+    """Lines of two decode summaries: per (layout, L, block, form) a least-squares fit of time = fixed +
+    kept bytes / rate over the densities measured (at least two), and per (layout, L, block, form, density)
+    the paged time over the contiguous one (#13: within 5%)."""
+    groups, times = {}, {}
+    for c in cases:
+        us = (c.get("ours") or {}).get("us")
+        if not us or c.get("num_splits"):
+            continue
+        key = (c.get("layout", "contiguous"), c.get("new_tokens", 1), c["block"], c["form"])
+        groups.setdefault(key, []).append((c.get("kept_bytes", 0), us))
+        times[key + (round(c["density"], 4),)] = us
+    out = []
+    fits = []
+    for key, pts in groups.items():
+        if len({b for b, _ in pts}) < 2:
+            continue
+        n = len(pts)
+        mb = sum(b for b, _ in pts) / n
+        mt = sum(t for _, t in pts) / n
+        sbb = sum((b - mb) ** 2 for b, _ in pts)
+        slope = sum((b - mb) * (t - mt) for b, t in pts) / sbb  # us per byte
+        fixed = mt - slope * mb
+        resid = max(abs(t - fixed - slope * b) for b, t in pts)
+        fits.append((key, fixed, 1e-3 / slope if slope > 0 else None, resid, n))
+    if fits:
+        out += ["Cost model (least squares over the densities of each row): time = fixed + kept bytes / rate; "
+                "the fixed part is what low densities pay beyond streaming.", "",
+                "| layout | L | block | form | fixed us | rate GB/s | max residual us | points |",
+                "|---|---|---|---|---|---|---|---|"]
+        for (layout, nt, blk, form), fixed, rate, resid, n in fits:
+            out.append(f"| {layout} | {nt} | {blk} | {form} | {_f(fixed, 1)} | {_f(rate, 0)} | {_f(resid, 1)} | {n} |")
+        out.append("")
+    paged = [(k, t) for k, t in times.items() if k[0] != "contiguous" and ("contiguous",) + k[1:] in times]
+    if paged:
+        out += ["Paged over contiguous (same L, block, form and density; target <= 1.05):", "",
+                "| layout | L | block | form | d | paged / contiguous |", "|---|---|---|---|---|---|"]
+        for k, t in sorted(paged):
+            out.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {k[4]:g} | {_f(t / times[('contiguous',) + k[1:]], 3)} |")
+        out.append("")
+    return out
 
 
 def checks_table(res):
