@@ -64,12 +64,6 @@ at::Tensor byte_mask(const at::Tensor& mask) {
   return mask.ne(0);
 }
 
-// Keys a working split streams at least (row-adaptive splitting, DecodeParams::min_split_keys). H200,
-// `seer_decode_selftest --time` (D1, one run, benchmarks/NOTES.md v8): 384 the fastest of 256 / 384 / 512 /
-// 768 / 1024 on all 8 rows (contiguous / paged16, blocks 64 / 32, d = 0.1 / 0.5), 0.3-1.8% below 512;
-// 1024 and up cost 15-100% at d = 0.1 (too few CTAs to hide the per-CTA latency).
-constexpr int kMinSplitKeys = 384;
-
 // SEER_ATTN_CHECK_INPUTS=1 only (copies to the host: a device sync): every cache_seqlens entry is in
 // [0, S_max]; every block_indices entry is -1 or in [0, nb); every block_table entry of a page holding a
 // valid slot is in [0, num_pages).
@@ -303,7 +297,7 @@ std::tuple<at::Tensor, at::Tensor> block_sparse_decode(const at::Tensor& q_in, c
   p.sel_count = sel.data_ptr<int>();
   p.sel_list = p.sel_count + batch * h_kv;
 
-  p.min_split_keys = kMinSplitKeys;
+  p.min_split_keys = kDecodeMinSplitKeys;
   p.num_splits = decode_num_splits(p, static_cast<int>(num_splits));
   at::Tensor o_partial, lse_partial;
   if (p.num_splits > 1) {

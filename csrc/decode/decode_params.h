@@ -89,10 +89,16 @@ struct DecodeParams {
   // working CTA streams >= ~min_split_keys keys; CTAs of splits >= ns_row write lse_partial = -inf
   // (ignored by the combine) and exit. Lets num_splits be large enough for the longest rows without
   // fragmenting short or sparse ones (cache lengths vary 32x in D1). 0 = off: every row uses num_splits.
-  int min_split_keys;
+  int min_split_keys;    // the op uses kDecodeMinSplitKeys
   float* o_partial;      // [num_splits, B * L * H_q, D] float32 workspace (only when num_splits > 1)
   float* lse_partial;    // [num_splits, B * L * H_q] float32 workspace (only when num_splits > 1)
 };
+
+// The op's min_split_keys (the self-test times with it too). H200, `seer_decode_selftest --time` (D1, one
+// run, benchmarks/NOTES.md v8): 384 the fastest of 256 / 384 / 512 / 768 / 1024 on all 8 rows (contiguous /
+// paged16, blocks 64 / 32, d = 0.1 / 0.5), 0.3-1.8% below 512; 1024 and up cost 15-100% at d = 0.1 (too few
+// CTAs to hide the per-CTA latency).
+constexpr int kDecodeMinSplitKeys = 384;
 
 // Resolves the number of splits: `requested` > 0 is honoured (clamped to [1, max(nb, 1)]); 0 picks
 // one from the device's SM count (cached per device), the occupancy of the kernel for head_dim,

@@ -10,7 +10,7 @@
 // `seer_decode_selftest --time`: D1 of WORKLOADS.md (batch 32, cache lengths uniform in [1024, 32768] with
 // one at 32768, 32 q / 8 kv heads, D 128, bf16), block masks of density 0 (nothing kept: the fixed cost of
 // the three kernels) / 0.1 / 0.5 / 1, blocks of 64 and 32 keys, contiguous and paged (page 16) caches: the
-// time of one decode (select, split, combine kernels, min_split_keys 384 as the op) for the automatic split
+// time of one decode (select, split, combine kernels, min_split_keys as the op) for the automatic split
 // count and for 16 / 12 / 8 splits (the most a row may use; rows listing fewer blocks use fewer), two ways:
 // "hot", a CUDA graph replayed 50 times back to back (masks, lists and the q tile stay in L2); "cold", the
 // median of 30 replays each after a 256 MiB write that flushes L2, as benchmarks/ time every op. K / V
@@ -117,7 +117,7 @@ static int time_d1() {
         m.sel = dev.alloc<int>(d.sel_elems());
         std::printf("time: D1 bf16 D 128 %s block %d density %.1f:", page ? "paged16" : "contiguous", bk, density);
         for (int splits : {0, 16, 12, 8}) {  // 0: automatic (the op's choice); else requested splits per row
-          c.min_split_keys = 384;              // decode_api.cpp kMinSplitKeys
+          c.min_split_keys = kDecodeMinSplitKeys;  // as the op
           d.c = c;
           DecodeParams p;
           fill_decode_params(p, d, m);
