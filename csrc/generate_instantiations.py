@@ -14,6 +14,7 @@ Families (directory, file name, launcher header, explicit instantiations):
   attention/fwd_hdim{D}_{dtype}_sm80.cu       forward, 64-row tile (every head dim)
   attention/fwd_hdim{D}_m128_{dtype}_sm80.cu  forward, 128-row tile (2D masks with B_q % 128 == 0; D 64, 128)
   attention/fwd_hdim{D}_{dtype}_sm90.cu       forward, sm_90a warp-specialised kernel (D 64, 128)
+  attention/fwd_hdim{D}_{dtype}_pair_sm90.cu  forward, sm_90a pair kernel (128-row tiles; D 64, 128)
   attention/bwd_hdim{D}_{dtype}_sm80.cu       backward dK/dV kernel (both configurations of BwdConfig) + dQ kernel
   attention/bwd_hdim{D}_{dtype}_sm90.cu       backward, sm_90a: warp-specialised dK/dV kernel (128- and 64-key CTAs)
                                               + q-major dQ kernel (D 64, 128)
@@ -54,6 +55,8 @@ def units():
                        fwd(elem, d, 128))
                 yield (f"attention/instantiations/fwd_hdim{d}_{name}_sm90.cu", "attention/sm90/fwd_launch_sm90.cuh",
                        in_ns("fwd_sm90", [f"template int run_attention_fwd_sm90_<{elem}, {d}>(const AttnParams&, void*);\n"]))
+                yield (f"attention/instantiations/fwd_hdim{d}_{name}_pair_sm90.cu", "attention/sm90/fwd_launch_sm90.cuh",
+                       in_ns("fwd_sm90", [f"template int run_attention_fwd_sm90_<{elem}, {d}, true>(const AttnParams&, void*);\n"]))
             yield (f"attention/instantiations/bwd_hdim{d}_{name}_sm80.cu", "attention/bwd_launch_template.cuh",
                    [f"template int run_bwd_hdim<{d}, {elem}>(const AttnBwdParams& params, cudaStream_t stream);\n"])
             if d in (64, 128):  # sm_90a warp-specialised backward dK/dV kernel (bwd_sm90)

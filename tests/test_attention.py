@@ -290,6 +290,20 @@ def test_long_multi_tile(device, kind):
          mask_rows_struct=None)
 
 
+# The Hopper forward's pair kernel (row tiles of 128 rows whose halves share one K/V stream;
+# tile_scheduler.h fwd_pick_pair) runs where the 64-row halves keep (nearly) the same blocks: dense masks
+# of long sequences, 2D masks with B_q 128, 1D masks shared by a GQA group, per-token masks that keep
+# almost every block. These inputs make the device pick it (on other devices they are ordinary cases).
+@pytest.mark.parametrize("kind,causal,kw", [
+    ("2d", True, dict(density=1.0, seqlens_q=[1100, 77, 640], D=128)),
+    ("2d", False, dict(density=0.7, Bq=128, seqlens_q=[512, 300, 1000])),
+    ("1d", True, dict(density=0.6, Hq=8, Hkv=2, mask_rows_struct=64, seqlens_q=[900, 129, 64])),
+    ("1d", True, dict(density=0.9, Hq=8, Hkv=2, D=128, mask_heads="q", seqlens_q=[700], dtype=FP16)),
+], ids=["2d-dense-causal", "2d-bq128", "1d-gqa-shared", "1d-per-token"])
+def test_forward_pair_tiles(device, kind, causal, kw):
+    _run(device, kind, causal=causal, **kw)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("D", [64, 128, 256])

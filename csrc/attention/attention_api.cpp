@@ -168,8 +168,8 @@ TailFillParams tail_fill_sides(const AttnParams& p) {
 // its transpose when `transposed` (the backward reads it; the forward does not).
 // Packing the heads of a GQA group into one tile only pays when they share the mask rows (1D masks
 // given per kv head or broadcast); a 2D mask already shares rows across a query block.
-std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, bool transposed,
-                                              const at::Tensor& like, cudaStream_t stream, const char* op) {
+// The row tiling alone (pack, tile_tokens, n_tok_tiles, n_row_tiles); returns the tile mask's size.
+int64_t set_tiling(AttnParams& p, MaskKind kind, int tile_rows) {
   int pack = 1;
   if (kind == MaskKind::k1D && p.mask_heads != p.h_q && p.group > 1) {
     for (int c = 1; c <= 16 && c <= p.group && c <= tile_rows; ++c)
@@ -179,7 +179,12 @@ std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int 
   p.tile_tokens = tile_rows / pack;
   p.n_tok_tiles = cdiv(p.max_seqlen_q, p.tile_tokens);
   p.n_row_tiles = (p.group / pack) * p.n_tok_tiles;
-  const int64_t n = static_cast<int64_t>(p.batch) * p.h_kv * p.n_row_tiles * p.nb_k;
+  return static_cast<int64_t>(p.batch) * p.h_kv * p.n_row_tiles * p.nb_k;
+}
+
+std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, bool transposed,
+                                              const at::Tensor& like, cudaStream_t stream, const char* op) {
+  const int64_t n = set_tiling(p, kind, tile_rows);
   auto opts = like.options().dtype(at::kByte);
   at::Tensor tm = at::empty({n}, opts);
   at::Tensor tmT = transposed ? at::empty({n}, opts) : at::Tensor();
@@ -201,7 +206,38 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   if (tq == 0) return {out, lse};
   seer::bind_rows(out, p.out, p.o_row_stride, p.o_head_stride);
   p.lse = lse.data_ptr<float>();
-  auto tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), /*transposed=*/false, in.q, stream, in.op);
+  // Hopper, D 64 / 128: the single kernel (64-row tiles) and the pair kernel (row tiles of twice the
+  // tokens: 128 rows, fewer where 64 / pack is not whole) are both launched, with one pass building both
+  // tile masks and counting their tiles; the counts pick on the device which kernel runs
+  // (tile_scheduler.h fwd_pick_pair), the other exits at once (AttnParams::fwd_pick). Sequences of at most
+  // 64 tokens have no pair tile to gain from: the single kernel alone.
+  const bool pick = p.fwd_wgmma && (p.head_dim == 64 || p.head_dim == 128) && p.max_seqlen_q > 64;
+  at::Tensor counts, tm, tm_pair;
+  std::pair<at::Tensor, at::Tensor> tiles;
+  AttnParams p_pair{};
+  if (pick) {
+    const int64_t n = set_tiling(p, in.kind, attention_fwd_tile_rows(p));
+    p_pair = p;
+    p_pair.fwd_pair = true;
+    p_pair.tile_tokens = 2 * p.tile_tokens;
+    p_pair.n_tok_tiles = cdiv(p.max_seqlen_q, p_pair.tile_tokens);
+    p_pair.n_row_tiles = (p.group / p.pack) * p_pair.n_tok_tiles;
+    const int64_t n_pair = static_cast<int64_t>(p.batch) * p.h_kv * p_pair.n_row_tiles * p.nb_k;
+    auto opts = in.q.options().dtype(at::kByte);
+    tm = at::empty({n}, opts);
+    tm_pair = at::empty({n_pair}, opts);
+    counts = at::zeros({4}, in.q.options().dtype(at::kLong));
+    auto* c = reinterpret_cast<unsigned long long*>(counts.data_ptr<int64_t>());
+    p.tile_mask = tm.data_ptr<uint8_t>();
+    p_pair.tile_mask = tm_pair.data_ptr<uint8_t>();
+    p.tile_maskT = p_pair.tile_maskT = nullptr;
+    p.tile_count = c;
+    p.fwd_pick = p_pair.fwd_pick = c;
+    if (n > 0) check_launch(in.op, run_build_tile_masks_pair(p, p_pair, stream), " tile masks");
+    if (p_pair.batch > 0 && p_pair.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p_pair, stream), " forward kernel (pair)");
+  } else {
+    tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), /*transposed=*/false, in.q, stream, in.op);
+  }
   if (p.batch > 0 && p.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p, stream), " forward kernel");
   // Rows no sequence owns (past the last sequence, or past a length clamped to max_seqlen_q): out 0,
   // lse -inf, in one launch (common/tail_fill.h).

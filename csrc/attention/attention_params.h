@@ -49,6 +49,8 @@ struct AttnParams {
   bool is_bf16;      // element type of q/k/v/out (else fp16)
   bool fwd_wgmma;    // forward: run the sm_90a wgmma kernel (D 64/128, 64-row tiles); the API layer sets it
                      // only for an sm_90a build on a compute-capability-9.0 device (fwd_dispatch.cu)
+  bool fwd_pair;     // with fwd_wgmma: the pair kernel (128-row tiles: two consumer warpgroups share one
+                     // 128-key K/V stream; sm90/fwd_kernel_sm90.cuh); attention_fwd_tile_rows then asks for 128
 
   // ---- tensors (element strides; the last dim is contiguous) -------------------------------
   const void* q;  int64_t q_row_stride, q_head_stride;   // [T_q, H_q, D]
@@ -80,6 +82,10 @@ struct AttnParams {
                                    // causal bounds); nullptr: not counted. The sm90 backward reads them to
                                    // pick its dQ path and its dK/dV CTA size (bwd_common.h dq_fused,
                                    // dkdv_split).
+  const unsigned long long* fwd_pick;  // optional [4]: the tile counts (as tile_count) of the 64-row tile mask, then
+                                       // of the 128-row one. Set (by the API layer), the sm90 forward kernels
+                                       // launched for both tilings run only where fwd_pick_pair (tile_scheduler.h)
+                                       // picks their tiling, the other exits at once; nullptr: the kernel runs.
 };
 
 struct AttnBwdParams : AttnParams {
@@ -98,6 +104,10 @@ struct AttnBwdParams : AttnParams {
 // Launchers (defined in .cu files, dispatch on head_dim / dtype internally). Return 0 on success or
 // the CUDA error code of the failed launch.
 int run_build_tile_mask(const AttnParams& params, void* stream);
+// The forward's two tile masks in one pass (tile_mask.cu): p's (64-row tiling, no transpose) and p2's - the pair
+// tiling of p: the same pack, twice its tile_tokens, n_tok_tiles = ceil(p.n_tok_tiles / 2) - counting both
+// into p.tile_count[0..3] (zero-initialised; what fwd_pick reads).
+int run_build_tile_masks_pair(const AttnParams& p, const AttnParams& p2, void* stream);
 int run_attention_fwd(const AttnParams& params, void* stream);
 int run_attention_bwd(const AttnBwdParams& params, void* stream);
 // Rows per row tile (kBlockM) the forward / backward kernels use; the API layer sets

@@ -20,6 +20,10 @@
 // threadIdx.x runs along n (coalesced user-mask reads when stride_col == 1, coalesced tile_mask
 // writes), and the patch is transposed through shared memory for coalesced tile_maskT writes.
 // Patches are enumerated by a 1D grid-stride loop, so any batch / h_kv / n_row_tiles / nb_k fits.
+//
+// run_build_tile_masks_pair (the Hopper forward's two tilings, attention_params.h fwd_pick): one pass
+// that writes the tile mask of the 64-row tiling and of the pair tiling (row tiles of twice its tokens),
+// the pair value combined from the values of its two halves, and counts both tilings' tiles.
 #include <cstdint>
 
 #include "common/platform.h"
@@ -135,7 +139,82 @@ __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int
   }
 }
 
+// The value of a row tile made of the rows of two tiles with values va / vb (visible: some row of the
+// half can see the block): the union's rows keep the block if either half's do (any); every visible row
+// keeps it (all) if each half has no visible row or all its visible rows keep it (value 2).
+__device__ __forceinline__ uint8_t union_value(uint8_t va, bool visa, uint8_t vb, bool visb) {
+  const bool any = va != 0 || vb != 0;
+  const bool all = (va == 2 || !visa) && (vb == 2 || !visb);
+  return any ? (all ? 2 : 1) : 0;
+}
+
+// One thread per (sequence b, kv head hk, pair row tile rt2, key block n), n fastest (coalesced writes of
+// both masks); grid-stride. The halves of pair tile rt2 = slot * n_tok_tiles2 + tt2 are the 64-row tiles
+// slot * n_tok_tiles + 2 tt2 (+ 1 if it exists).
+__global__ void build_tile_masks_pair_kernel(const AttnParams p, const AttnParams p2, long long n_total) {
+  int n_kept = 0, n_visible = 0, n_kept2 = 0, n_visible2 = 0;  // this thread's tiles
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < n_total;
+       i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int n = static_cast<int>(i % p.nb_k);
+    long long rem = i / p.nb_k;
+    const int rt2 = static_cast<int>(rem % p2.n_row_tiles);
+    rem /= p2.n_row_tiles;
+    const int hk = static_cast<int>(rem % p.h_kv);
+    const int b = static_cast<int>(rem / p.h_kv);
+    const SeqBounds sb = seq_bounds(p, b);
+    const int slot = rt2 / p2.n_tok_tiles, tt2 = rt2 - slot * p2.n_tok_tiles;
+    const int64_t bh = static_cast<int64_t>(b) * p.h_kv + hk;
+    uint8_t v[2] = {0, 0};
+    bool vis[2] = {false, false};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int tt = 2 * tt2 + h;
+      if (tt >= p.n_tok_tiles) continue;  // no such 64-row tile (its rows are past every sequence)
+      const int rt = slot * p.n_tok_tiles + tt;
+      v[h] = tile_value(p, b, hk, rt, n, sb, vis[h]);
+      p.tile_mask[(bh * p.n_row_tiles + rt) * p.nb_k + n] = v[h];
+      n_kept += v[h] != 0;
+      n_visible += vis[h];
+    }
+    const uint8_t v2 = union_value(v[0], vis[0], v[1], vis[1]);
+    p2.tile_mask[(bh * p2.n_row_tiles + rt2) * p2.nb_k + n] = v2;
+    n_kept2 += v2 != 0;
+    n_visible2 += vis[0] || vis[1];
+  }
+  // Counts: fwd_pick [0..1] of the 64-row tiling, [2..3] of the pair tiling (as tile_count).
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) {
+    n_kept += SEER_SHFL_XOR(n_kept, o);
+    n_visible += SEER_SHFL_XOR(n_visible, o);
+    n_kept2 += SEER_SHFL_XOR(n_kept2, o);
+    n_visible2 += SEER_SHFL_XOR(n_visible2, o);
+  }
+  if ((threadIdx.x & 31) == 0 && n_visible2 > 0) {  // lane 0 of each 32 lanes (a HIP wavefront of 64 holds two)
+    atomicAdd(p.tile_count, static_cast<unsigned long long>(n_kept));
+    atomicAdd(p.tile_count + 1, static_cast<unsigned long long>(n_visible));
+    atomicAdd(p.tile_count + 2, static_cast<unsigned long long>(n_kept2));
+    atomicAdd(p.tile_count + 3, static_cast<unsigned long long>(n_visible2));
+  }
+}
+
 }  // namespace
+
+int run_build_tile_masks_pair(const AttnParams& p, const AttnParams& p2, void* stream) {
+  if (p.batch <= 0 || p.h_kv <= 0 || p2.n_row_tiles <= 0 || p.nb_k <= 0) return 0;  // nothing to build
+  // p2: the pair tiling of p (twice its tokens per row tile, the same heads), counts in p.tile_count[0..3].
+  if (p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 || p.n_tok_tiles < 1 || p.mask_heads < 1 ||
+      p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 || p.block_size_k < 1 ||
+      p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles || p2.pack != p.pack || p2.tile_tokens != 2 * p.tile_tokens ||
+      p2.n_tok_tiles != (p.n_tok_tiles + 1) / 2 || p2.n_row_tiles != (p.group / p.pack) * p2.n_tok_tiles ||
+      p2.nb_k != p.nb_k || p.tile_count == nullptr || p.tile_maskT != nullptr)
+    return static_cast<int>(cudaErrorInvalidValue);
+  const long long n_total = static_cast<long long>(p.batch) * p.h_kv * p2.n_row_tiles * p.nb_k;
+  constexpr int kThreads = 256;
+  const long long blocks = (n_total + kThreads - 1) / kThreads;
+  const unsigned grid = static_cast<unsigned>(blocks < kMaxGrid ? blocks : kMaxGrid);
+  build_tile_masks_pair_kernel<<<grid, kThreads, 0, static_cast<seer_stream_t>(stream)>>>(p, p2, n_total);
+  return static_cast<int>(SEER_LAST_ERROR());
+}
 
 int run_build_tile_mask(const AttnParams& p, void* stream) {
   if (p.batch <= 0 || p.h_kv <= 0 || p.n_row_tiles <= 0 || p.nb_k <= 0) return 0;  // nothing to build

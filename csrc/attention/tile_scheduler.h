@@ -86,6 +86,16 @@ SEER_DEVICE RowTile row_tile(const AttnParams& p, int hk, int rt) {
   return RowTile{(rt - slot * p.n_tok_tiles) * p.tile_tokens, hk * p.group + slot * p.pack};
 }
 
+// The forward's choice between its sm90 kernels (AttnParams::fwd_pick: kept tiles of the 64-row tile mask in
+// c[0], of the 128-row one in c[2]). A kept 128-row tile costs the pair kernel about 0.78x what two kept
+// 64-row tiles cost the single kernel (NOTES v13: 20-25% faster at density 1, where every tile is kept in
+// both tilings); below that the 128-row tiles hold rows that do not keep the block (the union of the
+// halves' blocks) and the single kernel wins. Pair iff kept64 >= 1.7 kept128: 2D masks of 64-row blocks
+// drawn independently switch near density 0.8 (kept64 / kept128 = 2 / (2 - d)); masks whose rows share
+// their blocks over 128 rows (B_q >= 128, 1D masks shared by a GQA group) keep the ratio near 2 at
+// every density. Exact integers; the same answer in every thread of both kernels.
+SEER_DEVICE bool fwd_pick_pair(const unsigned long long* c) { return c[0] * 10ull >= c[2] * 17ull; }
+
 // The persistent schedule of this CTA: items first, first + step, ... below n.
 struct PersistentItems {
   int first, step;

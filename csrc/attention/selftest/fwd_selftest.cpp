@@ -29,10 +29,15 @@
 
 using namespace seer;
 
-// impl 0: mma.sync kernel; 1: the sm_90a warp-specialised kernel (AttnParams::fwd_wgmma, what the
-// library runs on Hopper for D 64 / 128).
-static int run_fwd_impl(const AttnParams& p, int impl) {
-  (void)impl;  // selected through p.fwd_wgmma
+// impl 0: mma.sync kernel; 1: the sm_90a warp-specialised kernel (AttnParams::fwd_wgmma); 2: its pair
+// kernel (fwd_pair, 128-row tiles); 3: what the library runs on Hopper for D 64 / 128 - both sm90 kernels
+// launched, the tile counts of both tile masks picking one on the device (fwd_pick; p2: the 128-row
+// tiling). The kernel is selected through the params.
+static int run_fwd_impl(const AttnParams& p, const AttnParams& p2, int impl) {
+  if (impl == 3) {
+    const int rc = run_attention_fwd(p2, nullptr);
+    if (rc != 0) return rc;
+  }
   return run_attention_fwd(p, nullptr);
 }
 
@@ -109,7 +114,8 @@ struct Case {
   int q_row_pad;  // extra elements per q row (non-contiguous q)
 };
 
-// impl: 0 = mma.sync kernel, 1 = sm_90a warp-specialised kernel.
+// impl: 0 = mma.sync kernel, 1 = sm_90a warp-specialised kernel, 2 = its pair kernel, 3 = both, picked on
+// the device (run_fwd_impl).
 // time_reps > 0: time that many launches after the first and skip the reference check.
 static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 0) {
   std::mt19937_64 rng(seed);
@@ -156,6 +162,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   selftest::DeviceArena dev;
   selftest::fill_attn_mask(p, dev.copy(hm), msb, msh, msr, c.mask_heads, mrd, c.bk, nb_k);
   p.fwd_wgmma = impl != 0;
+  p.fwd_pair = impl == 2;
   selftest::fill_attn_tiling(p, attention_fwd_tile_rows(p));
   const int pack = p.pack;
   const size_t out_elems = static_cast<size_t>(Tq) * c.h_q * D;
@@ -169,13 +176,33 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   p.cu_seqlens_k = dev.copy(cu_k);
   p.tile_mask = dev.filled(tm_elems, static_cast<uint8_t>(0xee));
   p.tile_maskT = dev.filled(tm_elems, static_cast<uint8_t>(0xee));
+  // impl 3 (as the API): the pair tiling (twice p's tokens per row tile) beside p's 64-row one, both tile
+  // masks built in one pass (no transposes) that counts their tiles into fwd_pick.
+  AttnParams p2 = p;
+  if (impl == 3) {
+    p2.fwd_pair = true;
+    p2.tile_tokens = 2 * p.tile_tokens;
+    p2.n_tok_tiles = (max_q + p2.tile_tokens - 1) / p2.tile_tokens;
+    p2.n_row_tiles = (group / pack) * p2.n_tok_tiles;
+    p2.tile_mask = dev.filled(static_cast<size_t>(B) * c.h_kv * p2.n_row_tiles * nb_k, static_cast<uint8_t>(0xee));
+    p.tile_maskT = p2.tile_maskT = nullptr;
+    unsigned long long* counts = dev.filled(4, 0ull);
+    p.tile_count = counts;
+    p.fwd_pick = p2.fwd_pick = counts;
+  }
 
-  int rc = run_build_tile_mask(p, nullptr);
+  int rc = impl == 3 ? run_build_tile_masks_pair(p, p2, nullptr) : run_build_tile_mask(p, nullptr);
   if (rc != 0) {
     std::printf("  run_build_tile_mask returned %d\n", rc);
     return 1;
   }
-  rc = run_fwd_impl(p, impl);
+  unsigned long long cnt[4] = {0, 0, 0, 0};  // impl 3: the tile counts fwd_pick reads
+  if (impl == 3) {
+    CK(cudaMemcpy(cnt, p.fwd_pick, sizeof(cnt), cudaMemcpyDeviceToHost));
+    const bool pair = cnt[0] * 10ull >= cnt[2] * 17ull;  // tile_scheduler.h fwd_pick_pair
+    std::printf("  kept tiles: %llu of 64 rows, %llu of 128 rows -> %s kernel\n", cnt[0], cnt[2], pair ? "pair" : "single");
+  }
+  rc = run_fwd_impl(p, p2, impl);
   if (rc != 0) {
     std::printf("  run_attention_fwd returned %d\n", rc);
     return 1;
@@ -188,7 +215,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
     CK(cudaEventCreate(&e1));
     for (int i = 0; i < time_reps; ++i) {
       CK(cudaEventRecord(e0));
-      rc |= run_fwd_impl(p, impl);
+      rc |= run_fwd_impl(p, p2, impl);
       CK(cudaEventRecord(e1));
       CK(cudaEventSynchronize(e1));
       CK(cudaEventElapsedTime(&ms[i], e0, e1));
@@ -209,20 +236,24 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
     return rc;
   }
 
-  // ---- (1) tile mask vs CPU ----
-  std::vector<uint8_t> tm(tm_elems), tmT(tm_elems);
-  CK(cudaMemcpy(tm.data(), p.tile_mask, tm_elems, cudaMemcpyDeviceToHost));
-  CK(cudaMemcpy(tmT.data(), p.tile_maskT, tm_elems, cudaMemcpyDeviceToHost));
+  // ---- (1) tile mask(s) vs CPU (p's and its transpose; impl 3: p's and p2's, no transposes) ----
   int tm_bad = 0;
+  unsigned long long kept_want[2] = {0, 0};  // tiles with a nonzero value, p's and p2's
+  for (const AttnParams* q : {&p, &p2}) {
+    if (q == &p2 && impl != 3) break;
+    const size_t n_tm = static_cast<size_t>(B) * c.h_kv * q->n_row_tiles * nb_k;
+    std::vector<uint8_t> tm(n_tm), tmT(n_tm);
+    CK(cudaMemcpy(tm.data(), q->tile_mask, n_tm, cudaMemcpyDeviceToHost));
+    if (q->tile_maskT != nullptr) CK(cudaMemcpy(tmT.data(), q->tile_maskT, n_tm, cudaMemcpyDeviceToHost));
   for (int b = 0; b < B; ++b)
     for (int hk_ = 0; hk_ < c.h_kv; ++hk_)
-      for (int rt = 0; rt < p.n_row_tiles; ++rt)
+      for (int rt = 0; rt < q->n_row_tiles; ++rt)
         for (int n = 0; n < nb_k; ++n) {
-          const int slot = rt / p.n_tok_tiles, tt = rt % p.n_tok_tiles;
+          const int slot = rt / q->n_tok_tiles, tt = rt % q->n_tok_tiles;
           const int sq = c.seq_q[b], sk = c.seq_k[b], off = sk - sq;
           bool any = false, all = true;
-          for (int r = 0; r < p.tile_tokens * pack; ++r) {
-            const int t = tt * p.tile_tokens + r / pack, h = hk_ * group + slot * pack + r % pack;
+          for (int r = 0; r < q->tile_tokens * pack; ++r) {
+            const int t = tt * q->tile_tokens + r / pack, h = hk_ * group + slot * pack + r % pack;
             if (t >= sq) continue;
             const int key0 = n * c.bk;
             if (key0 >= sk || (c.causal && key0 > t + off)) continue;  // row cannot see block n
@@ -231,14 +262,22 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
             all &= keep;
           }
           const uint8_t want = any ? (all ? 2 : 1) : 0;
-          const size_t i = ((static_cast<size_t>(b) * c.h_kv + hk_) * p.n_row_tiles + rt) * nb_k + n;
-          const size_t iT = ((static_cast<size_t>(b) * c.h_kv + hk_) * nb_k + n) * p.n_row_tiles + rt;
-          if (tm[i] != want || tmT[iT] != want) {
+          kept_want[q == &p2] += want != 0;
+          const size_t i = ((static_cast<size_t>(b) * c.h_kv + hk_) * q->n_row_tiles + rt) * nb_k + n;
+          const size_t iT = ((static_cast<size_t>(b) * c.h_kv + hk_) * nb_k + n) * q->n_row_tiles + rt;
+          const uint8_t gotT = q->tile_maskT != nullptr ? tmT[iT] : want;
+          if (tm[i] != want || gotT != want) {
             if (tm_bad < 5)
-              std::printf("  tile_mask[b=%d hk=%d rt=%d n=%d] = %d / T %d, want %d\n", b, hk_, rt, n, tm[i], tmT[iT], want);
+              std::printf("  tile_mask%s[b=%d hk=%d rt=%d n=%d] = %d / T %d, want %d\n", q == &p2 ? " (pair)" : "", b, hk_, rt, n,
+                          tm[i], gotT, want);
             ++tm_bad;
           }
         }
+  }
+  if (impl == 3 && (cnt[0] != kept_want[0] || cnt[2] != kept_want[1])) {
+    std::printf("  kept-tile counts %llu / %llu, want %llu / %llu\n", cnt[0], cnt[2], kept_want[0], kept_want[1]);
+    ++tm_bad;
+  }
 
   // ---- (2) forward vs float64 reference ----
   std::vector<uint16_t> out(out_elems);
@@ -321,7 +360,7 @@ int main(int argc, char** argv) {
                     c == &t ? "S=16384" : "P1 lengths", d);
         rc |= run_case(*c, 7, 0, 10);
 #ifdef SEER_ATTN_SM90A
-        rc |= run_case(*c, 7, 1, 10);
+        for (int impl = 1; impl <= 3; ++impl) rc |= run_case(*c, 7, impl, 10);
 #endif
       }
     }
@@ -332,7 +371,7 @@ int main(int argc, char** argv) {
       std::printf("time: P1 lengths h_q=32 h_kv=8 D=128 bf16 1D per-token (per kv head) B_k 64 causal density %.2f\n", d);
       rc |= run_case(t, 7, 0, 10);
 #ifdef SEER_ATTN_SM90A
-      rc |= run_case(t, 7, 1, 10);
+      for (int impl = 1; impl <= 3; ++impl) rc |= run_case(t, 7, impl, 10);
 #endif
     }
     return rc ? 1 : 0;
@@ -357,6 +396,10 @@ int main(int argc, char** argv) {
       {128, true, {515, 64}, {600, 64}, 4, 1, true, 1, 128, 64, true, 0.7f, 0},
       {128, true, {700, 190}, {700, 190}, 4, 2, true, 4, 64, 64, true, 1.0f, 8},  // dense 2D, bf16
       {128, true, {333, 77, 64}, {333, 77, 64}, 8, 2, true, 8, 64, 64, true, 0.5f, 0},
+      // 128-row tiles of rows that keep different blocks (the pair kernel's value-1 chunks from 2D masks of
+      // 64-row blocks), 128-key tiles gathered from 16-key blocks, a stream past one list window (132 blocks)
+      {128, false, {2100, 300}, {2100, 300}, 2, 1, true, 2, 64, 16, true, 0.9f, 0},
+      {64, true, {700, 129}, {700, 129}, 4, 2, true, 4, 64, 32, false, 0.85f, 0},
   };
   int fails = 0, runs = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -369,11 +412,13 @@ int main(int argc, char** argv) {
     fails += r != 0;
     ++runs;
 #ifdef SEER_ATTN_SM90A
-    if (c.D == 64 || c.D == 128) {  // the sm_90a warp-specialised kernel on the same case
-      const int rw = run_case(c, 1234 + i, 1);
-      std::printf("  -> sm90 warp-specialised: %s\n", rw == 0 ? "ok" : "FAIL");
-      fails += rw != 0;
-      ++runs;
+    if (c.D == 64 || c.D == 128) {  // the sm_90a kernels on the same case: single, pair, picked on the device
+      for (int impl = 1; impl <= 3; ++impl) {
+        const int rw = run_case(c, 1234 + i, impl);
+        std::printf("  -> sm90 %s: %s\n", impl == 1 ? "single" : impl == 2 ? "pair" : "picked", rw == 0 ? "ok" : "FAIL");
+        fails += rw != 0;
+        ++runs;
+      }
     }
 #endif
   }

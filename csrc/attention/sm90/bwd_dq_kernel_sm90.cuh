@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
   // Atomic path at a high tile density: the dK/dV kernel has added dQ already (bwd_common.h dq_fused).
   if (!p.deterministic && p.dq_accum != nullptr && attn_bwd::dq_fused(p.tile_count)) return;
 
-  sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk) {
+  sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk, int) {
     // =============================== consumer ===============================
     const sm90_rows::ConsumerThread<T> ct(p, smem, wtid);  // row_tile_parts_sm90.cuh
     const int t4 = ct.t4;
@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
     int u = 0;
     // Per item: this thread's two rows (tr) and their masking (rm) (row_tile_parts_sm90.cuh).
     sm90_rows::consume_items(p, walk, ct, load_rows, [&](int w, const WorkItem& it, const sm90_rows::ThreadRows& tr,
-                                                 const sm90_rows::RowMask& rm) {
+                                                 const sm90_rows::RowMask<TileMeta>& rm) {
       // This thread's two rows: lse * log2(e) (+inf: P = 0 for a padding row or one with no visible key)
       // and D_i.
       float lse2[2], dd[2];
@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
             sm90_rows::handoff_operand(dsa, dsa_nxt, ct.opaque_zero);  // dsa = dsa_nxt, after the dQ GEMM read dsa
           });
       // The next item's Q / dO load while the last dQ GEMM and the epilogue run.
-      const int w_next = sm90_rows::end_of_item(p, walk, w, pending, load_rows, [&]() {
+      const int w_next = sm90_rows::end_of_item(p, walk, w, pending, ct.bar, load_rows, [&]() {
         issue_dq(dsa, pend_st);
         ct.drain(acc_dq, pend_st);
       });

@@ -1,8 +1,8 @@
 // Hopper (sm_90a) forward of varlen block-sparse attention: warp-specialised, wgmma, mbarrier pipeline,
 // persistent.
 //
-// Two CTAs per SM, each = a producer warpgroup (0) and a consumer warpgroup (1); the two CTAs of an SM
-// hide each other's latencies. A CTA loops over work items, heaviest first (a static stride over the
+// Single kernel: two CTAs per SM, each = a producer warpgroup (0) and a consumer warpgroup (1); the two
+// CTAs of an SM hide each other's latencies (the pair kernel: see below). A CTA loops over work items, heaviest first (a static stride over the
 // list, which is ordered by causal work); a work item is one 64-row row tile of one (sequence, kv head)
 // (attention_params.h "Row tiles").
 //
@@ -24,14 +24,22 @@
 //              consumer prefetches the next item's Q.
 //   epilogue : O / l written from registers with the rows' strides; lse.
 //
-// Stages: kStages K/V tiles of kBlockN = 64 keys in the 128-byte-swizzled slab layout wgmma reads
-// (common/sm90_primitives.h) plus a metadata record. Barriers per stage: full (count 256: a plain and a
-// cp.async arrival per producer thread) and empty (count 128: one per consumer thread).
+// Stages: kStages K/V tiles of kBlockN = 64 keys (pair: 128) in the 128-byte-swizzled slab layout wgmma
+// reads (common/sm90_primitives.h) plus a metadata record. Barriers per stage: full (count 256: a plain and
+// a cp.async arrival per producer thread) and empty (one arrival per consumer thread: 128, pair 256).
 // Tile u (counted over the whole persistent loop) uses stage u % kStages, phase (u / kStages) & 1.
 //
-// Measured alternatives (benchmarks/NOTES.md, v4): one CTA per SM with two consumers sharing the union
-// of two row tiles' K/V streams was 15% faster at density 1 and 20-40% slower at density <= 0.5.
+// The pair kernel (Traits<D, Elem, true>; NOTES v13, v17): the same code with one CTA per SM of a producer
+// and two consumer warpgroups, each on one 64-row half of a 128-row row tile; the halves share the tile's
+// stream of 128-key K/V tiles (the 128-row tile mask: the union of the halves' blocks; a half masks the
+// rows that do not keep a block). Per 64 keys of a consumer it issues fewer instructions (the softmax's and
+// the GEMMs' fixed costs per 128 keys, one producer for two consumers): faster where the halves share
+// their blocks (density 1, masks shared over 128 rows), slower where the union is much larger than either
+// half's blocks. The API layer launches both kernels; AttnParams::fwd_pick lets the tile counts of both
+// tile masks decide on the device which one runs (tile_scheduler.h fwd_pick_pair).
 #pragma once
+
+#include <type_traits>
 
 #include <cstdint>
 #include <cmath>
@@ -49,11 +57,12 @@
 namespace seer {
 namespace fwd_sm90 {
 
-// Q, then kStages K/V stages (3 for D 128, 113 KB: two CTAs per SM).
-template <int kHeadDim, typename Elem>
-using Traits = sm90_rows::RowTileTraits<kHeadDim, Elem, kHeadDim == 128 ? 3 : 5, 1>;
+// Q, then kStages K/V stages: single (two CTAs per SM) 3 64-key stages for D 128 (113 KB), 5 for D 64; pair
+// (one CTA per SM, Q of 128 rows) 3 128-key stages for D 128 (225 KB), 6 for D 64 (209 KB).
+template <int kHeadDim, typename Elem, bool kPair = false>
+using Traits = std::conditional_t<kPair, sm90_rows::RowTileTraits<kHeadDim, Elem, kHeadDim == 128 ? 3 : 6, 1, 2>,
+                                  sm90_rows::RowTileTraits<kHeadDim, Elem, kHeadDim == 128 ? 3 : 5, 1>>;
 
-using sm90_rows::TileMeta;
 using sm90_rows::WorkItem;
 using sm90_rows::work_item;
 
@@ -62,27 +71,31 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
                                                                               int n_work) {
 #if SEER_HAS_SM90A
   using Elem = typename T::Elem;
-  constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN, kChunks = T::kChunks;
-  static_assert(kChunks == 4, "TileMeta holds 4 chunks");
+  constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN;
+  using Meta = typename T::Meta;
+  // Launched beside the other tiling's kernel: the tile counts pick one (uniform over the grid).
+  if (p.fwd_pick != nullptr && fwd_pick_pair(p.fwd_pick) != (T::kConsumers == 2)) return;
 
-  sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk) {
+  sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk, int cwg) {
     // =============================== consumer ===============================
-    const sm90_rows::ConsumerThread<T> ct(p, smem, wtid);  // row_tile_parts_sm90.cuh
+    // Consumer warpgroup cwg: rows 64 cwg .. 64 cwg + 63 of each row tile.
+    const sm90_rows::ConsumerThread<T> ct(p, smem, wtid, cwg);  // row_tile_parts_sm90.cuh
     const int t4 = ct.t4;
-    Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ);
+    Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ + cwg * T::kQBytes);
     const uint32_t sQ_addr = smem_u32(sQ);
     const float scale_log2 = p.scale_log2;
 
-    // Gathers the Q rows of a row tile into sQ (cp.async, committed; zero-filled padding rows).
+    // Gathers this warpgroup's Q rows of a row tile into sQ (cp.async, committed; zero-filled padding rows).
     auto load_q = [&](const WorkItem& it) {
-      sm90_rows::gather_tile_rows<Elem, D, kBlockM>(sQ, static_cast<const Elem*>(p.q), p.q_row_stride, p.q_head_stride, p, it, wtid);
+      sm90_rows::gather_tile_rows<Elem, D, kBlockM>(sQ, static_cast<const Elem*>(p.q), p.q_row_stride, p.q_head_stride, p, it, wtid,
+                                                    cwg * kBlockM);
     };
 
     float acc_o[D / 2];
     int u = 0;
     // Per item: this thread's two rows (tr) and their masking (rm) (row_tile_parts_sm90.cuh).
     sm90_rows::consume_items(p, walk, ct, load_q, [&](int w, const WorkItem& it, const sm90_rows::ThreadRows& tr,
-                                                 const sm90_rows::RowMask& rm) {
+                                                 const sm90_rows::RowMask<Meta>& rm) {
       cp_async_wait<0>();  // this item's Q (prefetched)
       sm90::fence_view_async_shared();
       ct.sync();
@@ -147,7 +160,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       };
       const bool pending = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
-          [&](int st, const TileMeta* m, uint32_t v) {
+          [&](int st, const Meta* m, uint32_t v) {
             float sd[kBlockN / 2];
             issue_qk(sd, st);
             sm90::wgmma_wait<0>();
@@ -155,7 +168,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             rm.apply(sd, m, v, t4);
             softmax(sd, pn, alpha);
           },
-          [&](int st, int pst, const TileMeta* m, uint32_t v) {
+          [&](int st, int pst, const Meta* m, uint32_t v) {
             settle();
             float sd[kBlockN / 2];
             issue_qk(sd, st);
@@ -167,7 +180,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             softmax(sd, pn, alpha);
           });
       // The next item's Q loads while the last P V and the epilogue run.
-      const int w_next = sm90_rows::end_of_item(p, walk, w, pending, load_q, [&]() {
+      const int w_next = sm90_rows::end_of_item(p, walk, w, pending, ct.bar, load_q, [&]() {
         settle();
         issue_pv(pa, pend_st);
         ct.drain(acc_o, pend_st);

@@ -1,6 +1,7 @@
 // Parts of the Hopper (sm_90a) q-major kernels - the forward (fwd_kernel_sm90.cuh) and the backward's dQ
-// kernel (bwd_dq_kernel_sm90.cuh): a CTA works on 64-row row tiles of one (sequence, kv head) and
-// streams the K / V of the row tile's kept key blocks through a shared-memory ring.
+// kernel (bwd_dq_kernel_sm90.cuh): a CTA works on row tiles of one (sequence, kv head) - 64 rows, or 128
+// rows split between two consumer warpgroups (the forward's pair kernel) - and streams the K / V of the
+// row tile's kept key blocks through a shared-memory ring (64-key tiles; 128-key for the pair kernel).
 //
 //   RowTileTraits, ring_setup : the CTA's layout (two CTAs per SM) and its barriers.
 //   WorkItem    : what a role needs about one work item (uniform over the CTA).
@@ -26,11 +27,10 @@
 //   end_of_item, handoff_operand : the consumer's pipeline around its items (prefetch of the next item's
 //                 rows with the last pending GEMM; the in-flight A operand's register hand-off).
 //
-// Stage layout (Traits): K[kStages], V[kStages] of kBlockN = 64 keys in the 128-byte-swizzled slab
-// layout wgmma reads (common/sm90_primitives.h); barriers full (count 256: one plain arrival after its
-// metadata stores and one cp.async arrival per producer thread) and empty (count 128: one per consumer
-// thread); TileMeta
-// [kStages] in 64-byte slots; the producer's list scratch (block_iter.h). Tile u (counted over the whole
+// Stage layout (Traits): K[kStages], V[kStages] of kBlockN keys in the 128-byte-swizzled slab layout
+// wgmma reads (common/sm90_primitives.h); barriers full (count 256: one plain arrival after its metadata
+// stores and one cp.async arrival per producer thread) and empty (one per consumer thread); Meta
+// [kStages] in kMetaSlot-byte slots; the producer's list scratch (block_iter.h). Tile u (counted over the whole
 // persistent loop) uses stage u % kStages, phase (u / kStages) & 1.
 #pragma once
 
@@ -67,53 +67,82 @@ SEER_DEVICE void pack_rows_operand(const float (&s)[N], uint32_t (&a)[N / 8][4])
   }
 }
 
-// Layout of a q-major kernel: two CTAs per SM, each = the producer warpgroup + one consumer warpgroup
-// (64 rows); kRowOps row operands (Q; Q and dO) of kBlockM x D, then the K/V ring of kStages 64-key
-// stages, then the barriers, TileMeta slots and the producer's list scratch.
-template <int kHeadDim_, typename Elem_, int kStages_, int kRowOps_>
+// What the producer tells the consumers about the tile in a stage (kChunks 16-key chunks: 4 for 64-key
+// tiles of 64-row row tiles, 8 for the pair kernel's 128-key tiles of 128-row row tiles).
+template <int kChunks_>
+struct TileMetaT {
+  static constexpr int kChunks = kChunks_;
+  static_assert(kChunks == 4 || kChunks == 8, "64-key tiles of 64 rows or 128-key tiles of 128 rows");
+  int key[kChunks];  // first key of each 16-key chunk (kNoKey: empty chunk; key[0] == kNoKey: end of stream)
+  uint32_t vbits;    // tile-mask value of chunk c at bits 4c..4c+1
+  // The user-mask keep bits of row r of the row tile (bit c: the row keeps chunk c): 4 chunks - nibble
+  // r & 1 of byte r / 2 (64 rows); 8 chunks - byte r (128 rows). Written (by the producer, which reads the
+  // mask bytes ahead of the consumer) only for tiles with a value-1 chunk, and read only for value-1
+  // chunks; 0 for padding rows.
+  uint8_t rowkeep[kChunks == 4 ? 32 : 128];
+  SEER_HOST_DEVICE static constexpr int keep_byte(int r) { return kChunks == 4 ? r >> 1 : r; }
+  SEER_HOST_DEVICE static constexpr int keep_shift(int r) { return kChunks == 4 ? 4 * (r & 1) : 0; }
+};
+using TileMeta = TileMetaT<4>;
+static_assert(sizeof(TileMetaT<4>) <= 64 && sizeof(TileMetaT<8>) <= 256, "TileMeta slots");
+
+// Layout of a q-major kernel: a producer warpgroup and kConsumers consumer warpgroups of 64 rows each
+// (one: two CTAs per SM, 64-row row tiles, 64-key K/V tiles; two - the forward's pair kernel - one CTA per
+// SM, 128-row row tiles whose halves share one stream of 128-key tiles); kRowOps row operands (Q; Q and
+// dO) of kBlockM x D per consumer, then the K/V ring of kStages stages, then the barriers, TileMeta slots
+// and the producer's list scratch.
+template <int kHeadDim_, typename Elem_, int kStages_, int kRowOps_, int kConsumers_ = 1>
 struct RowTileTraits {
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kCtasPerSm = 2;
-  static constexpr int kBlockM = 64;   // rows per row tile (the consumer warpgroup's wgmma M)
-  static constexpr int kBlockN = 64;   // keys per K/V tile
+  static constexpr int kConsumers = kConsumers_;
+  static_assert(kConsumers == 1 || kConsumers == 2, "one or two consumer warpgroups");
+  static constexpr int kCtasPerSm = kConsumers == 1 ? 2 : 1;
+  static constexpr int kBlockM = 64;                       // rows per consumer warpgroup (its wgmma M)
+  static constexpr int kTileRows = kBlockM * kConsumers;   // rows per row tile
+  static constexpr int kBlockN = 64 * kConsumers;          // keys per K/V tile
   static constexpr int kChunks = kBlockN / 16;
+  using Meta = TileMetaT<kChunks>;
+  static constexpr int kMetaSlot = kChunks == 4 ? 64 : 256;  // bytes per TileMeta slot
   static constexpr int kNFrags = kBlockN / 8;    // n8 fragments of S
   static constexpr int kKSteps = kHeadDim / 16;  // k16 steps of a GEMM over the head dim
-  static constexpr int kThreads = 256;           // producer + consumer warpgroup
-  // Register split (setmaxnreg) of the 65536 / kCtasPerSm registers of a CTA.
-  static constexpr int kProducerRegs = 48;
-  static constexpr int kConsumerRegs = 208;
-  static_assert(kCtasPerSm * 128 * (kProducerRegs + kConsumerRegs) <= 65536, "register file");
+  static constexpr int kConsumerThreads = 128 * kConsumers;
+  static constexpr int kThreads = 128 + kConsumerThreads;  // producer + consumer warpgroups
+  // Register split (setmaxnreg) of the 65536 / kCtasPerSm registers of a CTA (the launch gives each
+  // thread 65536 / (kCtasPerSm * kThreads): 128 or 168).
+  static constexpr int kProducerRegs = kConsumers == 1 ? 48 : 56;
+  static constexpr int kConsumerRegs = kConsumers == 1 ? 208 : 224;
+  static_assert(kCtasPerSm * 128 * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536, "register file");
   static constexpr int kTileBytes = kBlockN * kHeadDim * 2;  // one K (or V) stage
-  static constexpr int kQBytes = kBlockM * kHeadDim * 2;     // one row operand
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;     // one row operand of one consumer
   static constexpr int kStages = kStages_;
   static constexpr int kRowOps = kRowOps_;
+  static_assert(kRowOps == 1 || kConsumers == 1, "the pair kernel is the forward's");
   // Shared memory (1024-byte aligned base): row operands, K[kStages], V[kStages], then small regions.
-  static constexpr int kOffQ = 0;
+  static constexpr int kOffQ = 0;                 // consumer c's Q at kOffQ + c * kQBytes
   static constexpr int kOffDO = kOffQ + kQBytes;  // second row operand (kRowOps 2)
-  static constexpr int kOffK = kOffQ + kRowOps * kQBytes;
+  static constexpr int kOffK = kOffQ + kRowOps * kConsumers * kQBytes;
   static constexpr int kOffV = kOffK + kStages * kTileBytes;
   static constexpr int kOffFull = kOffV + kStages * kTileBytes;  // uint64 [kStages]
   static constexpr int kOffEmpty = kOffFull + 8 * kStages;       // uint64 [kStages]
-  static constexpr int kOffMeta = kOffEmpty + 8 * kStages;       // TileMeta [kStages], 64-byte slots
-  static constexpr int kOffList = kOffMeta + 64 * kStages;       // producer block list: int[128]
+  static constexpr int kOffMeta = kOffEmpty + 8 * kStages;       // Meta [kStages] in kMetaSlot-byte slots
+  static constexpr int kOffList = kOffMeta + kMetaSlot * kStages;  // producer block list: int[128]
   static constexpr int kOffListVal = kOffList + 128 * 4;         // uint8[128]
   static constexpr int kOffWarpCnt = kOffListVal + 128;          // int[4]
-  // Two CTAs per SM (e.g. 113 KB each for the D 128 forward) leave no room for alignment slack: the
-  // kernels rely on the dynamic shared memory starting 1024-byte aligned (it does on sm_90: there is no
-  // static shared memory) and trap otherwise (ring_setup).
+  // Two CTAs per SM (e.g. 113 KB each for the D 128 forward) or the pair kernel's 225 KB leave no room for
+  // alignment slack: the kernels rely on the dynamic shared memory starting 1024-byte aligned (it does on
+  // sm_90: there is no static shared memory) and trap otherwise (ring_setup).
   static constexpr int kSmemBytes = kOffWarpCnt + 4 * 4;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "wgmma N = head dim");
   static_assert(kRowOps == 1 || kRowOps == 2, "row operands");
   static_assert(kOffDO % 1024 == 0 && kOffK % 1024 == 0 && kOffV % 1024 == 0 && kTileBytes % 1024 == 0,
                 "SW128 tiles 1024-aligned");
-  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024, "shared memory per SM");
+  static_assert(kCtasPerSm * (kSmemBytes + 1024) <= 228 * 1024 && kSmemBytes <= 227 * 1024, "shared memory");
 };
 
 // The CTA's shared memory (checked 1024-byte aligned) with the ring's barriers initialised (full: 256 =
-// 128 plain + 128 cp.async arrivals of the producer threads; empty: 128 consumer threads). Called by every
-// thread.
+// 128 plain + 128 cp.async arrivals of the producer threads; empty: one per consumer thread). Called by
+// every thread.
 template <typename T>
 SEER_DEVICE unsigned char* ring_setup(unsigned char* smem_raw) {
   const uint32_t pad = smem_pad_1024(smem_raw);
@@ -124,24 +153,13 @@ SEER_DEVICE unsigned char* ring_setup(unsigned char* smem_raw) {
     uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
     for (int st = 0; st < T::kStages; ++st) {
       sm90::mbar_init(&bar_full[st], 256);
-      sm90::mbar_init(&bar_empty[st], 128);
+      sm90::mbar_init(&bar_empty[st], T::kConsumerThreads);
     }
     sm90::mbar_init_fence();
   }
   __syncthreads();
   return smem;
 }
-
-// What the producer tells the consumers about the tile in a stage.
-struct TileMeta {
-  int key[4];      // first key of each 16-key chunk (kNoKey: empty chunk; key[0] == kNoKey: end of stream)
-  uint32_t vbits;  // tile-mask value of chunk c at bits 4c..4c+1
-  // Row r of the row tile (kBlockM = 64 rows): nibble r & 1 of byte r / 2, bit c = the row's user mask
-  // keeps chunk c. Written (by the producer, which reads the mask bytes ahead of the consumer) only for
-  // tiles with a value-1 chunk, and read only for value-1 chunks; 0 for padding rows.
-  uint8_t rowkeep[32];
-};
-static_assert(sizeof(TileMeta) <= 64, "TileMeta slot");
 
 // Everything a role needs about one work item (uniform over the CTA).
 struct WorkItem {
@@ -165,12 +183,12 @@ SEER_DEVICE WorkItem work_item(const AttnParams& p, int w) {
   return it;
 }
 
-// Gathers the kBlockM rows of a row tile (row r = token tok0 + r / pack, head h0 + r % pack) of a
-// [T, H, D] tensor into a 128-byte-swizzled shared tile with cp.async (called by a whole warpgroup,
-// wtid 0..127; committed; padding rows zero-filled).
+// Gathers kBlockM rows r0 .. r0 + kBlockM - 1 of a row tile (row r = token tok0 + r / pack, head h0 + r %
+// pack) of a [T, H, D] tensor into a 128-byte-swizzled shared tile of kBlockM rows with cp.async (called
+// by a whole warpgroup, wtid 0..127; committed; padding rows zero-filled).
 template <typename Elem, int D, int kBlockM>
 SEER_DEVICE void gather_tile_rows(Elem* dst, const Elem* g, int64_t row_stride, int64_t head_stride,
-                                  const AttnParams& p, const WorkItem& it, int wtid) {
+                                  const AttnParams& p, const WorkItem& it, int wtid, int r0 = 0) {
   constexpr int kRowChunks = D / 8;
   constexpr int kRowsPerPass = 128 / kRowChunks;
   const int chunk = wtid % kRowChunks;
@@ -179,9 +197,10 @@ SEER_DEVICE void gather_tile_rows(Elem* dst, const Elem* g, int64_t row_stride, 
 #pragma unroll
   for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
     const int r = pass * kRowsPerPass + wtid / kRowChunks;
-    const int tok = me.tok0 + r / p.pack;
-    const int h = me.h0 + r % p.pack;
-    const bool ok = r < rows_used && tok < it.seqlen_q;
+    const int tr = r0 + r;  // row of the row tile
+    const int tok = me.tok0 + tr / p.pack;
+    const int h = me.h0 + tr % p.pack;
+    const bool ok = tr < rows_used && tok < it.seqlen_q;
     const Elem* src = ok ? g + static_cast<int64_t>(it.q_start + tok) * row_stride + static_cast<int64_t>(h) * head_stride + chunk * 8
                          : g;
     cp_async_16(dst + (sm90::sw128_offset(r, chunk * 8, kBlockM) >> 1), src, ok);
@@ -194,7 +213,7 @@ template <typename T>
 SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid, int w0, int w_step, int n_work) {
   using Elem = typename T::Elem;
   constexpr int D = T::kHeadDim, kBlockN = T::kBlockN, kChunks = T::kChunks, kStages = T::kStages;
-  static_assert(kChunks == 4, "TileMeta holds 4 chunks");
+  using Meta = typename T::Meta;
   uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
   uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
   BlockStreamSmem sm;
@@ -206,14 +225,14 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
   constexpr int kRowsPerPass = 128 / kRowChunks;  // 8 (D 128) or 16 (D 64)
   static_assert(16 % kRowsPerPass == 0, "a copy pass stays inside one 16-key chunk");
   const int chunk = wtid % kRowChunks;
-  static_assert(T::kBlockM == 64, "TileMeta::rowkeep holds 64 rows");
+  static_assert(T::kTileRows == (kChunks == 4 ? 64 : 128), "Meta::rowkeep holds the row tile's rows");
   int u = 0;
   for (int w = w0; w < n_work; w += w_step) {
     const WorkItem it = work_item(p, w);
     if (!it.valid) continue;  // uniform over the CTA
-    // User-mask row of row tile row wtid (threads 0..kBlockM-1; ThreadRows' rule), nullptr for padding rows.
+    // User-mask row of row tile row wtid (threads 0..kTileRows-1; ThreadRows' rule), nullptr for padding rows.
     const uint8_t* mrow = nullptr;
-    if (wtid < T::kBlockM) {
+    if (wtid < T::kTileRows) {
       const int tok = it.rows.tok0 + wtid / p.pack, h = it.rows.h0 + wtid % p.pack;
       if (wtid < p.tile_tokens * p.pack && tok < it.seqlen_q) mrow = p.mask + mask_row_offset(p, it.t.b, h, tok);
     }
@@ -231,7 +250,24 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
     for (;; ++u) {
       int ck[kChunks], cb[kChunks];
       uint32_t vbits;
-      block_next_tile<128, kChunks>(cur, src, sm, wtid, sync, ck, cb, vbits);
+      if constexpr (kChunks == 4) {
+        block_next_tile<128, 4>(cur, src, sm, wtid, sync, ck, cb, vbits);
+      } else {
+        // A 128-key tile as two groups of 4 chunks: a tile of two 64-key blocks takes the iterator's
+        // fast path twice (one call of 8 chunks would take its chunk-by-chunk path).
+        int ck1[4], cb1[4], ck2[4], cb2[4];
+        uint32_t v1, v2;
+        block_next_tile<128, 4>(cur, src, sm, wtid, sync, ck1, cb1, v1);
+        block_next_tile<128, 4>(cur, src, sm, wtid, sync, ck2, cb2, v2);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          ck[c] = ck1[c];
+          cb[c] = cb1[c];
+          ck[4 + c] = ck2[c];
+          cb[4 + c] = cb2[c];
+        }
+        vbits = v1 | (v2 << 16);
+      }
       // Keep bits of row wtid for the tile's value-1 chunks (the mask reads issued before the stage wait),
       // behind one uniform branch: a tile without value-1 chunks (every tile of a 2D mask) jumps over the
       // reads' address arithmetic, which ptxas otherwise issues predicated off (SASS, with the value-1
@@ -247,15 +283,19 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
       }
       const int st = u % kStages;
       sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
-      TileMeta* m = reinterpret_cast<TileMeta*>(smem + T::kOffMeta + 64 * st);
+      Meta* m = reinterpret_cast<Meta*>(smem + T::kOffMeta + T::kMetaSlot * st);
       if (wtid == 0) {
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) m->key[c] = ck[c];
         m->vbits = vbits;
       }
       if (has_v1) {  // uniform
-        const uint32_t rk_odd = SEER_SHFL_XOR(rk, 1);  // the pair's odd row
-        if (wtid < T::kBlockM && (wtid & 1) == 0) m->rowkeep[wtid >> 1] = static_cast<uint8_t>(rk | (rk_odd << 4));
+        if constexpr (kChunks == 4) {
+          const uint32_t rk_odd = SEER_SHFL_XOR(rk, 1);  // the pair's odd row
+          if (wtid < T::kTileRows && (wtid & 1) == 0) m->rowkeep[wtid >> 1] = static_cast<uint8_t>(rk | (rk_odd << 4));
+        } else {
+          m->rowkeep[wtid] = static_cast<uint8_t>(rk);  // 128 rows, one per producer thread
+        }
       }
       sm90::mbar_arrive(&bar_full[st]);  // release: this thread's metadata stores are visible after the wait
       if (ck[0] != kNoKey) {
@@ -307,7 +347,8 @@ struct ItemWalk {
 };
 
 // Body of a q-major kernel: ring_setup, then the role split - warpgroup 0 runs kv_producer with
-// T::kProducerRegs registers, warpgroup 1 calls consumer(smem, wtid, walk) with T::kConsumerRegs.
+// T::kProducerRegs registers, warpgroup 1 + c (c < T::kConsumers) calls consumer(smem, wtid, walk, c) with
+// T::kConsumerRegs.
 template <typename T, typename Consumer>
 SEER_DEVICE void run_roles(const AttnParams& p, int n_work, Consumer&& consumer) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -319,7 +360,8 @@ SEER_DEVICE void run_roles(const AttnParams& p, int n_work, Consumer&& consumer)
     kv_producer<T>(p, smem, wtid, sched.first, sched.step, n_work);
   } else {
     sm90::regs_inc<T::kConsumerRegs>();
-    consumer(smem, wtid, ItemWalk{sched.first, sched.step, n_work});
+    const int cwg = T::kConsumers == 1 ? 0 : static_cast<int>(threadIdx.x / 128) - 1;
+    consumer(smem, wtid, ItemWalk{sched.first, sched.step, n_work}, cwg);
   }
 }
 
@@ -354,7 +396,7 @@ SEER_DEVICE void issue_rows_stage(float (&acc)[T::kHeadDim / 2], uint32_t (&a)[T
 
 // The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
 // u % kStages): waits for each tile, calls first(st, m, v) for the item's first tile and
-// next(st, pend_st, m, v) for the others (m the tile's TileMeta, v its vbits) (pend_st: the previous tile's stage, which the caller releases once the GEMM left pending
+// next(st, pend_st, m, v) for the others (m the tile's T::Meta, v its vbits) (pend_st: the previous tile's stage, which the caller releases once the GEMM left pending
 // on it is done - in `next`, or a tile later), releases the end marker's stage and leaves u past it. Returns whether a tile is pending
 // (its stage in pend_st): the caller finishes it.
 template <typename T, typename First, typename Next>
@@ -365,7 +407,7 @@ SEER_DEVICE bool consume_stream(unsigned char* smem, int& u, int& pend_st, First
   for (;; ++u) {
     const int st = u % T::kStages;
     sm90::mbar_wait(&bar_full[st], (u / T::kStages) & 1);
-    const TileMeta* m = reinterpret_cast<const TileMeta*>(smem + T::kOffMeta + 64 * st);
+    const typename T::Meta* m = reinterpret_cast<const typename T::Meta*>(smem + T::kOffMeta + T::kMetaSlot * st);
     if (m->key[0] == kNoKey) {  // end of this item's stream
       sm90::mbar_arrive(&bar_empty[st]);
       ++u;
@@ -409,12 +451,13 @@ struct ThreadRows {
 };
 
 // The end of an item's stream in a consumer warpgroup (after consume_stream): once every warp has passed
-// the barrier (every S-shaped GEMM of the item has completed) the next valid item's row operands are
-// prefetched - load(next item) - while flush() completes the GEMM left pending on the last tile, if any.
-// Returns the next item (walk.n if none).
+// the warpgroup's barrier `bar` (every S-shaped GEMM of the item has completed) the next valid item's row
+// operands are prefetched - load(next item) - while flush() completes the GEMM left pending on the last
+// tile, if any. Returns the next item (walk.n if none).
 template <typename Load, typename Flush>
-SEER_DEVICE int end_of_item(const AttnParams& p, const ItemWalk& walk, int w, bool pending, Load&& load, Flush&& flush) {
-  sm90::named_sync(2, 128);
+SEER_DEVICE int end_of_item(const AttnParams& p, const ItemWalk& walk, int w, bool pending, int bar, Load&& load,
+                            Flush&& flush) {
+  sm90::named_sync(bar, 128);
   const int w_next = walk.next(p, w);
   if (w_next < walk.n) load(work_item(p, w_next));
   if (pending) flush();
@@ -436,17 +479,18 @@ SEER_DEVICE void handoff_operand(uint32_t (&dst)[N][4], const uint32_t (&next)[N
 // A consumer thread's two rows (ThreadRows) of a row tile: visibility of keys and the masking of S tiles
 // (64 keys, the wgmma accumulator layout: element 4 f + e of the thread is row 16 warp + g + 8 (e >> 1),
 // key 8 f + 2 t4 + (e & 1) of the tile).
+template <typename Meta>
 struct RowMask {
   int kmax[2];            // keys >= kmax are invisible (0: padding row)
-  int rk_byte;            // TileMeta::rowkeep byte of row 0 (row 1: + 4, 8 rows further)
-  int rk_shift;           // its nibble (rows g and g + 8 share the parity)
+  int rk_byte;            // Meta::rowkeep byte of row 0 (row 1, 8 rows further: rk_byte + keep_byte(8))
+  int rk_shift;           // its bit offset (rows g and g + 8 share the parity)
   int warp_kmin;          // smallest kmax over the warp's valid rows (a tile below it needs no masking)
 
   SEER_DEVICE RowMask(const AttnParams& p, const WorkItem& it, const ThreadRows& tr, int row0) {
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) kmax[rr] = tr.ok[rr] ? it.sb.key_limit(tr.tok[rr], p.causal) : 0;
-    rk_byte = row0 >> 1;
-    rk_shift = 4 * (row0 & 1);
+    rk_byte = Meta::keep_byte(row0);
+    rk_shift = Meta::keep_shift(row0);
     int km = 0x7fffffff;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr)
@@ -457,11 +501,12 @@ struct RowMask {
   }
 
   // Masks S in place: key visibility per row (sequence end / causal) and the chunk values of this row
-  // tile (0: not kept, 1: the row's keep bit from TileMeta::rowkeep, 2: kept). A tile all of whose chunks
+  // tile (0: not kept, 1: the row's keep bit from Meta::rowkeep, 2: kept). A tile all of whose chunks
   // are kept and below warp_kmin is left alone (warp-uniform).
   template <int N>
-  SEER_DEVICE void apply(float (&sd)[N], const TileMeta* m, uint32_t v, int t4) const {
+  SEER_DEVICE void apply(float (&sd)[N], const Meta* m, uint32_t v, int t4) const {
     constexpr int kChunks = N / 8;
+    static_assert(kChunks == Meta::kChunks, "S tile = the stage's chunks");
     // Every chunk kept by every row (value 2: none empty) and below warp_kmin. The stream's keys increase
     // (block_iter.h: kept blocks in column order, a block's chunks in key order), so the last chunk is the
     // highest: one shared load and a compare instead of one per chunk.
@@ -473,7 +518,7 @@ struct RowMask {
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) ck[c] = m->key[c];
     const uint32_t rk[2] = {static_cast<uint32_t>(m->rowkeep[rk_byte]) >> rk_shift,
-                            static_cast<uint32_t>(m->rowkeep[rk_byte + 4]) >> rk_shift};
+                            static_cast<uint32_t>(m->rowkeep[rk_byte + Meta::keep_byte(8)]) >> rk_shift};
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const uint32_t val = (v >> (4 * c)) & 3u;
@@ -493,20 +538,22 @@ struct RowMask {
   }
 };
 
-// A consumer thread of a q-major kernel: its place in the warpgroup's wgmma accumulator layout (warp w
-// holds rows 16 w .. 16 w + 15 of the row tile; the thread rows g and g + 8 of them and columns 2 t4,
-// 2 t4 + 1 of each n8 fragment), the ring's `empty` barriers, and a zero the compiler cannot see
-// (handoff_operand).
+// A consumer thread of a q-major kernel: its place in the wgmma accumulator layout of its warpgroup cwg
+// (rows 64 cwg .. 64 cwg + 63 of the row tile; warp w of it holds 16 w .. 16 w + 15 of those; the thread
+// rows g and g + 8 of them and columns 2 t4, 2 t4 + 1 of each n8 fragment), its warpgroup's named barrier
+// (2 + cwg), the ring's `empty` barriers, and a zero the compiler cannot see (handoff_operand).
 template <typename T>
 struct ConsumerThread {
   uint64_t* bar_empty;
   int g, t4, warp_row0;
+  int bar;  // the consumer warpgroup's named barrier
   uint32_t opaque_zero;
-  SEER_DEVICE ConsumerThread(const AttnParams& p, unsigned char* smem, int wtid)
+  SEER_DEVICE ConsumerThread(const AttnParams& p, unsigned char* smem, int wtid, int cwg = 0)
       : bar_empty(reinterpret_cast<uint64_t*>(smem + T::kOffEmpty)),
         g((wtid & 31) >> 2),
         t4(wtid & 3),
-        warp_row0((wtid >> 5) * 16),
+        warp_row0(cwg * T::kBlockM + (wtid >> 5) * 16),
+        bar(2 + cwg),
         opaque_zero(static_cast<uint32_t>(p.batch) >> 31) {}
   SEER_DEVICE void release(int st) const { sm90::mbar_arrive(&bar_empty[st]); }  // stage st back to the producer
   // Waits for every GEMM this warpgroup has issued (acc: the accumulator they write), then releases stage st.
@@ -516,12 +563,12 @@ struct ConsumerThread {
     sm90::fence_operands(acc);
     release(st);
   }
-  SEER_DEVICE static void sync() { sm90::named_sync(2, 128); }                     // the consumer warpgroup
+  SEER_DEVICE void sync() const { sm90::named_sync(bar, 128); }  // the consumer warpgroup
 };
 
 // The consumer's loop over its work items: loads the first item's row operands, then per item calls
-// body(w, it, tr, rm) - the item, this thread's two rows and their masking - which returns the next item
-// (from end_of_item, which also prefetches that item's row operands).
+// body(w, it, tr, rm) - the item, this thread's two rows and their masking (RowMask<T::Meta>) - which
+// returns the next item (from end_of_item, which also prefetches that item's row operands).
 template <typename T, typename Load, typename Body>
 SEER_DEVICE void consume_items(const AttnParams& p, const ItemWalk& walk, const ConsumerThread<T>& ct, Load&& load,
                                Body&& body) {
@@ -530,7 +577,7 @@ SEER_DEVICE void consume_items(const AttnParams& p, const ItemWalk& walk, const 
   while (w < walk.n) {
     const WorkItem it = work_item(p, w);
     const ThreadRows tr(p, it, ct.warp_row0, ct.g);
-    const RowMask rm(p, it, tr, ct.warp_row0 + ct.g);
+    const RowMask<typename T::Meta> rm(p, it, tr, ct.warp_row0 + ct.g);
     w = body(w, it, tr, rm);
   }
 }
