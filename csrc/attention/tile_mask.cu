@@ -148,38 +148,47 @@ __device__ __forceinline__ uint8_t union_value(uint8_t va, bool visa, uint8_t vb
   return any ? (all ? 2 : 1) : 0;
 }
 
-// One thread per (sequence b, kv head hk, pair row tile rt2, key block n), n fastest (coalesced writes of
-// both masks); grid-stride. The halves of pair tile rt2 = slot * n_tok_tiles2 + tt2 are the 64-row tiles
-// slot * n_tok_tiles + 2 tt2 (+ 1 if it exists).
-__global__ void build_tile_masks_pair_kernel(const AttnParams p, const AttnParams p2, long long n_total) {
+// The patches of the 64-row kernel above, over pair row tiles: a CTA of 32 x 8 threads owns 32 pair row
+// tiles x 32 key blocks of one (b, hk) (threadIdx.x along n: coalesced writes of both masks). Pair tile
+// rt2 = slot * n_tok_tiles2 + tt2 has the halves slot * n_tok_tiles + 2 tt2 (+ 1 if it exists); each thread
+// computes both halves' values, writes them and their union. No transposes (the forward reads none).
+__global__ void build_tile_masks_pair_kernel(const AttnParams p, const AttnParams p2, int n_rt_patches, int n_n_patches,
+                                             long long n_patches) {
+  const int tx = threadIdx.x, ty = threadIdx.y;
   int n_kept = 0, n_visible = 0, n_kept2 = 0, n_visible2 = 0;  // this thread's tiles
-  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < n_total;
-       i += static_cast<long long>(gridDim.x) * blockDim.x) {
-    const int n = static_cast<int>(i % p.nb_k);
-    long long rem = i / p.nb_k;
-    const int rt2 = static_cast<int>(rem % p2.n_row_tiles);
-    rem /= p2.n_row_tiles;
+  for (long long patch = blockIdx.x; patch < n_patches; patch += gridDim.x) {  // uniform per CTA
+    long long rem = patch;
+    const int np = static_cast<int>(rem % n_n_patches);
+    rem /= n_n_patches;
+    const int rp = static_cast<int>(rem % n_rt_patches);
+    rem /= n_rt_patches;
     const int hk = static_cast<int>(rem % p.h_kv);
     const int b = static_cast<int>(rem / p.h_kv);
     const SeqBounds sb = seq_bounds(p, b);
-    const int slot = rt2 / p2.n_tok_tiles, tt2 = rt2 - slot * p2.n_tok_tiles;
     const int64_t bh = static_cast<int64_t>(b) * p.h_kv + hk;
-    uint8_t v[2] = {0, 0};
-    bool vis[2] = {false, false};
+    const int n = np * kPatch + tx;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int tt = 2 * tt2 + h;
-      if (tt >= p.n_tok_tiles) continue;  // no such 64-row tile (its rows are past every sequence)
-      const int rt = slot * p.n_tok_tiles + tt;
-      v[h] = tile_value(p, b, hk, rt, n, sb, vis[h]);
-      p.tile_mask[(bh * p.n_row_tiles + rt) * p.nb_k + n] = v[h];
-      n_kept += v[h] != 0;
-      n_visible += vis[h];
+    for (int i = 0; i < kPatch / kThreadsY; ++i) {
+      const int rt2 = rp * kPatch + ty + i * kThreadsY;
+      if (rt2 >= p2.n_row_tiles || n >= p.nb_k) continue;
+      const int slot = rt2 / p2.n_tok_tiles, tt2 = rt2 - slot * p2.n_tok_tiles;
+      uint8_t v[2] = {0, 0};
+      bool vis[2] = {false, false};
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int tt = 2 * tt2 + h;
+        if (tt >= p.n_tok_tiles) continue;  // no such 64-row tile (its rows are past every sequence)
+        const int rt = slot * p.n_tok_tiles + tt;
+        v[h] = tile_value(p, b, hk, rt, n, sb, vis[h]);
+        p.tile_mask[(bh * p.n_row_tiles + rt) * p.nb_k + n] = v[h];
+        n_kept += v[h] != 0;
+        n_visible += vis[h];
+      }
+      const uint8_t v2 = union_value(v[0], vis[0], v[1], vis[1]);
+      p2.tile_mask[(bh * p2.n_row_tiles + rt2) * p2.nb_k + n] = v2;
+      n_kept2 += v2 != 0;
+      n_visible2 += vis[0] || vis[1];
     }
-    const uint8_t v2 = union_value(v[0], vis[0], v[1], vis[1]);
-    p2.tile_mask[(bh * p2.n_row_tiles + rt2) * p2.nb_k + n] = v2;
-    n_kept2 += v2 != 0;
-    n_visible2 += vis[0] || vis[1];
   }
   // Counts: fwd_pick [0..1] of the 64-row tiling, [2..3] of the pair tiling (as tile_count).
 #pragma unroll
@@ -189,7 +198,7 @@ __global__ void build_tile_masks_pair_kernel(const AttnParams p, const AttnParam
     n_kept2 += SEER_SHFL_XOR(n_kept2, o);
     n_visible2 += SEER_SHFL_XOR(n_visible2, o);
   }
-  if ((threadIdx.x & 31) == 0 && n_visible2 > 0) {  // lane 0 of each 32 lanes (a HIP wavefront of 64 holds two)
+  if (tx == 0 && n_visible2 > 0) {  // lane 0 of each 32-thread row (a HIP wavefront of 64 holds two)
     atomicAdd(p.tile_count, static_cast<unsigned long long>(n_kept));
     atomicAdd(p.tile_count + 1, static_cast<unsigned long long>(n_visible));
     atomicAdd(p.tile_count + 2, static_cast<unsigned long long>(n_kept2));
@@ -208,11 +217,12 @@ int run_build_tile_masks_pair(const AttnParams& p, const AttnParams& p2, void* s
       p2.n_tok_tiles != (p.n_tok_tiles + 1) / 2 || p2.n_row_tiles != (p.group / p.pack) * p2.n_tok_tiles ||
       p2.nb_k != p.nb_k || p.tile_count == nullptr || p.tile_maskT != nullptr)
     return static_cast<int>(cudaErrorInvalidValue);
-  const long long n_total = static_cast<long long>(p.batch) * p.h_kv * p2.n_row_tiles * p.nb_k;
-  constexpr int kThreads = 256;
-  const long long blocks = (n_total + kThreads - 1) / kThreads;
-  const unsigned grid = static_cast<unsigned>(blocks < kMaxGrid ? blocks : kMaxGrid);
-  build_tile_masks_pair_kernel<<<grid, kThreads, 0, static_cast<seer_stream_t>(stream)>>>(p, p2, n_total);
+  const int n_rt_patches = (p2.n_row_tiles + kPatch - 1) / kPatch;
+  const int n_n_patches = (p.nb_k + kPatch - 1) / kPatch;
+  const long long n_patches = static_cast<long long>(p.batch) * p.h_kv * n_rt_patches * n_n_patches;
+  const unsigned grid = static_cast<unsigned>(n_patches < kMaxGrid ? n_patches : kMaxGrid);
+  build_tile_masks_pair_kernel<<<grid, dim3(kPatch, kThreadsY), 0, static_cast<seer_stream_t>(stream)>>>(
+      p, p2, n_rt_patches, n_n_patches, n_patches);
   return static_cast<int>(SEER_LAST_ERROR());
 }
 
