@@ -9,7 +9,8 @@ the same seeds (each worker reports a fingerprint of its mask; rows whose masks 
 
 Cases (our ops only): 2D and 1D gqa forward and forward+backward on P1 and P2 at densities 1 / 0.5 /
 0.2 / 0.1, pooling on P1 (per head and gqa_reduce), decode on D1 (block 32 and 64, densities 0.1 /
-0.25 / 0.5, mask and indices). Per case and build: the median of all timed reps of all rounds (CUDA
+0.25 / 0.5, mask and indices); ``--workloads``, ``--densities`` (prefill) and ``--fwd-only`` narrow the
+list. Per case and build: the median of all timed reps of all rounds (CUDA
 events, L2 flushed before each rep, see common.Timer); ratio = B / A; a row is flagged when B is more
 than ``--slower-pct`` (3) percent slower. Writes OUT/compare.md and OUT/compare.json and prints the
 table. Budget: about 3-4 minutes on one H200 (``--budget-s`` stops starting cases after 420 s).
@@ -33,21 +34,25 @@ PROTO = "@@"  # prefix of the worker's protocol lines on its stdout
 
 
 # ---- the case list ---------------------------------------------------------------------------------
-def cases(device, quick=False, ops=("2d", "1d", "pool", "decode")):
-    """The compare rows of the ops in `ops` (bench.py --ops), in the order 2d, 1d, pool, decode."""
+def cases(device, quick=False, ops=("2d", "1d", "pool", "decode"), workloads=None, densities=None, fwd_only=False):
+    """The compare rows of the ops in `ops` (bench.py --ops), in the order 2d, 1d, pool, decode; workloads /
+    densities (bench.py --workloads / --densities, prefill densities) and fwd_only (--fwd-only) narrow them."""
     wl = C.get_workloads(tiny=device == "cpu")
-    dens = [1.0, 0.1] if quick else list(C.PREFILL_DENSITIES)
+    dens = list(densities) if densities else ([1.0, 0.1] if quick else list(C.PREFILL_DENSITIES))
+    wls = ["P1"] if quick else ["P1", "P2"]
+    if workloads:
+        wls = [w for w in wls if w in workloads]
     out = []
-    for w in (["P1"] if quick else ["P1", "P2"]):
+    for w in wls:
         for op, kind in (("2d", "2d"), ("1d", "gqa")):
             for d in dens:
-                for mode in ("fwd", "fb"):
+                for mode in (("fwd",) if fwd_only else ("fwd", "fb")):
                     out.append(dict(op=op, kind=kind, workload=w, density=d, mode=mode, seqlens=wl[w].seqlens))
-    for gqa in (False, True):
+    for gqa in (False, True) if "P1" in wls or not workloads else ():
         out.append(dict(op="pool", kind="gqa" if gqa else "per_head", workload="P1", density=1.0, mode="fwd",
                         seqlens=wl["P1"].seqlens))
     d1 = wl["D1"]
-    for bs in C.DECODE_BLOCKS:
+    for bs in C.DECODE_BLOCKS if not workloads or "D1" in workloads else ():
         for d in ([0.1] if quick else list(C.DECODE_DENSITIES)):
             for form in ("mask", "indices"):
                 out.append(dict(op="decode", kind=form, workload="D1", density=d, mode="fwd", block=bs,
@@ -233,7 +238,8 @@ def run(a):
             res["env"]["device"] = w.info.get("device")
         print(f"[{time.time() - t0:6.1f}s] workers up: A = {builds['A']['seer_attn']}, B = {builds['B']['seer_attn']}",
               flush=True)
-        for i, c in enumerate(cases(a.device, a.quick, a.ops)):
+        for i, c in enumerate(cases(a.device, a.quick, a.ops, getattr(a, "workloads", None), getattr(a, "densities", None),
+                                    getattr(a, "fwd_only", False))):
             row = {k: v for k, v in c.items() if k not in ("seqlens",)}
             row.update(case=label(c), A=[], B=[], fp={}, first={}, errors=[])
             if time.time() > deadline:

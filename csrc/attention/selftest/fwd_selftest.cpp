@@ -1,10 +1,12 @@
 // Standalone self-test of the tile-mask builder and the forward kernel (no torch). Built and run with
 // the other self-tests by `make selftest` (cmake target seer_fwd_selftest, cmake/CMakeLists.txt); with
-// the 90a arch (SEER_ATTN_SM90A), every D 64 / 128 case also runs the Hopper warp-specialised kernel
-// (sm90/, AttnParams::fwd_wgmma). `seer_fwd_selftest --time` times the mma.sync and sm90 kernels on a
+// the 90a arch (SEER_ATTN_SM90A), every D 64 / 128 case also runs the Hopper warp-specialised kernels
+// (sm90/, AttnParams::fwd_wgmma): the single one, the pair kernel (fwd_pair), and both launched with the
+// device-side pick between them (fwd_pick), as the op runs them. `seer_fwd_selftest --time` times the mma.sync and sm90 kernels on a
 // causal 16k-token sequence and on the P1 lengths of WORKLOADS.md (32 q / 8 kv heads, D 128, bf16,
 // 64x64 blocks) at densities 1.0, 0.5, 0.1 (the mask is drawn over all blocks; no reference check;
-// CUDA events, median of 10), then on P1 with 1D per-token-independent masks (per kv head, B_k 64).
+// CUDA events, median of 10), then on P1 with 1D per-token-independent masks (per kv head, B_k 64);
+// `--time-sm90` the Hopper kernels only, at densities 1 and 0.1.
 //
 // For each case it (1) builds the tile mask on the GPU and compares it with a CPU re-derivation of the
 // values documented in attention_params.h, (2) runs the forward kernel and compares out / lse with a
@@ -349,30 +351,35 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
 }
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--time") == 0) {
+  // --time: every kernel (impl 0 = mma.sync, 1-3 = sm90 single / pair / picked) at densities 1, 0.5, 0.1;
+  // --time-sm90: the sm90 impls only, at densities 1 and 0.1 (the shorter run for a device call).
+  const bool time_all = argc > 1 && std::strcmp(argv[1], "--time") == 0;
+  const bool time_sm90 = argc > 1 && std::strcmp(argv[1], "--time-sm90") == 0;
+  if (time_all || time_sm90) {
     int rc = 0;
     const std::vector<int> p1 = {16384, 8000, 4096, 2100, 1024, 700, 256, 77};
-    for (float d : {1.0f, 0.5f, 0.1f}) {
+    const std::vector<float> dens = time_sm90 ? std::vector<float>{1.0f, 0.1f} : std::vector<float>{1.0f, 0.5f, 0.1f};
+    auto time_impls = [&](const Case& c) {
+      if (time_all) rc |= run_case(c, 7, 0, 10);
+#ifdef SEER_ATTN_SM90A
+      for (int impl = 1; impl <= 3; ++impl) rc |= run_case(c, 7, impl, 10);
+#endif
+    };
+    for (float d : dens) {
       const Case t{128, true, {16384}, {16384}, 32, 8, true, 32, 64, 64, true, d, 0};
       const Case t1{128, true, p1, p1, 32, 8, true, 32, 64, 64, true, d, 0};
       for (const Case* c : {&t, &t1}) {
         std::printf("time: %s h_q=32 h_kv=8 D=128 bf16 2D 64x64 causal density %.2f (mask drawn over all blocks)\n",
                     c == &t ? "S=16384" : "P1 lengths", d);
-        rc |= run_case(*c, 7, 0, 10);
-#ifdef SEER_ATTN_SM90A
-        for (int impl = 1; impl <= 3; ++impl) rc |= run_case(*c, 7, impl, 10);
-#endif
+        time_impls(*c);
       }
     }
     // 1D per-token-independent masks (every token row drawn on its own; per kv head, GQA group 4 packed):
     // nearly every (row tile, block) pair is value 1 below density 1 (WORKLOADS.md's hard case for tiling).
-    for (float d : {1.0f, 0.5f, 0.1f}) {
+    for (float d : dens) {
       const Case t{128, true, p1, p1, 32, 8, false, 8, 1, 64, true, d, 0};
       std::printf("time: P1 lengths h_q=32 h_kv=8 D=128 bf16 1D per-token (per kv head) B_k 64 causal density %.2f\n", d);
-      rc |= run_case(t, 7, 0, 10);
-#ifdef SEER_ATTN_SM90A
-      for (int impl = 1; impl <= 3; ++impl) rc |= run_case(t, 7, impl, 10);
-#endif
+      time_impls(t);
     }
     return rc ? 1 : 0;
   }
