@@ -209,14 +209,15 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   // Hopper, D 64 / 128: the single kernel (64-row tiles) and the pair kernel (row tiles of twice the
   // tokens: 128 rows, fewer where 64 / pack is not whole) are both launched, with one pass building both
   // tile masks and counting their tiles; the counts pick on the device which kernel runs
-  // (tile_scheduler.h fwd_pick_pair), the other exits at once (AttnParams::fwd_pick). Sequences of at most
-  // 64 tokens have no pair tile to gain from: the single kernel alone.
-  const bool pick = p.fwd_wgmma && (p.head_dim == 64 || p.head_dim == 128) && p.max_seqlen_q > 64;
+  // (tile_scheduler.h fwd_pick_pair), the other exits at once (AttnParams::fwd_pick). A problem of one
+  // 64-row token tile per head slot has no pair tile to gain from: the single kernel alone.
+  const bool sm90_tiles = p.fwd_wgmma && (p.head_dim == 64 || p.head_dim == 128);
+  const int64_t n = set_tiling(p, in.kind, attention_fwd_tile_rows(p));
+  const bool pick = sm90_tiles && p.n_tok_tiles > 1;
   at::Tensor counts, tm, tm_pair;
   std::pair<at::Tensor, at::Tensor> tiles;
   AttnParams p_pair{};
   if (pick) {
-    const int64_t n = set_tiling(p, in.kind, attention_fwd_tile_rows(p));
     p_pair = p;
     p_pair.fwd_pair = true;
     p_pair.tile_tokens = 2 * p.tile_tokens;

@@ -49,8 +49,10 @@ struct AttnParams {
   bool is_bf16;      // element type of q/k/v/out (else fp16)
   bool fwd_wgmma;    // forward: run the sm_90a wgmma kernel (D 64/128, 64-row tiles); the API layer sets it
                      // only for an sm_90a build on a compute-capability-9.0 device (fwd_dispatch.cu)
-  bool fwd_pair;     // with fwd_wgmma: the pair kernel (128-row tiles: two consumer warpgroups share one
-                     // 128-key K/V stream; sm90/fwd_kernel_sm90.cuh); attention_fwd_tile_rows then asks for 128
+  bool fwd_pair;     // with fwd_wgmma: attention_fwd_tile_rows asks for 128-row tiles, which run_attention_fwd
+                     // gives to the pair kernel (two consumer warpgroups share one 128-key K/V stream;
+                     // sm90/fwd_kernel_sm90.cuh). run_attention_fwd picks it for any tiling of more than 64
+                     // rows (tile_tokens * pack): the op's pair tiling has twice the 64-row tiling's tokens.
 
   // ---- tensors (element strides; the last dim is contiguous) -------------------------------
   const void* q;  int64_t q_row_stride, q_head_stride;   // [T_q, H_q, D]

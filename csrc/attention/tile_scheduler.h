@@ -93,8 +93,9 @@ SEER_DEVICE RowTile row_tile(const AttnParams& p, int hk, int rt) {
 // halves' blocks) and the single kernel wins. Pair iff kept64 >= 1.7 kept128: 2D masks of 64-row blocks
 // drawn independently switch near density 0.8 (kept64 / kept128 = 2 / (2 - d)); masks whose rows share
 // their blocks over 128 rows (B_q >= 128, 1D masks shared by a GQA group) keep the ratio near 2 at
-// every density. Exact integers; the same answer in every thread of both kernels.
-SEER_DEVICE bool fwd_pick_pair(const unsigned long long* c) { return c[0] * 10ull >= c[2] * 17ull; }
+// every density. Exact integers; the same answer in every thread of both kernels (and on the host, for
+// the self-test's report).
+SEER_HOST_DEVICE bool fwd_pick_pair(const unsigned long long* c) { return c[0] * 10ull >= c[2] * 17ull; }
 
 // The persistent schedule of this CTA: items first, first + step, ... below n.
 struct PersistentItems {

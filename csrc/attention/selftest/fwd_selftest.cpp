@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "attention/attention_params.h"
+#include "attention/tile_scheduler.h"  // fwd_pick_pair
 
 using namespace seer;
 
@@ -164,8 +165,16 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   selftest::DeviceArena dev;
   selftest::fill_attn_mask(p, dev.copy(hm), msb, msh, msr, c.mask_heads, mrd, c.bk, nb_k);
   p.fwd_wgmma = impl != 0;
-  p.fwd_pair = impl == 2;
   selftest::fill_attn_tiling(p, attention_fwd_tile_rows(p));
+  // The op's pair tiling (attention_api.cpp): twice the 64-row tiling's tokens (128 rows; fewer where
+  // 64 / pack is not whole, e.g. 120 for pack 5, 104 for pack 13).
+  auto pair_tiling = [&](AttnParams& q) {
+    q.fwd_pair = true;
+    q.tile_tokens = 2 * p.tile_tokens;
+    q.n_tok_tiles = (max_q + q.tile_tokens - 1) / q.tile_tokens;
+    q.n_row_tiles = (group / p.pack) * q.n_tok_tiles;
+  };
+  if (impl == 2) pair_tiling(p);
   const int pack = p.pack;
   const size_t out_elems = static_cast<size_t>(Tq) * c.h_q * D;
   const size_t tm_elems = static_cast<size_t>(B) * c.h_kv * p.n_row_tiles * nb_k;
@@ -182,10 +191,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   // masks built in one pass (no transposes) that counts their tiles into fwd_pick.
   AttnParams p2 = p;
   if (impl == 3) {
-    p2.fwd_pair = true;
-    p2.tile_tokens = 2 * p.tile_tokens;
-    p2.n_tok_tiles = (max_q + p2.tile_tokens - 1) / p2.tile_tokens;
-    p2.n_row_tiles = (group / pack) * p2.n_tok_tiles;
+    pair_tiling(p2);
     p2.tile_mask = dev.filled(static_cast<size_t>(B) * c.h_kv * p2.n_row_tiles * nb_k, static_cast<uint8_t>(0xee));
     p.tile_maskT = p2.tile_maskT = nullptr;
     unsigned long long* counts = dev.filled(4, 0ull);
@@ -201,7 +207,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   unsigned long long cnt[4] = {0, 0, 0, 0};  // impl 3: the tile counts fwd_pick reads
   if (impl == 3) {
     CK(cudaMemcpy(cnt, p.fwd_pick, sizeof(cnt), cudaMemcpyDeviceToHost));
-    const bool pair = cnt[0] * 10ull >= cnt[2] * 17ull;  // tile_scheduler.h fwd_pick_pair
+    const bool pair = fwd_pick_pair(cnt);
     std::printf("  kept tiles: %llu of 64 rows, %llu of 128 rows -> %s kernel\n", cnt[0], cnt[2], pair ? "pair" : "single");
   }
   rc = run_fwd_impl(p, p2, impl);
@@ -408,6 +414,9 @@ int main(int argc, char** argv) {
       // 64-row blocks), 128-key tiles gathered from 16-key blocks, a stream past one list window (132 blocks)
       {128, false, {2100, 300}, {2100, 300}, 2, 1, true, 2, 64, 16, true, 0.9f, 0},
       {64, true, {700, 129}, {700, 129}, 4, 2, true, 4, 64, 32, false, 0.85f, 0},
+      // GQA groups whose packed tiles leave padding rows: pack 13 (52 / 104 rows), pack 5 (60 / 120 rows)
+      {64, true, {129, 65, 3}, {129, 65, 3}, 13, 1, false, 1, 1, 32, true, 0.6f, 0},
+      {128, false, {300, 64}, {300, 64}, 5, 1, false, 1, 1, 64, false, 0.8f, 0},
   };
   int fails = 0, runs = 0;
   for (size_t i = 0; i < cases.size(); ++i) {

@@ -2,9 +2,9 @@
 // persistent.
 //
 // Single kernel: two CTAs per SM, each = a producer warpgroup (0) and a consumer warpgroup (1); the two
-// CTAs of an SM hide each other's latencies (the pair kernel: see below). A CTA loops over work items, heaviest first (a static stride over the
-// list, which is ordered by causal work); a work item is one 64-row row tile of one (sequence, kv head)
-// (attention_params.h "Row tiles").
+// CTAs of an SM hide each other's latencies (the pair kernel: see below). A CTA loops over work items,
+// heaviest first (a static stride over the list, which is ordered by causal work); a work item is one
+// row tile (64 rows; pair kernel 128) of one (sequence, kv head) (attention_params.h "Row tiles").
 //
 //   producer : walks the row tile's kept-block stream (block_iter.h); per K/V tile: reads the user-mask
 //              bytes of its value-1 chunks for the tile's rows, waits for the stage to be empty, writes

@@ -3,11 +3,12 @@
 // rows split between two consumer warpgroups (the forward's pair kernel) - and streams the K / V of the
 // row tile's kept key blocks through a shared-memory ring (64-key tiles; 128-key for the pair kernel).
 //
-//   RowTileTraits, ring_setup : the CTA's layout (two CTAs per SM) and its barriers.
+//   RowTileTraits, ring_setup : the CTA's layout (two CTAs per SM, or one for the pair kernel) and its
+//                 barriers.
 //   WorkItem    : what a role needs about one work item (uniform over the CTA).
 //   kv_producer : the producer warpgroup: per work item, walks the kept-block stream (block_iter.h); per
-//                 64-key K/V tile: reads the user-mask bytes of the tile's value-1 chunks for the row
-//                 tile's rows, waits for the stage to be empty, writes the tile's metadata (TileMeta: chunk
+//                 K/V tile (64 keys; 128 for the pair kernel): reads the user-mask bytes of the tile's value-1 chunks for the row
+//                 tile's rows, waits for the stage to be empty, writes the tile's metadata (Meta: chunk
 //                 keys, values, per-row keep bits), gathers its K and V rows with cp.async (16-key chunks
 //                 at any multiple of 16; rows past the key limit zero-filled), arrives on `full` (plain and
 //                 cp.async). After the last tile of an item it publishes an end marker (key[0] == kNoKey)
@@ -477,7 +478,7 @@ SEER_DEVICE void handoff_operand(uint32_t (&dst)[N][4], const uint32_t (&next)[N
 }
 
 // A consumer thread's two rows (ThreadRows) of a row tile: visibility of keys and the masking of S tiles
-// (64 keys, the wgmma accumulator layout: element 4 f + e of the thread is row 16 warp + g + 8 (e >> 1),
+// (kBlockN keys, the wgmma accumulator layout: element 4 f + e of the thread is row 16 warp + g + 8 (e >> 1),
 // key 8 f + 2 t4 + (e & 1) of the tile).
 template <typename Meta>
 struct RowMask {
