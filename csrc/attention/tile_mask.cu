@@ -82,19 +82,43 @@ __device__ __forceinline__ uint8_t tile_value(const AttnParams& p, int b, int hk
   return any ? (all ? 2 : 1) : 0;
 }
 
+// Patch `patch` of a CTA's grid-stride walk: its key-block patch np, row-tile patch rp, kv head, sequence.
+struct Patch {
+  int np, rp, hk, b;
+};
+__device__ __forceinline__ Patch patch_at(long long patch, int n_rt_patches, int n_n_patches, int h_kv) {
+  Patch pa;
+  pa.np = static_cast<int>(patch % n_n_patches);
+  patch /= n_n_patches;
+  pa.rp = static_cast<int>(patch % n_rt_patches);
+  patch /= n_rt_patches;
+  pa.hk = static_cast<int>(patch % h_kv);
+  pa.b = static_cast<int>(patch / h_kv);
+  return pa;
+}
+
+// Adds this thread's tile counts into dst[0] (kept) and dst[1] (visible), summed over each 32 lanes first:
+// lane 0 of each 32-thread row adds (a HIP wavefront of 64 holds two). Called by every thread.
+__device__ __forceinline__ void add_tile_counts(unsigned long long* dst, int kept, int visible) {
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) {
+    kept += SEER_SHFL_XOR(kept, o);
+    visible += SEER_SHFL_XOR(visible, o);
+  }
+  if ((threadIdx.x & 31) == 0 && visible > 0) {
+    atomicAdd(dst, static_cast<unsigned long long>(kept));
+    atomicAdd(dst + 1, static_cast<unsigned long long>(visible));
+  }
+}
+
 // blockDim = (kPatch, kThreadsY). (No __launch_bounds__: with it ptxas caps sm_80 at 40 regs and spills.)
 __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int n_n_patches, long long n_patches) {
   __shared__ uint8_t s_val[kPatch][kPatch + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
   int n_kept = 0, n_visible = 0;  // this thread's tiles (p.tile_count)
   for (long long patch = blockIdx.x; patch < n_patches; patch += gridDim.x) {  // uniform per CTA
-    long long rem = patch;
-    const int np = static_cast<int>(rem % n_n_patches);
-    rem /= n_n_patches;
-    const int rp = static_cast<int>(rem % n_rt_patches);
-    rem /= n_rt_patches;
-    const int hk = static_cast<int>(rem % p.h_kv);
-    const int b = static_cast<int>(rem / p.h_kv);
+    const Patch pa = patch_at(patch, n_rt_patches, n_n_patches, p.h_kv);
+    const int np = pa.np, rp = pa.rp, hk = pa.hk, b = pa.b;
 
     const SeqBounds sb = seq_bounds(p, b);  // clamped lengths, the rule of every attention kernel
     const int64_t bh = static_cast<int64_t>(b) * p.h_kv + hk;
@@ -126,17 +150,7 @@ __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int
     }
     __syncthreads();  // s_val is rewritten by the next patch
   }
-  if (p.tile_count != nullptr) {  // uniform
-#pragma unroll
-    for (int o = 16; o >= 1; o >>= 1) {
-      n_kept += SEER_SHFL_XOR(n_kept, o);
-      n_visible += SEER_SHFL_XOR(n_visible, o);
-    }
-    if (tx == 0 && n_visible > 0) {  // lane 0 of each 32-thread row (a HIP wavefront of 64 holds two)
-      atomicAdd(p.tile_count, static_cast<unsigned long long>(n_kept));
-      atomicAdd(p.tile_count + 1, static_cast<unsigned long long>(n_visible));
-    }
-  }
+  if (p.tile_count != nullptr) add_tile_counts(p.tile_count, n_kept, n_visible);  // uniform
 }
 
 // The value of a row tile made of the rows of two tiles with values va / vb (visible: some row of the
@@ -157,13 +171,8 @@ __global__ void build_tile_masks_pair_kernel(const AttnParams p, const AttnParam
   const int tx = threadIdx.x, ty = threadIdx.y;
   int n_kept = 0, n_visible = 0, n_kept2 = 0, n_visible2 = 0;  // this thread's tiles
   for (long long patch = blockIdx.x; patch < n_patches; patch += gridDim.x) {  // uniform per CTA
-    long long rem = patch;
-    const int np = static_cast<int>(rem % n_n_patches);
-    rem /= n_n_patches;
-    const int rp = static_cast<int>(rem % n_rt_patches);
-    rem /= n_rt_patches;
-    const int hk = static_cast<int>(rem % p.h_kv);
-    const int b = static_cast<int>(rem / p.h_kv);
+    const Patch pa = patch_at(patch, n_rt_patches, n_n_patches, p.h_kv);
+    const int np = pa.np, rp = pa.rp, hk = pa.hk, b = pa.b;
     const SeqBounds sb = seq_bounds(p, b);
     const int64_t bh = static_cast<int64_t>(b) * p.h_kv + hk;
     const int n = np * kPatch + tx;
@@ -191,19 +200,8 @@ __global__ void build_tile_masks_pair_kernel(const AttnParams p, const AttnParam
     }
   }
   // Counts: fwd_pick [0..1] of the 64-row tiling, [2..3] of the pair tiling (as tile_count).
-#pragma unroll
-  for (int o = 16; o >= 1; o >>= 1) {
-    n_kept += SEER_SHFL_XOR(n_kept, o);
-    n_visible += SEER_SHFL_XOR(n_visible, o);
-    n_kept2 += SEER_SHFL_XOR(n_kept2, o);
-    n_visible2 += SEER_SHFL_XOR(n_visible2, o);
-  }
-  if (tx == 0 && n_visible2 > 0) {  // lane 0 of each 32-thread row (a HIP wavefront of 64 holds two)
-    atomicAdd(p.tile_count, static_cast<unsigned long long>(n_kept));
-    atomicAdd(p.tile_count + 1, static_cast<unsigned long long>(n_visible));
-    atomicAdd(p.tile_count + 2, static_cast<unsigned long long>(n_kept2));
-    atomicAdd(p.tile_count + 3, static_cast<unsigned long long>(n_visible2));
-  }
+  add_tile_counts(p.tile_count, n_kept, n_visible);
+  add_tile_counts(p.tile_count + 2, n_kept2, n_visible2);
 }
 
 }  // namespace
