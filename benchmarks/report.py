@@ -508,11 +508,77 @@ def plot(res, path):
     return f"plot written: {path}"
 
 
+FA4_YARDSTICK = 1.85  # FA4 = torch's FA2 / 1.85 in any run (ANCHORS.md)
+
+
+def tflops_series(res):
+    """{(workload, mode): {label: [(density, TF/s), ...]}} for the TF/s plot, and {(workload, mode): FA2 TF/s}
+    (mode 'fwd' / 'fb'): ours per op / variant, flex (2D), from the prefill cases; FA2 dense from fa_dense."""
+    series, fa2 = {}, {}
+    for c in res.get("cases", []):
+        if c.get("op") in ("2d", "1d"):
+            name = "ours 2D" if c["op"] == "2d" else f"ours 1D {c['variant']}"
+            for mode in ("fwd", "fb"):
+                for who, m in ((name, c.get("ours") or {}), ("flex 2D" if c["op"] == "2d" else None, c.get("flex") or {})):
+                    v = m.get(f"{mode}_tflops")
+                    if who and v:
+                        series.setdefault((c["workload"], mode), {}).setdefault(who, []).append((c["density"], v))
+        elif c.get("op") == "fa_dense":
+            m = c.get("fa") or {}
+            for mode in ("fwd", "fb"):
+                if m.get(f"{mode}_tflops"):
+                    fa2[(c["workload"], mode)] = m[f"{mode}_tflops"]
+    return series, fa2
+
+
+def plot_tflops(res, path):
+    """Effective TF/s against density (#11's plot): ours (2D, 1D variants), flex tuned, FA2 dense measured in the
+    same run and the FA4 yardstick (FA2 x 1.85) as horizontal lines; one panel per workload and mode."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:  # noqa: BLE001
+        return f"TF/s plot skipped: matplotlib not importable ({type(e).__name__}: {e})"
+    series, fa2 = tflops_series(res)
+    keys = sorted(set(series) | set(fa2), key=lambda k: (k[0], k[1] != "fwd"))  # per workload: fwd, then f+b
+    if not keys:
+        return "TF/s plot skipped: no prefill cases"
+    try:
+        fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 5), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            for label, pts in sorted(series.get(key, {}).items()):
+                pts.sort()
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                        linestyle="--" if label.startswith("flex") else "-", label=label)
+            if key in fa2:
+                ax.axhline(fa2[key], color="k", linewidth=1.0, label=f"FA2 dense (this run) {fa2[key]:.0f}")
+                ax.axhline(fa2[key] * FA4_YARDSTICK, color="k", linewidth=1.0, linestyle=":",
+                           label=f"FA4 yardstick (FA2 x {FA4_YARDSTICK}) {fa2[key] * FA4_YARDSTICK:.0f}")
+            ax.set_xscale("log")
+            ax.set_xlabel("density")
+            ax.set_ylabel("effective TF/s (kept causal pairs)")
+            ax.set_title(f"{key[0]} {'forward' if key[1] == 'fwd' else 'forward+backward'}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.set_ylim(bottom=0)
+            ax.legend(fontsize=7)
+        env = res.get("env") or {}
+        fig.suptitle(f"seer_attn TF/s vs density — {env.get('device_name', '?')}, torch {env.get('torch', '?')}, "
+                     f"CUDA {env.get('cuda', '?')}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    except Exception as e:  # noqa: BLE001 (a plot never costs the measurements)
+        return f"TF/s plot failed: {type(e).__name__}: {e}"
+    return f"TF/s plot written: {path}"
+
+
 def write_outputs(res, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     res = dict(res)
     res["anchors"] = ANCHORS
     msg = plot(res, os.path.join(out_dir, "speedup_vs_density.png"))
+    msg += "; " + plot_tflops(res, os.path.join(out_dir, "tflops_vs_density.png"))
     res["plot"] = msg
     md = markdown(res) + f"\n\n_{msg}_\n"
     with open(os.path.join(out_dir, "results.md"), "w") as f:
