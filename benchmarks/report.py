@@ -499,13 +499,18 @@ def plot(res, path):
             ax.grid(True, which="both", alpha=0.3)
             if any(not ln.get_label().startswith("_") for ln in ax.lines):
                 ax.legend(fontsize=6)
+    _save_figure(plt, fig, res, "speedup vs density", path)
+    return f"plot written: {path}"
+
+
+def _save_figure(plt, fig, res, what, path):
+    """Titles the figure with the run's device and versions, writes it to path and closes it."""
     env = res.get("env") or {}
-    fig.suptitle(f"seer_attn speedup vs density — {env.get('device_name', '?')}, torch {env.get('torch', '?')}, "
+    fig.suptitle(f"seer_attn {what} — {env.get('device_name', '?')}, torch {env.get('torch', '?')}, "
                  f"CUDA {env.get('cuda', '?')}, triton {env.get('triton', '?')}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return f"plot written: {path}"
 
 
 FA4_YARDSTICK = 1.85  # FA4 = torch's FA2 / 1.85 in any run (ANCHORS.md)
@@ -562,12 +567,7 @@ def plot_tflops(res, path):
             ax.grid(True, which="both", alpha=0.3)
             ax.set_ylim(bottom=0)
             ax.legend(fontsize=7)
-        env = res.get("env") or {}
-        fig.suptitle(f"seer_attn TF/s vs density — {env.get('device_name', '?')}, torch {env.get('torch', '?')}, "
-                     f"CUDA {env.get('cuda', '?')}")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        _save_figure(plt, fig, res, "TF/s vs density", path)
     except Exception as e:  # noqa: BLE001 (a plot never costs the measurements)
         return f"TF/s plot failed: {type(e).__name__}: {e}"
     return f"TF/s plot written: {path}"
