@@ -164,11 +164,10 @@ TailFillParams tail_fill_sides(const AttnParams& p) {
   return f;
 }
 
-// Row tiling for a kernel that processes `tile_rows` rows per tile; allocates and builds the tile mask, and
-// its transpose when `transposed` (the backward reads it; the forward does not).
-// Packing the heads of a GQA group into one tile only pays when they share the mask rows (1D masks
-// given per kv head or broadcast); a 2D mask already shares rows across a query block.
-// The row tiling alone (pack, tile_tokens, n_tok_tiles, n_row_tiles); returns the tile mask's size.
+// Row tiling (pack, tile_tokens, n_tok_tiles, n_row_tiles) for a kernel that processes `tile_rows` rows per
+// tile; returns the tile mask's size. Packing the heads of a GQA group into one tile only pays when they
+// share the mask rows (1D masks given per kv head or broadcast); a 2D mask already shares rows across a
+// query block.
 int64_t set_tiling(AttnParams& p, MaskKind kind, int tile_rows) {
   int pack = 1;
   if (kind == MaskKind::k1D && p.mask_heads != p.h_q && p.group > 1) {
@@ -182,9 +181,10 @@ int64_t set_tiling(AttnParams& p, MaskKind kind, int tile_rows) {
   return static_cast<int64_t>(p.batch) * p.h_kv * p.n_row_tiles * p.nb_k;
 }
 
-std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, MaskKind kind, int tile_rows, bool transposed,
-                                              const at::Tensor& like, cudaStream_t stream, const char* op) {
-  const int64_t n = set_tiling(p, kind, tile_rows);
+// Allocates and builds the tile mask of p's tiling (n entries; set_tiling), and its transpose when
+// `transposed` (the backward reads it; the forward does not).
+std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, int64_t n, bool transposed, const at::Tensor& like,
+                                              cudaStream_t stream, const char* op) {
   auto opts = like.options().dtype(at::kByte);
   at::Tensor tm = at::empty({n}, opts);
   at::Tensor tmT = transposed ? at::empty({n}, opts) : at::Tensor();
@@ -214,30 +214,24 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   const bool sm90_tiles = p.fwd_wgmma && (p.head_dim == 64 || p.head_dim == 128);
   const int64_t n = set_tiling(p, in.kind, attention_fwd_tile_rows(p));
   const bool pick = sm90_tiles && p.n_tok_tiles > 1;
-  at::Tensor counts, tm, tm_pair;
+  at::Tensor counts, tm;
   std::pair<at::Tensor, at::Tensor> tiles;
   AttnParams p_pair{};
   if (pick) {
-    p_pair = p;
-    p_pair.fwd_pair = true;
-    p_pair.tile_tokens = 2 * p.tile_tokens;
-    p_pair.n_tok_tiles = cdiv(p.max_seqlen_q, p_pair.tile_tokens);
-    p_pair.n_row_tiles = (p.group / p.pack) * p_pair.n_tok_tiles;
+    p_pair = pair_tiling_of(p);
     const int64_t n_pair = static_cast<int64_t>(p.batch) * p.h_kv * p_pair.n_row_tiles * p.nb_k;
-    auto opts = in.q.options().dtype(at::kByte);
-    tm = at::empty({n}, opts);
-    tm_pair = at::empty({n_pair}, opts);
+    tm = at::empty({n + n_pair}, in.q.options().dtype(at::kByte));  // both masks, one allocation
     counts = at::zeros({4}, in.q.options().dtype(at::kLong));
     auto* c = reinterpret_cast<unsigned long long*>(counts.data_ptr<int64_t>());
     p.tile_mask = tm.data_ptr<uint8_t>();
-    p_pair.tile_mask = tm_pair.data_ptr<uint8_t>();
+    p_pair.tile_mask = p.tile_mask + n;
     p.tile_maskT = p_pair.tile_maskT = nullptr;
     p.tile_count = c;
     p.fwd_pick = p_pair.fwd_pick = c;
     if (n > 0) check_launch(in.op, run_build_tile_masks_pair(p, p_pair, stream), " tile masks");
     if (p_pair.batch > 0 && p_pair.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p_pair, stream), " forward kernel (pair)");
   } else {
-    tiles = build_tiles(p, in.kind, attention_fwd_tile_rows(p), /*transposed=*/false, in.q, stream, in.op);
+    tiles = build_tiles(p, n, /*transposed=*/false, in.q, stream, in.op);
   }
   if (p.batch > 0 && p.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p, stream), " forward kernel");
   // Rows no sequence owns (past the last sequence, or past a length clamped to max_seqlen_q): out 0,
@@ -317,7 +311,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
   }
   at::Tensor tm, tmT;
   if (p.batch > 0) {
-    auto tiles = build_tiles(p, in.kind, attention_bwd_tile_rows(p.head_dim), /*transposed=*/true, in.q, stream, op);
+    const int64_t n = set_tiling(p, in.kind, attention_bwd_tile_rows(p.head_dim));
+    auto tiles = build_tiles(p, n, /*transposed=*/true, in.q, stream, op);
     tm = tiles.first;
     tmT = tiles.second;
     if (tq > 0 || in.k.size(0) > 0) check_launch(op, run_attention_bwd(p, stream), " backward kernel");

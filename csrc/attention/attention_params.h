@@ -103,6 +103,18 @@ struct AttnBwdParams : AttnParams {
                       // an sm_90a build on a compute-capability-9.0 device (as fwd_wgmma)
 };
 
+// The pair kernel's tiling of a 64-row tiling p (the op and the self-test use it; run_build_tile_masks_pair
+// checks it): p with fwd_pair set, the same pack and twice its tokens per row tile (128 rows, fewer where
+// 64 / pack is not whole), so each pair tile is exactly the union of two 64-row tiles.
+inline AttnParams pair_tiling_of(const AttnParams& p) {
+  AttnParams q = p;
+  q.fwd_pair = true;
+  q.tile_tokens = 2 * p.tile_tokens;
+  q.n_tok_tiles = (p.max_seqlen_q + q.tile_tokens - 1) / q.tile_tokens;
+  q.n_row_tiles = (p.group / p.pack) * q.n_tok_tiles;
+  return q;
+}
+
 // Launchers (defined in .cu files, dispatch on head_dim / dtype internally). Return 0 on success or
 // the CUDA error code of the failed launch.
 int run_build_tile_mask(const AttnParams& params, void* stream);

@@ -206,14 +206,19 @@ __global__ void build_tile_masks_pair_kernel(const AttnParams p, const AttnParam
 
 }  // namespace
 
+// The tiling and mask fields a builder relies on (attention_params.h "Row tiles").
+static bool tiling_ok(const AttnParams& p) {
+  return p.pack >= 1 && p.group % p.pack == 0 && p.tile_tokens >= 1 && p.n_tok_tiles >= 1 && p.mask_heads >= 1 &&
+         p.h_q % p.mask_heads == 0 && p.mask_row_div >= 1 && p.block_size_k >= 1 &&
+         p.n_row_tiles == (p.group / p.pack) * p.n_tok_tiles;
+}
+
 int run_build_tile_masks_pair(const AttnParams& p, const AttnParams& p2, void* stream) {
   if (p.batch <= 0 || p.h_kv <= 0 || p2.n_row_tiles <= 0 || p.nb_k <= 0) return 0;  // nothing to build
-  // p2: the pair tiling of p (twice its tokens per row tile, the same heads), counts in p.tile_count[0..3].
-  if (p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 || p.n_tok_tiles < 1 || p.mask_heads < 1 ||
-      p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 || p.block_size_k < 1 ||
-      p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles || p2.pack != p.pack || p2.tile_tokens != 2 * p.tile_tokens ||
-      p2.n_tok_tiles != (p.n_tok_tiles + 1) / 2 || p2.n_row_tiles != (p.group / p.pack) * p2.n_tok_tiles ||
-      p2.nb_k != p.nb_k || p.tile_count == nullptr || p.tile_maskT != nullptr)
+  // p2: the pair tiling of p (pair_tiling_of), counts in p.tile_count[0..3].
+  const AttnParams want = pair_tiling_of(p);
+  if (!tiling_ok(p) || p2.pack != p.pack || p2.tile_tokens != want.tile_tokens || p2.n_tok_tiles != want.n_tok_tiles ||
+      p2.n_row_tiles != want.n_row_tiles || p2.nb_k != p.nb_k || p.tile_count == nullptr || p.tile_maskT != nullptr)
     return static_cast<int>(cudaErrorInvalidValue);
   const int n_rt_patches = (p2.n_row_tiles + kPatch - 1) / kPatch;
   const int n_n_patches = (p.nb_k + kPatch - 1) / kPatch;
@@ -226,10 +231,7 @@ int run_build_tile_masks_pair(const AttnParams& p, const AttnParams& p2, void* s
 
 int run_build_tile_mask(const AttnParams& p, void* stream) {
   if (p.batch <= 0 || p.h_kv <= 0 || p.n_row_tiles <= 0 || p.nb_k <= 0) return 0;  // nothing to build
-  if (p.pack < 1 || p.group % p.pack != 0 || p.tile_tokens < 1 || p.n_tok_tiles < 1 || p.mask_heads < 1 ||
-      p.h_q % p.mask_heads != 0 || p.mask_row_div < 1 || p.block_size_k < 1 ||
-      p.n_row_tiles != (p.group / p.pack) * p.n_tok_tiles)
-    return static_cast<int>(cudaErrorInvalidValue);
+  if (!tiling_ok(p)) return static_cast<int>(cudaErrorInvalidValue);
   const int n_rt_patches = (p.n_row_tiles + kPatch - 1) / kPatch;
   const int n_n_patches = (p.nb_k + kPatch - 1) / kPatch;
   const long long n_patches = static_cast<long long>(p.batch) * p.h_kv * n_rt_patches * n_n_patches;

@@ -166,15 +166,9 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   selftest::fill_attn_mask(p, dev.copy(hm), msb, msh, msr, c.mask_heads, mrd, c.bk, nb_k);
   p.fwd_wgmma = impl != 0;
   selftest::fill_attn_tiling(p, attention_fwd_tile_rows(p));
-  // The op's pair tiling (attention_api.cpp): twice the 64-row tiling's tokens (128 rows; fewer where
+  // impl 2: the op's pair tiling (pair_tiling_of: twice the 64-row tiling's tokens; 128 rows, fewer where
   // 64 / pack is not whole, e.g. 120 for pack 5, 104 for pack 13).
-  auto pair_tiling = [&](AttnParams& q) {
-    q.fwd_pair = true;
-    q.tile_tokens = 2 * p.tile_tokens;
-    q.n_tok_tiles = (max_q + q.tile_tokens - 1) / q.tile_tokens;
-    q.n_row_tiles = (group / p.pack) * q.n_tok_tiles;
-  };
-  if (impl == 2) pair_tiling(p);
+  if (impl == 2) p = pair_tiling_of(p);
   const int pack = p.pack;
   const size_t out_elems = static_cast<size_t>(Tq) * c.h_q * D;
   const size_t tm_elems = static_cast<size_t>(B) * c.h_kv * p.n_row_tiles * nb_k;
@@ -191,7 +185,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   // masks built in one pass (no transposes) that counts their tiles into fwd_pick.
   AttnParams p2 = p;
   if (impl == 3) {
-    pair_tiling(p2);
+    p2 = pair_tiling_of(p);
     p2.tile_mask = dev.filled(static_cast<size_t>(B) * c.h_kv * p2.n_row_tiles * nb_k, static_cast<uint8_t>(0xee));
     p.tile_maskT = p2.tile_maskT = nullptr;
     unsigned long long* counts = dev.filled(4, 0ull);
