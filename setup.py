@@ -125,6 +125,7 @@ if IS_ROCM and not CPU_ONLY:
     os.environ.setdefault("PYTORCH_ROCM_ARCH", "gfx942")
     rocm_sources = rel(glob.glob(os.path.join(HERE, "csrc", "*", "hip", "*_hip.cu"))) + [
         "csrc/attention/tile_mask.cu",
+        "csrc/attention/item_order.cu",
         "csrc/common/tail_fill.cu",
     ]
     api_sources = rel(glob.glob(os.path.join(HERE, "csrc", "**", "*_api.cpp"), recursive=True))

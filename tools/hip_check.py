@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Compile-check of the HIP (ROCm, CDNA3) kernels: `make hip-check`.
 
-Compiles every csrc/*/hip/*_hip.cu (and the plain-CUDA tile_mask.cu / tail_fill.cu that a ROCm build hipifies) for
+Compiles every csrc/*/hip/*_hip.cu (and the plain-CUDA tile_mask.cu / item_order.cu / tail_fill.cu that a ROCm build
+hipifies) for
 gfx942 with Debian's clang-19 and the HIP headers of libamdhip64-dev (installed with apt when
 missing), device code to assembly (the host side is compiled too, syntax only), and prints one line per kernel from the generated ISA:
 MFMA instructions, VGPRs / AGPRs / SGPRs, LDS bytes, scratch (spill) bytes, the occupancy the
@@ -9,7 +10,7 @@ compiler computed (wavefronts per SIMD) and calls to external device functions.
 
 Fails when a kernel of a *_hip.cu file has no MFMA instruction, has scratch, or calls an external
 function (the HIP kernels use compiler builtins only, so the check sees the code a ROCm build runs).
-tile_mask.cu and tail_fill.cu are reported, not judged: they read threadIdx through ROCm's device
+tile_mask.cu, item_order.cu and tail_fill.cu are reported, not judged: they read threadIdx through ROCm's device
 library, which this toolchain (-nogpulib) does not link (Debian's rocm-device-libs 5.2 has no gfx942
 bitcode).
 
@@ -59,6 +60,7 @@ def sources():
             found += sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith("_hip.cu"))
     # Plain-CUDA files the ROCm build of setup.py hipifies and links with the HIP kernels.
     found.append(os.path.join(ROOT, "csrc", "attention", "tile_mask.cu"))
+    found.append(os.path.join(ROOT, "csrc", "attention", "item_order.cu"))
     found.append(os.path.join(ROOT, "csrc", "common", "tail_fill.cu"))
     return found
 

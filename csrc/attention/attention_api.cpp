@@ -9,6 +9,7 @@
 #include <torch/all.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -194,6 +195,36 @@ std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, int64_t n, bool tra
   return {tm, tmT};
 }
 
+// The persistent sm90 kernels' work queues (csrc/attention/tile_scheduler.h "Work queue") in one allocation, built by one
+// launch on the stream: p's queue, and p2's (the forward's pair tiling) when given, behind n_counts tile
+// counters (AttnParams::tile_count; the same launch zeroes them, the tile-mask builder adds into them after
+// it; *counts points at them). Returns the allocation: the caching allocator orders its reuse on the stream.
+at::Tensor build_work_queues(AttnParams& p, AttnParams* p2, int n_counts, unsigned long long** counts, const at::Tensor& like,
+                             cudaStream_t stream, const char* op) {
+  auto capacity = [](const AttnParams& t) {
+    const long long c = item_capacity_of(t);
+    return c < INT32_MAX ? c : static_cast<long long>(INT32_MAX);  // more items than that: the launcher refuses
+  };
+  const long long cap = capacity(p), cap2 = p2 != nullptr ? capacity(*p2) : 0;
+  // int64 words: the counters, two queues' uint32 [4] (3 used), then both item orders (int32).
+  at::Tensor ws = at::empty({n_counts + 4 + (cap + cap2 + 1) / 2}, like.options().dtype(at::kLong));
+  int64_t* base = ws.data_ptr<int64_t>();
+  *counts = n_counts > 0 ? reinterpret_cast<unsigned long long*>(base) : nullptr;
+  unsigned* queues = reinterpret_cast<unsigned*>(base + n_counts);
+  int* orders = reinterpret_cast<int*>(base + n_counts + 4);
+  p.item_queue = queues;
+  p.item_order = orders;
+  p.item_capacity = static_cast<int>(cap);
+  if (p2 != nullptr) {
+    p2->item_queue = queues + 4;
+    p2->item_order = orders + cap;
+    p2->item_capacity = static_cast<int>(cap2);
+  }
+  const int section = item_section_heads(p, sm90_l2_bytes(like.device().index()));
+  check_launch(op, run_build_item_order(p, p2, section, *counts, n_counts, stream), " work queue");
+  return ws;
+}
+
 std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   AttnParams p{};
   fill_common(p, in);
@@ -214,15 +245,15 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
   const bool sm90_tiles = p.fwd_wgmma && (p.head_dim == 64 || p.head_dim == 128);
   const int64_t n = set_tiling(p, in.kind, attention_fwd_tile_rows(p));
   const bool pick = sm90_tiles && p.n_tok_tiles > 1;
-  at::Tensor counts, tm;
+  at::Tensor queues, tm;
   std::pair<at::Tensor, at::Tensor> tiles;
   AttnParams p_pair{};
   if (pick) {
     p_pair = pair_tiling_of(p);
     const int64_t n_pair = static_cast<int64_t>(p.batch) * p.h_kv * p_pair.n_row_tiles * p.nb_k;
     tm = at::empty({n + n_pair}, in.q.options().dtype(at::kByte));  // both masks, one allocation
-    counts = at::zeros({4}, in.q.options().dtype(at::kLong));
-    auto* c = reinterpret_cast<unsigned long long*>(counts.data_ptr<int64_t>());
+    unsigned long long* c = nullptr;  // the tile counts fwd_pick reads, zeroed by the queues' launch
+    queues = build_work_queues(p, &p_pair, 4, &c, in.q, stream, in.op);
     p.tile_mask = tm.data_ptr<uint8_t>();
     p_pair.tile_mask = p.tile_mask + n;
     p.tile_maskT = p_pair.tile_maskT = nullptr;
@@ -231,6 +262,10 @@ std::tuple<at::Tensor, at::Tensor> attention_fwd(AttnInputs in) {
     if (n > 0) check_launch(in.op, run_build_tile_masks_pair(p, p_pair, stream), " tile masks");
     if (p_pair.batch > 0 && p_pair.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p_pair, stream), " forward kernel (pair)");
   } else {
+    if (sm90_tiles) {
+      unsigned long long* no_counts = nullptr;
+      queues = build_work_queues(p, nullptr, 0, &no_counts, in.q, stream, in.op);
+    }
     tiles = build_tiles(p, n, /*transposed=*/false, in.q, stream, in.op);
   }
   if (p.batch > 0 && p.n_row_tiles > 0) check_launch(in.op, run_attention_fwd(p, stream), " forward kernel");
@@ -304,14 +339,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_bwd(AttnInputs in, cons
   // sm90: the tile-mask builder counts kept / visible tiles, from which the kernels pick the dK/dV CTA size
   // (both paths, bwd_common.h dkdv_split) and, on the atomic path, where dQ is computed (dq_fused);
   // run_attention_bwd drops the counts on other paths.
-  at::Tensor tile_count;
-  if (p.bwd_wgmma) {
-    tile_count = at::zeros({2}, in.q.options().dtype(at::kLong));
-    p.tile_count = reinterpret_cast<unsigned long long*>(tile_count.data_ptr<int64_t>());
-  }
-  at::Tensor tm, tmT;
+  // The dQ kernel (sm90) takes its row tiles from a work queue built with the counts' zeroing.
+  at::Tensor queues, tm, tmT;
   if (p.batch > 0) {
     const int64_t n = set_tiling(p, in.kind, attention_bwd_tile_rows(p.head_dim));
+    if (p.bwd_wgmma) queues = build_work_queues(p, nullptr, 2, &p.tile_count, in.q, stream, op);
     auto tiles = build_tiles(p, n, /*transposed=*/true, in.q, stream, op);
     tm = tiles.first;
     tmT = tiles.second;

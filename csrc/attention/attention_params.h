@@ -88,6 +88,16 @@ struct AttnParams {
                                        // of the 128-row one. Set (by the API layer), the sm90 forward kernels
                                        // launched for both tilings run only where fwd_pick_pair (tile_scheduler.h)
                                        // picks their tiling, the other exits at once; nullptr: the kernel runs.
+
+  // ---- work queue of the persistent sm90 kernels (forward, dQ; tile_scheduler.h "Work queue") ----------
+  const int* item_order;  // [item_capacity] int32: positions 0 .. item_queue[0] - 1 hold this tiling's valid
+                          // work items (item_tile numbering) in the order the CTAs take them; built per call by
+                          // run_build_item_order. Required by the persistent sm90 kernels (their launchers
+                          // return cudaErrorInvalidValue without it); the other kernels do not read it.
+  unsigned* item_queue;   // [3] uint32: [0] number of valid items (the builder writes it), [1] the next-position
+                          // counter CTAs claim from, [2] CTAs done; [1] and [2] start 0 (the builder) and the last
+                          // CTA of a kernel run sets them back to 0, so a built queue serves any number of runs.
+  int item_capacity;      // entries of item_order: an upper bound on the valid items (item_capacity_of)
 };
 
 struct AttnBwdParams : AttnParams {
@@ -115,6 +125,29 @@ inline AttnParams pair_tiling_of(const AttnParams& p) {
   return q;
 }
 
+// Entries of a tiling's item_order (tile_scheduler.h "Work queue"): the valid items are at most
+// (ceil(T_q / tile_tokens) + batch) token tiles (a sequence of n rows has ceil(n / tile_tokens) <=
+// n / tile_tokens + 1) times the head slots of every kv head, and never more than all item numbers.
+// (Inconsistent cu_seqlens may claim more: the builder drops entries past the capacity - their rows are
+// then not computed, as the contract allows for such input.)
+inline long long item_capacity_of(const AttnParams& p) {
+  if (p.pack < 1 || p.tile_tokens < 1) return 0;
+  const long long slots = p.group / p.pack;
+  const long long bound = ((static_cast<long long>(p.total_q) + p.tile_tokens - 1) / p.tile_tokens + p.batch) * p.h_kv * slots;
+  const long long all = static_cast<long long>(p.n_row_tiles) * p.h_kv * p.batch;
+  return bound < all ? bound : all;
+}
+
+// kv heads per section of the work queue (tile_scheduler.h): as many as keep the K and V of the section's
+// heads (every sequence: T_k rows x D x 2 bytes, twice) within half of the L2 (l2_bytes), at least one.
+inline int item_section_heads(const AttnParams& p, long long l2_bytes) {
+  const long long per_head = 4ll * p.total_k * p.head_dim;
+  if (p.h_kv <= 1) return 1;
+  if (per_head <= 0) return p.h_kv;
+  const long long s = l2_bytes / 2 / per_head;
+  return s < 1 ? 1 : (s > p.h_kv ? p.h_kv : static_cast<int>(s));
+}
+
 // Launchers (defined in .cu files, dispatch on head_dim / dtype internally). Return 0 on success or
 // the CUDA error code of the failed launch.
 int run_build_tile_mask(const AttnParams& params, void* stream);
@@ -122,6 +155,12 @@ int run_build_tile_mask(const AttnParams& params, void* stream);
 // tiling of p: the same pack, twice its tile_tokens, n_tok_tiles = ceil(p.n_tok_tiles / 2) - counting both
 // into p.tile_count[0..3] (zero-initialised; what fwd_pick reads).
 int run_build_tile_masks_pair(const AttnParams& p, const AttnParams& p2, void* stream);
+// The work queue(s) of one or two tilings (item_order.cu; tile_scheduler.h "Work queue"): p's, and p2's when
+// p2 != nullptr (the forward's pair tiling), their K/V in sections of `section_heads` kv heads
+// (item_section_heads). zero_counts (optional): n_zero_counts tile counters (AttnParams::tile_count) set to 0
+// on the way (the tile-mask builder, launched after it, adds into them).
+int run_build_item_order(const AttnParams& p, const AttnParams* p2, int section_heads, unsigned long long* zero_counts,
+                         int n_zero_counts, void* stream);
 int run_attention_fwd(const AttnParams& params, void* stream);
 int run_attention_bwd(const AttnBwdParams& params, void* stream);
 // Rows per row tile (kBlockM) the forward / backward kernels use; the API layer sets

@@ -8,11 +8,27 @@
 // sequence, kv head, head slot (the fastest). So a CTA that starts late gets a light item, and the
 // grid's tail is short:
 //   one item per CTA  : item blockIdx.x, grid = num_items(.);
-//   persistent        : items blockIdx.x, blockIdx.x + gridDim.x, ... (static stride),
-//                       grid = the resident CTAs.
+//   persistent (sm90) : the work queue below, grid = the resident CTAs.
 // For attention, the row tile is rt = slot * n_tok_tiles + tt (tile_tokens tokens x pack heads;
 // attention_params.h); for pooling a slot is one q head of the kv head's group.
 // Items whose token tile starts past the sequence's clamped length have no rows (the kernels skip them).
+//
+// Work queue (the persistent sm90 kernels: the forward's single and pair kernels, the dQ kernel). Built per
+// call on the device (run_build_item_order, item_order.cu: the sequence lengths live in cu_seqlens, which
+// the host never reads): item_order lists the valid items only - a packed batch of one long and many short
+// sequences has most of its item numbers past some sequence's end (P1 of WORKLOADS.md: 75% at 64-row
+// tiles) - in this order:
+//   section of kv heads (item_section_heads: the K and V of a section's heads fit in half the L2)
+//     > token tile, last first (under a causal mask the heaviest first)
+//       > sequence > kv head of the section > head slot.
+// Host side (attention_params.h): item_capacity_of sizes item_order, item_section_heads the sections.
+// Sections keep the K/V that concurrently running items read inside the L2: with every kv head at once
+// a 2D mask at density 0.1 re-reads its K/V blocks from DRAM (a model of the LRU L2: 40-65% hits at P1 /
+// P2 against 97-98% by sections; NOTES v18). A CTA takes position blockIdx.x first, then claims the next
+// position from a counter (atomicAdd: a CTA that drew light items takes more, where the static stride
+// over the item numbers left P1's CTAs up to 11% apart). The producer warpgroup claims (at the start of an
+// item, so the atomic's latency hides behind the item's stream) and hands the position to the consumers in
+// the item's end-of-stream record (row_tile_parts_sm90.cuh). The last CTA of a run re-arms the counter.
 //
 // Key-tile items (the backward's dK/dV kernels, sm80 and sm90): one CTA per (key tile of kBlockN keys,
 // kv head, sequence); grid x = key tile * h_kv + kv head (the heads of key tile 0, under a causal mask
@@ -97,11 +113,31 @@ SEER_DEVICE RowTile row_tile(const AttnParams& p, int hk, int rt) {
 // the self-test's report).
 SEER_HOST_DEVICE bool fwd_pick_pair(const unsigned long long* c) { return c[0] * 10ull >= c[2] * 17ull; }
 
-// The persistent schedule of this CTA: items first, first + step, ... below n.
-struct PersistentItems {
-  int first, step;
-  SEER_DEVICE static PersistentItems of_this_cta() {
-    return PersistentItems{static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x)};
+// A persistent kernel's view of its work queue (AttnParams::item_order / item_queue). n: the valid items.
+struct ItemQueue {
+  const int* order;
+  unsigned* state;
+  int n;
+  SEER_DEVICE static ItemQueue of(const AttnParams& p) {
+    return ItemQueue{p.item_order, p.item_queue, static_cast<int>(p.item_queue[0])};
+  }
+  // This CTA's first position (n: none).
+  SEER_DEVICE int first() const { return static_cast<int>(blockIdx.x) < n ? static_cast<int>(blockIdx.x) : n; }
+  // Claims the next unclaimed position (n: none left). One thread of the CTA calls it per item.
+  SEER_DEVICE int claim() const {
+    const unsigned pos = gridDim.x + atomicAdd(state + 1, 1u);
+    return pos < static_cast<unsigned>(n) ? static_cast<int>(pos) : n;
+  }
+  // The item (item_tile numbering) at position pos < n.
+  SEER_DEVICE int item(int pos) const { return order[pos]; }
+  // Called by one thread of each CTA once the CTA has claimed its last position: the last CTA of the run
+  // sets the counters back to 0 for the next run on the same queue.
+  SEER_DEVICE void cta_done() const {
+    __threadfence();
+    if (atomicAdd(state + 2, 1u) == gridDim.x - 1) {
+      state[1] = 0;
+      state[2] = 0;
+    }
   }
 };
 

@@ -15,7 +15,7 @@ constexpr int kMaxCachedDevices = 64;
 // One device's cached facts: the fields are written before `ready` (release) and read after it (acquire).
 struct CachedFacts {
   std::atomic<int> ready{0};
-  std::atomic<int> sms{0}, smem_per_sm{0}, smem_optin{0}, smem_reserved{0}, major{0}, minor{0};
+  std::atomic<int> sms{0}, smem_per_sm{0}, smem_optin{0}, smem_reserved{0}, major{0}, minor{0}, l2_bytes{0};
 };
 CachedFacts g_cache[kMaxCachedDevices];
 
@@ -29,7 +29,8 @@ DeviceFacts query(int device) {
                {&f.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin},
                {&f.smem_reserved, cudaDevAttrReservedSharedMemoryPerBlock},
                {&f.major, cudaDevAttrComputeCapabilityMajor},
-               {&f.minor, cudaDevAttrComputeCapabilityMinor}};
+               {&f.minor, cudaDevAttrComputeCapabilityMinor},
+               {&f.l2_bytes, cudaDevAttrL2CacheSize}};
   for (const auto& it : items) {
     const cudaError_t e = cudaDeviceGetAttribute(it.dst, it.attr, device);
     if (e != cudaSuccess) {
@@ -62,7 +63,8 @@ DeviceFacts device_facts(int device) {
                        c.smem_optin.load(std::memory_order_relaxed),
                        c.smem_reserved.load(std::memory_order_relaxed),
                        c.major.load(std::memory_order_relaxed),
-                       c.minor.load(std::memory_order_relaxed)};
+                       c.minor.load(std::memory_order_relaxed),
+                       c.l2_bytes.load(std::memory_order_relaxed)};
   }
   const DeviceFacts f = query(device);
   if (f.error == 0) {  // a benign race: every writer stores the same values
@@ -72,6 +74,7 @@ DeviceFacts device_facts(int device) {
     c.smem_reserved.store(f.smem_reserved, std::memory_order_relaxed);
     c.major.store(f.major, std::memory_order_relaxed);
     c.minor.store(f.minor, std::memory_order_relaxed);
+    c.l2_bytes.store(f.l2_bytes, std::memory_order_relaxed);
     c.ready.store(1, std::memory_order_release);
   }
   return f;

@@ -1,7 +1,7 @@
 // Device attributes the launchers size their work by (one job: query each device once, cache it).
 // ATen-free, host-only. Used by the attention forward / backward and pooling launchers, decode's work
-// split, and (use_sm90_kernels) the op layer's choice of the Hopper kernels for the attention forward /
-// backward and pooling.
+// split, the L2 sections of the sm90 kernels' work queue (attention_api.cpp), and (use_sm90_kernels) the op
+// layer's choice of the Hopper kernels for the attention forward / backward and pooling.
 #pragma once
 
 namespace seer {
@@ -13,6 +13,7 @@ struct DeviceFacts {
   int smem_optin;     // largest dynamic shared memory a block may opt in to
   int smem_reserved;  // shared memory the system reserves per block
   int major, minor;   // compute capability
+  int l2_bytes;       // L2 cache size in bytes
 };
 
 // Attributes of device `device`, queried on the first call for that device and cached (thread-safe,
@@ -33,8 +34,14 @@ inline bool use_sm90_kernels(int head_dim, int device) {
   const DeviceFacts f = device_facts(device);
   return f.error == 0 && f.major == 9 && f.minor == 0;
 }
+// L2 bytes of `device` (0 where the query failed): the sections of the sm90 kernels' work queue.
+inline long long sm90_l2_bytes(int device) {
+  const DeviceFacts f = device_facts(device);
+  return f.error == 0 ? f.l2_bytes : 0;
+}
 #else
 inline bool use_sm90_kernels(int, int) { return false; }
+inline long long sm90_l2_bytes(int) { return 0; }  // no sm90 kernel asks
 #endif
 
 }  // namespace seer

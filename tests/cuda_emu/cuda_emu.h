@@ -685,6 +685,7 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, void (*kernel)(P...)) {
 // ------------------------------ device built-ins ------------------------------
 
 inline void __syncthreads() { seer_emu::bar_arrive_wait(seer_emu::g_cta->sync, "__syncthreads"); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }  // CTAs run one after the other
 inline void __syncwarp(unsigned = 0xffffffffu) {
   seer_emu::rendezvous<seer_emu::kWarp>(0, [](const seer_emu::Cta::Slot*) { return 0; });
 }

@@ -100,6 +100,7 @@ cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* v, enum cudaDeviceAttr attr, i
     case cudaDevAttrReservedSharedMemoryPerBlock: *v = 1024; break;
     case cudaDevAttrComputeCapabilityMajor: *v = 9; break;
     case cudaDevAttrComputeCapabilityMinor: *v = 0; break;
+    case cudaDevAttrL2CacheSize: *v = 50 * 1024 * 1024; break;
     default: return cudaErrorInvalidValue;
   }
   return cudaSuccess;

@@ -232,6 +232,11 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   p.cu_seqlens_k = dev.copy(cuk);
   p.tile_mask = dev.copy(tm);
   p.tile_maskT = dev.copy(tmT);
+  // sm90: the dQ kernel's work queue (tile_scheduler.h "Work queue"), sections of one kv head, built once:
+  // each kernel run re-arms it (checked at the end).
+  std::vector<int> seq_q(B);
+  for (int b = 0; b < B; ++b) seq_q[b] = c.seqs[b].first;
+  if (impl != 0) CK(static_cast<cudaError_t>(seer::selftest::build_item_queue(p, dev, 1)));
   p.dout = dev.copy(do_bits);
   p.dlse = nullptr;
   p.softmax_d = dev.filled(static_cast<size_t>(hq) * Tq, NAN);
@@ -413,6 +418,7 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
     }
   p.tile_count = nullptr;
   if (d_counts != nullptr) CK(cudaFree(d_counts));
+  if (impl == 1 && seer::selftest::check_item_queue(p, seq_q, 1, "dQ tiling") != 0) ok = false;
   return ok;
 }
 

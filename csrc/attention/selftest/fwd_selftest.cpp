@@ -11,7 +11,8 @@
 // For each case it (1) builds the tile mask on the GPU and compares it with a CPU re-derivation of the
 // values documented in attention_params.h, (2) runs the forward kernel and compares out / lse with a
 // float64 CPU reference, checking that every valid row is written (out and lse are pre-filled with
-// NaN) and that nothing outside the sequences' rows is touched. Last, the unowned-row fill of the op
+// NaN) and that nothing outside the sequences' rows is touched; sm90 runs also check the work queue the
+// kernels took their items from (its order entry by entry, its counters re-armed by the run). Last, the unowned-row fill of the op
 // layer (common/tail_fill.h) on NaN-filled buffers. Prints one line per case and exits non-zero on the
 // first class of failure.
 #include <cuda_runtime.h>
@@ -29,6 +30,7 @@
 
 #include "attention/attention_params.h"
 #include "attention/tile_scheduler.h"  // fwd_pick_pair
+#include "common/device_facts.h"
 
 using namespace seer;
 
@@ -188,9 +190,20 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
     p2 = pair_tiling_of(p);
     p2.tile_mask = dev.filled(static_cast<size_t>(B) * c.h_kv * p2.n_row_tiles * nb_k, static_cast<uint8_t>(0xee));
     p.tile_maskT = p2.tile_maskT = nullptr;
-    unsigned long long* counts = dev.filled(4, 0ull);
-    p.tile_count = counts;
-    p.fwd_pick = p2.fwd_pick = counts;
+    p.tile_count = dev.filled(4, 0x5a5a5a5a5a5a5a5aull);  // the queues' launch zeroes them (as in the op)
+    p.fwd_pick = p2.fwd_pick = p.tile_count;
+  }
+  // sm90 kernels: the work queue(s) (tile_scheduler.h "Work queue"), built as the op builds them; the checked
+  // runs use sections of at most 3 kv heads (several sections, a shorter last one where h_kv = 8), the timed
+  // ones the op's L2 rule.
+  const int section = time_reps > 0 ? item_section_heads(p, current_device_facts().l2_bytes) : (c.h_kv >= 3 ? 3 : 1);
+  if (impl != 0) {
+    const int rq = impl == 3 ? selftest::build_item_queue(p, dev, section, p.tile_count, 4, &p2)
+                             : selftest::build_item_queue(p, dev, section);
+    if (rq != 0) {
+      std::printf("  run_build_item_order returned %d\n", rq);
+      return 1;
+    }
   }
 
   int rc = impl == 3 ? run_build_tile_masks_pair(p, p2, nullptr) : run_build_tile_mask(p, nullptr);
@@ -279,6 +292,12 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   if (impl == 3 && (cnt[0] != kept_want[0] || cnt[2] != kept_want[1])) {
     std::printf("  kept-tile counts %llu / %llu, want %llu / %llu\n", cnt[0], cnt[2], kept_want[0], kept_want[1]);
     ++tm_bad;
+  }
+  // The work queue(s): the builder's order, and the counters re-armed by the kernel run (impl 3: the kernel
+  // that exited never touched its queue).
+  if (impl != 0) {
+    tm_bad += selftest::check_item_queue(p, c.seq_q, section, impl == 3 ? "64-row tiling" : "kernel's tiling");
+    if (impl == 3) tm_bad += selftest::check_item_queue(p2, c.seq_q, section, "pair tiling");
   }
 
   // ---- (2) forward vs float64 reference ----

@@ -35,8 +35,7 @@ template <int kHeadDim, typename Elem>
 using DqTraits = sm90_rows::RowTileTraits<kHeadDim, Elem, kHeadDim == 128 ? 2 : 5, 2>;
 
 template <typename T>
-__global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel(const __grid_constant__ AttnBwdParams p,
-                                                                               int n_work) {
+__global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel(const __grid_constant__ AttnBwdParams p) {
 #if SEER_HAS_SM90A
   using Elem = typename T::Elem;
   using sm90_rows::TileMeta;
@@ -47,7 +46,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
   // Atomic path at a high tile density: the dK/dV kernel has added dQ already (bwd_common.h dq_fused).
   if (!p.deterministic && p.dq_accum != nullptr && attn_bwd::dq_fused(p.tile_count)) return;
 
-  sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk, int) {
+  sm90_rows::run_roles<T>(p, [&](unsigned char* smem, int wtid, const ItemQueue& queue, int) {
     // =============================== consumer ===============================
     const sm90_rows::ConsumerThread<T> ct(p, smem, wtid);  // row_tile_parts_sm90.cuh
     const int t4 = ct.t4;
@@ -66,7 +65,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
     float acc_dq[D / 2];
     int u = 0;
     // Per item: this thread's two rows (tr) and their masking (rm) (row_tile_parts_sm90.cuh).
-    sm90_rows::consume_items(p, walk, ct, load_rows, [&](int w, const WorkItem& it, const sm90_rows::ThreadRows& tr,
+    sm90_rows::consume_items(p, queue, ct, load_rows, [&](const WorkItem& it, const sm90_rows::ThreadRows& tr,
                                                  const sm90_rows::RowMask<TileMeta>& rm) {
       // This thread's two rows: lse * log2(e) (+inf: P = 0 for a padding row or one with no visible key)
       // and D_i.
@@ -119,7 +118,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
       // dS of the pending tile (its dQ GEMM not issued yet) lives in dsa; pend_st is its stage.
       uint32_t dsa[kBlockN / 16][4];
       int pend_st = 0;
-      const bool pending = sm90_rows::consume_stream<T>(
+      const sm90_rows::StreamEnd end = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
           [&](int st, const TileMeta* m, uint32_t v) {
             float sd[kBlockN / 2], dp[kBlockN / 2];
@@ -162,7 +161,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
             sm90_rows::handoff_operand(dsa, dsa_nxt, ct.opaque_zero);  // dsa = dsa_nxt, after the dQ GEMM read dsa
           });
       // The next item's Q / dO load while the last dQ GEMM and the epilogue run.
-      const int w_next = sm90_rows::end_of_item(p, walk, w, pending, ct.bar, load_rows, [&]() {
+      const int w_next = sm90_rows::end_of_item(p, queue, end, ct.bar, load_rows, [&]() {
         issue_dq(dsa, pend_st);
         ct.drain(acc_dq, pend_st);
       });

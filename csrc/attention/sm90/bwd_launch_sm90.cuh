@@ -45,11 +45,12 @@ int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   });
 }
 
-// The deterministic dQ: persistent, T::kCtasPerSm CTAs per SM over the row tiles, heaviest first.
+// The deterministic dQ: persistent, T::kCtasPerSm CTAs per SM taking the row tiles of p's work queue
+// (tile_scheduler.h "Work queue").
 template <typename Elem, int D>
 int launch_dq_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   using T = DqTraits<D, Elem>;
-  return sm90_rows::launch_persistent<T>(bwd_dq_sm90_kernel<T>, p, num_items(p), stream);  // tile_scheduler.h
+  return sm90_rows::launch_persistent<T>(bwd_dq_sm90_kernel<T>, p, stream);
 }
 
 template <typename Elem, int D>

@@ -2,17 +2,19 @@
 // persistent.
 //
 // Single kernel: two CTAs per SM, each = a producer warpgroup (0) and a consumer warpgroup (1); the two
-// CTAs of an SM hide each other's latencies (the pair kernel: see below). A CTA loops over work items,
-// heaviest first (a static stride over the list, which is ordered by causal work); a work item is one
-// row tile (64 rows; pair kernel 128) of one (sequence, kv head) (attention_params.h "Row tiles").
+// CTAs of an SM hide each other's latencies (the pair kernel: see below). A CTA takes work items from the
+// work queue (tile_scheduler.h "Work queue": valid items only, kv-head sections that keep their K/V in the
+// L2, heaviest first inside a section, claimed one at a time); a work item is one row tile (64 rows; pair
+// kernel 128) of one (sequence, kv head) (attention_params.h "Row tiles").
 //
 //   producer : walks the row tile's kept-block stream (block_iter.h); per K/V tile: reads the user-mask
 //              bytes of its value-1 chunks for the tile's rows, waits for the stage to be empty, writes
 //              the tile's metadata (chunk keys, tile-mask values, per-row keep bits), gathers its K
 //              and V rows with cp.async (16-key chunks at any multiple of 16; rows
 //              past the key limit zero-filled), arrives on `full`. After the last tile
-//              of a work item it publishes an end marker and goes on with the next item, so the next
-//              item's first tiles load while the consumer finishes this one.
+//              of a work item it publishes an end marker (with the CTA's next item, claimed at this one's
+//              start) and goes on with that item, so its first tiles load while the consumer finishes
+//              this one.
 //   consumer : per tile t: wait `full`; settle the previous tile (wait for the P V in flight, release
 //              its stage - one tile late, so kStages >= 3 - rescale O, hand the new P over); issue
 //              S = Q K^T of t (wgmma, both operands in shared memory) together with P V of t - 1 (wgmma,
@@ -67,8 +69,7 @@ using sm90_rows::WorkItem;
 using sm90_rows::work_item;
 
 template <typename T>
-__global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90_kernel(const __grid_constant__ AttnParams p,
-                                                                              int n_work) {
+__global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90_kernel(const __grid_constant__ AttnParams p) {
 #if SEER_HAS_SM90A
   using Elem = typename T::Elem;
   constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN;
@@ -76,7 +77,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
   // Launched beside the other tiling's kernel: the tile counts pick one (uniform over the grid).
   if (p.fwd_pick != nullptr && fwd_pick_pair(p.fwd_pick) != (T::kConsumers == 2)) return;
 
-  sm90_rows::run_roles<T>(p, n_work, [&](unsigned char* smem, int wtid, const sm90_rows::ItemWalk& walk, int cwg) {
+  sm90_rows::run_roles<T>(p, [&](unsigned char* smem, int wtid, const ItemQueue& queue, int cwg) {
     // =============================== consumer ===============================
     // Consumer warpgroup cwg: rows 64 cwg .. 64 cwg + 63 of each row tile.
     const sm90_rows::ConsumerThread<T> ct(p, smem, wtid, cwg);  // row_tile_parts_sm90.cuh
@@ -94,7 +95,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
     float acc_o[D / 2];
     int u = 0;
     // Per item: this thread's two rows (tr) and their masking (rm) (row_tile_parts_sm90.cuh).
-    sm90_rows::consume_items(p, walk, ct, load_q, [&](int w, const WorkItem& it, const sm90_rows::ThreadRows& tr,
+    sm90_rows::consume_items(p, queue, ct, load_q, [&](const WorkItem& it, const sm90_rows::ThreadRows& tr,
                                                  const sm90_rows::RowMask<Meta>& rm) {
       cp_async_wait<0>();  // this item's Q (prefetched)
       sm90::fence_view_async_shared();
@@ -158,7 +159,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         rescale_o(alpha);  // O holds every tile before the newest: scale it to the row's current base
         sm90_rows::handoff_operand(pa, pn, ct.opaque_zero);  // pa = pn, after the P V that read pa
       };
-      const bool pending = sm90_rows::consume_stream<T>(
+      const sm90_rows::StreamEnd end = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
           [&](int st, const Meta* m, uint32_t v) {
             float sd[kBlockN / 2];
@@ -180,7 +181,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             softmax(sd, pn, alpha);
           });
       // The next item's Q loads while the last P V and the epilogue run.
-      const int w_next = sm90_rows::end_of_item(p, walk, w, pending, ct.bar, load_q, [&]() {
+      const int w_next = sm90_rows::end_of_item(p, queue, end, ct.bar, load_q, [&]() {
         settle();
         issue_pv(pa, pend_st);
         ct.drain(acc_o, pend_st);

@@ -19,8 +19,8 @@ int run_attention_fwd_sm90_(const AttnParams& p, void* stream) {
 #else
   if (p.head_dim != D || !row_tiling_ok(p, T::kTileRows))  // tile_scheduler.h
     return static_cast<int>(cudaErrorInvalidValue);
-  // Persistent: T::kCtasPerSm CTAs per SM, each looping over the work items with a stride of the grid.
-  return sm90_rows::launch_persistent<T>(attention_fwd_sm90_kernel<T>, p, num_items(p), static_cast<cudaStream_t>(stream));
+  // Persistent: T::kCtasPerSm CTAs per SM taking the work items of p's queue (tile_scheduler.h "Work queue").
+  return sm90_rows::launch_persistent<T>(attention_fwd_sm90_kernel<T>, p, static_cast<cudaStream_t>(stream));
 #endif
 }
 

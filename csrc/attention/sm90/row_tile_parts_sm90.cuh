@@ -11,12 +11,13 @@
 //                 tile's rows, waits for the stage to be empty, writes the tile's metadata (Meta: chunk
 //                 keys, values, per-row keep bits), gathers its K and V rows with cp.async (16-key chunks
 //                 at any multiple of 16; rows past the key limit zero-filled), arrives on `full` (plain and
-//                 cp.async). After the last tile of an item it publishes an end marker (key[0] == kNoKey)
-//                 and goes on with the next item.
+//                 cp.async). After the last tile of an item it publishes an end marker (key[0] == kNoKey,
+//                 key[1] = the CTA's next queue position, claimed at the item's start) and goes on with
+//                 that item.
 //   gather_tile_rows : Q (or dO) rows of a row tile into shared memory (cp.async).
-//   ItemWalk, run_roles : the CTA's valid work items; the kernel body up to the role split (producer
-//                 warpgroup / consumer warpgroup).
-//   launch_persistent : the host side: T::kCtasPerSm CTAs per SM looping over the work items.
+//   run_roles   : the kernel body up to the role split (producer warpgroup / consumer warpgroups), the CTA's
+//                 work from the work queue (tile_scheduler.h ItemQueue).
+//   launch_persistent : the host side: T::kCtasPerSm CTAs per SM taking work items from the queue.
 //   wgmma_rows_keys : S-shaped GEMM (row operand x K/V stage^T) from shared memory.
 //   issue_rows_stage : O-shaped GEMM (a register tile x K/V stage), issued and committed.
 //   pack_rows_operand : the S-shaped accumulator packed as the A operand of the O-shaped GEMM.
@@ -31,8 +32,9 @@
 // Stage layout (Traits): K[kStages], V[kStages] of kBlockN keys in the 128-byte-swizzled slab layout
 // wgmma reads (common/sm90_primitives.h); barriers full (count 256: one plain arrival after its metadata
 // stores and one cp.async arrival per producer thread) and empty (one per consumer thread); Meta
-// [kStages] in kMetaSlot-byte slots; the producer's list scratch (block_iter.h). Tile u (counted over the whole
-// persistent loop) uses stage u % kStages, phase (u / kStages) & 1.
+// [kStages] in kMetaSlot-byte slots; the producer's list scratch (block_iter.h); the producer's hand-over of the
+// next queue position (2 ints). Tile u (counted over the whole persistent loop) uses stage u % kStages, phase
+// (u / kStages) & 1.
 #pragma once
 
 #include <climits>
@@ -74,7 +76,8 @@ template <int kChunks_>
 struct TileMetaT {
   static constexpr int kChunks = kChunks_;
   static_assert(kChunks == 4 || kChunks == 8, "64-key tiles of 64 rows or 128-key tiles of 128 rows");
-  int key[kChunks];  // first key of each 16-key chunk (kNoKey: empty chunk; key[0] == kNoKey: end of stream)
+  int key[kChunks];  // first key of each 16-key chunk (kNoKey: empty chunk; key[0] == kNoKey: end of the item's
+                     // stream, key[1] then the CTA's next queue position - ItemQueue::n when there is none)
   uint32_t vbits;    // tile-mask value of chunk c at bits 4c..4c+1
   // The user-mask keep bits of row r of the row tile (bit c: the row keeps chunk c): 4 chunks - nibble
   // r & 1 of byte r / 2 (64 rows); 8 chunks - byte r (128 rows). Written (by the producer, which reads the
@@ -130,10 +133,11 @@ struct RowTileTraits {
   static constexpr int kOffList = kOffMeta + kMetaSlot * kStages;  // producer block list: int[128]
   static constexpr int kOffListVal = kOffList + 128 * 4;         // uint8[128]
   static constexpr int kOffWarpCnt = kOffListVal + 128;          // int[4]
+  static constexpr int kOffNext = kOffWarpCnt + 4 * 4;            // int[2]: the producer's next queue position
   // Two CTAs per SM (e.g. 113 KB each for the D 128 forward) or the pair kernel's 225 KB leave no room for
   // alignment slack: the kernels rely on the dynamic shared memory starting 1024-byte aligned (it does on
   // sm_90: there is no static shared memory) and trap otherwise (ring_setup).
-  static constexpr int kSmemBytes = kOffWarpCnt + 4 * 4;
+  static constexpr int kSmemBytes = kOffNext + 2 * 4;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "wgmma N = head dim");
   static_assert(kRowOps == 1 || kRowOps == 2, "row operands");
   static_assert(kOffDO % 1024 == 0 && kOffK % 1024 == 0 && kOffV % 1024 == 0 && kTileBytes % 1024 == 0,
@@ -209,9 +213,13 @@ SEER_DEVICE void gather_tile_rows(Elem* dst, const Elem* g, int64_t row_stride, 
   cp_async_commit();
 }
 
-// The producer warpgroup (wtid = its thread 0..127) over the CTA's work items w0, w0 + w_step, ...
+// The producer warpgroup (wtid = its thread 0..127) over the CTA's work items: queue position q.first(),
+// then the positions thread 0 claims, one per item at the item's start (the atomic's latency hides behind
+// the item's stream); the position goes to the consumers in the item's end marker and to the other
+// producer threads through shared memory (two slots by item parity: a slot is rewritten two items later,
+// after every producer thread has passed the next item's hand-over barrier).
 template <typename T>
-SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid, int w0, int w_step, int n_work) {
+SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid, const ItemQueue& q) {
   using Elem = typename T::Elem;
   constexpr int D = T::kHeadDim, kBlockN = T::kBlockN, kChunks = T::kChunks, kStages = T::kStages;
   using Meta = typename T::Meta;
@@ -227,10 +235,11 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
   static_assert(16 % kRowsPerPass == 0, "a copy pass stays inside one 16-key chunk");
   const int chunk = wtid % kRowChunks;
   static_assert(T::kTileRows == (kChunks == 4 ? 64 : 128), "Meta::rowkeep holds the row tile's rows");
-  int u = 0;
-  for (int w = w0; w < n_work; w += w_step) {
-    const WorkItem it = work_item(p, w);
-    if (!it.valid) continue;  // uniform over the CTA
+  int* next_slot = reinterpret_cast<int*>(smem + T::kOffNext);
+  int u = 0, k = 0;
+  for (int w = q.first(); w < q.n; ++k) {
+    const int claimed = wtid == 0 ? q.claim() : 0;  // thread 0's; used at the item's end marker
+    const WorkItem it = work_item(p, q.item(w));  // valid (the queue lists valid items only)
     // User-mask row of row tile row wtid (threads 0..kTileRows-1; ThreadRows' rule), nullptr for padding rows.
     const uint8_t* mrow = nullptr;
     if (wtid < T::kTileRows) {
@@ -288,6 +297,7 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
       if (wtid == 0) {
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) m->key[c] = ck[c];
+        if (ck[0] == kNoKey) m->key[1] = claimed;  // the end marker: the CTA's next position
         m->vbits = vbits;
       }
       if (has_v1) {  // uniform
@@ -330,40 +340,31 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
         break;  // the end marker of this item is out
       }
     }
+    if (wtid == 0) next_slot[k & 1] = claimed;
+    sync();
+    w = next_slot[k & 1];
   }
 }
 
-// The CTA's valid work items, in its persistent order (w0, w0 + step, ... below n; invalid items - row
-// tiles past their sequence's end - skipped, as the producer skips them). Uniform over the CTA.
-struct ItemWalk {
-  int w0, step, n;
-  // The first valid item at or after w (n if none).
-  SEER_DEVICE int from(const AttnParams& p, int w) const {
-    for (; w < n; w += step)
-      if (work_item(p, w).valid) break;
-    return w;
-  }
-  SEER_DEVICE int first(const AttnParams& p) const { return from(p, w0); }
-  SEER_DEVICE int next(const AttnParams& p, int w) const { return from(p, w + step); }
-};
-
 // Body of a q-major kernel: ring_setup, then the role split - warpgroup 0 runs kv_producer with
-// T::kProducerRegs registers, warpgroup 1 + c (c < T::kConsumers) calls consumer(smem, wtid, walk, c) with
-// T::kConsumerRegs.
+// T::kProducerRegs registers, warpgroup 1 + c (c < T::kConsumers) calls consumer(smem, wtid, queue, c) with
+// T::kConsumerRegs -, then the CTA's exit from the queue (ItemQueue::cta_done, after every role is done).
 template <typename T, typename Consumer>
-SEER_DEVICE void run_roles(const AttnParams& p, int n_work, Consumer&& consumer) {
+SEER_DEVICE void run_roles(const AttnParams& p, Consumer&& consumer) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = ring_setup<T>(smem_raw);
   const int wtid = threadIdx.x % 128;
-  const PersistentItems sched = PersistentItems::of_this_cta();  // tile_scheduler.h
+  const ItemQueue queue = ItemQueue::of(p);  // tile_scheduler.h
   if (threadIdx.x < 128) {
     sm90::regs_dec<T::kProducerRegs>();
-    kv_producer<T>(p, smem, wtid, sched.first, sched.step, n_work);
+    kv_producer<T>(p, smem, wtid, queue);
   } else {
     sm90::regs_inc<T::kConsumerRegs>();
     const int cwg = T::kConsumers == 1 ? 0 : static_cast<int>(threadIdx.x / 128) - 1;
-    consumer(smem, wtid, ItemWalk{sched.first, sched.step, n_work}, cwg);
+    consumer(smem, wtid, queue, cwg);
   }
+  __syncthreads();  // the producer's last claim is made
+  if (threadIdx.x == 0) queue.cta_done();
 }
 
 // acc (kBlockM rows x kBlockN keys) = A B^T over the head dim, both from shared memory in SW128 slabs: A a
@@ -395,21 +396,29 @@ SEER_DEVICE void issue_rows_stage(float (&acc)[T::kHeadDim / 2], uint32_t (&a)[T
   sm90::wgmma_commit();
 }
 
+// How an item's stream ended (consume_stream).
+struct StreamEnd {
+  bool pending;  // a tile is pending (its stage in pend_st): the caller finishes it
+  int next;      // the CTA's next queue position (the end marker's key[1]; ItemQueue::n: none)
+};
+
 // The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
 // u % kStages): waits for each tile, calls first(st, m, v) for the item's first tile and
-// next(st, pend_st, m, v) for the others (m the tile's T::Meta, v its vbits) (pend_st: the previous tile's stage, which the caller releases once the GEMM left pending
-// on it is done - in `next`, or a tile later), releases the end marker's stage and leaves u past it. Returns whether a tile is pending
-// (its stage in pend_st): the caller finishes it.
+// next(st, pend_st, m, v) for the others (m the tile's T::Meta, v its vbits) (pend_st: the previous tile's
+// stage, which the caller releases once the GEMM left pending on it is done - in `next`, or a tile later),
+// reads the end marker's next position, releases its stage and leaves u past it.
 template <typename T, typename First, typename Next>
-SEER_DEVICE bool consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next) {
+SEER_DEVICE StreamEnd consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next) {
   uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
   uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
   bool pending = false;
+  int w_next;
   for (;; ++u) {
     const int st = u % T::kStages;
     sm90::mbar_wait(&bar_full[st], (u / T::kStages) & 1);
     const typename T::Meta* m = reinterpret_cast<const typename T::Meta*>(smem + T::kOffMeta + T::kMetaSlot * st);
     if (m->key[0] == kNoKey) {  // end of this item's stream
+      w_next = m->key[1];
       sm90::mbar_arrive(&bar_empty[st]);
       ++u;
       break;
@@ -423,7 +432,7 @@ SEER_DEVICE bool consume_stream(unsigned char* smem, int& u, int& pend_st, First
     pending = true;
     pend_st = st;
   }
-  return pending;
+  return StreamEnd{pending, w_next};
 }
 
 // The two rows a consumer thread owns in the wgmma accumulator layout (rows g and g + 8 of its warp's 16
@@ -451,18 +460,17 @@ struct ThreadRows {
   }
 };
 
-// The end of an item's stream in a consumer warpgroup (after consume_stream): once every warp has passed
-// the warpgroup's barrier `bar` (every S-shaped GEMM of the item has completed) the next valid item's row
-// operands are prefetched - load(next item) - while flush() completes the GEMM left pending on the last
-// tile, if any. Returns the next item (walk.n if none).
+// The end of an item's stream in a consumer warpgroup (after consume_stream, `end` its result): once every
+// warp has passed the warpgroup's barrier `bar` (every S-shaped GEMM of the item has completed) the next
+// item's row operands are prefetched - load(next item) - while flush() completes the GEMM left pending on
+// the last tile, if any. Returns the next queue position (q.n if none).
 template <typename Load, typename Flush>
-SEER_DEVICE int end_of_item(const AttnParams& p, const ItemWalk& walk, int w, bool pending, int bar, Load&& load,
+SEER_DEVICE int end_of_item(const AttnParams& p, const ItemQueue& q, const StreamEnd& end, int bar, Load&& load,
                             Flush&& flush) {
   sm90::named_sync(bar, 128);
-  const int w_next = walk.next(p, w);
-  if (w_next < walk.n) load(work_item(p, w_next));
-  if (pending) flush();
-  return w_next;
+  if (end.next < q.n) load(work_item(p, q.item(end.next)));
+  if (end.pending) flush();
+  return end.next;
 }
 
 // dst = next for the A operand (registers) of the pipelined GEMM, written so that the old dst is read
@@ -568,34 +576,36 @@ struct ConsumerThread {
 };
 
 // The consumer's loop over its work items: loads the first item's row operands, then per item calls
-// body(w, it, tr, rm) - the item, this thread's two rows and their masking (RowMask<T::Meta>) - which
-// returns the next item (from end_of_item, which also prefetches that item's row operands).
+// body(it, tr, rm) - the item, this thread's two rows and their masking (RowMask<T::Meta>) - which returns
+// the next queue position (from end_of_item, which also prefetches that item's row operands).
 template <typename T, typename Load, typename Body>
-SEER_DEVICE void consume_items(const AttnParams& p, const ItemWalk& walk, const ConsumerThread<T>& ct, Load&& load,
+SEER_DEVICE void consume_items(const AttnParams& p, const ItemQueue& q, const ConsumerThread<T>& ct, Load&& load,
                                Body&& body) {
-  int w = walk.first(p);
-  if (w < walk.n) load(work_item(p, w));
-  while (w < walk.n) {
-    const WorkItem it = work_item(p, w);
+  int w = q.first();
+  if (w < q.n) load(work_item(p, q.item(w)));
+  while (w < q.n) {
+    const WorkItem it = work_item(p, q.item(w));
     const ThreadRows tr(p, it, ct.warp_row0, ct.g);
     const RowMask<typename T::Meta> rm(p, it, tr, ct.warp_row0 + ct.g);
-    w = body(w, it, tr, rm);
+    w = body(it, tr, rm);
   }
 }
 
-// Host: launches `kernel(p, n_items)` persistently - T::kCtasPerSm CTAs per SM (at most one per item),
-// each looping over the work items (tile_scheduler.h, heaviest first) with a stride of the grid.
+// Host: launches `kernel(p)` persistently - T::kCtasPerSm CTAs per SM (at most one per entry of the work
+// queue), each taking work items from p's queue (tile_scheduler.h "Work queue"; p.item_order required).
 template <typename T, typename Params>
-int launch_persistent(void (*kernel)(Params, int), const Params& p, long long n_items, cudaStream_t stream) {
+int launch_persistent(void (*kernel)(Params), const Params& p, cudaStream_t stream) {
+  if (p.item_order == nullptr || p.item_queue == nullptr || p.item_capacity < 0 || num_items(p) > INT_MAX)
+    return static_cast<int>(cudaErrorInvalidValue);
+  const long long n_items = p.item_capacity;
   if (n_items == 0) return 0;
-  if (n_items > INT_MAX) return static_cast<int>(cudaErrorInvalidConfiguration);
   cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
   if (e != cudaSuccess) return static_cast<int>(e);
   const DeviceFacts dev = current_device_facts();
   if (dev.error != 0) return dev.error;
   const long long slots = static_cast<long long>(dev.sms) * T::kCtasPerSm;
   const unsigned grid = static_cast<unsigned>(n_items < slots ? n_items : slots);
-  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p, static_cast<int>(n_items));
+  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
   return static_cast<int>(SEER_LAST_ERROR());
 }
 

@@ -121,6 +121,25 @@ inline void fill_attn_tiling(AttnParams& p, int tile_rows) {
   p.n_row_tiles = (p.group / pack) * p.n_tok_tiles;
 }
 
+// The work queue a tiling's item order should hold (csrc/attention/tile_scheduler.h "Work queue"), written
+// from its definition: sections of `section` kv heads > token tile, last first > sequence > kv head > head
+// slot, the items whose token tile starts inside the sequence (seq_q[b], clamped to max_seqlen_q), each as
+// its item number (tile_scheduler.h item_at).
+inline std::vector<int> want_item_order(const AttnParams& p, const std::vector<int>& seq_q, int section) {
+  const int slots = p.group / p.pack;
+  const long long per_tt = static_cast<long long>(p.batch) * p.h_kv * slots;
+  std::vector<int> order;
+  for (int h0 = 0; h0 < p.h_kv; h0 += section)
+    for (int tt = p.n_tok_tiles - 1; tt >= 0; --tt)
+      for (int b = 0; b < p.batch; ++b) {
+        if (tt * p.tile_tokens >= std::min(seq_q[b], p.max_seqlen_q)) continue;
+        for (int hk = h0; hk < std::min(p.h_kv, h0 + section); ++hk)
+          for (int s = 0; s < slots; ++s)
+            order.push_back(static_cast<int>((p.n_tok_tiles - 1 - tt) * per_tt + (static_cast<long long>(b) * p.h_kv + hk) * slots + s));
+      }
+  return order;
+}
+
 // ---- decode ------------------------------------------------------------------------------------
 struct DecodeCase {
   const char* name;
