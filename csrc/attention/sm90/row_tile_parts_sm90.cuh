@@ -114,8 +114,8 @@ struct RowTileTraits {
   static constexpr int kThreads = 128 + kConsumerThreads;  // producer + consumer warpgroups
   // Register split (setmaxnreg) of the 65536 / kCtasPerSm registers of a CTA (the launch gives each
   // thread 65536 / (kCtasPerSm * kThreads): 128 or 168).
-  static constexpr int kProducerRegs = kConsumers == 1 ? 48 : 56;
-  static constexpr int kConsumerRegs = kConsumers == 1 ? 208 : 224;
+  static constexpr int kProducerRegs = kConsumers == 1 ? 48 : 64;
+  static constexpr int kConsumerRegs = kConsumers == 1 ? 208 : 216;
   static_assert(kCtasPerSm * 128 * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536, "register file");
   static constexpr int kTileBytes = kBlockN * kHeadDim * 2;  // one K (or V) stage
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;     // one row operand of one consumer
