@@ -2,9 +2,9 @@
 // evenly the CTAs finish and how often a K/V block read finds its block in the L2. Not a timing; the
 // numbers NOTES v18 predicts from. Build and run (no GPU, no torch):
 //   g++ -O2 -std=c++17 benchmarks/item_order_model.cpp -o /tmp/item_order_model
-//   /tmp/item_order_model P1|P2 <density> static|queue [L2 MB = 25] [CTAs = 264] [pair = 0] [section heads = 1]
+//   /tmp/item_order_model P1|P2|S16K <density> static|queue [L2 MB = 25] [CTAs = 264] [pair = 0] [section heads = 1]
 //
-// Workloads as WORKLOADS.md (32 q / 8 kv heads, D 128, 64x64 blocks, causal, 2D masks per q head drawn as
+// Workloads as WORKLOADS.md (S16K: one sequence of 16,384, seer_fwd_selftest --time's; 32 q / 8 kv heads, D 128, 64x64 blocks, causal, 2D masks per q head drawn as
 // there: round(d * #causal blocks) per query-block row, the diagonal always kept). Items: 64-row tiles of one
 // q head (pair = 1: 128-row tiles of two mask rows, streaming the union of their blocks).
 //   static : the order before the work queue - item numbers heaviest first (token tile, then sequence, kv
@@ -34,17 +34,18 @@ struct Item {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s P1|P2 density static|queue [L2 MB] [CTAs] [pair] [section heads]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s P1|P2|S16K density static|queue [L2 MB] [CTAs] [pair] [section heads]\n", argv[0]);
     return 2;
   }
-  const bool p1 = std::strcmp(argv[1], "P1") == 0;
+  const bool p1 = std::strcmp(argv[1], "P1") == 0, s16k = std::strcmp(argv[1], "S16K") == 0;
   const double d = std::atof(argv[2]);
   const bool queue = std::strcmp(argv[3], "queue") == 0;
   const double l2_mb = argc > 4 ? std::atof(argv[4]) : 25.0;
   const int ctas = argc > 5 ? std::atoi(argv[5]) : 264;
   const bool pair = argc > 6 && std::atoi(argv[6]) != 0;
   const int section = argc > 7 ? std::atoi(argv[7]) : 1;
-  const std::vector<int> lens = p1 ? std::vector<int>{16384, 8000, 4096, 2100, 1024, 700, 256, 77} : std::vector<int>{65536};
+  const std::vector<int> lens = p1 ? std::vector<int>{16384, 8000, 4096, 2100, 1024, 700, 256, 77}
+                                   : std::vector<int>{s16k ? 16384 : 65536};
   const int B = static_cast<int>(lens.size()), hkv = 8, group = 4, bs = 64, rows = pair ? 128 : 64;
   int ntt = 0;
   for (int L : lens) ntt = std::max(ntt, (L + rows - 1) / rows);

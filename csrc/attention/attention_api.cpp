@@ -201,10 +201,12 @@ std::pair<at::Tensor, at::Tensor> build_tiles(AttnParams& p, int64_t n, bool tra
 // it; *counts points at them). Returns the allocation: the caching allocator orders its reuse on the stream.
 at::Tensor build_work_queues(AttnParams& p, AttnParams* p2, int n_counts, unsigned long long** counts, const at::Tensor& like,
                              cudaStream_t stream, const char* op) {
-  auto capacity = [](const AttnParams& t) {
-    const long long c = item_capacity_of(t);
-    return c < INT32_MAX ? c : static_cast<long long>(INT32_MAX);  // more items than that: the launcher refuses
-  };
+  for (const AttnParams* t : {static_cast<const AttnParams*>(&p), static_cast<const AttnParams*>(p2)})
+    if (t != nullptr)
+      SEER_CHECK(static_cast<long long>(t->n_row_tiles) * t->h_kv * t->batch <= INT32_MAX, op,
+                 "too many row tiles for the sm90 kernels' work queue: ", static_cast<long long>(t->n_row_tiles) * t->h_kv * t->batch,
+                 " (batch x kv heads x row tiles of max_seqlen_q; at most 2^31 - 1)");
+  auto capacity = [](const AttnParams& t) { return item_capacity_of(t); };
   const long long cap = capacity(p), cap2 = p2 != nullptr ? capacity(*p2) : 0;
   // int64 words: the counters, two queues' uint32 [4] (3 used), then both item orders (int32).
   at::Tensor ws = at::empty({n_counts + 4 + (cap + cap2 + 1) / 2}, like.options().dtype(at::kLong));

@@ -115,10 +115,14 @@ struct AttnBwdParams : AttnParams {
 
 // The pair kernel's tiling of a 64-row tiling p (the op and the self-test use it; run_build_tile_masks_pair
 // checks it): p with fwd_pair set, the same pack and twice its tokens per row tile (128 rows, fewer where
-// 64 / pack is not whole), so each pair tile is exactly the union of two 64-row tiles.
+// 64 / pack is not whole), so each pair tile is exactly the union of two 64-row tiles. No work queue (p's
+// lists p's items).
 inline AttnParams pair_tiling_of(const AttnParams& p) {
   AttnParams q = p;
   q.fwd_pair = true;
+  q.item_order = nullptr;  // p's work queue numbers p's items: the pair tiling builds its own
+  q.item_queue = nullptr;
+  q.item_capacity = 0;
   q.tile_tokens = 2 * p.tile_tokens;
   q.n_tok_tiles = (p.max_seqlen_q + q.tile_tokens - 1) / q.tile_tokens;
   q.n_row_tiles = (p.group / p.pack) * q.n_tok_tiles;

@@ -131,7 +131,9 @@ struct ItemQueue {
   // The item (item_tile numbering) at position pos < n.
   SEER_DEVICE int item(int pos) const { return order[pos]; }
   // Called by one thread of each CTA once the CTA has claimed its last position: the last CTA of the run
-  // sets the counters back to 0 for the next run on the same queue.
+  // sets the counters back to 0 for the next run on the same queue. So every CTA of a run must get here
+  // (a kernel that exits early does so with its whole grid, before claiming: then nothing needs re-arming),
+  // and runs on one queue must follow each other (one stream; never two runs of it at once).
   SEER_DEVICE void cta_done() const {
     __threadfence();
     if (atomicAdd(state + 2, 1u) == gridDim.x - 1) {

@@ -43,7 +43,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
   using sm90_rows::work_item;
   constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN;
 
-  // Atomic path at a high tile density: the dK/dV kernel has added dQ already (bwd_common.h dq_fused).
+  // Atomic path at a high tile density: the dK/dV kernel has added dQ already (bwd_common.h dq_fused). Uniform
+  // over the grid (the work queue's re-arm needs every CTA or none: tile_scheduler.h ItemQueue::cta_done).
   if (!p.deterministic && p.dq_accum != nullptr && attn_bwd::dq_fused(p.tile_count)) return;
 
   sm90_rows::run_roles<T>(p, [&](unsigned char* smem, int wtid, const ItemQueue& queue, int) {

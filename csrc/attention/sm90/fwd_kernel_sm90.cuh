@@ -74,7 +74,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
   using Elem = typename T::Elem;
   constexpr int D = T::kHeadDim, kBlockM = T::kBlockM, kBlockN = T::kBlockN;
   using Meta = typename T::Meta;
-  // Launched beside the other tiling's kernel: the tile counts pick one (uniform over the grid).
+  // Launched beside the other tiling's kernel: the tile counts pick one (uniform over the grid - it must be:
+  // the work queue is re-armed by the last of all CTAs, tile_scheduler.h ItemQueue::cta_done).
   if (p.fwd_pick != nullptr && fwd_pick_pair(p.fwd_pick) != (T::kConsumers == 2)) return;
 
   sm90_rows::run_roles<T>(p, [&](unsigned char* smem, int wtid, const ItemQueue& queue, int cwg) {
