@@ -206,8 +206,7 @@ at::Tensor build_work_queues(AttnParams& p, AttnParams* p2, int n_counts, unsign
       SEER_CHECK(static_cast<long long>(t->n_row_tiles) * t->h_kv * t->batch <= INT32_MAX, op,
                  "too many row tiles for the sm90 kernels' work queue: ", static_cast<long long>(t->n_row_tiles) * t->h_kv * t->batch,
                  " (batch x kv heads x row tiles of max_seqlen_q; at most 2^31 - 1)");
-  auto capacity = [](const AttnParams& t) { return item_capacity_of(t); };
-  const long long cap = capacity(p), cap2 = p2 != nullptr ? capacity(*p2) : 0;
+  const long long cap = item_capacity_of(p), cap2 = p2 != nullptr ? item_capacity_of(*p2) : 0;
   // int64 words: the counters, two queues' uint32 [4] (3 used), then both item orders (int32).
   at::Tensor ws = at::empty({n_counts + 4 + (cap + cap2 + 1) / 2}, like.options().dtype(at::kLong));
   int64_t* base = ws.data_ptr<int64_t>();

@@ -23,10 +23,10 @@
 //       > sequence > kv head of the section > head slot.
 // Host side (attention_params.h): item_capacity_of sizes item_order, item_section_heads the sections.
 // Sections keep the K/V that concurrently running items read inside the L2: with every kv head at once
-// a 2D mask at density 0.1 re-reads its K/V blocks from DRAM (a model of the LRU L2: 40-65% hits at P1 /
-// P2 against 97-98% by sections; NOTES v18). A CTA takes position blockIdx.x first, then claims the next
+// a 2D mask at density 0.1 re-reads its K/V blocks from DRAM (a model of the LRU L2: 81% / 38% hits at P1 /
+// P2 against 97% / 98% by sections; NOTES v18). A CTA takes position blockIdx.x first, then claims the next
 // position from a counter (atomicAdd: a CTA that drew light items takes more, where the static stride
-// over the item numbers left P1's CTAs up to 11% apart). The producer warpgroup claims (at the start of an
+// over the item numbers left P1 12-14% above its ideal makespan). The producer warpgroup claims (at the start of an
 // item, so the atomic's latency hides behind the item's stream) and hands the position to the consumers in
 // the item's end-of-stream record (row_tile_parts_sm90.cuh). The last CTA of a run re-arms the counter.
 //
