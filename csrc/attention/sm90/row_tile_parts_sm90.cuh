@@ -171,8 +171,7 @@ struct WorkItem {
   ItemTile t;
   SeqBounds sb;  // clamped sequence bounds (seqlen.h)
   int q_start, k_start, seqlen_q, seqlen_k;  // copies of sb's
-  RowTile rows;
-  bool valid;  // the row tile has rows inside the sequence
+  RowTile rows;  // (the work queue lists only row tiles with rows inside the sequence)
 };
 SEER_DEVICE WorkItem work_item(const AttnParams& p, int w) {
   WorkItem it;
@@ -184,7 +183,6 @@ SEER_DEVICE WorkItem work_item(const AttnParams& p, int w) {
   it.seqlen_q = it.sb.seqlen_q;
   it.seqlen_k = it.sb.seqlen_k;
   it.rows = row_tile(p, it.t.hk, it.t.rt);
-  it.valid = it.rows.tok0 < it.seqlen_q;
   return it;
 }
 
