@@ -81,7 +81,7 @@ int decode_num_splits(const DecodeParams& p, int requested) {
     // form bounds `sel` by its K entries (+ the forced first block): D1 at density 0.1 keeps ~52 of 512.
     const int64_t listed = static_cast<int64_t>(p.num_indices) + (p.first_block_unmasked ? 1 : 0);
     const int64_t most = p.block_indices != nullptr ? std::min<int64_t>(nb, listed) : nb;
-    splits = std::min<int64_t>(splits, (most * p.block_size + p.min_split_keys - 1) / p.min_split_keys);
+    splits = decode_row_splits(most, p.block_size, p.min_split_keys, static_cast<int>(splits));
   }
   return static_cast<int>(std::max<int64_t>(splits, 1));
 }

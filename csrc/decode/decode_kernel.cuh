@@ -229,9 +229,7 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   };
   int ub_splits = p.num_splits;
   if (adaptive) {
-    const int64_t ub_keys = (int64_t)n_valid_blk * Bk;
-    const int64_t ub = (ub_keys + p.min_split_keys - 1) / p.min_split_keys;
-    ub_splits = ub < 1 ? 1 : (ub < p.num_splits ? (int)ub : p.num_splits);
+    ub_splits = decode_row_splits(n_valid_blk, Bk, p.min_split_keys, p.num_splits);
     if (split >= ub_splits) {
       empty_split_exit();
       return;
@@ -248,8 +246,7 @@ __global__ void __launch_bounds__(Tr::kThreads) block_sparse_decode_kernel(const
   const int total_sel = p.sel_count[sel_row];
   int ns_row = p.num_splits;  // splits of this row (uniform across the CTA)
   if (adaptive) {
-    const int64_t want = ((int64_t)total_sel * Bk + p.min_split_keys - 1) / p.min_split_keys;
-    ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
+    ns_row = decode_row_splits(total_sel, Bk, p.min_split_keys, ub_splits);
     if (split >= ns_row) {
       empty_split_exit();
       return;

@@ -100,6 +100,15 @@ struct DecodeParams {
 // CTAs to hide the per-CTA latency).
 constexpr int kDecodeMinSplitKeys = 384;
 
+// The row-adaptive split rule (DecodeParams::min_split_keys > 0), in one place: a row listing (at most)
+// `blocks` blocks works in ceil(blocks * block_size / min_split_keys) splits, at least 1 and at most `cap`.
+// The split kernels (CUDA and HIP) apply it to a row's bound and then its count, decode_num_splits to the
+// most any row can list.
+SEER_HOST_DEVICE int decode_row_splits(int64_t blocks, int block_size, int min_split_keys, int cap) {
+  const int64_t want = (blocks * block_size + min_split_keys - 1) / min_split_keys;
+  return want < 1 ? 1 : (want < cap ? static_cast<int>(want) : cap);
+}
+
 // Resolves the number of splits: `requested` > 0 is honoured (clamped to [1, max(nb, 1)]); 0 picks
 // one from the device's SM count (cached per device), the occupancy of the kernel for head_dim,
 // batch * h_kv * head chunks and nb * block_size. Reads no tensor data. Call with the target device

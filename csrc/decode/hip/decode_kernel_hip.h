@@ -150,10 +150,8 @@ __global__ void __launch_bounds__(kThreads, 2) decode_split_kernel_hip(const Dec
   const int total_sel = sb.count();
   int ns_row = p.num_splits;  // row-adaptive split count (decode_params.h)
   if (p.num_splits > 1 && p.min_split_keys > 0) {
-    const int64_t ub = ((int64_t)(sb.blk_hi - sb.blk_lo) * Bk + p.min_split_keys - 1) / p.min_split_keys;
-    const int ub_splits = ub < 1 ? 1 : (ub < p.num_splits ? (int)ub : p.num_splits);
-    const int64_t want = ((int64_t)total_sel * Bk + p.min_split_keys - 1) / p.min_split_keys;
-    ns_row = want < 1 ? 1 : (want < ub_splits ? (int)want : ub_splits);
+    const int ub_splits = decode_row_splits(sb.blk_hi - sb.blk_lo, Bk, p.min_split_keys, p.num_splits);
+    ns_row = decode_row_splits(total_sel, Bk, p.min_split_keys, ub_splits);
   }
   const int64_t part0 = (int64_t)split * n_out_rows;  // this split's rows in lse_partial / o_partial
   if (split >= ns_row) {  // uniform: nothing to do, the combine ignores lse = -inf
