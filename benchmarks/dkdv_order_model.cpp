@@ -5,7 +5,7 @@
 // tile (32 KB) of each (q head of its group, kept 64-row tile) in row order; one unit per read, two per CTA.
 // LRU L2 over those tiles.
 //   g++ -O2 -std=c++17 benchmarks/dkdv_order_model.cpp -o /tmp/dkdv_order_model
-//   /tmp/dkdv_order_model <density> 0|1 (0: key-major, today's; 1: head-major) [L2 MB = 25] [CTAs = 264] [length]
+//   /tmp/dkdv_order_model <density> 0|1 (0: key-major, before v21; 1: head-major, key_tile_item today) [L2 MB = 25] [CTAs = 264] [length]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

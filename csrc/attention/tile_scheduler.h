@@ -143,15 +143,20 @@ struct ItemQueue {
   }
 };
 
-// Key-tile item of this CTA (dK/dV kernels).
+// Key-tile item of this CTA (dK/dV kernels). Head-major: x = kv head x key tiles + key tile, so the CTAs
+// running together (dispatched in x order) hold the key tiles of one kv head, key tile 0 (the most rows)
+// first, and read the Q / dO rows of one head group: a window that stays in the L2 at a low density,
+// where a key-major order reads the rows of every head at once (NOTES v18 item 4,
+// benchmarks/dkdv_order_model.cpp).
 struct KeyTileItem {
   int b, hk;     // sequence, kv head
   int key_tile;  // keys [key_tile * kBlockN, +kBlockN) of the sequence
 };
 SEER_DEVICE KeyTileItem key_tile_item(const AttnParams& p) {
+  const unsigned n_tiles = gridDim.x / static_cast<unsigned>(p.h_kv);  // key_tile_grid: n_tiles x h_kv
   KeyTileItem t;
-  t.hk = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.h_kv));
-  t.key_tile = static_cast<int>(blockIdx.x / static_cast<unsigned>(p.h_kv));
+  t.hk = static_cast<int>(blockIdx.x / n_tiles);
+  t.key_tile = static_cast<int>(blockIdx.x % n_tiles);
   t.b = blockIdx.y;
   return t;
 }
