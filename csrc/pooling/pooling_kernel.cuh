@@ -91,9 +91,9 @@ struct PoolingItems {
 };
 
 // Asynchronously copies rows [0, kRows) of a [rows][kHeadDim] global tile into swizzled shared
-// memory (Traits::swz, or kSw128: the wgmma slab layout of common/sm90_primitives.h); rows >= rows_valid
-// are zero-filled (global memory is not read for them).
-template <typename Traits, int kRows, bool kSw128 = false>
+// memory (Traits::swz: the Q tile, read by ldmatrix); rows >= rows_valid are zero-filled (global memory
+// is not read for them).
+template <typename Traits, int kRows>
 SEER_DEVICE void load_tile_async(typename Traits::Elem* smem, const typename Traits::Elem* gmem,
                                  int64_t row_stride, int rows_valid, int tid) {
   constexpr int kTotal = kRows * Traits::kChunks;
@@ -105,9 +105,46 @@ SEER_DEVICE void load_tile_async(typename Traits::Elem* smem, const typename Tra
     const int c = idx % Traits::kChunks;
     const bool pred = r < rows_valid;
     const typename Traits::Elem* src = pred ? gmem + r * row_stride + c * 8 : gmem;
-    cp_async_16(smem + (kSw128 ? static_cast<int>(sm90::sw128_offset(r, c * 8, kRows) >> 1) : Traits::swz(r, c)), src, pred);
+    cp_async_16(smem + Traits::swz(r, c), src, pred);
   }
 }
+
+// The K-tile copies of one thread, set up once per CTA (computing each chunk's row, swizzled offset and
+// 64-bit global offset per tile, as load_tile_async does for Q, cost ~130 instructions per tile and warp
+// at D 128: a fifth of the mainloop's issue slots on the H100, NOTES v21). Thread tid copies chunk tid % kChunks of
+// rows r0, r0 + kStep, ... with kStep = kNThreads / kChunks a multiple of 8: both layouts (Traits::swz and
+// the wgmma slab layout) depend on the row only through row % 8, so the thread's shared offsets are one
+// base plus constants. Rows >= rows_valid are zero-filled (global memory not read).
+template <typename Traits, bool kSw128>
+struct KTileCopier {
+  using Elem = typename Traits::Elem;
+  static constexpr int kRows = Traits::kBlockN;
+  static constexpr int kStep = Traits::kNThreads / Traits::kChunks;  // rows between a thread's chunks
+  static constexpr int kPer = kRows / kStep;                          // chunks per thread and tile
+  static constexpr int kStepBytes = kSw128 ? kStep * 128 : kStep * Traits::kHeadDim * (int)sizeof(Elem);
+  static_assert(Traits::kNThreads % Traits::kChunks == 0 && kStep % 8 == 0 && kRows % kStep == 0,
+                "a thread's rows must share row % 8");
+  int r0;          // this thread's first row of the tile
+  uint32_t s_off;  // byte offset of (r0, its chunk) in a tile
+  int g_off;       // element offset of its chunk within a row (chunk * 8)
+  SEER_DEVICE KTileCopier(int tid) {
+    r0 = tid / Traits::kChunks;
+    const int c = tid % Traits::kChunks;
+    s_off = kSw128 ? sm90::sw128_offset(r0, c * 8, kRows) : static_cast<uint32_t>(Traits::swz(r0, c) * (int)sizeof(Elem));
+    g_off = c * 8;
+  }
+  // Copies rows [0, kRows) of the tile starting at g_tile (row stride `row_stride` elements) into the
+  // shared tile at s_tile; rows >= rows_valid are zero-filled.
+  SEER_DEVICE void copy(unsigned char* s_tile, const Elem* g_tile, int64_t row_stride, int rows_valid) const {
+    const Elem* src = g_tile + static_cast<int64_t>(r0) * row_stride + g_off;
+    const int64_t step = static_cast<int64_t>(kStep) * row_stride;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const bool pred = r0 + i * kStep < rows_valid;
+      cp_async_16_zfill(s_tile + s_off + i * kStepBytes, pred ? src + i * step : g_tile, pred);
+    }
+  }
+};
 
 // cap: staged key blocks per row (>= min(nb, kMinStageCols)); stage_stride: floats per staged row
 // (odd, >= cap: the 8 rows written by one store instruction fall in distinct banks).
@@ -264,7 +301,13 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   const int wg_key_end = p.causal ? min(wg_row0 + 64, L) : L;
 
   // ---- the sweep(s) over the K tiles, as one double-buffered loop ----------------------------
-  load_tile_async<Traits, kBlockN, Traits::kWgmma>(sK, k_base, p.k_row_stride, n_end, tid);
+  const KTileCopier<Traits, Traits::kWgmma> copier(tid);
+  unsigned char* const sK_bytes = reinterpret_cast<unsigned char*>(sK);
+  constexpr int kTileBytes = Traits::kTileElems * (int)sizeof(Elem);
+  // Key blocks of a whole number of K tiles (P1 / P2's 64): a tile lies in one block, so the block
+  // maxima need no per-chunk bookkeeping (CTA-uniform).
+  const bool whole_tiles = B % kBlockN == 0;
+  copier.copy(sK_bytes, k_base, p.k_row_stride, n_end);
   cp_async_commit();
 
   for (int it = 0; it < n_iters; ++it) {
@@ -276,35 +319,31 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     if (it + 1 < n_iters) {
       const int nx = it + 1;
       const int n_next = (nx >= n_tiles ? p2_tile0 + (nx - n_tiles) : nx) * kBlockN;
-      load_tile_async<Traits, kBlockN, Traits::kWgmma>(sK + (nx & 1) * Traits::kTileElems,
-                                                       k_base + static_cast<int64_t>(n_next) * p.k_row_stride,
-                                                       p.k_row_stride, n_end - n_next, tid);
+      copier.copy(sK_bytes + (nx & 1) * kTileBytes, k_base + static_cast<int64_t>(n_next) * p.k_row_stride,
+                  p.k_row_stride, n_end - n_next);
     }
     cp_async_commit();
 
     // ---- S = Q K^T for the warp's 16 rows x kBlockN keys (raw logits), masked -----------------
     float acc[kNFrag][4];
-    bool computed = true;  // wgmma: the warpgroup computed this tile
     if constexpr (Traits::kWgmma) {
       if (!wg_active) continue;  // warpgroup-uniform; the warps of an active warpgroup all take part
-      computed = n0 < wg_key_end;
-      if (computed)
-        pool_s_tile_sm90<Traits>(acc, qf, sK_addr + (it & 1) * (Traits::kTileElems * (int)sizeof(Elem)));
+      if (n0 < wg_key_end) pool_s_tile_sm90<Traits>(acc, qf, sK_addr + (it & 1) * kTileBytes);
     }
     if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
-    if (n0 >= warp_key_end || !computed) {
-      // Entirely above this warp's causal diagonal: every logit is masked.
-#pragma unroll
-      for (int nf = 0; nf < kNFrag; ++nf)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[nf][e] = -INFINITY;
-    } else {
+
+    // Per row (this lane's two rows): the max of each 16-key chunk (cm) and of the tile (tmax), over
+    // this lane's values of the row; -inf where the tile lies entirely above the warp's causal diagonal
+    // (then pass 1 has nothing to add, and the warpgroup's wgmma did not run when its rows all miss it).
+    float cm[kCh][2];
+    float tmax[2];
+    if (n0 < warp_key_end) {
       if constexpr (!Traits::kWgmma) {
 #pragma unroll
       for (int nf = 0; nf < kNFrag; ++nf)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[nf][e] = 0.f;
-      const uint32_t sKt = sK_addr + (it & 1) * (Traits::kTileElems * (int)sizeof(Elem));
+      const uint32_t sKt = sK_addr + (it & 1) * kTileBytes;
 #pragma unroll
       for (int kk = 0; kk < kKSteps; ++kk) {
 #pragma unroll
@@ -333,36 +372,41 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
             if (col >= lim) acc[nf][e] = -INFINITY;
           }
       }
-    }
-
-    // Max of each 16-key chunk, per row (this lane's 4 values of the row).
-    float cm[kCh][2];
-#pragma unroll
-    for (int c = 0; c < kCh; ++c)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh)
-        cm[c][hh] = fmaxf(fmaxf(acc[2 * c][2 * hh], acc[2 * c][2 * hh + 1]),
-                          fmaxf(acc[2 * c + 1][2 * hh], acc[2 * c + 1][2 * hh + 1]));
-
-    if (!pass2) {
-      // ---- pass 1: online max / sum (scale folded into the exp2 argument) ---------------------
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
-        float mx = cm[0][hh];
 #pragma unroll
-        for (int c = 1; c < kCh; ++c) mx = fmaxf(mx, cm[c][hh]);
-        mx = quad_max(mx);
-        const float m_new = fmaxf(row_m[hh], mx);
-        const float base = row_base(m_new, scale_log2);  // common/softmax.h: 0 while m_new = -inf
-        float sum = 0.f;
+        for (int c = 0; c < kCh; ++c)
+          cm[c][hh] = fmaxf(fmaxf(acc[2 * c][2 * hh], acc[2 * c][2 * hh + 1]),
+                            fmaxf(acc[2 * c + 1][2 * hh], acc[2 * c + 1][2 * hh + 1]));
+        tmax[hh] = cm[0][hh];
 #pragma unroll
-        for (int nf = 0; nf < kNFrag; ++nf)
-          sum += fast_exp2(fmaf(acc[nf][2 * hh], scale_log2, -base)) +
-                 fast_exp2(fmaf(acc[nf][2 * hh + 1], scale_log2, -base));
-        row_l[hh] = row_l[hh] * fast_exp2(fmaf(row_m[hh], scale_log2, -base)) + sum;
-        row_m[hh] = m_new;
+        for (int c = 1; c < kCh; ++c) tmax[hh] = fmaxf(tmax[hh], cm[c][hh]);
+      }
+      if (!pass2) {
+        // ---- pass 1: online max / sum (scale folded into the exp2 argument) -------------------
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const float m_new = fmaxf(row_m[hh], quad_max(tmax[hh]));
+          const float base = row_base(m_new, scale_log2);  // common/softmax.h: 0 while m_new = -inf
+          float sum = 0.f;
+#pragma unroll
+          for (int nf = 0; nf < kNFrag; ++nf)
+            sum += fast_exp2(fmaf(acc[nf][2 * hh], scale_log2, -base)) +
+                   fast_exp2(fmaf(acc[nf][2 * hh + 1], scale_log2, -base));
+          row_l[hh] = row_l[hh] * fast_exp2(fmaf(row_m[hh], scale_log2, -base)) + sum;
+          row_m[hh] = m_new;
+        }
       }
     } else {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+#pragma unroll
+        for (int c = 0; c < kCh; ++c) cm[c][hh] = -INFINITY;
+        tmax[hh] = -INFINITY;
+      }
+    }
+
+    if (pass2) {
       // ---- pass 2: write out the staging window once the tile would overrun it ----------------
       const int tile_last_blk = (min(n0 + kBlockN, n_end) - 1) / B;
       if (tile_last_blk >= win_base + cap) {
@@ -373,26 +417,35 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     }
 
     // ---- block maxima: one quad max per completed block, staged in shared memory --------------
+    // Block `blk` complete: stage its maximum of the two rows (slot blk - win_base) and move on.
+    auto close_block = [&]() {
+      const float v0 = quad_max(run[0]);
+      const float v1 = quad_max(run[1]);
+      if (pass2 || blk < cap) {
+        float* st = stage_warp + g * S + (blk - win_base);
+        if (t == 0) st[0] = v0;
+        if (t == 1) st[8 * S] = v1;
+      }
+      run[0] = -INFINITY;
+      run[1] = -INFINITY;
+      ++blk;
+      blk_end = min((blk + 1) * B, n_end);
+    };
+    if (whole_tiles) {
+      // The tile lies in block `blk` (tiles and blocks start at multiples of kBlockN; pass 2 starts at
+      // cap * B, a tile boundary): its keys past n_end are masked (-inf).
+      run[0] = fmaxf(run[0], tmax[0]);
+      run[1] = fmaxf(run[1], tmax[1]);
+      if (n0 + kBlockN >= blk_end) close_block();
+    } else {
 #pragma unroll
-    for (int c = 0; c < kCh; ++c) {
-      const int col0 = n0 + c * 16;  // key blocks are multiples of 16: a chunk lies in one block
-      if (col0 >= n_end) break;
-      if (col0 < stage_from) continue;
+      for (int c = 0; c < kCh; ++c) {
+        const int col0 = n0 + c * 16;  // key blocks are multiples of 16: a chunk lies in one block
+        if (col0 >= n_end) break;
+        if (col0 < stage_from) continue;
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) run[hh] = fmaxf(run[hh], cm[c][hh]);
-      if (col0 + 16 >= blk_end) {
-        // Block `blk` is complete.
-        const float v0 = quad_max(run[0]);
-        const float v1 = quad_max(run[1]);
-        if (pass2 || blk < cap) {
-          float* st = stage_warp + g * S + (blk - win_base);
-          if (t == 0) st[0] = v0;
-          if (t == 1) st[8 * S] = v1;
-        }
-        run[0] = -INFINITY;
-        run[1] = -INFINITY;
-        ++blk;
-        blk_end = min((blk + 1) * B, n_end);
+        for (int hh = 0; hh < 2; ++hh) run[hh] = fmaxf(run[hh], cm[c][hh]);
+        if (col0 + 16 >= blk_end) close_block();
       }
     }
 
