@@ -138,10 +138,15 @@ struct KTileCopier {
   SEER_DEVICE void copy(unsigned char* s_tile, const Elem* g_tile, int64_t row_stride, int rows_valid) const {
     const Elem* src = g_tile + static_cast<int64_t>(r0) * row_stride + g_off;
     const int64_t step = static_cast<int64_t>(kStep) * row_stride;
+    if (rows_valid >= kRows) {  // every tile but a sequence's last: no predicates, one pointer stepped
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const bool pred = r0 + i * kStep < rows_valid;
-      cp_async_16_zfill(s_tile + s_off + i * kStepBytes, pred ? src + i * step : g_tile, pred);
+      for (int i = 0; i < kPer; ++i, src += step) cp_async_16_zfill(s_tile + s_off + i * kStepBytes, src, true);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kPer; ++i, src += step) {
+        const bool pred = r0 + i * kStep < rows_valid;
+        cp_async_16_zfill(s_tile + s_off + i * kStepBytes, pred ? src : g_tile, pred);
+      }
     }
   }
 };
@@ -384,18 +389,29 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
       }
       if (!pass2) {
         // ---- pass 1: online max / sum (scale folded into the exp2 argument) -------------------
+        // The exponentials overwrite the logits (acc is not read after this) and are summed as a tree:
+        // no register is added and no MUFU result waits on the previous one's sum (the serial sum
+        // stalled on them: short-scoreboard waits, NOTES v21).
+        float base[2];
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
           const float m_new = fmaxf(row_m[hh], quad_max(tmax[hh]));
-          const float base = row_base(m_new, scale_log2);  // common/softmax.h: 0 while m_new = -inf
-          float sum = 0.f;
-#pragma unroll
-          for (int nf = 0; nf < kNFrag; ++nf)
-            sum += fast_exp2(fmaf(acc[nf][2 * hh], scale_log2, -base)) +
-                   fast_exp2(fmaf(acc[nf][2 * hh + 1], scale_log2, -base));
-          row_l[hh] = row_l[hh] * fast_exp2(fmaf(row_m[hh], scale_log2, -base)) + sum;
+          base[hh] = row_base(m_new, scale_log2);  // common/softmax.h: 0 while m_new = -inf
+          row_l[hh] *= fast_exp2(fmaf(row_m[hh], scale_log2, -base[hh]));
           row_m[hh] = m_new;
         }
+#pragma unroll
+        for (int nf = 0; nf < kNFrag; ++nf)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[nf][e] = fast_exp2(fmaf(acc[nf][e], scale_log2, -base[e / 2]));
+#pragma unroll
+        for (int w = 1; w < kNFrag; w *= 2)
+#pragma unroll
+          for (int nf = 0; nf < kNFrag; nf += 2 * w)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[nf][e] += acc[nf + w][e];
+        row_l[0] += acc[0][0] + acc[0][1];
+        row_l[1] += acc[0][2] + acc[0][3];
       }
     } else {
 #pragma unroll
