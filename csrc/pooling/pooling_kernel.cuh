@@ -111,10 +111,10 @@ SEER_DEVICE void load_tile_async(typename Traits::Elem* smem, const typename Tra
 
 // The K-tile copies of one thread, set up once per CTA (computing each chunk's row, swizzled offset and
 // 64-bit global offset per tile, as load_tile_async does for Q, cost ~130 instructions per tile and warp
-// at D 128: a fifth of the mainloop's issue slots on the H100, NOTES v21). Thread tid copies chunk tid % kChunks of
-// rows r0, r0 + kStep, ... with kStep = kNThreads / kChunks a multiple of 8: both layouts (Traits::swz and
-// the wgmma slab layout) depend on the row only through row % 8, so the thread's shared offsets are one
-// base plus constants. Rows >= rows_valid are zero-filled (global memory not read).
+// at D 128: a fifth of the mainloop's issue slots on the H100, NOTES v21). Thread tid copies chunk
+// tid % kChunks of rows r0, r0 + kStep, ... with kStep = kNThreads / kChunks a multiple of 8: both
+// layouts (Traits::swz and the wgmma slab layout) depend on the row only through row % 8, so the thread's
+// shared offsets are one base plus constants. Rows >= rows_valid are zero-filled (global memory not read).
 template <typename Traits, bool kSw128>
 struct KTileCopier {
   using Elem = typename Traits::Elem;
@@ -130,7 +130,8 @@ struct KTileCopier {
   SEER_DEVICE KTileCopier(int tid) {
     r0 = tid / Traits::kChunks;
     const int c = tid % Traits::kChunks;
-    s_off = kSw128 ? sm90::sw128_offset(r0, c * 8, kRows) : static_cast<uint32_t>(Traits::swz(r0, c) * (int)sizeof(Elem));
+    s_off = kSw128 ? sm90::sw128_offset(r0, c * 8, kRows)
+                   : static_cast<uint32_t>(Traits::swz(r0, c) * (int)sizeof(Elem));
     g_off = c * 8;
   }
   // Copies rows [0, kRows) of the tile starting at g_tile (row stride `row_stride` elements) into the
