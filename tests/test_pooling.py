@@ -97,6 +97,15 @@ def test_pooling_second_sweep(device):
     _check_pooling(device, [3000, 40], Hq=2, Hkv=1, D=128, bs=16)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("gqa_reduce", [False, True], ids=["per_head", "gqa_reduce"])
+def test_pooling_second_sweep_whole_tiles(device, gqa_reduce):
+    # Block 64 = one 64-key tile: the CUDA kernel closes a block per tile (pooling_kernel.cuh
+    # `whole_tiles`), in the second sweep too. 10,600 tokens = 166 key blocks per row, past the ~160 the
+    # D 128 staging holds at two CTAs per SM, so the last rows take the second sweep.
+    _check_pooling(device, [10600, 90], Hq=2, Hkv=1, D=128, bs=64, gqa_reduce=gqa_reduce)
+
+
 def test_unpack_pooled_1d(device):
     lens = [130, 1, 0, 257, 64]
     q, k, cu = _inputs(device, lens, 4, 2, 64, BF16)
