@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(Kt::kThreads, 1) bwd_dkdv_kernel(const __grid_
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t4 = lane & 3;
-  // The CTA's key tile, kv head, sequence (tile_scheduler.h: key tile 0's heads first).
+  // The CTA's key tile, kv head, sequence (tile_scheduler.h: head-major, key tile 0 first in each head).
   const KeyTileItem item = key_tile_item(p);
   const int hk = item.hk, key_tile = item.key_tile, b = item.b;
   const SeqBounds sb = seq_bounds(p, b);  // clamped lengths (seqlen.h)

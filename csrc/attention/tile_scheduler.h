@@ -31,8 +31,9 @@
 // the item's end-of-stream record (row_tile_parts_sm90.cuh). The last CTA of a run re-arms the counter.
 //
 // Key-tile items (the backward's dK/dV kernels, sm80 and sm90): one CTA per (key tile of kBlockN keys,
-// kv head, sequence); grid x = key tile * h_kv + kv head (the heads of key tile 0, under a causal mask
-// the one with the most row tiles, first), grid y = sequence. Key tiles past a sequence's end exit.
+// kv head, sequence); grid x = kv head * key tiles + key tile (head-major: one kv head's key tiles run
+// together, so they share the Q / dO rows they read in the L2; within a head key tile 0, under a causal
+// mask the one with the most row tiles, first), grid y = sequence. Key tiles past a sequence's end exit.
 #pragma once
 #include "attention/attention_params.h"
 #include "common/platform.h"
@@ -160,7 +161,8 @@ SEER_DEVICE KeyTileItem key_tile_item(const AttnParams& p) {
   t.b = blockIdx.y;
   return t;
 }
-// Grid of the key-tile items for kBlockN-key tiles: x = 0 when there is no item.
+// Grid of the key-tile items for kBlockN-key tiles: x = 0 when there is no item. key_tile_item reads the
+// key-tile count back as gridDim.x / h_kv: a launch must use exactly this grid (no padding).
 inline dim3 key_tile_grid(const AttnParams& p, int block_n) {
   const int n_tiles = (p.max_seqlen_k + block_n - 1) / block_n;
   if (n_tiles == 0 || p.h_kv == 0 || p.batch == 0) return dim3(0, 0);

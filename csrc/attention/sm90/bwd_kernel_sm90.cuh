@@ -209,8 +209,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
 
   const int tid = threadIdx.x;
   const int wg = tid / 128, wtid = tid % 128;
-  // Item (tile_scheduler.h): key tile, kv head, sequence (key tile 0, the most row tiles under a causal
-  // mask, first).
+  // Item (tile_scheduler.h): key tile, kv head, sequence (head-major; in each head key tile 0, the most
+  // row tiles under a causal mask, first).
   const KeyTileItem item = key_tile_item(p);
   const int hk = item.hk, key_tile = item.key_tile, b = item.b;
   const SeqBounds sb = seq_bounds(p, b);
