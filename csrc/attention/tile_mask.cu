@@ -16,10 +16,16 @@
 // (t / B_q), for 1D masks every token is its own row; the pack heads of a tile share one mask head
 // when the mask is given per kv head (or broadcast).
 //
-// Work split: a CTA of 32 x 8 threads owns a 32 (row tiles) x 32 (key blocks) patch of one (b, hk):
-// threadIdx.x runs along n (coalesced user-mask reads when stride_col == 1, coalesced tile_mask
-// writes), and the patch is transposed through shared memory for coalesced tile_maskT writes.
-// Patches are enumerated by a 1D grid-stride loop, so any batch / h_kv / n_row_tiles / nb_k fits.
+// Work split: a CTA of 256 threads owns a patch of 32 row tiles x 128 key blocks of one (b, hk); a thread
+// owns one row tile and a group of 16 consecutive key blocks. Everything that depends on the row tile only
+// (its tokens, head slot, mask rows) is computed once per thread, and each distinct (mask head, mask row)
+// of the tile is read as 16 bytes at once (one 16-byte load when the mask's columns are contiguous and the
+// address is aligned, else byte loads); the 16 values are kept as bit masks and written as one 16-byte
+// store where the rows of the tile mask are 16-byte aligned (nb_k % 16 == 0). A warp covers 4 row tiles
+// x 128 blocks: coalesced mask reads and tile_mask writes. tile_maskT goes through shared memory (threads
+// along the row tiles when writing it). Patches are enumerated by a 1D grid-stride loop, so any batch /
+// h_kv / n_row_tiles / nb_k fits. (NOTES v22: the one-entry-per-thread form of v21 spent 0.1 ms at P1 and
+// 0.35 ms at P2 on the integer arithmetic of each entry, against ~10-30 us of memory traffic.)
 //
 // run_build_tile_masks_pair (the Hopper forward's two tilings, attention_params.h fwd_pick): one pass
 // that writes the tile mask of the 64-row tiling and of the pair tiling (row tiles of twice its tokens),
@@ -34,52 +40,101 @@
 namespace seer {
 namespace {
 
-constexpr int kPatch = 32;        // row tiles and key blocks per CTA patch
-constexpr int kThreadsY = 8;      // threads along row tiles (each covers kPatch / kThreadsY row tiles)
+constexpr int kRowsPerPatch = 32;    // row tiles per CTA patch (threadIdx.x >> 3)
+constexpr int kGroup = 16;           // key blocks per thread (one 16-byte store)
+constexpr int kGroupsPerPatch = 8;   // threadIdx.x & 7
+constexpr int kColsPerPatch = kGroup * kGroupsPerPatch;  // key blocks per CTA patch
+constexpr int kThreads = kRowsPerPatch * kGroupsPerPatch;
 constexpr long long kMaxGrid = 1 << 20;
 
-// Value of tile_mask[b][hk][rt][n] (see the file comment); sb: the bounds of sequence b (seqlen.h).
-// `visible`: some row of the tile can see block n (before the user mask).
-__device__ __forceinline__ uint8_t tile_value(const AttnParams& p, int b, int hk, int rt, int n,
-                                              const SeqBounds& sb, bool& visible) {
-  visible = false;
-  const int seqlen_q = sb.seqlen_q, seqlen_k = sb.seqlen_k;
+// Bit i of each mask: key block n0 + i of one row tile (blocks at or past nb_k: all bits clear).
+struct TileBits {
+  uint32_t vis;  // some row of the tile can see the block (before the user mask)
+  uint32_t one;  // value 1: some visible rows keep it, some do not
+  uint32_t two;  // value 2: every row that can see it keeps it
+};
+
+// Bits [0, k) for k in any int range, clamped to [0, 16].
+__device__ __forceinline__ uint32_t low_bits(int k) { return k <= 0 ? 0u : k >= kGroup ? 0xffffu : (1u << k) - 1u; }
+
+// Bit i set iff the user-mask byte col[i * stride_col] is non-zero, for i < n_read (<= count; the bits
+// from n_read to count are then clear). count: the group's blocks inside the mask (16 but in the last group
+// of a row); with 16 contiguous aligned bytes they are read as one 16-byte load.
+__device__ __forceinline__ uint32_t keep_bits(const uint8_t* col, int64_t stride_col, int count, int n_read) {
+  if (count == kGroup && stride_col == 1 && (reinterpret_cast<uintptr_t>(col) & 15) == 0) {
+    const uint4 w4 = *reinterpret_cast<const uint4*>(col);
+    const uint32_t w[4] = {w4.x, w4.y, w4.z, w4.w};
+    uint32_t bits = 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      // high bit of each byte set iff the byte is non-zero; then those 4 bits gathered to bits 0..3
+      const uint32_t nz = ((((w[j] & 0x7f7f7f7fu) + 0x7f7f7f7fu) | w[j]) & 0x80808080u) >> 7;
+      bits |= ((nz | (nz >> 7) | (nz >> 14) | (nz >> 21)) & 0xfu) << (4 * j);
+    }
+    return bits;
+  }
+  uint32_t bits = 0;
+  for (int i = 0; i < n_read; ++i) bits |= static_cast<uint32_t>(col[i * stride_col] != 0) << i;
+  return bits;
+}
+
+// The values of key blocks n0 .. n0 + 15 of row tile rt of (b, hk) (attention_params.h; sb: the bounds of
+// sequence b, seqlen.h). Reads each distinct (mask head, mask row) of the tile once, from the last mask
+// row down: once a row segment sees none of the 16 blocks, no earlier one does.
+__device__ __forceinline__ TileBits tile_bits(const AttnParams& p, int b, int hk, int rt, int n0, const SeqBounds& sb) {
+  TileBits t{0u, 0u, 0u};
   const int slot = rt / p.n_tok_tiles;
   const int tok0 = (rt - slot * p.n_tok_tiles) * p.tile_tokens;
-  if (tok0 >= seqlen_q) return 0;  // tile past the end of the sequence
-  const int tok_last = min(tok0 + p.tile_tokens, seqlen_q) - 1;
-  const int key0 = n * p.block_size_k;  // n < nb_k = ceil(max_seqlen_k / B_k): no overflow
-  if (key0 >= seqlen_k) return 0;       // block outside the sequence's keys
-  const int off = sb.causal_off;        // causal: key j visible to token t iff j <= t + off
-  if (p.causal && key0 > tok_last + off) return 0;
-  visible = true;
+  if (tok0 >= sb.seqlen_q) return t;  // tile past the end of the sequence
+  const int tok_last = min(tok0 + p.tile_tokens, sb.seqlen_q) - 1;
+  const int bk = p.block_size_k;
+  // Blocks [0, n_vis) are visible to the tile's last row, so to some row (n_vis <= nb_k: seqlen_k <= max_seqlen_k).
+  const int n_vis = (sb.key_limit(tok_last, p.causal) + bk - 1) / bk;
+  t.vis = low_bits(n_vis - n0);
+  if (t.vis == 0u) return t;
+  const int count = min(kGroup, p.nb_k - n0);  // >= 1: n0 < n_vis <= nb_k
 
   const int mrd = p.mask_row_div;
   const int heads_per_mask_head = p.h_q / p.mask_heads;
   const int h0 = hk * p.group + slot * p.pack;
   const int mr_first = tok0 / mrd, mr_last = tok_last / mrd;
-  bool any = false, all = true;
+  uint32_t any = 0u, all = 0xffffu;
   int prev_hm = -1;
   for (int i = 0; i < p.pack; ++i) {
     const int hm = (h0 + i) / heads_per_mask_head;
     if (hm == prev_hm) continue;  // consecutive heads: equal mask heads are adjacent
     prev_hm = hm;
-    const uint8_t* col = p.mask + static_cast<int64_t>(b) * p.mask_stride_b +
-                         static_cast<int64_t>(hm) * p.mask_stride_h + static_cast<int64_t>(n) * p.mask_stride_col;
-    // Mask rows from the last (largest tokens) down: once a row segment cannot see block n, no
-    // earlier one can either.
+    const uint8_t* col = p.mask + static_cast<int64_t>(b) * p.mask_stride_b + static_cast<int64_t>(hm) * p.mask_stride_h +
+                         static_cast<int64_t>(n0) * p.mask_stride_col;
     for (int mr = mr_last; mr >= mr_first; --mr) {
-      if (p.causal) {
-        const int seg_hi = min(tok_last, mr * mrd + (mrd - 1));  // largest token of this mask row
-        if (key0 > seg_hi + off) break;
-      }
-      const bool keep = col[static_cast<int64_t>(mr) * p.mask_stride_row] != 0;
-      any |= keep;
-      all &= keep;
-      if (any && !all) return 1;
+      const int seg_hi = min(tok_last, mr * mrd + (mrd - 1));  // largest token of this mask row in the tile
+      const int n_seen = min(count, (sb.key_limit(seg_hi, p.causal) + bk - 1) / bk - n0);  // blocks it sees
+      if (n_seen <= 0) break;
+      const uint32_t seen = low_bits(n_seen);
+      const uint32_t keep = keep_bits(col + static_cast<int64_t>(mr) * p.mask_stride_row, p.mask_stride_col, count, n_seen);
+      any |= keep & seen;
+      all &= keep | ~seen;
+      if ((any & ~all & t.vis) == t.vis) return TileBits{t.vis, t.vis, 0u};  // every block already value 1
     }
   }
-  return any ? (all ? 2 : 1) : 0;
+  t.one = t.vis & any & ~all;
+  t.two = t.vis & any & all;
+  return t;
+}
+
+// The 4 bytes of value bits 4j .. 4j + 3 (byte i = 2 * two_i + one_i).
+__device__ __forceinline__ uint32_t value_word(const TileBits& t, int j) {
+  const uint32_t o = (t.one >> (4 * j)) & 0xfu, w = (t.two >> (4 * j)) & 0xfu;
+  return ((o * 0x00204081u) & 0x01010101u) + (((w * 0x00204081u) & 0x01010101u) << 1);
+}
+
+// Writes the values of blocks n0 .. n0 + count - 1 to dst[0 .. count) (one 16-byte store when whole and aligned).
+__device__ __forceinline__ void store_values(uint8_t* dst, const TileBits& t, int count) {
+  if (count == kGroup && (reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
+    *reinterpret_cast<uint4*>(dst) = make_uint4(value_word(t, 0), value_word(t, 1), value_word(t, 2), value_word(t, 3));
+    return;
+  }
+  for (int i = 0; i < count; ++i) dst[i] = static_cast<uint8_t>(((t.two >> i) & 1u) * 2u + ((t.one >> i) & 1u));
 }
 
 // Patch `patch` of a CTA's grid-stride walk: its key-block patch np, row-tile patch rp, kv head, sequence.
@@ -111,93 +166,86 @@ __device__ __forceinline__ void add_tile_counts(unsigned long long* dst, int kep
   }
 }
 
-// blockDim = (kPatch, kThreadsY). (No __launch_bounds__: with it ptxas caps sm_80 at 40 regs and spills.)
+__device__ __forceinline__ int popc16(uint32_t x) { return __popc(x); }
+
+// blockDim = kThreads (1D). (No __launch_bounds__: with it ptxas caps sm_80 at 40 regs and spills.)
 __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int n_n_patches, long long n_patches) {
-  __shared__ uint8_t s_val[kPatch][kPatch + 1];
-  const int tx = threadIdx.x, ty = threadIdx.y;
+  constexpr int kRowBytes = kColsPerPatch + 4;  // 132: the transposed reads of 32 row tiles hit 32 banks
+  __shared__ uint32_t s_val[kRowsPerPatch * kRowBytes / 4];
+  uint8_t* s_bytes = reinterpret_cast<uint8_t*>(s_val);
+  const int tg = threadIdx.x & (kGroupsPerPatch - 1), tr = threadIdx.x / kGroupsPerPatch;
   int n_kept = 0, n_visible = 0;  // this thread's tiles (p.tile_count)
   for (long long patch = blockIdx.x; patch < n_patches; patch += gridDim.x) {  // uniform per CTA
     const Patch pa = patch_at(patch, n_rt_patches, n_n_patches, p.h_kv);
-    const int np = pa.np, rp = pa.rp, hk = pa.hk, b = pa.b;
-
-    const SeqBounds sb = seq_bounds(p, b);  // clamped lengths, the rule of every attention kernel
-    const int64_t bh = static_cast<int64_t>(b) * p.h_kv + hk;
-
-    // tile_mask: threads along n.
-    const int n = np * kPatch + tx;
-#pragma unroll
-    for (int i = 0; i < kPatch / kThreadsY; ++i) {
-      const int rt = rp * kPatch + ty + i * kThreadsY;
-      uint8_t v = 0;
-      if (rt < p.n_row_tiles && n < p.nb_k) {
-        bool visible;
-        v = tile_value(p, b, hk, rt, n, sb, visible);
-        p.tile_mask[(bh * p.n_row_tiles + rt) * p.nb_k + n] = v;
-        n_kept += v != 0;
-        n_visible += visible;
-      }
-      s_val[ty + i * kThreadsY][tx] = v;
+    const SeqBounds sb = seq_bounds(p, pa.b);  // clamped lengths, the rule of every attention kernel
+    const int64_t bh = static_cast<int64_t>(pa.b) * p.h_kv + pa.hk;
+    const int rt = pa.rp * kRowsPerPatch + tr;
+    const int n0 = pa.np * kColsPerPatch + tg * kGroup;
+    TileBits t{0u, 0u, 0u};
+    if (rt < p.n_row_tiles && n0 < p.nb_k) {
+      t = tile_bits(p, pa.b, pa.hk, rt, n0, sb);
+      store_values(p.tile_mask + (bh * p.n_row_tiles + rt) * p.nb_k + n0, t, min(kGroup, p.nb_k - n0));
+      n_kept += popc16(t.one | t.two);
+      n_visible += popc16(t.vis);
     }
-    __syncthreads();
-    // tile_maskT (if asked for: the backward): threads along rt.
+    // tile_maskT (if asked for: the backward): through shared memory, threads along the row tiles.
     if (p.tile_maskT != nullptr) {  // uniform
-      const int rt = rp * kPatch + tx;
 #pragma unroll
-      for (int i = 0; i < kPatch / kThreadsY; ++i) {
-        const int n2 = np * kPatch + ty + i * kThreadsY;
-        if (rt < p.n_row_tiles && n2 < p.nb_k) p.tile_maskT[(bh * p.nb_k + n2) * p.n_row_tiles + rt] = s_val[tx][ty + i * kThreadsY];
+      for (int j = 0; j < 4; ++j) s_val[(tr * kRowBytes + tg * kGroup) / 4 + j] = value_word(t, j);
+      __syncthreads();
+      const int lane = threadIdx.x & 31, grp = threadIdx.x >> 5;
+      const int rt2 = pa.rp * kRowsPerPatch + lane;
+#pragma unroll 4
+      for (int j = 0; j < kColsPerPatch / 8; ++j) {
+        const int nl = grp + 8 * j, n = pa.np * kColsPerPatch + nl;
+        if (rt2 < p.n_row_tiles && n < p.nb_k) p.tile_maskT[(bh * p.nb_k + n) * p.n_row_tiles + rt2] = s_bytes[lane * kRowBytes + nl];
       }
+      __syncthreads();  // s_val is rewritten by the next patch
     }
-    __syncthreads();  // s_val is rewritten by the next patch
   }
   if (p.tile_count != nullptr) add_tile_counts(p.tile_count, n_kept, n_visible);  // uniform
 }
 
-// The value of a row tile made of the rows of two tiles with values va / vb (visible: some row of the
-// half can see the block): the union's rows keep the block if either half's do (any); every visible row
-// keeps it (all) if each half has no visible row or all its visible rows keep it (value 2).
-__device__ __forceinline__ uint8_t union_value(uint8_t va, bool visa, uint8_t vb, bool visb) {
-  const bool any = va != 0 || vb != 0;
-  const bool all = (va == 2 || !visa) && (vb == 2 || !visb);
-  return any ? (all ? 2 : 1) : 0;
+// The pair tile made of the rows of two tiles a and b: its rows keep a block if either half's do (any);
+// every visible row keeps it (value 2) if each half has no visible row or all its visible rows keep it.
+__device__ __forceinline__ TileBits union_bits(const TileBits& a, const TileBits& b) {
+  const uint32_t any = a.one | a.two | b.one | b.two;
+  const uint32_t all = (a.two | ~a.vis) & (b.two | ~b.vis);
+  return TileBits{a.vis | b.vis, any & ~all, any & all};
 }
 
-// The patches of the 64-row kernel above, over pair row tiles: a CTA of 32 x 8 threads owns 32 pair row
-// tiles x 32 key blocks of one (b, hk) (threadIdx.x along n: coalesced writes of both masks). Pair tile
-// rt2 = slot * n_tok_tiles2 + tt2 has the halves slot * n_tok_tiles + 2 tt2 (+ 1 if it exists); each thread
-// computes both halves' values, writes them and their union. No transposes (the forward reads none).
+// The patches of the 64-row kernel above, over pair row tiles: a CTA owns 32 pair row tiles x 128 key
+// blocks of one (b, hk). Pair tile rt2 = slot * n_tok_tiles2 + tt2 has the halves slot * n_tok_tiles + 2 tt2
+// (+ 1 if it exists); each thread computes both halves' values, writes them and their union. No transposes
+// (the forward reads none).
 __global__ void build_tile_masks_pair_kernel(const AttnParams p, const AttnParams p2, int n_rt_patches, int n_n_patches,
                                              long long n_patches) {
-  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int tg = threadIdx.x & (kGroupsPerPatch - 1), tr = threadIdx.x / kGroupsPerPatch;
   int n_kept = 0, n_visible = 0, n_kept2 = 0, n_visible2 = 0;  // this thread's tiles
   for (long long patch = blockIdx.x; patch < n_patches; patch += gridDim.x) {  // uniform per CTA
     const Patch pa = patch_at(patch, n_rt_patches, n_n_patches, p.h_kv);
-    const int np = pa.np, rp = pa.rp, hk = pa.hk, b = pa.b;
-    const SeqBounds sb = seq_bounds(p, b);
-    const int64_t bh = static_cast<int64_t>(b) * p.h_kv + hk;
-    const int n = np * kPatch + tx;
+    const int rt2 = pa.rp * kRowsPerPatch + tr;
+    const int n0 = pa.np * kColsPerPatch + tg * kGroup;
+    if (rt2 >= p2.n_row_tiles || n0 >= p.nb_k) continue;
+    const SeqBounds sb = seq_bounds(p, pa.b);
+    const int64_t bh = static_cast<int64_t>(pa.b) * p.h_kv + pa.hk;
+    const int count = min(kGroup, p.nb_k - n0);
+    const int slot = rt2 / p2.n_tok_tiles, tt2 = rt2 - slot * p2.n_tok_tiles;
+    TileBits h[2] = {{0u, 0u, 0u}, {0u, 0u, 0u}};
 #pragma unroll
-    for (int i = 0; i < kPatch / kThreadsY; ++i) {
-      const int rt2 = rp * kPatch + ty + i * kThreadsY;
-      if (rt2 >= p2.n_row_tiles || n >= p.nb_k) continue;
-      const int slot = rt2 / p2.n_tok_tiles, tt2 = rt2 - slot * p2.n_tok_tiles;
-      uint8_t v[2] = {0, 0};
-      bool vis[2] = {false, false};
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int tt = 2 * tt2 + h;
-        if (tt >= p.n_tok_tiles) continue;  // no such 64-row tile (its rows are past every sequence)
-        const int rt = slot * p.n_tok_tiles + tt;
-        v[h] = tile_value(p, b, hk, rt, n, sb, vis[h]);
-        p.tile_mask[(bh * p.n_row_tiles + rt) * p.nb_k + n] = v[h];
-        n_kept += v[h] != 0;
-        n_visible += vis[h];
-      }
-      const uint8_t v2 = union_value(v[0], vis[0], v[1], vis[1]);
-      p2.tile_mask[(bh * p2.n_row_tiles + rt2) * p2.nb_k + n] = v2;
-      n_kept2 += v2 != 0;
-      n_visible2 += vis[0] || vis[1];
+    for (int i = 0; i < 2; ++i) {
+      const int tt = 2 * tt2 + i;
+      if (tt >= p.n_tok_tiles) continue;  // no such 64-row tile (its rows are past every sequence)
+      const int rt = slot * p.n_tok_tiles + tt;
+      h[i] = tile_bits(p, pa.b, pa.hk, rt, n0, sb);
+      store_values(p.tile_mask + (bh * p.n_row_tiles + rt) * p.nb_k + n0, h[i], count);
+      n_kept += popc16(h[i].one | h[i].two);
+      n_visible += popc16(h[i].vis);
     }
+    const TileBits u = union_bits(h[0], h[1]);
+    store_values(p2.tile_mask + (bh * p2.n_row_tiles + rt2) * p2.nb_k + n0, u, count);
+    n_kept2 += popc16(u.one | u.two);
+    n_visible2 += popc16(u.vis);
   }
   // Counts: fwd_pick [0..1] of the 64-row tiling, [2..3] of the pair tiling (as tile_count).
   add_tile_counts(p.tile_count, n_kept, n_visible);
@@ -220,11 +268,11 @@ int run_build_tile_masks_pair(const AttnParams& p, const AttnParams& p2, void* s
   if (!tiling_ok(p) || p2.pack != p.pack || p2.tile_tokens != want.tile_tokens || p2.n_tok_tiles != want.n_tok_tiles ||
       p2.n_row_tiles != want.n_row_tiles || p2.nb_k != p.nb_k || p.tile_count == nullptr || p.tile_maskT != nullptr)
     return static_cast<int>(cudaErrorInvalidValue);
-  const int n_rt_patches = (p2.n_row_tiles + kPatch - 1) / kPatch;
-  const int n_n_patches = (p.nb_k + kPatch - 1) / kPatch;
+  const int n_rt_patches = (p2.n_row_tiles + kRowsPerPatch - 1) / kRowsPerPatch;
+  const int n_n_patches = (p.nb_k + kColsPerPatch - 1) / kColsPerPatch;
   const long long n_patches = static_cast<long long>(p.batch) * p.h_kv * n_rt_patches * n_n_patches;
   const unsigned grid = static_cast<unsigned>(n_patches < kMaxGrid ? n_patches : kMaxGrid);
-  build_tile_masks_pair_kernel<<<grid, dim3(kPatch, kThreadsY), 0, static_cast<seer_stream_t>(stream)>>>(
+  build_tile_masks_pair_kernel<<<grid, kThreads, 0, static_cast<seer_stream_t>(stream)>>>(
       p, p2, n_rt_patches, n_n_patches, n_patches);
   return static_cast<int>(SEER_LAST_ERROR());
 }
@@ -232,11 +280,11 @@ int run_build_tile_masks_pair(const AttnParams& p, const AttnParams& p2, void* s
 int run_build_tile_mask(const AttnParams& p, void* stream) {
   if (p.batch <= 0 || p.h_kv <= 0 || p.n_row_tiles <= 0 || p.nb_k <= 0) return 0;  // nothing to build
   if (!tiling_ok(p)) return static_cast<int>(cudaErrorInvalidValue);
-  const int n_rt_patches = (p.n_row_tiles + kPatch - 1) / kPatch;
-  const int n_n_patches = (p.nb_k + kPatch - 1) / kPatch;
+  const int n_rt_patches = (p.n_row_tiles + kRowsPerPatch - 1) / kRowsPerPatch;
+  const int n_n_patches = (p.nb_k + kColsPerPatch - 1) / kColsPerPatch;
   const long long n_patches = static_cast<long long>(p.batch) * p.h_kv * n_rt_patches * n_n_patches;
   const unsigned grid = static_cast<unsigned>(n_patches < kMaxGrid ? n_patches : kMaxGrid);
-  build_tile_mask_kernel<<<grid, dim3(kPatch, kThreadsY), 0, static_cast<seer_stream_t>(stream)>>>(
+  build_tile_mask_kernel<<<grid, kThreads, 0, static_cast<seer_stream_t>(stream)>>>(
       p, n_rt_patches, n_n_patches, n_patches);
   return static_cast<int>(SEER_LAST_ERROR());
 }
