@@ -20,6 +20,7 @@ namespace seer {
 SEER_DEVICE void cp_async_16(void* smem_dst, const void* gmem_src, bool pred) { seer_emu::cp_issue(smem_dst, gmem_src, 16, !pred); }
 SEER_DEVICE void cp_async_16_zfill(void* smem_dst, const void* gmem_src, bool pred) { seer_emu::cp_issue(smem_dst, gmem_src, 16, !pred); }
 SEER_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) { seer_emu::cp_issue(smem_dst, gmem_src, 4, false); }
+SEER_DEVICE void cp_async_16_sa(uint32_t s, const void* gmem_src) { seer_emu::cp_issue(seer_emu::from_shared(s), gmem_src, 16, false); }
 SEER_DEVICE void cp_async_commit() { seer_emu::cp_commit(); }
 template <int N>
 SEER_DEVICE void cp_async_wait() { seer_emu::cp_wait(N); }
@@ -49,6 +50,11 @@ SEER_DEVICE void cp_async_16_zfill(void* smem_dst, const void* gmem_src, bool pr
 SEER_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem_src));
+}
+// 16-byte asynchronous copy to a 32-bit shared-space address, unpredicated: a caller that adds constants
+// to one base address gets them folded into the instruction's immediate offset.
+SEER_DEVICE void cp_async_16_sa(uint32_t s, const void* gmem_src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem_src));
 }
 SEER_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Wait until at most N committed groups are still in flight.
