@@ -271,6 +271,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   // ---- (1) tile mask(s) vs CPU (p's and its transpose; impl 3: p's and p2's, no transposes) ----
   int tm_bad = 0;
   unsigned long long kept_want[2] = {0, 0};  // tiles with a nonzero value, p's and p2's
+  unsigned long long vis_want[2] = {0, 0};   // tiles some row of which can see the block (before the mask)
   for (const AttnParams* q : {&p, &p2}) {
     if (q == &p2 && impl != 3) break;
     const size_t n_tm = static_cast<size_t>(B) * c.h_kv * q->n_row_tiles * nb_k;
@@ -283,18 +284,20 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
         for (int n = 0; n < nb_k; ++n) {
           const int slot = rt / q->n_tok_tiles, tt = rt % q->n_tok_tiles;
           const int sq = c.seq_q[b], sk = c.seq_k[b], off = sk - sq;
-          bool any = false, all = true;
+          bool any = false, all = true, vis = false;
           for (int r = 0; r < q->tile_tokens * pack; ++r) {
             const int t = tt * q->tile_tokens + r / pack, h = hk_ * group + slot * pack + r % pack;
             if (t >= sq) continue;
             const int key0 = n * c.bk;
             if (key0 >= sk || (c.causal && key0 > t + off)) continue;  // row cannot see block n
+            vis = true;
             const bool keep = mask_at(b, h / (c.h_q / c.mask_heads), t / mrd, n) != 0;
             any |= keep;
             all &= keep;
           }
           const uint8_t want = any ? (all ? 2 : 1) : 0;
           kept_want[q == &p2] += want != 0;
+          vis_want[q == &p2] += vis;
           const size_t i = ((static_cast<size_t>(b) * c.h_kv + hk_) * q->n_row_tiles + rt) * nb_k + n;
           const size_t iT = ((static_cast<size_t>(b) * c.h_kv + hk_) * nb_k + n) * q->n_row_tiles + rt;
           const uint8_t gotT = q->tile_maskT != nullptr ? tmT[iT] : want;
@@ -306,8 +309,9 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
           }
         }
   }
-  if (impl == 3 && (cnt[0] != kept_want[0] || cnt[2] != kept_want[1])) {
-    std::printf("  kept-tile counts %llu / %llu, want %llu / %llu\n", cnt[0], cnt[2], kept_want[0], kept_want[1]);
+  if (impl == 3 && (cnt[0] != kept_want[0] || cnt[2] != kept_want[1] || cnt[1] != vis_want[0] || cnt[3] != vis_want[1])) {
+    std::printf("  tile counts (kept / visible) %llu / %llu and %llu / %llu, want %llu / %llu and %llu / %llu\n", cnt[0], cnt[1],
+                cnt[2], cnt[3], kept_want[0], vis_want[0], kept_want[1], vis_want[1]);
     ++tm_bad;
   }
   // The work queue(s): the builder's order, and the counters re-armed by the kernel run (impl 3: the kernel

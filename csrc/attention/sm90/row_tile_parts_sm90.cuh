@@ -231,6 +231,9 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
   constexpr int kRowChunks = D / 8;               // 16-byte chunks per row
   constexpr int kRowsPerPass = 128 / kRowChunks;  // 8 (D 128) or 16 (D 64)
   static_assert(16 % kRowsPerPass == 0, "a copy pass stays inside one 16-key chunk");
+  // The whole-group copies below step one shared address by kRowsPerPass rows: the 128-byte swizzle must
+  // repeat (it depends on row % 8 only). Holds at D 64 / 128 (16 / 8 rows); D 256 would need 4.
+  static_assert(kRowsPerPass % 8 == 0, "shared offsets of a thread's passes differ by whole 8-row swizzle periods");
   const int chunk = wtid % kRowChunks;
   static_assert(T::kTileRows == (kChunks == 4 ? 64 : 128), "Meta::rowkeep holds the row tile's rows");
   int* next_slot = reinterpret_cast<int*>(smem + T::kOffNext);
