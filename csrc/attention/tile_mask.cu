@@ -166,8 +166,6 @@ __device__ __forceinline__ void add_tile_counts(unsigned long long* dst, int kep
   }
 }
 
-__device__ __forceinline__ int popc16(uint32_t x) { return __popc(x); }
-
 // blockDim = kThreads (1D). (No __launch_bounds__: with it ptxas caps sm_80 at 40 regs and spills.)
 __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int n_n_patches, long long n_patches) {
   constexpr int kRowBytes = kColsPerPatch + 4;  // 132: the transposed reads of 32 row tiles hit 32 banks
@@ -185,8 +183,8 @@ __global__ void build_tile_mask_kernel(const AttnParams p, int n_rt_patches, int
     if (rt < p.n_row_tiles && n0 < p.nb_k) {
       t = tile_bits(p, pa.b, pa.hk, rt, n0, sb);
       store_values(p.tile_mask + (bh * p.n_row_tiles + rt) * p.nb_k + n0, t, min(kGroup, p.nb_k - n0));
-      n_kept += popc16(t.one | t.two);
-      n_visible += popc16(t.vis);
+      n_kept += __popc(t.one | t.two);
+      n_visible += __popc(t.vis);
     }
     // tile_maskT (if asked for: the backward): through shared memory, threads along the row tiles.
     if (p.tile_maskT != nullptr) {  // uniform
@@ -239,13 +237,13 @@ __global__ void build_tile_masks_pair_kernel(const AttnParams p, const AttnParam
       const int rt = slot * p.n_tok_tiles + tt;
       h[i] = tile_bits(p, pa.b, pa.hk, rt, n0, sb);
       store_values(p.tile_mask + (bh * p.n_row_tiles + rt) * p.nb_k + n0, h[i], count);
-      n_kept += popc16(h[i].one | h[i].two);
-      n_visible += popc16(h[i].vis);
+      n_kept += __popc(h[i].one | h[i].two);
+      n_visible += __popc(h[i].vis);
     }
     const TileBits u = union_bits(h[0], h[1]);
     store_values(p2.tile_mask + (bh * p2.n_row_tiles + rt2) * p2.nb_k + n0, u, count);
-    n_kept2 += popc16(u.one | u.two);
-    n_visible2 += popc16(u.vis);
+    n_kept2 += __popc(u.one | u.two);
+    n_visible2 += __popc(u.vis);
   }
   // Counts: fwd_pick [0..1] of the 64-row tiling, [2..3] of the pair tiling (as tile_count).
   add_tile_counts(p.tile_count, n_kept, n_visible);
