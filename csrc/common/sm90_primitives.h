@@ -48,6 +48,7 @@ __host__ __device__ __forceinline__ uint32_t sw128_offset(int row, int col, int 
 // tests/cuda_emu: wgmma groups are queued per thread and run at wgmma.wait_group; the fences are no-ops.
 template <typename R>
 SEER_DEVICE void fence_operands(R&) {}
+SEER_DEVICE void stmatrix_x4_sa(uint32_t addr, const uint32_t (&r)[4]) { seer_emu::stmatrix<4>(addr, r); }
 SEER_DEVICE void wgmma_fence() {}
 SEER_DEVICE void wgmma_commit() { seer_emu::wgmma_commit(); }
 template <int N>
@@ -78,6 +79,14 @@ __device__ __forceinline__ void fence_operands(uint64_t (&r)[N]) {
 }
 
 #if SEER_HAS_SM90A
+// stmatrix.m8n8.x4 (16-bit elements): register j of lane 4 r + t holds elements 2 t, 2 t + 1 of row r of
+// 8 x 8 matrix j (an mma / wgmma accumulator fragment packed to 16 bits); lane 8 j + r gives the shared
+// address of matrix j's row r (16 bytes).
+__device__ __forceinline__ void stmatrix_x4_sa(uint32_t addr, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]), "r"(r[1]),
+               "r"(r[2]), "r"(r[3])
+               : "memory");
+}
 // Order the registers the next wgmma reads / writes (accumulators, A fragments) after ordinary writes.
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -87,6 +96,7 @@ __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sy
 // Make generic-proxy shared-memory writes (st.shared, cp.async) visible to wgmma's async proxy.
 __device__ __forceinline__ void fence_view_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #else
+__device__ __forceinline__ void stmatrix_x4_sa(uint32_t, const uint32_t (&)[4]) { SEER_TRAP(); }
 __device__ __forceinline__ void wgmma_fence() { SEER_TRAP(); }
 __device__ __forceinline__ void wgmma_commit() { SEER_TRAP(); }
 template <int N>

@@ -338,6 +338,26 @@ void ldmatrix(uint32_t* r, uint32_t addr) {
     return 0;
   });
 }
+// stmatrix x4 (kMats 4): lane 8 j + r gives the address of matrix j's row r and writes that row: its
+// elements 2 t, 2 t + 1 are register j of lane 4 r + t.
+template <int kMats>
+void stmatrix(uint32_t addr, const uint32_t (&r)[kMats]) {
+  struct Dep {
+    uint32_t addr, r[kMats];
+  } mine{addr, {}};
+  for (int j = 0; j < kMats; ++j) mine.r[j] = r[j];
+  const int l = lane();
+  rendezvous<kWarp>(mine, [&](const Cta::Slot* s) {
+    if (l < 8 * kMats) {
+      const int j = l / 8, row = l % 8;
+      for (int t = 0; t < 4; ++t) {
+        const uint32_t v = slot_as<Dep>(s, 4 * row + t).r[j];
+        std::memcpy(from_shared(mine.addr + 4 * t), &v, 4);
+      }
+    }
+    return 0;
+  });
+}
 template <typename Elem>
 void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   struct Regs {

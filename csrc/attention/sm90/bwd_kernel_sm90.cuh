@@ -208,7 +208,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
   auto rec_at = [&](int st) { return reinterpret_cast<RowRec*>(smem + T::kOffRec + st * T::kRecBytes); };
 
   const int tid = threadIdx.x;
-  const int wg = tid / 128, wtid = tid % 128;
+  // The warpgroup index through a shuffle: ptxas then treats it as warp-uniform, so the consumers'
+  // shared-memory descriptors are formed in uniform registers (CUTLASS canonical_warp_group_idx).
+  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0), wtid = tid % 128;
   // Item (tile_scheduler.h): key tile, kv head, sequence (head-major; in each head key tile 0, the most
   // row tiles under a causal mask, first).
   const KeyTileItem item = key_tile_item(p);
@@ -520,14 +522,14 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
         unsigned char* sdS = smem + T::kOffDS + (T::kDqSplitD ? st : (u & 1)) * T::kDSBytes;
         const uint32_t sdS_addr = smem_u32(sdS);
         if (myflags != 0) {
-          const int kr = 64 * c + 16 * warp + g;
+          // dsa[kk][e] holds keys 64 c + 16 warp + 8 (e & 1) + g, rows 16 kk + 8 (e >> 1) + 2 t4 + 0..1:
+          // stmatrix kk stores them as four 8 x 8 matrices e, lane 8 e + r addressing key row r of matrix
+          // e. Its 16-byte chunk is (2 kk + (e >> 1)) ^ (key % 8) = 2 kk ^ ((e >> 1) ^ r) (the key group
+          // starts at a multiple of 8), so the address of stmatrix kk is that of stmatrix 0 XOR 32 kk.
+          const int key = 64 * c + 16 * warp + 8 * ((lane >> 3) & 1) + (lane & 7);
+          const uint32_t a0 = sdS_addr + key * 128 + ((((lane >> 4) ^ lane) & 7) << 4);
 #pragma unroll
-          for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int key = kr + 8 * (e & 1), row = 16 * kk + 2 * t4 + 8 * (e >> 1);
-              *reinterpret_cast<uint32_t*>(sdS + sm90::sw128_offset(key, row, kBlockN)) = dsa[kk][e];
-            }
+          for (int kk = 0; kk < 4; ++kk) sm90::stmatrix_x4_sa(a0 ^ (kk << 5), dsa[kk]);
         } else {  // split: zeros for the dQ wgmmas of the other consumer
 #pragma unroll
           for (int i = 0; i < 4; ++i)

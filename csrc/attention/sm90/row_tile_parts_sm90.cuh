@@ -387,7 +387,9 @@ SEER_DEVICE void run_roles(const AttnParams& p, Consumer&& consumer) {
     kv_producer<T>(p, smem, wtid, queue);
   } else {
     sm90::regs_inc<T::kConsumerRegs>();
-    const int cwg = T::kConsumers == 1 ? 0 : static_cast<int>(threadIdx.x / 128) - 1;
+    // Through a shuffle: ptxas then treats the index as warp-uniform and forms the consumer's shared-memory
+    // descriptors in uniform registers (CUTLASS canonical_warp_group_idx).
+    const int cwg = T::kConsumers == 1 ? 0 : __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 128), 0) - 1;
     consumer(smem, wtid, queue, cwg);
   }
   __syncthreads();  // the producer's last claim is made
