@@ -15,7 +15,9 @@
 //              so that the two consumers' row tiles alternate (kNWG 2, alternate_consumers), and per kept
 //              row tile: waits for a free stage, writes the per-row record (lse, softmax_d, the row's key limit,
 //              its keep bit per 16-key chunk, dq_accum row offset) and gathers the 64 Q and dO rows with
-//              cp.async into the stage (128-byte swizzled slabs, common/sm90_primitives.h), arriving on
+//              cp.async into the stage (128-byte swizzled slabs, common/sm90_primitives.h; a row tile whose
+//              rows are all valid, with a head packing that divides a gather pass, as one stepped pointer
+//              per thread, else through a per-row address table and a producer barrier), arriving on
 //              the stage's `full` barrier (count 256: one plain arrival per thread after its record
 //              stores + one cp.async arrival). After the last row tile: an end record (rt = -1).
 //   consumer : per row tile: S^T = K Q^T and dP^T = V dO^T (wgmma, both operands in shared memory;
@@ -105,8 +107,8 @@ struct Traits {
   static constexpr int kOffFlags = kOffList + 128 * 4;               // uint32 [128] their chunk flags
   static constexpr int kOffWarpCnt = kOffFlags + 128 * 4;            // int [4]
   static constexpr int kOffColOff = kOffWarpCnt + 4 * 4;             // int64 [kChunks] user-mask column offsets
-  static constexpr int kOffRowOff = kOffColOff + kChunks * 8;        // RowOff [2][kBlockM] (producer only)
-  static constexpr int kOffOwnCnt = kOffRowOff + 2 * kBlockM * 16;   // int [3][4] (producer only)
+  static constexpr int kOffRowOff = kOffColOff + kChunks * 8;        // RowOff [kBlockM] (producer only)
+  static constexpr int kOffOwnCnt = kOffRowOff + kBlockM * 16;       // int [3][4] (producer only)
   static constexpr int kOffList2 = kOffOwnCnt + 3 * 4 * 4;            // int [128] the batch in consumer order
   static constexpr int kOffFlags2 = kOffList2 + 128 * 4;              // uint32 [128] their chunk flags
   static constexpr int kSmemUsed = kOffFlags2 + 128 * 4;
@@ -135,7 +137,8 @@ struct RowRec {
 static_assert(sizeof(RowRec) <= 2048, "RowRec slot");
 
 // Global addresses of one row of the streamed row tile (producer-private, decoded once per stage by the
-// thread that writes the row's record, read by every pass of the Q / dO gather).
+// thread that writes the row's record, read by every pass of the Q / dO gather; row tiles with invalid
+// rows or a head packing that does not divide a gather pass only).
 struct RowOff {
   const void* q;   // the row in q (q + token * q_row_stride + head * q_head_stride); nullptr: not valid
   const void* dO;  // the row in dout
@@ -257,6 +260,18 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
     }();
     if (wtid < T::kChunks)
       sColOff[wtid] = static_cast<int64_t>((key0 + 16 * wtid) / p.block_size_k) * p.mask_stride_col;
+    // Whole row tiles (every row valid) when the head packing divides a gather pass (pack 1 / 2 / 4 / 8):
+    // this thread's Q / dO rows are then one global pointer stepped by kRowsPerPass / pack tokens per
+    // pass, with no per-row table in shared memory and no producer barrier per row tile.
+    // tok_span: a row tile takes that path iff tok_span < its valid tokens (every row valid; INT_MAX when
+    // the packing does not divide a pass); tok_step: tokens per pass (both uniform). gat_dec: (token << 8) |
+    // head slot of this thread's first gather row wtid / kRowChunks.
+    const int tok_span = kRowsPerPass % p.pack == 0 ? (kBlockM - 1) / p.pack : INT_MAX;
+    const int tok_step = kRowsPerPass / p.pack;
+    const int gat_dec = [&] {
+      const int r0 = wtid / kRowChunks, t = r0 / p.pack;
+      return (t << 8) | (r0 - t * p.pack);
+    }();
     const int hm_div = p.h_q / p.mask_heads;
     int u = 0;
 #pragma unroll 1
@@ -292,8 +307,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
         const RowTile rtile = row_tile(p, hk, rti);  // tile_scheduler.h
         const int tok0 = rtile.tok0, h0 = rtile.h0;
         const int n_tok = min(p.tile_tokens, seqlen_q - tok0);
-        RowOff* rowoff = sRowOff + (u & 1) * kBlockM;  // double-buffered: one producer barrier per stage
+        RowOff* rowoff = sRowOff;
+        const bool whole = tok_span < n_tok;  // uniform over the warpgroup
         sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
+        // Per-row table path: every thread is done reading the table (an earlier row tile's gather)
+        // before it is rewritten - whole row tiles between two table tiles have no barrier.
+        if (!whole) sync();
         RowRec* rec = rec_at(st);
         if (wtid < kBlockM) {
           const int rec_tok = rec_dec >> 8;
@@ -328,26 +347,45 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
           rec->kmax[wtid] = kmax;
           rec->keep[wtid] = keep;
           rec->qacc[wtid] = qacc;
-          rowoff[wtid] = ro;
+          if (!whole) rowoff[wtid] = ro;
         }
         if (wtid == 0) {
           rec->rt = rti;
           rec->flags = fl;
           rec->tok0 = tok0;
         }
-        sync();  // rowoff of the stage written
         Elem* sQ = reinterpret_cast<Elem*>(smem + T::kOffQ + st * T::kQBytes);
         Elem* sdO = reinterpret_cast<Elem*>(smem + T::kOffDO + st * T::kQBytes);
-        // Rows r = wtid / kRowChunks + kRowsPerPass * pass; a row that is not valid is zero-filled (its
-        // address is not read).
+        // Rows r = wtid / kRowChunks + kRowsPerPass * pass (a whole 8-row swizzle period per pass: the
+        // shared offsets of a thread's rows are one base plus pass * kRowsPerPass * 128 bytes).
+        static_assert(kRowsPerPass % 8 == 0, "gather passes step whole swizzle periods");
+        if (whole) {
+          const int64_t grow = static_cast<int64_t>(q_start) + tok0 + (gat_dec >> 8);
+          const int head = h0 + (gat_dec & 0xff);
+          const Elem* gq_r = gq + grow * p.q_row_stride + static_cast<int64_t>(head) * p.q_head_stride + chunk * 8;
+          const Elem* gdo_r = gdo + grow * p.do_row_stride + static_cast<int64_t>(head) * p.do_head_stride + chunk * 8;
+          const int64_t q_step = tok_step * p.q_row_stride, do_step = tok_step * p.do_row_stride;
+          const uint32_t off0 = sm90::sw128_offset(wtid / kRowChunks, chunk * 8, kBlockM);
+          const uint32_t sq0 = smem_u32(sQ) + off0, sdo0 = smem_u32(sdO) + off0;
+#pragma unroll
+          for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
+            cp_async_16_sa(sq0 + pass * kRowsPerPass * 128, gq_r);
+            cp_async_16_sa(sdo0 + pass * kRowsPerPass * 128, gdo_r);
+            gq_r += q_step;
+            gdo_r += do_step;
+          }
+        } else {
+          sync();  // rowoff of the stage written
+          // A row that is not valid is zero-filled (its address is not read).
 #pragma unroll 2
-        for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
-          const int r = pass * kRowsPerPass + wtid / kRowChunks;
-          const RowOff ro = rowoff[r];
-          const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockM) >> 1;
-          const bool ok = ro.q != nullptr;
-          cp_async_16_zfill(sQ + off, static_cast<const Elem*>(ro.q) + chunk * 8, ok);
-          cp_async_16_zfill(sdO + off, static_cast<const Elem*>(ro.dO) + chunk * 8, ok);
+          for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
+            const int r = pass * kRowsPerPass + wtid / kRowChunks;
+            const RowOff ro = rowoff[r];
+            const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockM) >> 1;
+            const bool ok = ro.q != nullptr;
+            cp_async_16_zfill(sQ + off, static_cast<const Elem*>(ro.q) + chunk * 8, ok);
+            cp_async_16_zfill(sdO + off, static_cast<const Elem*>(ro.dO) + chunk * 8, ok);
+          }
         }
         sm90::mbar_arrive(&bar_full[st]);  // release: this thread's record stores
         sm90::cp_async_mbar_arrive(&bar_full[st]);
