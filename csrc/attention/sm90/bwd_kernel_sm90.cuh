@@ -42,6 +42,7 @@
 // sentinel.
 #pragma once
 
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
