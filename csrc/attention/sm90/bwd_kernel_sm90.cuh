@@ -308,7 +308,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
         const RowTile rtile = row_tile(p, hk, rti);  // tile_scheduler.h
         const int tok0 = rtile.tok0, h0 = rtile.h0;
         const int n_tok = min(p.tile_tokens, seqlen_q - tok0);
-        RowOff* rowoff = sRowOff;
         const bool whole = tok_span < n_tok;  // uniform over the warpgroup
         sm90::mbar_wait(&bar_empty[st], ((u / kStages) & 1) ^ 1);
         // Per-row table path: every thread is done reading the table (an earlier row tile's gather)
@@ -348,7 +347,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
           rec->kmax[wtid] = kmax;
           rec->keep[wtid] = keep;
           rec->qacc[wtid] = qacc;
-          if (!whole) rowoff[wtid] = ro;
+          if (!whole) sRowOff[wtid] = ro;
         }
         if (wtid == 0) {
           rec->rt = rti;
@@ -376,12 +375,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
             gdo_r += do_step;
           }
         } else {
-          sync();  // rowoff of the stage written
+          sync();  // the table written
           // A row that is not valid is zero-filled (its address is not read).
 #pragma unroll 2
           for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
             const int r = pass * kRowsPerPass + wtid / kRowChunks;
-            const RowOff ro = rowoff[r];
+            const RowOff ro = sRowOff[r];
             const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockM) >> 1;
             const bool ok = ro.q != nullptr;
             cp_async_16_zfill(sQ + off, static_cast<const Elem*>(ro.q) + chunk * 8, ok);
