@@ -140,8 +140,7 @@ struct KTileCopier {
     const Elem* src = g_tile + static_cast<int64_t>(r0) * row_stride + g_off;
     const int64_t step = static_cast<int64_t>(kStep) * row_stride;
     if (rows_valid >= kRows) {  // every tile but a sequence's last: no predicates, one pointer stepped
-#pragma unroll
-      for (int i = 0; i < kPer; ++i, src += step) cp_async_16_zfill(s_tile + s_off + i * kStepBytes, src, true);
+      cp_async_16_stepped<kPer, kStepBytes>(smem_u32(s_tile) + s_off, src, step);
     } else {
 #pragma unroll
       for (int i = 0; i < kPer; ++i, src += step) {

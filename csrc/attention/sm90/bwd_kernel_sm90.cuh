@@ -366,14 +366,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
           const Elem* gdo_r = gdo + grow * p.do_row_stride + static_cast<int64_t>(head) * p.do_head_stride + chunk * 8;
           const int64_t q_step = tok_step * p.q_row_stride, do_step = tok_step * p.do_row_stride;
           const uint32_t off0 = sm90::sw128_offset(wtid / kRowChunks, chunk * 8, kBlockM);
-          const uint32_t sq0 = smem_u32(sQ) + off0, sdo0 = smem_u32(sdO) + off0;
-#pragma unroll
-          for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
-            cp_async_16_sa(sq0 + pass * kRowsPerPass * 128, gq_r);
-            cp_async_16_sa(sdo0 + pass * kRowsPerPass * 128, gdo_r);
-            gq_r += q_step;
-            gdo_r += do_step;
-          }
+          cp_async_16_stepped<kBlockM / kRowsPerPass, kRowsPerPass * 128>(smem_u32(sQ) + off0, gq_r, q_step, smem_u32(sdO) + off0,
+                                                                        gdo_r, do_step);
         } else {
           sync();  // the table written
           // A row that is not valid is zero-filled (its address is not read).

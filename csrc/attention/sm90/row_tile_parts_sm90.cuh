@@ -333,11 +333,7 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
             // depends on the row only through row % 8. One base address; the constants become immediates.
             const uint32_t s_k = smem_u32(sK) + sm90::sw128_offset(64 * g + rsub, chunk * 8, kBlockN);
             const uint32_t s_v = smem_u32(sV) + sm90::sw128_offset(64 * g + rsub, chunk * 8, kBlockN);
-#pragma unroll
-            for (int j = 0; j < 64 / kRowsPerPass; ++j, pk += step_k, pv += step_v) {
-              cp_async_16_sa(s_k + j * kRowsPerPass * 128, pk);
-              cp_async_16_sa(s_v + j * kRowsPerPass * 128, pv);
-            }
+            cp_async_16_stepped<64 / kRowsPerPass, kRowsPerPass * 128>(s_k, pk, step_k, s_v, pv, step_v);
             continue;
           }
 #pragma unroll
