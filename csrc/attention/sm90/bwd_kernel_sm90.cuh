@@ -250,8 +250,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
     auto sync = []() { sm90::named_sync(1, 128); };
     const auto cand = attn_bwd::row_tile_candidates<Is_causal>(p, seqlen_q, key0, causal_off);  // bwd_common.h
     const int64_t tmT_bh = (static_cast<int64_t>(b) * p.h_kv + hk) * p.nb_k;
-    const Elem* gq = static_cast<const Elem*>(p.q);
-    const Elem* gdo = static_cast<const Elem*>(p.dout);
+    // Row (global token grow, q head) of Q and of dO: both gather paths below start from it.
+    auto row_ptrs = [&p](int64_t grow, int head) {
+      return RowOff{static_cast<const Elem*>(p.q) + grow * p.q_row_stride + static_cast<int64_t>(head) * p.q_head_stride,
+                    static_cast<const Elem*>(p.dout) + grow * p.do_row_stride + static_cast<int64_t>(head) * p.do_head_stride};
+    };
     // Per-CTA decode (the divisions of tile_row / mask_row_offset that do not depend on the row tile):
     // row wtid (< kBlockM) of every row tile is token tile_tokens * tt + wtid / pack, head h0 + wtid % pack; the
     // user-mask byte of chunk ch is at column offset sColOff[ch] (visible after compact_list's barrier).
@@ -328,8 +331,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
             kmax = sb.key_limit(tok, Is_causal) - key0;
             const int64_t grow = static_cast<int64_t>(q_start) + tok;
             qacc = (grow * p.h_q + head) * static_cast<int64_t>(D);
-            ro.q = gq + grow * p.q_row_stride + static_cast<int64_t>(head) * p.q_head_stride;
-            ro.dO = gdo + grow * p.do_row_stride + static_cast<int64_t>(head) * p.do_head_stride;
+            ro = row_ptrs(grow, head);
             // Keep bits: value-2 chunks, and value-1 chunks whose key block the row's mask keeps (the
             // reads are independent, so their latencies overlap; one block's bytes share a line).
             const uint8_t* mrow = p.mask + mask_row_offset(p, b, head, tok, hm_div);  // seqlen.h
@@ -362,8 +364,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
         if (whole) {
           const int64_t grow = static_cast<int64_t>(q_start) + tok0 + (gat_dec >> 8);
           const int head = h0 + (gat_dec & 0xff);
-          const Elem* gq_r = gq + grow * p.q_row_stride + static_cast<int64_t>(head) * p.q_head_stride + chunk * 8;
-          const Elem* gdo_r = gdo + grow * p.do_row_stride + static_cast<int64_t>(head) * p.do_head_stride + chunk * 8;
+          const RowOff r0 = row_ptrs(grow, head);
+          const Elem* gq_r = static_cast<const Elem*>(r0.q) + chunk * 8;
+          const Elem* gdo_r = static_cast<const Elem*>(r0.dO) + chunk * 8;
           const int64_t q_step = tok_step * p.q_row_stride, do_step = tok_step * p.do_row_stride;
           const uint32_t off0 = sm90::sw128_offset(wtid / kRowChunks, chunk * 8, kBlockM);
           cp_async_16_stepped<kBlockM / kRowsPerPass, kRowsPerPass * 128>(smem_u32(sQ) + off0, gq_r, q_step, smem_u32(sdO) + off0,
