@@ -25,9 +25,12 @@
 //              only on boundary chunks: tile-mask value 1 per-row bits, sequence end, causal),
 //              dS^T = P^T (dP^T - softmax_d), then dV += P^T dO and dK += dS^T Q (wgmma, P^T / dS^T
 //              from registers, dO / Q read MN-major from the same stage). Atomic path at a high
-//              kept-tile density (bwd_common.h dq_fused; the 128-key CTA only - the 64-key CTA never adds
-//              dQ, the q-major dQ kernel computes it): dS^T is stored to shared memory and dQ_tile = dS K (wgmma, dS^T read MN-major, K MN-major) is
-//              added into the fp32 dq_accum workspace with 16-byte red.global.add.v4.f32. D 128, a row tile both
+//              kept-tile density (bwd_common.h dq_fused; the 128-key CTA's Is_fused_dq instantiation only
+//              - the 64-key CTA never adds dQ, the q-major dQ kernel computes it): dS^T is stored to shared
+//              memory and dQ_tile = dS K (wgmma, dS^T read MN-major, K MN-major) is added into the fp32
+//              dq_accum workspace with 16-byte red.global.add.v4.f32, in whole 256-byte rows staged
+//              through the warp's own dS^T rows (the L2 adds whole rows ~1.6x faster than fragments:
+//              benchmarks/l2_reduce_bench.cu, NOTES v25). D 128, a row tile both
 //              consumers keep chunks of: consumer c computes dims [64 c, +64) over all 128 keys (a
 //              barrier between the consumers); otherwise each consumer computes all dims over its own 64
 //              keys, and a consumer that keeps no chunk of the row tile releases its stage at once and
@@ -193,17 +196,23 @@ SEER_DEVICE void alternate_consumers(const int* list, const uint32_t* flags, int
   sync();  // the reordered batch is visible; cnt is rewritten only after the next compact_list's barriers
 }
 
-template <typename T, bool Is_causal, bool Is_atomic>
+// Is_fused_dq: this instantiation adds dQ (atomic path, 128-key CTA) and runs only where the kept-tile density
+// picks that (bwd_common.h dq_fused); the other instantiation leaves dQ to the q-major dQ kernel. Both are
+// launched where the atomic path has tile counts, and the one the density does not pick exits at once
+// (uniform over the grid, before any barrier) - so neither carries the other's code and registers.
+template <typename T, bool Is_causal, bool Is_fused_dq>
 __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kernel(const __grid_constant__ AttnBwdParams p) {
 #if SEER_HAS_SM90A
   using Elem = typename T::Elem;
   constexpr int D = T::kHeadDim;
   constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kStages = T::kStages, kNWG = T::kNWG;
   constexpr float kLog2e = attn_bwd::kLog2e;
-  static_assert(kNWG == 2 || !Is_atomic, "the 64-key CTA never adds dQ (it runs at a low density only)");
+  static_assert(kNWG == 2 || !Is_fused_dq, "the 64-key CTA never adds dQ (it runs at a low density only)");
   // Both CTA sizes are launched where tile counts exist; the one the kept-tile density does not pick
-  // exits at once (uniform over the grid, before any barrier; bwd_common.h dkdv_split).
+  // exits at once (uniform over the grid, before any barrier; bwd_common.h dkdv_split). Likewise the 128-key
+  // CTA with and without the fused dQ on the atomic path (dq_fused).
   if (attn_bwd::dkdv_split(p.tile_count) != (kNWG == 1)) return;
+  if (kNWG == 2 && !p.deterministic && p.dq_accum != nullptr && attn_bwd::dq_fused(p.tile_count) != Is_fused_dq) return;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + smem_pad_1024(smem_raw);
@@ -401,8 +410,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
     const int c = wg - 1;
     const int g = lane >> 2, t4 = lane & 3;
     // Atomic path: dQ is added here only at a high kept-tile density; else the q-major dQ kernel computes
-    // it after this kernel (bwd_common.h dq_fused; uniform over the grid).
-    const bool fuse_dq = Is_atomic && attn_bwd::dq_fused(p.tile_count);
+    // it after this kernel (bwd_common.h dq_fused; the kernel's entry picks the instantiation).
+    constexpr bool fuse_dq = Is_fused_dq;
     const uint32_t sK_addr = smem_u32(smem + T::kOffK);
     // K / V of the consumer's keys as the K-major A operand of S^T / dP^T.
     const uint64_t dk_base = sm90::make_smem_desc_sw128(sK_addr + c * (64 * 128), 16, 1024);
@@ -576,10 +585,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
           sm90::named_sync(4, 128 * kNWG);  // both consumers' dS^T stored
         else
           sm90::named_sync(2 + c, 128);
-        const int64_t qoff0 = rec->qacc[16 * warp + g], qoff1 = rec->qacc[16 * warp + g + 8];
         // One dQ pass: 64 dims (slab `slab` of K) over the keys from chunk kc0 on (kSteps 16-key chunks),
-        // added into dq_accum; the first pass also releases the stage.
-        auto dq_pass = [&](auto steps, int slab, int kc0, bool first) {
+        // added into dq_accum - with `rows`, in whole rows: once every dQ wgmma reading the dS^T buffer has completed (split:
+        // both consumers'), warp w reuses its own 16 dS^T key rows (2 KB: keys 64 c + 16 w ..) as staging
+        // for 8 of its 16 dQ rows at a time - the accumulator fragments stored as 16-byte chunks (chunk k of
+        // staged row r at position k ^ r), then read back so that each half-warp adds one 256-byte row
+        // (16-byte red.global.add.v4.f32 per lane). Both the stores and the loads are conflict-free.
+        auto dq_pass = [&](auto steps, int slab, int kc0, bool first, bool rows) {
           constexpr int kSteps = decltype(steps)::value;
           float acc_dq[32];
           sm90::fence_operands(acc_dq);
@@ -593,34 +605,68 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
             sm90::wgmma_ss_ta<64, Elem, 1>(acc_dq, sm90::desc_add(da, i * 2048), sm90::desc_add(db, i * 2048), i != 0);
           sm90::wgmma_commit();
           sm90::wgmma_wait<0>();
-          if (first) release_stage();  // dV / dK wgmmas complete too: Q / dO of the stage are free
+          if (first && myflags != 0) {  // dV / dK wgmmas complete too: their operands may be reused
+            sm90::fence_operands(acc_dv);
+            sm90::fence_operands(acc_dk);
+            sm90::fence_operands(pa);
+            sm90::fence_operands(dsa);
+          }
           sm90::fence_operands(acc_dq);
-          // Lane pair (t4, t4 ^ 1): the even lane adds row g, dims 2 t4 .. 2 t4 + 3 of every n8 tile, the
-          // odd lane row g + 8, dims 2 (t4 - 1) .. + 3 (bwd_dkdv_kernel.cuh phase 3).
-          const bool odd = (t4 & 1) != 0;
-          const int64_t qo = odd ? qoff1 : qoff0;
-          const int d0 = slab * 64 + 2 * (t4 & 2);
-          float* accum = p.dq_accum;
+          if (!rows) {
+            // A second slab follows over the same dS^T (D 128, a row tile one consumer keeps): no staging.
+            // Lane pair (t4, t4 ^ 1): the even lane adds row g, dims 2 t4 .. 2 t4 + 3 of every n8 tile, the
+            // odd lane row g + 8, dims 2 (t4 - 1) .. + 3 (bwd_dkdv_kernel.cuh phase 3).
+            const bool odd = (t4 & 1) != 0;
+            const int64_t qo = rec->qacc[16 * warp + g + (odd ? 8 : 0)];
+            const int d0 = slab * 64 + 2 * (t4 & 2);
 #pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            const float* cc = acc_dq + 4 * j;
-            const float s0 = odd ? cc[0] : cc[2], s1 = odd ? cc[1] : cc[3];
-            const float r0 = SEER_SHFL_XOR(s0, 1);
-            const float r1 = SEER_SHFL_XOR(s1, 1);
-            if (qo >= 0) {
-              if (odd)
-                attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, r0, r1, cc[2], cc[3]);
-              else
-                attn_bwd::red_add_f32x4(accum + qo + d0 + 8 * j, cc[0], cc[1], r0, r1);
+            for (int j = 0; j < 8; ++j) {
+              const float* cc = acc_dq + 4 * j;
+              const float s0 = odd ? cc[0] : cc[2], s1 = odd ? cc[1] : cc[3];
+              const float r0 = SEER_SHFL_XOR(s0, 1);
+              const float r1 = SEER_SHFL_XOR(s1, 1);
+              if (qo >= 0) {
+                if (odd)
+                  attn_bwd::red_add_f32x4(p.dq_accum + qo + d0 + 8 * j, r0, r1, cc[2], cc[3]);
+                else
+                  attn_bwd::red_add_f32x4(p.dq_accum + qo + d0 + 8 * j, cc[0], cc[1], r0, r1);
+              }
             }
+            return;
+          }
+          if (split)
+            sm90::named_sync(4, 128 * kNWG);
+          else
+            sm90::named_sync(2 + c, 128);
+          unsigned char* stg = sdS + (64 * c + 16 * warp) * 128;
+          float* accum = p.dq_accum + slab * 64;
+          const int rr0 = lane >> 4, ck = lane & 15;  // read-back: staged row rr0 + 2 i, chunk ck
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {  // the warp's rows g + 8 h
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+              *reinterpret_cast<float2*>(stg + g * 256 + (((2 * j + (t4 >> 1)) ^ g) << 4) + 8 * (t4 & 1)) =
+                  make_float2(acc_dq[4 * j + 2 * h], acc_dq[4 * j + 2 * h + 1]);
+            __syncwarp();
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const int rr = rr0 + 2 * i;
+              const float4 v = *reinterpret_cast<const float4*>(stg + rr * 256 + ((ck ^ rr) << 4));
+              const int64_t qo = rec->qacc[16 * warp + 8 * h + rr];
+              if (qo >= 0) attn_bwd::red_add_f32x4(accum + qo + 4 * ck, v.x, v.y, v.z, v.w);
+            }
+            __syncwarp();  // read back before the next rows are stored
           }
         };
         if (split) {  // slab c over every chunk of both consumers (a consumer that kept none wrote zeros)
-          dq_pass(std::integral_constant<int, T::kChunks>{}, c, 0, true);
-        } else {  // every slab over the consumer's own 4 chunks
+          dq_pass(std::integral_constant<int, T::kChunks>{}, c, 0, true, true);
+        } else {  // every slab over the consumer's own 4 chunks; whole rows in the last (its dS^T is then free)
 #pragma unroll 1
-          for (int slab = 0; slab < D / 64; ++slab) dq_pass(std::integral_constant<int, 4>{}, slab, 4 * c, slab == 0);
+          for (int slab = 0; slab < D / 64; ++slab)
+            dq_pass(std::integral_constant<int, 4>{}, slab, 4 * c, slab == 0, slab == D / 64 - 1);
         }
+        // The stage (Q / dO, its record: the dQ row offsets) goes back only now.
+        sm90::mbar_arrive(&bar_empty[st]);
       } else {
         sm90::wgmma_wait<0>();
         release_stage();

@@ -18,9 +18,10 @@
 namespace seer {
 namespace bwd_sm90 {
 
-// The 128-key CTA (two consumer warpgroups) and, where tile counts exist, the 64-key CTA (one consumer
-// warpgroup, two CTAs per SM, never fusing dQ): the kept-tile density picks one on the device
-// (bwd_common.h dkdv_split) and the other kernel's CTAs exit at once.
+// The 128-key CTA (two consumer warpgroups; on the atomic path with and without the fused dQ) and, where
+// tile counts exist, the 64-key CTA (one consumer warpgroup, two CTAs per SM, never fusing dQ): the
+// kept-tile density picks one on the device (bwd_common.h dkdv_split, dq_fused) and the other kernels'
+// CTAs exit at once.
 template <typename Elem, int D>
 int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   using T = Traits<D, Elem, 2>;
@@ -29,13 +30,16 @@ int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   if (grid.x == 0) return 0;
   const bool atomic = !p.deterministic && p.dq_accum != nullptr;
   return SEER_BOOL_SWITCH(p.causal, kCausal, [&] {
-    int err = SEER_BOOL_SWITCH(atomic, kAtomic, [&] {
-      auto kernel = &bwd_dkdv_sm90_kernel<T, kCausal, kAtomic>;
+    auto launch128 = [&](auto kernel) {
       cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
       if (e != cudaSuccess) return static_cast<int>(e);
       kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
       return static_cast<int>(SEER_LAST_ERROR());
-    });
+    };
+    // Atomic path: the fused-dQ kernel, and with tile counts also the one without (the density picks on the
+    // device: bwd_common.h dq_fused); deterministic path: the one without.
+    int err = atomic ? launch128(&bwd_dkdv_sm90_kernel<T, kCausal, true>) : 0;
+    if (err == 0 && (!atomic || p.tile_count != nullptr)) err = launch128(&bwd_dkdv_sm90_kernel<T, kCausal, false>);
     if (err != 0 || p.tile_count == nullptr) return err;
     auto kernel1 = &bwd_dkdv_sm90_kernel<T1, kCausal, false>;
     cudaError_t e = allow_smem(kernel1, T1::kSmemBytes);
