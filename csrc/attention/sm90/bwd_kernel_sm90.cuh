@@ -589,8 +589,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
         // added into dq_accum - with `rows`, in whole rows: once every dQ wgmma reading the dS^T buffer has completed (split:
         // both consumers'), warp w reuses its own 16 dS^T key rows (2 KB: keys 64 c + 16 w ..) as staging
         // for 8 of its 16 dQ rows at a time - the accumulator fragments stored as 16-byte chunks (chunk k of
-        // staged row r at position k ^ r), then read back so that each half-warp adds one 256-byte row
-        // (16-byte red.global.add.v4.f32 per lane). Both the stores and the loads are conflict-free.
+        // staged row r at position k ^ 2 r), then read back so that each half-warp adds one 256-byte row
+        // (16-byte red.global.add.v4.f32 per lane). Both are conflict-free: an 8-byte store is served per
+        // half-warp (rows r = 0..3 or 4..7), whose lanes put chunks 2 j and 2 j + 1 at the 8 distinct
+        // positions (2 j ^ 2 r, (2 j + 1) ^ 2 r) mod 8 (with k ^ r the even and odd chunks collided: 2-way);
+        // a 16-byte load per quarter-warp (one row, chunks 0..7 or 8..15: distinct positions mod 8).
         auto dq_pass = [&](auto steps, int slab, int kc0, bool first, bool rows) {
           constexpr int kSteps = decltype(steps)::value;
           float acc_dq[32];
@@ -645,13 +648,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
           for (int h = 0; h < 2; ++h) {  // the warp's rows g + 8 h
 #pragma unroll
             for (int j = 0; j < 8; ++j)
-              *reinterpret_cast<float2*>(stg + g * 256 + (((2 * j + (t4 >> 1)) ^ g) << 4) + 8 * (t4 & 1)) =
+              *reinterpret_cast<float2*>(stg + g * 256 + (((2 * j + (t4 >> 1)) ^ (2 * g)) << 4) + 8 * (t4 & 1)) =
                   make_float2(acc_dq[4 * j + 2 * h], acc_dq[4 * j + 2 * h + 1]);
             __syncwarp();
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
               const int rr = rr0 + 2 * i;
-              const float4 v = *reinterpret_cast<const float4*>(stg + rr * 256 + ((ck ^ rr) << 4));
+              const float4 v = *reinterpret_cast<const float4*>(stg + rr * 256 + ((ck ^ (2 * rr)) << 4));
               const int64_t qo = rec->qacc[16 * warp + 8 * h + rr];
               if (qo >= 0) attn_bwd::red_add_f32x4(accum + qo + 4 * ck, v.x, v.y, v.z, v.w);
             }
