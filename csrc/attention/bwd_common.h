@@ -76,6 +76,12 @@ SEER_DEVICE bool kept_above_pct(const unsigned long long* tile_count, int pct) {
 SEER_DEVICE bool dq_fused(const unsigned long long* tile_count) {
   return tile_count == nullptr || kept_above_pct(tile_count, kDqFusedMinDensityPct);
 }
+// The atomic path: not deterministic, with the fp32 dq_accum workspace (dQ accumulated there, converted
+// after the kernels). The one rule the launchers and the kernels share.
+SEER_HOST_DEVICE bool dq_atomic(const AttnBwdParams& p) { return !p.deterministic && p.dq_accum != nullptr; }
+// The atomic path with dQ added by the dK/dV kernel (dq_fused), so the q-major dQ kernel skips it and the
+// preprocess zeroes the workspace.
+SEER_DEVICE bool dq_fused_atomic(const AttnBwdParams& p) { return dq_atomic(p) && dq_fused(p.tile_count); }
 
 // CTA size of the sm90 dK/dV kernel, from the same counts (both paths): at a kept-tile density of at most
 // kDkdvSplitMaxDensityPct percent 64 keys per CTA, two CTAs per SM each streaming its own row tiles (it

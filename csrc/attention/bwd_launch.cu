@@ -46,8 +46,8 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const __gri
   PreRow x{};
   float acc = 0.f;
   if (active) {
-    // Atomic path with dQ fused into the dK/dV kernel (bwd_common.h dq_fused): its workspace starts at 0.
-    if (!p.deterministic && p.dq_accum != nullptr && dq_fused(p.tile_count)) zero_dq_accum_row(p, row, sub, kPreLanes);
+    // Atomic path with dQ fused into the dK/dV kernel (bwd_common.h dq_fused_atomic): its workspace starts at 0.
+    if (dq_fused_atomic(p)) zero_dq_accum_row(p, row, sub, kPreLanes);
     x = pre_row(p, row);
     const Elem* o = static_cast<const Elem*>(p.out) + x.o_off;
     const Elem* dout = static_cast<const Elem*>(p.dout) + x.do_off;
@@ -167,8 +167,8 @@ int run_attention_bwd(const AttnBwdParams& params, void* stream_ptr) {
         break;
     }
   if (err != 0) return err;
-  // Atomic path (same condition as run_bwd_hdim): dq = dq_accum * scale.
-  if (!p.deterministic && p.dq_accum != nullptr)
+  // Atomic path (bwd_common.h dq_atomic): dq = dq_accum * scale.
+  if (attn_bwd::dq_atomic(p))
     err = p.is_bf16 ? attn_bwd::launch_dq_convert<__nv_bfloat16>(p, stream)
                     : attn_bwd::launch_dq_convert<__half>(p, stream);
   return err;

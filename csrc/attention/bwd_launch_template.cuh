@@ -60,7 +60,7 @@ int launch_dq(const AttnBwdParams& p, cudaStream_t stream) {
 // p.dq_accum.
 template <typename Kt, typename Qt>
 int run_bwd_kernels(const AttnBwdParams& p, cudaStream_t stream) {
-  const bool atomic = !p.deterministic && p.dq_accum != nullptr;
+  const bool atomic = dq_atomic(p);  // bwd_common.h
   return SEER_BOOL_SWITCH(p.causal, kCausal, [&] {
     if (atomic) return launch_dkdv<Kt, kCausal, true>(p, stream);
     int err = launch_dkdv<Kt, kCausal, false>(p, stream);

@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
 
   // Atomic path at a high tile density: the dK/dV kernel has added dQ already (bwd_common.h dq_fused). Uniform
   // over the grid (the work queue's re-arm needs every CTA or none: tile_scheduler.h ItemQueue::cta_done).
-  if (!p.deterministic && p.dq_accum != nullptr && attn_bwd::dq_fused(p.tile_count)) return;
+  if (attn_bwd::dq_fused_atomic(p)) return;
 
   sm90_rows::run_roles<T>(p, [&](unsigned char* smem, int wtid, const ItemQueue& queue, int) {
     // =============================== consumer ===============================

@@ -212,7 +212,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
   // exits at once (uniform over the grid, before any barrier; bwd_common.h dkdv_split). Likewise the 128-key
   // CTA with and without the fused dQ on the atomic path (dq_fused).
   if (attn_bwd::dkdv_split(p.tile_count) != (kNWG == 1)) return;
-  if (kNWG == 2 && !p.deterministic && p.dq_accum != nullptr && attn_bwd::dq_fused(p.tile_count) != Is_fused_dq) return;
+  if (kNWG == 2 && attn_bwd::dq_atomic(p) && attn_bwd::dq_fused(p.tile_count) != Is_fused_dq) return;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + smem_pad_1024(smem_raw);

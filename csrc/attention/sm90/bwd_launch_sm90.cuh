@@ -28,7 +28,7 @@ int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   using T1 = Traits<D, Elem, 1>;
   const dim3 grid = key_tile_grid(p, T::kBlockN);  // tile_scheduler.h
   if (grid.x == 0) return 0;
-  const bool atomic = !p.deterministic && p.dq_accum != nullptr;
+  const bool atomic = attn_bwd::dq_atomic(p);  // bwd_common.h
   return SEER_BOOL_SWITCH(p.causal, kCausal, [&] {
     auto launch128 = [&](auto kernel) {
       cudaError_t e = allow_smem(kernel, T::kSmemBytes);  // common/launch.h
