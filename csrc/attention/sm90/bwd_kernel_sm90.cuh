@@ -143,9 +143,10 @@ static_assert(sizeof(RowRec) <= 2048, "RowRec slot");
 // Global addresses of one row of the streamed row tile (producer-private, decoded once per stage by the
 // thread that writes the row's record, read by every pass of the Q / dO gather; row tiles with invalid
 // rows or a head packing that does not divide a gather pass only).
+template <typename Elem>
 struct RowOff {
-  const void* q;   // the row in q (q + token * q_row_stride + head * q_head_stride); nullptr: not valid
-  const void* dO;  // the row in dout
+  const Elem* q;   // the row in q (q + token * q_row_stride + head * q_head_stride); nullptr: not valid
+  const Elem* dO;  // the row in dout
 };
 
 // Producer (128 threads, tid 0..127): reorders one batch of compacted row tiles (list / flags [0, total),
@@ -255,13 +256,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
     uint32_t* sFlags = reinterpret_cast<uint32_t*>(smem + T::kOffFlags);
     int* sWarpCnt = reinterpret_cast<int*>(smem + T::kOffWarpCnt);
     int64_t* sColOff = reinterpret_cast<int64_t*>(smem + T::kOffColOff);
-    RowOff* sRowOff = reinterpret_cast<RowOff*>(smem + T::kOffRowOff);
+    RowOff<Elem>* sRowOff = reinterpret_cast<RowOff<Elem>*>(smem + T::kOffRowOff);
     auto sync = []() { sm90::named_sync(1, 128); };
     const auto cand = attn_bwd::row_tile_candidates<Is_causal>(p, seqlen_q, key0, causal_off);  // bwd_common.h
     const int64_t tmT_bh = (static_cast<int64_t>(b) * p.h_kv + hk) * p.nb_k;
     // Row (global token grow, q head) of Q and of dO: both gather paths below start from it.
     auto row_ptrs = [&p](int64_t grow, int head) {
-      return RowOff{static_cast<const Elem*>(p.q) + grow * p.q_row_stride + static_cast<int64_t>(head) * p.q_head_stride,
+      return RowOff<Elem>{static_cast<const Elem*>(p.q) + grow * p.q_row_stride + static_cast<int64_t>(head) * p.q_head_stride,
                     static_cast<const Elem*>(p.dout) + grow * p.do_row_stride + static_cast<int64_t>(head) * p.do_head_stride};
     };
     // Per-CTA decode (the divisions of tile_row / mask_row_offset that do not depend on the row tile):
@@ -332,7 +333,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
           int kmax = 0;
           uint32_t keep = 0;
           int64_t qacc = -1;
-          RowOff ro{nullptr, nullptr};
+          RowOff<Elem> ro{nullptr, nullptr};
           if (rec_tok < n_tok) {
             const int64_t li = static_cast<int64_t>(head) * p.total_q + q_start + tok;
             cp_async_4(&rec->lse[wtid], p.lse + li);
@@ -373,9 +374,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
         if (whole) {
           const int64_t grow = static_cast<int64_t>(q_start) + tok0 + (gat_dec >> 8);
           const int head = h0 + (gat_dec & 0xff);
-          const RowOff r0 = row_ptrs(grow, head);
-          const Elem* gq_r = static_cast<const Elem*>(r0.q) + chunk * 8;
-          const Elem* gdo_r = static_cast<const Elem*>(r0.dO) + chunk * 8;
+          const RowOff<Elem> r0 = row_ptrs(grow, head);
+          const Elem* gq_r = r0.q + chunk * 8;
+          const Elem* gdo_r = r0.dO + chunk * 8;
           const int64_t q_step = tok_step * p.q_row_stride, do_step = tok_step * p.do_row_stride;
           const uint32_t off0 = sm90::sw128_offset(wtid / kRowChunks, chunk * 8, kBlockM);
           cp_async_16_stepped<kBlockM / kRowsPerPass, kRowsPerPass * 128>(smem_u32(sQ) + off0, gq_r, q_step, smem_u32(sdO) + off0,
@@ -386,11 +387,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
 #pragma unroll 2
           for (int pass = 0; pass < kBlockM / kRowsPerPass; ++pass) {
             const int r = pass * kRowsPerPass + wtid / kRowChunks;
-            const RowOff ro = sRowOff[r];
+            const RowOff<Elem> ro = sRowOff[r];
             const uint32_t off = sm90::sw128_offset(r, chunk * 8, kBlockM) >> 1;
             const bool ok = ro.q != nullptr;
-            cp_async_16_zfill(sQ + off, static_cast<const Elem*>(ro.q) + chunk * 8, ok);
-            cp_async_16_zfill(sdO + off, static_cast<const Elem*>(ro.dO) + chunk * 8, ok);
+            cp_async_16_zfill(sQ + off, ro.q + chunk * 8, ok);
+            cp_async_16_zfill(sdO + off, ro.dO + chunk * 8, ok);
           }
         }
         sm90::mbar_arrive(&bar_full[st]);  // release: this thread's record stores
