@@ -29,7 +29,7 @@
 //              - the 64-key CTA never adds dQ, the q-major dQ kernel computes it): dS^T is stored to shared
 //              memory and dQ_tile = dS K (wgmma, dS^T read MN-major, K MN-major) is added into the fp32
 //              dq_accum workspace with 16-byte red.global.add.v4.f32, in whole 256-byte rows staged
-//              through the warp's own dS^T rows (the L2 adds whole rows ~1.6x faster than fragments:
+//              through a 1 KB area of the warp's own (the L2 adds whole rows ~1.6x faster than fragments:
 //              benchmarks/l2_reduce_bench.cu, NOTES v25). D 128, a row tile both
 //              consumers keep chunks of: consumer c computes dims [64 c, +64) over all 128 keys (a
 //              barrier between the consumers); otherwise each consumer computes all dims over its own 64
@@ -98,13 +98,17 @@ struct Traits {
   static constexpr int kKVBytes = kBlockN * kHeadDim * 2;  // K (or V) of the CTA
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q (or dO) of one stage
   static constexpr int kDSBytes = kBlockN * kBlockM * 2;   // dS^T [keys][rows], one buffer
+  // The fused dQ's staging (whole-row reds): 4 rows of 64 fp32 dims per consumer warp; none in the 64-key CTA.
+  static constexpr int kStgBytesPerWarp = 4 * 256;
+  static constexpr int kStgBytes = kNWG == 1 ? 0 : kNWG * 4 * kStgBytesPerWarp;
   static constexpr int kRecBytes = 2048;
   static constexpr int kOffK = 0;
   static constexpr int kOffV = kOffK + kKVBytes;
   static constexpr int kOffQ = kOffV + kKVBytes;                     // [kStages]
   static constexpr int kOffDO = kOffQ + kStages * kQBytes;           // [kStages]
   static constexpr int kOffDS = kOffDO + kStages * kQBytes;          // [kDSBufs] (atomic path)
-  static constexpr int kOffRec = kOffDS + kDSBufs * kDSBytes;        // RowRec [kStages]
+  static constexpr int kOffStg = kOffDS + kDSBufs * kDSBytes;        // [kNWG * 4][kStgBytesPerWarp] (fused dQ)
+  static constexpr int kOffRec = kOffStg + kStgBytes;                // RowRec [kStages]
   static constexpr int kOffFull = kOffRec + kStages * kRecBytes;     // uint64 [kStages]
   static constexpr int kOffEmpty = kOffFull + 8 * kStages;           // uint64 [kStages]
   static constexpr int kOffList = kOffEmpty + 8 * kStages;           // int [128] kept row tiles
@@ -587,15 +591,16 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
         else
           sm90::named_sync(2 + c, 128);
         // One dQ pass: 64 dims (slab `slab` of K) over the keys from chunk kc0 on (kSteps 16-key chunks),
-        // added into dq_accum - with `rows`, in whole rows: once every dQ wgmma reading the dS^T buffer has completed (split:
-        // both consumers'), warp w reuses its own 16 dS^T key rows (2 KB: keys 64 c + 16 w ..) as staging
-        // for 8 of its 16 dQ rows at a time - the accumulator fragments stored as 16-byte chunks (chunk k of
-        // staged row r at position k ^ 2 r), then read back so that each half-warp adds one 256-byte row
-        // (16-byte red.global.add.v4.f32 per lane). Both are conflict-free: an 8-byte store is served per
-        // half-warp (rows r = 0..3 or 4..7), whose lanes put chunks 2 j and 2 j + 1 at the 8 distinct
-        // positions (2 j ^ 2 r, (2 j + 1) ^ 2 r) mod 8 (with k ^ r the even and odd chunks collided: 2-way);
-        // a 16-byte load per quarter-warp (one row, chunks 0..7 or 8..15: distinct positions mod 8).
-        auto dq_pass = [&](auto steps, int slab, int kc0, bool first, bool rows) {
+        // added into dq_accum in whole rows: each warp stages 4 of its 16 dQ rows at a time in its own 1 KB
+        // (kOffStg; no barrier - the dS^T the wgmmas read is not reused for it) - the accumulator fragments
+        // stored as 16-byte chunks (chunk k of staged row r at position k ^ 2 r), then read back so that
+        // each half-warp adds one 256-byte row (16-byte red.global.add.v4.f32 per lane). Both are
+        // conflict-free: the rows g of one half-warp (4 q .. 4 q + 3) store chunks 2 j and 2 j + 1 at the
+        // 8 distinct positions (2 j ^ 2 r, (2 j + 1) ^ 2 r) mod 8 (an 8-byte store is served per half-warp);
+        // a 16-byte load is served per quarter-warp (one row, chunks 0..7 or 8..15: distinct positions mod 8).
+        // The L2 adds whole rows ~1.6x faster than the wgmma fragment pattern (NOTES v25).
+        unsigned char* stg = smem + T::kOffStg + (4 * c + warp) * T::kStgBytesPerWarp;
+        auto dq_pass = [&](auto steps, int slab, int kc0, bool first) {
           constexpr int kSteps = decltype(steps)::value;
           float acc_dq[32];
           sm90::fence_operands(acc_dq);
@@ -616,58 +621,36 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dkdv_sm90_kern
             sm90::fence_operands(dsa);
           }
           sm90::fence_operands(acc_dq);
-          if (!rows) {
-            // A second slab follows over the same dS^T (D 128, a row tile one consumer keeps): no staging.
-            // Lane pair (t4, t4 ^ 1): the even lane adds row g, dims 2 t4 .. 2 t4 + 3 of every n8 tile, the
-            // odd lane row g + 8, dims 2 (t4 - 1) .. + 3 (bwd_dkdv_kernel.cuh phase 3).
-            const bool odd = (t4 & 1) != 0;
-            const int64_t qo = rec->qacc[16 * warp + g + (odd ? 8 : 0)];
-            const int d0 = slab * 64 + 2 * (t4 & 2);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-              const float* cc = acc_dq + 4 * j;
-              const float s0 = odd ? cc[0] : cc[2], s1 = odd ? cc[1] : cc[3];
-              const float r0 = SEER_SHFL_XOR(s0, 1);
-              const float r1 = SEER_SHFL_XOR(s1, 1);
-              if (qo >= 0) {
-                if (odd)
-                  attn_bwd::red_add_f32x4(p.dq_accum + qo + d0 + 8 * j, r0, r1, cc[2], cc[3]);
-                else
-                  attn_bwd::red_add_f32x4(p.dq_accum + qo + d0 + 8 * j, cc[0], cc[1], r0, r1);
-              }
-            }
-            return;
-          }
-          if (split)
-            sm90::named_sync(4, 128 * kNWG);
-          else
-            sm90::named_sync(2 + c, 128);
-          unsigned char* stg = sdS + (64 * c + 16 * warp) * 128;
           float* accum = p.dq_accum + slab * 64;
           const int rr0 = lane >> 4, ck = lane & 15;  // read-back: staged row rr0 + 2 i, chunk ck
 #pragma unroll
           for (int h = 0; h < 2; ++h) {  // the warp's rows g + 8 h
 #pragma unroll
-            for (int j = 0; j < 8; ++j)
-              *reinterpret_cast<float2*>(stg + g * 256 + (((2 * j + (t4 >> 1)) ^ (2 * g)) << 4) + 8 * (t4 & 1)) =
-                  make_float2(acc_dq[4 * j + 2 * h], acc_dq[4 * j + 2 * h + 1]);
-            __syncwarp();
+            for (int q = 0; q < 2; ++q) {  // ... of half-warp q: g = 4 q + r
+              if ((g >> 2) == q) {
+                const int r = g & 3;
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const int rr = rr0 + 2 * i;
-              const float4 v = *reinterpret_cast<const float4*>(stg + rr * 256 + ((ck ^ (2 * rr)) << 4));
-              const int64_t qo = rec->qacc[16 * warp + 8 * h + rr];
-              if (qo >= 0) attn_bwd::red_add_f32x4(accum + qo + 4 * ck, v.x, v.y, v.z, v.w);
+                for (int j = 0; j < 8; ++j)
+                  *reinterpret_cast<float2*>(stg + r * 256 + (((2 * j + (t4 >> 1)) ^ (2 * r)) << 4) + 8 * (t4 & 1)) =
+                      make_float2(acc_dq[4 * j + 2 * h], acc_dq[4 * j + 2 * h + 1]);
+              }
+              __syncwarp();
+#pragma unroll
+              for (int i = 0; i < 2; ++i) {
+                const int rr = rr0 + 2 * i;
+                const float4 v = *reinterpret_cast<const float4*>(stg + rr * 256 + ((ck ^ (2 * rr)) << 4));
+                const int64_t qo = rec->qacc[16 * warp + 8 * h + 4 * q + rr];
+                if (qo >= 0) attn_bwd::red_add_f32x4(accum + qo + 4 * ck, v.x, v.y, v.z, v.w);
+              }
+              __syncwarp();  // read back before the next rows are stored
             }
-            __syncwarp();  // read back before the next rows are stored
           }
         };
         if (split) {  // slab c over every chunk of both consumers (a consumer that kept none wrote zeros)
-          dq_pass(std::integral_constant<int, T::kChunks>{}, c, 0, true, true);
-        } else {  // every slab over the consumer's own 4 chunks; whole rows in the last (its dS^T is then free)
+          dq_pass(std::integral_constant<int, T::kChunks>{}, c, 0, true);
+        } else {  // every slab over the consumer's own 4 chunks
 #pragma unroll 1
-          for (int slab = 0; slab < D / 64; ++slab)
-            dq_pass(std::integral_constant<int, 4>{}, slab, 4 * c, slab == 0, slab == D / 64 - 1);
+          for (int slab = 0; slab < D / 64; ++slab) dq_pass(std::integral_constant<int, 4>{}, slab, 4 * c, slab == 0);
         }
         // The stage (Q / dO, its record: the dQ row offsets) goes back only now.
         sm90::mbar_arrive(&bar_empty[st]);
