@@ -36,26 +36,38 @@ SEER_DEVICE float row_base(float m, float scale_log2) { return m == -INFINITY ? 
 // (0 when m_old = -inf: nothing was accumulated).
 SEER_DEVICE float row_alpha(float m_old, float scale_log2, float base) { return fast_exp2(m_old * scale_log2 - base); }
 
+// Max of row rr's scores in fragments [B, E) as a pairwise tree (depth log2 of the element count, where a
+// linear chain would be one dependent FMNMX per element).
+template <int B, int E, int NF>
+SEER_DEVICE float row_max_range(const float (&s)[NF][4], int rr) {
+  if constexpr (E - B == 1) {
+    return fmaxf(s[B][2 * rr], s[B][2 * rr + 1]);
+  } else {
+    constexpr int M = (B + E) / 2;
+    return fmaxf(row_max_range<B, M>(s, rr), row_max_range<M, E>(s, rr));
+  }
+}
+
 // The row's max over its scores and the running max m (quad-reduced).
 template <int NF>
 SEER_DEVICE float row_max_with(const float (&s)[NF][4], int rr, float m) {
-#pragma unroll
-  for (int nf = 0; nf < NF; ++nf) m = fmaxf(m, fmaxf(s[nf][2 * rr], s[nf][2 * rr + 1]));
-  return quad_max(m);
+  return quad_max(fmaxf(m, row_max_range<0, NF>(s, rr)));
 }
-// Replaces row rr's scores by P = exp2(s * scale_log2 - base) and returns this lane's sum of them.
+// Replaces row rr's scores by P = exp2(s * scale_log2 - base) and returns this lane's sum of them, added in
+// four partial sums (chains of NF / 2 dependent FADDs instead of one of 2 NF).
 template <int NF>
 SEER_DEVICE float row_exp_sum(float (&s)[NF][4], int rr, float base, float scale_log2) {
-  float sum = 0.f;
+  float sum[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
   for (int nf = 0; nf < NF; ++nf) {
 #pragma unroll
-    for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
-      s[nf][e] = fast_exp2(fmaf(s[nf][e], scale_log2, -base));
-      sum += s[nf][e];
+    for (int e = 0; e < 2; ++e) {
+      float& x = s[nf][2 * rr + e];
+      x = fast_exp2(fmaf(x, scale_log2, -base));
+      sum[2 * (nf & 1) + e] += x;
     }
   }
-  return sum;
+  return (sum[0] + sum[1]) + (sum[2] + sum[3]);
 }
 
 // One online-softmax step of row rr of a 16-row accumulator tile s[NF][4] (raw logits, -inf where
