@@ -98,6 +98,13 @@ struct AttnParams {
                           // counter CTAs claim from, [2] CTAs done; [1] and [2] start 0 (the builder) and the last
                           // CTA of a kernel run sets them back to 0, so a built queue serves any number of runs.
   int item_capacity;      // entries of item_order: an upper bound on the valid items (item_capacity_of)
+
+  // ---- TMA maps of K and V (sm90 q-major producers: the forward, the dQ kernel) ------------------------
+  // CUtensorMap bytes of k and v as [T_k, H_kv, D] with 64-key x 64-column boxes (common/sm90_tma.h),
+  // encoded by those kernels' launchers into their copy of the params (the kernels read them as
+  // __grid_constant__ parameters); kv_tma false: none could be encoded, the producers gather with cp.async.
+  alignas(128) unsigned char kv_tma_map[2][128];
+  bool kv_tma;
 };
 
 struct AttnBwdParams : AttnParams {

@@ -18,7 +18,8 @@
 //   - wgmma groups are queued per thread and execute at wgmma.wait_group; their shared-memory operands
 //     are read at issue and again at the wait, and must not differ (the hardware reads them at some time
 //     in between): a stage read before its data landed, or overwritten before the wait, aborts.
-//   - mbarriers live in their shared-memory word (pending count, expected count, phase); an arrival
+//   - mbarriers live in their shared-memory word (pending count, expected count, transaction bytes,
+//     phase; TMA boxes - common/sm90_tma.h - are copied at issue and then complete their bytes); an arrival
 //     beyond the expected count aborts ("over-arrival"), which on the GPU would silently corrupt phases.
 //     Every barrier must end its CTA between phases (a count below the arrivals leaves a partial phase).
 //     Every arrival lets the other threads run, so a phase that completes before its last arrival (a
@@ -248,32 +249,43 @@ inline void cp_land_all() {
 }
 
 // ------------------------------ mbarriers ------------------------------
-// Word layout: bits 0..19 pending arrivals, 20..39 expected count, bit 63 phase.
+// Word layout: bits 0..19 pending arrivals, 20..39 expected count, 40..62 pending transaction bytes
+// (expect_tx / complete_tx: TMA), bit 63 phase. A phase completes when its last arrival is in and no
+// announced byte is still pending.
 inline std::atomic_ref<uint64_t> mbar_word(uint64_t* bar) {
   to_shared(bar);  // must be in shared memory
   return std::atomic_ref<uint64_t>(*bar);
 }
+constexpr uint64_t kMbarTxMax = (uint64_t{1} << 23) - 1;
 inline void mbar_init(uint64_t* bar, int count) {
   if (count <= 0 || count >= (1 << 20)) fail("mbarrier.init: bad count");
   g_cta->mbarriers.push_back(bar);
   mbar_word(bar).store(static_cast<uint64_t>(count) | (static_cast<uint64_t>(count) << 20));
 }
-inline void mbar_arrive(uint64_t* bar, int count) {
+// `count` arrivals that announce `tx_add` bytes (>= 0), or (count 0) `-tx_add` bytes completed.
+inline void mbar_update(uint64_t* bar, int count, int64_t tx_add) {
   auto w = mbar_word(bar);
   uint64_t v = w.load();
   for (;;) {
-    const uint64_t pending = v & 0xFFFFF, expected = (v >> 20) & 0xFFFFF, phase = v >> 63;
+    const uint64_t pending = v & 0xFFFFF, expected = (v >> 20) & 0xFFFFF, tx = (v >> 40) & kMbarTxMax, phase = v >> 63;
     if (expected == 0) fail("mbarrier arrive on an uninitialised barrier");
     if (static_cast<uint64_t>(count) > pending) fail("mbarrier over-arrival (more arrivals than the expected count in one phase)");
+    const int64_t ntx = static_cast<int64_t>(tx) + tx_add;
+    if (ntx < 0) fail("mbarrier complete_tx of more bytes than announced (expect_tx) in the phase");
+    if (static_cast<uint64_t>(ntx) > kMbarTxMax) fail("mbarrier transaction count overflow");
+    const uint64_t npend = pending - count;
     uint64_t nv;
-    if (pending == static_cast<uint64_t>(count)) nv = expected | (expected << 20) | ((phase ^ 1) << 63);
-    else nv = (pending - count) | (expected << 20) | (phase << 63);
+    if (npend == 0 && ntx == 0) nv = expected | (expected << 20) | ((phase ^ 1) << 63);
+    else nv = npend | (expected << 20) | (static_cast<uint64_t>(ntx) << 40) | (phase << 63);
     if (w.compare_exchange_weak(v, nv)) break;
   }
   // Let the other threads run between arrivals: a phase that completes early (a count below the number
   // of arrivals) is seen before the rest of the producer's data lands.
   yield_point();
 }
+inline void mbar_arrive(uint64_t* bar, int count) { mbar_update(bar, count, 0); }
+inline void mbar_arrive_tx(uint64_t* bar, int count, uint32_t bytes) { mbar_update(bar, count, bytes); }
+inline void mbar_complete_tx(uint64_t* bar, uint32_t bytes) { mbar_update(bar, 0, -static_cast<int64_t>(bytes)); }
 inline void mbar_wait(uint64_t* bar, int parity) {
   auto w = mbar_word(bar);
   wait_until("an mbarrier phase", [&] { return static_cast<int>(w.load() >> 63) != (parity & 1); });
@@ -607,7 +619,7 @@ inline void run_cta(Cta& cta, void (*entry)(void*), void* arg, std::vector<unsig
   // and the number of arrivals disagree (a count too low shifts every later phase earlier).
   for (uint64_t* bar : cta.mbarriers) {
     const uint64_t v = *bar, pending = v & 0xFFFFF, expected = (v >> 20) & 0xFFFFF;
-    if (pending != expected) {
+    if (pending != expected || ((v >> 40) & kMbarTxMax) != 0) {
       std::fprintf(stderr, "cuda_emu: mbarrier at shared offset %u ends with %llu of %llu arrivals in its last phase\n",
                    static_cast<unsigned>(reinterpret_cast<unsigned char*>(bar) - cta.smem),
                    static_cast<unsigned long long>(expected - pending), static_cast<unsigned long long>(expected));

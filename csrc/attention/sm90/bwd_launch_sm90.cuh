@@ -54,7 +54,7 @@ int launch_dkdv_sm90(const AttnBwdParams& p, cudaStream_t stream) {
 template <typename Elem, int D>
 int launch_dq_sm90(const AttnBwdParams& p, cudaStream_t stream) {
   using T = DqTraits<D, Elem>;
-  return sm90_rows::launch_persistent<T>(bwd_dq_sm90_kernel<T>, p, stream);
+  return sm90_rows::launch_persistent<T>(bwd_dq_sm90_kernel<T>, sm90_rows::with_kv_tma(p), stream);
 }
 
 template <typename Elem, int D>

@@ -20,7 +20,9 @@ int run_attention_fwd_sm90_(const AttnParams& p, void* stream) {
   if (p.head_dim != D || !row_tiling_ok(p, T::kTileRows))  // tile_scheduler.h
     return static_cast<int>(cudaErrorInvalidValue);
   // Persistent: T::kCtasPerSm CTAs per SM taking the work items of p's queue (tile_scheduler.h "Work queue").
-  return sm90_rows::launch_persistent<T>(attention_fwd_sm90_kernel<T>, p, static_cast<cudaStream_t>(stream));
+  // K / V whole 64-key groups by TMA where the tensors allow a map (sm90_rows::with_kv_tma).
+  return sm90_rows::launch_persistent<T>(attention_fwd_sm90_kernel<T>, sm90_rows::with_kv_tma(p),
+                                         static_cast<cudaStream_t>(stream));
 #endif
 }
 

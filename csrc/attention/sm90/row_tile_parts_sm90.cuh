@@ -47,6 +47,7 @@
 #include "common/sm90_primitives.h"
 #include "common/sm90_wgmma.h"
 #include "common/sm90_pipeline.h"
+#include "common/sm90_tma.h"
 #include "attention/attention_params.h"
 #include "attention/block_iter.h"
 #include "attention/seqlen.h"
@@ -237,6 +238,12 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
   const int chunk = wtid % kRowChunks;
   static_assert(T::kTileRows == (kChunks == 4 ? 64 : 128), "Meta::rowkeep holds the row tile's rows");
   int* next_slot = reinterpret_cast<int*>(smem + T::kOffNext);
+  const sm90::TmaMap* k_map = reinterpret_cast<const sm90::TmaMap*>(p.kv_tma_map[0]);  // the kernel's parameters
+  const sm90::TmaMap* v_map = reinterpret_cast<const sm90::TmaMap*>(p.kv_tma_map[1]);
+  if (p.kv_tma && wtid == 0) {
+    sm90::tma_prefetch_map(k_map);
+    sm90::tma_prefetch_map(v_map);
+  }
   int u = 0, k = 0;
   for (int w = q.first(); w < q.n; ++k) {
     const int claimed = wtid == 0 ? q.claim() : 0;  // thread 0's; used at the item's end marker
@@ -309,21 +316,48 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
           m->rowkeep[wtid] = static_cast<uint8_t>(rk);  // 128 rows, one per producer thread
         }
       }
-      sm90::mbar_arrive(&bar_full[st]);  // release: this thread's metadata stores are visible after the wait
+      // The tile's 64-key groups of 4 chunks: "whole" - 64 consecutive keys all below the key limit (a kept
+      // block of 64 keys or more: every tile at P1 / P2's block 64); uniform; kNoKey: no.
+      bool whole[kChunks / 4];
+      int n_whole = 0;
+#pragma unroll
+      for (int g = 0; g < kChunks / 4; ++g) {
+        whole[g] = ck[4 * g + 3] == ck[4 * g] + 48 && ck[4 * g] + 64 <= src.key_limit;
+        n_whole += whole[g] ? 1 : 0;
+      }
+      // With TMA maps, thread 0 loads the whole groups as boxes: its arrival (release: this thread's metadata
+      // stores are visible after the wait) announces their bytes, which complete the phase as they land.
+      const bool tma = p.kv_tma && n_whole > 0;  // uniform
+      if (wtid == 0 && tma)
+        sm90::mbar_arrive_expect_tx(&bar_full[st], static_cast<uint32_t>(n_whole * 2 * (D / 64) * sm90::kTmaBoxBytes));
+      else
+        sm90::mbar_arrive(&bar_full[st]);
       if (ck[0] != kNoKey) {
         Elem* sK = reinterpret_cast<Elem*>(smem + T::kOffK + st * T::kTileBytes);
         Elem* sV = reinterpret_cast<Elem*>(smem + T::kOffV + st * T::kTileBytes);
         constexpr int kPasses = 16 / kRowsPerPass;  // copy passes per 16-key chunk
         const int rsub = wtid / kRowChunks;          // the thread's row within a pass
-        // The tile's 64-key groups of 4 chunks. A group of 64 consecutive keys all below the key limit
-        // (a kept block of 64 keys or more, every tile at P1 / P2's block 64) is copied without
-        // predicates, one pointer per tensor stepped by kRowsPerPass rows and one shared base address (~3
-        // instructions per copy instead of ~7: NOTES v22, the producer issued 39% of the single kernel's
+        // A whole group is one TMA box per 64-column slab and tensor (from thread 0), or without maps copied
+        // without predicates, one pointer per tensor stepped by kRowsPerPass rows and one shared base address
+        // (~3 instructions per copy instead of ~7: NOTES v22, the producer issued 39% of the single kernel's
         // instructions at P1 d = 0.1). Other groups are gathered chunk by chunk.
 #pragma unroll
         for (int g = 0; g < kChunks / 4; ++g) {
-          const bool whole = ck[4 * g + 3] == ck[4 * g] + 48 && ck[4 * g] + 64 <= src.key_limit;  // uniform; kNoKey: no
-          if (whole) {
+          if (whole[g] && tma) {
+            if (wtid == 0) {
+              // The stage's earlier contents were written through the generic proxy (cp.async) in some rounds.
+              sm90::fence_view_async_shared();
+              const int row0 = it.k_start + ck[4 * g];
+#pragma unroll
+              for (int sl = 0; sl < D / 64; ++sl) {
+                const uint32_t off = sm90::sw128_offset(64 * g, 64 * sl, kBlockN);  // 1024-byte aligned
+                sm90::tma_load_rows(reinterpret_cast<unsigned char*>(sK) + off, k_map, 64 * sl, it.t.hk, row0, &bar_full[st]);
+                sm90::tma_load_rows(reinterpret_cast<unsigned char*>(sV) + off, v_map, 64 * sl, it.t.hk, row0, &bar_full[st]);
+              }
+            }
+            continue;
+          }
+          if (whole[g]) {
             const int row0 = ck[4 * g] + rsub;
             const Elem* pk = gk + static_cast<int64_t>(row0) * p.k_row_stride + chunk * 8;
             const Elem* pv = gv + static_cast<int64_t>(row0) * p.v_row_stride + chunk * 8;
@@ -614,6 +648,18 @@ SEER_DEVICE void consume_items(const AttnParams& p, const ItemQueue& q, const Co
     const RowMask<typename T::Meta> rm(p, it, tr, ct.warp_row0 + ct.g);
     w = body(it, tr, rm);
   }
+}
+
+// Host: p with the TMA maps of its K and V for kv_producer (kv_tma false where either cannot be encoded:
+// the producer then gathers every group with cp.async).
+template <typename Params>
+Params with_kv_tma(const Params& p) {
+  Params q = p;
+  auto* mk = reinterpret_cast<sm90::TmaMap*>(q.kv_tma_map[0]);
+  auto* mv = reinterpret_cast<sm90::TmaMap*>(q.kv_tma_map[1]);
+  q.kv_tma = sm90::encode_rows_tma(*mk, p.k, p.is_bf16, p.total_k, p.h_kv, p.head_dim, p.k_row_stride, p.k_head_stride) &&
+             sm90::encode_rows_tma(*mv, p.v, p.is_bf16, p.total_k, p.h_kv, p.head_dim, p.v_row_stride, p.v_head_stride);
+  return q;
 }
 
 // Host: launches `kernel(p)` persistently - T::kCtasPerSm CTAs per SM (at most one per entry of the work
