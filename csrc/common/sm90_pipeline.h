@@ -29,6 +29,7 @@ SEER_DEVICE void cp_async_mbar_arrive(uint64_t* bar) {
   seer_emu::mbar_arrive(bar, 1);
 }
 SEER_DEVICE void named_sync(int id, int threads) { seer_emu::named_sync(id, threads); }
+SEER_DEVICE void named_arrive(int id, int threads) { seer_emu::named_arrive(id, threads); }
 template <int N>
 SEER_DEVICE void regs_inc() {}
 template <int N>
@@ -67,6 +68,10 @@ SEER_DEVICE void cp_async_mbar_arrive(uint64_t* bar) {
 // Named barriers (id 0 is __syncthreads): `threads` = participating threads, a multiple of 32.
 SEER_DEVICE void named_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+// An arrival on named barrier `id` without waiting (the threads that bar.sync on it complete its phase).
+SEER_DEVICE void named_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 // Register reallocation (sm_90a): every warp of a warpgroup executes the same call.

@@ -305,6 +305,18 @@ inline void named_sync(int id, int threads) {
   wait_until("a named barrier (bar.sync)", [&] { return b.gen != gen; });
 }
 
+// bar.arrive: counts toward the barrier's `threads` without waiting (a producer / consumer pairing of
+// named barriers: the other side's bar.sync completes the phase).
+inline void named_arrive(int id, int threads) {
+  if (id < 0 || id >= 16 || threads <= 0 || threads % kWarp) fail("bar.arrive: bad id or thread count");
+  Cta::Named& b = g_cta->named[id];
+  if (++b.arrived == threads) {
+    b.arrived = 0;
+    ++b.gen;
+  }
+  yield_point();
+}
+
 // ------------------------------ 16-bit elements ------------------------------
 // fp16 -> fp32 through a table (the host conversion of cuda_fp16.h is a software routine).
 inline const float* half_table() {

@@ -93,6 +93,26 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
                                                     cwg * kBlockM);
     };
 
+    // Pair kernel: the two consumer warpgroups take turns issuing their GEMMs of a tile (FlashAttention-3's
+    // ping-pong; named barriers 4 + cwg, each completed by this warpgroup's bar.sync and the other's
+    // bar.arrive), so one warpgroup's softmax runs while the other's GEMMs hold the tensor cores. Both
+    // walk the same tile stream, so the turns pair up over the whole kernel; warpgroup 1 opens with the
+    // arrival that lets warpgroup 0 issue first (it stays unmatched after the last tile).
+    constexpr bool kPingPong = T::kConsumers == 2;
+    auto turn_wait = [&]() {
+      if constexpr (kPingPong) {
+        if (cwg == 0) sm90::named_sync(4, 256);
+        else sm90::named_sync(5, 256);
+      }
+    };
+    auto turn_pass = [&]() {
+      if constexpr (kPingPong) {
+        if (cwg == 0) sm90::named_arrive(5, 256);
+        else sm90::named_arrive(4, 256);
+      }
+    };
+    if (kPingPong && cwg == 1) sm90::named_arrive(4, 256);
+
     float acc_o[D / 2];
     int u = 0;
     // Per item: this thread's two rows (tr) and their masking (rm) (row_tile_parts_sm90.cuh).
@@ -164,7 +184,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
           smem, u, pend_st,
           [&](int st, const Meta* m, uint32_t v) {
             float sd[kBlockN / 2];
+            turn_wait();
             issue_qk(sd, st);
+            turn_pass();
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
             rm.apply(sd, m, v, t4);
@@ -173,8 +195,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
           [&](int st, int pst, const Meta* m, uint32_t v) {
             settle();
             float sd[kBlockN / 2];
+            turn_wait();
             issue_qk(sd, st);
             issue_pv(pa, pst);  // P V of the previous tile
+            turn_pass();
             pv_st = pst;
             sm90::wgmma_wait<1>();  // Q K^T of this tile done; the P V may still run (during the softmax)
             sm90::fence_operands(sd);
