@@ -15,7 +15,8 @@ PY=${PY:-python3}
   $PY -c "import triton; print('triton', triton.__version__)" 2>/dev/null || echo "triton: not importable"
 } 2>&1 | tee "$OUT/env.txt"
 
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+# 9.0a, not 9.0: a 9.0 build has no wgmma kernels and runs the mma.sync fallback on Hopper (setup.py).
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a}
 export MAX_JOBS=${MAX_JOBS:-16}
 t0=$(date +%s)
 if ! $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
