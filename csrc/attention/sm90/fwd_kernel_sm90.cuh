@@ -9,8 +9,8 @@
 //
 //   producer : walks the row tile's kept-block stream (block_iter.h); per K/V tile: reads the user-mask
 //              bytes of its value-1 chunks for the tile's rows, waits for the stage to be empty, writes
-//              the tile's metadata (chunk keys, tile-mask values, per-row keep bits), gathers its K
-//              and V rows with cp.async (16-key chunks at any multiple of 16; rows
+//              the tile's metadata (chunk keys, tile-mask values, per-row keep bits), loads its K
+//              and V (whole 64-key groups as TMA boxes, the rest with cp.async in 16-key chunks; rows
 //              past the key limit zero-filled), arrives on `full`. After the last tile
 //              of a work item it publishes an end marker (with the CTA's next item, claimed at this one's
 //              start) and goes on with that item, so its first tiles load while the consumer finishes
@@ -28,13 +28,14 @@
 //
 // Stages: kStages K/V tiles of kBlockN = 64 keys (pair: 128) in the 128-byte-swizzled slab layout wgmma
 // reads (common/sm90_primitives.h) plus a metadata record. Barriers per stage: full (count 256: a plain and
-// a cp.async arrival per producer thread) and empty (one arrival per consumer thread: 128, pair 256).
+// a cp.async arrival per producer thread, and the TMA boxes' bytes) and empty (one arrival per consumer thread: 128, pair 256).
 // Tile u (counted over the whole persistent loop) uses stage u % kStages, phase (u / kStages) & 1.
 //
 // The pair kernel (Traits<D, Elem, true>; NOTES v13, v17): the same code with one CTA per SM of a producer
 // and two consumer warpgroups, each on one 64-row half of a 128-row row tile; the halves share the tile's
 // stream of 128-key K/V tiles (the 128-row tile mask: the union of the halves' blocks; a half masks the
-// rows that do not keep a block). Per 64 keys of a consumer it issues fewer instructions (the softmax's and
+// rows that do not keep a block; the two warpgroups take turns issuing their GEMMs - ping-pong, NOTES v28).
+// Per 64 keys of a consumer it issues fewer instructions (the softmax's and
 // the GEMMs' fixed costs per 128 keys, one producer for two consumers): faster where the halves share
 // their blocks (density 1, masks shared over 128 rows), slower where the union is much larger than either
 // half's blocks. The API layer launches both kernels; AttnParams::fwd_pick lets the tile counts of both

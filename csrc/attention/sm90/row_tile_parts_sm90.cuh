@@ -9,9 +9,10 @@
 //   kv_producer : the producer warpgroup: per work item, walks the kept-block stream (block_iter.h); per
 //                 K/V tile (64 keys; 128 for the pair kernel): reads the user-mask bytes of the tile's value-1 chunks for the row
 //                 tile's rows, waits for the stage to be empty, writes the tile's metadata (Meta: chunk
-//                 keys, values, per-row keep bits), gathers its K and V rows with cp.async (16-key chunks
-//                 at any multiple of 16; rows past the key limit zero-filled), arrives on `full` (plain and
-//                 cp.async). After the last tile of an item it publishes an end marker (key[0] == kNoKey,
+//                 keys, values, per-row keep bits), loads its K and V: each whole 64-key group as TMA boxes
+//                 from thread 0 (common/sm90_tma.h; maps from with_kv_tma), the rest with cp.async (16-key
+//                 chunks at any multiple of 16; rows past the key limit zero-filled), arrives on `full`
+//                 (plain - thread 0's announcing the boxes' bytes - and cp.async). After the last tile of an item it publishes an end marker (key[0] == kNoKey,
 //                 key[1] = the CTA's next queue position, claimed at the item's start) and goes on with
 //                 that item.
 //   gather_tile_rows : Q (or dO) rows of a row tile into shared memory (cp.async).
@@ -31,7 +32,7 @@
 //
 // Stage layout (Traits): K[kStages], V[kStages] of kBlockN keys in the 128-byte-swizzled slab layout
 // wgmma reads (common/sm90_primitives.h); barriers full (count 256: one plain arrival after its metadata
-// stores and one cp.async arrival per producer thread) and empty (one per consumer thread); Meta
+// stores and one cp.async arrival per producer thread; plus the TMA boxes' bytes) and empty (one per consumer thread); Meta
 // [kStages] in kMetaSlot-byte slots; the producer's list scratch (block_iter.h); the producer's hand-over of the
 // next queue position (2 ints). Tile u (counted over the whole persistent loop) uses stage u % kStages, phase
 // (u / kStages) & 1.
