@@ -7,6 +7,7 @@
 //   TmaMap           : the 128-byte tensor map (CUtensorMap) as plain bytes, so that params structs shared
 //                      with other platforms can hold one; a kernel reads it from its __grid_constant__
 //                      parameters.
+//   rows_tma_describable : host: whether a map can describe a tensor (the encoders' shared test).
 //   encode_rows_tma  : host: the map of a tensor, or false where none can describe it (a base or stride
 //                      that is not 16-byte aligned, no driver encoder) - the caller then keeps its cp.async
 //                      path. The encoder comes from the runtime's driver entry point: nothing links libcuda.
@@ -37,6 +38,16 @@ constexpr int kTmaBoxRows = 64;  // rows (keys) per box
 constexpr int kTmaBoxCols = 64;  // 16-bit columns per box: one 128-byte swizzle row
 constexpr int kTmaBoxBytes = kTmaBoxRows * kTmaBoxCols * 2;
 
+// Host: whether a map can describe a [rows, heads, cols] tensor of 16-bit elements (element strides row_stride,
+// head_stride): a 16-byte-aligned base and strides (the driver's rule; strides below 2^40 bytes), whole 64-column
+// boxes, at least one row and head. The real encoder and the emulation's share it.
+inline bool rows_tma_describable(const void* base, int64_t rows, int64_t heads, int64_t cols, int64_t row_stride,
+                                 int64_t head_stride) {
+  return base != nullptr && (reinterpret_cast<uintptr_t>(base) & 15) == 0 && rows >= 1 && rows <= UINT32_MAX && heads >= 1 &&
+         cols % kTmaBoxCols == 0 && row_stride > 0 && head_stride > 0 && (row_stride * 2) % 16 == 0 &&
+         (head_stride * 2) % 16 == 0 && row_stride * 2 < (int64_t{1} << 40) && head_stride * 2 < (int64_t{1} << 40);
+}
+
 #if defined(SEER_CUDA_EMU)
 struct EmuTmaMap {
   const unsigned char* base;
@@ -47,9 +58,7 @@ static_assert(sizeof(EmuTmaMap) <= sizeof(TmaMap), "emulated map fits");
 
 inline bool encode_rows_tma(TmaMap& map, const void* base, bool /*bf16*/, int64_t rows, int64_t heads, int64_t cols,
                             int64_t row_stride, int64_t head_stride) {
-  if ((reinterpret_cast<uintptr_t>(base) & 15) != 0 || (row_stride * 2) % 16 != 0 || (head_stride * 2) % 16 != 0 ||
-      cols % kTmaBoxCols != 0)
-    return false;
+  if (!rows_tma_describable(base, rows, heads, cols, row_stride, head_stride)) return false;
   EmuTmaMap e{static_cast<const unsigned char*>(base), {cols, heads, rows}, {2, head_stride * 2, row_stride * 2}};
   std::memset(map.bytes, 0, sizeof(map.bytes));
   std::memcpy(map.bytes, &e, sizeof(e));
@@ -100,10 +109,7 @@ inline TensorMapEncodeFn tensor_map_encoder() {
 inline bool encode_rows_tma(TmaMap& map, const void* base, bool bf16, int64_t rows, int64_t heads, int64_t cols,
                             int64_t row_stride, int64_t head_stride) {
   static_assert(sizeof(CUtensorMap) == sizeof(TmaMap), "TmaMap holds a CUtensorMap");
-  if (base == nullptr || (reinterpret_cast<uintptr_t>(base) & 15) != 0 || rows < 1 || heads < 1 || cols % kTmaBoxCols != 0 ||
-      row_stride <= 0 || head_stride <= 0 || (row_stride * 2) % 16 != 0 || (head_stride * 2) % 16 != 0 ||
-      row_stride * 2 >= (int64_t{1} << 40) || head_stride * 2 >= (int64_t{1} << 40) || rows > UINT32_MAX)
-    return false;
+  if (!rows_tma_describable(base, rows, heads, cols, row_stride, head_stride)) return false;
   const TensorMapEncodeFn encode = tensor_map_encoder();
   if (encode == nullptr) return false;
   const cuuint64_t dim[3] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(heads), static_cast<cuuint64_t>(rows)};
