@@ -39,9 +39,8 @@ def case_fn(sa, case):
     return fwd_bwd if len(parts) > 3 and parts[3] == "fb" else fwd
 
 
-def kernel_times(fn, flush, reps=5):
-    """(median event ms of a call, {kernel name: [launches, total us]} over `reps` calls)."""
-    from torch.profiler import ProfilerActivity, profile
+def flushed_reps(fn, flush, reps):
+    """Event ms of each of `reps` calls queued back to back, each after the L2 flush (3 warm calls first)."""
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
@@ -54,7 +53,13 @@ def kernel_times(fn, flush, reps=5):
         e.record()
         ev.append((s, e))
     torch.cuda.synchronize()
-    event_ms = sorted(s.elapsed_time(e) for s, e in ev)[reps // 2]
+    return [s.elapsed_time(e) for s, e in ev]
+
+
+def kernel_times(fn, flush, reps=5):
+    """(median event ms of a call, {kernel name: [launches, total us]} over `reps` calls)."""
+    from torch.profiler import ProfilerActivity, profile
+    event_ms = sorted(flushed_reps(fn, flush, reps))[reps // 2]
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(reps):
             flush.zero_()
@@ -68,16 +73,22 @@ def kernel_times(fn, flush, reps=5):
     return event_ms, agg
 
 
+def cuda_setup(script):
+    """(the package under test, the 256 MiB L2-flush buffer), after printing the device; exits without CUDA."""
+    if not torch.cuda.is_available():
+        sys.exit(f"{script}: needs a CUDA device (it times kernels)")
+    sa = common.import_seer_attn()
+    flush = torch.empty(64 << 20, dtype=torch.int32, device="cuda")
+    print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    return sa, flush
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("cases", nargs="+", help="WORKLOAD:KIND[:DENSITY[:fb]], e.g. P1:2d:0.1 or D1:64:0.1")
     p.add_argument("--reps", type=int, default=5)
     args = p.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("kernel_times.py: needs a CUDA device (it times kernels)")
-    sa = common.import_seer_attn()
-    flush = torch.empty(64 << 20, dtype=torch.int32, device="cuda")
-    print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    sa, flush = cuda_setup("kernel_times.py")
     for case in args.cases:
         event_ms, agg = kernel_times(case_fn(sa, case), flush, args.reps)
         print(f"== {case}: CUDA-event median {event_ms:.3f} ms per call; kernels per call:")
