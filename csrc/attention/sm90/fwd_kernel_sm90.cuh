@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
     // ping-pong; named barriers 4 + cwg, each completed by this warpgroup's bar.sync and the other's
     // bar.arrive), so one warpgroup's softmax runs while the other's GEMMs hold the tensor cores. Both
     // walk the same tile stream, so the turns pair up over the whole kernel; warpgroup 1 opens with the
-    // arrival that lets warpgroup 0 issue first; warpgroup 0 takes that extra arrival back after its last item.
+    // arrival that lets warpgroup 0 issue first (it stays unmatched after the last tile).
     constexpr bool kPingPong = T::kConsumers == 2;
     auto turn_wait = [&]() {
       if constexpr (kPingPong) {
@@ -225,7 +225,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       }
       return w_next;
     });
-    if (kPingPong && cwg == 0) sm90::named_sync(4, 256);  // warpgroup 1's last arrival (one more than its turns)
   });
 #endif  // SEER_HAS_SM90A
 }
