@@ -51,13 +51,15 @@ def run_case(fn, flush, reps):
 
 
 def parse_samples(path):
+    """[(wall seconds, SM MHz, W, temperature, clock event reasons)] of the sampler's CSV lines (local time stamps)."""
     out = []
     for line in open(path):
         parts = [x.strip() for x in line.split(",")]
         if len(parts) < 5:
             continue
         try:
-            ts = time.mktime(time.strptime(parts[0].split(".")[0], "%Y/%m/%d %H:%M:%S")) + float("0." + parts[0].split(".")[1])
+            whole, frac = parts[0].split(".")
+            ts = time.mktime(time.strptime(whole, "%Y/%m/%d %H:%M:%S")) + float("0." + frac)
             out.append((ts, float(parts[1].split()[0]), float(parts[2].split()[0]), parts[3], parts[4]))
         except (ValueError, IndexError):
             continue
