@@ -5,8 +5,9 @@ differently.
 
     python benchmarks/sustained.py P1:2d:1.0 P1:fa2 --reps 120
 
-A case is WORKLOAD:KIND[:DENSITY] as in kernel_times.py (forward only), or WORKLOAD:fa2 (PyTorch's bundled
-FlashAttention varlen forward, dense causal, GQA native). Every rep is timed like bench.py's Timer: the
+A case is WORKLOAD:KIND[:DENSITY] as in kernel_times.py (forward only), WORKLOAD:fa2 (PyTorch's bundled
+FlashAttention varlen forward, dense causal, GQA native) or WORKLOAD:fa4 (FlashAttention-4's varlen forward,
+dense causal - needs flash_attn.cute and its CuTe DSL importable, ../shared/ANCHORS.md says how). Every rep is timed like bench.py's Timer: the
 256 MiB L2 flush, then the call between two CUDA events; the reps are queued back to back. The sampler is
 ``nvidia-smi --query-gpu=clocks.sm,power.draw,... -lms 50`` in a subprocess; each case's table gives the rep
 times and the samples over windows of reps (by wall time). Between cases the GPU idles ``--rest`` seconds.
@@ -36,6 +37,25 @@ def fa2_fn(wl):
         return torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, L, L, 0.0, True, False,
                                                        scale=common.SM_SCALE)[0]
     return fwd
+
+
+def fa4_fn(wl):
+    try:
+        import nvidia_cutlass_dsl  # the CuTe DSL; its wheel's .pth (not read outside a site dir) adds dsl_packages
+        sys.path.insert(0, os.path.join(nvidia_cutlass_dsl.__path__[0], "dsl_packages"))
+        from flash_attn.cute.interface import flash_attn_varlen_func
+    except ImportError as e:
+        sys.exit(f"sustained.py: case {wl}:fa4 needs FlashAttention-4 (flash_attn.cute) importable: {e}")
+    inp = common.make_prefill_inputs(common.FULL_WORKLOADS[wl].seqlens, "cuda")
+    q, k, v, cu, L = inp["q"], inp["k"], inp["v"], inp["cu"], inp["max_len"]
+
+    def fwd():
+        return flash_attn_varlen_func(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=L, max_seqlen_k=L,
+                                      softmax_scale=common.SM_SCALE, causal=True)
+    return fwd
+
+
+BASELINES = {"fa2": fa2_fn, "fa4": fa4_fn}
 
 
 def run_case(fn, flush, reps):
@@ -80,7 +100,7 @@ def main():
     try:
         for case in args.cases:
             parts = case.split(":")
-            fn = fa2_fn(parts[0]) if parts[1] == "fa2" else kernel_times.case_fn(sa, case)
+            fn = BASELINES[parts[1]](parts[0]) if parts[1] in BASELINES else kernel_times.case_fn(sa, case)
             fn()
             torch.cuda.synchronize()
             time.sleep(args.rest)
