@@ -184,16 +184,18 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       const sm90_rows::StreamEnd end = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
           [&](int st, const Meta* m, uint32_t v) {
+            const bool masked = rm.needs(m, v);  // read before the GEMM: its shared load overlaps it
             float sd[kBlockN / 2];
             turn_wait();
             issue_qk(sd, st);
             turn_pass();
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
-            rm.apply(sd, m, v, t4);
+            if (masked) rm.mask(sd, m, v, t4);
             softmax(sd, pn, alpha);
           },
           [&](int st, int pst, const Meta* m, uint32_t v) {
+            const bool masked = rm.needs(m, v);
             settle();
             float sd[kBlockN / 2];
             turn_wait();
@@ -203,7 +205,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             pv_st = pst;
             sm90::wgmma_wait<1>();  // Q K^T of this tile done; the P V may still run (during the softmax)
             sm90::fence_operands(sd);
-            rm.apply(sd, m, v, t4);
+            if (masked) rm.mask(sd, m, v, t4);
             softmax(sd, pn, alpha);
           });
       // The next item's Q loads while the last P V and the epilogue run.

@@ -569,20 +569,31 @@ struct RowMask {
     warp_kmin = km == 0x7fffffff ? 0 : km;
   }
 
-  // Masks S in place: key visibility per row (sequence end / causal) and the chunk values of this row
-  // tile (0: not kept, 1: the row's keep bit from Meta::rowkeep, 2: kept). A tile all of whose chunks
-  // are kept and below warp_kmin is left alone (warp-uniform).
-  template <int N>
-  SEER_DEVICE void apply(float (&sd)[N], const Meta* m, uint32_t v, int t4) const {
-    constexpr int kChunks = N / 8;
-    static_assert(kChunks == Meta::kChunks, "S tile = the stage's chunks");
-    // Every chunk kept by every row (value 2: none empty) and below warp_kmin. The stream's keys increase
-    // (block_iter.h: kept blocks in column order, a block's chunks in key order), so the last chunk is the
-    // highest: one shared load and a compare instead of one per chunk.
+  // Whether the tile (metadata m, chunk values v) needs masking: false when every chunk is kept by every
+  // row (value 2: none empty) and lies below warp_kmin (warp-uniform). The stream's keys increase
+  // (block_iter.h: kept blocks in column order, a block's chunks in key order), so the last chunk is the
+  // highest: one shared load and a compare instead of one per chunk. Separate from mask() so that a
+  // caller can decide before its S GEMM completes (the load then overlaps the GEMM).
+  SEER_DEVICE bool needs(const Meta* m, uint32_t v) const {
+    constexpr int kChunks = Meta::kChunks;
     uint32_t all2 = 0;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) all2 |= 2u << (4 * c);
-    if ((v & (all2 | (all2 >> 1))) == all2 && m->key[kChunks - 1] + 16 <= warp_kmin) return;
+    return !((v & (all2 | (all2 >> 1))) == all2 && m->key[kChunks - 1] + 16 <= warp_kmin);
+  }
+
+  // Masks S in place where needs() says so: key visibility per row (sequence end / causal) and the chunk
+  // values of this row tile (0: not kept, 1: the row's keep bit from Meta::rowkeep, 2: kept).
+  template <int N>
+  SEER_DEVICE void apply(float (&sd)[N], const Meta* m, uint32_t v, int t4) const {
+    if (needs(m, v)) mask(sd, m, v, t4);
+  }
+
+  // Masks S in place (unconditionally; apply() checks needs() first).
+  template <int N>
+  SEER_DEVICE void mask(float (&sd)[N], const Meta* m, uint32_t v, int t4) const {
+    constexpr int kChunks = N / 8;
+    static_assert(kChunks == Meta::kChunks, "S tile = the stage's chunks");
     int ck[kChunks];
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) ck[c] = m->key[c];
