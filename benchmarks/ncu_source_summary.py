@@ -58,7 +58,8 @@ def main():
     print("\n| opcode | per unit | % inst | % samples |\n|---|---|---|---|")
     for op, n in by_n.most_common(30):
         print(f"| {op} | {n / args.units:,.1f} | {100 * n / n_all:.1f} | {100 * by_s[op] / s_all:.1f} |")
-    print("\nstall reasons (% of samples): " + ", ".join(f"{k} {100 * v / s_all:.1f}" for k, v in reasons.most_common(12) if v))
+    shares = ", ".join(f"{k} {100 * v / s_all:.1f}" for k, v in reasons.most_common(12) if v)
+    print("\nstall reasons (% of samples): " + shares)
     print(f"\ntop {args.top} instructions by samples (offset, executed, % samples, source):")
     for a, src, n, smp, _ in sorted(recs, key=lambda r: -r[3])[:args.top]:
         print(f"  {a:06x} {n:12,d} {100 * smp / s_all:5.2f}%  {src[:70]}")

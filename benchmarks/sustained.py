@@ -7,8 +7,9 @@ differently.
 
 A case is WORKLOAD:KIND[:DENSITY] as in kernel_times.py (forward only), WORKLOAD:fa2 (PyTorch's bundled
 FlashAttention varlen forward, dense causal, GQA native) or WORKLOAD:fa4 (FlashAttention-4's varlen forward,
-dense causal - needs flash_attn.cute and its CuTe DSL importable, ../shared/ANCHORS.md says how). Every rep is timed like bench.py's Timer: the
-256 MiB L2 flush, then the call between two CUDA events; the reps are queued back to back. The sampler is
+dense causal - needs flash_attn.cute and its CuTe DSL importable, ../shared/ANCHORS.md says how). Every rep
+is timed like bench.py's Timer: the 256 MiB L2 flush, then the call between two CUDA events; the reps are
+queued back to back. The sampler is
 ``nvidia-smi --query-gpu=clocks.sm,power.draw,... -lms 50`` in a subprocess; each case's table gives the rep
 times and the samples over windows of reps (by wall time). Between cases the GPU idles ``--rest`` seconds.
 CUDA only.
