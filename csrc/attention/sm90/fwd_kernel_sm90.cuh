@@ -179,6 +179,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         if (pv_st >= 0) ct.release(pv_st);
         pv_st = -1;
         rescale_o(alpha);  // O holds every tile before the newest: scale it to the row's current base
+        alpha[0] = alpha[1] = 1.f;  // done (settle runs again at the item's end)
         sm90_rows::handoff_operand(pa, pn, ct.opaque_zero);  // pa = pn, after the P V that read pa
       };
       const sm90_rows::StreamEnd end = sm90_rows::consume_stream<T>(
@@ -196,7 +197,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
           },
           [&](int st, int pst, const Meta* m, uint32_t v) {
             const bool masked = rm.needs(m, v);
-            settle();
             float sd[kBlockN / 2];
             turn_wait();
             issue_qk(sd, st);
@@ -207,7 +207,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             sm90::fence_operands(sd);
             if (masked) rm.mask(sd, m, v, t4);
             softmax(sd, pn, alpha);
-          });
+          },
+          settle);  // before the wait for the next tile: the stage of the P V goes back sooner
       // The next item's Q loads while the last P V and the epilogue run.
       const int w_next = sm90_rows::end_of_item(p, queue, end, ct.bar, load_q, [&]() {
         settle();
