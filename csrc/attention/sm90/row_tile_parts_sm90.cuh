@@ -40,6 +40,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/device_facts.h"
 #include "common/launch.h"
@@ -468,14 +469,17 @@ struct StreamEnd {
 // stage, which the caller releases once the GEMM left pending on it is done - in `next`, or a tile later),
 // reads the end marker's next position, releases its stage and leaves u past it.
 // pre(), when given, runs before the wait for every tile after the item's first (and before its end marker's).
-template <typename T, typename First, typename Next, typename Pre>
-SEER_DEVICE StreamEnd consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next, Pre&& pre) {
+struct NoPre {};
+template <typename T, typename First, typename Next, typename Pre = NoPre>
+SEER_DEVICE StreamEnd consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next, Pre&& pre = {}) {
   uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
   uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
   bool pending = false;
   int w_next;
   for (;; ++u) {
-    if (pending) pre();
+    if constexpr (!std::is_same_v<std::decay_t<Pre>, NoPre>) {
+      if (pending) pre();
+    }
     const int st = u % T::kStages;
     sm90::mbar_wait(&bar_full[st], (u / T::kStages) & 1);
     const typename T::Meta* m = reinterpret_cast<const typename T::Meta*>(smem + T::kOffMeta + T::kMetaSlot * st);
@@ -495,10 +499,6 @@ SEER_DEVICE StreamEnd consume_stream(unsigned char* smem, int& u, int& pend_st, 
     pend_st = st;
   }
   return StreamEnd{pending, w_next};
-}
-template <typename T, typename First, typename Next>
-SEER_DEVICE StreamEnd consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next) {
-  return consume_stream<T>(smem, u, pend_st, first, next, [] {});
 }
 
 // The two rows a consumer thread owns in the wgmma accumulator layout (rows g and g + 8 of its warp's 16
