@@ -15,8 +15,8 @@
 //              of a work item it publishes an end marker (with the CTA's next item, claimed at this one's
 //              start) and goes on with that item, so its first tiles load while the consumer finishes
 //              this one.
-//   consumer : per tile t: wait `full`; settle the previous tile (wait for the P V in flight, release
-//              its stage - one tile late, so kStages >= 3 - rescale O, hand the new P over); issue
+//   consumer : per tile t: settle the previous tile (wait for the P V in flight, release its stage - one
+//              tile late, so kStages >= 3 - rescale O, hand the new P over); wait `full`; issue
 //              S = Q K^T of t (wgmma, both operands in shared memory) together with P V of t - 1 (wgmma,
 //              P from registers); wait for S only; masking only on boundary tiles; online softmax in
 //              the lazy form (a row's base moves only when its max grows by more than 2^8, so O is
@@ -157,12 +157,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       // pn: P of the newest tile (the softmax's output; its P V not issued yet, pend_st its stage); pa: the
       // A operand of the P V issued last (possibly in flight, pv_st its stage).
       //
-      // The wait for an in-flight P V, the stage release, O's rescale and the hand-off pa <- pn happen at
-      // the start of the next tile (settle), not after the softmax in the same tile: there ptxas hoisted
-      // the wait above the softmax (SASS: WARPGROUP.DEPBAR before the first MUFU.EX2), so the softmax never
-      // overlapped the in-flight P V. Across the consumer's wait for the next tile (a separate block) the
-      // wait stays behind the softmax. The operations on O and their order are those of the previous
-      // schedule (bitwise the same output).
+      // The wait for an in-flight P V, the stage release, O's rescale and the hand-off pa <- pn (settle) run
+      // at the top of the stream's next iteration, before its wait for the next tile (consume_stream's pre
+      // hook; NOTES v30 3b: the stage goes back to the producer sooner), not inside the tile body after the
+      // softmax: there ptxas hoisted the wait above the softmax (SASS: WARPGROUP.DEPBAR before the first
+      // MUFU.EX2), so the softmax never overlapped the in-flight P V. Behind the loop's back edge the wait
+      // stays after the softmax (SASS of 2131cad). The operations on O and their order are those of the
+      // previous schedule (bitwise the same output).
       uint32_t pa[kBlockN / 16][4], pn[kBlockN / 16][4];
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk)

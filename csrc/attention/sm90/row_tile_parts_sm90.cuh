@@ -466,9 +466,9 @@ struct StreamEnd {
 // The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
 // u % kStages): waits for each tile, calls first(st, m, v) for the item's first tile and
 // next(st, pend_st, m, v) for the others (m the tile's T::Meta, v its vbits) (pend_st: the previous tile's
-// stage, which the caller releases once the GEMM left pending on it is done - in `next`, or a tile later),
-// reads the end marker's next position, releases its stage and leaves u past it.
-// pre(), when given, runs before the wait for every tile after the item's first (and before its end marker's).
+// stage, which the caller releases once the GEMM left pending on it is done - in `next`, in pre(), or a tile
+// later), reads the end marker's next position, releases its stage and leaves u past it. pre(), when given,
+// runs before the wait for every tile after the item's first (the end marker's included).
 struct NoPre {};
 template <typename T, typename First, typename Next, typename Pre = NoPre>
 SEER_DEVICE StreamEnd consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next, Pre&& pre = {}) {
