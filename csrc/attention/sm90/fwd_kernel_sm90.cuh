@@ -180,7 +180,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         if (pv_st >= 0) ct.release(pv_st);
         pv_st = -1;
         rescale_o(alpha);  // O holds every tile before the newest: scale it to the row's current base
-        alpha[0] = alpha[1] = 1.f;  // done (settle runs again at the item's end)
         sm90_rows::handoff_operand(pa, pn, ct.opaque_zero);  // pa = pn, after the P V that read pa
       };
       const sm90_rows::StreamEnd end = sm90_rows::consume_stream<T>(
@@ -211,8 +210,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
           },
           settle);  // before the wait for the next tile: the stage of the P V goes back sooner
       // The next item's Q loads while the last P V and the epilogue run.
+      // settle already ran (consume_stream's pre, before the end marker's wait): the last tile's P V alone.
       const int w_next = sm90_rows::end_of_item(p, queue, end, ct.bar, load_q, [&]() {
-        settle();
         issue_pv(pa, pend_st);
         ct.drain(acc_o, pend_st);
       });
