@@ -53,6 +53,8 @@ SEER_DEVICE void wgmma_fence() {}
 SEER_DEVICE void wgmma_commit() { seer_emu::wgmma_commit(); }
 template <int N>
 SEER_DEVICE void wgmma_wait() { seer_emu::wgmma_wait(N); }
+template <int N>
+SEER_DEVICE void wgmma_wait_late(uint32_t) { seer_emu::wgmma_wait(N); }
 SEER_DEVICE void fence_view_async_shared() {}
 #else
 // Compiler-level fence on registers a wgmma reads or writes (no instruction): the empty asm "reads and
@@ -93,6 +95,18 @@ __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_grou
 // Wait until at most N committed wgmma groups of this thread are pending.
 template <int N>
 __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// The same wait where it stands in the code: ptxas moves a wgmma.wait_group up to the top of its basic block
+// (NOTES v31: above a whole softmax, which then no longer overlaps the GEMM it waits for). Here it sits
+// behind a branch on `zero` (0 at run time, unknown to the compiler; both ways wait), which ends the block
+// before it.
+template <int N>
+__device__ __forceinline__ void wgmma_wait_late(uint32_t zero) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.u32 p, %0, 0;\n@p bra.uni SEER_WAIT_B;\nwgmma.wait_group.sync.aligned %1;\nbra.uni SEER_WAIT_E;\n"
+      "SEER_WAIT_B:\nwgmma.wait_group.sync.aligned %1;\nSEER_WAIT_E:\n}\n" ::"r"(zero),
+      "n"(N)
+      : "memory");
+}
 // Make generic-proxy shared-memory writes (st.shared, cp.async) visible to wgmma's async proxy.
 __device__ __forceinline__ void fence_view_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #else
@@ -101,6 +115,8 @@ __device__ __forceinline__ void wgmma_fence() { SEER_TRAP(); }
 __device__ __forceinline__ void wgmma_commit() { SEER_TRAP(); }
 template <int N>
 __device__ __forceinline__ void wgmma_wait() { SEER_TRAP(); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait_late(uint32_t) { SEER_TRAP(); }
 __device__ __forceinline__ void fence_view_async_shared() { SEER_TRAP(); }
 #endif
 #endif  // SEER_CUDA_EMU

@@ -140,13 +140,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       auto issue_pv = [&](uint32_t (&pa)[kBlockN / 16][4], int st) {
         sm90_rows::issue_rows_stage<T>(acc_o, pa, smem_u32(smem + T::kOffV + st * T::kTileBytes));
       };
-      // Online softmax of S (common/softmax.h, the lazy form): row bases, P = exp2(S * scale - base) packed
-      // as the A fragments of P V, row sums; alpha = rescale factor of the O accumulated so far (exactly 1
-      // unless a row's max grew by more than 2^8 since its base was set).
-      auto softmax = [&](float (&sd)[kBlockN / 2], uint32_t (&pa)[kBlockN / 16][4], float (&alpha)[2]) {
+      // Online softmax of S in place (common/softmax.h, the lazy form): row bases, P = exp2(S * scale - base),
+      // row sums; alpha = rescale factor of the O accumulated so far (exactly 1 unless a row's max grew by
+      // more than 2^8 since its base was set).
+      auto softmax = [&](float (&sd)[kBlockN / 2], float (&alpha)[2]) {
 #pragma unroll
         for (int rr = 0; rr < 2; ++rr) alpha[rr] = online_softmax_row_lazy(frags(sd), rr, row_max[rr], row_sum[rr], scale_log2);
-        sm90_rows::pack_rows_operand<Elem>(sd, pa);
       };
       // O *= alpha, skipped when no row of the warp changed its maximum (warp-uniform).
       auto rescale_o = [&](const float (&alpha)[2]) {
@@ -154,33 +153,21 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         rescale_rows(frags(acc_o), alpha);
       };
 
-      // pn: P of the newest tile (the softmax's output; its P V not issued yet, pend_st its stage); pa: the
-      // A operand of the P V issued last (possibly in flight, pv_st its stage).
-      //
-      // The wait for an in-flight P V, the stage release, O's rescale and the hand-off pa <- pn (settle) run
-      // at the top of the stream's next iteration, before its wait for the next tile (consume_stream's pre
-      // hook; NOTES v30 3b: the stage goes back to the producer sooner), not inside the tile body after the
-      // softmax: there ptxas hoisted the wait above the softmax (SASS: WARPGROUP.DEPBAR before the first
-      // MUFU.EX2), so the softmax never overlapped the in-flight P V. Behind the loop's back edge the wait
-      // stays after the softmax (SASS of 2131cad). The operations on O and their order are those of the
-      // previous schedule (bitwise the same output).
-      uint32_t pa[kBlockN / 16][4], pn[kBlockN / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) pa[kk][e] = 0u;
+      // pa: the A operand of the P V issued last (possibly in flight, pv_st its stage), then - once that P V
+      // is done - the newest tile's P (its P V not issued yet, pend_st its stage).
+      uint32_t pa[kBlockN / 16][4];
       float alpha[2];
       int pend_st = 0, pv_st = -1;  // pv_st < 0: no P V in flight
-      // A stage is released one tile later than it is read (settle): with two stages the consumer would wait
-      // for a tile whose stage it still holds.
-      static_assert(T::kStages >= 3, "settle releases a stage at the next tile");
-      auto settle = [&]() {
-        sm90::wgmma_wait<0>();  // the in-flight P V (if any) completes
+      // After a tile's softmax: wait for the P V in flight (issued with this tile's S, so it ran during the
+      // softmax), release its stage, rescale O (it holds every tile before this one) to the rows' current
+      // bases, and pack this tile's P into pa as the A operand of its P V.
+      auto settle = [&](const float (&sd)[kBlockN / 2]) {
+        sm90::wgmma_wait_late<0>(ct.opaque_zero);  // after the softmax, not hoisted above it
         sm90::fence_operands(acc_o);
         if (pv_st >= 0) ct.release(pv_st);
         pv_st = -1;
-        rescale_o(alpha);  // O holds every tile before the newest: scale it to the row's current base
-        sm90_rows::handoff_operand(pa, pn, ct.opaque_zero);  // pa = pn, after the P V that read pa
+        rescale_o(alpha);
+        sm90_rows::pack_rows_operand<Elem>(sd, pa);
       };
       const sm90_rows::StreamEnd end = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
@@ -193,7 +180,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
             if (masked) rm.mask(sd, m, v, t4);
-            softmax(sd, pn, alpha);
+            softmax(sd, alpha);
+            settle(sd);
           },
           [&](int st, int pst, const Meta* m, uint32_t v) {
             const bool masked = rm.needs(m, v);
@@ -206,11 +194,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             sm90::wgmma_wait<1>();  // Q K^T of this tile done; the P V may still run (during the softmax)
             sm90::fence_operands(sd);
             if (masked) rm.mask(sd, m, v, t4);
-            softmax(sd, pn, alpha);
-          },
-          settle);  // before the wait for the next tile: the stage of the P V goes back sooner
+            softmax(sd, alpha);
+            settle(sd);
+          });
       // The next item's Q loads while the last P V and the epilogue run.
-      // settle already ran (consume_stream's pre, before the end marker's wait): the last tile's P V alone.
       const int w_next = sm90_rows::end_of_item(p, queue, end, ct.bar, load_q, [&]() {
         issue_pv(pa, pend_st);
         ct.drain(acc_o, pend_st);
