@@ -15,14 +15,14 @@
 //              of a work item it publishes an end marker (with the CTA's next item, claimed at this one's
 //              start) and goes on with that item, so its first tiles load while the consumer finishes
 //              this one.
-//   consumer : per tile t: settle the previous tile (wait for the P V in flight, release its stage - one
-//              tile late, so kStages >= 3 - rescale O, hand the new P over); wait `full`; issue
-//              S = Q K^T of t (wgmma, both operands in shared memory) together with P V of t - 1 (wgmma,
-//              P from registers); wait for S only; masking only on boundary tiles; online softmax in
-//              the lazy form (a row's base moves only when its max grows by more than 2^8, so O is
-//              rarely rescaled). The softmax of t thus overlaps the P V of t - 1 (FlashAttention-3's
-//              intra-warpgroup overlap; the settle placement keeps ptxas from hoisting the P V wait
-//              above it, benchmarks/NOTES.md v8 finding 8). After its last Q K^T of an item the
+//   consumer : per tile t: wait `full`; issue S = Q K^T of t (wgmma, both operands in shared memory)
+//              together with P V of t - 1 (wgmma, P from registers); wait for S only; masking only on
+//              boundary tiles; online softmax in the lazy form (a row's base moves only when its max grows
+//              by more than 2^8, so O is rarely rescaled); then settle: wait for the P V of t - 1, release
+//              its stage (a tile after it was read), rescale O, pack t's P as the next P V's A operand.
+//              The softmax of t thus overlaps the P V of t - 1 (FlashAttention-3's intra-warpgroup
+//              overlap; the wait behind a branch - wgmma_wait_late - keeps ptxas from hoisting it above
+//              the softmax, benchmarks/NOTES.md v8 finding 8, v31). After its last Q K^T of an item the
 //              consumer prefetches the next item's Q.
 //   epilogue : O / l written from registers with the rows' strides; lse.
 //

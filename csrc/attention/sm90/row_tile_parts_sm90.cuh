@@ -40,7 +40,6 @@
 
 #include <climits>
 #include <cstdint>
-#include <type_traits>
 
 #include "common/device_facts.h"
 #include "common/launch.h"
@@ -466,20 +465,15 @@ struct StreamEnd {
 // The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
 // u % kStages): waits for each tile, calls first(st, m, v) for the item's first tile and
 // next(st, pend_st, m, v) for the others (m the tile's T::Meta, v its vbits) (pend_st: the previous tile's
-// stage, which the caller releases once the GEMM left pending on it is done - in `next`, in pre(), or a tile
-// later), reads the end marker's next position, releases its stage and leaves u past it. pre(), when given,
-// runs before the wait for every tile after the item's first (the end marker's included).
-struct NoPre {};
-template <typename T, typename First, typename Next, typename Pre = NoPre>
-SEER_DEVICE StreamEnd consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next, Pre&& pre = {}) {
+// stage, which the caller releases once the GEMM left pending on it is done - in `next`, or a tile later),
+// reads the end marker's next position, releases its stage and leaves u past it.
+template <typename T, typename First, typename Next>
+SEER_DEVICE StreamEnd consume_stream(unsigned char* smem, int& u, int& pend_st, First&& first, Next&& next) {
   uint64_t* bar_full = reinterpret_cast<uint64_t*>(smem + T::kOffFull);
   uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
   bool pending = false;
   int w_next;
   for (;; ++u) {
-    if constexpr (!std::is_same_v<std::decay_t<Pre>, NoPre>) {
-      if (pending) pre();
-    }
     const int st = u % T::kStages;
     sm90::mbar_wait(&bar_full[st], (u / T::kStages) & 1);
     const typename T::Meta* m = reinterpret_cast<const typename T::Meta*>(smem + T::kOffMeta + T::kMetaSlot * st);
