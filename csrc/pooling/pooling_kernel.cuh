@@ -114,7 +114,8 @@ SEER_DEVICE void load_tile_async(typename Traits::Elem* smem, const typename Tra
 // at D 128: a fifth of the mainloop's issue slots on the H100, NOTES v21). Thread tid copies chunk
 // tid % kChunks of rows r0, r0 + kStep, ... with kStep = kNThreads / kChunks a multiple of 8: both
 // layouts (Traits::swz and the wgmma slab layout) depend on the row only through row % 8, so the thread's
-// shared offsets are one base plus constants. Rows >= rows_valid are zero-filled (global memory not read).
+// shared offsets are one base plus constants, and its global addresses one pointer (src0, set up once) plus
+// key0 rows. Rows >= rows_valid are zero-filled (global memory not read).
 template <typename Traits, bool kSw128>
 struct KTileCopier {
   using Elem = typename Traits::Elem;
@@ -124,28 +125,29 @@ struct KTileCopier {
   static constexpr int kStepBytes = kSw128 ? kStep * 128 : kStep * Traits::kHeadDim * (int)sizeof(Elem);
   static_assert(Traits::kNThreads % Traits::kChunks == 0 && kStep % 8 == 0 && kRows % kStep == 0,
                 "a thread's rows must share row % 8");
-  int r0;          // this thread's first row of the tile
-  uint32_t s_off;  // byte offset of (r0, its chunk) in a tile
-  int g_off;       // element offset of its chunk within a row (chunk * 8)
-  SEER_DEVICE KTileCopier(int tid) {
+  int r0;            // this thread's first row of a tile
+  uint32_t s_off;    // byte offset of (r0, its chunk) in a tile
+  const Elem* src0;  // its chunk of key r0: keys (row stride `row_stride` elements) start at k_base
+  SEER_DEVICE KTileCopier(int tid, const Elem* k_base, int64_t row_stride) {
     r0 = tid / Traits::kChunks;
     const int c = tid % Traits::kChunks;
     s_off = kSw128 ? sm90::sw128_offset(r0, c * 8, kRows)
                    : static_cast<uint32_t>(Traits::swz(r0, c) * (int)sizeof(Elem));
-    g_off = c * 8;
+    src0 = k_base + static_cast<int64_t>(r0) * row_stride + c * 8;
   }
-  // Copies rows [0, kRows) of the tile starting at g_tile (row stride `row_stride` elements) into the
-  // shared tile at s_tile; rows >= rows_valid are zero-filled.
-  SEER_DEVICE void copy(unsigned char* s_tile, const Elem* g_tile, int64_t row_stride, int rows_valid) const {
-    const Elem* src = g_tile + static_cast<int64_t>(r0) * row_stride + g_off;
+  // Copies keys [key0, key0 + kRows) into the shared tile at s_tile (the same row_stride as the
+  // constructor's); rows >= rows_valid (counted from key0) are zero-filled.
+  SEER_DEVICE void copy(unsigned char* s_tile, int key0, int64_t row_stride, int rows_valid) const {
+    const Elem* src = src0 + static_cast<int64_t>(key0) * row_stride;
     const int64_t step = static_cast<int64_t>(kStep) * row_stride;
     if (rows_valid >= kRows) {  // every tile but a sequence's last: no predicates, one pointer stepped
       cp_async_16_stepped<kPer, kStepBytes>(smem_u32(s_tile) + s_off, src, step);
     } else {
+      const Elem* row0 = src - static_cast<int64_t>(r0) * row_stride;  // key key0 (valid: rows_valid > 0)
 #pragma unroll
       for (int i = 0; i < kPer; ++i, src += step) {
         const bool pred = r0 + i * kStep < rows_valid;
-        cp_async_16_zfill(s_tile + s_off + i * kStepBytes, pred ? src : g_tile, pred);
+        cp_async_16_zfill(s_tile + s_off + i * kStepBytes, pred ? src : row0, pred);
       }
     }
   }
@@ -240,6 +242,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   int stage_from = 0;                       // first key whose block is tracked (pass 2: cap * B)
 
   float* stage_warp = sStage + warp * 16 * S;  // this warp's 16 staging rows
+  // The staging row a block maximum is written to by this lane: lane t = 0 stages row g, t = 1 row g + 8.
+  float* const stage_lane = stage_warp + (g + 8 * (t & 1)) * S;
 
   // Byte offsets of this lane's ldmatrix row address for the K fragments of k-step kk, key pair np:
   //   swz(np*16 + kr, 2*kk + kb) * 2 = np*16*kRowBytes + (kk/4)*128 + k_off[kk%4]
@@ -306,13 +310,13 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   const int wg_key_end = p.causal ? min(wg_row0 + 64, L) : L;
 
   // ---- the sweep(s) over the K tiles, as one double-buffered loop ----------------------------
-  const KTileCopier<Traits, Traits::kWgmma> copier(tid);
+  const KTileCopier<Traits, Traits::kWgmma> copier(tid, k_base, p.k_row_stride);
   unsigned char* const sK_bytes = reinterpret_cast<unsigned char*>(sK);
   constexpr int kTileBytes = Traits::kTileElems * (int)sizeof(Elem);
   // Key blocks of a whole number of K tiles (P1 / P2's 64): a tile lies in one block, so the block
   // maxima need no per-chunk bookkeeping (CTA-uniform).
   const bool whole_tiles = B % kBlockN == 0;
-  copier.copy(sK_bytes, k_base, p.k_row_stride, n_end);
+  copier.copy(sK_bytes, 0, p.k_row_stride, n_end);
   cp_async_commit();
 
   for (int it = 0; it < n_iters; ++it) {
@@ -324,8 +328,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     if (it + 1 < n_iters) {
       const int nx = it + 1;
       const int n_next = (nx >= n_tiles ? p2_tile0 + (nx - n_tiles) : nx) * kBlockN;
-      copier.copy(sK_bytes + (nx & 1) * kTileBytes, k_base + static_cast<int64_t>(n_next) * p.k_row_stride,
-                  p.k_row_stride, n_end - n_next);
+      copier.copy(sK_bytes + (nx & 1) * kTileBytes, n_next, p.k_row_stride, n_end - n_next);
     }
     cp_async_commit();
 
@@ -333,16 +336,25 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     float acc[kNFrag][4];
     if constexpr (Traits::kWgmma) {
       if (!wg_active) continue;  // warpgroup-uniform; the warps of an active warpgroup all take part
-      if (n0 < wg_key_end) pool_s_tile_sm90<Traits>(acc, qf, sK_addr + (it & 1) * kTileBytes);
+      // The buffer's offset through a shuffle: ptxas then treats it as warp-uniform and forms the wgmma
+      // descriptors in uniform registers (the per-k-step R2UR / LEA / MOV go; as run_roles' cwg).
+      const uint32_t buf = __shfl_sync(0xffffffffu, (it & 1) * kTileBytes, 0);
+      if (n0 < wg_key_end) pool_s_tile_sm90<Traits>(acc, qf, sK_addr + buf);
     }
     if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
 
     // Per row (this lane's two rows): the max of each 16-key chunk (cm) and of the tile (tmax), over
-    // this lane's values of the row; -inf where the tile lies entirely above the warp's causal diagonal
-    // (then pass 1 has nothing to add, and the warpgroup's wgmma did not run when its rows all miss it).
+    // this lane's values of the row. A tile entirely above the warp's causal diagonal (!seen) adds
+    // nothing: pass 1 skips it, tq stays -inf and cm is not read (the warpgroup's wgmma did not run
+    // when its rows all miss it). cm is set only for seen tiles: initialising it on the other path made
+    // ptxas set its registers to -inf at every tile.
+    const bool seen = n0 < warp_key_end;
     float cm[kCh][2];
     float tmax[2];
-    if (n0 < warp_key_end) {
+    // tq: tmax reduced over the row's quad (the row's maximum over the tile) - pass 1's new row maximum and,
+    // for whole-tile blocks, the block maximum as it stands (so the block's close needs no quad reduction).
+    float tq[2] = {-INFINITY, -INFINITY};
+    if (seen) {
       if constexpr (!Traits::kWgmma) {
 #pragma unroll
       for (int nf = 0; nf < kNFrag; ++nf)
@@ -386,6 +398,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
         tmax[hh] = cm[0][hh];
 #pragma unroll
         for (int c = 1; c < kCh; ++c) tmax[hh] = fmaxf(tmax[hh], cm[c][hh]);
+        if (!pass2 || whole_tiles) tq[hh] = quad_max(tmax[hh]);
       }
       if (!pass2) {
         // ---- pass 1: online max / sum (scale folded into the exp2 argument) -------------------
@@ -395,7 +408,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
         float base[2];
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
-          const float m_new = fmaxf(row_m[hh], quad_max(tmax[hh]));
+          const float m_new = fmaxf(row_m[hh], tq[hh]);
           base[hh] = row_base(m_new, scale_log2);  // common/softmax.h: 0 while m_new = -inf
           row_l[hh] *= fast_exp2(fmaf(row_m[hh], scale_log2, -base[hh]));
           row_m[hh] = m_new;
@@ -413,13 +426,6 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
         row_l[0] += acc[0][0] + acc[0][1];
         row_l[1] += acc[0][2] + acc[0][3];
       }
-    } else {
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-#pragma unroll
-        for (int c = 0; c < kCh; ++c) cm[c][hh] = -INFINITY;
-        tmax[hh] = -INFINITY;
-      }
     }
 
     if (pass2) {
@@ -434,14 +440,11 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
 
     // ---- block maxima: one quad max per completed block, staged in shared memory --------------
     // Block `blk` complete: stage its maximum of the two rows (slot blk - win_base) and move on.
-    auto close_block = [&]() {
-      const float v0 = quad_max(run[0]);
-      const float v1 = quad_max(run[1]);
-      if (pass2 || blk < cap) {
-        float* st = stage_warp + g * S + (blk - win_base);
-        if (t == 0) st[0] = v0;
-        if (t == 1) st[8 * S] = v1;
-      }
+    // run: this lane's values (chunk path) or already the quad's (whole-tile path: `reduced`).
+    auto close_block = [&](bool reduced) {
+      const float v0 = reduced ? run[0] : quad_max(run[0]);
+      const float v1 = reduced ? run[1] : quad_max(run[1]);
+      if ((pass2 || blk < cap) && t < 2) stage_lane[blk - win_base] = t == 0 ? v0 : v1;
       run[0] = -INFINITY;
       run[1] = -INFINITY;
       ++blk;
@@ -450,18 +453,20 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     if (whole_tiles) {
       // The tile lies in block `blk` (tiles and blocks start at multiples of kBlockN; pass 2 starts at
       // cap * B, a tile boundary): its keys past n_end are masked (-inf).
-      run[0] = fmaxf(run[0], tmax[0]);
-      run[1] = fmaxf(run[1], tmax[1]);
-      if (n0 + kBlockN >= blk_end) close_block();
+      run[0] = fmaxf(run[0], tq[0]);
+      run[1] = fmaxf(run[1], tq[1]);
+      if (n0 + kBlockN >= blk_end) close_block(true);
     } else {
 #pragma unroll
       for (int c = 0; c < kCh; ++c) {
         const int col0 = n0 + c * 16;  // key blocks are multiples of 16: a chunk lies in one block
         if (col0 >= n_end) break;
         if (col0 < stage_from) continue;
+        if (seen) {
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) run[hh] = fmaxf(run[hh], cm[c][hh]);
-        if (col0 + 16 >= blk_end) close_block();
+          for (int hh = 0; hh < 2; ++hh) run[hh] = fmaxf(run[hh], cm[c][hh]);
+        }
+        if (col0 + 16 >= blk_end) close_block(false);
       }
     }
 
