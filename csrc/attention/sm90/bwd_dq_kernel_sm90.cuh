@@ -121,16 +121,16 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
       int pend_st = 0;
       const sm90_rows::StreamEnd end = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
-          [&](int st, const TileMeta* m, uint32_t v) {
+          [&](int st, const TileMeta* m, const sm90_rows::TileHead& h) {
             float sd[kBlockN / 2], dp[kBlockN / 2];
             issue_s_dp(sd, dp, st);
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
             sm90::fence_operands(dp);
-            rm.apply(sd, m, v, t4);
+            rm.apply(sd, m, h, t4);
             form_ds(sd, dp, dsa);
           },
-          [&](int st, int pst, const TileMeta* m, uint32_t v) {
+          [&](int st, int pst, const TileMeta* m, const sm90_rows::TileHead& h) {
             float sd[kBlockN / 2], dp[kBlockN / 2];
             if constexpr (T::kStages <= 2) {
               // Two stages (D 128): the pending tile's dQ GEMM first, then this tile's S / dP, so the
@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
               sm90::wgmma_wait<0>();
               sm90::fence_operands(sd);
               sm90::fence_operands(dp);
-              rm.apply(sd, m, v, t4);
+              rm.apply(sd, m, h, t4);
               form_ds(sd, dp, dsa);
               return;
             }
@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) bwd_dq_sm90_kernel
             sm90::wgmma_wait<1>();  // S / dP of this tile done; dQ of the pending one may still run
             sm90::fence_operands(sd);
             sm90::fence_operands(dp);
-            rm.apply(sd, m, v, t4);
+            rm.apply(sd, m, h, t4);
             uint32_t dsa_nxt[kBlockN / 16][4];
             form_ds(sd, dp, dsa_nxt);
             ct.drain(acc_dq, pst);

@@ -171,20 +171,20 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
       };
       const sm90_rows::StreamEnd end = sm90_rows::consume_stream<T>(
           smem, u, pend_st,
-          [&](int st, const Meta* m, uint32_t v) {
-            const bool masked = rm.needs(m, v);  // read before the GEMM: its shared load overlaps it
+          [&](int st, const Meta* m, const sm90_rows::TileHead& h) {
+            const bool masked = rm.needs(h);  // read before the GEMM: its shared load overlaps it
             float sd[kBlockN / 2];
             turn_wait();
             issue_qk(sd, st);
             turn_pass();
             sm90::wgmma_wait<0>();
             sm90::fence_operands(sd);
-            if (masked) rm.mask(sd, m, v, t4);
+            if (masked) rm.mask(sd, m, h.vbits, t4);
             softmax(sd, alpha);
             settle(sd);
           },
-          [&](int st, int pst, const Meta* m, uint32_t v) {
-            const bool masked = rm.needs(m, v);
+          [&](int st, int pst, const Meta* m, const sm90_rows::TileHead& h) {
+            const bool masked = rm.needs(h);
             float sd[kBlockN / 2];
             turn_wait();
             issue_qk(sd, st);
@@ -193,7 +193,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             pv_st = pst;
             sm90::wgmma_wait<1>();  // Q K^T of this tile done; the P V may still run (during the softmax)
             sm90::fence_operands(sd);
-            if (masked) rm.mask(sd, m, v, t4);
+            if (masked) rm.mask(sd, m, h.vbits, t4);
             softmax(sd, alpha);
             settle(sd);
           });

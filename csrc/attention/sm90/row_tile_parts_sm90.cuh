@@ -39,6 +39,7 @@
 #pragma once
 
 #include <climits>
+#include <cstddef>
 #include <cstdint>
 
 #include "common/device_facts.h"
@@ -75,12 +76,15 @@ SEER_DEVICE void pack_rows_operand(const float (&s)[N], uint32_t (&a)[N / 8][4])
 // What the producer tells the consumers about the tile in a stage (kChunks 16-key chunks: 4 for 64-key
 // tiles of 64-row row tiles, 8 for the pair kernel's 128-key tiles of 128-row row tiles).
 template <int kChunks_>
-struct TileMetaT {
+struct alignas(16) TileMetaT {
   static constexpr int kChunks = kChunks_;
   static_assert(kChunks == 4 || kChunks == 8, "64-key tiles of 64 rows or 128-key tiles of 128 rows");
+  // The first 16 bytes are what a consumer reads at every tile, in one load (TileHead).
+  uint32_t vbits;    // tile-mask value of chunk c at bits 4c..4c+1
+  int lim;           // masking limit: key[kChunks - 1] + 16 when every chunk has value 2 (kept by every row),
+                     // else INT_MAX - a warp whose rows all see keys below lim skips the masking (RowMask)
   int key[kChunks];  // first key of each 16-key chunk (kNoKey: empty chunk; key[0] == kNoKey: end of the item's
                      // stream, key[1] then the CTA's next queue position - ItemQueue::n when there is none)
-  uint32_t vbits;    // tile-mask value of chunk c at bits 4c..4c+1
   // The user-mask keep bits of row r of the row tile (bit c: the row keeps chunk c): 4 chunks - nibble
   // r & 1 of byte r / 2 (64 rows); 8 chunks - byte r (128 rows). Written (by the producer, which reads the
   // mask bytes ahead of the consumer) only for tiles with a value-1 chunk, and read only for value-1
@@ -89,8 +93,15 @@ struct TileMetaT {
   SEER_HOST_DEVICE static constexpr int keep_byte(int r) { return kChunks == 4 ? r >> 1 : r; }
   SEER_HOST_DEVICE static constexpr int keep_shift(int r) { return kChunks == 4 ? 4 * (r & 1) : 0; }
 };
+// A tile's first 16 bytes as the consumer loads them.
+struct alignas(16) TileHead {
+  uint32_t vbits;
+  int lim;
+  int key0, key1;  // key[0], key[1]
+};
 using TileMeta = TileMetaT<4>;
 static_assert(sizeof(TileMetaT<4>) <= 64 && sizeof(TileMetaT<8>) <= 256, "TileMeta slots");
+static_assert(offsetof(TileMetaT<8>, key) == 8 && offsetof(TileMetaT<4>, key) == 8, "TileHead = the first 16 bytes");
 
 // Layout of a q-major kernel: a producer warpgroup and kConsumers consumer warpgroups of 64 rows each
 // (one: two CTAs per SM, 64-row row tiles, 64-key K/V tiles; two - the forward's pair kernel - one CTA per
@@ -308,6 +319,10 @@ SEER_DEVICE void kv_producer(const AttnParams& p, unsigned char* smem, int wtid,
         for (int c = 0; c < kChunks; ++c) m->key[c] = ck[c];
         if (ck[0] == kNoKey) m->key[1] = claimed;  // the end marker: the CTA's next position
         m->vbits = vbits;
+        uint32_t all2 = 0;
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) all2 |= 2u << (4 * c);
+        m->lim = (vbits & (all2 | (all2 >> 1))) == all2 ? ck[kChunks - 1] + 16 : INT_MAX;
       }
       if (has_v1) {  // uniform
         if constexpr (kChunks == 4) {
@@ -463,8 +478,8 @@ struct StreamEnd {
 };
 
 // The consumer's walk over one work item's K/V stream (tile u of the whole persistent loop in stage
-// u % kStages): waits for each tile, calls first(st, m, v) for the item's first tile and
-// next(st, pend_st, m, v) for the others (m the tile's T::Meta, v its vbits) (pend_st: the previous tile's
+// u % kStages): waits for each tile, calls first(st, m, h) for the item's first tile and
+// next(st, pend_st, m, h) for the others (m the tile's T::Meta, h its TileHead) (pend_st: the previous tile's
 // stage, which the caller releases once the GEMM left pending on it is done - in `next`, or a tile later),
 // reads the end marker's next position, releases its stage and leaves u past it.
 template <typename T, typename First, typename Next>
@@ -473,24 +488,29 @@ SEER_DEVICE StreamEnd consume_stream(unsigned char* smem, int& u, int& pend_st, 
   uint64_t* bar_empty = reinterpret_cast<uint64_t*>(smem + T::kOffEmpty);
   bool pending = false;
   int w_next;
+  // Stage and phase of tile u, stepped along (one division per item, not per tile).
+  int st = u % T::kStages, par = (u / T::kStages) & 1;
   for (;; ++u) {
-    const int st = u % T::kStages;
-    sm90::mbar_wait(&bar_full[st], (u / T::kStages) & 1);
+    sm90::mbar_wait(&bar_full[st], par);
     const typename T::Meta* m = reinterpret_cast<const typename T::Meta*>(smem + T::kOffMeta + T::kMetaSlot * st);
-    if (m->key[0] == kNoKey) {  // end of this item's stream
-      w_next = m->key[1];
+    const TileHead h = *reinterpret_cast<const TileHead*>(m);  // one 16-byte load
+    if (h.key0 == kNoKey) {  // end of this item's stream
+      w_next = h.key1;
       sm90::mbar_arrive(&bar_empty[st]);
       ++u;
       break;
     }
-    const uint32_t v = m->vbits;
     sm90::fence_view_async_shared();  // cp.async (generic proxy) writes -> wgmma (async proxy) reads
     if (!pending)
-      first(st, m, v);
+      first(st, m, h);
     else
-      next(st, pend_st, m, v);
+      next(st, pend_st, m, h);
     pending = true;
     pend_st = st;
+    if (++st == T::kStages) {
+      st = 0;
+      par ^= 1;
+    }
   }
   return StreamEnd{pending, w_next};
 }
@@ -569,24 +589,17 @@ struct RowMask {
     warp_kmin = km == 0x7fffffff ? 0 : km;
   }
 
-  // Whether the tile (metadata m, chunk values v) needs masking: false when every chunk is kept by every
-  // row (value 2: none empty) and lies below warp_kmin (warp-uniform). The stream's keys increase
-  // (block_iter.h: kept blocks in column order, a block's chunks in key order), so the last chunk is the
-  // highest: one shared load and a compare instead of one per chunk. Separate from mask() so that a
-  // caller can decide before its S GEMM completes (the load then overlaps the GEMM).
-  SEER_DEVICE bool needs(const Meta* m, uint32_t v) const {
-    constexpr int kChunks = Meta::kChunks;
-    uint32_t all2 = 0;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) all2 |= 2u << (4 * c);
-    return !((v & (all2 | (all2 >> 1))) == all2 && m->key[kChunks - 1] + 16 <= warp_kmin);
-  }
+  // Whether the tile (its TileHead h) needs masking: false when every chunk is kept by every row (value 2:
+  // none empty) and lies below warp_kmin (warp-uniform). The producer folds both into h.lim (the stream's
+  // keys increase - block_iter.h: kept blocks in column order, a block's chunks in key order - so the last
+  // chunk is the highest). Separate from mask() so that a caller can decide before its S GEMM completes.
+  SEER_DEVICE bool needs(const TileHead& h) const { return h.lim > warp_kmin; }
 
   // Masks S in place where needs() says so: key visibility per row (sequence end / causal) and the chunk
   // values of this row tile (0: not kept, 1: the row's keep bit from Meta::rowkeep, 2: kept).
   template <int N>
-  SEER_DEVICE void apply(float (&sd)[N], const Meta* m, uint32_t v, int t4) const {
-    if (needs(m, v)) mask(sd, m, v, t4);
+  SEER_DEVICE void apply(float (&sd)[N], const Meta* m, const TileHead& h, int t4) const {
+    if (needs(h)) mask(sd, m, h.vbits, t4);
   }
 
   // Masks S in place (unconditionally; apply() checks needs() first).
