@@ -153,19 +153,19 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
         rescale_rows(frags(acc_o), alpha);
       };
 
-      // pa: the A operand of the P V issued last (possibly in flight, pv_st its stage), then - once that P V
-      // is done - the newest tile's P (its P V not issued yet, pend_st its stage).
+      // pa: the A operand of the P V issued last (possibly in flight), then - once that P V is done - the
+      // newest tile's P (its P V not issued yet, pend_st its stage).
       uint32_t pa[kBlockN / 16][4];
       float alpha[2];
-      int pend_st = 0, pv_st = -1;  // pv_st < 0: no P V in flight
-      // After a tile's softmax: wait for the P V in flight (issued with this tile's S, so it ran during the
-      // softmax), release its stage, rescale O (it holds every tile before this one) to the rows' current
-      // bases, and pack this tile's P into pa as the A operand of its P V.
-      auto settle = [&](const float (&sd)[kBlockN / 2]) {
+      int pend_st = 0;
+      // After the softmax of a tile that is not the item's first: wait for the P V in flight (that of the
+      // previous tile, stage pst, issued with this tile's S, so it ran during the softmax), release its stage,
+      // rescale O (it holds every tile before this one) to the rows' current bases, and pack this tile's P
+      // into pa as the A operand of its P V. (The first tile only packs: nothing is in flight and O is zero.)
+      auto settle = [&](const float (&sd)[kBlockN / 2], int pst) {
         sm90::wgmma_wait_late<0>(ct.opaque_zero);  // after the softmax, not hoisted above it
         sm90::fence_operands(acc_o);
-        if (pv_st >= 0) ct.release(pv_st);
-        pv_st = -1;
+        ct.release(pst);
         rescale_o(alpha);
         sm90_rows::pack_rows_operand<Elem>(sd, pa);
       };
@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             sm90::fence_operands(sd);
             if (masked) rm.mask(sd, m, h.vbits, t4);
             softmax(sd, alpha);
-            settle(sd);
+            sm90_rows::pack_rows_operand<Elem>(sd, pa);
           },
           [&](int st, int pst, const Meta* m, const sm90_rows::TileHead& h) {
             const bool masked = rm.needs(h);
@@ -190,12 +190,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm) attention_fwd_sm90
             issue_qk(sd, st);
             issue_pv(pa, pst);  // P V of the previous tile
             turn_pass();
-            pv_st = pst;
             sm90::wgmma_wait<1>();  // Q K^T of this tile done; the P V may still run (during the softmax)
             sm90::fence_operands(sd);
             if (masked) rm.mask(sd, m, h.vbits, t4);
             softmax(sd, alpha);
-            settle(sd);
+            settle(sd, pst);
           });
       // The next item's Q loads while the last P V and the epilogue run.
       const int w_next = sm90_rows::end_of_item(p, queue, end, ct.bar, load_q, [&]() {
