@@ -93,11 +93,11 @@ struct alignas(16) TileMetaT {
   SEER_HOST_DEVICE static constexpr int keep_byte(int r) { return kChunks == 4 ? r >> 1 : r; }
   SEER_HOST_DEVICE static constexpr int keep_shift(int r) { return kChunks == 4 ? 4 * (r & 1) : 0; }
 };
-// A tile's first 16 bytes as the consumer loads them.
+// A tile's first 16 bytes as the consumer loads them (the same fields as TileMetaT's first four words).
 struct alignas(16) TileHead {
-  uint32_t vbits;
-  int lim;
-  int key0, key1;  // key[0], key[1]
+  uint32_t vbits;  // TileMetaT::vbits: the chunks' tile-mask values
+  int lim;         // TileMetaT::lim: masking limit (RowMask::needs)
+  int key0, key1;  // key[0], key[1] (key0 == kNoKey: the end marker, key1 then the CTA's next queue position)
 };
 using TileMeta = TileMetaT<4>;
 static_assert(sizeof(TileMetaT<4>) <= 64 && sizeof(TileMetaT<8>) <= 256, "TileMeta slots");
