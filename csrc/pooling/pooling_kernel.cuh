@@ -144,9 +144,10 @@ struct KTileCopier {
       cp_async_16_stepped<kPer, kStepBytes>(smem_u32(s_tile) + s_off, src, step);
     } else {
       const Elem* row0 = src - static_cast<int64_t>(r0) * row_stride;  // key key0 (valid: rows_valid > 0)
+      const int rv = rows_valid - r0;  // (compared with constants: no per-chunk row kept live across tiles)
 #pragma unroll
       for (int i = 0; i < kPer; ++i, src += step) {
-        const bool pred = r0 + i * kStep < rows_valid;
+        const bool pred = i * kStep < rv;
         cp_async_16_zfill(s_tile + s_off + i * kStepBytes, pred ? src : row0, pred);
       }
     }
@@ -224,8 +225,6 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   const bool warp_active = wrow0 < L;
   const int row_a = wrow0 + g, row_b = wrow0 + g + 8;  // the two rows this lane accumulates
   const bool valid_a = row_a < L, valid_b = row_b < L;
-  const int lim_a = p.causal ? min(row_a + 1, L) : L;  // keys [0, lim) visible to the row
-  const int lim_b = p.causal ? min(row_b + 1, L) : L;
   // Keys any row of this warp can see, and the first key index at which masking starts.
   const int warp_key_end = p.causal ? min(wrow0 + 16, L) : L;
   const int warp_mask_from = p.causal ? min(wrow0 + 1, L) : L;
@@ -319,67 +318,161 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   copier.copy(sK_bytes, 0, p.k_row_stride, n_end);
   cp_async_commit();
 
-  for (int it = 0; it < n_iters; ++it) {
-    const bool pass2 = it >= n_tiles;
-    const int n0 = (pass2 ? p2_tile0 + (it - n_tiles) : it) * kBlockN;
+  // Waits for tile `it` (visible to every thread) and starts the copy of tile it + 1 into the other buffer
+  // (every warp is done with tile it - 1, which it held, once the barrier passes). in_pass1: tile it + 1
+  // exists and is a pass-1 tile (the fast sweep's).
+  auto begin_tile = [&](int it, bool in_pass1) {
     cp_async_wait<0>();
     if constexpr (Traits::kWgmma) sm90::fence_view_async_shared();  // this thread's cp.async writes -> wgmma reads
-    __syncthreads();  // tile `it` visible to all; every warp is done with tile it - 1's buffer
-    if (it + 1 < n_iters) {
+    __syncthreads();
+    if (in_pass1 || it + 1 < n_iters) {
       const int nx = it + 1;
-      const int n_next = (nx >= n_tiles ? p2_tile0 + (nx - n_tiles) : nx) * kBlockN;
+      const int n_next = (in_pass1 || nx < n_tiles ? nx : p2_tile0 + (nx - n_tiles)) * kBlockN;
       copier.copy(sK_bytes + (nx & 1) * kTileBytes, n_next, p.k_row_stride, n_end - n_next);
     }
     cp_async_commit();
+  };
+  // The warpgroup's S tile by wgmma (sm_90a; all 128 threads of an active warpgroup call it together).
+  auto wgmma_tile = [&](float (&acc)[kNFrag][4], int it) {
+    if constexpr (Traits::kWgmma) {
+      // The buffer's offset through a shuffle: ptxas then treats it as warp-uniform and forms the wgmma
+      // descriptors in uniform registers (the per-k-step R2UR / LEA / MOV go; as run_roles' cwg).
+      const uint32_t buf = __shfl_sync(0xffffffffu, (it & 1) * kTileBytes, 0);
+      pool_s_tile_sm90<Traits>(acc, qf, sK_addr + buf);
+    }
+  };
+  // The warp's S tile by mma.sync (the other builds).
+  auto mma_tile = [&](float (&acc)[kNFrag][4], int it) {
+#pragma unroll
+    for (int nf = 0; nf < kNFrag; ++nf)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[nf][e] = 0.f;
+    const uint32_t sKt = sK_addr + (it & 1) * kTileBytes;
+#pragma unroll
+    for (int kk = 0; kk < kKSteps; ++kk) {
+#pragma unroll
+      for (int np = 0; np < kNFrag / 2; ++np) {
+        // ldmatrix x4 of K rows (keys) np*16 .. +15: matrices (keys 0-7, d 0-7), (keys 0-7,
+        // d 8-15), (keys 8-15, d 0-7), (keys 8-15, d 8-15) = b0, b1 of n8 fragments 2np, 2np+1
+        // (B[k][n] = K[n][k], so K's rows are the B fragment's columns).
+        uint32_t bfr[4];
+        ldmatrix_x4_sa(bfr, sKt + k_off[kk & 3] + (kk >> 2) * 128 + np * 16 * kRowBytes);
+        const uint32_t b_lo[2] = {bfr[0], bfr[1]};
+        const uint32_t b_hi[2] = {bfr[2], bfr[3]};
+        mma_16816<Elem>(acc[2 * np], qf[kk], b_lo);
+        mma_16816<Elem>(acc[2 * np + 1], qf[kk], b_hi);
+      }
+    }
+  };
+  // Per row (this lane's two rows, hh): the max of each 16-key chunk (cm) over this lane's values and the
+  // row's maximum over the tile (tq, reduced over the row's quad when `quad`).
+  auto tile_max = [&](const float (&acc)[kNFrag][4], float (&cm)[kCh][2], float (&tq)[2], bool quad) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+#pragma unroll
+      for (int c = 0; c < kCh; ++c)
+        cm[c][hh] = fmaxf(fmaxf(acc[2 * c][2 * hh], acc[2 * c][2 * hh + 1]),
+                          fmaxf(acc[2 * c + 1][2 * hh], acc[2 * c + 1][2 * hh + 1]));
+      float tmax = cm[0][hh];
+#pragma unroll
+      for (int c = 1; c < kCh; ++c) tmax = fmaxf(tmax, cm[c][hh]);
+      if (quad) tq[hh] = quad_max(tmax);
+    }
+  };
+  // Pass 1's online max / sum over the tile (tq: the rows' tile maxima; scale folded into the exp2
+  // argument). The exponentials overwrite the logits (acc is not read after this) and are summed as a tree:
+  // no register is added and no MUFU result waits on the previous one's sum (the serial sum stalled on
+  // them: short-scoreboard waits, NOTES v21).
+  auto pass1_stats = [&](float (&acc)[kNFrag][4], const float (&tq)[2]) {
+    float base[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const float m_new = fmaxf(row_m[hh], tq[hh]);
+      base[hh] = row_base(m_new, scale_log2);  // common/softmax.h: 0 while m_new = -inf
+      row_l[hh] *= fast_exp2(fmaf(row_m[hh], scale_log2, -base[hh]));
+      row_m[hh] = m_new;
+    }
+#pragma unroll
+    for (int nf = 0; nf < kNFrag; ++nf)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[nf][e] = fast_exp2(fmaf(acc[nf][e], scale_log2, -base[e / 2]));
+#pragma unroll
+    for (int w = 1; w < kNFrag; w *= 2)
+#pragma unroll
+      for (int nf = 0; nf < kNFrag; nf += 2 * w)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nf][e] += acc[nf + w][e];
+    row_l[0] += acc[0][0] + acc[0][1];
+    row_l[1] += acc[0][2] + acc[0][3];
+  };
+  // Block `blk` complete: stage its maximum of the two rows (slot blk - win_base; only blocks < cap in
+  // pass 1) and move on. run: this lane's values (chunk path) or already the quad's (`reduced`).
+  auto close_block = [&](bool reduced, bool staged) {
+    const float v0 = reduced ? run[0] : quad_max(run[0]);
+    const float v1 = reduced ? run[1] : quad_max(run[1]);
+    if (staged && t < 2) stage_lane[blk - win_base] = t == 0 ? v0 : v1;
+    run[0] = -INFINITY;
+    run[1] = -INFINITY;
+    ++blk;
+    blk_end = min((blk + 1) * B, n_end);
+  };
+
+  // ---- the fast sweep: tiles every row of the CTA sees whole, in pass 1 ------------------------
+  // Whole-tile blocks only; tile keys below the CTA's first row's causal limit (so below every row's and
+  // inside the sequence: no masking, every active warp's tile `seen`), blocks below cap (staged), and not
+  // pass 1's last tile (which ends the pass). The general sweep below takes the rest (diagonal tiles,
+  // pass 2, chunked blocks) from where this one stops; the state (row_m / row_l, run, blk) carries over.
+  int n_fast = 0;
+  if (whole_tiles) {
+    const int vis = p.causal ? min(m0 + 1, L) : L;  // keys [0, vis) are visible to every row of the tile
+    n_fast = min(min(vis / kBlockN, n_tiles - 1), (cap * B) / kBlockN);
+  }
+  for (int it = 0; it < n_fast; ++it) {
+    const int n0 = it * kBlockN;
+    begin_tile(it, true);
+    float acc[kNFrag][4];
+    if constexpr (Traits::kWgmma) {
+      if (!wg_active) continue;  // warpgroup-uniform; the warps of an active warpgroup all take part
+      wgmma_tile(acc, it);
+    }
+    if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
+    if constexpr (!Traits::kWgmma) mma_tile(acc, it);
+    float cm[kCh][2], tq[2];
+    tile_max(acc, cm, tq, true);
+    pass1_stats(acc, tq);
+    run[0] = fmaxf(run[0], tq[0]);
+    run[1] = fmaxf(run[1], tq[1]);
+    if (n0 + kBlockN >= blk_end) close_block(true, true);
+  }
+
+  // ---- the general sweep(s) over the remaining K tiles ----------------------------------------
+  for (int it = n_fast; it < n_iters; ++it) {
+    const bool pass2 = it >= n_tiles;
+    const int n0 = (pass2 ? p2_tile0 + (it - n_tiles) : it) * kBlockN;
+    begin_tile(it, false);
 
     // ---- S = Q K^T for the warp's 16 rows x kBlockN keys (raw logits), masked -----------------
     float acc[kNFrag][4];
     if constexpr (Traits::kWgmma) {
       if (!wg_active) continue;  // warpgroup-uniform; the warps of an active warpgroup all take part
-      // The buffer's offset through a shuffle: ptxas then treats it as warp-uniform and forms the wgmma
-      // descriptors in uniform registers (the per-k-step R2UR / LEA / MOV go; as run_roles' cwg).
-      const uint32_t buf = __shfl_sync(0xffffffffu, (it & 1) * kTileBytes, 0);
-      if (n0 < wg_key_end) pool_s_tile_sm90<Traits>(acc, qf, sK_addr + buf);
+      if (n0 < wg_key_end) wgmma_tile(acc, it);
     }
     if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
 
-    // Per row (this lane's two rows): the max of each 16-key chunk (cm) and of the tile (tmax), over
-    // this lane's values of the row. A tile entirely above the warp's causal diagonal (!seen) adds
-    // nothing: pass 1 skips it, tq stays -inf and cm is not read (the warpgroup's wgmma did not run
-    // when its rows all miss it). cm is set only for seen tiles: initialising it on the other path made
-    // ptxas set its registers to -inf at every tile.
+    // A tile entirely above the warp's causal diagonal (!seen) adds nothing: pass 1 skips it, tq stays
+    // -inf and cm is not read (the warpgroup's wgmma did not run when its rows all miss it). cm is set only
+    // for seen tiles: initialising it on the other path made ptxas set its registers to -inf at every tile.
     const bool seen = n0 < warp_key_end;
     float cm[kCh][2];
-    float tmax[2];
-    // tq: tmax reduced over the row's quad (the row's maximum over the tile) - pass 1's new row maximum and,
-    // for whole-tile blocks, the block maximum as it stands (so the block's close needs no quad reduction).
     float tq[2] = {-INFINITY, -INFINITY};
     if (seen) {
-      if constexpr (!Traits::kWgmma) {
-#pragma unroll
-      for (int nf = 0; nf < kNFrag; ++nf)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[nf][e] = 0.f;
-      const uint32_t sKt = sK_addr + (it & 1) * kTileBytes;
-#pragma unroll
-      for (int kk = 0; kk < kKSteps; ++kk) {
-#pragma unroll
-        for (int np = 0; np < kNFrag / 2; ++np) {
-          // ldmatrix x4 of K rows (keys) np*16 .. +15: matrices (keys 0-7, d 0-7), (keys 0-7,
-          // d 8-15), (keys 8-15, d 0-7), (keys 8-15, d 8-15) = b0, b1 of n8 fragments 2np, 2np+1
-          // (B[k][n] = K[n][k], so K's rows are the B fragment's columns).
-          uint32_t bfr[4];
-          ldmatrix_x4_sa(bfr, sKt + k_off[kk & 3] + (kk >> 2) * 128 + np * 16 * kRowBytes);
-          const uint32_t b_lo[2] = {bfr[0], bfr[1]};
-          const uint32_t b_hi[2] = {bfr[2], bfr[3]};
-          mma_16816<Elem>(acc[2 * np], qf[kk], b_lo);
-          mma_16816<Elem>(acc[2 * np + 1], qf[kk], b_hi);
-        }
-      }
-      }  // mma.sync
+      if constexpr (!Traits::kWgmma) mma_tile(acc, it);
       // Accumulator (nf, e): row g + 8 * (e / 2), key n0 + nf * 8 + 2t + e % 2. Only tiles crossing
       // the warp's diagonal (or the sequence end) need the per-element mask.
       if (n0 + kBlockN > warp_mask_from) {
+        // Keys [0, lim) are visible to a row (computed here, not kept live across the sweep).
+        const int lim_a = p.causal ? min(row_a + 1, L) : L;
+        const int lim_b = p.causal ? min(row_b + 1, L) : L;
 #pragma unroll
         for (int nf = 0; nf < kNFrag; ++nf)
 #pragma unroll
@@ -389,43 +482,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
             if (col >= lim) acc[nf][e] = -INFINITY;
           }
       }
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-#pragma unroll
-        for (int c = 0; c < kCh; ++c)
-          cm[c][hh] = fmaxf(fmaxf(acc[2 * c][2 * hh], acc[2 * c][2 * hh + 1]),
-                            fmaxf(acc[2 * c + 1][2 * hh], acc[2 * c + 1][2 * hh + 1]));
-        tmax[hh] = cm[0][hh];
-#pragma unroll
-        for (int c = 1; c < kCh; ++c) tmax[hh] = fmaxf(tmax[hh], cm[c][hh]);
-        if (!pass2 || whole_tiles) tq[hh] = quad_max(tmax[hh]);
-      }
-      if (!pass2) {
-        // ---- pass 1: online max / sum (scale folded into the exp2 argument) -------------------
-        // The exponentials overwrite the logits (acc is not read after this) and are summed as a tree:
-        // no register is added and no MUFU result waits on the previous one's sum (the serial sum
-        // stalled on them: short-scoreboard waits, NOTES v21).
-        float base[2];
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const float m_new = fmaxf(row_m[hh], tq[hh]);
-          base[hh] = row_base(m_new, scale_log2);  // common/softmax.h: 0 while m_new = -inf
-          row_l[hh] *= fast_exp2(fmaf(row_m[hh], scale_log2, -base[hh]));
-          row_m[hh] = m_new;
-        }
-#pragma unroll
-        for (int nf = 0; nf < kNFrag; ++nf)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[nf][e] = fast_exp2(fmaf(acc[nf][e], scale_log2, -base[e / 2]));
-#pragma unroll
-        for (int w = 1; w < kNFrag; w *= 2)
-#pragma unroll
-          for (int nf = 0; nf < kNFrag; nf += 2 * w)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[nf][e] += acc[nf + w][e];
-        row_l[0] += acc[0][0] + acc[0][1];
-        row_l[1] += acc[0][2] + acc[0][3];
-      }
+      tile_max(acc, cm, tq, !pass2 || whole_tiles);
+      if (!pass2) pass1_stats(acc, tq);
     }
 
     if (pass2) {
@@ -438,24 +496,13 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
       }
     }
 
-    // ---- block maxima: one quad max per completed block, staged in shared memory --------------
-    // Block `blk` complete: stage its maximum of the two rows (slot blk - win_base) and move on.
-    // run: this lane's values (chunk path) or already the quad's (whole-tile path: `reduced`).
-    auto close_block = [&](bool reduced) {
-      const float v0 = reduced ? run[0] : quad_max(run[0]);
-      const float v1 = reduced ? run[1] : quad_max(run[1]);
-      if ((pass2 || blk < cap) && t < 2) stage_lane[blk - win_base] = t == 0 ? v0 : v1;
-      run[0] = -INFINITY;
-      run[1] = -INFINITY;
-      ++blk;
-      blk_end = min((blk + 1) * B, n_end);
-    };
+    // ---- block maxima: one per completed block, staged in shared memory --------------------------
     if (whole_tiles) {
       // The tile lies in block `blk` (tiles and blocks start at multiples of kBlockN; pass 2 starts at
       // cap * B, a tile boundary): its keys past n_end are masked (-inf).
       run[0] = fmaxf(run[0], tq[0]);
       run[1] = fmaxf(run[1], tq[1]);
-      if (n0 + kBlockN >= blk_end) close_block(true);
+      if (n0 + kBlockN >= blk_end) close_block(true, pass2 || blk < cap);
     } else {
 #pragma unroll
       for (int c = 0; c < kCh; ++c) {
@@ -466,7 +513,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
 #pragma unroll
           for (int hh = 0; hh < 2; ++hh) run[hh] = fmaxf(run[hh], cm[c][hh]);
         }
-        if (col0 + 16 >= blk_end) close_block(false);
+        if (col0 + 16 >= blk_end) close_block(false, pass2 || blk < cap);
       }
     }
 
