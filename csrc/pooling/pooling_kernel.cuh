@@ -36,6 +36,10 @@
 #include "attention/tile_scheduler.h"
 #include "pooling/pooling_mainloop_sm90.cuh"
 #include "pooling/pooling_params.h"
+#ifndef USE_ROCM
+#include "common/sm90_pipeline.h"
+#include "common/sm90_tma.h"
+#endif
 
 namespace seer {
 namespace pooling {
@@ -69,8 +73,11 @@ struct PoolingTraits {
   static_assert(!kWgmma || kHeadDim == 64 || kHeadDim == 128, "wgmma S tiles: D 64 / 128");
   static_assert(kBlockM * kHeadDim <= 2 * kTileElems, "Q staging must fit in the K double buffer");
 
+  // The wgmma kernel's K-tile pipeline after the staging: two mbarriers (a buffer's tile landed) and two
+  // counters (warps done reading a buffer's tile).
+  static constexpr int kSyncBytes = 32;
   // Dynamic shared memory of a launch with `stage_stride` floats per staged row.
-  static constexpr int smem_bytes(int stage_stride) { return kSmemKBytes + kBlockM * stage_stride * 4; }
+  static constexpr int smem_bytes(int stage_stride) { return kSmemKBytes + kBlockM * stage_stride * 4 + kSyncBytes; }
 
   // Swizzled element offset of 16-byte chunk c of row r in a [rows][kHeadDim] shared tile: the low 3
   // bits of the chunk index are XOR-ed with r % 8, so the 8 rows of an ldmatrix 8x8 matrix hit 8
@@ -156,9 +163,10 @@ struct KTileCopier {
 
 // cap: staged key blocks per row (>= min(nb, kMinStageCols)); stage_stride: floats per staged row
 // (odd, >= cap: the 8 rows written by one store instruction fall in distinct banks).
-template <typename Traits>
-__global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
-    attn_pooling_kernel(const PoolingParams p, const int cap, const int stage_stride) {
+// The kernel's body; the two kernels below differ only in how p is passed (PRef: PoolingParams by value for
+// the mma.sync kernel, a reference to the __grid_constant__ parameter for the wgmma kernel).
+template <typename Traits, typename PRef>
+SEER_DEVICE void attn_pooling_body(PRef p, const int cap, const int stage_stride) {
 #if SEER_HAS_MMA_SYNC
   using Elem = typename Traits::Elem;
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN;
@@ -170,6 +178,11 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   // dynamic shared memory does on sm_90, without static shared memory).
   if (Traits::kWgmma && (smem_u32(pooling_smem) & 1023u) != 0) __trap();
   float* sStage = reinterpret_cast<float*>(pooling_smem + Traits::kSmemKBytes);
+  // wgmma kernel: tile_full[b] completes when buffer b's tile has landed (TMA bytes), tile_reads[b] counts the
+  // warps done reading it (monotonic; every kNWarps-th arrival is the last of a tile).
+  uint64_t* const tile_full =
+      reinterpret_cast<uint64_t*>(pooling_smem + Traits::kSmemKBytes + Traits::kBlockM * stage_stride * 4);
+  int* const tile_reads = reinterpret_cast<int*>(tile_full + 2);
 
   // ---- which tile: work item blockIdx.x, heaviest (last) query tiles first (tile_scheduler.h) ----
   const ItemTile item = item_at(PoolingItems<kBlockM>{p}, static_cast<int>(blockIdx.x));
@@ -206,6 +219,15 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
                        static_cast<int64_t>(hk) * p.k_head_stride;
 
   // ---- Q: global -> shared (swizzled) -> registers (A fragments of all k16 steps) ------------
+  if constexpr (Traits::kWgmma) {
+    if (tid == 0) {
+      sm90::mbar_init(&tile_full[0], 1);
+      sm90::mbar_init(&tile_full[1], 1);
+      tile_reads[0] = 0;
+      tile_reads[1] = 0;
+      sm90::mbar_init_fence();
+    }
+  }
   load_tile_async<Traits, kBlockM>(sK, q_base, p.q_row_stride, L - m0, tid);
   cp_async_commit();
   cp_async_wait<0>();
@@ -315,22 +337,61 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   // Key blocks of a whole number of K tiles (P1 / P2's 64): a tile lies in one block, so the block
   // maxima need no per-chunk bookkeeping (CTA-uniform).
   const bool whole_tiles = B % kBlockN == 0;
-  copier.copy(sK_bytes, 0, p.k_row_stride, n_end);
-  cp_async_commit();
+  // Tile t's first key (pass 2 re-sweeps from tile p2_tile0 after pass 1's n_tiles tiles).
+  auto tile_key = [&](int t) { return (t < n_tiles ? t : p2_tile0 + (t - n_tiles)) * kBlockN; };
+  // wgmma kernel: tile t into buffer t & 1 by TMA (one thread): D / 64 boxes of 64 keys x 64 columns, each an
+  // 8 KB slab of the SW128 layout; keys past the tensor's end land as zeros, keys past the sequence are
+  // masked like any invisible key.
+  auto issue_tile = [&](int t) {
+#ifndef USE_ROCM
+    if constexpr (Traits::kWgmma) {
+      uint64_t* bar = &tile_full[t & 1];
+      sm90::mbar_arrive_expect_tx(bar, kTileBytes);
+#pragma unroll
+      for (int sl = 0; sl < Traits::kHeadDim / 64; ++sl)
+        sm90::tma_load_rows(sK_bytes + (t & 1) * kTileBytes + sl * (kBlockN * 128),
+                            reinterpret_cast<const sm90::TmaMap*>(p.k_tma_map), sl * 64, hk, start + tile_key(t), bar);
+    }
+#endif
+  };
+  if constexpr (Traits::kWgmma) {
+    if (tid == 0) {
+      sm90::fence_view_async_shared();  // the Q staging's generic reads of these bytes -> the TMA's writes
+      issue_tile(0);
+      if (n_iters > 1) issue_tile(1);
+    }
+  } else {
+    copier.copy(sK_bytes, 0, p.k_row_stride, n_end);
+    cp_async_commit();
+  }
 
   // Waits for tile `it` (visible to every thread) and starts the copy of tile it + 1 into the other buffer
   // (every warp is done with tile it - 1, which it held, once the barrier passes). in_pass1: tile it + 1
   // exists and is a pass-1 tile (the fast sweep's).
+  // wgmma kernel: waits for tile `it` only (no CTA barrier: the two warpgroups run up to a tile apart).
   auto begin_tile = [&](int it, bool in_pass1) {
-    cp_async_wait<0>();
-    if constexpr (Traits::kWgmma) sm90::fence_view_async_shared();  // this thread's cp.async writes -> wgmma reads
-    __syncthreads();
-    if (in_pass1 || it + 1 < n_iters) {
-      const int nx = it + 1;
-      const int n_next = (in_pass1 || nx < n_tiles ? nx : p2_tile0 + (nx - n_tiles)) * kBlockN;
-      copier.copy(sK_bytes + (nx & 1) * kTileBytes, n_next, p.k_row_stride, n_end - n_next);
+    if constexpr (Traits::kWgmma) {
+      sm90::mbar_wait(&tile_full[it & 1], (it >> 1) & 1);
+    } else {
+      cp_async_wait<0>();
+      __syncthreads();
+      if (in_pass1 || it + 1 < n_iters) {
+        const int nx = it + 1;
+        const int n_next = (in_pass1 || nx < n_tiles ? nx : p2_tile0 + (nx - n_tiles)) * kBlockN;
+        copier.copy(sK_bytes + (nx & 1) * kTileBytes, n_next, p.k_row_stride, n_end - n_next);
+      }
+      cp_async_commit();
     }
-    cp_async_commit();
+  };
+  // wgmma kernel: this warp is done reading tile `it` (its warpgroup's wgmma waited, or none ran); the last
+  // of the CTA's warps to say so loads tile it + 2 into the buffer.
+  auto end_tile = [&](int it) {
+    if constexpr (Traits::kWgmma) {
+      __syncwarp();
+      static_assert((Traits::kNWarps & (Traits::kNWarps - 1)) == 0, "warps per CTA: a power of two");
+      if (lane == 0 && (atomicAdd(&tile_reads[it & 1], 1) & (Traits::kNWarps - 1)) == Traits::kNWarps - 1 && it + 2 < n_iters)
+        issue_tile(it + 2);
+    }
   };
   // The warpgroup's S tile by wgmma (sm_90a; all 128 threads of an active warpgroup call it together).
   auto wgmma_tile = [&](float (&acc)[kNFrag][4], int it) {
@@ -432,8 +493,9 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     begin_tile(it, true);
     float acc[kNFrag][4];
     if constexpr (Traits::kWgmma) {
-      if (!wg_active) continue;  // warpgroup-uniform; the warps of an active warpgroup all take part
-      wgmma_tile(acc, it);
+      if (wg_active) wgmma_tile(acc, it);  // warpgroup-uniform; the warps of an active warpgroup all take part
+      end_tile(it);
+      if (!wg_active) continue;
     }
     if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
     if constexpr (!Traits::kWgmma) mma_tile(acc, it);
@@ -454,8 +516,10 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
     // ---- S = Q K^T for the warp's 16 rows x kBlockN keys (raw logits), masked -----------------
     float acc[kNFrag][4];
     if constexpr (Traits::kWgmma) {
-      if (!wg_active) continue;  // warpgroup-uniform; the warps of an active warpgroup all take part
-      if (n0 < wg_key_end) wgmma_tile(acc, it);
+      // warpgroup-uniform; the warps of an active warpgroup all take part
+      if (wg_active && n0 < wg_key_end) wgmma_tile(acc, it);
+      end_tile(it);
+      if (!wg_active) continue;
     }
     if (!warp_active) continue;  // rows past the sequence: nothing to compute or write
 
@@ -551,6 +615,21 @@ __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
   // ---- pass 2: the last window, then zeros up to nb -----------------------------------------
   if (warp_active && two_pass) write_out(win_base, n_blk, zend_final);
 #endif  // SEER_HAS_MMA_SYNC
+}
+
+// The mma.sync kernel (Traits::kWgmma false).
+template <typename Traits>
+__global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
+    attn_pooling_kernel(const PoolingParams p, const int cap, const int stage_stride) {
+  attn_pooling_body<Traits, const PoolingParams>(p, cap, stage_stride);
+}
+// The wgmma kernel: p as a __grid_constant__ parameter, so that its TMA map (p.k_tma_map) is addressed in
+// parameter space (the mma.sync kernel keeps a plain parameter: __grid_constant__ made ptxas spill 92 bytes
+// there, against 32).
+template <typename Traits>
+__global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinBlocks)
+    attn_pooling_kernel_tma(const __grid_constant__ PoolingParams p, const int cap, const int stage_stride) {
+  attn_pooling_body<Traits, const PoolingParams&>(p, cap, stage_stride);
 }
 
 }  // namespace pooling

@@ -10,6 +10,9 @@
 #include "common/launch.h"
 #include "pooling/pooling_kernel.cuh"
 #include "pooling/pooling_params.h"
+#ifndef USE_ROCM
+#include "common/sm90_tma.h"
+#endif
 
 namespace seer {
 namespace pooling {
@@ -30,6 +33,15 @@ int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
     return static_cast<int>(cudaErrorInvalidValue);
   using Traits = PoolingTraits<kHeadDim, Elem, kWgmma>;
 #if SEER_HAS_MMA_SYNC
+  // The wgmma kernel loads its K tiles by TMA (a map of k in its params). Where no map can be encoded (a
+  // base or stride not 16-byte aligned, no driver encoder) it returns cudaErrorNotSupported before any
+  // launch, and run_main_ (pooling_run.cu) runs the mma.sync kernel instead.
+  PoolingParams q = p;
+  if constexpr (kWgmma) {
+    if (!sm90::encode_rows_tma(*reinterpret_cast<sm90::TmaMap*>(q.k_tma_map), p.k, p.is_bf16, p.total, p.h_kv,
+                               p.head_dim, p.k_row_stride, p.k_head_stride))
+      return static_cast<int>(cudaErrorNotSupported);
+  }
   if (p.max_seqlen > INT_MAX - Traits::kBlockM) return static_cast<int>(cudaErrorInvalidConfiguration);
   const long long n_x = count_items(PoolingItems<Traits::kBlockM>{p});
   if (n_x == 0 || p.total == 0) return 0;  // no query row anywhere
@@ -39,18 +51,22 @@ int run_attn_pooling_main_(const PoolingParams& p, void* stream) {
   if (dev.error != 0) return dev.error;
   long long budget = dev.smem_optin;
   if (Traits::kMinBlocks > 1) budget = std::min<long long>(budget, dev.smem_per_sm / Traits::kMinBlocks - dev.smem_reserved);
-  const long long cap_max = (budget - Traits::kSmemKBytes) / (Traits::kBlockM * 4) - 1;  // room for the odd stride
+  const long long cap_max = (budget - Traits::kSmemKBytes - Traits::kSyncBytes) / (Traits::kBlockM * 4) - 1;  // room for the odd stride
   long long cap = std::min<long long>(p.nb, cap_max);
   if (cap < std::min(p.nb, Traits::kMinStageCols)) return static_cast<int>(cudaErrorInvalidConfiguration);
   if (cap < 1) cap = 1;
   const int stride = static_cast<int>(cap) | 1;
   const int smem = Traits::smem_bytes(stride);
 
-  auto kernel = attn_pooling_kernel<Traits>;
+  void (*kernel)(PoolingParams, int, int) = nullptr;
+  if constexpr (kWgmma)
+    kernel = attn_pooling_kernel_tma<Traits>;
+  else
+    kernel = attn_pooling_kernel<Traits>;
   const cudaError_t e = allow_smem(kernel, smem);
   if (e != cudaSuccess) return static_cast<int>(e);
   const dim3 grid(static_cast<unsigned>(n_x));
-  kernel<<<grid, Traits::kNThreads, smem, static_cast<seer_stream_t>(stream)>>>(p, static_cast<int>(cap), stride);
+  kernel<<<grid, Traits::kNThreads, smem, static_cast<seer_stream_t>(stream)>>>(q, static_cast<int>(cap), stride);
   return static_cast<int>(SEER_LAST_ERROR());
 #else  // no mma.sync mainloop on this platform (ROCm runs csrc/*/hip/)
   (void)p, (void)stream;

@@ -51,6 +51,10 @@ struct PoolingParams {
   void* pooled_1d;         // [h_out, T, nb] q dtype; fully written by the kernels (no pre-fill needed)
   float* pooled_1d_accum;  // gqa_reduce only: [h_kv, T, nb] float32 staging, zero-filled before the
                            // launch (atomic max over the group's heads); nullptr otherwise
+
+  // ---- set by the sm_90a launcher (pooling_launch.cuh), not by the API layer ---------------
+  alignas(128) unsigned char k_tma_map[128];  // TMA map of k (common/sm90_tma.h TmaMap): the wgmma kernel's
+                                              // K tiles; read from the kernel's __grid_constant__ params
 };
 
 // Launches the whole op (main kernel + normalisation / tail passes) on `stream` (a cudaStream_t).

@@ -29,7 +29,10 @@ template <int kHeadDim, typename Elem>
 int run_main_(const PoolingParams& p, void* stream) {
 #ifdef SEER_ATTN_SM90A  // the *_sm90.cu instantiations are built only then (setup.py, cmake/CMakeLists.txt)
   if constexpr (kHeadDim == 64 || kHeadDim == 128)
-    if (p.wgmma) return run_attn_pooling_main_<kHeadDim, Elem, true>(p, stream);
+    if (p.wgmma) {
+      const int rc = run_attn_pooling_main_<kHeadDim, Elem, true>(p, stream);
+      if (rc != static_cast<int>(cudaErrorNotSupported)) return rc;  // else: k has no TMA map (nothing launched)
+    }
 #endif
   return run_attn_pooling_main_<kHeadDim, Elem, false>(p, stream);
 }
