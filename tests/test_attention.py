@@ -152,6 +152,19 @@ def test_noncontiguous_inputs(device, kind, same_lens):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("D", [64, 128])
+def test_kv_head_stride_zero(device, kind, D):
+    # K / V broadcast over the kv heads (expanded views, head stride 0): no TMA map describes a stride-0 head,
+    # so the Hopper kernels gather whole K / V groups with cp.async - the path every other test leaves to TMA
+    inp = build_attention_inputs(device, kind=kind, seqlens_q=[130, 1, 257, 64], Hq=4, Hkv=2, D=D)
+    for name in ("k", "v"):
+        t = inp[name]
+        inp[name] = t[:, :1].detach().expand(t.shape).requires_grad_()
+        assert inp[name].stride(1) == 0
+    check_attention(inp, use_dlse=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "noncausal"])
 def test_dlse(device, kind, causal):
     # loss uses lse too; dlse is nonzero on rows whose lse is -inf as well (must be ignored there)

@@ -64,6 +64,7 @@ struct Case {
   double density;
   int max_q = 0, max_k = 0;  // max_seqlen_q / _k given to the kernels; 0: the longest sequence. Smaller
                              // values make the input inconsistent: every length is clamped to them.
+  bool kv_bcast = false;     // K / V given with head stride 0 (every kv head reads head 0's rows)
 };
 
 template <typename T>
@@ -122,8 +123,8 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   auto Q = [&](int t, int h, int d) { return q[static_cast<size_t>(t) * q_rs + h * q_hs + d]; };
   auto DO = [&](int t, int h, int d) { return dout[static_cast<size_t>(t) * q_rs + h * q_hs + d]; };
-  auto K = [&](int t, int h, int d) { return k[(static_cast<size_t>(t) * hkv + h) * D + d]; };
-  auto V = [&](int t, int h, int d) { return v[(static_cast<size_t>(t) * hkv + h) * D + d]; };
+  auto K = [&](int t, int h, int d) { return k[(static_cast<size_t>(t) * hkv + (c.kv_bcast ? 0 : h)) * D + d]; };
+  auto V = [&](int t, int h, int d) { return v[(static_cast<size_t>(t) * hkv + (c.kv_bcast ? 0 : h)) * D + d]; };
 
   // Host forward + backward reference (float64) with out rounded to the element type as the GPU sees it.
   std::vector<float> out(static_cast<size_t>(Tq) * hq * D, 0.f), lse(static_cast<size_t>(hq) * Tq, -INFINITY);
@@ -185,6 +186,7 @@ bool run_case(const Case& c, std::mt19937& rng, int impl = 0, int time_reps = 0)
   // Row tiling and tile mask (attention_params.h semantics; what run_build_tile_mask produces).
   AttnBwdParams p{};
   seer::selftest::fill_attn_problem(p, B, hq, hkv, D, maxq, maxk, Tq, Tk, c.causal, c.bf16);
+  if (c.kv_bcast) p.k_head_stride = p.v_head_stride = 0;
   seer::selftest::DeviceArena dev;
   seer::selftest::fill_attn_mask(p, dev.copy(mask), static_cast<int64_t>(Hm) * std::max(mrows, 1) * mcols,
                                  static_cast<int64_t>(std::max(mrows, 1)) * mcols, mcols, Hm, div, c.bk, nb_k);
@@ -521,6 +523,11 @@ int main(int argc, char** argv) {
   run_both(wl);
   Case bk80{128, false, true, true, 4, 2, 1, 80, 2, {{400, 450}, {90, 90}}, 0.5};
   run_both(bk80);
+  // K / V with a stride-0 head dim: no TMA map describes it, so the q-major dQ kernel's producer gathers
+  // whole 64-key groups with cp.async (the path the other cases leave to TMA); the dK / dV kernel as ever.
+  Case kvb{128, true, false, true, 8, 2, 64, 64, 8, {{700, 700}, {129, 129}, {1, 1}}, 0.5};
+  kvb.kv_bcast = true;
+  run_both(kvb);
   // Inconsistent input: cu_seqlens lengths above max_seqlen_q / _k (clamped by every kernel; rows and
   // keys past the clamped lengths are left to the API layer and not checked), every head dim.
   for (int D : {64, 128, 256}) {

@@ -118,6 +118,9 @@ struct Case {
   bool causal;
   float density;
   int q_row_pad;  // extra elements per q row (non-contiguous q)
+  // K / V given with head stride 0 (every kv head reads head 0's rows): no TMA map describes a stride-0 head,
+  // so the sm_90a producers gather whole 64-key groups with cp.async (the path other cases never take).
+  bool kv_bcast = false;
 };
 
 // impl: 0 = mma.sync kernel, 1 = sm_90a warp-specialised kernel, 2 = its pair kernel, 3 = both, picked on
@@ -168,6 +171,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
   selftest::fill_attn_problem(p, B, c.h_q, c.h_kv, D, max_q, max_k, Tq, Tk, c.causal, c.bf16);
   p.q_row_stride = q_row_stride;
   p.q_head_stride = D;
+  if (c.kv_bcast) p.k_head_stride = p.v_head_stride = 0;
   selftest::DeviceArena dev;
   selftest::fill_attn_mask(p, dev.copy(hm), msb, msh, msr, c.mask_heads, mrd, c.bk, nb_k);
   p.fwd_wgmma = impl != 0;
@@ -333,7 +337,7 @@ static int run_case(const Case& c, uint64_t seed, int impl = 0, int time_reps = 
     const int sq = c.seq_q[b], sk = c.seq_k[b], off = sk - sq;
     for (int i = 0; i < sq; ++i)
       for (int h = 0; h < c.h_q; ++h) {
-        const int hk_ = h / group, hmi = h / (c.h_q / c.mask_heads);
+        const int hk_ = c.kv_bcast ? 0 : h / group, hmi = h / (c.h_q / c.mask_heads);
         const size_t qrow = static_cast<size_t>(cu_q[b] + i) * q_row_stride + static_cast<size_t>(h) * D;
         double mx = -INFINITY;
         for (int j = 0; j < sk; ++j) {
@@ -451,13 +455,16 @@ int main(int argc, char** argv) {
       // GQA groups whose packed tiles leave padding rows: pack 13 (52 / 104 rows), pack 5 (60 / 120 rows)
       {64, true, {129, 65, 3}, {129, 65, 3}, 13, 1, false, 1, 1, 32, true, 0.6f, 0},
       {128, false, {300, 64}, {300, 64}, 5, 1, false, 1, 1, 64, false, 0.8f, 0},
+      // K / V with a stride-0 head dim (kv_bcast): the sm_90a producers' cp.async whole-group and chunk paths
+      {128, true, {300, 1, 129}, {300, 1, 129}, 4, 2, true, 4, 64, 64, true, 0.6f, 0, true},
+      {64, false, {200, 77}, {260, 77}, 4, 2, false, 2, 1, 32, true, 0.5f, 8, true},
   };
   int fails = 0, runs = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
-    std::printf("case %zu: D=%d %s h_q=%d h_kv=%d %s mask_heads=%d bq=%d bk=%d causal=%d density=%.2f\n", i, c.D,
+    std::printf("case %zu: D=%d %s h_q=%d h_kv=%d %s mask_heads=%d bq=%d bk=%d causal=%d density=%.2f%s\n", i, c.D,
                 c.bf16 ? "bf16" : "fp16", c.h_q, c.h_kv, c.mask_2d ? "2D" : "1D", c.mask_heads, c.bq, c.bk, c.causal,
-                c.density);
+                c.density, c.kv_bcast ? " kv head stride 0" : "");
     const int r = run_case(c, 1234 + i);
     std::printf("  -> %s\n", r == 0 ? "ok" : "FAIL");
     fails += r != 0;
