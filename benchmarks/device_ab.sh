@@ -8,7 +8,7 @@
 #
 # Env: TEST (tree whose pytest runs first; the call stops if it fails; default: the last NAME), CASES
 # (kernel_times.py cases, default "P1:2d:1.0 P2:2d:1.0 P1:2d:0.1 P1:2d:0.1:fb"), ROUNDS (2), COMPARE ("A,B" tree
-# names; default: the first and the last NAME; "none" skips it), DL (seconds the whole script may take, default
+# names; default: the first and the last NAME; "none" skips it), DENSITIES (the compare's, default "1.0,0.1"), DL (seconds the whole script may take, default
 # 570: later steps are skipped or cut to fit), MAX_JOBS (per tree, default 16 / number of trees).
 # Built trees stay in build/trees/NAME (reused by a later call on the same warm machine).
 # The arch is 9.0a on purpose: a 9.0 build has no wgmma kernels and runs the mma.sync fallback on Hopper.
@@ -47,7 +47,7 @@ b=$(( $(left) - 25 ))
 if [ "$CMP" != none ] && [ $# -ge 2 ] && [ $b -gt 90 ]; then
   a=${CMP%,*}; c=${CMP#*,}
   timeout $(( b + 20 )) python3 benchmarks/bench.py --compare "$T/$a,$T/$c" --ops 2d,1d --variants-1d gqa \
-    --workloads P1,P2 --densities 1.0,0.1 --budget-s $b --out "$L/cmp" > "$L/compare.log" 2>&1
+    --workloads P1,P2 --densities "${DENSITIES:-1.0,0.1}" --budget-s $b --out "$L/cmp" > "$L/compare.log" 2>&1
   echo "compare $a,$c rc=$?"; cat "$L/cmp/compare.md" 2>/dev/null
 fi
 finish 0
