@@ -7,7 +7,7 @@
 #   bash benchmarks/device_ab.sh NAME...      # each NAME: a tree in .dev/src_NAME.tar.gz (git archive --format=tar.gz)
 #
 # Env: TEST (tree whose pytest runs first; the call stops if it fails; default: the last NAME), CASES
-# (kernel_times.py cases, default "P1:2d:1.0 P2:2d:1.0 P1:2d:0.1 P1:2d:0.1:fb"), ROUNDS (2), COMPARE ("A,B" tree
+# (kernel_times.py cases, default "P1:2d:1.0 P2:2d:1.0 P1:2d:0.1 P1:2d:0.1:fb"), KT_REPS (its --reps, 5), ROUNDS (2), COMPARE ("A,B" tree
 # names; default: the first and the last NAME; "none" skips it), DENSITIES (the compare's, default "1.0,0.1"), DL (seconds the whole script may take, default
 # 570: later steps are skipped or cut to fit), MAX_JOBS (per tree, default 16 / number of trees).
 # Built trees stay in build/trees/NAME (reused by a later call on the same warm machine).
@@ -38,7 +38,7 @@ echo "pytest $TEST rc=$rc in $(( $(date +%s) - t0 )) s: $(tail -n 1 "$L/pytest_$
 CASES=${CASES:-P1:2d:1.0 P2:2d:1.0 P1:2d:0.1 P1:2d:0.1:fb}
 for r in $(seq 1 "${ROUNDS:-2}"); do for n in "$@"; do
   [ "$(left)" -lt 45 ] && { echo "kernel times $n round $r: skipped (deadline)"; continue; }
-  PYTHONPATH="$T/$n" timeout 90 python3 benchmarks/kernel_times.py $CASES > "$L/kt_${n}_$r.log" 2>&1
+  PYTHONPATH="$T/$n" timeout 150 python3 benchmarks/kernel_times.py --reps "${KT_REPS:-5}" $CASES > "$L/kt_${n}_$r.log" 2>&1
   echo "== kernel times $n round $r (rc $?): the seer kernels' lines"
   grep -E "^==|seer::" "$L/kt_${n}_$r.log" | cut -c1-110
 done; done
