@@ -455,9 +455,9 @@ int main(int argc, char** argv) {
       // GQA groups whose packed tiles leave padding rows: pack 13 (52 / 104 rows), pack 5 (60 / 120 rows)
       {64, true, {129, 65, 3}, {129, 65, 3}, 13, 1, false, 1, 1, 32, true, 0.6f, 0},
       {128, false, {300, 64}, {300, 64}, 5, 1, false, 1, 1, 64, false, 0.8f, 0},
-      // Rows of 157 blocks at a low density: streams over two list windows whose second one is often empty, so
-      // the stream ends with an end marker after its last tile (sm_90a producers; where the stream knows its last
-      // tile, that tile ends the item)
+      // Rows of 157 blocks at a low density: the sm_90a producers' block stream crosses two list windows, the
+      // second often empty (its end only known after scanning it: an end marker after the last tile). Guards a
+      // stream end decided too early (benchmarks/candidates/no_marker.patch, NOTES v36)
       {64, true, {2500}, {2500}, 2, 1, true, 2, 64, 16, false, 0.05f, 0},
       // K / V with a stride-0 head dim (kv_bcast): the sm_90a producers' cp.async whole-group and chunk paths
       {128, true, {300, 1, 129}, {300, 1, 129}, 4, 2, true, 4, 64, 64, true, 0.6f, 0, true},
