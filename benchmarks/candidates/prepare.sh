@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 mkdir -p .dev
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-archive() {  # name patch... -> .dev/src_name.tar.gz (main's tree with the patches applied)
+archive() {  # name patch... -> .dev/src_name.tar.gz (the checked-out HEAD - main - with the patches applied)
   local name=$1; shift
   rm -rf "$tmp/$name"; mkdir -p "$tmp/$name"
   git archive HEAD | tar -x -C "$tmp/$name"
